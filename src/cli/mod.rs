@@ -1,0 +1,315 @@
+//! The command line: clap structs are parsed here and turned into validated library settings;
+//! library code never sees clap types.
+//!
+//! Exit codes: 0 success; 1 error; 2 usage error; 3 finished, but bad records were skipped
+//! (`--on-bad-record skip`), see the summary and the rejects file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::PipelineConfig;
+use crate::pipeline::{self, DsirJob, DsirReport, Progress};
+use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
+use crate::select::Noise;
+use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
+
+#[derive(Parser)]
+#[command(name = "syllabus", version, about = "Decide what a language model trains on, and in what order.")]
+pub struct Cli {
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Worker threads (default: one per core). Results do not depend on it.
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline described by a TOML file (see pipelines/).
+    Run {
+        pipeline: PathBuf,
+        /// Write under this directory instead of the pipeline's out_dir.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show per file: format, rows, bytes, schema and a sample row.
+    Inspect {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Score every document; writes id and the score columns in input order.
+    #[command(subcommand)]
+    Score(ScoreCommand),
+    /// Select documents; writes the chosen documents with all their columns.
+    #[command(subcommand)]
+    Select(SelectCommand),
+}
+
+#[derive(Subcommand)]
+enum ScoreCommand {
+    /// DSIR log importance weights (dsir_logw) and word counts (n_words).
+    Dsir {
+        #[command(flatten)]
+        dsir: DsirArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw data: files, directories or globs; - for jsonl on stdin.
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SelectCommand {
+    /// Importance resampling (Gumbel top-k) on DSIR weights.
+    Dsir {
+        #[command(flatten)]
+        dsir: DsirArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// How many documents to keep (must be smaller than the eligible documents).
+        #[arg(long)]
+        k: u64,
+        /// Seed of the Gumbel noise: numpy's np.random.seed(S) draws (0 <= S < 2^32).
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// Keep the k highest weights (no noise) instead of sampling.
+        #[arg(long)]
+        top_k: bool,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write every row's scores to this file.
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// Field (jsonl) or column (Parquet) holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Field holding the id; rows without one get FILE:LINE (jsonl) or FILE:ROW (Parquet).
+    #[arg(long, default_value = "id")]
+    id_field: String,
+    /// What to do with a record that cannot be read.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_bad_record: BadRecordPolicy,
+    /// With --on-bad-record skip: write each rejected record here (jsonl).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = crate::batch::DEFAULT_BATCH_ROWS)]
+    batch_rows: usize,
+}
+
+impl SourceArgs {
+    fn read_options(&self) -> anyhow::Result<ReadOptions> {
+        if self.batch_rows == 0 {
+            bail!("--batch-rows must be at least 1");
+        }
+        if self.rejects.is_some() && self.on_bad_record == BadRecordPolicy::Fail {
+            bail!("--rejects needs --on-bad-record skip");
+        }
+        Ok(ReadOptions {
+            text_field: self.text_field.clone(),
+            id_field: self.id_field.clone(),
+            batch_rows: self.batch_rows,
+            on_bad_record: self.on_bad_record,
+        })
+    }
+}
+
+#[derive(Args)]
+struct DsirArgs {
+    /// Target set: files, directories or globs.
+    #[arg(long, num_args = 1..)]
+    target: Vec<String>,
+    /// Use a saved model (from --save-model) instead of fitting.
+    #[arg(long, conflicts_with_all = ["target", "buckets", "ngrams", "hash", "target_smoothing", "fit_all"])]
+    model: Option<PathBuf>,
+    /// Save the fitted model here (JSON), to score other files or machines identically.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
+    /// Number of hash buckets.
+    #[arg(long)]
+    buckets: Option<u32>,
+    /// Longest n-gram (2: unigrams and bigrams).
+    #[arg(long)]
+    ngrams: Option<usize>,
+    /// Documents with fewer words are never selected.
+    #[arg(long)]
+    min_words: Option<u64>,
+    /// sha256: the reference's buckets; fast: xxh3, not reference-compatible.
+    #[arg(long, value_enum)]
+    hash: Option<NgramHash>,
+    /// Pseudocount added to every target bucket count before normalising.
+    #[arg(long)]
+    target_smoothing: Option<f64>,
+    /// Count every raw n-gram (the reference stops at 100000 * buckets).
+    #[arg(long)]
+    fit_all: bool,
+}
+
+impl DsirArgs {
+    fn params(&self) -> DsirParams {
+        let d = DsirParams::default();
+        DsirParams {
+            buckets: self.buckets.unwrap_or(d.buckets),
+            ngrams: self.ngrams.unwrap_or(d.ngrams),
+            min_words: self.min_words.unwrap_or(d.min_words),
+            hash: self.hash.unwrap_or(d.hash),
+            target_smoothing: self.target_smoothing.unwrap_or(d.target_smoothing),
+        }
+    }
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::par::init_threads(cli.threads);
+    let progress = Progress::new(cli.quiet);
+    let start = Instant::now();
+    match cli.command {
+        Command::Run { pipeline, out } => {
+            let mut cfg = PipelineConfig::load(&pipeline)?;
+            if cli.threads > 0 {
+                cfg.threads = cli.threads;
+            }
+            let summary = pipeline::run(&cfg, out.as_deref(), &progress)?;
+            eprintln!("syllabus run {}: DSIR selection", summary.name);
+            print_report(&summary.report, start);
+            for o in &summary.outputs {
+                eprintln!("  wrote {}", o.display());
+            }
+            Ok(exit_code(&summary.report))
+        }
+        Command::Inspect { source, paths } => {
+            let opts = source.read_options()?;
+            for f in expand_inputs(&paths)? {
+                print!("{}", inspect_file(&f, &opts)?.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score(ScoreCommand::Dsir { dsir, source, out, raw }) => {
+            let opts = source.read_options()?;
+            let raw = expand_inputs(&raw)?;
+            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, rejects| job.score_to(model, &out, rejects))?;
+            eprintln!("syllabus score dsir: wrote {}", out.display());
+            print_report(&report, start);
+            Ok(exit_code(&report))
+        }
+        Command::Select(SelectCommand::Dsir { dsir, source, k, seed, top_k, out, scores_out, raw }) => {
+            let opts = source.read_options()?;
+            let raw = expand_inputs(&raw)?;
+            let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
+            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, rejects| {
+                job.select_to(model, k, noise, &out, scores_out.as_deref(), rejects)
+            })?;
+            eprintln!("syllabus select dsir: wrote {}", out.display());
+            print_report(&report, start);
+            Ok(exit_code(&report))
+        }
+    }
+}
+
+/// Fit (or load) a DSIR model, then run `f` with it; handles the rejects file.
+fn with_dsir(
+    args: &DsirArgs,
+    source: &SourceArgs,
+    opts: &ReadOptions,
+    raw: &[InputFile],
+    progress: &Progress,
+    f: impl FnOnce(&DsirJob<'_>, &Arc<DsirModel>, Option<&mut RejectWriter>) -> crate::Result<DsirReport>,
+) -> anyhow::Result<(DsirReport, Arc<DsirModel>)> {
+    if args.model.is_none() && args.target.is_empty() {
+        bail!("DSIR needs a target set (--target) or a saved model (--model)");
+    }
+    let target = if args.target.is_empty() { Vec::new() } else { expand_inputs(&args.target)? };
+    let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
+    let mut params = args.params();
+    let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+    let loaded = args.model.as_deref().map(load_model).transpose()?;
+    if let Some(m) = &loaded {
+        params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
+    }
+    let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, progress };
+    let (model, target_stats) = match loaded {
+        Some(m) => (DsirModel::try_new(params, m.raw, m.target)?, Vec::new()),
+        None => job.fit(rejects.as_mut())?,
+    };
+    if let Some(p) = &args.save_model {
+        model.save(p)?;
+    }
+    let model = Arc::new(model);
+    let mut report = f(&job, &model, rejects.as_mut())?;
+    report.target_files = target_stats;
+    if let Some(r) = rejects {
+        report.rejects_written = r.finish()?;
+    }
+    Ok((report, model))
+}
+
+fn load_model(p: &Path) -> anyhow::Result<DsirModel> {
+    DsirModel::load(p).with_context(|| format!("loading model {}", p.display()))
+}
+
+fn exit_code(report: &DsirReport) -> ExitCode {
+    if report.rejected() > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_report(r: &DsirReport, start: Instant) {
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "  read {} rows from {} files: {} kept, {} rejected; {} eligible; {} selected; {:.2} s",
+        r.read(),
+        r.files.len(),
+        r.kept(),
+        r.rejected(),
+        r.eligible,
+        r.selected,
+        secs
+    );
+    let width = r.files.iter().chain(&r.target_files).map(|f| f.file.len()).max().unwrap_or(4).max(4);
+    eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", "file", "format", "read", "kept", "rejected", "selected");
+    for (i, f) in r.files.iter().enumerate() {
+        let sel = r.selected_per_file.get(i).copied().unwrap_or(0);
+        eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", f.file, f.format, f.read, f.kept, f.rejected, sel);
+    }
+    for f in &r.target_files {
+        eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", f.file, f.format, f.read, f.kept, f.rejected, "(target)");
+    }
+    if r.rejected() > 0 {
+        eprintln!("  {} bad records were skipped ({} written to the rejects file)", r.rejected(), r.rejects_written);
+    }
+}

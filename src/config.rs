@@ -1,0 +1,221 @@
+//! `pipelines/*.toml`: the declarative form of what the CLI does, parsed and validated once.
+//!
+//! ```toml
+//! name = "quickstart"
+//! out_dir = "out/quickstart"
+//! seed = 0
+//!
+//! [source]
+//! paths = ["fixtures/lake"]
+//! on_bad_record = "skip"
+//!
+//! [select]
+//! method = "dsir"
+//! target = ["fixtures/target/math.jsonl"]
+//! k = 300
+//! ```
+//!
+//! Unknown keys are errors that name the key; relative paths are relative to the directory
+//! the command runs in.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
+use crate::source::{BadRecordPolicy, ReadOptions};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: String,
+    /// Where outputs go (`--out` overrides it).
+    pub out_dir: PathBuf,
+    /// Seed of every random choice (u32, numpy's legacy seeding).
+    #[serde(default)]
+    pub seed: u32,
+    /// Worker threads, 0 for one per core. Results do not depend on it.
+    #[serde(default)]
+    pub threads: usize,
+    pub source: SourceConfig,
+    pub select: SelectConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub paths: Vec<String>,
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+    #[serde(default)]
+    pub on_bad_record: BadRecordPolicy,
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+fn default_text_field() -> String {
+    "text".into()
+}
+fn default_id_field() -> String {
+    "id".into()
+}
+fn default_batch_rows() -> usize {
+    crate::batch::DEFAULT_BATCH_ROWS
+}
+
+impl SourceConfig {
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            text_field: self.text_field.clone(),
+            id_field: self.id_field.clone(),
+            batch_rows: self.batch_rows,
+            on_bad_record: self.on_bad_record,
+        }
+    }
+}
+
+/// The selection stage, tagged by `method`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum SelectConfig {
+    Dsir(DsirSelectConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsirSelectConfig {
+    /// Target set paths (files, directories, globs).
+    #[serde(default)]
+    pub target: Vec<String>,
+    /// A saved model to use instead of fitting.
+    pub model: Option<PathBuf>,
+    pub k: u64,
+    /// Deterministic top-k instead of Gumbel top-k.
+    #[serde(default)]
+    pub top_k: bool,
+    /// Count every raw n-gram instead of the reference's budget.
+    #[serde(default)]
+    pub fit_all: bool,
+    #[serde(default = "d_buckets")]
+    pub buckets: u32,
+    #[serde(default = "d_ngrams")]
+    pub ngrams: usize,
+    #[serde(default = "d_min_words")]
+    pub min_words: u64,
+    #[serde(default)]
+    pub hash: NgramHash,
+    #[serde(default)]
+    pub target_smoothing: f64,
+}
+
+fn d_buckets() -> u32 {
+    DsirParams::default().buckets
+}
+fn d_ngrams() -> usize {
+    DsirParams::default().ngrams
+}
+fn d_min_words() -> u64 {
+    DsirParams::default().min_words
+}
+
+impl DsirSelectConfig {
+    pub fn params(&self) -> DsirParams {
+        DsirParams {
+            buckets: self.buckets,
+            ngrams: self.ngrams,
+            min_words: self.min_words,
+            hash: self.hash,
+            target_smoothing: self.target_smoothing,
+        }
+    }
+
+    pub fn budget(&self) -> FitBudget {
+        if self.fit_all {
+            FitBudget::All
+        } else {
+            FitBudget::Auto
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let cfg: PipelineConfig =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
+        cfg.validate().map_err(|e| Error::Config(format!("{}: {e}", origin.display())))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.source.paths.is_empty() {
+            return Err(Error::Config("source.paths: at least one input is needed".into()));
+        }
+        if self.source.batch_rows == 0 {
+            return Err(Error::Config("source.batch_rows: must be at least 1".into()));
+        }
+        match &self.select {
+            SelectConfig::Dsir(d) => {
+                if d.target.is_empty() && d.model.is_none() {
+                    return Err(Error::Config("select.target: a target set (or select.model) is needed".into()));
+                }
+                if d.k == 0 {
+                    return Err(Error::Config("select.k: must be at least 1".into()));
+                }
+                d.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+name = "t"
+out_dir = "out/t"
+[source]
+paths = ["fixtures/lake"]
+[select]
+method = "dsir"
+target = ["fixtures/target/math.jsonl"]
+k = 10
+buckets = 5000
+"#;
+
+    #[test]
+    fn parses_and_fills_defaults() {
+        let c = PipelineConfig::from_toml(OK, Path::new("t.toml")).unwrap();
+        let SelectConfig::Dsir(d) = &c.select;
+        assert_eq!(d.params().buckets, 5000);
+        assert_eq!(d.params().ngrams, 2);
+        assert_eq!(c.source.text_field, "text");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let bad = OK.replace("k = 10", "k = 10\nbukets = 3");
+        let e = PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(e.contains("bukets"), "{e}");
+        let bad = OK.replace("[source]", "[source]\ntext_feild = \"x\"");
+        let e = PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(e.contains("text_feild"), "{e}");
+    }
+
+    #[test]
+    fn impossible_settings_are_errors() {
+        let bad = OK.replace("k = 10", "k = 0");
+        assert!(PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string().contains("select.k"));
+        let bad = OK.replace("buckets = 5000", "buckets = 0");
+        assert!(PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string().contains("buckets"));
+    }
+}

@@ -1,0 +1,259 @@
+//! The DSIR job: fit on a target set and a raw lake, score every raw row, select k rows.
+//!
+//! Passes over the raw lake: (1) count raw n-grams (stops early per file under the fit
+//! budget; skipped with a saved model), (2) score every row, (3) for `select`, read the lake
+//! again and write the chosen rows with all their columns. Pass 2 is the one that reads every
+//! row: its counts are the run's counts and it records the rejects.
+//!
+//! Memory: the model, a chunk of batches, and for `select` the k chosen rows (a heap of k
+//! entries), never O(rows).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, Float64Array, Int64Array};
+use arrow::datatypes::{DataType, Field};
+
+use crate::batch::{dsir_score_schema, id_column, text_column, RecordBatch, COL_DSIR_LOGW};
+use crate::error::{Error, Result};
+use crate::par::{for_each_ordered, Flow};
+use crate::pipeline::Progress;
+use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
+use crate::score::Scorer;
+use crate::select::{Noise, Ranked, TopK};
+use crate::sink::TableWriter;
+use crate::source::{lake_extras, Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter};
+
+/// Inputs and settings of a DSIR run.
+pub struct DsirJob<'a> {
+    pub raw: &'a [InputFile],
+    pub target: &'a [InputFile],
+    pub read: &'a ReadOptions,
+    pub params: DsirParams,
+    pub budget: FitBudget,
+    pub progress: &'a Progress,
+}
+
+/// What a run read, kept and chose.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DsirReport {
+    pub files: Vec<FileStats>,
+    pub target_files: Vec<FileStats>,
+    /// Rows with at least `min_words` words.
+    pub eligible: u64,
+    pub selected: u64,
+    /// Selected rows per raw file, in file order.
+    pub selected_per_file: Vec<u64>,
+    pub rejects_written: u64,
+}
+
+impl DsirReport {
+    pub fn read(&self) -> u64 {
+        self.files.iter().map(|f| f.read).sum()
+    }
+    pub fn kept(&self) -> u64 {
+        self.files.iter().map(|f| f.kept).sum()
+    }
+    pub fn rejected(&self) -> u64 {
+        self.files.iter().chain(&self.target_files).map(|f| f.rejected).sum()
+    }
+}
+
+/// `id`, `dsir_logw`, `n_words` of a scored source batch.
+fn score_batch(schema: &arrow::datatypes::SchemaRef, batch: &RecordBatch, logw: &Float64Array, words: &Int64Array) -> Result<RecordBatch> {
+    let ids = id_column(batch)?;
+    RecordBatch::try_new(schema.clone(), vec![Arc::new(ids.clone()), Arc::new(logw.clone()), Arc::new(words.clone())])
+        .map_err(|e| Error::arrow("building score batch", e))
+}
+
+/// Bucket counts and per-document feature totals of one batch.
+fn batch_counts(params: &DsirParams, batch: &RecordBatch) -> Result<(Counts, Vec<u64>)> {
+    let text = text_column(batch)?;
+    let mut counts = Counts::new(params.buckets);
+    let mut per_doc = Vec::with_capacity(text.len());
+    for t in text.iter() {
+        per_doc.push(counts.add_text(params, t.unwrap_or("")));
+    }
+    Ok((counts, per_doc))
+}
+
+impl DsirJob<'_> {
+    /// Count the target set (whole) and the raw lake (under the fit budget), and fit.
+    pub fn fit(&self, rejects: Option<&mut RejectWriter>) -> Result<(DsirModel, Vec<FileStats>)> {
+        self.params.validate()?;
+        let params = &self.params;
+        // Target: every row.
+        let bar = self.progress.rows("fit: target");
+        let mut target = Counts::new(params.buckets);
+        let mut reader = LakeReader::new(self.target, self.read, Extras::none(), rejects);
+        for_each_ordered(&mut reader, |b| batch_counts(params, &b.batch), |b, (c, _)| {
+            bar.inc(b.batch.num_rows() as u64);
+            target.merge(&c);
+            Ok(Flow::Continue)
+        })?;
+        let target_stats = reader.into_stats();
+        bar.finish_and_clear();
+
+        // Raw: per file, stop after the document that takes the file past its budget.
+        let bar = self.progress.rows("fit: raw");
+        let limit = params.per_file_budget(self.budget, self.raw.len());
+        let mut raw = Counts::new(params.buckets);
+        let mut file_totals = vec![0u64; self.raw.len()];
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), None);
+        for_each_ordered(&mut reader, |b| batch_counts(params, &b.batch), |b, (c, per_doc)| {
+            bar.inc(b.batch.num_rows() as u64);
+            let total = &mut file_totals[b.file];
+            let batch_sum: u64 = per_doc.iter().sum();
+            match limit {
+                Some(limit) if *total + batch_sum > limit => {
+                    // The stop falls inside this batch: count documents one by one up to it.
+                    let text = text_column(&b.batch)?;
+                    for (i, n) in per_doc.iter().enumerate() {
+                        raw.add_text(params, text.value(i));
+                        *total += n;
+                        if *total > limit {
+                            return Ok(Flow::SkipFile(b.file));
+                        }
+                    }
+                    Ok(Flow::Continue)
+                }
+                _ => {
+                    *total += batch_sum;
+                    raw.merge(&c);
+                    Ok(Flow::Continue)
+                }
+            }
+        })?;
+        bar.finish_and_clear();
+        Ok((DsirModel::try_new(params.clone(), raw, target)?, target_stats))
+    }
+
+    /// Score every raw row; `each` gets the batch, its first row number and the scores.
+    fn score_pass(
+        &self,
+        model: &Arc<DsirModel>,
+        rejects: Option<&mut RejectWriter>,
+        mut each: impl FnMut(&RecordBatch, u64, &Float64Array, &Int64Array) -> Result<()>,
+    ) -> Result<Vec<FileStats>> {
+        let scorer = DsirScorer::new(model.clone());
+        let bar = self.progress.rows("score");
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+        let mut row = 0u64;
+        for_each_ordered(&mut reader, |b| scorer.score(&b.batch), |b, cols| {
+            let logw = cols[0].as_any().downcast_ref::<Float64Array>().expect("dsir_logw is float64");
+            let words = cols[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64");
+            each(&b.batch, row, logw, words)?;
+            row += b.batch.num_rows() as u64;
+            bar.inc(b.batch.num_rows() as u64);
+            Ok(Flow::Continue)
+        })?;
+        bar.finish_and_clear();
+        Ok(reader.into_stats())
+    }
+
+    /// Write `id`, `dsir_logw`, `n_words` for every raw row, in input order.
+    pub fn score_to(&self, model: &Arc<DsirModel>, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<DsirReport> {
+        let schema = dsir_score_schema();
+        let mut writer = TableWriter::create(out, schema.clone())?;
+        let min_words = model.params.min_words as i64;
+        let mut eligible = 0u64;
+        let files = self.score_pass(model, rejects, |batch, _, logw, words| {
+            eligible += words.values().iter().filter(|&&w| w >= min_words).count() as u64;
+            writer.write(&score_batch(&schema, batch, logw, words)?)
+        })?;
+        writer.finish()?;
+        Ok(DsirReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
+    }
+
+    /// Choose k rows (Gumbel top-k with `noise`, or plain top-k) and write them with all their
+    /// columns plus `dsir_logw`, in input order.
+    /// With `scores_out`, also write every row's scores there (as `score_to` does), at no extra pass.
+    pub fn select_to(
+        &self,
+        model: &Arc<DsirModel>,
+        k: u64,
+        mut noise: Noise,
+        out: &Path,
+        scores_out: Option<&Path>,
+        rejects: Option<&mut RejectWriter>,
+    ) -> Result<DsirReport> {
+        let min_words = model.params.min_words as i64;
+        let mut top = TopK::new(usize::try_from(k).map_err(|_| Error::InvalidArgument("k is too large".into()))?);
+        let schema = dsir_score_schema();
+        let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
+        let files = self.score_pass(model, rejects, |batch, first_row, logw, words| {
+            if let Some(w) = scores_writer.as_mut() {
+                w.write(&score_batch(&schema, batch, logw, words)?)?;
+            }
+            for (i, (&w, &n)) in logw.values().iter().zip(words.values()).enumerate() {
+                if n >= min_words {
+                    top.offer(Ranked { key: noise.key(w), row: first_row + i as u64, score: w });
+                }
+            }
+            Ok(())
+        })?;
+        let eligible = top.offered();
+        if k >= eligible {
+            return Err(Error::InvalidArgument(format!(
+                "k = {k} must be smaller than the number of eligible rows ({eligible} rows with at least {} words)",
+                model.params.min_words
+            )));
+        }
+        if let Some(w) = scores_writer {
+            w.finish()?;
+        }
+        let chosen = top.into_rows();
+        let selected_per_file = self.write_rows(&files, &chosen, out)?;
+        Ok(DsirReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+    }
+
+    /// Pass 3: write the rows in `chosen` (sorted by row) with all input columns and `dsir_logw`.
+    fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], out: &Path) -> Result<Vec<u64>> {
+        let extras = lake_extras(self.raw, stats, self.read)?;
+        let mut reader = LakeReader::new(self.raw, self.read, extras, None);
+        let logw_field = Field::new(COL_DSIR_LOGW, DataType::Float64, false);
+        let schema = crate::batch::append_columns(&RecordBatch::new_empty(reader.schema()), vec![(logw_field.clone(), Arc::new(Float64Array::from(Vec::<f64>::new())))])?.schema();
+        let mut writer = TableWriter::create(out, schema)?;
+        let mut per_file = vec![0u64; stats.len()];
+        let bar = self.progress.rows("write");
+        let mut next = 0usize;
+        let mut row = 0u64;
+        for b in reader.by_ref() {
+            let b = b?;
+            let n = b.batch.num_rows() as u64;
+            let mut mask = Vec::with_capacity(n as usize);
+            let mut scores = Vec::new();
+            for r in row..row + n {
+                let hit = next < chosen.len() && chosen[next].row == r;
+                if hit {
+                    scores.push(chosen[next].score);
+                    next += 1;
+                }
+                mask.push(hit);
+            }
+            row += n;
+            bar.inc(n);
+            if scores.is_empty() {
+                if next == chosen.len() {
+                    break;
+                }
+                continue;
+            }
+            per_file[b.file] += scores.len() as u64;
+            let picked = arrow::compute::filter_record_batch(&b.batch, &BooleanArray::from(mask))
+                .map_err(|e| Error::arrow("selecting rows", e))?;
+            let picked = crate::batch::append_columns(&picked, vec![(logw_field.clone(), Arc::new(Float64Array::from(scores)))])?;
+            writer.write(&picked)?;
+        }
+        bar.finish_and_clear();
+        if next != chosen.len() {
+            return Err(Error::InvalidArgument(format!(
+                "the input changed while it was being read: {} of {} chosen rows were found again",
+                next,
+                chosen.len()
+            )));
+        }
+        writer.finish()?;
+        Ok(per_file)
+    }
+}

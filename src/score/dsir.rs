@@ -1,0 +1,433 @@
+//! DSIR: importance weights from hashed n-gram features (Xie et al. 2023).
+//!
+//! Features of a document: lowercase it (Python's `str.lower()`), split it with the
+//! `wordpunct` tokenizer, and hash every word and every n-gram (n = 2..=ngrams, words joined by
+//! one space) into `buckets` buckets: `bucket = int(SHA-256(key), big-endian) mod buckets`, as
+//! the reference (`data-selection` 1.0.3, `HashedNgramDSIR`) does. Unigrams and n-grams share
+//! one count vector.
+//!
+//! Fit: `p_raw` and `p_target` are the normalised bucket counts of the raw lake and of the
+//! target set (`target_smoothing` is added to each target count first; 0 by default, as in the
+//! reference), and `log_diff[b] = ln(p_target[b] + 1e-8) - ln(p_raw[b] + 1e-8)`. As in the
+//! reference's default (`num_tokens_to_fit='auto'`), raw counting stops, per raw file, after the
+//! first document that takes the file's count past `100_000 * buckets / n_files` n-grams;
+//! the target is counted whole.
+//!
+//! Score: a document's log importance weight is the sum of `log_diff` over its n-gram
+//! occurrences (no length normalisation), and `n_words = (features + n(n-1)/2) div n`, the
+//! reference's word count. Documents with fewer than `min_words` words are never selected.
+//!
+//! Memory: the model is `3 * buckets` numbers; each thread keeps a cache of n-gram -> bucket
+//! (n-grams repeat, so SHA-256 runs once per distinct n-gram) capped at
+//! [`MAX_CACHED_NGRAMS`] entries. Counts are integers, so the fit is identical for any thread
+//! count and batch size.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
+use arrow::datatypes::{DataType, Field};
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+
+use super::Scorer;
+use crate::batch::{text_column, RecordBatch, COL_DSIR_LOGW, COL_N_WORDS};
+use crate::error::{Error, Result};
+use crate::text::{py_lower_into, wordpunct_spans};
+
+/// Entries a thread's n-gram -> bucket cache may hold before it is cleared.
+pub const MAX_CACHED_NGRAMS: usize = 1 << 20;
+
+/// How n-grams are hashed into buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NgramHash {
+    /// SHA-256 as a big-endian integer mod buckets: the reference's buckets.
+    #[default]
+    Sha256,
+    /// xxh3-64 mod buckets: faster, different buckets, not reference-compatible.
+    Fast,
+}
+
+/// How many raw n-grams the fit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FitBudget {
+    /// `100_000 * buckets` n-gram occurrences, split evenly over the raw files (the reference's default).
+    Auto,
+    /// Every raw document.
+    All,
+    /// At most this many n-gram occurrences, split evenly over the raw files.
+    Tokens(u64),
+}
+
+/// DSIR's settings. The defaults are the reference's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DsirParams {
+    pub buckets: u32,
+    pub ngrams: usize,
+    pub min_words: u64,
+    pub hash: NgramHash,
+    pub target_smoothing: f64,
+}
+
+impl Default for DsirParams {
+    fn default() -> Self {
+        DsirParams { buckets: 10_000, ngrams: 2, min_words: 100, hash: NgramHash::Sha256, target_smoothing: 0.0 }
+    }
+}
+
+impl DsirParams {
+    pub fn validate(&self) -> Result<()> {
+        if self.buckets == 0 {
+            return Err(Error::InvalidArgument("buckets must be at least 1".into()));
+        }
+        if self.ngrams == 0 {
+            return Err(Error::InvalidArgument("ngrams must be at least 1".into()));
+        }
+        if !(self.target_smoothing >= 0.0 && self.target_smoothing.is_finite()) {
+            return Err(Error::InvalidArgument("target smoothing must be a finite number >= 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The per-file raw budget of `budget` over `n_files` raw files (None: count everything).
+    pub fn per_file_budget(&self, budget: FitBudget, n_files: usize) -> Option<u64> {
+        let total = match budget {
+            FitBudget::All => return None,
+            FitBudget::Auto => 100_000 * u64::from(self.buckets),
+            FitBudget::Tokens(n) => n,
+        };
+        Some(total / n_files.max(1) as u64)
+    }
+
+    /// The reference's word count from the number of wordpunct tokens.
+    pub fn n_words(&self, words: u64) -> i64 {
+        let n = self.ngrams as u64;
+        let features: u64 = (1..=n).map(|i| (words + 1).saturating_sub(i)).sum();
+        // (features + n(n-1)/2) // n, as Python computes it with a float remainder.
+        ((features as f64 + (n * (n - 1)) as f64 / 2.0) / n as f64).floor() as i64
+    }
+}
+
+/// Bucket of a key under SHA-256: the digest as a big-endian integer, mod `buckets`.
+pub fn sha256_bucket(key: &[u8], buckets: u32) -> u32 {
+    let digest = Sha256::digest(key);
+    let m = u64::from(buckets);
+    digest.iter().fold(0u64, |r, &b| ((r << 8) | u64::from(b)) % m) as u32
+}
+
+/// Bucket of a key under xxh3-64.
+pub fn fast_bucket(key: &[u8], buckets: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(key) % u64::from(buckets)) as u32
+}
+
+/// Turns text into bucket ids, with the scratch buffers and n-gram cache of one thread.
+pub struct Featurizer {
+    buckets: u32,
+    ngrams: usize,
+    hash: NgramHash,
+    cache: FxHashMap<Box<str>, u32>,
+    lower: String,
+    spans: Vec<(u32, u32)>,
+    key: String,
+}
+
+impl Featurizer {
+    pub fn new(params: &DsirParams) -> Self {
+        Featurizer {
+            buckets: params.buckets,
+            ngrams: params.ngrams,
+            hash: params.hash,
+            cache: FxHashMap::default(),
+            lower: String::new(),
+            spans: Vec::new(),
+            key: String::new(),
+        }
+    }
+
+    fn fits(&self, params: &DsirParams) -> bool {
+        self.buckets == params.buckets && self.ngrams == params.ngrams && self.hash == params.hash
+    }
+
+    fn bucket_of(cache: &mut FxHashMap<Box<str>, u32>, key: &str, buckets: u32, hash: NgramHash) -> u32 {
+        if let Some(&b) = cache.get(key) {
+            return b;
+        }
+        let b = match hash {
+            NgramHash::Sha256 => sha256_bucket(key.as_bytes(), buckets),
+            NgramHash::Fast => fast_bucket(key.as_bytes(), buckets),
+        };
+        if cache.len() >= MAX_CACHED_NGRAMS {
+            cache.clear();
+        }
+        cache.insert(key.into(), b);
+        b
+    }
+
+    /// Call `f` with the bucket of every unigram, then every bigram, ... of `text`, in the
+    /// reference's order. Returns the number of words.
+    pub fn for_each_bucket(&mut self, text: &str, mut f: impl FnMut(u32)) -> u64 {
+        py_lower_into(text, &mut self.lower);
+        self.spans.clear();
+        wordpunct_spans(&self.lower, &mut self.spans);
+        let words = self.spans.len();
+        let (buckets, hash) = (self.buckets, self.hash);
+        for &(a, b) in &self.spans {
+            let w = &self.lower[a as usize..b as usize];
+            f(Self::bucket_of(&mut self.cache, w, buckets, hash));
+        }
+        for n in 2..=self.ngrams {
+            for window in self.spans.windows(n) {
+                self.key.clear();
+                for (j, &(a, b)) in window.iter().enumerate() {
+                    if j > 0 {
+                        self.key.push(' ');
+                    }
+                    self.key.push_str(&self.lower[a as usize..b as usize]);
+                }
+                f(Self::bucket_of(&mut self.cache, &self.key, buckets, hash));
+            }
+        }
+        words as u64
+    }
+}
+
+thread_local! {
+    static FEATURIZER: RefCell<Option<Featurizer>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this thread's featurizer for `params`.
+pub fn with_featurizer<R>(params: &DsirParams, f: impl FnOnce(&mut Featurizer) -> R) -> R {
+    FEATURIZER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !slot.as_ref().is_some_and(|fz| fz.fits(params)) {
+            *slot = Some(Featurizer::new(params));
+        }
+        f(slot.as_mut().expect("featurizer was just set"))
+    })
+}
+
+/// Bucket counts of a set of documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counts {
+    pub counts: Vec<u64>,
+}
+
+impl Counts {
+    pub fn new(buckets: u32) -> Self {
+        Counts { counts: vec![0; buckets as usize] }
+    }
+
+    /// Add the features of `text`; returns the number of n-gram occurrences added.
+    pub fn add_text(&mut self, params: &DsirParams, text: &str) -> u64 {
+        let mut added = 0u64;
+        with_featurizer(params, |fz| {
+            fz.for_each_bucket(text, |b| {
+                self.counts[b as usize] += 1;
+                added += 1;
+            })
+        });
+        added
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// A fitted DSIR estimator: the counts it was fitted on and the log ratio they give.
+#[derive(Debug, Clone)]
+pub struct DsirModel {
+    pub params: DsirParams,
+    pub raw: Counts,
+    pub target: Counts,
+    log_diff: Vec<f64>,
+}
+
+/// On-disk form of a model: the integer counts, so a reloaded model is bit-identical.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    format: String,
+    version: u32,
+    params: DsirParams,
+    raw_counts: Vec<u64>,
+    target_counts: Vec<u64>,
+}
+
+const MODEL_FORMAT: &str = "syllabus-dsir";
+
+impl DsirModel {
+    pub fn try_new(params: DsirParams, raw: Counts, target: Counts) -> Result<Self> {
+        params.validate()?;
+        let n = params.buckets as usize;
+        if raw.counts.len() != n || target.counts.len() != n {
+            return Err(Error::InvalidArgument(format!("counts must have {n} buckets")));
+        }
+        let raw_total = raw.total() as f64;
+        if raw_total == 0.0 {
+            return Err(Error::InvalidArgument("the raw data has no words to fit DSIR on".into()));
+        }
+        let s = params.target_smoothing;
+        let target_total = target.total() as f64 + s * n as f64;
+        if target_total == 0.0 {
+            return Err(Error::InvalidArgument("the target data has no words to fit DSIR on".into()));
+        }
+        let log_diff = raw
+            .counts
+            .iter()
+            .zip(&target.counts)
+            .map(|(&r, &t)| {
+                let p_raw = r as f64 / raw_total;
+                let p_target = (t as f64 + s) / target_total;
+                (p_target + 1e-8).ln() - (p_raw + 1e-8).ln()
+            })
+            .collect();
+        Ok(DsirModel { params, raw, target, log_diff })
+    }
+
+    pub fn log_diff(&self) -> &[f64] {
+        &self.log_diff
+    }
+
+    /// Log importance weight and word count of one document.
+    pub fn score_text(&self, text: &str) -> (f64, i64) {
+        let mut logw = 0.0;
+        let words = with_featurizer(&self.params, |fz| fz.for_each_bucket(text, |b| logw += self.log_diff[b as usize]));
+        (logw, self.params.n_words(words))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = ModelFile {
+            format: MODEL_FORMAT.into(),
+            version: 1,
+            params: self.params.clone(),
+            raw_counts: self.raw.counts.clone(),
+            target_counts: self.target.counts.clone(),
+        };
+        let json = serde_json::to_vec(&file).map_err(|e| Error::io(path, e.into()))?;
+        crate::sink::write_atomic(path, &json)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file: ModelFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Model { path: path.into(), message: format!("not a syllabus DSIR model: {e}") })?;
+        if file.format != MODEL_FORMAT || file.version != 1 {
+            return Err(Error::Model { path: path.into(), message: format!("unsupported model format {} v{}", file.format, file.version) });
+        }
+        DsirModel::try_new(file.params, Counts { counts: file.raw_counts }, Counts { counts: file.target_counts })
+            .map_err(|e| Error::Model { path: path.into(), message: e.to_string() })
+    }
+}
+
+/// [`Scorer`] adding `dsir_logw` and `n_words`.
+pub struct DsirScorer {
+    model: Arc<DsirModel>,
+}
+
+impl DsirScorer {
+    pub fn new(model: Arc<DsirModel>) -> Self {
+        DsirScorer { model }
+    }
+}
+
+impl Scorer for DsirScorer {
+    fn name(&self) -> &str {
+        "dsir"
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
+        vec![Field::new(COL_DSIR_LOGW, DataType::Float64, false), Field::new(COL_N_WORDS, DataType::Int64, false)]
+    }
+
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let text = text_column(batch)?;
+        let mut logw = Vec::with_capacity(text.len());
+        let mut words = Vec::with_capacity(text.len());
+        for t in text.iter() {
+            let (w, n) = self.model.score_text(t.unwrap_or(""));
+            logw.push(w);
+            words.push(n);
+        }
+        Ok(vec![Arc::new(Float64Array::from(logw)), Arc::new(Int64Array::from(words))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_buckets() {
+        // METHODS.md oracle: "alice" -> 6720, "alice went" -> 114 with 10000 buckets.
+        assert_eq!(sha256_bucket(b"alice", 10_000), 6720);
+        assert_eq!(sha256_bucket(b"alice went", 10_000), 114);
+    }
+
+    #[test]
+    fn n_words_matches_reference_formula() {
+        let p = DsirParams::default();
+        for w in 0..50 {
+            assert_eq!(p.n_words(w), w as i64);
+        }
+        let p3 = DsirParams { ngrams: 3, ..DsirParams::default() };
+        // (0 + 3) // 3 = 1: the reference's formula gives 1 for an empty document with n = 3.
+        assert_eq!(p3.n_words(0), 1);
+        assert_eq!(p3.n_words(10), 10);
+    }
+
+    fn counts_of(params: &DsirParams, docs: &[&str]) -> Counts {
+        let mut c = Counts::new(params.buckets);
+        for d in docs {
+            c.add_text(params, d);
+        }
+        c
+    }
+
+    #[test]
+    fn identical_distributions_give_zero_weights() {
+        let p = DsirParams::default();
+        let docs = ["the cat sat on the mat", "a dog ran"];
+        let m = DsirModel::try_new(p.clone(), counts_of(&p, &docs), counts_of(&p, &docs)).unwrap();
+        for d in docs {
+            assert!(m.score_text(d).0.abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn absent_ngrams_get_very_negative_weights() {
+        let p = DsirParams::default();
+        let raw = counts_of(&p, &["alpha beta gamma", "zeta eta theta"]);
+        let target = counts_of(&p, &["alpha beta gamma"]);
+        let m = DsirModel::try_new(p, raw, target).unwrap();
+        let (w_absent, _) = m.score_text("zeta eta theta");
+        let (w_target, _) = m.score_text("alpha beta gamma");
+        assert!(w_absent < -50.0, "{w_absent}");
+        assert!(w_target > 0.0);
+    }
+
+    #[test]
+    fn features_are_words_then_bigrams() {
+        let p = DsirParams::default();
+        let mut seen = Vec::new();
+        let words = with_featurizer(&p, |fz| fz.for_each_bucket("Alice went", |b| seen.push(b)));
+        assert_eq!(words, 2);
+        assert_eq!(seen, vec![6720, sha256_bucket(b"went", 10_000), 114]);
+    }
+
+    #[test]
+    fn empty_raw_is_an_error() {
+        let p = DsirParams::default();
+        assert!(DsirModel::try_new(p.clone(), Counts::new(p.buckets), counts_of(&p, &["x"])).is_err());
+    }
+}

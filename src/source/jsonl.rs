@@ -1,0 +1,345 @@
+//! jsonl: one JSON object per line. [`JsonlDecoder`] turns lines into Arrow columns and does
+//! no IO; [`JsonlFileReader`] reads lines from a (possibly compressed) file and feeds it.
+//!
+//! Only the text, the id and the requested extra fields are decoded; other values stay raw
+//! JSON slices of the line. Blank lines are not records. A line that is not valid UTF-8, not
+//! JSON, not an object, or lacks a string text field is a bad record.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::BufRead;
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, StringBuilder};
+use arrow::datatypes::DataType;
+use indexmap::IndexSet;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Codec, InputFile, ReadContext, MAX_BATCH_TEXT_BYTES};
+use crate::batch::RecordBatch;
+use crate::error::{Error, Location, Result};
+
+/// A JSON string, borrowed from the line when it has no escapes.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The parts of one row the decoder needs.
+struct Row<'a> {
+    text: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    extras: Vec<Option<&'a RawValue>>,
+}
+
+struct RowSeed<'c> {
+    text_field: &'c str,
+    id_field: &'c str,
+    extras: &'c [String],
+    fields_seen: &'c mut IndexSet<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Row<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = Row<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut row = Row { text: None, id: None, extras: vec![None; self.extras.len()] };
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            let key = key.0;
+            let value: &'de RawValue = map.next_value()?;
+            if key == self.text_field {
+                row.text = Some(value);
+            } else if key == self.id_field {
+                row.id = Some(value);
+            } else {
+                if !self.fields_seen.contains(key.as_ref()) {
+                    self.fields_seen.insert(key.to_string());
+                }
+                if let Some(i) = self.extras.iter().position(|e| *e == key) {
+                    row.extras[i] = Some(value);
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// The JSON kind of a raw value, for messages.
+fn kind(v: &RawValue) -> &'static str {
+    match v.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        _ => "a number",
+    }
+}
+
+fn decode_str(v: &RawValue) -> Option<Cow<'_, str>> {
+    if v.get().starts_with('"') {
+        serde_json::from_str::<Str>(v.get()).ok().map(|s| s.0)
+    } else {
+        None
+    }
+}
+
+/// A serde_json message without its "at line 1 column N" suffix.
+fn json_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rsplit_once(" at line ") {
+        Some((msg, _)) => msg.to_string(),
+        None => s,
+    }
+}
+
+/// Turns jsonl lines into batches of `id`, text and the requested extra columns.
+pub struct JsonlDecoder {
+    text_field: String,
+    id_field: String,
+    file_name: String,
+    extra_names: Vec<String>,
+    /// A builder per extra column, or its type when this file never has that field.
+    extras: Vec<Result<StringBuilder, DataType>>,
+    ids: StringBuilder,
+    texts: StringBuilder,
+    rows: usize,
+    text_bytes: usize,
+}
+
+impl JsonlDecoder {
+    /// `fields_seen`: the fields this file is known to have (from an earlier full pass);
+    /// extra columns it lacks come out as nulls of the lake's type.
+    pub fn new(text_field: &str, id_field: &str, file_name: &str, extras: &super::Extras, fields_seen: &IndexSet<String>) -> Self {
+        let extra_names = extras.fields.iter().map(|f| f.name().clone()).collect();
+        let extras = extras
+            .fields
+            .iter()
+            .map(|f| {
+                if *f.data_type() == DataType::Utf8 && fields_seen.contains(f.name()) {
+                    Ok(StringBuilder::new())
+                } else {
+                    Err(f.data_type().clone())
+                }
+            })
+            .collect();
+        JsonlDecoder {
+            text_field: text_field.into(),
+            id_field: id_field.into(),
+            file_name: file_name.into(),
+            extra_names,
+            extras,
+            ids: StringBuilder::new(),
+            texts: StringBuilder::new(),
+            rows: 0,
+            text_bytes: 0,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn text_bytes(&self) -> usize {
+        self.text_bytes
+    }
+
+    /// Decode one line (without its newline). `Err` is the reason the record is bad; nothing
+    /// is appended then.
+    pub fn decode_line(&mut self, line: &[u8], line_no: u64, fields_seen: &mut IndexSet<String>) -> Result<(), String> {
+        let s = std::str::from_utf8(line)
+            .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
+        let seed = RowSeed { text_field: &self.text_field, id_field: &self.id_field, extras: &self.extra_names, fields_seen };
+        let mut de = serde_json::Deserializer::from_str(s);
+        let row = seed.deserialize(&mut de).and_then(|row| de.end().map(|_| row)).map_err(|e| {
+            if e.is_data() && serde_json::from_str::<IgnoredAny>(s).is_ok() {
+                format!("not a JSON object: {}", json_message(&e))
+            } else {
+                format!("malformed JSON at column {}: {}", e.column(), json_message(&e))
+            }
+        })?;
+        let text_field = &self.text_field;
+        let text = match row.text {
+            None => return Err(format!("missing field \"{text_field}\"")),
+            Some(v) => match decode_str(v) {
+                Some(t) => t,
+                None if v.get().starts_with('"') => return Err(format!("field \"{text_field}\" is not a valid JSON string")),
+                None => return Err(format!("field \"{text_field}\" is {}, expected a string", kind(v))),
+            },
+        };
+        match row.id.filter(|v| v.get() != "null") {
+            Some(v) => match decode_str(v) {
+                Some(id) => self.ids.append_value(id),
+                None => self.ids.append_value(v.get()),
+            },
+            None => self.ids.append_value(format!("{}:{}", self.file_name, line_no)),
+        }
+        self.text_bytes += text.len();
+        self.texts.append_value(text);
+        for (b, v) in self.extras.iter_mut().zip(row.extras) {
+            if let Ok(b) = b {
+                match v {
+                    None => b.append_null(),
+                    Some(v) if v.get() == "null" => b.append_null(),
+                    Some(v) => match decode_str(v) {
+                        Some(s) => b.append_value(s),
+                        None => b.append_value(v.get()),
+                    },
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The rows decoded since the last flush, as a batch of `schema`.
+    pub fn flush(&mut self, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
+        let n = self.rows;
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.ids.finish()), Arc::new(self.texts.finish())];
+        for b in &mut self.extras {
+            columns.push(match b {
+                Ok(b) => Arc::new(b.finish()),
+                Err(ty) => new_null_array(ty, n),
+            });
+        }
+        self.rows = 0;
+        self.text_bytes = 0;
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow(format!("{}: building a batch", self.file_name), e))
+    }
+}
+
+/// Reads a jsonl file line by line into batches.
+pub(super) struct JsonlFileReader {
+    reader: Box<dyn BufRead + Send>,
+    codec: Codec,
+    line_no: u64,
+    offset: u64,
+    buf: Vec<u8>,
+    done: bool,
+    decoder: Option<JsonlDecoder>,
+}
+
+impl JsonlFileReader {
+    pub(super) fn open(file: &InputFile, codec: Codec) -> Result<Self> {
+        Ok(JsonlFileReader {
+            reader: codec.open(&file.path)?,
+            codec,
+            line_no: 0,
+            offset: 0,
+            buf: Vec::new(),
+            done: false,
+            decoder: None,
+        })
+    }
+}
+
+impl super::FileReader for JsonlFileReader {
+    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>> {
+        let decoder = self.decoder.get_or_insert_with(|| {
+            JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras, &ctx.stats.fields_seen)
+        });
+        while !self.done && decoder.rows() < ctx.opts.batch_rows && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.done = true,
+                Ok(n) => {
+                    self.line_no += 1;
+                    let start = self.offset;
+                    self.offset += n as u64;
+                    let mut line = self.buf.as_slice();
+                    if self.line_no == 1 {
+                        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+                    }
+                    while let Some((b'\n' | b'\r', rest)) = line.split_last() {
+                        line = rest;
+                    }
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    ctx.stats.read += 1;
+                    match decoder.decode_line(line, self.line_no, &mut ctx.stats.fields_seen) {
+                        Ok(()) => ctx.stats.kept += 1,
+                        Err(reason) => ctx.reject(Location::Line(self.line_no), Some(start), reason, line)?,
+                    }
+                }
+                Err(e) if self.codec.is_compressed() => {
+                    self.done = true;
+                    match ctx.opts.on_bad_record {
+                        super::BadRecordPolicy::Fail => {
+                            return Err(Error::Truncated { file: ctx.file.path.clone(), line: self.line_no, source: e })
+                        }
+                        super::BadRecordPolicy::Skip => {
+                            ctx.stats.read += 1;
+                            let reason = format!("compressed stream is truncated or corrupt here, the rest of the file is lost: {e}");
+                            let raw = std::mem::take(&mut self.buf);
+                            ctx.reject(Location::Line(self.line_no + 1), Some(self.offset), reason, &raw)?;
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(&ctx.file.path, e)),
+            }
+        }
+        if decoder.rows() > 0 {
+            decoder.flush(ctx.schema).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{source_schema, Extras, ReadOptions};
+
+    fn decode(line: &str) -> Result<(String, String), String> {
+        let mut d = JsonlDecoder::new("text", "id", "f.jsonl", &Extras::none(), &IndexSet::new());
+        let mut seen = IndexSet::new();
+        d.decode_line(line.as_bytes(), 7, &mut seen)?;
+        let b = d.flush(&source_schema(&ReadOptions::default(), &Extras::none())).unwrap();
+        let id = crate::batch::id_column(&b).unwrap().value(0).to_string();
+        let text = crate::batch::text_column(&b).unwrap().value(0).to_string();
+        Ok((id, text))
+    }
+
+    #[test]
+    fn decodes_text_and_ids() {
+        assert_eq!(decode(r#"{"id":"a","text":"hi \u00e9"}"#), Ok(("a".into(), "hi é".into())));
+        assert_eq!(decode(r#"{"text":"x"}"#), Ok(("f.jsonl:7".into(), "x".into())));
+        assert_eq!(decode(r#"{"id":null,"text":"x"}"#), Ok(("f.jsonl:7".into(), "x".into())));
+        assert_eq!(decode(r#"{"id":12,"text":"x"}"#), Ok(("12".into(), "x".into())));
+    }
+
+    #[test]
+    fn bad_records_say_why() {
+        assert!(decode(r#"{"text": "x""#).unwrap_err().starts_with("malformed JSON"));
+        assert!(decode(r#"[1, 2]"#).unwrap_err().starts_with("not a JSON object"));
+        assert!(decode(r#""text""#).unwrap_err().starts_with("not a JSON object"));
+        assert_eq!(decode(r#"{"id":"a"}"#).unwrap_err(), "missing field \"text\"");
+        assert_eq!(decode(r#"{"text":null}"#).unwrap_err(), "field \"text\" is null, expected a string");
+        assert_eq!(decode(r#"{"text":3}"#).unwrap_err(), "field \"text\" is a number, expected a string");
+        assert!(decode(r#"{"text":"\ud800"}"#).is_err());
+        assert!(decode(r#"{"text":"x"} trailing"#).unwrap_err().starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_bad_record() {
+        let mut d = JsonlDecoder::new("text", "id", "f", &Extras::none(), &IndexSet::new());
+        let err = d.decode_line(b"{\"text\":\"a\xff\"}", 1, &mut IndexSet::new()).unwrap_err();
+        assert_eq!(err, "invalid UTF-8 at byte 10 of the line");
+        assert_eq!(d.rows(), 0);
+    }
+}

@@ -1,0 +1,432 @@
+//! Sources: a data lake of jsonl / jsonl.gz / jsonl.zst / Parquet files as one stream of Arrow
+//! record batches.
+//!
+//! Every batch starts with `id` and the text column (both non-null UTF-8); the other input
+//! columns follow when asked for ([`Extras`]). Inputs are expanded once into an ordered list of
+//! files ([`expand_inputs`]): files in the order given, directories walked recursively and
+//! globs expanded, each sorted by path, so the row order of a lake is deterministic.
+//!
+//! Memory: one file is open at a time and a batch holds at most `batch_rows` rows or
+//! [`MAX_BATCH_TEXT_BYTES`] of text, whatever the size of the lake.
+//!
+//! Bad records follow [`BadRecordPolicy`]: `Fail` stops with an error naming the file and the
+//! line (jsonl, 1-based) or row (Parquet, 0-based); `Skip` counts each one, writes it to the
+//! rejects file when one is given and goes on. Per file, `read = kept + rejected` always holds.
+
+mod codec;
+mod inspect;
+mod jsonl;
+mod parquet;
+mod rejects;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use indexmap::IndexSet;
+
+pub use self::codec::Codec;
+pub use self::inspect::{inspect_file, FileInfo};
+pub use self::jsonl::JsonlDecoder;
+pub use self::rejects::RejectWriter;
+use crate::batch::{RecordBatch, COL_ID};
+use crate::error::{Error, Result};
+
+/// At most this much text goes into one batch (a batch may exceed it by one document).
+pub const MAX_BATCH_TEXT_BYTES: usize = 64 << 20;
+
+/// The kind of an input file, chosen by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl(Codec),
+    Parquet,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".parquet") {
+            Some(Format::Parquet)
+        } else if name.ends_with(".jsonl") || name.ends_with(".json") {
+            Some(Format::Jsonl(Codec::Plain))
+        } else if name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
+            Some(Format::Jsonl(Codec::Gzip))
+        } else if name.ends_with(".jsonl.zst") || name.ends_with(".json.zst") {
+            Some(Format::Jsonl(Codec::Zstd))
+        } else {
+            None
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Jsonl(Codec::Plain) => "jsonl",
+            Format::Jsonl(Codec::Gzip) => "jsonl.gz",
+            Format::Jsonl(Codec::Zstd) => "jsonl.zst",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// One input file of a lake.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Where the bytes are.
+    pub path: PathBuf,
+    /// How the file is named in ids, errors and summaries (`-` for stdin).
+    pub name: String,
+    pub format: Format,
+    /// Keeps a spooled copy of stdin alive.
+    _spool: Option<Arc<tempfile::TempPath>>,
+}
+
+impl InputFile {
+    pub fn new(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let format = Format::from_path(&path).ok_or_else(|| Error::UnsupportedFormat { path: path.clone() })?;
+        Ok(InputFile { name: path.display().to_string(), path, format, _spool: None })
+    }
+}
+
+/// Expand command-line inputs into an ordered, de-duplicated list of files.
+///
+/// `-` reads jsonl from stdin (spooled to a temporary file, since stages make several passes).
+pub fn expand_inputs<S: AsRef<str>>(inputs: &[S]) -> Result<Vec<InputFile>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |f: InputFile, out: &mut Vec<InputFile>| {
+        if f.name == "-" || seen.insert(f.path.clone()) {
+            out.push(f);
+        }
+    };
+    for input in inputs {
+        let input = input.as_ref();
+        if input == "-" {
+            push(spool_stdin()?, &mut out);
+            continue;
+        }
+        let path = Path::new(input);
+        if path.is_file() {
+            push(InputFile::new(path)?, &mut out);
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            walk_dir(path, &mut files)?;
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::NoInputFiles { what: input.to_string() });
+            }
+            for f in files {
+                push(InputFile::new(f)?, &mut out);
+            }
+        } else if input.contains(['*', '?', '[']) {
+            let paths = glob::glob(input).map_err(|e| Error::InvalidArgument(format!("{input}: bad glob: {e}")))?;
+            let mut files = Vec::new();
+            for p in paths {
+                let p = p.map_err(|e| {
+                    let path = e.path().to_path_buf();
+                    Error::io(path, e.into())
+                })?;
+                if p.is_file() && Format::from_path(&p).is_some() {
+                    files.push(p);
+                }
+            }
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::NoInputFiles { what: input.to_string() });
+            }
+            for f in files {
+                push(InputFile::new(f)?, &mut out);
+            }
+        } else {
+            return Err(Error::NotFound { path: path.to_path_buf() });
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::NoInputFiles { what: "(no inputs given)".into() });
+    }
+    Ok(out)
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let ty = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if ty.is_dir() {
+            walk_dir(&path, out)?;
+        } else if Format::from_path(&path).is_some() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn spool_stdin() -> Result<InputFile> {
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| Error::io("(temporary file)", e))?;
+    let mut stdin = std::io::stdin().lock();
+    std::io::copy(&mut stdin, &mut tmp).map_err(|e| Error::io("-", e))?;
+    let path = tmp.into_temp_path();
+    Ok(InputFile {
+        path: path.to_path_buf(),
+        name: "-".into(),
+        format: Format::Jsonl(Codec::Plain),
+        _spool: Some(Arc::new(path)),
+    })
+}
+
+/// What to do with a record that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRecordPolicy {
+    /// Stop with an error naming the file and line or row.
+    #[default]
+    Fail,
+    /// Count it, record it in the rejects file, go on.
+    Skip,
+}
+
+/// Which input columns besides id and text a source materialises.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub fields: Vec<Field>,
+}
+
+impl Extras {
+    pub fn none() -> Self {
+        Extras::default()
+    }
+}
+
+/// How to read a lake.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub text_field: String,
+    pub id_field: String,
+    pub batch_rows: usize,
+    pub on_bad_record: BadRecordPolicy,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            text_field: "text".into(),
+            id_field: "id".into(),
+            batch_rows: crate::batch::DEFAULT_BATCH_ROWS,
+            on_bad_record: BadRecordPolicy::Fail,
+        }
+    }
+}
+
+/// Counts for one input file. `read = kept + rejected`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FileStats {
+    pub file: String,
+    pub format: &'static str,
+    pub read: u64,
+    pub kept: u64,
+    pub rejected: u64,
+    /// Top-level jsonl fields other than id and text, in order of first appearance.
+    #[serde(skip)]
+    pub fields_seen: IndexSet<String>,
+}
+
+/// A batch and the file it came from.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    /// Index into the reader's file list.
+    pub file: usize,
+}
+
+/// Reads one file into batches (a jsonl or a Parquet file).
+trait FileReader: Send {
+    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>>;
+}
+
+/// What a file reader needs besides its own state.
+struct ReadContext<'a> {
+    opts: &'a ReadOptions,
+    extras: &'a Extras,
+    schema: &'a SchemaRef,
+    file: &'a InputFile,
+    stats: &'a mut FileStats,
+    rejects: Option<&'a mut RejectWriter>,
+}
+
+impl ReadContext<'_> {
+    /// Handle a bad record by the policy: an error in `Fail` mode, a count (and a line in the
+    /// rejects file) in `Skip` mode.
+    fn reject(&mut self, location: crate::error::Location, offset: Option<u64>, reason: String, raw: &[u8]) -> Result<()> {
+        match self.opts.on_bad_record {
+            BadRecordPolicy::Fail => Err(Error::BadRecord { file: self.file.path.clone(), location, offset, reason }),
+            BadRecordPolicy::Skip => {
+                self.stats.rejected += 1;
+                if let Some(r) = self.rejects.as_deref_mut() {
+                    r.record(&self.file.name, location, offset, &reason, raw)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The output schema of a source: id, text, then the extras.
+pub fn source_schema(opts: &ReadOptions, extras: &Extras) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(COL_ID, DataType::Utf8, false),
+        Field::new(&opts.text_field, DataType::Utf8, false),
+    ];
+    fields.extend(extras.fields.iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// A lake as one stream of batches, file after file.
+pub struct LakeReader<'a> {
+    files: &'a [InputFile],
+    opts: &'a ReadOptions,
+    extras: Extras,
+    schema: SchemaRef,
+    next_file: usize,
+    current: Option<(usize, Box<dyn FileReader + 'a>)>,
+    stats: Vec<FileStats>,
+    rejects: Option<&'a mut RejectWriter>,
+    failed: bool,
+}
+
+impl<'a> LakeReader<'a> {
+    pub fn new(files: &'a [InputFile], opts: &'a ReadOptions, extras: Extras, rejects: Option<&'a mut RejectWriter>) -> Self {
+        let stats = files
+            .iter()
+            .map(|f| FileStats { file: f.name.clone(), format: f.format.name(), ..Default::default() })
+            .collect();
+        let schema = source_schema(opts, &extras);
+        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, failed: false }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Per-file counts so far.
+    pub fn stats(&self) -> &[FileStats] {
+        &self.stats
+    }
+
+    pub fn into_stats(self) -> Vec<FileStats> {
+        self.stats
+    }
+
+    /// Stop reading file `file` (if it is the current one) and go on with the next.
+    pub fn skip_rest_of_file(&mut self, file: usize) {
+        if matches!(self.current, Some((i, _)) if i == file) {
+            self.current = None;
+        }
+    }
+
+    fn open(&self, i: usize) -> Result<Box<dyn FileReader + 'a>> {
+        let file = &self.files[i];
+        Ok(match file.format {
+            Format::Jsonl(codec) => Box::new(jsonl::JsonlFileReader::open(file, codec)?),
+            Format::Parquet => Box::new(parquet::ParquetFileReader::open(file, self.opts)?),
+        })
+    }
+
+    fn next_inner(&mut self) -> Result<Option<SourceBatch>> {
+        loop {
+            if self.current.is_none() {
+                if self.next_file >= self.files.len() {
+                    return Ok(None);
+                }
+                let i = self.next_file;
+                self.next_file += 1;
+                self.current = Some((i, self.open(i)?));
+            }
+            let (i, reader) = self.current.as_mut().expect("current reader was just set");
+            let i = *i;
+            let mut ctx = ReadContext {
+                opts: self.opts,
+                extras: &self.extras,
+                schema: &self.schema,
+                file: &self.files[i],
+                stats: &mut self.stats[i],
+                rejects: self.rejects.as_deref_mut(),
+            };
+            match reader.next_batch(&mut ctx)? {
+                Some(batch) => return Ok(Some(SourceBatch { batch, file: i })),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+impl Iterator for LakeReader<'_> {
+    type Item = Result<SourceBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let r = self.next_inner().transpose();
+        if matches!(r, Some(Err(_))) {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+/// The extra columns of a lake, with one type each: a Parquet column keeps its type where all
+/// files agree; jsonl fields are UTF-8 (strings as they are, other values as JSON text); a
+/// column whose types differ between files becomes UTF-8.
+///
+/// `stats` are the per-file counts of a pass that read every jsonl row (they carry the field
+/// names seen), so no field is lost whatever row it first appears in.
+pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions) -> Result<Extras> {
+    let mut fields: indexmap::IndexMap<String, (DataType, bool)> = indexmap::IndexMap::new();
+    let skip = |name: &str| name == opts.text_field || name == opts.id_field || name == COL_ID;
+    for (file, st) in files.iter().zip(stats) {
+        let file_fields: Vec<(String, DataType)> = match file.format {
+            Format::Parquet => parquet::file_schema(file)?
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect(),
+            Format::Jsonl(_) => st.fields_seen.iter().map(|n| (n.clone(), DataType::Utf8)).collect(),
+        };
+        for (name, ty) in file_fields {
+            if skip(&name) {
+                continue;
+            }
+            match fields.get_mut(&name) {
+                None => {
+                    fields.insert(name, (ty, false));
+                }
+                Some((t, conflict)) => {
+                    if *t != ty {
+                        *conflict = true;
+                    }
+                }
+            }
+        }
+    }
+    let fields = fields
+        .into_iter()
+        .map(|(name, (ty, conflict))| Field::new(name, if conflict { DataType::Utf8 } else { ty }, true))
+        .collect();
+    Ok(Extras { fields })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_by_extension() {
+        assert_eq!(Format::from_path(Path::new("a/b.jsonl")), Some(Format::Jsonl(Codec::Plain)));
+        assert_eq!(Format::from_path(Path::new("b.JSONL.ZST")), Some(Format::Jsonl(Codec::Zstd)));
+        assert_eq!(Format::from_path(Path::new("b.jsonl.gz")), Some(Format::Jsonl(Codec::Gzip)));
+        assert_eq!(Format::from_path(Path::new("b.parquet")), Some(Format::Parquet));
+        assert_eq!(Format::from_path(Path::new("b.csv")), None);
+    }
+}

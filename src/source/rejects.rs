@@ -1,0 +1,63 @@
+//! The rejects file: one JSON line per bad record, with file, line or row, reason and the raw
+//! bytes (lossily decoded as UTF-8).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Location, Result};
+
+/// At most this many bytes of a rejected record's raw text are kept.
+const MAX_RAW_BYTES: usize = 1 << 20;
+
+pub struct RejectWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    count: u64,
+}
+
+#[derive(serde::Serialize)]
+struct RejectLine<'a> {
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    byte_offset: Option<u64>,
+    reason: &'a str,
+    raw: &'a str,
+}
+
+impl RejectWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(RejectWriter { path: path.to_path_buf(), out: BufWriter::new(file), count: 0 })
+    }
+
+    pub fn record(&mut self, file: &str, location: Location, offset: Option<u64>, reason: &str, raw: &[u8]) -> Result<()> {
+        let raw = String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_BYTES)]);
+        let (line, row) = match location {
+            Location::Line(n) => (Some(n), None),
+            Location::Row(n) => (None, Some(n)),
+        };
+        let rec = RejectLine { file, line, row, byte_offset: offset, reason, raw: raw.trim_end_matches(['\n', '\r']) };
+        serde_json::to_writer(&mut self.out, &rec).map_err(|e| Error::io(&self.path, e.into()))?;
+        self.out.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn finish(mut self) -> Result<u64> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.out.get_ref().sync_all().map_err(|e| Error::io(&self.path, e))?;
+        Ok(self.count)
+    }
+}

@@ -1,0 +1,195 @@
+//! `str.lower()` and nltk's `WordPunctTokenizer` (`\w+|[^\w\s]+`) with Python's semantics.
+//!
+//! DSIR's reference lowercases with CPython's `str.lower()` and tokenizes with the pattern
+//! `\w+|[^\w\s]+` compiled by Python's `re`: a character is a word character when
+//! `str.isalnum()` is true or it is `_`, whitespace when `str.isspace()` is true. Those classes
+//! differ from Rust's `char::is_alphanumeric` / `char::is_whitespace` (combining marks, some
+//! Indic signs, U+001C..U+001F are whitespace to Python, ...), so the classes and the lowercase
+//! mapping come from tables generated from Python 3.11 itself (`scripts/gen_pyunicode.py`).
+//! Matching is greedy and left to right, as `re.findall` does: a run of word characters is a
+//! token, a run of characters that are neither word nor whitespace is a token.
+
+use super::pyunicode_tables::{CASED, CASE_IGNORABLE, LOWER, SPACE, WORD};
+
+fn in_ranges(table: &[(u32, u32)], c: char) -> bool {
+    let c = c as u32;
+    table
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Python's `re` `\w` for a str pattern.
+#[inline]
+pub fn is_py_word(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || c == '_'
+    } else {
+        in_ranges(WORD, c)
+    }
+}
+
+/// Python's `re` `\s` (`str.isspace()`).
+#[inline]
+pub fn is_py_space(c: char) -> bool {
+    if c.is_ascii() {
+        matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f')
+    } else {
+        in_ranges(SPACE, c)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Word,
+    Space,
+    Punct,
+}
+
+#[inline]
+fn class(c: char) -> Class {
+    if is_py_word(c) {
+        Class::Word
+    } else if is_py_space(c) {
+        Class::Space
+    } else {
+        Class::Punct
+    }
+}
+
+/// Byte spans of the wordpunct tokens of `s` (already lowercased), appended to `out`.
+pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut start = 0usize;
+    let mut cur = Class::Space;
+    // ASCII fast path inside the loop; decode a char only for non-ASCII bytes.
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (c, len) = if b < 0x80 {
+            (b as char, 1)
+        } else {
+            let c = s[i..].chars().next().expect("in bounds");
+            (c, c.len_utf8())
+        };
+        let k = class(c);
+        if k != cur {
+            if cur != Class::Space {
+                out.push((start as u32, i as u32));
+            }
+            start = i;
+            cur = k;
+        }
+        i += len;
+    }
+    if cur != Class::Space {
+        out.push((start as u32, i as u32));
+    }
+}
+
+/// Tokens of `s` as strings (lowercased first), for tests and tools.
+pub fn wordpunct_tokens(s: &str) -> Vec<String> {
+    let mut lower = String::new();
+    py_lower_into(s, &mut lower);
+    let mut spans = Vec::new();
+    wordpunct_spans(&lower, &mut spans);
+    spans.iter().map(|&(a, b)| lower[a as usize..b as usize].to_string()).collect()
+}
+
+fn lower_of(c: char) -> Option<&'static [char]> {
+    LOWER.binary_search_by_key(&(c as u32), |&(k, _)| k).ok().map(|i| LOWER[i].1)
+}
+
+/// CPython's Final_Sigma rule for U+03A3 at char index `i` of `chars`.
+fn final_sigma(chars: &[char], i: usize) -> bool {
+    let cased = |c: char| in_ranges(CASED, c);
+    let ignorable = |c: char| in_ranges(CASE_IGNORABLE, c);
+    let before = chars[..i].iter().rev().find(|c| !ignorable(**c));
+    if !before.is_some_and(|c| cased(*c)) {
+        return false;
+    }
+    let after = chars[i + 1..].iter().find(|c| !ignorable(**c));
+    !after.is_some_and(|c| cased(*c))
+}
+
+/// `s.lower()` as CPython 3.11 computes it, written into `out` (cleared first).
+pub fn py_lower_into(s: &str, out: &mut String) {
+    out.clear();
+    out.reserve(s.len());
+    if s.is_ascii() {
+        out.push_str(s);
+        out.make_ascii_lowercase();
+        return;
+    }
+    let has_sigma = s.contains('\u{03A3}');
+    let chars: Vec<char> = if has_sigma { s.chars().collect() } else { Vec::new() };
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else if c == '\u{03A3}' {
+            out.push(if final_sigma(&chars, i) { '\u{03C2}' } else { '\u{03C3}' });
+        } else {
+            match lower_of(c) {
+                Some(l) => out.extend(l.iter()),
+                None => out.push(c),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(s: &str) -> Vec<String> {
+        wordpunct_tokens(s)
+    }
+
+    #[test]
+    fn splits_words_and_punctuation_runs() {
+        assert_eq!(toks("Good muffins cost $3.88\nin New York."), ["good", "muffins", "cost", "$", "3", ".", "88", "in", "new", "york", "."]);
+        assert_eq!(toks("don't!!! ...yes?!"), ["don", "'", "t", "!!!", "...", "yes", "?!"]);
+        assert_eq!(toks("snake_case x2 __init__"), ["snake_case", "x2", "__init__"]);
+        assert_eq!(toks(""), Vec::<String>::new());
+        assert_eq!(toks("   \t\n "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn python_whitespace_classes() {
+        // U+001C..U+001F are whitespace to Python (not to Rust's char::is_whitespace).
+        assert_eq!(toks("a\u{1c}b\u{1d}c\u{1e}d\u{1f}e"), ["a", "b", "c", "d", "e"]);
+        assert_eq!(toks("a\u{a0}b\u{2003}c\u{3000}d"), ["a", "b", "c", "d"]);
+        // U+200B ZERO WIDTH SPACE is not whitespace to Python: it is punctuation.
+        assert_eq!(toks("a\u{200b}b"), ["a", "\u{200b}", "b"]);
+    }
+
+    #[test]
+    fn non_ascii_letters_marks_and_emoji() {
+        assert_eq!(toks("Ünïcödé Straße ΑΒΓ"), ["ünïcödé", "straße", "αβγ"]);
+        // A combining mark is not alphanumeric to Python: it splits the word.
+        assert_eq!(toks("e\u{301}cole"), ["e", "\u{301}", "cole"]);
+        // Devanagari vowel signs (Mc/Mn) are not \w in Python's re.
+        assert_eq!(toks("हिन्दी"), ["ह", "ि", "न", "्", "द", "ी"]);
+        assert_eq!(toks("hi 👋🏽 there"), ["hi", "👋🏽", "there"]);
+        // Superscripts and fractions are numeric, so \w.
+        assert_eq!(toks("x² ½"), ["x²", "½"]);
+    }
+
+    #[test]
+    fn python_lowercasing() {
+        let mut out = String::new();
+        py_lower_into("İSTANBUL", &mut out);
+        assert_eq!(out, "i\u{307}stanbul");
+        py_lower_into("ΟΔΟΣ ΟΔΟΣ.", &mut out);
+        assert_eq!(out, "οδος οδος.");
+        py_lower_into("Σ", &mut out);
+        assert_eq!(out, "σ");
+    }
+}
