@@ -204,7 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let summary = pipeline::run(&cfg, out.as_deref(), &progress)?;
             eprintln!("syllabus run {}: DSIR selection", summary.name);
-            print_report(&summary.report, start);
+            print_report(&summary.report, start, true);
             for o in &summary.outputs {
                 eprintln!("  wrote {}", o.display());
             }
@@ -222,7 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let raw = expand_inputs(&raw)?;
             let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, rejects| job.score_to(model, &out, rejects))?;
             eprintln!("syllabus score dsir: wrote {}", out.display());
-            print_report(&report, start);
+            print_report(&report, start, false);
             Ok(exit_code(&report))
         }
         Command::Select(SelectCommand::Dsir { dsir, source, k, seed, top_k, out, scores_out, raw }) => {
@@ -233,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 job.select_to(model, k, noise, &out, scores_out.as_deref(), rejects)
             })?;
             eprintln!("syllabus select dsir: wrote {}", out.display());
-            print_report(&report, start);
+            print_report(&report, start, true);
             Ok(exit_code(&report))
         }
     }
@@ -288,22 +288,23 @@ fn exit_code(report: &DsirReport) -> ExitCode {
     }
 }
 
-fn print_report(r: &DsirReport, start: Instant) {
+fn print_report(r: &DsirReport, start: Instant, selecting: bool) {
     let secs = start.elapsed().as_secs_f64();
+    let selected = if selecting { format!("; {} selected", r.selected) } else { String::new() };
     eprintln!(
-        "  read {} rows from {} files: {} kept, {} rejected; {} eligible; {} selected; {:.2} s",
+        "  read {} rows from {} files: {} kept, {} rejected; {} eligible{selected}; {:.2} s",
         r.read(),
         r.files.len(),
         r.kept(),
         r.rejected(),
         r.eligible,
-        r.selected,
         secs
     );
     let width = r.files.iter().chain(&r.target_files).map(|f| f.file.len()).max().unwrap_or(4).max(4);
-    eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", "file", "format", "read", "kept", "rejected", "selected");
+    let last = if selecting { "selected" } else { "" };
+    eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", "file", "format", "read", "kept", "rejected", last);
     for (i, f) in r.files.iter().enumerate() {
-        let sel = r.selected_per_file.get(i).copied().unwrap_or(0);
+        let sel = if selecting { r.selected_per_file.get(i).copied().unwrap_or(0).to_string() } else { String::new() };
         eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", f.file, f.format, f.read, f.kept, f.rejected, sel);
     }
     for f in &r.target_files {

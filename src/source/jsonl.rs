@@ -121,15 +121,15 @@ pub struct JsonlDecoder {
 }
 
 impl JsonlDecoder {
-    /// `fields_seen`: the fields this file is known to have (from an earlier full pass);
-    /// extra columns it lacks come out as nulls of the lake's type.
-    pub fn new(text_field: &str, id_field: &str, file_name: &str, extras: &super::Extras, fields_seen: &IndexSet<String>) -> Self {
+    /// Extra columns are UTF-8 (strings as they are, other values as JSON text); an extra
+    /// column of another type is one this file does not have (see `lake_extras`): all null.
+    pub fn new(text_field: &str, id_field: &str, file_name: &str, extras: &super::Extras) -> Self {
         let extra_names = extras.fields.iter().map(|f| f.name().clone()).collect();
         let extras = extras
             .fields
             .iter()
             .map(|f| {
-                if *f.data_type() == DataType::Utf8 && fields_seen.contains(f.name()) {
+                if *f.data_type() == DataType::Utf8 {
                     Ok(StringBuilder::new())
                 } else {
                     Err(f.data_type().clone())
@@ -249,7 +249,7 @@ impl JsonlFileReader {
 impl super::FileReader for JsonlFileReader {
     fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>> {
         let decoder = self.decoder.get_or_insert_with(|| {
-            JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras, &ctx.stats.fields_seen)
+            JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras)
         });
         while !self.done && decoder.rows() < ctx.opts.batch_rows && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES {
             self.buf.clear();
@@ -306,7 +306,7 @@ mod tests {
     use crate::source::{source_schema, Extras, ReadOptions};
 
     fn decode(line: &str) -> Result<(String, String), String> {
-        let mut d = JsonlDecoder::new("text", "id", "f.jsonl", &Extras::none(), &IndexSet::new());
+        let mut d = JsonlDecoder::new("text", "id", "f.jsonl", &Extras::none());
         let mut seen = IndexSet::new();
         d.decode_line(line.as_bytes(), 7, &mut seen)?;
         let b = d.flush(&source_schema(&ReadOptions::default(), &Extras::none())).unwrap();
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_a_bad_record() {
-        let mut d = JsonlDecoder::new("text", "id", "f", &Extras::none(), &IndexSet::new());
+        let mut d = JsonlDecoder::new("text", "id", "f", &Extras::none());
         let err = d.decode_line(b"{\"text\":\"a\xff\"}", 1, &mut IndexSet::new()).unwrap_err();
         assert_eq!(err, "invalid UTF-8 at byte 10 of the line");
         assert_eq!(d.rows(), 0);

@@ -1,0 +1,30 @@
+//! `syllabus run`: the quick start and config errors.
+
+use crate::util::*;
+
+#[test]
+fn quickstart_runs_and_writes_its_outputs() {
+    let dir = tempdir();
+    let out = dir.path().join("qs");
+    let err = ok(&syllabus(&["run", "pipelines/quickstart.toml", "--out", &p(&out), "-q"]));
+    assert!(err.contains("read 1225 rows from 4 files: 1225 kept, 0 rejected; 1040 eligible; 300 selected"), "{err}");
+    for f in ["selected.parquet", "scores.parquet", "dsir_model.json", "summary.json", "rejects.jsonl"] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["report"]["selected"], 300);
+    let per_file: u64 = summary["report"]["selected_per_file"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(per_file, 300);
+    // The math domain (the target's) dominates the selection.
+    assert!(summary["report"]["selected_per_file"][2].as_u64().unwrap() > 150);
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempdir();
+    let cfg = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(root().join("pipelines/quickstart.toml")).unwrap().replace("k = 300", "k = 300\nseeed = 4");
+    std::fs::write(&cfg, text).unwrap();
+    let err = fails(&syllabus(&["run", &p(&cfg), "-q"]), 1);
+    assert!(err.contains("seeed"), "{err}");
+}
