@@ -36,7 +36,8 @@ use crate::batch::{text_column, RecordBatch, COL_DSIR_LOGW, COL_N_WORDS};
 use crate::error::{Error, Result};
 use crate::text::{py_lower_into, wordpunct_spans};
 
-/// Entries a thread's n-gram -> bucket cache may hold before it is cleared.
+/// Words a thread's cache may hold before it is cleared (bigrams: twice as many, longer
+/// n-grams: as many). About 100 MB per thread at most.
 pub const MAX_CACHED_NGRAMS: usize = 1 << 20;
 
 /// How n-grams are hashed into buckets.
@@ -124,15 +125,25 @@ pub fn fast_bucket(key: &[u8], buckets: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key) % u64::from(buckets)) as u32
 }
 
-/// Turns text into bucket ids, with the scratch buffers and n-gram cache of one thread.
+/// Turns text into bucket ids, with the scratch buffers and n-gram caches of one thread.
+///
+/// Words are cached by string (id and bucket); bigrams by the pair of word ids, so a repeated
+/// bigram costs one integer-keyed lookup instead of building and hashing its string. Longer
+/// n-grams are cached by string.
 pub struct Featurizer {
     buckets: u32,
     ngrams: usize,
     hash: NgramHash,
-    cache: FxHashMap<Box<str>, u32>,
+    words: FxHashMap<Box<str>, (u32, u32)>,
+    bigrams: FxHashMap<u64, u32>,
+    longer: FxHashMap<Box<str>, u32>,
     lower: String,
     spans: Vec<(u32, u32)>,
+    ids: Vec<u32>,
     key: String,
+    /// How often the word cache was cleared (word ids are only comparable within one epoch).
+    epoch: u64,
+    cache_limit: usize,
 }
 
 impl Featurizer {
@@ -141,30 +152,59 @@ impl Featurizer {
             buckets: params.buckets,
             ngrams: params.ngrams,
             hash: params.hash,
-            cache: FxHashMap::default(),
+            words: FxHashMap::default(),
+            bigrams: FxHashMap::default(),
+            longer: FxHashMap::default(),
             lower: String::new(),
             spans: Vec::new(),
+            ids: Vec::new(),
             key: String::new(),
+            epoch: 0,
+            cache_limit: MAX_CACHED_NGRAMS,
         }
+    }
+
+    /// A featurizer whose caches hold at most `limit` words (for tests of cache eviction).
+    pub fn with_cache_limit(params: &DsirParams, limit: usize) -> Self {
+        Featurizer { cache_limit: limit.max(1), ..Featurizer::new(params) }
     }
 
     fn fits(&self, params: &DsirParams) -> bool {
         self.buckets == params.buckets && self.ngrams == params.ngrams && self.hash == params.hash
     }
 
-    fn bucket_of(cache: &mut FxHashMap<Box<str>, u32>, key: &str, buckets: u32, hash: NgramHash) -> u32 {
-        if let Some(&b) = cache.get(key) {
-            return b;
+    fn hash_key(&self, key: &str) -> u32 {
+        match self.hash {
+            NgramHash::Sha256 => sha256_bucket(key.as_bytes(), self.buckets),
+            NgramHash::Fast => fast_bucket(key.as_bytes(), self.buckets),
         }
-        let b = match hash {
-            NgramHash::Sha256 => sha256_bucket(key.as_bytes(), buckets),
-            NgramHash::Fast => fast_bucket(key.as_bytes(), buckets),
-        };
-        if cache.len() >= MAX_CACHED_NGRAMS {
-            cache.clear();
+    }
+
+    /// Id and bucket of a word.
+    fn word(&mut self, w: &str) -> (u32, u32) {
+        if let Some(&v) = self.words.get(w) {
+            return v;
         }
-        cache.insert(key.into(), b);
-        b
+        if self.words.len() >= self.cache_limit {
+            // Word ids are about to be reused: bigram entries keyed by old ids go too.
+            self.words.clear();
+            self.bigrams.clear();
+            self.epoch += 1;
+        }
+        let v = (self.words.len() as u32, self.hash_key(w));
+        self.words.insert(w.into(), v);
+        v
+    }
+
+    /// Set `self.key` to the words of `window` joined by one space.
+    fn join(&mut self, window: &[(u32, u32)]) {
+        self.key.clear();
+        for (j, &(a, b)) in window.iter().enumerate() {
+            if j > 0 {
+                self.key.push(' ');
+            }
+            self.key.push_str(&self.lower[a as usize..b as usize]);
+        }
     }
 
     /// Call `f` with the bucket of every unigram, then every bigram, ... of `text`, in the
@@ -173,25 +213,60 @@ impl Featurizer {
         py_lower_into(text, &mut self.lower);
         self.spans.clear();
         wordpunct_spans(&self.lower, &mut self.spans);
-        let words = self.spans.len();
-        let (buckets, hash) = (self.buckets, self.hash);
-        for &(a, b) in &self.spans {
-            let w = &self.lower[a as usize..b as usize];
-            f(Self::bucket_of(&mut self.cache, w, buckets, hash));
+        let spans = std::mem::take(&mut self.spans);
+        let lower = std::mem::take(&mut self.lower);
+        self.ids.clear();
+        let epoch = self.epoch;
+        for &(a, b) in &spans {
+            let (id, bucket) = self.word(&lower[a as usize..b as usize]);
+            self.ids.push(id);
+            f(bucket);
         }
-        for n in 2..=self.ngrams {
-            for window in self.spans.windows(n) {
-                self.key.clear();
-                for (j, &(a, b)) in window.iter().enumerate() {
-                    if j > 0 {
-                        self.key.push(' ');
+        self.lower = lower;
+        if self.ngrams >= 2 {
+            // If the word cache was cleared while this text's words were looked up, its ids
+            // mix two epochs: hash its bigrams without the cache.
+            let cacheable = self.epoch == epoch;
+            for (i, pair) in spans.windows(2).enumerate() {
+                let key = (u64::from(self.ids[i]) << 32) | u64::from(self.ids[i + 1]);
+                let cached = if cacheable { self.bigrams.get(&key).copied() } else { None };
+                let bucket = match cached {
+                    Some(b) => b,
+                    None => {
+                        self.join(pair);
+                        let b = self.hash_key(&self.key);
+                        if cacheable {
+                            if self.bigrams.len() >= 2 * self.cache_limit {
+                                self.bigrams.clear();
+                            }
+                            self.bigrams.insert(key, b);
+                        }
+                        b
                     }
-                    self.key.push_str(&self.lower[a as usize..b as usize]);
-                }
-                f(Self::bucket_of(&mut self.cache, &self.key, buckets, hash));
+                };
+                f(bucket);
             }
         }
-        words as u64
+        for n in 3..=self.ngrams {
+            for window in spans.windows(n) {
+                self.join(window);
+                let bucket = match self.longer.get(self.key.as_str()) {
+                    Some(&b) => b,
+                    None => {
+                        let b = self.hash_key(&self.key);
+                        if self.longer.len() >= self.cache_limit {
+                            self.longer.clear();
+                        }
+                        self.longer.insert(self.key.as_str().into(), b);
+                        b
+                    }
+                };
+                f(bucket);
+            }
+        }
+        let words = spans.len() as u64;
+        self.spans = spans;
+        words
     }
 }
 
@@ -423,6 +498,33 @@ mod tests {
         let words = with_featurizer(&p, |fz| fz.for_each_bucket("Alice went", |b| seen.push(b)));
         assert_eq!(words, 2);
         assert_eq!(seen, vec![6720, sha256_bucket(b"went", 10_000), 114]);
+    }
+
+    /// Buckets computed without any cache, straight from the definition.
+    fn direct_buckets(params: &DsirParams, text: &str) -> Vec<u32> {
+        let words = crate::text::wordpunct::wordpunct_tokens(text);
+        let mut out: Vec<u32> = words.iter().map(|w| sha256_bucket(w.as_bytes(), params.buckets)).collect();
+        for n in 2..=params.ngrams {
+            for w in words.windows(n) {
+                out.push(sha256_bucket(w.join(" ").as_bytes(), params.buckets));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Caches never change a bucket, however small they are and however often they are
+        /// cleared mid-document.
+        #[test]
+        fn caches_are_transparent(docs in proptest::collection::vec("[a-e]{1,2}( [a-e]{1,2}| ,){0,12}", 1..8), limit in 1usize..6, ngrams in 1usize..4) {
+            let params = DsirParams { ngrams, ..DsirParams::default() };
+            let mut fz = Featurizer::with_cache_limit(&params, limit);
+            for d in &docs {
+                let mut got = Vec::new();
+                fz.for_each_bucket(d, |b| got.push(b));
+                proptest::prop_assert_eq!(got, direct_buckets(&params, d));
+            }
+        }
     }
 
     #[test]

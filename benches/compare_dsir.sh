@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Whole-command comparison of `syllabus select dsir` with the reference (data-selection 1.0.3),
+# side by side on the same lake, the same cores and the same k. Prints a markdown table row.
+#
+#   benches/compare_dsir.sh            # builds /tmp/bench-lake and /tmp/refvenv if missing
+#
+# Env: CORES (default 2: threads for syllabus, num_proc for the reference), K (default 10000),
+# RUNS (default 3, the median is reported), REF_VENV (default /tmp/refvenv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cores=${CORES:-2}
+k=${K:-10000}
+runs=${RUNS:-3}
+venv=${REF_VENV:-/tmp/refvenv}
+lake=${LAKE:-/tmp/bench-lake}
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q data-selection==1.0.3 nltk==3.9.4 pyarrow zstandard
+fi
+if [ ! -f "$lake/lake.jsonl" ]; then
+    src=$(fixtures/fetch_sources.sh /tmp/syllabus-fixture-sources | tail -n 1)
+    "$venv/bin/python" benches/make_bench_lake.py "$src" "$lake"
+fi
+cargo build --release -q --locked
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+time_cmd() { # label, command...: prints "seconds max_rss_kb" per run to $tmp/label
+    local label=$1; shift
+    for _ in $(seq "$runs"); do
+        rm -rf "$tmp/out_$label"
+        /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err_$label" || { cat "$tmp/err_$label"; exit 1; }
+        cat "$tmp/t" >> "$tmp/$label"
+    done
+}
+
+time_cmd ref "$venv/bin/python" benches/reference_dsir.py "$lake/lake.jsonl" "$lake/target.jsonl" "$k" "$cores" "$tmp/out_ref"
+time_cmd syl target/release/syllabus select dsir -q --threads "$cores" --target "$lake/target.jsonl" --k "$k" --seed 0 \
+    --out "$tmp/out_syl/selected.parquet" "$lake/lake.jsonl"
+
+ref_s=$(cut -d' ' -f1 "$tmp/ref" | median); syl_s=$(cut -d' ' -f1 "$tmp/syl" | median)
+ref_m=$(cut -d' ' -f2 "$tmp/ref" | median); syl_m=$(cut -d' ' -f2 "$tmp/syl" | median)
+mb=$(du -m "$lake/lake.jsonl" | cut -f1)
+docs=$(wc -l < "$lake/lake.jsonl")
+ratio=$(awk -v a="$ref_s" -v b="$syl_s" 'BEGIN {printf "%.1f", a / b}')
+echo "| $docs docs, $mb MB jsonl, k=$k, $cores cores | $ref_s s, $((ref_m / 1024)) MB | $syl_s s, $((syl_m / 1024)) MB | ${ratio}x |"

@@ -1,0 +1,111 @@
+//! One criterion benchmark per stage, reporting throughput, on the fixture lake.
+//!
+//!     cargo bench --bench stages
+//!
+//! Whole-command comparisons against the reference tools: benches/compare_dsir.sh.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use indexmap::IndexSet;
+use syllabus::batch::text_column;
+use syllabus::score::dsir::{sha256_bucket, Counts, DsirModel, DsirParams, Featurizer, NgramHash};
+use syllabus::select::{Noise, Ranked, TopK};
+use syllabus::source::{expand_inputs, Extras, JsonlDecoder, LakeReader, ReadOptions};
+
+fn fixture_texts() -> Vec<String> {
+    let files = expand_inputs(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lake")]).unwrap();
+    let opts = ReadOptions::default();
+    let mut out = Vec::new();
+    for b in LakeReader::new(&files, &opts, Extras::none(), None) {
+        let b = b.unwrap();
+        out.extend(text_column(&b.batch).unwrap().iter().map(|t| t.unwrap().to_string()));
+    }
+    out
+}
+
+fn source(c: &mut Criterion) {
+    let lines = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lake/prose.jsonl")).unwrap();
+    let mut g = c.benchmark_group("source");
+    g.throughput(Throughput::Bytes(lines.len() as u64));
+    g.bench_function("jsonl_decode", |b| {
+        b.iter(|| {
+            let mut d = JsonlDecoder::new("text", "id", "prose.jsonl", &Extras::none());
+            let mut seen = IndexSet::new();
+            for (i, line) in lines.split(|&c| c == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                d.decode_line(line, i as u64 + 1, &mut seen).unwrap();
+            }
+            black_box(d.rows())
+        })
+    });
+    g.finish();
+}
+
+fn dsir(c: &mut Criterion) {
+    let texts = fixture_texts();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let mut g = c.benchmark_group("dsir");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    for (name, hash) in [("featurize_sha256", NgramHash::Sha256), ("featurize_fast", NgramHash::Fast)] {
+        let params = DsirParams { hash, ..DsirParams::default() };
+        // A fresh featurizer per iteration: every distinct n-gram is hashed once (cold cache).
+        g.bench_function(format!("{name}_cold"), |b| {
+            b.iter_batched(
+                || Featurizer::new(&params),
+                |mut fz| {
+                    let mut n = 0u64;
+                    for t in &texts {
+                        fz.for_each_bucket(t, |x| n += u64::from(x));
+                    }
+                    black_box(n)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        let mut fz = Featurizer::new(&params);
+        g.bench_function(format!("{name}_warm"), |b| {
+            b.iter(|| {
+                let mut n = 0u64;
+                for t in &texts {
+                    fz.for_each_bucket(t, |x| n += u64::from(x));
+                }
+                black_box(n)
+            })
+        });
+    }
+    let params = DsirParams::default();
+    let mut raw = Counts::new(params.buckets);
+    for t in &texts {
+        raw.add_text(&params, t);
+    }
+    let model = DsirModel::try_new(params, raw.clone(), raw).unwrap();
+    g.bench_function("score_text", |b| b.iter(|| texts.iter().map(|t| model.score_text(t).0).sum::<f64>()));
+    g.finish();
+
+    let keys: Vec<String> = (0..10_000).map(|i| format!("word{i} other{i}")).collect();
+    let mut g = c.benchmark_group("dsir_hash");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("sha256_bucket", |b| b.iter(|| keys.iter().map(|k| sha256_bucket(k.as_bytes(), 10_000)).sum::<u32>()));
+    g.finish();
+}
+
+fn select(c: &mut Criterion) {
+    let n = 100_000u64;
+    let mut g = c.benchmark_group("select");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("gumbel_top_k_10pct", |b| {
+        b.iter(|| {
+            let mut noise = Noise::gumbel(0);
+            let mut top = TopK::new(10_000);
+            for row in 0..n {
+                let score = (row % 977) as f64 * -0.5;
+                top.offer(Ranked { key: noise.key(score), row, score });
+            }
+            black_box(top.into_rows().len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, source, dsir, select);
+criterion_main!(benches);
