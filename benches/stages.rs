@@ -99,7 +99,7 @@ fn select(c: &mut Criterion) {
             let mut top = TopK::new(10_000);
             for row in 0..n {
                 let score = (row % 977) as f64 * -0.5;
-                top.offer(Ranked { key: noise.key(score), row, score });
+                top.offer(Ranked { key: noise.key(score), row, score, file: 0, loc: row });
             }
             black_box(top.into_rows().len())
         })

@@ -2,7 +2,7 @@
 //! handed on in order, so results never depend on the thread count.
 //!
 //! While one chunk is scored on the rayon pool, the next one is read (`rayon::join`), so IO and
-//! decoding overlap with scoring. At most two chunks of `2 * threads` batches are in memory.
+//! decoding overlap with scoring. At most two chunks of `4 * threads` batches are in memory.
 
 use rayon::prelude::*;
 
@@ -41,7 +41,7 @@ where
     W: Fn(&SourceBatch) -> Result<T> + Sync,
     S: FnMut(SourceBatch, T) -> Result<Flow>,
 {
-    let chunk_len = 2 * rayon::current_num_threads().max(1);
+    let chunk_len = 4 * rayon::current_num_threads().max(1);
     let mut chunk = read_chunk(reader, chunk_len)?;
     let mut skipped: Vec<usize> = Vec::new();
     while !chunk.is_empty() {

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Float64Array, Int64Array};
+use arrow::array::{Array, Float64Array, Int64Array};
 use arrow::datatypes::{DataType, Field};
 
 use crate::batch::{dsir_score_schema, id_column, text_column, RecordBatch, COL_DSIR_LOGW};
@@ -22,7 +22,7 @@ use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
-use crate::source::{lake_extras, Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter};
+use crate::source::{lake_extras, Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -133,7 +133,7 @@ impl DsirJob<'_> {
         &self,
         model: &Arc<DsirModel>,
         rejects: Option<&mut RejectWriter>,
-        mut each: impl FnMut(&RecordBatch, u64, &Float64Array, &Int64Array) -> Result<()>,
+        mut each: impl FnMut(&SourceBatch, u64, &Float64Array, &Int64Array) -> Result<()>,
     ) -> Result<Vec<FileStats>> {
         let scorer = DsirScorer::new(model.clone());
         let bar = self.progress.rows("score");
@@ -142,7 +142,7 @@ impl DsirJob<'_> {
         for_each_ordered(&mut reader, |b| scorer.score(&b.batch), |b, cols| {
             let logw = cols[0].as_any().downcast_ref::<Float64Array>().expect("dsir_logw is float64");
             let words = cols[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64");
-            each(&b.batch, row, logw, words)?;
+            each(&b, row, logw, words)?;
             row += b.batch.num_rows() as u64;
             bar.inc(b.batch.num_rows() as u64);
             Ok(Flow::Continue)
@@ -159,7 +159,7 @@ impl DsirJob<'_> {
         let mut eligible = 0u64;
         let files = self.score_pass(model, rejects, |batch, _, logw, words| {
             eligible += words.values().iter().filter(|&&w| w >= min_words).count() as u64;
-            writer.write(&score_batch(&schema, batch, logw, words)?)
+            writer.write(&score_batch(&schema, &batch.batch, logw, words)?)
         })?;
         writer.finish()?;
         Ok(DsirReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
@@ -183,11 +183,12 @@ impl DsirJob<'_> {
         let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
         let files = self.score_pass(model, rejects, |batch, first_row, logw, words| {
             if let Some(w) = scores_writer.as_mut() {
-                w.write(&score_batch(&schema, batch, logw, words)?)?;
+                w.write(&score_batch(&schema, &batch.batch, logw, words)?)?;
             }
             for (i, (&w, &n)) in logw.values().iter().zip(words.values()).enumerate() {
                 if n >= min_words {
-                    top.offer(Ranked { key: noise.key(w), row: first_row + i as u64, score: w });
+                    let (file, loc) = (batch.file as u32, batch.locations[i]);
+                    top.offer(Ranked { key: noise.key(w), row: first_row + i as u64, score: w, file, loc });
                 }
             }
             Ok(())
@@ -208,42 +209,34 @@ impl DsirJob<'_> {
     }
 
     /// Pass 3: write the rows in `chosen` (sorted by row) with all input columns and `dsir_logw`.
+    /// Only the chosen lines are parsed, and each file is left after its last chosen row.
     fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], out: &Path) -> Result<Vec<u64>> {
         let extras = lake_extras(self.raw, stats, self.read)?;
-        let mut reader = LakeReader::new(self.raw, self.read, extras, None);
+        let mut per_file = vec![Vec::new(); self.raw.len()];
+        for r in chosen {
+            per_file[r.file as usize].push(r.loc);
+        }
+        let mut reader = LakeReader::new(self.raw, self.read, extras, None).with_selection(per_file);
         let logw_field = Field::new(COL_DSIR_LOGW, DataType::Float64, false);
         let schema = crate::batch::append_columns(&RecordBatch::new_empty(reader.schema()), vec![(logw_field.clone(), Arc::new(Float64Array::from(Vec::<f64>::new())))])?.schema();
         let mut writer = TableWriter::create(out, schema)?;
-        let mut per_file = vec![0u64; stats.len()];
+        let mut selected = vec![0u64; stats.len()];
         let bar = self.progress.rows("write");
         let mut next = 0usize;
-        let mut row = 0u64;
         for b in reader.by_ref() {
             let b = b?;
-            let n = b.batch.num_rows() as u64;
-            let mut mask = Vec::with_capacity(n as usize);
-            let mut scores = Vec::new();
-            for r in row..row + n {
-                let hit = next < chosen.len() && chosen[next].row == r;
-                if hit {
-                    scores.push(chosen[next].score);
-                    next += 1;
-                }
-                mask.push(hit);
+            let n = b.batch.num_rows();
+            // The reader returns exactly the chosen rows, in order; check that it did.
+            let these = chosen.get(next..next + n).unwrap_or(&[]);
+            if these.len() != n || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc) {
+                break;
             }
-            row += n;
-            bar.inc(n);
-            if scores.is_empty() {
-                if next == chosen.len() {
-                    break;
-                }
-                continue;
-            }
-            per_file[b.file] += scores.len() as u64;
-            let picked = arrow::compute::filter_record_batch(&b.batch, &BooleanArray::from(mask))
-                .map_err(|e| Error::arrow("selecting rows", e))?;
-            let picked = crate::batch::append_columns(&picked, vec![(logw_field.clone(), Arc::new(Float64Array::from(scores)))])?;
-            writer.write(&picked)?;
+            next += n;
+            selected[b.file] += n as u64;
+            bar.inc(n as u64);
+            let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
+            let batch = crate::batch::append_columns(&b.batch, vec![(logw_field.clone(), Arc::new(scores))])?;
+            writer.write(&batch)?;
         }
         bar.finish_and_clear();
         if next != chosen.len() {
@@ -254,6 +247,6 @@ impl DsirJob<'_> {
             )));
         }
         writer.finish()?;
-        Ok(per_file)
+        Ok(selected)
     }
 }

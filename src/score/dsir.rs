@@ -113,11 +113,59 @@ impl DsirParams {
     }
 }
 
+/// `x mod m` for a fixed `m` by multiplication (Barrett reduction), for the hot path.
+#[derive(Debug, Clone, Copy)]
+struct FastMod {
+    m: u64,
+    inv: u64,
+}
+
+impl FastMod {
+    fn new(m: u32) -> Self {
+        let m = u64::from(m.max(1));
+        FastMod { m, inv: u64::MAX / m }
+    }
+
+    #[inline]
+    fn rem(self, x: u64) -> u64 {
+        // q underestimates x / m by at most 2, so at most two corrections.
+        let q = ((u128::from(x) * u128::from(self.inv)) >> 64) as u64;
+        let mut r = x - q * self.m;
+        while r >= self.m {
+            r -= self.m;
+        }
+        r
+    }
+}
+
 /// Bucket of a key under SHA-256: the digest as a big-endian integer, mod `buckets`.
 pub fn sha256_bucket(key: &[u8], buckets: u32) -> u32 {
-    let digest = Sha256::digest(key);
-    let m = u64::from(buckets);
-    digest.iter().fold(0u64, |r, &b| ((r << 8) | u64::from(b)) % m) as u32
+    sha256_bucket_with(key, FastMod::new(buckets))
+}
+
+/// SHA-256 of `key` as its eight big-endian 32-bit words.
+#[inline]
+fn sha256_words(key: &[u8]) -> [u32; 8] {
+    const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    if key.len() <= 55 {
+        // One block: the key, 0x80, zeros, the bit length; no hasher state to set up.
+        let mut block = [0u8; 64];
+        block[..key.len()].copy_from_slice(key);
+        block[key.len()] = 0x80;
+        block[56..].copy_from_slice(&(key.len() as u64 * 8).to_be_bytes());
+        let mut state = H0;
+        sha2::compress256(&mut state, std::slice::from_ref(sha2::digest::generic_array::GenericArray::from_slice(&block)));
+        state
+    } else {
+        let digest = Sha256::digest(key);
+        std::array::from_fn(|i| u32::from_be_bytes([digest[4 * i], digest[4 * i + 1], digest[4 * i + 2], digest[4 * i + 3]]))
+    }
+}
+
+#[inline]
+fn sha256_bucket_with(key: &[u8], m: FastMod) -> u32 {
+    // Horner's rule over 32-bit big-endian limbs: r < m < 2^32, so (r << 32 | limb) fits a u64.
+    sha256_words(key).iter().fold(0u64, |r, &limb| m.rem((r << 32) | u64::from(limb))) as u32
 }
 
 /// Bucket of a key under xxh3-64.
@@ -127,15 +175,17 @@ pub fn fast_bucket(key: &[u8], buckets: u32) -> u32 {
 
 /// Turns text into bucket ids, with the scratch buffers and n-gram caches of one thread.
 ///
-/// Words are cached by string (id and bucket); bigrams by the pair of word ids, so a repeated
-/// bigram costs one integer-keyed lookup instead of building and hashing its string. Longer
-/// n-grams are cached by string.
+/// Words are cached by string (id and bucket); bigrams by the pair of word ids in a small
+/// direct-mapped cache ([`BigramCache`]), so a repeated bigram costs one integer-keyed lookup
+/// instead of building and hashing its string. Longer n-grams are cached by string.
 pub struct Featurizer {
     buckets: u32,
     ngrams: usize,
     hash: NgramHash,
+    modulus: FastMod,
     words: FxHashMap<Box<str>, (u32, u32)>,
-    bigrams: FxHashMap<u64, u32>,
+    next_word: u32,
+    bigrams: BigramCache,
     longer: FxHashMap<Box<str>, u32>,
     lower: String,
     spans: Vec<(u32, u32)>,
@@ -152,8 +202,10 @@ impl Featurizer {
             buckets: params.buckets,
             ngrams: params.ngrams,
             hash: params.hash,
+            modulus: FastMod::new(params.buckets),
             words: FxHashMap::default(),
-            bigrams: FxHashMap::default(),
+            next_word: 0,
+            bigrams: BigramCache::new(),
             longer: FxHashMap::default(),
             lower: String::new(),
             spans: Vec::new(),
@@ -175,7 +227,7 @@ impl Featurizer {
 
     fn hash_key(&self, key: &str) -> u32 {
         match self.hash {
-            NgramHash::Sha256 => sha256_bucket(key.as_bytes(), self.buckets),
+            NgramHash::Sha256 => sha256_bucket_with(key.as_bytes(), self.modulus),
             NgramHash::Fast => fast_bucket(key.as_bytes(), self.buckets),
         }
     }
@@ -185,13 +237,15 @@ impl Featurizer {
         if let Some(&v) = self.words.get(w) {
             return v;
         }
-        if self.words.len() >= self.cache_limit {
+        if self.next_word as usize >= self.cache_limit {
             // Word ids are about to be reused: bigram entries keyed by old ids go too.
             self.words.clear();
             self.bigrams.clear();
+            self.next_word = 0;
             self.epoch += 1;
         }
-        let v = (self.words.len() as u32, self.hash_key(w));
+        let v = (self.next_word, self.hash_key(w));
+        self.next_word += 1;
         self.words.insert(w.into(), v);
         v
     }
@@ -229,16 +283,13 @@ impl Featurizer {
             let cacheable = self.epoch == epoch;
             for (i, pair) in spans.windows(2).enumerate() {
                 let key = (u64::from(self.ids[i]) << 32) | u64::from(self.ids[i + 1]);
-                let cached = if cacheable { self.bigrams.get(&key).copied() } else { None };
+                let cached = if cacheable { self.bigrams.get(key) } else { None };
                 let bucket = match cached {
                     Some(b) => b,
                     None => {
                         self.join(pair);
                         let b = self.hash_key(&self.key);
                         if cacheable {
-                            if self.bigrams.len() >= 2 * self.cache_limit {
-                                self.bigrams.clear();
-                            }
                             self.bigrams.insert(key, b);
                         }
                         b
@@ -267,6 +318,42 @@ impl Featurizer {
         let words = spans.len() as u64;
         self.spans = spans;
         words
+    }
+}
+
+/// A direct-mapped cache of bigram (pair of word ids) -> bucket, small enough to stay in the
+/// CPU caches: a miss costs one SHA-256, about what a miss of a large hash table costs in
+/// memory latency, and the frequent bigrams stay.
+struct BigramCache {
+    /// (key + 1, bucket); key + 1 == 0 marks an empty slot.
+    slots: Vec<(u64, u32)>,
+}
+
+const BIGRAM_CACHE_BITS: u32 = 16;
+
+impl BigramCache {
+    fn new() -> Self {
+        BigramCache { slots: vec![(0, 0); 1 << BIGRAM_CACHE_BITS] }
+    }
+
+    #[inline]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BIGRAM_CACHE_BITS)) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u32> {
+        let (k, b) = self.slots[Self::slot(key)];
+        (k == key.wrapping_add(1)).then_some(b)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: u64, bucket: u32) {
+        self.slots[Self::slot(key)] = (key.wrapping_add(1), bucket);
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, 0));
     }
 }
 
@@ -447,6 +534,21 @@ mod tests {
         // METHODS.md oracle: "alice" -> 6720, "alice went" -> 114 with 10000 buckets.
         assert_eq!(sha256_bucket(b"alice", 10_000), 6720);
         assert_eq!(sha256_bucket(b"alice went", 10_000), 114);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bucket_is_the_digest_mod_buckets(key in ".{0,40}", buckets in 1u32..=u32::MAX) {
+            // Byte-at-a-time long division of the 256-bit digest, the definition.
+            let digest = Sha256::digest(key.as_bytes());
+            let want = digest.iter().fold(0u128, |r, &b| ((r << 8) | u128::from(b)) % u128::from(buckets));
+            proptest::prop_assert_eq!(u128::from(sha256_bucket(key.as_bytes(), buckets)), want);
+        }
+
+        #[test]
+        fn fast_mod_is_mod(x in proptest::num::u64::ANY, m in 1u32..=u32::MAX) {
+            proptest::prop_assert_eq!(FastMod::new(m).rem(x), x % u64::from(m));
+        }
     }
 
     #[test]

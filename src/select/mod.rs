@@ -17,9 +17,13 @@ pub use mt19937::Mt19937;
 #[derive(Debug, Clone, Copy)]
 pub struct Ranked {
     pub key: f64,
+    /// Position in the stream (ties go to the smaller).
     pub row: u64,
     /// The row's score before any noise (written to the output).
     pub score: f64,
+    /// Where the row is, to read it again: file index and line or row in that file.
+    pub file: u32,
+    pub loc: u64,
 }
 
 impl PartialEq for Ranked {
@@ -106,7 +110,7 @@ mod tests {
     fn top(scores: &[f64], k: usize) -> Vec<u64> {
         let mut t = TopK::new(k);
         for (i, &s) in scores.iter().enumerate() {
-            t.offer(Ranked { key: s, row: i as u64, score: s });
+            t.offer(Ranked { key: s, row: i as u64, score: s, file: 0, loc: i as u64 });
         }
         t.into_rows().iter().map(|r| r.row).collect()
     }

@@ -116,6 +116,7 @@ pub struct JsonlDecoder {
     extras: Vec<Result<StringBuilder, DataType>>,
     ids: StringBuilder,
     texts: StringBuilder,
+    lines: Vec<u64>,
     rows: usize,
     text_bytes: usize,
 }
@@ -144,6 +145,7 @@ impl JsonlDecoder {
             extras,
             ids: StringBuilder::new(),
             texts: StringBuilder::new(),
+            lines: Vec::new(),
             rows: 0,
             text_bytes: 0,
         }
@@ -201,8 +203,14 @@ impl JsonlDecoder {
                 }
             }
         }
+        self.lines.push(line_no);
         self.rows += 1;
         Ok(())
+    }
+
+    /// Line numbers of the rows decoded since the last flush.
+    pub fn take_lines(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.lines)
     }
 
     /// The rows decoded since the last flush, as a batch of `schema`.
@@ -230,6 +238,8 @@ pub(super) struct JsonlFileReader {
     buf: Vec<u8>,
     done: bool,
     decoder: Option<JsonlDecoder>,
+    /// Index into the wanted lines, when reading a selection.
+    next_wanted: usize,
 }
 
 impl JsonlFileReader {
@@ -242,12 +252,13 @@ impl JsonlFileReader {
             buf: Vec::new(),
             done: false,
             decoder: None,
+            next_wanted: 0,
         })
     }
 }
 
 impl super::FileReader for JsonlFileReader {
-    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>> {
+    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let decoder = self.decoder.get_or_insert_with(|| {
             JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras)
         });
@@ -265,6 +276,19 @@ impl super::FileReader for JsonlFileReader {
                     }
                     while let Some((b'\n' | b'\r', rest)) = line.split_last() {
                         line = rest;
+                    }
+                    if let Some(wanted) = ctx.wanted {
+                        // Only the selected lines: skip the others unparsed, stop after the last.
+                        while self.next_wanted < wanted.len() && wanted[self.next_wanted] < self.line_no {
+                            self.next_wanted += 1;
+                        }
+                        if self.next_wanted >= wanted.len() {
+                            self.done = true;
+                            continue;
+                        }
+                        if wanted[self.next_wanted] != self.line_no {
+                            continue;
+                        }
                     }
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -293,7 +317,8 @@ impl super::FileReader for JsonlFileReader {
             }
         }
         if decoder.rows() > 0 {
-            decoder.flush(ctx.schema).map(Some)
+            let batch = decoder.flush(ctx.schema)?;
+            Ok(Some((batch, decoder.take_lines())))
         } else {
             Ok(None)
         }

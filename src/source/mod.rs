@@ -232,17 +232,19 @@ pub struct FileStats {
     pub fields_seen: IndexSet<String>,
 }
 
-/// A batch and the file it came from.
+/// A batch, the file it came from and where in that file each row is.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
     pub batch: RecordBatch,
     /// Index into the reader's file list.
     pub file: usize,
+    /// Per row: its line (jsonl, 1-based) or row (Parquet, 0-based) in the file.
+    pub locations: Vec<u64>,
 }
 
-/// Reads one file into batches (a jsonl or a Parquet file).
+/// Reads one file into batches (a jsonl or a Parquet file), with each row's location.
 trait FileReader: Send {
-    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>>;
+    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>>;
 }
 
 /// What a file reader needs besides its own state.
@@ -253,6 +255,8 @@ struct ReadContext<'a> {
     file: &'a InputFile,
     stats: &'a mut FileStats,
     rejects: Option<&'a mut RejectWriter>,
+    /// Only these locations (sorted), when the reader was given a selection.
+    wanted: Option<&'a [u64]>,
 }
 
 impl ReadContext<'_> {
@@ -292,6 +296,7 @@ pub struct LakeReader<'a> {
     current: Option<(usize, Box<dyn FileReader + 'a>)>,
     stats: Vec<FileStats>,
     rejects: Option<&'a mut RejectWriter>,
+    selection: Option<Vec<Vec<u64>>>,
     failed: bool,
 }
 
@@ -302,7 +307,16 @@ impl<'a> LakeReader<'a> {
             .map(|f| FileStats { file: f.name.clone(), format: f.format.name(), ..Default::default() })
             .collect();
         let schema = source_schema(opts, &extras);
-        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, failed: false }
+        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, selection: None, failed: false }
+    }
+
+    /// Read only the given rows: per file, the sorted locations (line or row, as in
+    /// [`SourceBatch::locations`]) of rows an earlier pass kept. Lines of other rows are not
+    /// parsed, and a file is left as soon as its last wanted row is read.
+    pub fn with_selection(mut self, per_file: Vec<Vec<u64>>) -> Self {
+        debug_assert_eq!(per_file.len(), self.files.len());
+        self.selection = Some(per_file);
+        self
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -341,6 +355,9 @@ impl<'a> LakeReader<'a> {
                 }
                 let i = self.next_file;
                 self.next_file += 1;
+                if self.selection.as_ref().is_some_and(|s| s[i].is_empty()) {
+                    continue;
+                }
                 self.current = Some((i, self.open(i)?));
             }
             let (i, reader) = self.current.as_mut().expect("current reader was just set");
@@ -352,9 +369,10 @@ impl<'a> LakeReader<'a> {
                 file: &self.files[i],
                 stats: &mut self.stats[i],
                 rejects: self.rejects.as_deref_mut(),
+                wanted: self.selection.as_ref().map(|s| s[i].as_slice()),
             };
             match reader.next_batch(&mut ctx)? {
-                Some(batch) => return Ok(Some(SourceBatch { batch, file: i })),
+                Some((batch, locations)) => return Ok(Some(SourceBatch { batch, file: i, locations })),
                 None => self.current = None,
             }
         }

@@ -83,7 +83,7 @@ impl ParquetFileReader {
 }
 
 impl super::FileReader for ParquetFileReader {
-    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>> {
+    fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         if self.reader.is_none() {
             // First call: project to id, text and the extras this file has.
             let schema = file_schema(ctx.file)?;
@@ -126,6 +126,12 @@ impl super::FileReader for ParquetFileReader {
             };
             let base = self.next_row;
             self.next_row += batch.num_rows() as u64;
+            if let Some(wanted) = ctx.wanted {
+                if wanted.last().is_some_and(|&last| last < base) {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
             if let Some(b) = self.convert(&batch, base, ctx)? {
                 return Ok(Some(b));
             }
@@ -135,22 +141,30 @@ impl super::FileReader for ParquetFileReader {
 
 impl ParquetFileReader {
     /// A projected Parquet batch as a source batch; bad rows are rejected by the policy.
-    fn convert(&self, batch: &RecordBatch, base: u64, ctx: &mut ReadContext<'_>) -> Result<Option<RecordBatch>> {
+    fn convert(&self, batch: &RecordBatch, base: u64, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let n = batch.num_rows();
         let ctx_err = |e| Error::arrow(format!("{}: rows {base}..", ctx.file.name), e);
         let text = cast(batch.column(self.text_col), &DataType::Utf8).map_err(ctx_err)?;
         let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-        ctx.stats.read += n as u64;
         let mut keep = Vec::with_capacity(n);
+        let mut locations = Vec::with_capacity(n);
         for i in 0..n {
+            let row = base + i as u64;
+            if ctx.wanted.is_some_and(|w| w.binary_search(&row).is_err()) {
+                keep.push(false);
+                continue;
+            }
+            ctx.stats.read += 1;
             let ok = text.is_valid(i);
-            if !ok {
+            if ok {
+                locations.push(row);
+            } else {
                 let reason = format!("field \"{}\" is null, expected a string", ctx.opts.text_field);
-                ctx.reject(Location::Row(base + i as u64), None, reason, b"")?;
+                ctx.reject(Location::Row(row), None, reason, b"")?;
             }
             keep.push(ok);
         }
-        let kept = keep.iter().filter(|k| **k).count();
+        let kept = locations.len();
         ctx.stats.kept += kept as u64;
         if kept == 0 {
             return Ok(None);
@@ -187,6 +201,7 @@ impl ParquetFileReader {
         } else {
             columns.iter().map(|c| filter(c, &mask)).collect::<Result<_, _>>().map_err(ctx_err)?
         };
-        RecordBatch::try_new(ctx.schema.clone(), columns).map(Some).map_err(ctx_err)
+        let batch = RecordBatch::try_new(ctx.schema.clone(), columns).map_err(ctx_err)?;
+        Ok(Some((batch, locations)))
     }
 }

@@ -53,9 +53,29 @@ enum Class {
     Punct,
 }
 
+/// Classes of the ASCII characters, indexed by byte.
+static ASCII_CLASS: [Class; 128] = {
+    let mut t = [Class::Punct; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_alphanumeric() || c == b'_' {
+            Class::Word
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f) {
+            Class::Space
+        } else {
+            Class::Punct
+        };
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn class(c: char) -> Class {
-    if is_py_word(c) {
+    if c.is_ascii() {
+        ASCII_CLASS[c as usize]
+    } else if is_py_word(c) {
         Class::Word
     } else if is_py_space(c) {
         Class::Space
@@ -70,16 +90,15 @@ pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
     let mut i = 0;
     let mut start = 0usize;
     let mut cur = Class::Space;
-    // ASCII fast path inside the loop; decode a char only for non-ASCII bytes.
     while i < bytes.len() {
         let b = bytes[i];
-        let (c, len) = if b < 0x80 {
-            (b as char, 1)
+        let (k, len) = if b < 0x80 {
+            (ASCII_CLASS[b as usize], 1)
         } else {
+            // Decode a char only for non-ASCII bytes.
             let c = s[i..].chars().next().expect("in bounds");
-            (c, c.len_utf8())
+            (class(c), c.len_utf8())
         };
-        let k = class(c);
         if k != cur {
             if cur != Class::Space {
                 out.push((start as u32, i as u32));
@@ -88,6 +107,10 @@ pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
             cur = k;
         }
         i += len;
+        // Run through the rest of an ASCII run of the same class without re-checking it.
+        while i < bytes.len() && bytes[i] < 0x80 && ASCII_CLASS[bytes[i] as usize] == cur {
+            i += 1;
+        }
     }
     if cur != Class::Space {
         out.push((start as u32, i as u32));
@@ -180,6 +203,15 @@ mod tests {
         assert_eq!(toks("hi 👋🏽 there"), ["hi", "👋🏽", "there"]);
         // Superscripts and fractions are numeric, so \w.
         assert_eq!(toks("x² ½"), ["x²", "½"]);
+    }
+
+    #[test]
+    fn ascii_table_agrees_with_the_classes() {
+        for b in 0u8..128 {
+            let c = b as char;
+            let want = if is_py_word(c) { Class::Word } else if is_py_space(c) { Class::Space } else { Class::Punct };
+            assert!(ASCII_CLASS[b as usize] == want, "byte {b}");
+        }
     }
 
     #[test]
