@@ -109,6 +109,13 @@ pub struct DsirSelectConfig {
     pub hash: NgramHash,
     #[serde(default)]
     pub target_smoothing: f64,
+    /// Memory (MiB) for features kept between the fit and the scoring pass; never changes a result.
+    #[serde(default = "d_feature_cache_mb")]
+    pub feature_cache_mb: usize,
+}
+
+fn d_feature_cache_mb() -> usize {
+    crate::pipeline::dsir::DEFAULT_FEATURE_CACHE_MB
 }
 
 fn d_buckets() -> u32 {

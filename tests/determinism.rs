@@ -50,3 +50,16 @@ fn fit_all_counts_everything() {
     ok(&syllabus(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--fit-all", "--out", &p(&b), "fixtures/lake"]));
     assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }
+
+#[test]
+fn feature_cache_never_changes_a_result() {
+    // 0: no cache; 1 MiB: part of the fixture lake; default: all of it.
+    let dir = tempdir();
+    let mut outs = Vec::new();
+    for mb in ["0", "1", "256"] {
+        let out = dir.path().join(format!("s{mb}.jsonl"));
+        ok(&syllabus(&["score", "dsir", "-q", "--feature-cache-mb", mb, "--target", "fixtures/target/math.jsonl", "--out", &p(&out), "fixtures/lake"]));
+        outs.push(std::fs::read(out).unwrap());
+    }
+    assert!(outs[0] == outs[1] && outs[0] == outs[2]);
+}

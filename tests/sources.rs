@@ -312,3 +312,36 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn selection_skips_bad_lines_and_keeps_every_column() {
+    // Bad lines between good ones must not shift which rows the write pass picks up again.
+    let dir = tempdir();
+    let mut body = String::new();
+    for i in 0..60 {
+        body.push_str(&format!("{{\"id\":\"d{i}\",\"text\":\"{}\",\"n\":{i},\"tag\":{{\"k\":{i}}}}}\n", doc(i)));
+        if i % 7 == 3 {
+            body.push_str("{\"id\": broken\n");
+        }
+    }
+    let lake = write(dir.path(), "lake.jsonl.zst", &zst(body.as_bytes()));
+    let target = write(dir.path(), "t.jsonl", jsonl(3).as_bytes());
+    let out = dir.path().join("sel.jsonl");
+    let scores = dir.path().join("scores.jsonl");
+    let o = syllabus(&["select", "dsir", "-q", "--top-k", "--k", "20", "--on-bad-record", "skip", "--target", &p(&target), "--out", &p(&out), "--scores-out", &p(&scores), &p(&lake)]);
+    fails(&o, 3);
+    let all = read_jsonl(&scores);
+    assert_eq!(all.len(), 60);
+    let mut ranked: Vec<(f64, usize)> = all.iter().enumerate().map(|(i, r)| (r["dsir_logw"].as_f64().unwrap(), i)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut want: Vec<usize> = ranked[..20].iter().map(|r| r.1).collect();
+    want.sort();
+    let rows = read_jsonl(&out);
+    assert_eq!(ids(&rows), want.iter().map(|i| format!("d{i}")).collect::<Vec<_>>());
+    for r in &rows {
+        let i: i64 = r["id"].as_str().unwrap()[1..].parse().unwrap();
+        // Pass-through columns: numbers and objects as JSON text.
+        assert_eq!(r["n"], i.to_string());
+        assert_eq!(r["tag"], format!("{{\"k\":{i}}}"));
+    }
+}

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::PipelineConfig;
+use crate::pipeline::dsir::{FeatureCache, Fitted};
 use crate::pipeline::{self, DsirJob, DsirReport, Progress};
 use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
 use crate::select::Noise;
@@ -165,6 +166,10 @@ struct DsirArgs {
     /// Count every raw n-gram (the reference stops at 100000 * buckets).
     #[arg(long)]
     fit_all: bool,
+    /// Memory for keeping documents' features between the fit and the scoring pass (MiB);
+    /// 0 re-tokenizes every document. Never changes a result.
+    #[arg(long, default_value_t = crate::pipeline::dsir::DEFAULT_FEATURE_CACHE_MB)]
+    feature_cache_mb: usize,
 }
 
 impl DsirArgs {
@@ -220,7 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(ScoreCommand::Dsir { dsir, source, out, raw }) => {
             let opts = source.read_options()?;
             let raw = expand_inputs(&raw)?;
-            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, rejects| job.score_to(model, &out, rejects))?;
+            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, cache, rejects| job.score_to(model, cache, &out, rejects))?;
             eprintln!("syllabus score dsir: wrote {}", out.display());
             print_report(&report, start, false);
             Ok(exit_code(&report))
@@ -229,8 +234,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = source.read_options()?;
             let raw = expand_inputs(&raw)?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
-            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, rejects| {
-                job.select_to(model, k, noise, &out, scores_out.as_deref(), rejects)
+            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, cache, rejects| {
+                job.select_to(model, cache, k, noise, &out, scores_out.as_deref(), rejects)
             })?;
             eprintln!("syllabus select dsir: wrote {}", out.display());
             print_report(&report, start, true);
@@ -246,7 +251,7 @@ fn with_dsir(
     opts: &ReadOptions,
     raw: &[InputFile],
     progress: &Progress,
-    f: impl FnOnce(&DsirJob<'_>, &Arc<DsirModel>, Option<&mut RejectWriter>) -> crate::Result<DsirReport>,
+    f: impl FnOnce(&DsirJob<'_>, &Arc<DsirModel>, &FeatureCache, Option<&mut RejectWriter>) -> crate::Result<DsirReport>,
 ) -> anyhow::Result<(DsirReport, Arc<DsirModel>)> {
     if args.model.is_none() && args.target.is_empty() {
         bail!("DSIR needs a target set (--target) or a saved model (--model)");
@@ -259,16 +264,17 @@ fn with_dsir(
     if let Some(m) = &loaded {
         params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
     }
-    let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, progress };
-    let (model, target_stats) = match loaded {
-        Some(m) => (DsirModel::try_new(params, m.raw, m.target)?, Vec::new()),
+    let feature_cache_bytes = args.feature_cache_mb << 20;
+    let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
+    let Fitted { model, target_stats, cache } = match loaded {
+        Some(m) => Fitted { model: DsirModel::try_new(params, m.raw, m.target)?, target_stats: Vec::new(), cache: FeatureCache::default() },
         None => job.fit(rejects.as_mut())?,
     };
     if let Some(p) = &args.save_model {
         model.save(p)?;
     }
     let model = Arc::new(model);
-    let mut report = f(&job, &model, rejects.as_mut())?;
+    let mut report = f(&job, &model, &cache, rejects.as_mut())?;
     report.target_files = target_stats;
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;

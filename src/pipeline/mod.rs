@@ -15,7 +15,7 @@ use crate::score::dsir::DsirModel;
 use crate::select::Noise;
 use crate::source::{expand_inputs, BadRecordPolicy, RejectWriter};
 
-pub use dsir::{DsirJob, DsirReport};
+pub use dsir::{DsirJob, DsirReport, FeatureCache, Fitted};
 
 /// Progress bars on stderr, only when it is a terminal and not `--quiet`.
 #[derive(Debug, Clone, Copy)]
@@ -65,14 +65,22 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     let raw = expand_inputs(&cfg.source.paths)?;
     let SelectConfig::Dsir(sel) = &cfg.select;
     let target = if sel.target.is_empty() { Vec::new() } else { expand_inputs(&sel.target)? };
-    let job = DsirJob { raw: &raw, target: &target, read: &read, params: sel.params(), budget: sel.budget(), progress };
+    let job = DsirJob {
+        raw: &raw,
+        target: &target,
+        read: &read,
+        params: sel.params(),
+        budget: sel.budget(),
+        feature_cache_bytes: sel.feature_cache_mb << 20,
+        progress,
+    };
     let rejects_path = out_dir.join("rejects.jsonl");
     let mut rejects = match read.on_bad_record {
         BadRecordPolicy::Skip => Some(RejectWriter::create(&rejects_path)?),
         BadRecordPolicy::Fail => None,
     };
-    let (model, target_stats) = match &sel.model {
-        Some(p) => (DsirModel::load(p)?, Vec::new()),
+    let Fitted { model, target_stats, cache } = match &sel.model {
+        Some(p) => Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() },
         None => job.fit(rejects.as_mut())?,
     };
     let model_path = out_dir.join("dsir_model.json");
@@ -81,7 +89,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     let noise = if sel.top_k { Noise::None } else { Noise::gumbel(cfg.seed) };
     let selected = out_dir.join("selected.parquet");
     let scores = out_dir.join("scores.parquet");
-    let mut report = job.select_to(&model, sel.k, noise, &selected, Some(&scores), rejects.as_mut())?;
+    let mut report = job.select_to(&model, &cache, sel.k, noise, &selected, Some(&scores), rejects.as_mut())?;
     report.target_files = target_stats;
     let mut outputs = vec![selected, scores, model_path];
     if let Some(r) = rejects {

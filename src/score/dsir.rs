@@ -461,6 +461,16 @@ impl DsirModel {
         &self.log_diff
     }
 
+    /// Log importance weight of a document from its buckets in feature order (the same sum,
+    /// in the same order, as [`DsirModel::score_text`]).
+    pub fn score_buckets(&self, buckets: &[u16]) -> f64 {
+        let mut logw = 0.0;
+        for &b in buckets {
+            logw += self.log_diff[usize::from(b)];
+        }
+        logw
+    }
+
     /// Log importance weight and word count of one document.
     pub fn score_text(&self, text: &str) -> (f64, i64) {
         let mut logw = 0.0;

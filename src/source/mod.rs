@@ -240,6 +240,8 @@ pub struct SourceBatch {
     pub file: usize,
     /// Per row: its line (jsonl, 1-based) or row (Parquet, 0-based) in the file.
     pub locations: Vec<u64>,
+    /// Index of the batch's first row among all rows this reader has returned.
+    pub first_row: u64,
 }
 
 /// Reads one file into batches (a jsonl or a Parquet file), with each row's location.
@@ -297,6 +299,7 @@ pub struct LakeReader<'a> {
     stats: Vec<FileStats>,
     rejects: Option<&'a mut RejectWriter>,
     selection: Option<Vec<Vec<u64>>>,
+    rows_out: u64,
     failed: bool,
 }
 
@@ -307,7 +310,7 @@ impl<'a> LakeReader<'a> {
             .map(|f| FileStats { file: f.name.clone(), format: f.format.name(), ..Default::default() })
             .collect();
         let schema = source_schema(opts, &extras);
-        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, selection: None, failed: false }
+        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, selection: None, rows_out: 0, failed: false }
     }
 
     /// Read only the given rows: per file, the sorted locations (line or row, as in
@@ -372,7 +375,11 @@ impl<'a> LakeReader<'a> {
                 wanted: self.selection.as_ref().map(|s| s[i].as_slice()),
             };
             match reader.next_batch(&mut ctx)? {
-                Some((batch, locations)) => return Ok(Some(SourceBatch { batch, file: i, locations })),
+                Some((batch, locations)) => {
+                    let first_row = self.rows_out;
+                    self.rows_out += batch.num_rows() as u64;
+                    return Ok(Some(SourceBatch { batch, file: i, locations, first_row }));
+                }
                 None => self.current = None,
             }
         }
