@@ -17,10 +17,11 @@
 //! occurrences (no length normalisation), and `n_words = (features + n(n-1)/2) div n`, the
 //! reference's word count. Documents with fewer than `min_words` words are never selected.
 //!
-//! Memory: the model is `3 * buckets` numbers; each thread keeps a cache of n-gram -> bucket
-//! (n-grams repeat, so SHA-256 runs once per distinct n-gram) capped at
-//! [`MAX_CACHED_NGRAMS`] entries. Counts are integers, so the fit is identical for any thread
-//! count and batch size.
+//! Memory: the model is `3 * buckets` numbers; each thread keeps caches of n-gram -> bucket
+//! (n-grams repeat, so SHA-256 runs about once per distinct n-gram): words up to
+//! [`MAX_CACHED_NGRAMS`] entries, bigrams in a fixed 64K-slot table, longer n-grams up to
+//! [`MAX_CACHED_NGRAMS`]. Counts are integers, so the fit is identical for any thread count
+//! and batch size.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -36,8 +37,8 @@ use crate::batch::{text_column, RecordBatch, COL_DSIR_LOGW, COL_N_WORDS};
 use crate::error::{Error, Result};
 use crate::text::{py_lower_into, wordpunct_spans};
 
-/// Words a thread's cache may hold before it is cleared (bigrams: twice as many, longer
-/// n-grams: as many). About 100 MB per thread at most.
+/// Words (and, separately, longer n-grams) a thread's cache may hold before it is cleared:
+/// about 40 MB each at most.
 pub const MAX_CACHED_NGRAMS: usize = 1 << 20;
 
 /// How n-grams are hashed into buckets.
