@@ -345,3 +345,26 @@ fn selection_skips_bad_lines_and_keeps_every_column() {
         assert_eq!(r["tag"], format!("{{\"k\":{i}}}"));
     }
 }
+
+#[test]
+fn corrupt_parquet_files_are_errors_naming_the_file() {
+    let dir = tempdir();
+    let garbage = write(dir.path(), "garbage.parquet", b"this is not parquet at all, not even close");
+    let err = read_lake(&[&garbage], BadRecordPolicy::Skip).unwrap_err().to_string();
+    assert!(err.contains("garbage.parquet"), "{err}");
+    let good = parquet(dir.path(), "good.parquet", (0..50).map(|i| Some(doc(i))).collect(), true);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = write(dir.path(), "cut.parquet", &bytes[..bytes.len() / 2]);
+    let err = read_lake(&[&cut], BadRecordPolicy::Skip).unwrap_err().to_string();
+    assert!(err.contains("cut.parquet"), "{err}");
+    // A text column that is not a string column.
+    let dir2 = tempdir();
+    let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+    let path = dir2.path().join("ints.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = read_lake(&[&path], BadRecordPolicy::Skip).unwrap_err().to_string();
+    assert!(err.contains("ints.parquet") && err.contains("expected a string column"), "{err}");
+}
