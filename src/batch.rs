@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 pub const COL_ID: &str = "id";
 /// DSIR log importance weight (float64).
 pub const COL_DSIR_LOGW: &str = "dsir_logw";
+/// ZIP-FIT alignment with the target set (float64).
+pub const COL_ZIPFIT: &str = "zipfit";
 /// Number of wordpunct tokens of a document (int64), as DSIR counts them.
 pub const COL_N_WORDS: &str = "n_words";
 

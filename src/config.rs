@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
+use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::source::{BadRecordPolicy, ReadOptions};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +83,32 @@ impl SourceConfig {
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum SelectConfig {
     Dsir(DsirSelectConfig),
+    Zipfit(ZipfitSelectConfig),
+}
+
+/// ZIP-FIT selection: the k rows most aligned with the target set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZipfitSelectConfig {
+    pub target: Vec<String>,
+    pub k: u64,
+    #[serde(default)]
+    pub compressor: ZipCompressor,
+    /// Default: gzip 6, zstd 3, fast mode -1.
+    pub level: Option<i32>,
+    /// zstd with the candidate as a dictionary: faster, approximate.
+    #[serde(default)]
+    pub fast: bool,
+}
+
+impl ZipfitSelectConfig {
+    pub fn params(&self) -> ZipfitParams {
+        ZipfitParams {
+            compressor: self.compressor,
+            level: self.level.unwrap_or(ZipfitParams::default_level(self.compressor, self.fast)),
+            fast: self.fast,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +205,15 @@ impl PipelineConfig {
                 }
                 d.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
             }
+            SelectConfig::Zipfit(z) => {
+                if z.target.is_empty() {
+                    return Err(Error::Config("select.target: a target set is needed".into()));
+                }
+                if z.k == 0 {
+                    return Err(Error::Config("select.k: must be at least 1".into()));
+                }
+                z.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
+            }
         }
         Ok(())
     }
@@ -202,7 +238,7 @@ buckets = 5000
     #[test]
     fn parses_and_fills_defaults() {
         let c = PipelineConfig::from_toml(OK, Path::new("t.toml")).unwrap();
-        let SelectConfig::Dsir(d) = &c.select;
+        let SelectConfig::Dsir(d) = &c.select else { panic!("dsir expected") };
         assert_eq!(d.params().buckets, 5000);
         assert_eq!(d.params().ngrams, 2);
         assert_eq!(c.source.text_field, "text");

@@ -28,3 +28,18 @@ fn config_errors_name_the_key() {
     let err = fails(&syllabus(&["run", &p(&cfg), "-q"]), 1);
     assert!(err.contains("seeed"), "{err}");
 }
+
+#[test]
+fn zipfit_pipeline_runs() {
+    let dir = tempdir();
+    let out = dir.path().join("z");
+    let cfg = dir.path().join("z.toml");
+    // The shipped pipeline, in fast mode to keep the test quick.
+    let text = std::fs::read_to_string(root().join("pipelines/zipfit.toml")).unwrap().replace("compressor = \"gzip\"\nlevel = 6", "compressor = \"zstd\"\nfast = true");
+    std::fs::write(&cfg, text).unwrap();
+    let err = ok(&syllabus(&["run", &p(&cfg), "--out", &p(&out), "-q"]));
+    assert!(err.contains("zipfit selection") && err.contains("300 selected"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "zipfit");
+    assert!(out.join("selected.parquet").exists() && out.join("scores.parquet").exists());
+}

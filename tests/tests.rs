@@ -6,3 +6,4 @@ mod determinism;
 mod dsir_parity;
 mod pipeline;
 mod sources;
+mod zipfit;

@@ -13,9 +13,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::PipelineConfig;
-use crate::pipeline::dsir::{FeatureCache, Fitted};
-use crate::pipeline::{self, DsirJob, DsirReport, Progress};
+use crate::pipeline::{self, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, Progress, RunReport, ScoredLake, ZipfitRowScorer};
 use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
+use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::select::Noise;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
 
@@ -58,6 +58,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ScoreCommand {
+    /// ZIP-FIT alignment with a target set (zipfit: mean of 1 - NCD over the targets).
+    Zipfit {
+        #[command(flatten)]
+        zipfit: ZipfitArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
     /// DSIR log importance weights (dsir_logw) and word counts (n_words).
     Dsir {
         #[command(flatten)]
@@ -75,6 +87,24 @@ enum ScoreCommand {
 
 #[derive(Subcommand)]
 enum SelectCommand {
+    /// The k documents most aligned with the target set by ZIP-FIT (ties: earlier row).
+    Zipfit {
+        #[command(flatten)]
+        zipfit: ZipfitArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// How many documents to keep (all of them if there are fewer).
+        #[arg(long)]
+        k: u64,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write every row's score to this file.
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
     /// Importance resampling (Gumbel top-k) on DSIR weights.
     Dsir {
         #[command(flatten)]
@@ -172,6 +202,33 @@ struct DsirArgs {
     feature_cache_mb: usize,
 }
 
+#[derive(Args)]
+struct ZipfitArgs {
+    /// Target set: files, directories or globs.
+    #[arg(long, num_args = 1.., required = true)]
+    target: Vec<String>,
+    /// gzip: CPython's gzip.compress lengths (the reference's); zstd: python-zstandard's.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compressor: ZipCompressor,
+    /// Compression level (default: gzip 6, zstd 3, --fast -1).
+    #[arg(long, allow_negative_numbers = true)]
+    level: Option<i32>,
+    /// zstd with each candidate loaded once as a dictionary: much faster, approximate
+    /// (not reference-compatible). Needs --compressor zstd.
+    #[arg(long)]
+    fast: bool,
+}
+
+impl ZipfitArgs {
+    fn params(&self) -> ZipfitParams {
+        ZipfitParams {
+            compressor: self.compressor,
+            level: self.level.unwrap_or(ZipfitParams::default_level(self.compressor, self.fast)),
+            fast: self.fast,
+        }
+    }
+}
+
 impl DsirArgs {
     fn params(&self) -> DsirParams {
         let d = DsirParams::default();
@@ -208,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.threads = cli.threads;
             }
             let summary = pipeline::run(&cfg, out.as_deref(), &progress)?;
-            eprintln!("syllabus run {}: DSIR selection", summary.name);
+            eprintln!("syllabus run {}: {} selection", summary.name, summary.method);
             print_report(&summary.report, start, true);
             for o in &summary.outputs {
                 eprintln!("  wrote {}", o.display());
@@ -225,41 +282,81 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(ScoreCommand::Dsir { dsir, source, out, raw }) => {
             let opts = source.read_options()?;
             let raw = expand_inputs(&raw)?;
-            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, cache, rejects| job.score_to(model, cache, &out, rejects))?;
-            eprintln!("syllabus score dsir: wrote {}", out.display());
-            print_report(&report, start, false);
-            Ok(exit_code(&report))
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+            let (fitted, cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+            let scorer = DsirRowScorer::new(fitted.0, &cache);
+            let report = lake.score_to(&scorer, &out, rejects.as_mut())?;
+            finish("score dsir", &out, report, fitted.1, rejects, start, false)
         }
         Command::Select(SelectCommand::Dsir { dsir, source, k, seed, top_k, out, scores_out, raw }) => {
             let opts = source.read_options()?;
             let raw = expand_inputs(&raw)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+            let (fitted, cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+            let scorer = DsirRowScorer::new(fitted.0, &cache);
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
-            let (report, _) = with_dsir(&dsir, &source, &opts, &raw, &progress, |job, model, cache, rejects| {
-                job.select_to(model, cache, k, noise, &out, scores_out.as_deref(), rejects)
-            })?;
-            eprintln!("syllabus select dsir: wrote {}", out.display());
-            print_report(&report, start, true);
-            Ok(exit_code(&report))
+            let keep = Keep { k, require_fewer_than_eligible: true };
+            let report = lake.select_to(&scorer, keep, noise, &out, scores_out.as_deref(), rejects.as_mut())?;
+            finish("select dsir", &out, report, fitted.1, rejects, start, true)
+        }
+        Command::Score(ScoreCommand::Zipfit { zipfit, source, out, raw }) => {
+            let opts = source.read_options()?;
+            let raw = expand_inputs(&raw)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
+            let report = lake.score_to(&scorer, &out, rejects.as_mut())?;
+            finish("score zipfit", &out, report, target_stats, rejects, start, false)
+        }
+        Command::Select(SelectCommand::Zipfit { zipfit, source, k, out, scores_out, raw }) => {
+            let opts = source.read_options()?;
+            let raw = expand_inputs(&raw)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
+            let keep = Keep { k, require_fewer_than_eligible: false };
+            let report = lake.select_to(&scorer, keep, Noise::None, &out, scores_out.as_deref(), rejects.as_mut())?;
+            finish("select zipfit", &out, report, target_stats, rejects, start, true)
         }
     }
 }
 
-/// Fit (or load) a DSIR model, then run `f` with it; handles the rejects file.
-fn with_dsir(
+/// Print the summary of a finished command and choose its exit code.
+fn finish(
+    what: &str,
+    out: &Path,
+    mut report: RunReport,
+    target_stats: Vec<crate::source::FileStats>,
+    rejects: Option<RejectWriter>,
+    start: Instant,
+    selecting: bool,
+) -> anyhow::Result<ExitCode> {
+    report.target_files = target_stats;
+    if let Some(r) = rejects {
+        report.rejects_written = r.finish()?;
+    }
+    eprintln!("syllabus {what}: wrote {}", out.display());
+    print_report(&report, start, selecting);
+    Ok(exit_code(&report))
+}
+
+/// Fit (or load) a DSIR model; returns it with the target's per-file counts, and the
+/// features kept for the scoring pass.
+fn fit_dsir(
     args: &DsirArgs,
-    source: &SourceArgs,
     opts: &ReadOptions,
     raw: &[InputFile],
     progress: &Progress,
-    f: impl FnOnce(&DsirJob<'_>, &Arc<DsirModel>, &FeatureCache, Option<&mut RejectWriter>) -> crate::Result<DsirReport>,
-) -> anyhow::Result<(DsirReport, Arc<DsirModel>)> {
+    rejects: Option<&mut RejectWriter>,
+) -> anyhow::Result<((Arc<DsirModel>, Vec<crate::source::FileStats>), FeatureCache)> {
     if args.model.is_none() && args.target.is_empty() {
         bail!("DSIR needs a target set (--target) or a saved model (--model)");
     }
     let target = if args.target.is_empty() { Vec::new() } else { expand_inputs(&args.target)? };
     let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
     let mut params = args.params();
-    let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
     let loaded = args.model.as_deref().map(load_model).transpose()?;
     if let Some(m) = &loaded {
         params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
@@ -268,25 +365,31 @@ fn with_dsir(
     let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
     let Fitted { model, target_stats, cache } = match loaded {
         Some(m) => Fitted { model: DsirModel::try_new(params, m.raw, m.target)?, target_stats: Vec::new(), cache: FeatureCache::default() },
-        None => job.fit(rejects.as_mut())?,
+        None => job.fit(rejects)?,
     };
     if let Some(p) = &args.save_model {
         model.save(p)?;
     }
-    let model = Arc::new(model);
-    let mut report = f(&job, &model, &cache, rejects.as_mut())?;
-    report.target_files = target_stats;
-    if let Some(r) = rejects {
-        report.rejects_written = r.finish()?;
-    }
-    Ok((report, model))
+    Ok(((Arc::new(model), target_stats), cache))
+}
+
+/// Read and compress the ZIP-FIT target set.
+fn zipfit_scorer(
+    args: &ZipfitArgs,
+    opts: &ReadOptions,
+    progress: &Progress,
+    rejects: Option<&mut RejectWriter>,
+) -> anyhow::Result<(ZipfitRowScorer, Vec<crate::source::FileStats>)> {
+    let target = expand_inputs(&args.target)?;
+    let (target, stats) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, rejects)?;
+    Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
 }
 
 fn load_model(p: &Path) -> anyhow::Result<DsirModel> {
     DsirModel::load(p).with_context(|| format!("loading model {}", p.display()))
 }
 
-fn exit_code(report: &DsirReport) -> ExitCode {
+fn exit_code(report: &RunReport) -> ExitCode {
     if report.rejected() > 0 {
         ExitCode::from(3)
     } else {
@@ -294,7 +397,7 @@ fn exit_code(report: &DsirReport) -> ExitCode {
     }
 }
 
-fn print_report(r: &DsirReport, start: Instant, selecting: bool) {
+fn print_report(r: &RunReport, start: Instant, selecting: bool) {
     let secs = start.elapsed().as_secs_f64();
     let selected = if selecting { format!("; {} selected", r.selected) } else { String::new() };
     eprintln!(

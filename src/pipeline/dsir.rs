@@ -1,4 +1,5 @@
-//! The DSIR job: fit on a target set and a raw lake, score every raw row, select k rows.
+//! The DSIR job: fit on a target set and a raw lake, then score (and select) with
+//! [`DsirRowScorer`] through the shared passes of [`super::scored`].
 //!
 //! Passes over the raw lake: (1) count raw n-grams (stops early per file under the fit
 //! budget; skipped with a saved model), (2) score every row, (3) for `select`, read the lake
@@ -13,21 +14,19 @@
 //! Memory: the model, a chunk of batches, the feature cache (at most `feature_cache_bytes`),
 //! and for `select` the k chosen rows (a heap of k entries); nothing grows with the lake.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, Int64Array};
-use arrow::datatypes::{DataType, Field};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
+use arrow::datatypes::Field;
 
-use crate::batch::{dsir_score_schema, id_column, text_column, RecordBatch, COL_DSIR_LOGW};
-use crate::error::{Error, Result};
+use super::scored::RowScorer;
+use crate::batch::{text_column, RecordBatch};
+use crate::error::Result;
 use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
 use crate::score::dsir::{with_featurizer, Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
-use crate::select::{Noise, Ranked, TopK};
-use crate::sink::TableWriter;
-use crate::source::{lake_extras, Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -123,38 +122,6 @@ pub struct Fitted {
     pub cache: FeatureCache,
 }
 
-/// What a run read, kept and chose.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct DsirReport {
-    pub files: Vec<FileStats>,
-    pub target_files: Vec<FileStats>,
-    /// Rows with at least `min_words` words.
-    pub eligible: u64,
-    pub selected: u64,
-    /// Selected rows per raw file, in file order.
-    pub selected_per_file: Vec<u64>,
-    pub rejects_written: u64,
-}
-
-impl DsirReport {
-    pub fn read(&self) -> u64 {
-        self.files.iter().map(|f| f.read).sum()
-    }
-    pub fn kept(&self) -> u64 {
-        self.files.iter().map(|f| f.kept).sum()
-    }
-    pub fn rejected(&self) -> u64 {
-        self.files.iter().chain(&self.target_files).map(|f| f.rejected).sum()
-    }
-}
-
-/// `id`, `dsir_logw`, `n_words` of a scored source batch.
-fn score_batch(schema: &arrow::datatypes::SchemaRef, batch: &RecordBatch, logw: &Float64Array, words: &Int64Array) -> Result<RecordBatch> {
-    let ids = id_column(batch)?;
-    RecordBatch::try_new(schema.clone(), vec![Arc::new(ids.clone()), Arc::new(logw.clone()), Arc::new(words.clone())])
-        .map_err(|e| Error::arrow("building score batch", e))
-}
-
 /// Bucket counts and per-document feature totals of one batch, and with `record` its
 /// features for the cache.
 fn batch_counts(params: &DsirParams, batch: &RecordBatch, record: bool) -> Result<(Counts, Vec<u64>, Option<BatchFeatures>)> {
@@ -243,133 +210,40 @@ impl DsirJob<'_> {
         bar.finish_and_clear();
         Ok(Fitted { model: DsirModel::try_new(params.clone(), raw, target)?, target_stats, cache })
     }
+}
 
-    /// Score every raw row; `each` gets the batch, its first row number and the scores.
-    fn score_pass(
-        &self,
-        model: &Arc<DsirModel>,
-        cache: &FeatureCache,
-        rejects: Option<&mut RejectWriter>,
-        mut each: impl FnMut(&SourceBatch, &Float64Array, &Int64Array) -> Result<()>,
-    ) -> Result<Vec<FileStats>> {
-        let scorer = DsirScorer::new(model.clone());
-        let bar = self.progress.rows("score");
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
-        let work = |b: &SourceBatch| -> Result<(Float64Array, Int64Array)> {
-            if let Some(scores) = cache.score(model, b.first_row, b.batch.num_rows()) {
-                return Ok(scores);
-            }
-            let cols = scorer.score(&b.batch)?;
-            let logw = cols[0].as_any().downcast_ref::<Float64Array>().expect("dsir_logw is float64").clone();
-            let words = cols[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64").clone();
-            Ok((logw, words))
-        };
-        for_each_ordered(&mut reader, work, |b, (logw, words)| {
-            each(&b, &logw, &words)?;
-            bar.inc(b.batch.num_rows() as u64);
-            Ok(Flow::Continue)
-        })?;
-        bar.finish_and_clear();
-        Ok(reader.into_stats())
+/// DSIR as a [`RowScorer`]: `dsir_logw` (the ranking score) and `n_words`, from the feature
+/// cache where it holds the rows, else by featurizing; rows under `min_words` are not eligible.
+pub struct DsirRowScorer<'a> {
+    model: Arc<DsirModel>,
+    scorer: DsirScorer,
+    cache: &'a FeatureCache,
+}
+
+impl<'a> DsirRowScorer<'a> {
+    pub fn new(model: Arc<DsirModel>, cache: &'a FeatureCache) -> Self {
+        DsirRowScorer { scorer: DsirScorer::new(model.clone()), model, cache }
+    }
+}
+
+impl RowScorer for DsirRowScorer<'_> {
+    fn fields(&self) -> Vec<Field> {
+        self.scorer.output_fields()
     }
 
-    /// Write `id`, `dsir_logw`, `n_words` for every raw row, in input order.
-    pub fn score_to(&self, model: &Arc<DsirModel>, cache: &FeatureCache, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<DsirReport> {
-        let schema = dsir_score_schema();
-        let mut writer = TableWriter::create(out, schema.clone())?;
-        let min_words = model.params.min_words as i64;
-        let mut eligible = 0u64;
-        let files = self.score_pass(model, cache, rejects, |batch, logw, words| {
-            eligible += words.values().iter().filter(|&&w| w >= min_words).count() as u64;
-            writer.write(&score_batch(&schema, &batch.batch, logw, words)?)
-        })?;
-        writer.finish()?;
-        Ok(DsirReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
+    fn score(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
+        if let Some((logw, words)) = self.cache.score(&self.model, b.first_row, b.batch.num_rows()) {
+            return Ok(vec![Arc::new(logw), Arc::new(words)]);
+        }
+        self.scorer.score(&b.batch)
     }
 
-    /// Choose k rows (Gumbel top-k with `noise`, or plain top-k) and write them with all their
-    /// columns plus `dsir_logw`, in input order.
-    /// With `scores_out`, also write every row's scores there (as `score_to` does), at no extra pass.
-    pub fn select_to(
-        &self,
-        model: &Arc<DsirModel>,
-        cache: &FeatureCache,
-        k: u64,
-        mut noise: Noise,
-        out: &Path,
-        scores_out: Option<&Path>,
-        rejects: Option<&mut RejectWriter>,
-    ) -> Result<DsirReport> {
-        let min_words = model.params.min_words as i64;
-        let mut top = TopK::new(usize::try_from(k).map_err(|_| Error::InvalidArgument("k is too large".into()))?);
-        let schema = dsir_score_schema();
-        let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
-        let files = self.score_pass(model, cache, rejects, |batch, logw, words| {
-            if let Some(w) = scores_writer.as_mut() {
-                w.write(&score_batch(&schema, &batch.batch, logw, words)?)?;
-            }
-            for (i, (&w, &n)) in logw.values().iter().zip(words.values()).enumerate() {
-                if n >= min_words {
-                    let (file, loc) = (batch.file as u32, batch.locations[i]);
-                    top.offer(Ranked { key: noise.key(w), row: batch.first_row + i as u64, score: w, file, loc });
-                }
-            }
-            Ok(())
-        })?;
-        let eligible = top.offered();
-        if k >= eligible {
-            return Err(Error::InvalidArgument(format!(
-                "k = {k} must be smaller than the number of eligible rows ({eligible} rows with at least {} words)",
-                model.params.min_words
-            )));
-        }
-        if let Some(w) = scores_writer {
-            w.finish()?;
-        }
-        let chosen = top.into_rows();
-        let selected_per_file = self.write_rows(&files, &chosen, out)?;
-        Ok(DsirReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+    fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
+        let words = columns[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64");
+        words.value(i) >= self.model.params.min_words as i64
     }
 
-    /// Pass 3: write the rows in `chosen` (sorted by row) with all input columns and `dsir_logw`.
-    /// Only the chosen lines are parsed, and each file is left after its last chosen row.
-    fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], out: &Path) -> Result<Vec<u64>> {
-        let extras = lake_extras(self.raw, stats, self.read)?;
-        let mut per_file = vec![Vec::new(); self.raw.len()];
-        for r in chosen {
-            per_file[r.file as usize].push(r.loc);
-        }
-        let mut reader = LakeReader::new(self.raw, self.read, extras, None).with_selection(per_file);
-        let logw_field = Field::new(COL_DSIR_LOGW, DataType::Float64, false);
-        let schema = crate::batch::append_columns(&RecordBatch::new_empty(reader.schema()), vec![(logw_field.clone(), Arc::new(Float64Array::from(Vec::<f64>::new())))])?.schema();
-        let mut writer = TableWriter::create(out, schema)?;
-        let mut selected = vec![0u64; stats.len()];
-        let bar = self.progress.rows("write");
-        let mut next = 0usize;
-        for b in reader.by_ref() {
-            let b = b?;
-            let n = b.batch.num_rows();
-            // The reader returns exactly the chosen rows, in order; check that it did.
-            let these = chosen.get(next..next + n).unwrap_or(&[]);
-            if these.len() != n || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc) {
-                break;
-            }
-            next += n;
-            selected[b.file] += n as u64;
-            bar.inc(n as u64);
-            let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
-            let batch = crate::batch::append_columns(&b.batch, vec![(logw_field.clone(), Arc::new(scores))])?;
-            writer.write(&batch)?;
-        }
-        bar.finish_and_clear();
-        if next != chosen.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the input changed while it was being read: {} of {} chosen rows were found again",
-                next,
-                chosen.len()
-            )));
-        }
-        writer.finish()?;
-        Ok(selected)
+    fn eligibility(&self) -> String {
+        format!("rows with at least {} words", self.model.params.min_words)
     }
 }

@@ -4,6 +4,7 @@
 //! the batch), so the same scorer can serve a pipeline stage and a SQL function.
 
 pub mod dsir;
+pub mod zipfit;
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::Field;

@@ -1,0 +1,61 @@
+//! The ZIP-FIT job: read the target set once, then score (and select) every raw row with
+//! [`ZipfitRowScorer`] through the shared passes of [`super::scored`].
+//!
+//! Memory: the target texts and their compressed sizes (the algorithm needs them all for every
+//! candidate), plus what the shared passes hold.
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::Field;
+
+use super::scored::RowScorer;
+use crate::batch::text_column;
+use crate::error::Result;
+use crate::pipeline::Progress;
+use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
+use crate::score::Scorer;
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+
+/// Read every target row and compress each target once.
+pub fn load_target(
+    files: &[InputFile],
+    read: &ReadOptions,
+    params: ZipfitParams,
+    progress: &Progress,
+    rejects: Option<&mut RejectWriter>,
+) -> Result<(ZipfitTarget, Vec<FileStats>)> {
+    params.validate()?;
+    let bar = progress.rows("target");
+    let mut reader = LakeReader::new(files, read, Extras::none(), rejects);
+    let mut texts = Vec::new();
+    for b in reader.by_ref() {
+        let b = b?;
+        texts.extend(text_column(&b.batch)?.iter().map(|t| t.unwrap_or("").to_string()));
+        bar.inc(b.batch.num_rows() as u64);
+    }
+    bar.finish_and_clear();
+    let stats = reader.into_stats();
+    Ok((ZipfitTarget::try_new(params, texts)?, stats))
+}
+
+/// ZIP-FIT as a [`RowScorer`]: one column, `zipfit`; every row is eligible.
+pub struct ZipfitRowScorer {
+    scorer: ZipfitScorer,
+}
+
+impl ZipfitRowScorer {
+    pub fn new(target: Arc<ZipfitTarget>) -> Self {
+        ZipfitRowScorer { scorer: ZipfitScorer::new(target) }
+    }
+}
+
+impl RowScorer for ZipfitRowScorer {
+    fn fields(&self) -> Vec<Field> {
+        self.scorer.output_fields()
+    }
+
+    fn score(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
+        self.scorer.score(&b.batch)
+    }
+}

@@ -1,0 +1,533 @@
+//! ZIP-FIT: compression alignment with a target set (Obbad et al. 2024).
+//!
+//! `C(s)` is the length of the compressed UTF-8 bytes of `s`;
+//! `NCD(x, t) = (C(x ++ t) - min(C(x), C(t))) / max(C(x), C(t))` with plain concatenation,
+//! source first; `score(x) = mean over the target examples t of (1 - NCD(x, t))`.
+//!
+//! Compressors, with the reference's (zip-fit 1.0.9) lengths:
+//! - `gzip` at a level: exactly `len(gzip.compress(data, compresslevel=L))` of CPython: a
+//!   10-byte header, a raw deflate stream (the system zlib, window 15, memLevel 8, default
+//!   strategy: what CPython's `zlib` module uses) and an 8-byte trailer. The default here is
+//!   level 6. The reference's own default, level 0, stores the data uncompressed, which makes
+//!   the score a function of the lengths alone; pass `--level 0` to get it anyway.
+//! - `zstd` at a level: exactly `len(zstandard.ZstdCompressor(level=L).compress(data))`
+//!   (a frame with the content size, no checksum; libzstd 1.5.7 on both sides).
+//!
+//! Cost is N x M compressions of `x ++ t`. Each target's `C(t)` is computed once. For gzip,
+//! each candidate is deflated once and the compressor state is copied (`deflateCopy`) for
+//! every target, so only `t` is compressed per pair; the output is the same stream a one-shot
+//! compression of `x ++ t` makes (deflate's output does not depend on how its input is
+//! split), so the numbers are the reference's. For zstd, compressor contexts are reused.
+//!
+//! Fast mode (`fast = true`, opt-in, not reference-compatible): zstd (level -1 by default)
+//! with the candidate loaded once as a dictionary (a `CDict`), then every target compressed
+//! against it; `C(x ++ t)` is taken as `C(x) + C(t | x)`. It ranks about as the exact score
+//! does at a fraction of the cost (see `benches/README.md`).
+//!
+//! Memory: the target texts and their sizes (O(M)), per-thread compressor state, and the
+//! batch being scored; never O(N x M) (the reference builds all N x M pairs in memory).
+//! Scores are computed per row, independently, so they do not depend on the thread count.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array};
+use arrow::datatypes::{DataType, Field};
+use rayon::prelude::*;
+
+use super::Scorer;
+use crate::batch::{text_column, RecordBatch, COL_ZIPFIT};
+use crate::error::{Error, Result};
+
+/// The compressor behind `C(s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ZipCompressor {
+    /// CPython's `gzip.compress` (system zlib).
+    #[default]
+    Gzip,
+    /// python-zstandard's `ZstdCompressor.compress` (libzstd).
+    Zstd,
+}
+
+/// ZIP-FIT settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ZipfitParams {
+    pub compressor: ZipCompressor,
+    /// Compression level (gzip 0..=9, zstd -7..=22).
+    pub level: i32,
+    /// zstd with the candidate as a dictionary: faster, approximate.
+    pub fast: bool,
+}
+
+impl Default for ZipfitParams {
+    fn default() -> Self {
+        ZipfitParams { compressor: ZipCompressor::Gzip, level: 6, fast: false }
+    }
+}
+
+impl ZipfitParams {
+    /// The default level of a compressor (gzip 6, zstd 3; fast mode -1: zstd's fastest
+    /// strategy with raw literals, which ranked the fixture lake as well as gzip 6 did).
+    pub fn default_level(compressor: ZipCompressor, fast: bool) -> i32 {
+        match (compressor, fast) {
+            (_, true) => -1,
+            (ZipCompressor::Gzip, false) => 6,
+            (ZipCompressor::Zstd, false) => 3,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.fast && self.compressor != ZipCompressor::Zstd {
+            return Err(Error::InvalidArgument("fast mode uses zstd: pass --compressor zstd with --fast".into()));
+        }
+        let ok = match self.compressor {
+            ZipCompressor::Gzip => (0..=9).contains(&self.level),
+            ZipCompressor::Zstd => (-7..=22).contains(&self.level),
+        };
+        if !ok {
+            return Err(Error::InvalidArgument(format!("level {} is out of range for {:?}", self.level, self.compressor)));
+        }
+        Ok(())
+    }
+}
+
+/// CPython's gzip header and trailer around the raw deflate stream.
+const GZIP_OVERHEAD: u64 = 18;
+
+/// A raw deflate stream (window 15, memLevel 8) of the system zlib that counts its output.
+mod zlib {
+    use std::os::raw::{c_int, c_uint, c_void};
+
+    use libz_sys as z;
+
+    unsafe extern "C" fn zalloc(_opaque: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
+        // Not zeroed: zlib initialises what it reads, and deflateCopy overwrites every buffer
+        // it allocates (zeroing them cost 6% of the time). Overflow gives NULL, which zlib checks.
+        match (items as usize).checked_mul(size as usize) {
+            // SAFETY: plain C allocation of a checked size.
+            Some(n) => unsafe { libc::malloc(n) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    unsafe extern "C" fn zfree(_opaque: *mut c_void, ptr: *mut c_void) {
+        // SAFETY: `ptr` came from `zalloc` (malloc) or is NULL.
+        unsafe { libc::free(ptr) }
+    }
+
+    fn new_stream() -> Box<z::z_stream> {
+        Box::new(z::z_stream {
+            next_in: std::ptr::null_mut(),
+            avail_in: 0,
+            total_in: 0,
+            next_out: std::ptr::null_mut(),
+            avail_out: 0,
+            total_out: 0,
+            msg: std::ptr::null_mut(),
+            state: std::ptr::null_mut(),
+            zalloc,
+            zfree,
+            opaque: std::ptr::null_mut(),
+            data_type: 0,
+            adler: 0,
+            reserved: 0,
+        })
+    }
+
+    /// Owns an initialised deflate stream. Boxed: zlib keeps a pointer back to it.
+    pub struct Deflater {
+        strm: Box<z::z_stream>,
+        level: i32,
+        /// Where output goes; only its length matters.
+        scratch: Vec<u8>,
+    }
+
+    // SAFETY: the stream is only used through &mut self; zlib state has no thread affinity.
+    unsafe impl Send for Deflater {}
+
+    const SCRATCH: usize = 64 << 10;
+
+    impl Deflater {
+        pub fn new(level: i32) -> Result<Self, String> {
+            let mut strm = new_stream();
+            // SAFETY: `strm` is a valid, boxed z_stream with allocators set; the version and
+            // struct size are the ones this crate was compiled against.
+            let rc = unsafe {
+                z::deflateInit2_(
+                    strm.as_mut(),
+                    level as c_int,
+                    z::Z_DEFLATED,
+                    -15,
+                    8,
+                    z::Z_DEFAULT_STRATEGY,
+                    z::zlibVersion(),
+                    std::mem::size_of::<z::z_stream>() as c_int,
+                )
+            };
+            if rc != z::Z_OK {
+                return Err(format!("deflateInit2 failed ({rc})"));
+            }
+            Ok(Deflater { strm, level, scratch: vec![0; SCRATCH] })
+        }
+
+        /// Start a new stream with the same settings.
+        pub fn reset(&mut self) {
+            // SAFETY: the stream was initialised by `new` or `copy_from`.
+            unsafe { z::deflateReset(self.strm.as_mut()) };
+        }
+
+        /// Make this stream a copy of `src` (state, pending output and all).
+        pub fn copy_from(&mut self, src: &mut Deflater) -> Result<(), String> {
+            // SAFETY: both streams are initialised; deflateEnd frees ours before deflateCopy
+            // overwrites the struct and allocates a new state pointing back at our box.
+            let rc = unsafe {
+                z::deflateEnd(self.strm.as_mut());
+                z::deflateCopy(self.strm.as_mut(), src.strm.as_mut())
+            };
+            if rc != z::Z_OK {
+                // On failure our struct may still point at `src`'s state: forget it (so Drop
+                // cannot free it twice) and leave a fresh stream behind.
+                self.strm.state = std::ptr::null_mut();
+                *self = Deflater::new(self.level)?;
+                return Err(format!("deflateCopy failed ({rc})"));
+            }
+            Ok(())
+        }
+
+        /// Compress `data`, ending the stream when `finish`; returns the bytes produced.
+        pub fn feed(&mut self, data: &[u8], finish: bool) -> Result<u64, String> {
+            let scratch = &mut self.scratch;
+            let mut produced = 0u64;
+            let mut rest = data;
+            loop {
+                let take = rest.len().min(c_uint::MAX as usize);
+                let last = take == rest.len();
+                self.strm.next_in = rest.as_ptr() as *mut u8;
+                self.strm.avail_in = take as c_uint;
+                let flush = if finish && last { z::Z_FINISH } else { z::Z_NO_FLUSH };
+                loop {
+                    self.strm.next_out = scratch.as_mut_ptr();
+                    self.strm.avail_out = SCRATCH as c_uint;
+                    // SAFETY: next_in/avail_in describe `rest`, next_out/avail_out `scratch`,
+                    // both alive for this call; the stream is initialised.
+                    let rc = unsafe { z::deflate(self.strm.as_mut(), flush) };
+                    produced += (SCRATCH - self.strm.avail_out as usize) as u64;
+                    match rc {
+                        z::Z_STREAM_END => break,
+                        z::Z_OK | z::Z_BUF_ERROR => {
+                            if flush == z::Z_NO_FLUSH && self.strm.avail_in == 0 && self.strm.avail_out != 0 {
+                                break;
+                            }
+                        }
+                        rc => return Err(format!("deflate failed ({rc})")),
+                    }
+                }
+                self.strm.next_in = std::ptr::null_mut();
+                self.strm.avail_in = 0;
+                rest = &rest[take..];
+                if last {
+                    return Ok(produced);
+                }
+            }
+        }
+    }
+
+    impl Drop for Deflater {
+        fn drop(&mut self) {
+            // SAFETY: the stream is initialised (see `new` and `copy_from`).
+            unsafe { z::deflateEnd(self.strm.as_mut()) };
+        }
+    }
+}
+
+/// Per-thread compressor state for one parameter set.
+struct Compressors {
+    params: ZipfitParams,
+    /// gzip: the candidate's stream, and the copy each target continues.
+    prefix: Option<zlib::Deflater>,
+    pair: Option<zlib::Deflater>,
+    /// zstd (exact mode): a reused context and buffers.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    concat: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Compressors {
+    fn new(params: &ZipfitParams) -> Result<Self> {
+        let zerr = |e: String| Error::InvalidArgument(format!("zlib: {e}"));
+        let (prefix, pair, zstd) = match params.compressor {
+            ZipCompressor::Gzip => (Some(zlib::Deflater::new(params.level).map_err(zerr)?), Some(zlib::Deflater::new(params.level).map_err(zerr)?), None),
+            ZipCompressor::Zstd => (None, None, Some(zstd::bulk::Compressor::new(params.level).map_err(|e| Error::InvalidArgument(format!("zstd: {e}")))?)),
+        };
+        Ok(Compressors { params: params.clone(), prefix, pair, zstd, concat: Vec::new(), out: Vec::new() })
+    }
+
+    fn zstd_len(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>, data: &[u8]) -> Result<u64> {
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        zstd.compress_to_buffer(data, out).map(|n| n as u64).map_err(|e| Error::InvalidArgument(format!("zstd: {e}")))
+    }
+
+    /// `C(s)`.
+    fn size(&mut self, s: &[u8]) -> Result<u64> {
+        let zerr = |e: String| Error::InvalidArgument(format!("zlib: {e}"));
+        match self.params.compressor {
+            ZipCompressor::Gzip => {
+                let d = self.prefix.as_mut().expect("gzip compressor");
+                d.reset();
+                Ok(GZIP_OVERHEAD + d.feed(s, true).map_err(zerr)?)
+            }
+            ZipCompressor::Zstd => Self::zstd_len(self.zstd.as_mut().expect("zstd compressor"), &mut self.out, s),
+        }
+    }
+
+    /// `C(x)` and `C(x ++ t)` for every target `t`, calling `f(j, c_xt)` in target order.
+    fn pairs(&mut self, x: &[u8], targets: &[Box<[u8]>], mut f: impl FnMut(usize, u64)) -> Result<u64> {
+        let zerr = |e: String| Error::InvalidArgument(format!("zlib: {e}"));
+        let zstd_err = |e: std::io::Error| Error::InvalidArgument(format!("zstd: {e}"));
+        match (self.params.compressor, self.params.fast) {
+            (ZipCompressor::Gzip, _) => {
+                let prefix = self.prefix.as_mut().expect("gzip compressor");
+                let pair = self.pair.as_mut().expect("gzip compressor");
+                prefix.reset();
+                let head = prefix.feed(x, false).map_err(zerr)?;
+                pair.copy_from(prefix).map_err(zerr)?;
+                let c_x = GZIP_OVERHEAD + head + pair.feed(&[], true).map_err(zerr)?;
+                for (j, t) in targets.iter().enumerate() {
+                    pair.copy_from(prefix).map_err(zerr)?;
+                    f(j, GZIP_OVERHEAD + head + pair.feed(t, true).map_err(zerr)?);
+                }
+                Ok(c_x)
+            }
+            (ZipCompressor::Zstd, false) => {
+                let zstd = self.zstd.as_mut().expect("zstd compressor");
+                let c_x = Self::zstd_len(zstd, &mut self.out, x)?;
+                for (j, t) in targets.iter().enumerate() {
+                    self.concat.clear();
+                    self.concat.extend_from_slice(x);
+                    self.concat.extend_from_slice(t);
+                    f(j, Self::zstd_len(zstd, &mut self.out, &self.concat)?);
+                }
+                Ok(c_x)
+            }
+            (ZipCompressor::Zstd, true) => {
+                let zstd = self.zstd.as_mut().expect("zstd compressor");
+                let c_x = Self::zstd_len(zstd, &mut self.out, x)?;
+                let dict = zstd::dict::EncoderDictionary::copy(x, self.params.level);
+                let mut c = zstd::bulk::Compressor::with_prepared_dictionary(&dict).map_err(zstd_err)?;
+                for (j, t) in targets.iter().enumerate() {
+                    self.out.clear();
+                    self.out.reserve(zstd::zstd_safe::compress_bound(t.len()));
+                    let n = c.compress_to_buffer(&t[..], &mut self.out).map_err(zstd_err)? as u64;
+                    f(j, c_x + n);
+                }
+                Ok(c_x)
+            }
+        }
+    }
+}
+
+thread_local! {
+    static COMPRESSORS: RefCell<Option<Compressors>> = const { RefCell::new(None) };
+}
+
+fn with_compressors<R>(params: &ZipfitParams, f: impl FnOnce(&mut Compressors) -> Result<R>) -> Result<R> {
+    COMPRESSORS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !slot.as_ref().is_some_and(|c| c.params == *params) {
+            *slot = Some(Compressors::new(params)?);
+        }
+        f(slot.as_mut().expect("compressors were just set"))
+    })
+}
+
+/// `NCD` from the three sizes; 0 when both inputs compress to nothing.
+pub fn ncd(c_x: u64, c_t: u64, c_xt: u64) -> f64 {
+    let (lo, hi) = (c_x.min(c_t) as f64, c_x.max(c_t) as f64);
+    if hi == 0.0 {
+        return 0.0;
+    }
+    (c_xt as f64 - lo) / hi
+}
+
+/// A target set, compressed once.
+pub struct ZipfitTarget {
+    params: ZipfitParams,
+    texts: Vec<Box<[u8]>>,
+    sizes: Vec<u64>,
+}
+
+impl ZipfitTarget {
+    pub fn try_new(params: ZipfitParams, texts: Vec<String>) -> Result<Self> {
+        params.validate()?;
+        if texts.is_empty() {
+            return Err(Error::InvalidArgument("the ZIP-FIT target set is empty".into()));
+        }
+        let texts: Vec<Box<[u8]>> = texts.into_iter().map(|t| t.into_bytes().into_boxed_slice()).collect();
+        let sizes = texts.par_iter().map(|t| with_compressors(&params, |c| c.size(t))).collect::<Result<_>>()?;
+        Ok(ZipfitTarget { params, texts, sizes })
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    pub fn params(&self) -> &ZipfitParams {
+        &self.params
+    }
+
+    /// `score(x)`: the mean over the targets of `1 - NCD(x, t)`, summed in target order.
+    pub fn score_text(&self, x: &str) -> Result<f64> {
+        let mut sum = 0.0;
+        let mut c_xts = vec![0u64; self.texts.len()];
+        let c_x = with_compressors(&self.params, |c| c.pairs(x.as_bytes(), &self.texts, |j, n| c_xts[j] = n))?;
+        for (c_xt, &c_t) in c_xts.iter().zip(&self.sizes) {
+            sum += 1.0 - ncd(c_x, c_t, *c_xt);
+        }
+        Ok(sum / self.texts.len() as f64)
+    }
+}
+
+/// [`Scorer`] adding `zipfit`. Rows of a batch are scored in parallel.
+pub struct ZipfitScorer {
+    target: Arc<ZipfitTarget>,
+}
+
+impl ZipfitScorer {
+    pub fn new(target: Arc<ZipfitTarget>) -> Self {
+        ZipfitScorer { target }
+    }
+}
+
+impl Scorer for ZipfitScorer {
+    fn name(&self) -> &str {
+        "zipfit"
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
+        vec![Field::new(COL_ZIPFIT, DataType::Float64, false)]
+    }
+
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let text = text_column(batch)?;
+        let scores = (0..text.len())
+            .into_par_iter()
+            .map(|i| self.target.score_text(if text.is_valid(i) { text.value(i) } else { "" }))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(vec![Arc::new(Float64Array::from(scores))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(level: i32) -> ZipfitParams {
+        ZipfitParams { compressor: ZipCompressor::Gzip, level, fast: false }
+    }
+
+    fn flate2_gzip_len(data: &[u8], level: u32) -> u64 {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(data).unwrap();
+        GZIP_OVERHEAD + e.finish().unwrap().len() as u64
+    }
+
+    fn text(seed: u64, n: usize) -> String {
+        let words = ["lemma", "proof", "the", "of", "REAL_ARITH_TAC", "x", "=", "sum", "prove", "(`!n.", "<=", "0"];
+        let mut s = String::new();
+        let mut r = seed;
+        for _ in 0..n {
+            r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s.push_str(words[(r >> 33) as usize % words.len()]);
+            s.push(' ');
+        }
+        s
+    }
+
+    #[test]
+    fn state_copy_equals_one_shot_compression() {
+        // C(x ++ t) from a copied prefix state equals compressing the concatenation.
+        for level in [0, 1, 6, 9] {
+            let p = gzip(level);
+            let x = text(1, 700);
+            let targets: Vec<Box<[u8]>> = (2..6).map(|s| text(s, 50 * s as usize).into_bytes().into_boxed_slice()).collect();
+            let mut got = vec![0; targets.len()];
+            let c_x = with_compressors(&p, |c| c.pairs(x.as_bytes(), &targets, |j, n| got[j] = n)).unwrap();
+            assert_eq!(c_x, with_compressors(&p, |c| c.size(x.as_bytes())).unwrap());
+            for (j, t) in targets.iter().enumerate() {
+                let mut cat = x.as_bytes().to_vec();
+                cat.extend_from_slice(t);
+                assert_eq!(got[j], with_compressors(&p, |c| c.size(&cat)).unwrap(), "level {level} target {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_sizes_are_deflate_plus_header_and_trailer() {
+        // Level 0 stores: 5 bytes of block header per stored block.
+        let data = vec![b'a'; 1000];
+        assert_eq!(with_compressors(&gzip(0), |c| c.size(&data)).unwrap(), GZIP_OVERHEAD + 1000 + 5);
+        // Empty input: the raw deflate stream of nothing is 2 bytes (CPython: len(gzip.compress(b"")) == 20).
+        assert_eq!(with_compressors(&gzip(6), |c| c.size(b"")).unwrap(), 20);
+        // A different deflate implementation gives a close, not necessarily equal, size.
+        let s = text(9, 400);
+        let ours = with_compressors(&gzip(6), |c| c.size(s.as_bytes())).unwrap();
+        assert!(ours.abs_diff(flate2_gzip_len(s.as_bytes(), 6)) < 40);
+    }
+
+    #[test]
+    fn oracles() {
+        for p in [gzip(6), ZipfitParams { compressor: ZipCompressor::Zstd, level: 3, fast: false }] {
+            // NCD(x, x) is near 0, so the score of a document against itself is near 1.
+            let x = text(3, 500);
+            let target = ZipfitTarget::try_new(p.clone(), vec![x.clone()]).unwrap();
+            let s = target.score_text(&x).unwrap();
+            assert!(s > 0.9, "{p:?}: {s}");
+            // Two unrelated random byte strings score near 0.
+            let rand = |seed: u64| -> String {
+                let mut r = seed;
+                (0..3000)
+                    .map(|_| {
+                        r = r.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        char::from(b'!' + ((r >> 33) % 90) as u8)
+                    })
+                    .collect()
+            };
+            let target = ZipfitTarget::try_new(p.clone(), vec![rand(1)]).unwrap();
+            let s = target.score_text(&rand(2)).unwrap();
+            assert!(s.abs() < 0.1, "{p:?}: {s}");
+            // Empty strings do not divide by zero.
+            let target = ZipfitTarget::try_new(p.clone(), vec![String::new()]).unwrap();
+            assert!(target.score_text("").unwrap().is_finite());
+        }
+        assert_eq!(ncd(0, 0, 0), 0.0);
+    }
+
+    #[test]
+    fn ranking_does_not_depend_on_target_order() {
+        let targets: Vec<String> = (10..16).map(|s| text(s, 80)).collect();
+        let mut reversed = targets.clone();
+        reversed.reverse();
+        let a = ZipfitTarget::try_new(gzip(6), targets).unwrap();
+        let b = ZipfitTarget::try_new(gzip(6), reversed).unwrap();
+        let cands: Vec<String> = (20..30).map(|s| text(s, 60 + s as usize)).collect();
+        let sa: Vec<f64> = cands.iter().map(|c| a.score_text(c).unwrap()).collect();
+        let sb: Vec<f64> = cands.iter().map(|c| b.score_text(c).unwrap()).collect();
+        for (x, y) in sa.iter().zip(&sb) {
+            assert!((x - y).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        assert!(ZipfitParams { level: 10, ..gzip(6) }.validate().is_err());
+        assert!(ZipfitParams { fast: true, ..gzip(6) }.validate().is_err());
+        assert!(ZipfitTarget::try_new(gzip(6), Vec::new()).is_err());
+    }
+}
