@@ -2,7 +2,8 @@
 //!
 //!     cargo bench --bench stages
 //!
-//! Whole-command comparisons against the reference tools: benches/compare_dsir.sh.
+//! Whole-command comparisons against the reference tools: benches/compare_dsir.sh and
+//! benches/compare_zipfit.sh.
 
 use std::hint::black_box;
 
@@ -10,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use indexmap::IndexSet;
 use syllabus::batch::text_column;
 use syllabus::score::dsir::{sha256_bucket, Counts, DsirModel, DsirParams, Featurizer, NgramHash};
+use syllabus::score::zipfit::{ZipCompressor, ZipfitParams, ZipfitTarget};
 use syllabus::select::{Noise, Ranked, TopK};
 use syllabus::source::{expand_inputs, Extras, JsonlDecoder, LakeReader, ReadOptions};
 
@@ -107,5 +109,24 @@ fn select(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select);
+fn zipfit(c: &mut Criterion) {
+    let texts = fixture_texts();
+    let targets: Vec<String> = texts.iter().rev().take(20).cloned().collect();
+    let candidates: Vec<&String> = texts.iter().step_by(25).collect();
+    let pairs = (candidates.len() * targets.len()) as u64;
+    let mut g = c.benchmark_group("zipfit");
+    g.throughput(Throughput::Elements(pairs));
+    g.sample_size(10);
+    for (name, compressor, level, fast) in [
+        ("gzip6_pairs", ZipCompressor::Gzip, 6, false),
+        ("zstd3_pairs", ZipCompressor::Zstd, 3, false),
+        ("fast_pairs", ZipCompressor::Zstd, -1, true),
+    ] {
+        let target = ZipfitTarget::try_new(ZipfitParams { compressor, level, fast }, targets.clone()).unwrap();
+        g.bench_function(name, |b| b.iter(|| candidates.iter().map(|x| target.score_text(x).unwrap()).sum::<f64>()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, source, dsir, select, zipfit);
 criterion_main!(benches);
