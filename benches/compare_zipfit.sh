@@ -42,6 +42,7 @@ math_share() { # selection jsonl with a domain column -> percent math
 ref=$(time_cmd ref "$venv/bin/python" benches/reference_zipfit.py "$tmp/lake.jsonl" "$tmp/target.jsonl" "$k" gzip 6 "$tmp/ref.jsonl")
 exact=$(time_cmd exact target/release/syllabus select zipfit -q --threads "$cores" --target "$tmp/target.jsonl" --k "$k" --out "$tmp/exact.jsonl" "$tmp/lake.jsonl")
 fast=$(time_cmd fast target/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/fast.jsonl" "$tmp/lake.jsonl")
+lz4=$(time_cmd lz4 target/release/syllabus select zipfit -q --threads "$cores" --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/lz4.jsonl" "$tmp/lake.jsonl")
 zstd3=$(time_cmd zstd target/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --target "$tmp/target.jsonl" --k "$k" --out "$tmp/zstd.jsonl" "$tmp/lake.jsonl")
 # The reference writes only texts: its math share comes from matching texts back to the lake.
 ref_share=$(python3 -c "
@@ -53,4 +54,5 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
 echo "| $docs docs x $m targets, k=$k, $cores cores | reference gzip-6 | $ref s | 1.0x | $ref_share% |"
 echo "| | syllabus gzip-6 (exact) | $exact s | $(ratio "$ref" "$exact")x | $(math_share "$tmp/exact.jsonl")% |"
 echo "| | syllabus zstd-3 (exact) | $zstd3 s | $(ratio "$ref" "$zstd3")x | $(math_share "$tmp/zstd.jsonl")% |"
-echo "| | syllabus --fast (zstd -1, candidate as dictionary) | $fast s | $(ratio "$ref" "$fast")x | $(math_share "$tmp/fast.jsonl")% |"
+echo "| | syllabus --fast --compressor zstd (zstd -1, candidate as dictionary) | $fast s | $(ratio "$ref" "$fast")x | $(math_share "$tmp/fast.jsonl")% |"
+echo "| | syllabus --fast (lz4, candidate as dictionary) | $lz4 s | $(ratio "$ref" "$lz4")x | $(math_share "$tmp/lz4.jsonl")% |"

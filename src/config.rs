@@ -92,22 +92,18 @@ pub enum SelectConfig {
 pub struct ZipfitSelectConfig {
     pub target: Vec<String>,
     pub k: u64,
-    #[serde(default)]
-    pub compressor: ZipCompressor,
-    /// Default: gzip 6, zstd 3, fast mode -1.
+    /// gzip (default), zstd, or lz4 (fast mode only; the default with `fast = true`).
+    pub compressor: Option<ZipCompressor>,
+    /// Default: gzip 6, zstd 3, zstd fast -1, lz4 acceleration 1.
     pub level: Option<i32>,
-    /// zstd with the candidate as a dictionary: faster, approximate.
+    /// The candidate as a dictionary, C(x ++ t) = C(x) + C(t | x): faster, approximate.
     #[serde(default)]
     pub fast: bool,
 }
 
 impl ZipfitSelectConfig {
     pub fn params(&self) -> ZipfitParams {
-        ZipfitParams {
-            compressor: self.compressor,
-            level: self.level.unwrap_or(ZipfitParams::default_level(self.compressor, self.fast)),
-            fast: self.fast,
-        }
+        ZipfitParams::with(self.compressor, self.level, self.fast)
     }
 }
 

@@ -207,25 +207,22 @@ struct ZipfitArgs {
     /// Target set: files, directories or globs.
     #[arg(long, num_args = 1.., required = true)]
     target: Vec<String>,
-    /// gzip: CPython's gzip.compress lengths (the reference's); zstd: python-zstandard's.
-    #[arg(long, value_enum, default_value = "gzip")]
-    compressor: ZipCompressor,
-    /// Compression level (default: gzip 6, zstd 3, --fast -1).
+    /// gzip: CPython's gzip.compress lengths (the reference's); zstd: python-zstandard's;
+    /// lz4: blocks, fast mode only. Default: gzip, or lz4 with --fast.
+    #[arg(long, value_enum)]
+    compressor: Option<ZipCompressor>,
+    /// Compression level (default: gzip 6, zstd 3, zstd --fast -1; lz4: acceleration 1).
     #[arg(long, allow_negative_numbers = true)]
     level: Option<i32>,
-    /// zstd with each candidate loaded once as a dictionary: much faster, approximate
-    /// (not reference-compatible). Needs --compressor zstd.
+    /// Each candidate loaded once as a dictionary (lz4, or zstd with --compressor zstd),
+    /// C(x ++ t) taken as C(x) + C(t | x): much faster, approximate, not reference-compatible.
     #[arg(long)]
     fast: bool,
 }
 
 impl ZipfitArgs {
     fn params(&self) -> ZipfitParams {
-        ZipfitParams {
-            compressor: self.compressor,
-            level: self.level.unwrap_or(ZipfitParams::default_level(self.compressor, self.fast)),
-            fast: self.fast,
-        }
+        ZipfitParams::with(self.compressor, self.level, self.fast)
     }
 }
 
