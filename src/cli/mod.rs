@@ -64,11 +64,8 @@ enum ScoreCommand {
         zipfit: ZipfitArgs,
         #[command(flatten)]
         source: SourceArgs,
-        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(required = true)]
-        raw: Vec<String>,
+        #[command(flatten)]
+        io: ScoreIo,
     },
     /// DSIR log importance weights (dsir_logw) and word counts (n_words).
     Dsir {
@@ -76,12 +73,8 @@ enum ScoreCommand {
         dsir: DsirArgs,
         #[command(flatten)]
         source: SourceArgs,
-        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
-        #[arg(long)]
-        out: PathBuf,
-        /// Raw data: files, directories or globs; - for jsonl on stdin.
-        #[arg(required = true)]
-        raw: Vec<String>,
+        #[command(flatten)]
+        io: ScoreIo,
     },
 }
 
@@ -93,17 +86,8 @@ enum SelectCommand {
         zipfit: ZipfitArgs,
         #[command(flatten)]
         source: SourceArgs,
-        /// How many documents to keep (all of them if there are fewer).
-        #[arg(long)]
-        k: u64,
-        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
-        #[arg(long)]
-        out: PathBuf,
-        /// Also write every row's score to this file.
-        #[arg(long)]
-        scores_out: Option<PathBuf>,
-        #[arg(required = true)]
-        raw: Vec<String>,
+        #[command(flatten)]
+        io: SelectIo,
     },
     /// Importance resampling (Gumbel top-k) on DSIR weights.
     Dsir {
@@ -111,24 +95,44 @@ enum SelectCommand {
         dsir: DsirArgs,
         #[command(flatten)]
         source: SourceArgs,
-        /// How many documents to keep (must be smaller than the eligible documents).
-        #[arg(long)]
-        k: u64,
         /// Seed of the Gumbel noise: numpy's np.random.seed(S) draws (0 <= S < 2^32).
         #[arg(long, default_value_t = 0)]
         seed: u32,
         /// Keep the k highest weights (no noise) instead of sampling.
         #[arg(long)]
         top_k: bool,
-        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
-        #[arg(long)]
-        out: PathBuf,
-        /// Also write every row's scores to this file.
-        #[arg(long)]
-        scores_out: Option<PathBuf>,
-        #[arg(required = true)]
-        raw: Vec<String>,
+        #[command(flatten)]
+        io: SelectIo,
     },
+}
+
+/// Inputs and output of a `score` command.
+#[derive(Args)]
+struct ScoreIo {
+    /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+    #[arg(long)]
+    out: PathBuf,
+    /// Raw data: files, directories or globs; - for jsonl on stdin.
+    #[arg(required = true)]
+    raw: Vec<String>,
+}
+
+/// Inputs and outputs of a `select` command.
+#[derive(Args)]
+struct SelectIo {
+    /// How many documents to keep (DSIR: fewer than the eligible ones; ZIP-FIT: all of them
+    /// if there are fewer).
+    #[arg(long)]
+    k: u64,
+    /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write every row's scores to this file.
+    #[arg(long)]
+    scores_out: Option<PathBuf>,
+    /// Raw data: files, directories or globs; - for jsonl on stdin.
+    #[arg(required = true)]
+    raw: Vec<String>,
 }
 
 #[derive(Args)]
@@ -276,48 +280,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Score(ScoreCommand::Dsir { dsir, source, out, raw }) => {
-            let opts = source.read_options()?;
-            let raw = expand_inputs(&raw)?;
+        Command::Score(ScoreCommand::Dsir { dsir, source, io }) => {
+            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
-            let (fitted, cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
-            let scorer = DsirRowScorer::new(fitted.0, &cache);
-            let report = lake.score_to(&scorer, &out, rejects.as_mut())?;
-            finish("score dsir", &out, report, fitted.1, rejects, start, false)
+            let ((model, target_stats), cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+            let report = lake.score_to(&DsirRowScorer::new(model, &cache), &io.out, rejects.as_mut())?;
+            finish("score dsir", &io.out, report, target_stats, rejects, start, false)
         }
-        Command::Select(SelectCommand::Dsir { dsir, source, k, seed, top_k, out, scores_out, raw }) => {
-            let opts = source.read_options()?;
-            let raw = expand_inputs(&raw)?;
+        Command::Select(SelectCommand::Dsir { dsir, source, seed, top_k, io }) => {
+            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
-            let (fitted, cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
-            let scorer = DsirRowScorer::new(fitted.0, &cache);
+            let ((model, target_stats), cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
-            let keep = Keep { k, require_fewer_than_eligible: true };
-            let report = lake.select_to(&scorer, keep, noise, &out, scores_out.as_deref(), rejects.as_mut())?;
-            finish("select dsir", &out, report, fitted.1, rejects, start, true)
+            let keep = Keep { k: io.k, require_fewer_than_eligible: true };
+            let scorer = DsirRowScorer::new(model, &cache);
+            let report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            finish("select dsir", &io.out, report, target_stats, rejects, start, true)
         }
-        Command::Score(ScoreCommand::Zipfit { zipfit, source, out, raw }) => {
-            let opts = source.read_options()?;
-            let raw = expand_inputs(&raw)?;
+        Command::Score(ScoreCommand::Zipfit { zipfit, source, io }) => {
+            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
-            let report = lake.score_to(&scorer, &out, rejects.as_mut())?;
-            finish("score zipfit", &out, report, target_stats, rejects, start, false)
+            let report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
+            finish("score zipfit", &io.out, report, target_stats, rejects, start, false)
         }
-        Command::Select(SelectCommand::Zipfit { zipfit, source, k, out, scores_out, raw }) => {
-            let opts = source.read_options()?;
-            let raw = expand_inputs(&raw)?;
+        Command::Select(SelectCommand::Zipfit { zipfit, source, io }) => {
+            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
-            let keep = Keep { k, require_fewer_than_eligible: false };
-            let report = lake.select_to(&scorer, keep, Noise::None, &out, scores_out.as_deref(), rejects.as_mut())?;
-            finish("select zipfit", &out, report, target_stats, rejects, start, true)
+            let keep = Keep { k: io.k, require_fewer_than_eligible: false };
+            let report = lake.select_to(&scorer, keep, Noise::None, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            finish("select zipfit", &io.out, report, target_stats, rejects, start, true)
         }
     }
+}
+
+/// Validated read options, the expanded raw files and the rejects file of a command.
+fn open_lake(source: &SourceArgs, raw: &[String]) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<RejectWriter>)> {
+    let opts = source.read_options()?;
+    let raw = expand_inputs(raw)?;
+    let rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+    Ok((opts, raw, rejects))
 }
 
 /// Print the summary of a finished command and choose its exit code.
