@@ -99,3 +99,21 @@ fn bad_settings_are_clear_errors() {
     let err = fails(&syllabus(&["score", "zipfit", "-q", "--level", "12", "--target", "fixtures/target/math.jsonl", "--out", "/tmp/never.jsonl", "fixtures/lake"]), 1);
     assert!(err.contains("level 12 is out of range"), "{err}");
 }
+
+#[test]
+fn scores_lie_in_the_unit_interval_and_ignore_thread_count() {
+    let dir = tempdir();
+    let target = target_subset(dir.path());
+    let mut outs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("s{threads}.jsonl"));
+        ok(&syllabus(&["score", "zipfit", "-q", "--threads", threads, "--compressor", "zstd", "--target", &target, "--out", &p(&out), "fixtures/lake"]));
+        outs.push(std::fs::read(&out).unwrap());
+        for r in read_jsonl(&out) {
+            let s = r["zipfit"].as_f64().unwrap();
+            // 1 - NCD lies in [0, 1] up to compressor overhead.
+            assert!((-0.05..=1.05).contains(&s), "{}: {s}", r["id"]);
+        }
+    }
+    assert!(outs[0] == outs[1]);
+}
