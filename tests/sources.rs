@@ -58,8 +58,11 @@ fn parquet(dir: &Path, name: &str, texts: Vec<Option<String>>, with_text: bool) 
     path
 }
 
-/// Read a lake with the library and return (ids, per-file (read, kept, rejected), rejects).
-fn read_lake(paths: &[&Path], policy: BadRecordPolicy) -> syllabus::Result<(Vec<String>, Vec<(u64, u64, u64)>, Vec<serde_json::Value>)> {
+/// What reading a lake gave: ids, per-file (read, kept, rejected), the rejects file's lines.
+type LakeRead = (Vec<String>, Vec<(u64, u64, u64)>, Vec<serde_json::Value>);
+
+/// Read a lake with the library.
+fn read_lake(paths: &[&Path], policy: BadRecordPolicy) -> syllabus::Result<LakeRead> {
     let dir = tempdir();
     let rejects_path = dir.path().join("rejects.jsonl");
     let files = expand_inputs(&paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())?;
@@ -258,7 +261,7 @@ fn missing_paths_and_empty_directories() {
 #[test]
 fn directories_and_globs_are_sorted() {
     let lake = fixture("lake");
-    let files = expand_inputs(&[lake.clone()]).unwrap();
+    let files = expand_inputs(std::slice::from_ref(&lake)).unwrap();
     let names: Vec<String> = files.iter().map(|f| Path::new(&f.name).file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["code.jsonl.zst", "docs.parquet", "math.jsonl.gz", "prose.jsonl"]);
     let globbed = expand_inputs(&[format!("{lake}/*.jsonl*")]).unwrap();

@@ -283,17 +283,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(ScoreCommand::Dsir { dsir, source, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let ((model, target_stats), cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
-            let report = lake.score_to(&DsirRowScorer::new(model, &cache), &io.out, rejects.as_mut())?;
+            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+            let report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
             finish("score dsir", &io.out, report, target_stats, rejects, start, false)
         }
         Command::Select(SelectCommand::Dsir { dsir, source, seed, top_k, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
-            let ((model, target_stats), cache) = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
             let keep = Keep { k: io.k, require_fewer_than_eligible: true };
-            let scorer = DsirRowScorer::new(model, &cache);
+            let scorer = DsirRowScorer::new(Arc::new(model), &cache);
             let report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
             finish("select dsir", &io.out, report, target_stats, rejects, start, true)
         }
@@ -342,15 +342,9 @@ fn finish(
     Ok(exit_code(&report))
 }
 
-/// Fit (or load) a DSIR model; returns it with the target's per-file counts, and the
-/// features kept for the scoring pass.
-fn fit_dsir(
-    args: &DsirArgs,
-    opts: &ReadOptions,
-    raw: &[InputFile],
-    progress: &Progress,
-    rejects: Option<&mut RejectWriter>,
-) -> anyhow::Result<((Arc<DsirModel>, Vec<crate::source::FileStats>), FeatureCache)> {
+/// Fit (or load) a DSIR model; with it, the target's per-file counts and the features kept
+/// for the scoring pass.
+fn fit_dsir(args: &DsirArgs, opts: &ReadOptions, raw: &[InputFile], progress: &Progress, rejects: Option<&mut RejectWriter>) -> anyhow::Result<Fitted> {
     if args.model.is_none() && args.target.is_empty() {
         bail!("DSIR needs a target set (--target) or a saved model (--model)");
     }
@@ -363,14 +357,14 @@ fn fit_dsir(
     }
     let feature_cache_bytes = args.feature_cache_mb << 20;
     let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
-    let Fitted { model, target_stats, cache } = match loaded {
+    let fitted = match loaded {
         Some(m) => Fitted { model: DsirModel::try_new(params, m.raw, m.target)?, target_stats: Vec::new(), cache: FeatureCache::default() },
         None => job.fit(rejects)?,
     };
     if let Some(p) = &args.save_model {
-        model.save(p)?;
+        fitted.model.save(p)?;
     }
-    Ok(((Arc::new(model), target_stats), cache))
+    Ok(fitted)
 }
 
 /// Read and compress the ZIP-FIT target set.

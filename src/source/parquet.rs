@@ -94,10 +94,12 @@ impl super::FileReader for ParquetFileReader {
             wanted.extend(extra_idx.iter().flatten().copied());
             wanted.sort_unstable();
             wanted.dedup();
-            let pos = |i: usize| wanted.iter().position(|w| *w == i).expect("projected column");
-            self.text_col = pos(self.text_col);
+            // `wanted` is sorted: a file column's position in the projected batch.
+            let pos = |i: usize| -> usize { wanted.binary_search(&i).expect("projected column") };
+            let text_col = pos(self.text_col);
             self.id_col = self.id_col.map(pos);
             self.extra_cols = extra_idx.iter().map(|i| i.map(pos)).collect();
+            self.text_col = text_col;
             self.reader = Some(Self::project(ctx.file, ctx.opts, &wanted)?);
         }
         loop {
