@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema};
 pub use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
@@ -51,13 +51,4 @@ pub fn append_columns(batch: &RecordBatch, columns: Vec<(Field, ArrayRef)>) -> R
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| Error::arrow("appending columns", e))
-}
-
-/// Schema of `score dsir` output.
-pub fn dsir_score_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(COL_ID, DataType::Utf8, false),
-        Field::new(COL_DSIR_LOGW, DataType::Float64, false),
-        Field::new(COL_N_WORDS, DataType::Int64, false),
-    ]))
 }

@@ -24,7 +24,7 @@ use crate::batch::{text_column, RecordBatch};
 use crate::error::Result;
 use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
-use crate::score::dsir::{with_featurizer, Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
+use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 
@@ -130,16 +130,10 @@ fn batch_counts(params: &DsirParams, batch: &RecordBatch, record: bool) -> Resul
     let mut per_doc = Vec::with_capacity(text.len());
     let mut features = record.then(|| BatchFeatures { buckets: Vec::new(), ends: Vec::with_capacity(text.len()), words: Vec::with_capacity(text.len()) });
     for t in text.iter() {
-        let t = t.unwrap_or("");
-        let mut n = 0u64;
-        let words = with_featurizer(params, |fz| {
-            fz.for_each_bucket(t, |b| {
-                counts.counts[b as usize] += 1;
-                n += 1;
-                if let Some(f) = features.as_mut() {
-                    f.buckets.push(b as u16);
-                }
-            })
+        let (n, words) = counts.add_text_with(params, t.unwrap_or(""), |b| {
+            if let Some(f) = features.as_mut() {
+                f.buckets.push(b as u16);
+            }
         });
         if let Some(f) = features.as_mut() {
             f.ends.push(f.buckets.len());

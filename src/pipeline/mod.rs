@@ -32,10 +32,6 @@ impl Progress {
         Progress { enabled: !quiet && std::io::stderr().is_terminal() }
     }
 
-    pub fn hidden() -> Self {
-        Progress { enabled: false }
-    }
-
     /// A counter of rows for one pass.
     pub fn rows(&self, label: &str) -> ProgressBar {
         if !self.enabled {

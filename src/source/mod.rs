@@ -326,11 +326,6 @@ impl<'a> LakeReader<'a> {
         self.schema.clone()
     }
 
-    /// Per-file counts so far.
-    pub fn stats(&self) -> &[FileStats] {
-        &self.stats
-    }
-
     pub fn into_stats(self) -> Vec<FileStats> {
         self.stats
     }

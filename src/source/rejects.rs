@@ -51,10 +51,6 @@ impl RejectWriter {
         Ok(())
     }
 
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     pub fn finish(mut self) -> Result<u64> {
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;
         self.out.get_ref().sync_all().map_err(|e| Error::io(&self.path, e))?;
