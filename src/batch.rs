@@ -20,6 +20,9 @@ pub const COL_ZIPFIT: &str = "zipfit";
 /// Number of wordpunct tokens of a document (int64), as DSIR counts them.
 pub const COL_N_WORDS: &str = "n_words";
 
+/// The domain of a document (UTF-8), from the file it came from.
+pub const COL_DOMAIN: &str = "domain";
+
 /// Default number of rows in a batch.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 

@@ -20,14 +20,20 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 
+use crate::curriculum::{CurriculumSpec, OrderConfig, OutputConfig, ReweightConfig, ScheduleConfig, TokenizeConfig};
 use crate::error::{Error, Result};
 use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
-use crate::source::{BadRecordPolicy, ReadOptions};
+use crate::curriculum::prepare::DomainOf;
+use crate::source::{expand_inputs, BadRecordPolicy, InputFile, ReadOptions};
 
-#[derive(Debug, Clone, Deserialize)]
+/// The domain of every document when no domains are configured.
+pub const DEFAULT_DOMAIN: &str = "all";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub name: String,
@@ -40,13 +46,28 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub threads: usize,
     pub source: SourceConfig,
-    pub select: SelectConfig,
+    /// Scoring and selection; without it every document of the lake goes on.
+    pub select: Option<SelectConfig>,
+    /// The curriculum stages: they run when `[tokenize]` is there.
+    pub reweight: Option<ReweightConfig>,
+    pub schedule: Option<ScheduleConfig>,
+    pub order: Option<OrderConfig>,
+    pub tokenize: Option<TokenizeConfig>,
+    pub output: Option<OutputConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// Inputs (files, directories, globs). May be left out when `domains` lists them.
+    #[serde(default)]
     pub paths: Vec<String>,
+    /// The domain of each document from this column.
+    pub domain_field: Option<String>,
+    /// The domain of each file: domain name -> its files, directories or globs (a file takes
+    /// the first domain that lists it).
+    #[serde(default)]
+    pub domains: IndexMap<String, Vec<String>>,
     #[serde(default = "default_text_field")]
     pub text_field: String,
     #[serde(default = "default_id_field")]
@@ -68,6 +89,42 @@ fn default_batch_rows() -> usize {
 }
 
 impl SourceConfig {
+    /// The input files, in order, and where each document's domain comes from.
+    pub fn lake(&self) -> Result<(Vec<InputFile>, DomainOf)> {
+        if self.domains.is_empty() {
+            let files = expand_inputs(&self.paths)?;
+            let domains = match &self.domain_field {
+                Some(c) => DomainOf::Column(c.clone(), Vec::new()),
+                None => DomainOf::Single(DEFAULT_DOMAIN.into()),
+            };
+            return Ok((files, domains));
+        }
+        let mut per_domain = Vec::with_capacity(self.domains.len());
+        for (name, paths) in &self.domains {
+            per_domain.push(expand_inputs(paths).map_err(|e| Error::Config(format!("source.domains.{name}: {e}")))?);
+        }
+        let files = if self.paths.is_empty() {
+            let mut all: Vec<InputFile> = Vec::new();
+            for f in per_domain.iter().flatten() {
+                if !all.iter().any(|a| a.path == f.path) {
+                    all.push(f.clone());
+                }
+            }
+            all
+        } else {
+            expand_inputs(&self.paths)?
+        };
+        let of_file = files
+            .iter()
+            .map(|f| {
+                per_domain.iter().position(|d| d.iter().any(|x| x.path == f.path)).ok_or_else(|| {
+                    Error::Config(format!("source.domains: {} is in no domain", f.name))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((files, DomainOf::PerFile { names: self.domains.keys().cloned().collect(), of_file }))
+    }
+
     pub fn read_options(&self) -> ReadOptions {
         ReadOptions {
             text_field: self.text_field.clone(),
@@ -79,7 +136,7 @@ impl SourceConfig {
 }
 
 /// The selection stage, tagged by `method`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum SelectConfig {
     Dsir(DsirSelectConfig),
@@ -87,7 +144,7 @@ pub enum SelectConfig {
 }
 
 /// ZIP-FIT selection: the k rows most aligned with the target set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZipfitSelectConfig {
     pub target: Vec<String>,
@@ -107,7 +164,7 @@ impl ZipfitSelectConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DsirSelectConfig {
     /// Target set paths (files, directories, globs).
@@ -184,15 +241,60 @@ impl PipelineConfig {
         Self::from_toml(&text, path)
     }
 
+    /// The curriculum stages, when `[tokenize]` is there.
+    pub fn curriculum(&self) -> Option<CurriculumSpec> {
+        Some(CurriculumSpec {
+            seed: self.seed,
+            reweight: self.reweight.clone(),
+            schedule: self.schedule.clone(),
+            order: self.order.clone().unwrap_or_default(),
+            tokenize: self.tokenize.clone()?,
+            output: self.output.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The settings a manifest records: everything but where the output goes and the thread
+    /// count, neither of which changes a result.
+    pub fn manifest_config(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("configs serialize");
+        if let Some(m) = v.as_object_mut() {
+            m.remove("out_dir");
+            m.remove("threads");
+        }
+        v
+    }
+
     fn validate(&self) -> Result<()> {
-        if self.source.paths.is_empty() {
+        if self.source.paths.is_empty() && self.source.domains.is_empty() {
             return Err(Error::Config("source.paths: at least one input is needed".into()));
+        }
+        if self.source.domain_field.is_some() && !self.source.domains.is_empty() {
+            return Err(Error::Config("source.domain_field and source.domains: choose one".into()));
+        }
+        if self.select.is_none() && self.tokenize.is_none() {
+            return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));
+        }
+        if self.tokenize.is_none() {
+            for (key, there) in [
+                ("reweight", self.reweight.is_some()),
+                ("schedule", self.schedule.is_some()),
+                ("order", self.order.is_some()),
+                ("output", self.output.is_some()),
+            ] {
+                if there {
+                    return Err(Error::Config(format!("[{key}] needs a [tokenize] stage to write a curriculum")));
+                }
+            }
+        }
+        if let Some(spec) = self.curriculum() {
+            spec.validate()?;
         }
         if self.source.batch_rows == 0 {
             return Err(Error::Config("source.batch_rows: must be at least 1".into()));
         }
         match &self.select {
-            SelectConfig::Dsir(d) => {
+            None => {}
+            Some(SelectConfig::Dsir(d)) => {
                 if d.target.is_empty() && d.model.is_none() {
                     return Err(Error::Config("select.target: a target set (or select.model) is needed".into()));
                 }
@@ -201,7 +303,7 @@ impl PipelineConfig {
                 }
                 d.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
             }
-            SelectConfig::Zipfit(z) => {
+            Some(SelectConfig::Zipfit(z)) => {
                 if z.target.is_empty() {
                     return Err(Error::Config("select.target: a target set is needed".into()));
                 }
@@ -234,7 +336,7 @@ buckets = 5000
     #[test]
     fn parses_and_fills_defaults() {
         let c = PipelineConfig::from_toml(OK, Path::new("t.toml")).unwrap();
-        let SelectConfig::Dsir(d) = &c.select else { panic!("dsir expected") };
+        let Some(SelectConfig::Dsir(d)) = &c.select else { panic!("dsir expected") };
         assert_eq!(d.params().buckets, 5000);
         assert_eq!(d.params().ngrams, 2);
         assert_eq!(c.source.text_field, "text");

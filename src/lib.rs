@@ -18,13 +18,17 @@
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod curriculum;
 pub mod error;
+pub mod failpoint;
 pub mod par;
 pub mod pipeline;
 pub mod score;
 pub mod select;
+pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod text;
+pub mod tokenize;
 
 pub use error::{Error, Result};

@@ -54,6 +54,177 @@ enum Command {
     /// Select documents; writes the chosen documents with all their columns.
     #[command(subcommand)]
     Select(SelectCommand),
+    /// Build a curriculum from a document table: order, mix, reweight, tokenize, pack and
+    /// write shards with a manifest (the [tokenize], [order], [schedule], [reweight] and
+    /// [output] stages of a pipeline).
+    Curriculum(Box<CurriculumArgs>),
+    /// Re-read every shard of a curriculum and check it against its manifest.
+    Verify {
+        /// The curriculum's directory (where manifest.json is).
+        dir: PathBuf,
+    },
+    /// Tokenizers.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE tokenizer on a lake and write it as tokenizer.json.
+    Train {
+        /// Vocabulary size, special tokens (<|endoftext|>, <pad>) included.
+        #[arg(long)]
+        vocab_size: usize,
+        /// Merges need at least this many occurrences.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CurriculumArgs {
+    /// A Hugging Face tokenizer.json.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Tokens per sequence.
+    #[arg(long)]
+    seq_len: u32,
+    /// End-of-document token (default: <|endoftext|>, </s>, <eos>, ... whichever it has).
+    #[arg(long)]
+    eos: Option<String>,
+    /// Padding token (default: <pad>, <|pad|> or [PAD], else the EOS token).
+    #[arg(long)]
+    pad: Option<String>,
+    #[arg(long, value_enum, default_value = "concat")]
+    packing: crate::curriculum::Packing,
+    /// Ordering within each domain.
+    #[arg(long, value_enum, default_value = "input")]
+    order: crate::curriculum::OrderMethod,
+    /// The score column to order by (ascending, descending, folding).
+    #[arg(long)]
+    by: Option<String>,
+    /// Folding passes L.
+    #[arg(long, default_value_t = 3)]
+    fold_passes: usize,
+    #[arg(long, default_value_t = 256)]
+    sort_memory_mb: usize,
+    /// Domain of each document from this column.
+    #[arg(long, conflicts_with = "domain")]
+    domain_field: Option<String>,
+    /// NAME=PATH: the files of a domain (file, directory or glob); repeat per domain.
+    #[arg(long)]
+    domain: Vec<String>,
+    /// Token budget T (default: every document once).
+    #[arg(long)]
+    budget_tokens: Option<u64>,
+    /// START:DOMAIN=SHARE,DOMAIN=SHARE: a phase of the schedule from START (a fraction of T);
+    /// repeat per phase, e.g. --phase 0:web=0.7,code=0.3 --phase 0.8:web=0.3,code=0.7.
+    #[arg(long)]
+    phase: Vec<String>,
+    /// Move linearly between phase mixtures.
+    #[arg(long)]
+    interpolate: bool,
+    #[arg(long, value_enum, default_value = "stop")]
+    on_exhausted: crate::curriculum::Exhausted,
+    /// Per-sample weights from this loss column (Sow et al.).
+    #[arg(long)]
+    reweight_by: Option<String>,
+    #[arg(long, value_enum, default_value = "linupper")]
+    strategy: crate::curriculum::Strategy,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Documents per reweighting window.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Shard formats (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "syllabus")]
+    format: Vec<crate::curriculum::ShardFormat>,
+    /// Tokens per shard (rounded down to whole sequences).
+    #[arg(long, default_value_t = 1 << 23)]
+    shard_tokens: u64,
+    /// Seed of random orderings.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The document table: files, directories or globs (e.g. a selection's output).
+    inputs: Vec<String>,
+}
+
+impl CurriculumArgs {
+    fn spec(&self) -> anyhow::Result<crate::curriculum::CurriculumSpec> {
+        use crate::curriculum::*;
+        let mut phases = Vec::new();
+        for p in &self.phase {
+            let (start, mix) = p.split_once(':').with_context(|| format!("--phase {p:?}: expected START:DOMAIN=SHARE,..."))?;
+            let start: f64 = start.trim().parse().with_context(|| format!("--phase {p:?}: bad start"))?;
+            let mut mixture = indexmap::IndexMap::new();
+            for part in mix.split(',').filter(|s| !s.trim().is_empty()) {
+                let (d, w) = part.split_once('=').with_context(|| format!("--phase {p:?}: expected DOMAIN=SHARE"))?;
+                let w: f64 = w.trim().parse().with_context(|| format!("--phase {p:?}: bad share for {d}"))?;
+                mixture.insert(d.trim().to_string(), w);
+            }
+            phases.push(PhaseConfig { start, mixture });
+        }
+        if phases.is_empty() && (self.budget_tokens.is_some() || self.interpolate) {
+            bail!("--budget-tokens and --interpolate need at least one --phase");
+        }
+        let spec = CurriculumSpec {
+            seed: self.seed,
+            reweight: self.reweight_by.as_ref().map(|by| ReweightConfig {
+                by: by.clone(),
+                strategy: self.strategy,
+                temperature: self.temperature,
+                window: self.window,
+            }),
+            schedule: (!phases.is_empty()).then(|| ScheduleConfig {
+                tokens: self.budget_tokens,
+                interpolate: self.interpolate,
+                on_exhausted: self.on_exhausted,
+                phases,
+            }),
+            order: OrderConfig { method: self.order, by: self.by.clone(), passes: self.fold_passes, sort_memory_mb: self.sort_memory_mb },
+            tokenize: TokenizeConfig {
+                tokenizer: self.tokenizer.clone(),
+                seq_len: self.seq_len,
+                eos: self.eos.clone(),
+                pad: self.pad.clone(),
+                packing: self.packing,
+            },
+            output: OutputConfig { formats: self.format.clone(), shard_tokens: self.shard_tokens },
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn source(&self) -> anyhow::Result<crate::config::SourceConfig> {
+        let mut domains = indexmap::IndexMap::new();
+        for d in &self.domain {
+            let (name, path) = d.split_once('=').with_context(|| format!("--domain {d:?}: expected NAME=PATH"))?;
+            domains.entry(name.to_string()).or_insert_with(Vec::new).push(path.to_string());
+        }
+        if self.inputs.is_empty() && domains.is_empty() {
+            bail!("no inputs: give the document table's files (or --domain NAME=PATH)");
+        }
+        Ok(crate::config::SourceConfig {
+            paths: self.inputs.clone(),
+            domain_field: self.domain_field.clone(),
+            domains,
+            text_field: self.source.text_field.clone(),
+            id_field: self.source.id_field.clone(),
+            on_bad_record: self.source.on_bad_record,
+            batch_rows: self.source.batch_rows,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -266,12 +437,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.threads = cli.threads;
             }
             let summary = pipeline::run(&cfg, out.as_deref(), &progress)?;
-            eprintln!("syllabus run {}: {} selection", summary.name, summary.method);
-            print_report(&summary.report, start, true);
+            if let Some(method) = summary.method {
+                eprintln!("syllabus run {}: {method} selection", summary.name);
+                print_report(&summary.report, start, true);
+            }
+            if let Some(t) = &summary.curriculum {
+                print_totals(&summary.name, t, start);
+            }
             for o in &summary.outputs {
                 eprintln!("  wrote {}", o.display());
             }
             Ok(exit_code(&summary.report))
+        }
+        Command::Curriculum(args) => {
+            let spec = args.spec()?;
+            let source = args.source()?;
+            let read = source.read_options();
+            let (files, domains) = source.lake()?;
+            let config = serde_json::json!({ "source": source, "curriculum": spec });
+            let tok_bytes = std::fs::read(&spec.tokenize.tokenizer)
+                .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;
+            let key = crate::shard::manifest::json_hash(&serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "config": config,
+                "inputs": crate::curriculum::inputs_fingerprint(&files),
+                "tokenizer": xxhash_rust::xxh3::xxh3_128(&tok_bytes).to_string(),
+            }));
+            let work = crate::curriculum::begin_work(&args.out, &key)?;
+            let rejects = args.source.rejects.clone();
+            let manifest = crate::curriculum::Build {
+                spec: &spec,
+                config,
+                files: &files,
+                read: &read,
+                domains,
+                out: &args.out,
+                work: &work,
+                rejects: rejects.as_deref(),
+                progress: &progress,
+            }
+            .run()?;
+            print_totals("curriculum", &manifest.totals, start);
+            eprintln!("  wrote {}", args.out.join(crate::shard::manifest::MANIFEST_FILE).display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir } => {
+            let r = crate::shard::verify::verify(&dir)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if r.problems.is_empty() {
+                eprintln!("syllabus verify {}: {} files, {} sequences, {} tokens: all good", dir.display(), r.files, r.sequences, r.tokens);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &r.problems {
+                    eprintln!("  problem: {p}");
+                }
+                bail!("{} problems in {}", r.problems.len(), dir.display())
+            }
+        }
+        Command::Tokenizer(TokenizerCommand::Train { vocab_size, min_frequency, out, source, inputs }) => {
+            let (opts, raw, mut rejects) = open_lake(&source, &inputs)?;
+            let opts_train = crate::tokenize::TrainOptions { vocab_size, min_frequency };
+            let r = crate::tokenize::train(&raw, &opts, &opts_train, rejects.as_mut(), &out)?;
+            if let Some(w) = rejects {
+                w.finish()?;
+            }
+            eprintln!(
+                "syllabus tokenizer train: {} documents, vocabulary {}; wrote {} ({:.2} s)",
+                r.documents,
+                r.vocab_size,
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { source, paths } => {
             let opts = source.read_options()?;
@@ -282,14 +519,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Score(ScoreCommand::Dsir { dsir, source, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
             let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
             let report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
             finish("score dsir", &io.out, report, target_stats, rejects, start, false)
         }
         Command::Select(SelectCommand::Dsir { dsir, source, seed, top_k, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
             let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
             let keep = Keep { k: io.k, require_fewer_than_eligible: true };
@@ -299,14 +536,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Score(ScoreCommand::Zipfit { zipfit, source, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
             let report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
             finish("score zipfit", &io.out, report, target_stats, rejects, start, false)
         }
         Command::Select(SelectCommand::Zipfit { zipfit, source, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress };
+            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
             let keep = Keep { k: io.k, require_fewer_than_eligible: false };
             let report = lake.select_to(&scorer, keep, Noise::None, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
@@ -389,6 +626,18 @@ fn exit_code(report: &RunReport) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn print_totals(what: &str, t: &crate::shard::manifest::Totals, start: Instant) {
+    eprintln!(
+        "syllabus {what}: curriculum of {} documents, {} tokens in {} sequences ({} padding) across {} shards; {:.2} s",
+        t.documents,
+        t.tokens,
+        t.sequences,
+        t.padding_tokens,
+        t.shards,
+        start.elapsed().as_secs_f64()
+    );
 }
 
 fn print_report(r: &RunReport, start: Instant, selecting: bool) {

@@ -11,11 +11,15 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::batch::COL_DOMAIN;
 use crate::config::{PipelineConfig, SelectConfig};
-use crate::error::Result;
+use crate::curriculum::prepare::DomainOf;
+use crate::curriculum::{begin_work, inputs_fingerprint, load_marker, save_marker};
+use crate::error::{Error, Result};
+use crate::shard::manifest::{json_hash, MANIFEST_FILE};
 use crate::score::dsir::DsirModel;
 use crate::select::Noise;
-use crate::source::{expand_inputs, BadRecordPolicy, RejectWriter};
+use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
 pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
 pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
@@ -52,33 +56,144 @@ impl Progress {
 #[derive(Debug, serde::Serialize)]
 pub struct RunSummary {
     pub name: String,
-    pub method: &'static str,
+    /// The selection method, when the pipeline selects.
+    pub method: Option<&'static str>,
     pub report: RunReport,
+    /// The curriculum's totals, when the pipeline writes one.
+    pub curriculum: Option<crate::shard::manifest::Totals>,
     pub outputs: Vec<PathBuf>,
 }
 
 /// Run a pipeline config, writing under `out_dir` (the config's unless overridden).
+///
+/// Each stage leaves a marker in `OUT/work` when it completes, under a key made of the
+/// settings, the inputs and the tokenizer: started again after a crash, a run skips the
+/// stages it finished and resumes the shards it was writing.
 pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) -> Result<RunSummary> {
     crate::par::init_threads(cfg.threads);
     let out_dir = out_dir.unwrap_or(&cfg.out_dir);
     let read = cfg.source.read_options();
-    let raw = expand_inputs(&cfg.source.paths)?;
-    let lake = ScoredLake { raw: &raw, read: &read, progress };
+    let (raw, domains) = cfg.source.lake()?;
+    let spec = cfg.curriculum();
+    let config = cfg.manifest_config();
+    let mut fingerprint = vec![inputs_fingerprint(&raw)];
+    if let Some(sel) = &cfg.select {
+        let target = match sel {
+            SelectConfig::Dsir(d) => &d.target,
+            SelectConfig::Zipfit(z) => &z.target,
+        };
+        if !target.is_empty() {
+            fingerprint.push(inputs_fingerprint(&expand_inputs(target)?));
+        }
+    }
+    if let Some(spec) = &spec {
+        let t = &spec.tokenize.tokenizer;
+        let bytes = std::fs::read(t).map_err(|e| Error::io(t, e))?;
+        fingerprint.push(serde_json::json!(xxhash_rust::xxh3::xxh3_128(&bytes).to_string()));
+    }
+    let key = json_hash(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": config,
+        "inputs": fingerprint,
+    }));
+    let work = begin_work(out_dir, &key)?;
+    let mut outputs = Vec::new();
     let rejects_path = out_dir.join("rejects.jsonl");
-    let mut rejects = match read.on_bad_record {
-        BadRecordPolicy::Skip => Some(RejectWriter::create(&rejects_path)?),
-        BadRecordPolicy::Fail => None,
+    let skip = read.on_bad_record == BadRecordPolicy::Skip;
+    let selected = out_dir.join("selected.parquet");
+    let (method, report) = match &cfg.select {
+        None => (None, RunReport::default()),
+        Some(sel) => {
+            let method = match sel {
+                SelectConfig::Dsir(_) => "dsir",
+                SelectConfig::Zipfit(_) => "zipfit",
+            };
+            outputs.extend([selected.clone(), out_dir.join("scores.parquet")]);
+            if matches!(sel, SelectConfig::Dsir(_)) {
+                outputs.push(out_dir.join("dsir_model.json"));
+            }
+            if skip {
+                outputs.push(rejects_path.clone());
+            }
+            let report = match load_marker::<RunReport>(&work, "select.json") {
+                Some(r) => r,
+                None => {
+                    let file_column = match &domains {
+                        DomainOf::PerFile { names, of_file } => Some(FileColumn {
+                            name: COL_DOMAIN.into(),
+                            values: of_file.iter().map(|&d| names[d].clone()).collect(),
+                        }),
+                        _ => None,
+                    };
+                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column };
+                    let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
+                    save_marker(&work, "select.json", &r)?;
+                    crate::failpoint::hit(format_args!("selected"));
+                    r
+                }
+            };
+            (Some(method), report)
+        }
     };
+    let mut curriculum = None;
+    if let Some(spec) = &spec {
+        // After a selection, the curriculum is built from the selected rows.
+        let selected_files;
+        let (files, table_domains, rejects) = if cfg.select.is_some() {
+            selected_files = vec![InputFile::new(&selected)?];
+            let d = match domains {
+                DomainOf::PerFile { names, .. } => DomainOf::Column(COL_DOMAIN.into(), names),
+                other => other,
+            };
+            (selected_files.as_slice(), d, None)
+        } else {
+            (raw.as_slice(), domains, skip.then_some(rejects_path.as_path()))
+        };
+        if rejects.is_some() {
+            outputs.push(rejects_path.clone());
+        }
+        let manifest = crate::curriculum::Build {
+            spec,
+            config: config.clone(),
+            files,
+            read: &read,
+            domains: table_domains,
+            out: out_dir,
+            work: &work,
+            rejects,
+            progress,
+        }
+        .run()?;
+        outputs.extend([out_dir.join(MANIFEST_FILE), out_dir.join("curriculum.parquet")]);
+        curriculum = Some(manifest.totals);
+    }
+    let summary = RunSummary { name: cfg.name.clone(), method, report, curriculum, outputs };
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::io(out_dir, e.into()))?;
+    crate::sink::write_atomic(&out_dir.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// The selection stage of a pipeline: `selected.parquet` and `scores.parquet`.
+fn select(
+    cfg: &PipelineConfig,
+    sel: &SelectConfig,
+    lake: &ScoredLake,
+    read: &crate::source::ReadOptions,
+    out_dir: &Path,
+    rejects_path: Option<&Path>,
+) -> Result<RunReport> {
+    let progress = lake.progress;
+    let raw = lake.raw;
+    let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
     let selected = out_dir.join("selected.parquet");
     let scores = out_dir.join("scores.parquet");
-    let mut outputs = vec![selected.clone(), scores.clone()];
-    let (method, mut report) = match &cfg.select {
+    let mut report = match sel {
         SelectConfig::Dsir(sel) => {
             let target = if sel.target.is_empty() { Vec::new() } else { expand_inputs(&sel.target)? };
             let job = DsirJob {
-                raw: &raw,
+                raw,
                 target: &target,
-                read: &read,
+                read,
                 params: sel.params(),
                 budget: sel.budget(),
                 feature_cache_bytes: sel.feature_cache_mb << 20,
@@ -88,32 +203,26 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                 Some(p) => Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() },
                 None => job.fit(rejects.as_mut())?,
             };
-            let model_path = out_dir.join("dsir_model.json");
-            model.save(&model_path)?;
-            outputs.push(model_path);
+            model.save(&out_dir.join("dsir_model.json"))?;
             let scorer = DsirRowScorer::new(Arc::new(model), &cache);
             let noise = if sel.top_k { Noise::None } else { Noise::gumbel(cfg.seed) };
             let keep = Keep { k: sel.k, require_fewer_than_eligible: true };
             let mut report = lake.select_to(&scorer, keep, noise, &selected, Some(&scores), rejects.as_mut())?;
             report.target_files = target_stats;
-            ("dsir", report)
+            report
         }
         SelectConfig::Zipfit(sel) => {
             let target = expand_inputs(&sel.target)?;
-            let (target, target_stats) = zipfit::load_target(&target, &read, sel.params(), progress, rejects.as_mut())?;
+            let (target, target_stats) = zipfit::load_target(&target, read, sel.params(), progress, rejects.as_mut())?;
             let scorer = ZipfitRowScorer::new(Arc::new(target));
             let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
             let mut report = lake.select_to(&scorer, keep, Noise::None, &selected, Some(&scores), rejects.as_mut())?;
             report.target_files = target_stats;
-            ("zipfit", report)
+            report
         }
     };
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
-        outputs.push(rejects_path);
     }
-    let summary = RunSummary { name: cfg.name.clone(), method, report, outputs };
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| crate::error::Error::io(out_dir, e.into()))?;
-    crate::sink::write_atomic(&out_dir.join("summary.json"), &json)?;
-    Ok(summary)
+    Ok(report)
 }

@@ -20,7 +20,7 @@ use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
-use crate::source::{lake_extras, Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 
 /// Scores whole source batches for the scoring pass.
 pub trait RowScorer: Sync {
@@ -39,7 +39,7 @@ pub trait RowScorer: Sync {
 }
 
 /// What a run read, kept and chose.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub files: Vec<FileStats>,
     pub target_files: Vec<FileStats>,
@@ -77,6 +77,8 @@ pub struct ScoredLake<'a> {
     pub raw: &'a [InputFile],
     pub read: &'a ReadOptions,
     pub progress: &'a Progress,
+    /// A per-file column (the domain) added to the rows written.
+    pub file_column: Option<FileColumn>,
 }
 
 fn score_schema(fields: &[Field]) -> SchemaRef {
@@ -176,7 +178,8 @@ impl ScoredLake<'_> {
         for r in chosen {
             per_file[r.file as usize].push(r.loc);
         }
-        let mut reader = LakeReader::new(self.raw, self.read, extras, None).with_selection(per_file);
+        let mut reader =
+            LakeReader::new(self.raw, self.read, extras, None).with_selection(per_file).with_file_column(self.file_column.clone());
         let mut fields: Vec<Field> = reader.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(field.clone());
         let mut writer = TableWriter::create(out, Arc::new(Schema::new(fields)))?;

@@ -177,7 +177,7 @@ fn spool_stdin() -> Result<InputFile> {
 }
 
 /// What to do with a record that cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BadRecordPolicy {
     /// Stop with an error naming the file and line or row.
@@ -220,10 +220,10 @@ impl Default for ReadOptions {
 }
 
 /// Counts for one input file. `read = kept + rejected`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
     pub file: String,
-    pub format: &'static str,
+    pub format: String,
     pub read: u64,
     pub kept: u64,
     pub rejected: u64,
@@ -293,24 +293,36 @@ pub struct LakeReader<'a> {
     files: &'a [InputFile],
     opts: &'a ReadOptions,
     extras: Extras,
+    /// What the file readers build.
     schema: SchemaRef,
+    /// What this reader returns: `schema` and the file column, if any.
+    out_schema: SchemaRef,
     next_file: usize,
     current: Option<(usize, Box<dyn FileReader + 'a>)>,
     stats: Vec<FileStats>,
     rejects: Option<&'a mut RejectWriter>,
     selection: Option<Vec<Vec<u64>>>,
+    file_column: Option<FileColumn>,
     rows_out: u64,
     failed: bool,
+}
+
+/// A column whose value is set per input file (the domain of a file, say).
+#[derive(Debug, Clone)]
+pub struct FileColumn {
+    pub name: String,
+    /// One value per file of the lake.
+    pub values: Vec<String>,
 }
 
 impl<'a> LakeReader<'a> {
     pub fn new(files: &'a [InputFile], opts: &'a ReadOptions, extras: Extras, rejects: Option<&'a mut RejectWriter>) -> Self {
         let stats = files
             .iter()
-            .map(|f| FileStats { file: f.name.clone(), format: f.format.name(), ..Default::default() })
+            .map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() })
             .collect();
         let schema = source_schema(opts, &extras);
-        LakeReader { files, opts, extras, schema, next_file: 0, current: None, stats, rejects, selection: None, rows_out: 0, failed: false }
+        LakeReader { files, opts, extras, out_schema: schema.clone(), schema, next_file: 0, current: None, stats, rejects, selection: None, file_column: None, rows_out: 0, failed: false }
     }
 
     /// Read only the given rows: per file, the sorted locations (line or row, as in
@@ -322,8 +334,20 @@ impl<'a> LakeReader<'a> {
         self
     }
 
+    /// Append `column` to every batch, with the value of the batch's file.
+    pub fn with_file_column(mut self, column: Option<FileColumn>) -> Self {
+        if let Some(c) = &column {
+            debug_assert_eq!(c.values.len(), self.files.len());
+            let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(&c.name, DataType::Utf8, false));
+            self.out_schema = Arc::new(Schema::new(fields));
+        }
+        self.file_column = column;
+        self
+    }
+
     pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.out_schema.clone()
     }
 
     pub fn into_stats(self) -> Vec<FileStats> {
@@ -370,7 +394,12 @@ impl<'a> LakeReader<'a> {
                 wanted: self.selection.as_ref().map(|s| s[i].as_slice()),
             };
             match reader.next_batch(&mut ctx)? {
-                Some((batch, locations)) => {
+                Some((mut batch, locations)) => {
+                    if let Some(c) = &self.file_column {
+                        let value = arrow::array::StringArray::from(vec![c.values[i].as_str(); batch.num_rows()]);
+                        let field = Field::new(&c.name, DataType::Utf8, false);
+                        batch = crate::batch::append_columns(&batch, vec![(field, Arc::new(value))])?;
+                    }
                     let first_row = self.rows_out;
                     self.rows_out += batch.num_rows() as u64;
                     return Ok(Some(SourceBatch { batch, file: i, locations, first_row }));

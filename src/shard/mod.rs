@@ -1,0 +1,318 @@
+//! Tokenized shards: syllabus's own format, the Megatron indexed dataset, the manifest, and
+//! `syllabus verify`.
+//!
+//! # The syllabus shard format (`shard-NNNNN.syl`, version 1, little-endian)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `SYLSHARD` |
+//! | 8 | 4 | version (1) |
+//! | 12 | 1 | token width in bytes: 2 (u16, vocabularies up to 65,536) or 4 (u32) |
+//! | 13 | 1 | flags: bit 0 set = packed (documents span sequences); clear = one document per sequence, padded |
+//! | 14 | 2 | reserved (0) |
+//! | 16 | 4 | `seq_len`, tokens per sequence |
+//! | 20 | 4 | `pad_id` (fills the tail of a padded sequence, and of the last packed one) |
+//! | 24 | 8 | `n_seq`, sequences in this shard |
+//! | 32 | 8 | `first_seq`, global index of its first sequence in the curriculum |
+//! | 40 | 8 | `n_docs`, document pieces in this shard |
+//! | 48 | 8 | `docs_offset`, byte offset of the document table |
+//! | 56 | 8 | reserved (0) |
+//! | 64 | `n_seq * seq_len * width` | tokens, sequence after sequence: a `[n_seq, seq_len]` array |
+//! | then | `4 * n_seq` | per-sequence sample weight (f32) |
+//! | then | `2 * n_seq` | per-sequence domain id (u16), padded with zeros to a multiple of 8 bytes |
+//! | `docs_offset` | `32 * n_docs` | document pieces, in order (below) |
+//!
+//! A document piece is the part of one document that lies in this shard:
+//! `start` (u64, token offset from the start of the token array), `doc` (u64, the document's
+//! position in the curriculum), `len` (u32, tokens, end-of-document token included),
+//! `weight` (f32), `domain` (u16), `flags` (u16: bit 0 = the document began in an earlier
+//! shard, bit 1 = it goes on in the next), 4 reserved bytes.
+//!
+//! A sequence's domain is the domain with most tokens in it (the lower id on a tie); its weight
+//! is the token-weighted mean of its documents' weights (padding excluded).
+//!
+//! The token array starts at byte 64 and sequences are whole, so a reader maps the file and
+//! takes `[n_seq, seq_len]` rows of it without copying.
+//!
+//! # Megatron (`megatron/part-NNNNN.bin` + `.idx`)
+//!
+//! The same shard as Megatron-LM's `MMapIndexedDataset`: `.bin` holds the tokens of the shard's
+//! document pieces, back to back (no padding), as uint16 when the vocabulary has fewer than
+//! 65,500 tokens and int32 otherwise (Megatron's own rule); `.idx` is `MMIDIDX\0\0`, version
+//! 1 (u64), the dtype code (u8), the number of sequences (u64) and of document indices (u64),
+//! then the sequence lengths (i32), byte pointers (i64) and document indices (i64). Each
+//! document piece is one sequence and one document.
+
+pub mod manifest;
+pub mod megatron;
+pub mod verify;
+
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"SYLSHARD";
+pub const VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 64;
+pub const DOC_ENTRY_BYTES: usize = 32;
+/// Document piece flag: it began in an earlier shard.
+pub const DOC_CONTINUED: u16 = 1;
+/// Document piece flag: it goes on in the next shard.
+pub const DOC_CONTINUES: u16 = 2;
+
+/// Token width on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenDtype {
+    U16,
+    U32,
+}
+
+impl TokenDtype {
+    pub fn for_vocab(vocab_size: u32) -> TokenDtype {
+        if vocab_size <= 1 << 16 {
+            TokenDtype::U16
+        } else {
+            TokenDtype::U32
+        }
+    }
+
+    pub fn width(self) -> usize {
+        match self {
+            TokenDtype::U16 => 2,
+            TokenDtype::U32 => 4,
+        }
+    }
+
+    fn from_width(w: u8) -> Option<TokenDtype> {
+        match w {
+            2 => Some(TokenDtype::U16),
+            4 => Some(TokenDtype::U32),
+            _ => None,
+        }
+    }
+}
+
+/// A sequence's sample weight and domain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeqMeta {
+    pub weight: f32,
+    pub domain: u16,
+}
+
+/// The part of one document that lies in a shard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DocPiece {
+    pub start: u64,
+    pub doc: u64,
+    pub len: u32,
+    pub weight: f32,
+    pub domain: u16,
+    pub flags: u16,
+}
+
+/// One shard in memory: what is written, or what was read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shard {
+    pub dtype: TokenDtype,
+    pub packed: bool,
+    pub seq_len: u32,
+    pub pad_id: u32,
+    pub first_seq: u64,
+    /// `n_seq * seq_len` tokens.
+    pub tokens: Vec<u32>,
+    pub seqs: Vec<SeqMeta>,
+    pub docs: Vec<DocPiece>,
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+fn bad(what: &str) -> Error {
+    Error::InvalidArgument(format!("not a valid syllabus shard: {what}"))
+}
+
+impl Shard {
+    /// Tokens that belong to documents (the rest is padding).
+    pub fn doc_tokens(&self) -> u64 {
+        self.docs.iter().map(|d| d.len as u64).sum()
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let n_seq = self.seqs.len();
+        debug_assert_eq!(self.tokens.len(), n_seq * self.seq_len as usize);
+        let w = self.dtype.width();
+        let tokens_end = HEADER_BYTES + self.tokens.len() * w;
+        let weights_end = tokens_end + 4 * n_seq;
+        let docs_offset = align8(weights_end + 2 * n_seq);
+        let mut out = Vec::with_capacity(docs_offset + DOC_ENTRY_BYTES * self.docs.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(w as u8);
+        out.push(u8::from(self.packed));
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&self.seq_len.to_le_bytes());
+        out.extend_from_slice(&self.pad_id.to_le_bytes());
+        out.extend_from_slice(&(n_seq as u64).to_le_bytes());
+        out.extend_from_slice(&self.first_seq.to_le_bytes());
+        out.extend_from_slice(&(self.docs.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(docs_offset as u64).to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        match self.dtype {
+            TokenDtype::U16 => self.tokens.iter().for_each(|&t| out.extend_from_slice(&(t as u16).to_le_bytes())),
+            TokenDtype::U32 => self.tokens.iter().for_each(|&t| out.extend_from_slice(&t.to_le_bytes())),
+        }
+        self.seqs.iter().for_each(|s| out.extend_from_slice(&s.weight.to_le_bytes()));
+        self.seqs.iter().for_each(|s| out.extend_from_slice(&s.domain.to_le_bytes()));
+        out.resize(docs_offset, 0);
+        for d in &self.docs {
+            out.extend_from_slice(&d.start.to_le_bytes());
+            out.extend_from_slice(&d.doc.to_le_bytes());
+            out.extend_from_slice(&d.len.to_le_bytes());
+            out.extend_from_slice(&d.weight.to_le_bytes());
+            out.extend_from_slice(&d.domain.to_le_bytes());
+            out.extend_from_slice(&d.flags.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parse a shard file's bytes, checking every size and offset.
+    pub fn decode(bytes: &[u8]) -> Result<Shard> {
+        let mut r = Cursor { b: bytes, at: 0 };
+        if bytes.len() < HEADER_BYTES {
+            return Err(bad(&format!("{} bytes, shorter than the {HEADER_BYTES}-byte header", bytes.len())));
+        }
+        if r.take(8)? != MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(bad(&format!("version {version}, this build reads {VERSION}")));
+        }
+        let width = r.take(1)?[0];
+        let dtype = TokenDtype::from_width(width).ok_or_else(|| bad(&format!("token width {width}")))?;
+        let packed = r.take(1)?[0] & 1 == 1;
+        r.take(2)?;
+        let seq_len = r.u32()?;
+        let pad_id = r.u32()?;
+        let n_seq = r.u64()? as usize;
+        let first_seq = r.u64()?;
+        let n_docs = r.u64()? as usize;
+        let docs_offset = r.u64()? as usize;
+        let n_tokens = n_seq.checked_mul(seq_len as usize).ok_or_else(|| bad("size overflow"))?;
+        let tokens_end = n_tokens
+            .checked_mul(dtype.width())
+            .and_then(|b| b.checked_add(HEADER_BYTES))
+            .ok_or_else(|| bad("size overflow"))?;
+        let expect_docs_offset = align8(tokens_end + 6 * n_seq);
+        let expect_len = n_docs.checked_mul(DOC_ENTRY_BYTES).and_then(|b| b.checked_add(expect_docs_offset));
+        if docs_offset != expect_docs_offset || expect_len != Some(bytes.len()) {
+            return Err(bad(&format!(
+                "{} bytes, but the header describes {} (truncated or corrupt)",
+                bytes.len(),
+                expect_len.map_or("an impossible size".into(), |n| n.to_string())
+            )));
+        }
+        r.at = HEADER_BYTES;
+        let tokens: Vec<u32> = match dtype {
+            TokenDtype::U16 => r.take(n_tokens * 2)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
+            TokenDtype::U32 => r.take(n_tokens * 4)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
+        };
+        let weights: Vec<f32> = r.take(4 * n_seq)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let domains: Vec<u16> = r.take(2 * n_seq)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let seqs = weights.into_iter().zip(domains).map(|(weight, domain)| SeqMeta { weight, domain }).collect();
+        r.at = docs_offset;
+        let mut docs = Vec::with_capacity(n_docs);
+        for _ in 0..n_docs {
+            let start = r.u64()?;
+            let doc = r.u64()?;
+            let len = r.u32()?;
+            let weight = f32::from_le_bytes(r.take(4)?.try_into().unwrap());
+            let domain = u16::from_le_bytes(r.take(2)?.try_into().unwrap());
+            let flags = u16::from_le_bytes(r.take(2)?.try_into().unwrap());
+            r.take(4)?;
+            if start.checked_add(len as u64).is_none_or(|end| end > n_tokens as u64) {
+                return Err(bad(&format!("document {doc} lies outside the token array")));
+            }
+            docs.push(DocPiece { start, doc, len, weight, domain, flags });
+        }
+        Ok(Shard { dtype, packed, seq_len, pad_id, first_seq, tokens, seqs, docs })
+    }
+
+    /// The tokens of every document piece, in order (what the Megatron files hold).
+    pub fn doc_token_stream(&self) -> impl Iterator<Item = &[u32]> {
+        self.docs.iter().map(|d| &self.tokens[d.start as usize..(d.start + d.len as u64) as usize])
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| bad("truncated"))?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+}
+
+/// `xxh3-128:` and the hex digest: fast enough to check every byte at staging time.
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dtype: TokenDtype) -> Shard {
+        Shard {
+            dtype,
+            packed: true,
+            seq_len: 4,
+            pad_id: 1,
+            first_seq: 7,
+            tokens: vec![5, 6, 0, 9, 9, 0, 1, 1],
+            seqs: vec![SeqMeta { weight: 0.5, domain: 2 }, SeqMeta { weight: 1.0, domain: 0 }],
+            docs: vec![
+                DocPiece { start: 0, doc: 3, len: 3, weight: 0.5, domain: 2, flags: DOC_CONTINUED },
+                DocPiece { start: 3, doc: 4, len: 3, weight: 1.0, domain: 0, flags: 0 },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_truncation() {
+        for dt in [TokenDtype::U16, TokenDtype::U32] {
+            let s = sample(dt);
+            let bytes = s.encode();
+            assert_eq!(&bytes[..8], MAGIC);
+            assert_eq!(Shard::decode(&bytes).unwrap(), s);
+            for cut in [0, 10, 64, bytes.len() - 1] {
+                assert!(Shard::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Shard::decode(&longer).is_err());
+        }
+        let streams: Vec<Vec<u32>> = sample(TokenDtype::U16).doc_token_stream().map(|t| t.to_vec()).collect();
+        assert_eq!(streams, vec![vec![5, 6, 0], vec![9, 9, 0]]);
+    }
+
+    #[test]
+    fn dtype_by_vocabulary() {
+        assert_eq!(TokenDtype::for_vocab(50_257), TokenDtype::U16);
+        assert_eq!(TokenDtype::for_vocab(65_536), TokenDtype::U16);
+        assert_eq!(TokenDtype::for_vocab(65_537), TokenDtype::U32);
+    }
+}
