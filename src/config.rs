@@ -271,9 +271,6 @@ impl PipelineConfig {
         if self.source.domain_field.is_some() && !self.source.domains.is_empty() {
             return Err(Error::Config("source.domain_field and source.domains: choose one".into()));
         }
-        if self.select.is_none() && self.tokenize.is_none() {
-            return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));
-        }
         if self.tokenize.is_none() {
             for (key, there) in [
                 ("reweight", self.reweight.is_some()),
@@ -285,6 +282,9 @@ impl PipelineConfig {
                     return Err(Error::Config(format!("[{key}] needs a [tokenize] stage to write a curriculum")));
                 }
             }
+        }
+        if self.select.is_none() && self.tokenize.is_none() {
+            return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));
         }
         if let Some(spec) = self.curriculum() {
             spec.validate()?;

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod curriculum;
 mod determinism;
 mod dsir_parity;
 mod pipeline;

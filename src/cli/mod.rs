@@ -444,8 +444,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(t) = &summary.curriculum {
                 print_totals(&summary.name, t, start);
             }
+            let out_dir = out.as_deref().unwrap_or(&cfg.out_dir);
             for o in &summary.outputs {
-                eprintln!("  wrote {}", o.display());
+                eprintln!("  wrote {}", out_dir.join(o).display());
             }
             Ok(exit_code(&summary.report))
         }

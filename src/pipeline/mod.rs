@@ -61,6 +61,7 @@ pub struct RunSummary {
     pub report: RunReport,
     /// The curriculum's totals, when the pipeline writes one.
     pub curriculum: Option<crate::shard::manifest::Totals>,
+    /// Files written, relative to the output directory.
     pub outputs: Vec<PathBuf>,
 }
 
@@ -167,6 +168,8 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
         outputs.extend([out_dir.join(MANIFEST_FILE), out_dir.join("curriculum.parquet")]);
         curriculum = Some(manifest.totals);
     }
+    // Relative to the output directory, so the summary is the same wherever the run writes.
+    let outputs = outputs.into_iter().map(|o| o.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or(o)).collect();
     let summary = RunSummary { name: cfg.name.clone(), method, report, curriculum, outputs };
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::io(out_dir, e.into()))?;
     crate::sink::write_atomic(&out_dir.join("summary.json"), &json)?;
