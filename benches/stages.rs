@@ -128,5 +128,60 @@ fn zipfit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit);
+fn curriculum(c: &mut Criterion) {
+    use syllabus::curriculum::emit::ShardBuilder;
+    use syllabus::curriculum::order::{sort_file, sort_key, Rec, RecWriter};
+    use syllabus::curriculum::{OrderMethod, Packing};
+    use syllabus::shard::{megatron, TokenDtype};
+    let texts = fixture_texts();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
+    let docs: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
+    let n_tokens: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
+    let mut g = c.benchmark_group("curriculum");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(n_tokens));
+    // Tokens per second of one thread (the prepare stage runs one such per core).
+    g.bench_function("tokenize", |b| b.iter(|| texts.iter().map(|t| tok.encode(t).unwrap().len()).sum::<usize>()));
+    g.bench_function("pack_concat_2048", |b| {
+        b.iter(|| {
+            let mut sb = ShardBuilder::new(TokenDtype::U16, Packing::Concat, 2048, 1, 1 << 12, 4);
+            for (i, d) in docs.iter().enumerate() {
+                sb.push_doc(i as u64, (i % 4) as u16, 1.0, d);
+            }
+            sb.finish();
+            black_box(sb.ready.len())
+        })
+    });
+    let mut sb = ShardBuilder::new(TokenDtype::U16, Packing::Concat, 2048, 1, 1 << 12, 4);
+    for (i, d) in docs.iter().enumerate() {
+        sb.push_doc(i as u64, (i % 4) as u16, 1.0, d);
+    }
+    sb.finish();
+    let shard = sb.ready.pop().unwrap();
+    g.bench_function("encode_syllabus_shard", |b| b.iter(|| black_box(shard.encode().len())));
+    g.bench_function("encode_megatron", |b| b.iter(|| black_box(megatron::encode(&shard, megatron::DTYPE_UINT16).0.len())));
+    g.finish();
+
+    // The external sort, by records per second (1M records; 8 MiB runs spill and merge).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.rec");
+    let mut w = RecWriter::create(&input).unwrap();
+    let n = 1_000_000u64;
+    for i in 0..n {
+        let score = ((i.wrapping_mul(0x9E3779B97F4A7C15)) >> 11) as f64;
+        w.push(&Rec { score, loss: f64::NAN, doc: i, tok_off: i, id_off: i, id_len: 1, n_tokens: 1 }).unwrap();
+    }
+    w.finish().unwrap();
+    let mut g = c.benchmark_group("order");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n));
+    for (name, mem) in [("sort_in_memory", 256usize << 20), ("sort_external_8mib_runs", 8 << 20)] {
+        g.bench_function(name, |b| {
+            b.iter(|| sort_file(&input, &dir.path().join("out.rec"), dir.path(), mem, |r| sort_key(OrderMethod::Ascending, 0, 0, r)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, source, dsir, select, zipfit, curriculum);
 criterion_main!(benches);

@@ -1,47 +1,7 @@
 //! Tokenized shards: syllabus's own format, the Megatron indexed dataset, the manifest, and
-//! `syllabus verify`.
+//! `syllabus verify`. The formats, as users read them (docs/shard-format.md):
 //!
-//! # The syllabus shard format (`shard-NNNNN.syl`, version 1, little-endian)
-//!
-//! | offset | size | field |
-//! |---|---|---|
-//! | 0 | 8 | magic `SYLSHARD` |
-//! | 8 | 4 | version (1) |
-//! | 12 | 1 | token width in bytes: 2 (u16, vocabularies up to 65,536) or 4 (u32) |
-//! | 13 | 1 | flags: bit 0 set = packed (documents span sequences); clear = one document per sequence, padded |
-//! | 14 | 2 | reserved (0) |
-//! | 16 | 4 | `seq_len`, tokens per sequence |
-//! | 20 | 4 | `pad_id` (fills the tail of a padded sequence, and of the last packed one) |
-//! | 24 | 8 | `n_seq`, sequences in this shard |
-//! | 32 | 8 | `first_seq`, global index of its first sequence in the curriculum |
-//! | 40 | 8 | `n_docs`, document pieces in this shard |
-//! | 48 | 8 | `docs_offset`, byte offset of the document table |
-//! | 56 | 8 | reserved (0) |
-//! | 64 | `n_seq * seq_len * width` | tokens, sequence after sequence: a `[n_seq, seq_len]` array |
-//! | then | `4 * n_seq` | per-sequence sample weight (f32) |
-//! | then | `2 * n_seq` | per-sequence domain id (u16), padded with zeros to a multiple of 8 bytes |
-//! | `docs_offset` | `32 * n_docs` | document pieces, in order (below) |
-//!
-//! A document piece is the part of one document that lies in this shard:
-//! `start` (u64, token offset from the start of the token array), `doc` (u64, the document's
-//! position in the curriculum), `len` (u32, tokens, end-of-document token included),
-//! `weight` (f32), `domain` (u16), `flags` (u16: bit 0 = the document began in an earlier
-//! shard, bit 1 = it goes on in the next), 4 reserved bytes.
-//!
-//! A sequence's domain is the domain with most tokens in it (the lower id on a tie); its weight
-//! is the token-weighted mean of its documents' weights (padding excluded).
-//!
-//! The token array starts at byte 64 and sequences are whole, so a reader maps the file and
-//! takes `[n_seq, seq_len]` rows of it without copying.
-//!
-//! # Megatron (`megatron/part-NNNNN.bin` + `.idx`)
-//!
-//! The same shard as Megatron-LM's `MMapIndexedDataset`: `.bin` holds the tokens of the shard's
-//! document pieces, back to back (no padding), as uint16 when the vocabulary has fewer than
-//! 65,500 tokens and int32 otherwise (Megatron's own rule); `.idx` is `MMIDIDX\0\0`, version
-//! 1 (u64), the dtype code (u8), the number of sequences (u64) and of document indices (u64),
-//! then the sequence lengths (i32), byte pointers (i64) and document indices (i64). Each
-//! document piece is one sequence and one document.
+#![doc = include_str!("../../docs/shard-format.md")]
 
 pub mod manifest;
 pub mod megatron;
