@@ -23,6 +23,7 @@ pub mod error;
 pub mod failpoint;
 pub mod par;
 pub mod pipeline;
+pub mod proxy;
 pub mod score;
 pub mod select;
 pub mod shard;

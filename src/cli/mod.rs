@@ -13,7 +13,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::PipelineConfig;
-use crate::pipeline::{self, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, Progress, RunReport, ScoredLake, ZipfitRowScorer};
+use crate::pipeline::{
+    self, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, Progress, RunReport, ScoredLake, ZipfitRowScorer,
+};
 use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::select::Noise;
@@ -51,9 +53,9 @@ enum Command {
     /// Score every document; writes id and the score columns in input order.
     #[command(subcommand)]
     Score(ScoreCommand),
-    /// Select documents; writes the chosen documents with all their columns.
-    #[command(subcommand)]
-    Select(SelectCommand),
+    /// Select documents; writes the chosen documents with all their columns. With --scores,
+    /// keep them by any score column and a rule; or select with a method (dsir, zipfit).
+    Select(Box<SelectArgs>),
     /// Build a curriculum from a document table: order, mix, reweight, tokenize, pack and
     /// write shards with a manifest (the [tokenize], [order], [schedule], [reweight] and
     /// [output] stages of a pipeline).
@@ -66,6 +68,127 @@ enum Command {
     /// Tokenizers.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+}
+
+/// The proxy model of `score el2n|grand|loss`.
+#[derive(Args)]
+struct ProxyArgs {
+    #[arg(long, value_enum)]
+    proxy: crate::proxy::ProxyKind,
+    /// lm: the tokenizer.json.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// mlp: the feature column (a list of numbers).
+    #[arg(long)]
+    features: Option<String>,
+    /// mlp: the integer label column.
+    #[arg(long)]
+    label: Option<String>,
+    /// Train on these instead of the candidate pool (e.g. target-domain text for perplexity
+    /// filtering).
+    #[arg(long, num_args = 1..)]
+    train_on: Vec<String>,
+    /// Hidden width (lm 64, mlp 128).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Transformer blocks (lm, 2) or hidden layers (mlp, 1).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// lm: tokens per window (64); longer documents are scored over consecutive windows.
+    #[arg(long)]
+    context: Option<usize>,
+    /// Training passes, fractions allowed (lm 1, mlp 10); 0 scores at initialisation.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Independent initialisations whose scores are averaged (3).
+    #[arg(long)]
+    seeds: Option<u32>,
+    /// Windows (lm, 16) or rows (mlp, 64) per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// AdamW learning rate (lm 3e-3, mlp 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// The first seed; seed + 1, ... for the others.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+}
+
+impl ProxyArgs {
+    fn spec(&self, last_layer: bool) -> crate::proxy::ProxySpec {
+        crate::proxy::ProxySpec {
+            proxy: self.proxy,
+            tokenizer: self.tokenizer.clone(),
+            features: self.features.clone(),
+            label: self.label.clone(),
+            train_on: self.train_on.clone(),
+            last_layer,
+            seed: self.seed,
+            model: crate::proxy::ProxyParams {
+                width: self.width,
+                layers: self.layers,
+                context: self.context,
+                epochs: self.epochs,
+                seeds: self.seeds,
+                batch_size: self.batch_size,
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct SelectArgs {
+    #[command(subcommand)]
+    method: Option<SelectCommand>,
+    /// Score tables with `id` and the column (what `syllabus score` writes), joined by id.
+    #[arg(long, num_args = 1.., required = true)]
+    scores: Vec<String>,
+    /// The score column: el2n, grand, loss, dsir_logw, zipfit, or any numeric column.
+    #[arg(long, required = true)]
+    by: Option<String>,
+    /// Keep the K highest (a count, or a fraction like 0.5).
+    #[arg(long, value_parser = crate::select::rule::Amount::parse, group = "rule")]
+    keep_max: Option<crate::select::rule::Amount>,
+    /// Keep the K lowest.
+    #[arg(long, value_parser = crate::select::rule::Amount::parse, group = "rule")]
+    keep_min: Option<crate::select::rule::Amount>,
+    /// Skip the H highest (likely label noise), then keep --k.
+    #[arg(long, value_parser = crate::select::rule::Amount::parse, group = "rule", requires = "k")]
+    offset: Option<crate::select::rule::Amount>,
+    /// With --offset: how many to keep after the skipped ones.
+    #[arg(long, value_parser = crate::select::rule::Amount::parse, requires = "offset")]
+    k: Option<crate::select::rule::Amount>,
+    /// Keep the quantile band [LO, HI) of the scores, e.g. --band 0.25 0.75.
+    #[arg(long, num_args = 2, value_names = ["LO", "HI"], group = "rule", allow_negative_numbers = true)]
+    band: Option<Vec<f64>>,
+    /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Raw data: files, directories or globs.
+    #[arg(required = true)]
+    raw: Vec<String>,
+}
+
+impl SelectArgs {
+    fn rule(&self) -> anyhow::Result<crate::select::rule::Rule> {
+        use crate::select::rule::Rule;
+        let rule = match (self.keep_max, self.keep_min, self.offset, &self.band) {
+            (Some(k), None, None, None) => Rule::KeepMax(k),
+            (None, Some(k), None, None) => Rule::KeepMin(k),
+            (None, None, Some(skip), None) => Rule::Offset { skip, keep: self.k.context("--offset needs --k")? },
+            (None, None, None, Some(b)) => Rule::Band { lo: b[0], hi: b[1] },
+            _ => bail!("choose one rule: --keep-max, --keep-min, --offset with --k, or --band"),
+        };
+        rule.validate().map_err(anyhow::Error::msg)?;
+        Ok(rule)
+    }
 }
 
 #[derive(Subcommand)]
@@ -165,7 +288,8 @@ impl CurriculumArgs {
         use crate::curriculum::*;
         let mut phases = Vec::new();
         for p in &self.phase {
-            let (start, mix) = p.split_once(':').with_context(|| format!("--phase {p:?}: expected START:DOMAIN=SHARE,..."))?;
+            let (start, mix) =
+                p.split_once(':').with_context(|| format!("--phase {p:?}: expected START:DOMAIN=SHARE,..."))?;
             let start: f64 = start.trim().parse().with_context(|| format!("--phase {p:?}: bad start"))?;
             let mut mixture = indexmap::IndexMap::new();
             for part in mix.split(',').filter(|s| !s.trim().is_empty()) {
@@ -192,7 +316,12 @@ impl CurriculumArgs {
                 on_exhausted: self.on_exhausted,
                 phases,
             }),
-            order: OrderConfig { method: self.order, by: self.by.clone(), passes: self.fold_passes, sort_memory_mb: self.sort_memory_mb },
+            order: OrderConfig {
+                method: self.order,
+                by: self.by.clone(),
+                passes: self.fold_passes,
+                sort_memory_mb: self.sort_memory_mb,
+            },
             tokenize: TokenizeConfig {
                 tokenizer: self.tokenizer.clone(),
                 seq_len: self.seq_len,
@@ -229,6 +358,38 @@ impl CurriculumArgs {
 
 #[derive(Subcommand)]
 enum ScoreCommand {
+    /// EL2N from proxy models (mean over seeds; lm: mean per-token EL2N), with loss (and n_tokens).
+    El2n {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        io: ScoreIo,
+    },
+    /// GraNd: the norm of the gradient of each row's loss over all parameters (exact), or
+    /// over the output layer in closed form with --last-layer; with el2n, loss (and n_tokens).
+    Grand {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+        /// The closed form over the output layer (weights and bias) instead of every parameter.
+        #[arg(long)]
+        last_layer: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        io: ScoreIo,
+    },
+    /// Loss: mean token cross-entropy (log perplexity) under a proxy lm, or the classifier's
+    /// cross-entropy; with el2n (and n_tokens).
+    Loss {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        io: ScoreIo,
+    },
     /// ZIP-FIT alignment with a target set (zipfit: mean of 1 - NCD over the targets).
     Zipfit {
         #[command(flatten)]
@@ -486,7 +647,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let r = crate::shard::verify::verify(&dir)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             if r.problems.is_empty() {
-                eprintln!("syllabus verify {}: {} files, {} sequences, {} tokens: all good", dir.display(), r.files, r.sequences, r.tokens);
+                eprintln!(
+                    "syllabus verify {}: {} files, {} sequences, {} tokens: all good",
+                    dir.display(),
+                    r.files,
+                    r.sequences,
+                    r.tokens
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 for p in &r.problems {
@@ -525,15 +692,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
             finish("score dsir", &io.out, report, target_stats, rejects, start, false)
         }
-        Command::Select(SelectCommand::Dsir { dsir, source, seed, top_k, io }) => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
-            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
-            let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
-            let keep = Keep { k: io.k, require_fewer_than_eligible: true };
-            let scorer = DsirRowScorer::new(Arc::new(model), &cache);
-            let report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
-            finish("select dsir", &io.out, report, target_stats, rejects, start, true)
+        Command::Score(ScoreCommand::El2n { proxy, source, io }) => {
+            score_proxy(crate::proxy::ScoreKind::El2n, proxy.spec(false), &source, &io, &progress, start)
+        }
+        Command::Score(ScoreCommand::Grand { proxy, last_layer, source, io }) => {
+            score_proxy(crate::proxy::ScoreKind::Grand, proxy.spec(last_layer), &source, &io, &progress, start)
+        }
+        Command::Score(ScoreCommand::Loss { proxy, source, io }) => {
+            score_proxy(crate::proxy::ScoreKind::Loss, proxy.spec(false), &source, &io, &progress, start)
         }
         Command::Score(ScoreCommand::Zipfit { zipfit, source, io }) => {
             let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
@@ -542,19 +708,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
             finish("score zipfit", &io.out, report, target_stats, rejects, start, false)
         }
-        Command::Select(SelectCommand::Zipfit { zipfit, source, io }) => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
+        Command::Select(args) if args.method.is_none() => {
+            let rule = args.rule()?;
+            let by = args.by.clone().expect("required");
+            let out = args.out.clone().expect("required");
+            let (opts, raw, mut rejects) = open_lake(&args.source, &args.raw)?;
+            let scores = crate::select::rule::read_scores(&expand_inputs(&args.scores)?, &by)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
-            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
-            let keep = Keep { k: io.k, require_fewer_than_eligible: false };
-            let report = lake.select_to(&scorer, keep, Noise::None, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
-            finish("select zipfit", &io.out, report, target_stats, rejects, start, true)
+            let report = lake.select_by_rule(&scores, &by, rule, &out, rejects.as_mut())?;
+            finish(&format!("select by {by}"), &out, report, Vec::new(), rejects, start, true)
         }
+        Command::Select(args) => match args.method.expect("a method") {
+            SelectCommand::Dsir { dsir, source, seed, top_k, io } => {
+                let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
+                let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
+                let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, &progress, rejects.as_mut())?;
+                let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
+                let keep = Keep { k: io.k, require_fewer_than_eligible: true };
+                let scorer = DsirRowScorer::new(Arc::new(model), &cache);
+                let report =
+                    lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+                finish("select dsir", &io.out, report, target_stats, rejects, start, true)
+            }
+            SelectCommand::Zipfit { zipfit, source, io } => {
+                let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
+                let lake = ScoredLake { raw: &raw, read: &opts, progress: &progress, file_column: None };
+                let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, &progress, rejects.as_mut())?;
+                let keep = Keep { k: io.k, require_fewer_than_eligible: false };
+                let report =
+                    lake.select_to(&scorer, keep, Noise::None, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+                finish("select zipfit", &io.out, report, target_stats, rejects, start, true)
+            }
+        },
     }
 }
 
+/// `score el2n|grand|loss`: train the proxies, score every row, write the table.
+fn score_proxy(
+    kind: crate::proxy::ScoreKind,
+    spec: crate::proxy::ProxySpec,
+    source: &SourceArgs,
+    io: &ScoreIo,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let (opts, raw, mut rejects) = open_lake(source, &io.raw)?;
+    let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress)?;
+    scores.write(&io.out)?;
+    let report = RunReport {
+        eligible: scores.ids.len() as u64,
+        selected_per_file: vec![0; files.len()],
+        files,
+        ..Default::default()
+    };
+    finish(&format!("score {}", kind.column()), &io.out, report, Vec::new(), rejects, start, false)
+}
+
 /// Validated read options, the expanded raw files and the rejects file of a command.
-fn open_lake(source: &SourceArgs, raw: &[String]) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<RejectWriter>)> {
+fn open_lake(
+    source: &SourceArgs,
+    raw: &[String],
+) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<RejectWriter>)> {
     let opts = source.read_options()?;
     let raw = expand_inputs(raw)?;
     let rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
@@ -582,7 +796,13 @@ fn finish(
 
 /// Fit (or load) a DSIR model; with it, the target's per-file counts and the features kept
 /// for the scoring pass.
-fn fit_dsir(args: &DsirArgs, opts: &ReadOptions, raw: &[InputFile], progress: &Progress, rejects: Option<&mut RejectWriter>) -> anyhow::Result<Fitted> {
+fn fit_dsir(
+    args: &DsirArgs,
+    opts: &ReadOptions,
+    raw: &[InputFile],
+    progress: &Progress,
+    rejects: Option<&mut RejectWriter>,
+) -> anyhow::Result<Fitted> {
     if args.model.is_none() && args.target.is_empty() {
         bail!("DSIR needs a target set (--target) or a saved model (--model)");
     }
@@ -594,9 +814,14 @@ fn fit_dsir(args: &DsirArgs, opts: &ReadOptions, raw: &[InputFile], progress: &P
         params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
     }
     let feature_cache_bytes = args.feature_cache_mb << 20;
-    let job = DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
+    let job =
+        DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
     let fitted = match loaded {
-        Some(m) => Fitted { model: DsirModel::try_new(params, m.raw, m.target)?, target_stats: Vec::new(), cache: FeatureCache::default() },
+        Some(m) => Fitted {
+            model: DsirModel::try_new(params, m.raw, m.target)?,
+            target_stats: Vec::new(),
+            cache: FeatureCache::default(),
+        },
         None => job.fit(rejects)?,
     };
     if let Some(p) = &args.save_model {
@@ -661,7 +886,10 @@ fn print_report(r: &RunReport, start: Instant, selecting: bool) {
         eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", f.file, f.format, f.read, f.kept, f.rejected, sel);
     }
     for f in &r.target_files {
-        eprintln!("  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}", f.file, f.format, f.read, f.kept, f.rejected, "(target)");
+        eprintln!(
+            "  {:<width$}  {:<9} {:>9} {:>9} {:>9} {:>9}",
+            f.file, f.format, f.read, f.kept, f.rejected, "(target)"
+        );
     }
     if r.rejected() > 0 {
         eprintln!("  {} bad records were skipped ({} written to the rejects file)", r.rejected(), r.rejects_written);

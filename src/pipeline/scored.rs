@@ -20,7 +20,9 @@ use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
-use crate::source::{lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{
+    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
+};
 
 /// Scores whole source batches for the scoring pass.
 pub trait RowScorer: Sync {
@@ -103,17 +105,26 @@ impl ScoredLake<'_> {
     ) -> Result<Vec<FileStats>> {
         let bar = self.progress.rows("score");
         let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
-        for_each_ordered(&mut reader, |b| scorer.score(b), |b, columns| {
-            each(&b, &columns)?;
-            bar.inc(b.batch.num_rows() as u64);
-            Ok(Flow::Continue)
-        })?;
+        for_each_ordered(
+            &mut reader,
+            |b| scorer.score(b),
+            |b, columns| {
+                each(&b, &columns)?;
+                bar.inc(b.batch.num_rows() as u64);
+                Ok(Flow::Continue)
+            },
+        )?;
         bar.finish_and_clear();
         Ok(reader.into_stats())
     }
 
     /// Write `id` and the score columns for every row, in input order.
-    pub fn score_to(&self, scorer: &dyn RowScorer, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
+    pub fn score_to(
+        &self,
+        scorer: &dyn RowScorer,
+        out: &Path,
+        rejects: Option<&mut RejectWriter>,
+    ) -> Result<RunReport> {
         let schema = score_schema(&scorer.fields());
         let mut writer = TableWriter::create(out, schema.clone())?;
         let mut eligible = 0u64;
@@ -170,6 +181,51 @@ impl ScoredLake<'_> {
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
     }
 
+    /// Keep rows by a score joined on `id` (`scores`, from `syllabus score` or any table) and a
+    /// rule, and write them with all their columns and the score. Every row must have a score;
+    /// scores of ids the lake does not have are counted in `eligible` - `read`.
+    pub fn select_by_rule(
+        &self,
+        scores: &std::collections::HashMap<String, f64>,
+        by: &str,
+        rule: crate::select::rule::Rule,
+        out: &Path,
+        rejects: Option<&mut RejectWriter>,
+    ) -> Result<RunReport> {
+        let mut rows: Vec<Ranked> = Vec::new();
+        let bar = self.progress.rows("join");
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+        for b in reader.by_ref() {
+            let b = b?;
+            let ids = id_column(&b.batch)?;
+            for i in 0..b.batch.num_rows() {
+                let id = ids.value(i);
+                let Some(&score) = scores.get(id) else {
+                    let file = &self.raw[b.file];
+                    return Err(Error::BadRecord {
+                        file: file.path.clone(),
+                        location: match file.format {
+                            crate::source::Format::Parquet => crate::error::Location::Row(b.locations[i]),
+                            crate::source::Format::Jsonl(_) => crate::error::Location::Line(b.locations[i]),
+                        },
+                        offset: None,
+                        reason: format!("the document {id:?} has no {by:?} score in the score table"),
+                    });
+                };
+                let row = b.first_row + i as u64;
+                rows.push(Ranked { key: score, row, score, file: b.file as u32, loc: b.locations[i] });
+            }
+            bar.inc(b.batch.num_rows() as u64);
+        }
+        bar.finish_and_clear();
+        let files = reader.into_stats();
+        let eligible = rows.len() as u64;
+        let chosen = rule.apply(rows);
+        let field = Field::new(by, DataType::Float64, false);
+        let selected_per_file = self.write_rows(&files, &chosen, field, out)?;
+        Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+    }
+
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
     /// Only the chosen lines are parsed, and each file is left after its last chosen row.
     fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], field: Field, out: &Path) -> Result<Vec<u64>> {
@@ -178,8 +234,9 @@ impl ScoredLake<'_> {
         for r in chosen {
             per_file[r.file as usize].push(r.loc);
         }
-        let mut reader =
-            LakeReader::new(self.raw, self.read, extras, None).with_selection(per_file).with_file_column(self.file_column.clone());
+        let mut reader = LakeReader::new(self.raw, self.read, extras, None)
+            .with_selection(per_file)
+            .with_file_column(self.file_column.clone());
         let mut fields: Vec<Field> = reader.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(field.clone());
         let mut writer = TableWriter::create(out, Arc::new(Schema::new(fields)))?;
@@ -191,7 +248,9 @@ impl ScoredLake<'_> {
             let n = b.batch.num_rows();
             // The reader returns exactly the chosen rows, in order; check that it did.
             let these = chosen.get(next..next + n).unwrap_or(&[]);
-            if these.len() != n || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc) {
+            if these.len() != n
+                || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc)
+            {
                 break;
             }
             next += n;

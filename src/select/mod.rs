@@ -7,6 +7,7 @@
 //! the earlier row, so the result is deterministic.
 
 pub mod mt19937;
+pub mod rule;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
