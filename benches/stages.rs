@@ -183,5 +183,36 @@ fn curriculum(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit, curriculum);
+fn proxy(c: &mut Criterion) {
+    use candle_core::Device;
+    use syllabus::proxy::{self, lm, metrics, nn::Params, ProxyKind, ProxyParams};
+    let texts = fixture_texts();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
+    let docs: Vec<Vec<u32>> = texts.iter().take(40).map(|t| tok.encode(t).unwrap()).collect();
+    let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
+    let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
+    let mut p = Params::new(0, &Device::Cpu);
+    let model = lm::Lm::new(shape, &mut p).unwrap();
+    let ws = lm::windows(&docs, r.context);
+    let batch: Vec<lm::Window> = ws.iter().take(r.batch_size).copied().collect();
+    let b = lm::batch(&docs, &batch, 0, &Device::Cpu).unwrap();
+    let tokens: u64 = batch.iter().map(|w| w.len as u64).sum();
+    let mut g = c.benchmark_group("proxy");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(tokens));
+    // One training step's forward and backward on the default lm proxy (16 windows of 64).
+    g.bench_function("lm_forward_backward", |bch| bch.iter(|| model.loss(&b, tokens as f64).unwrap().backward().unwrap()));
+    g.bench_function("lm_forward", |bch| bch.iter(|| black_box(model.forward(&b.inputs).unwrap())));
+    let all: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
+    g.throughput(Throughput::Elements(all));
+    g.bench_function("lm_score_docs", |bch| bch.iter(|| proxy::score_lm(&model, &p, &docs, 0, 16, proxy::Grand::No).unwrap()));
+    g.finish();
+    let logits: Vec<f32> = (0..2048).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+    let mut g = c.benchmark_group("proxy_metrics");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("loss_and_el2n_vocab_2048", |bch| bch.iter(|| metrics::loss_and_el2n(black_box(&logits), 17)));
+    g.finish();
+}
+
+criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy);
 criterion_main!(benches);

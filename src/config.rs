@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::curriculum::{CurriculumSpec, OrderConfig, OutputConfig, ReweightConfig, ScheduleConfig, TokenizeConfig};
 use crate::error::{Error, Result};
+use crate::proxy::{ProxyKind, ProxyParams, ProxySpec, ScoreKind};
+use crate::select::rule::{Amount, Rule};
 use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::curriculum::prepare::DomainOf;
@@ -141,6 +143,90 @@ impl SourceConfig {
 pub enum SelectConfig {
     Dsir(DsirSelectConfig),
     Zipfit(ZipfitSelectConfig),
+    /// Score with proxy models (EL2N, GraNd, loss), then keep by a rule.
+    Proxy(ProxySelectConfig),
+    /// Keep by a column of existing score tables (joined by id) and a rule.
+    Scores(ScoresSelectConfig),
+}
+
+/// `keep = { max = 0.5 }`: which rows a score keeps (counts, or fractions like 0.5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepConfig {
+    /// The highest (drop the easiest).
+    pub max: Option<Amount>,
+    /// The lowest.
+    pub min: Option<Amount>,
+    /// Skip this many highest (likely label noise), then keep `k`.
+    pub offset: Option<Amount>,
+    pub k: Option<Amount>,
+    /// A quantile band [lo, hi) of the scores.
+    pub band: Option<[f64; 2]>,
+}
+
+impl KeepConfig {
+    pub fn rule(&self) -> Result<Rule> {
+        let rule = match (self.max, self.min, self.offset, self.band) {
+            (Some(k), None, None, None) if self.k.is_none() => Rule::KeepMax(k),
+            (None, Some(k), None, None) if self.k.is_none() => Rule::KeepMin(k),
+            (None, None, Some(skip), None) => {
+                Rule::Offset { skip, keep: self.k.ok_or_else(|| Error::Config("select.keep.offset needs select.keep.k".into()))? }
+            }
+            (None, None, None, Some([lo, hi])) if self.k.is_none() => Rule::Band { lo, hi },
+            _ => {
+                return Err(Error::Config(
+                    "select.keep: choose one of max, min, offset (with k) or band".into(),
+                ))
+            }
+        };
+        rule.validate().map_err(|e| Error::Config(format!("select.keep: {e}")))?;
+        Ok(rule)
+    }
+}
+
+/// `method = "proxy"`: train proxies on the lake (or `train_on`), score every document, keep
+/// by `keep`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySelectConfig {
+    /// el2n, grand or loss: the score the rule ranks by.
+    pub score: ScoreKind,
+    pub proxy: ProxyKind,
+    pub tokenizer: Option<PathBuf>,
+    pub features: Option<String>,
+    pub label: Option<String>,
+    #[serde(default)]
+    pub train_on: Vec<String>,
+    #[serde(default)]
+    pub last_layer: bool,
+    /// Model size and training (`[select.model]`).
+    #[serde(default)]
+    pub model: ProxyParams,
+    pub keep: KeepConfig,
+}
+
+impl ProxySelectConfig {
+    pub fn spec(&self, seed: u32) -> ProxySpec {
+        ProxySpec {
+            proxy: self.proxy,
+            tokenizer: self.tokenizer.clone(),
+            features: self.features.clone(),
+            label: self.label.clone(),
+            train_on: self.train_on.clone(),
+            last_layer: self.last_layer,
+            seed,
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// `method = "scores"`: keep by a column of score tables written earlier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoresSelectConfig {
+    pub scores: Vec<String>,
+    pub by: String,
+    pub keep: KeepConfig,
 }
 
 /// ZIP-FIT selection: the k rows most aligned with the target set.
@@ -302,6 +388,16 @@ impl PipelineConfig {
                     return Err(Error::Config("select.k: must be at least 1".into()));
                 }
                 d.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
+            }
+            Some(SelectConfig::Proxy(p)) => {
+                p.keep.rule()?;
+                p.spec(self.seed).validate().map_err(|e| Error::Config(format!("select: {e}")))?;
+            }
+            Some(SelectConfig::Scores(sc)) => {
+                sc.keep.rule()?;
+                if sc.scores.is_empty() {
+                    return Err(Error::Config("select.scores: at least one score table is needed".into()));
+                }
             }
             Some(SelectConfig::Zipfit(z)) => {
                 if z.target.is_empty() {

@@ -6,5 +6,6 @@ mod curriculum;
 mod determinism;
 mod dsir_parity;
 mod pipeline;
+mod proxy;
 mod sources;
 mod zipfit;

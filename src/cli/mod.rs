@@ -755,6 +755,19 @@ fn score_proxy(
     let (opts, raw, mut rejects) = open_lake(source, &io.raw)?;
     let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress)?;
     scores.write(&io.out)?;
+    let t = scores.timing;
+    let unit = if spec.proxy == crate::proxy::ProxyKind::Lm { "tokens" } else { "rows" };
+    let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    eprintln!(
+        "syllabus score {}: trained on {} {unit} in {:.2} s ({:.0} {unit}/s), scored {} {unit} in {:.2} s ({:.0} {unit}/s)",
+        kind.column(),
+        t.train_examples,
+        t.train_secs,
+        rate(t.train_examples, t.train_secs),
+        t.score_examples,
+        t.score_secs,
+        rate(t.score_examples, t.score_secs)
+    );
     let report = RunReport {
         eligible: scores.ids.len() as u64,
         selected_per_file: vec![0; files.len()],

@@ -79,9 +79,11 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     let config = cfg.manifest_config();
     let mut fingerprint = vec![inputs_fingerprint(&raw)];
     if let Some(sel) = &cfg.select {
-        let target = match sel {
+        let target: &[String] = match sel {
             SelectConfig::Dsir(d) => &d.target,
             SelectConfig::Zipfit(z) => &z.target,
+            SelectConfig::Proxy(p) => &p.train_on,
+            SelectConfig::Scores(s) => &s.scores,
         };
         if !target.is_empty() {
             fingerprint.push(inputs_fingerprint(&expand_inputs(target)?));
@@ -108,8 +110,13 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
             let method = match sel {
                 SelectConfig::Dsir(_) => "dsir",
                 SelectConfig::Zipfit(_) => "zipfit",
+                SelectConfig::Proxy(_) => "proxy",
+                SelectConfig::Scores(_) => "scores",
             };
-            outputs.extend([selected.clone(), out_dir.join("scores.parquet")]);
+            outputs.push(selected.clone());
+            if !matches!(sel, SelectConfig::Scores(_)) {
+                outputs.push(out_dir.join("scores.parquet"));
+            }
             if matches!(sel, SelectConfig::Dsir(_)) {
                 outputs.push(out_dir.join("dsir_model.json"));
             }
@@ -213,6 +220,18 @@ fn select(
             let mut report = lake.select_to(&scorer, keep, noise, &selected, Some(&scores), rejects.as_mut())?;
             report.target_files = target_stats;
             report
+        }
+        SelectConfig::Proxy(sel) => {
+            let spec = sel.spec(cfg.seed);
+            let (table, _) = spec.score(sel.score, raw, read, rejects.as_mut(), progress)?;
+            table.write(&scores)?;
+            let by = sel.score.column();
+            let map = crate::select::rule::read_scores(&[InputFile::new(&scores)?], by)?;
+            lake.select_by_rule(&map, by, sel.keep.rule()?, &selected, None)?
+        }
+        SelectConfig::Scores(sel) => {
+            let map = crate::select::rule::read_scores(&expand_inputs(&sel.scores)?, &sel.by)?;
+            lake.select_by_rule(&map, &sel.by, sel.keep.rule()?, &selected, rejects.as_mut())?
         }
         SelectConfig::Zipfit(sel) => {
             let target = expand_inputs(&sel.target)?;

@@ -142,6 +142,18 @@ pub struct Scores {
     pub loss: Vec<f64>,
     pub grand: Option<Vec<f64>>,
     pub n_tokens: Option<Vec<u64>>,
+    /// How long training and scoring took, over all seeds (for the summary, not the table).
+    pub timing: Timing,
+}
+
+/// Work and wall time of training and scoring, summed over seeds. Examples are tokens for `lm`
+/// (predictions) and rows for `mlp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    pub train_examples: u64,
+    pub train_secs: f64,
+    pub score_examples: u64,
+    pub score_secs: f64,
 }
 
 impl Scores {
@@ -553,8 +565,9 @@ fn average(
     Ok(acc.into_iter().map(|(l, e, g)| (l / k, e / k, g / k)).collect())
 }
 
-fn into_scores(ids: Vec<String>, rows: Vec<(f64, f64, f64)>, grand: Grand, n_tokens: Option<Vec<u64>>) -> Scores {
+fn into_scores(ids: Vec<String>, rows: Vec<(f64, f64, f64)>, grand: Grand, n_tokens: Option<Vec<u64>>, timing: Timing) -> Scores {
     Scores {
+        timing,
         ids,
         loss: rows.iter().map(|r| r.0).collect(),
         el2n: rows.iter().map(|r| r.1).collect(),
@@ -582,15 +595,24 @@ pub fn lm_scores(
         return Err(Error::InvalidArgument("no documents to train the proxy on".into()));
     }
     let bar = progress.rows("seeds");
+    let mut timing = Timing::default();
+    let train_tokens: u64 = lm::windows(train, r.context).iter().map(|w| w.len as u64).sum();
+    let pool_tokens: u64 = pool.docs.iter().map(|d| d.len() as u64 + 1).sum();
     let rows = average(r.seeds, seed, |s| {
+        let t = std::time::Instant::now();
         let (model, p) = train_lm(shape, &r, s, train, eos, &device)?;
+        timing.train_secs += t.elapsed().as_secs_f64();
+        timing.train_examples += (r.epochs * train_tokens as f64).round() as u64;
+        let t = std::time::Instant::now();
         let out = score_lm(&model, &p, &pool.docs, eos, r.batch_size, grand);
+        timing.score_secs += t.elapsed().as_secs_f64();
+        timing.score_examples += pool_tokens;
         bar.inc(1);
         out
     })?;
     bar.finish_and_clear();
     let n_tokens = pool.docs.iter().map(|d| d.len() as u64 + 1).collect();
-    Ok(into_scores(pool.ids, rows, grand, Some(n_tokens)))
+    Ok(into_scores(pool.ids, rows, grand, Some(n_tokens), timing))
 }
 
 /// Train `mlp` proxies (on `train`, or on the pool) and score the pool.
@@ -613,11 +635,19 @@ pub fn mlp_scores(
     }
     let shape = MlpShape { features, classes, width: r.width, layers: r.layers };
     let device = device();
+    let mut timing = Timing::default();
     let rows = average(r.seeds, seed, |s| {
+        let t = std::time::Instant::now();
         let (model, p) = train_mlp(shape, &r, s, train_set, &device)?;
-        score_mlp(&model, &p, &pool, grand)
+        timing.train_secs += t.elapsed().as_secs_f64();
+        timing.train_examples += (r.epochs * train_set.labels.len() as f64).round() as u64;
+        let t = std::time::Instant::now();
+        let out = score_mlp(&model, &p, &pool, grand);
+        timing.score_secs += t.elapsed().as_secs_f64();
+        timing.score_examples += pool.labels.len() as u64;
+        out
     })?;
-    Ok(into_scores(pool.ids, rows, grand, None))
+    Ok(into_scores(pool.ids, rows, grand, None, timing))
 }
 
 #[cfg(test)]
@@ -698,7 +728,8 @@ mod tests {
             assert!((both.el2n[i] - (a.el2n[i] + b.el2n[i]) / 2.0).abs() < 1e-12);
             assert!((both.loss[i] - (a.loss[i] + b.loss[i]) / 2.0).abs() < 1e-12);
         }
-        assert_eq!(one(5, 2), both, "the same seeds give the same scores");
+        let again = one(5, 2);
+        assert_eq!((&again.el2n, &again.loss, &again.grand), (&both.el2n, &both.loss, &both.grand), "the same seeds give the same scores");
         assert_ne!(a.el2n, b.el2n);
     }
 

@@ -95,7 +95,14 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_matmul(&self.w)?.broadcast_add(&self.b)
+        // Leading dimensions folded into rows: one plain matmul, and a backward pass that does
+        // not materialise a broadcast copy of the weights per batch element.
+        let dims = x.dims().to_vec();
+        let (rows, k) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+        let y = x.reshape((rows, k))?.matmul(&self.w)?.broadcast_add(&self.b)?;
+        let mut out = dims;
+        *out.last_mut().expect("at least one dimension") = self.w.dim(1)?;
+        y.reshape(out)
     }
 }
 
