@@ -29,6 +29,7 @@ pub mod select;
 pub mod shard;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod text;
 pub mod tokenize;
 

@@ -8,4 +8,5 @@ mod dsir_parity;
 mod pipeline;
 mod proxy;
 mod sources;
+mod sql;
 mod zipfit;

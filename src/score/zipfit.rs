@@ -476,6 +476,22 @@ pub fn ncd(c_x: u64, c_t: u64, c_xt: u64) -> f64 {
     (c_xt as f64 - lo) / hi
 }
 
+/// NCD(a, b) = (C(a ++ b) − min(C(a), C(b))) / max(C(a), C(b)) with the compressor of `params`
+/// (exact modes only; gzip 6 by default).
+pub fn ncd_texts(params: &ZipfitParams, a: &str, b: &str) -> Result<f64> {
+    with_compressors(params, |c| {
+        let ca = c.size(a.as_bytes())?;
+        let cb = c.size(b.as_bytes())?;
+        c.concat.clear();
+        c.concat.extend_from_slice(a.as_bytes());
+        c.concat.extend_from_slice(b.as_bytes());
+        let ab = std::mem::take(&mut c.concat);
+        let cab = c.size(&ab);
+        c.concat = ab;
+        Ok(ncd(ca, cb, cab?))
+    })
+}
+
 /// A target set, compressed once.
 pub struct ZipfitTarget {
     params: ZipfitParams,

@@ -1,0 +1,365 @@
+//! `syllabus sql`: SQL (DataFusion) over everything syllabus reads and writes.
+//!
+//! Tables come from the paths given ([`tables`]); scorers are SQL functions ([`udf`]). Results
+//! stream batch by batch to the chosen format; sorts, joins and aggregations that outgrow
+//! `--memory-limit-mb` spill to disk. Interactive use has line editing, history, multi-line
+//! statements ending in `;`, `\d`, `\d TABLE`, `\q`, and Ctrl-C cancels the running query,
+//! not the shell.
+
+pub mod tables;
+pub mod udf;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::sink::TableWriter;
+pub use tables::Registered;
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    /// Aligned tables (chunks of at most 1,000 rows).
+    Table,
+    Csv,
+    /// One JSON object per row.
+    Json,
+    /// Parquet (needs `-o`).
+    Parquet,
+}
+
+/// Everything a SQL session needs.
+#[derive(Debug, Clone, Default)]
+pub struct SqlOptions {
+    pub paths: Vec<PathBuf>,
+    pub dsir_model: Option<PathBuf>,
+    pub zipfit_target: Vec<String>,
+    /// Memory for operators before they spill (MiB).
+    pub memory_limit_mb: usize,
+}
+
+fn df_err(e: datafusion::error::DataFusionError) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// A session with the tables of `opts.paths` and the scorer functions.
+pub struct Session {
+    pub ctx: SessionContext,
+    pub tables: Vec<Registered>,
+}
+
+impl Session {
+    pub async fn new(opts: &SqlOptions) -> Result<Session> {
+        let limit = opts.memory_limit_mb.max(16) << 20;
+        let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(limit))).build_arc().map_err(df_err)?;
+        // What each sort keeps back for merging its spilled runs: DataFusion's 10 MB, or less
+        // under a small limit, so a sort that outgrows memory spills instead of failing.
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_sort_spill_reservation_bytes((limit / 16).min(10 << 20));
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut tables = Vec::new();
+        for p in &opts.paths {
+            if !p.exists() {
+                return Err(Error::NotFound { path: p.clone() });
+            }
+            tables::register_path(&ctx, p, &mut tables).await?;
+        }
+        ctx.register_udf(udf::n_words());
+        ctx.register_udf(udf::ncd());
+        // A DSIR model: given, or the one an output directory holds.
+        let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| p.exists()));
+        if let Some(m) = model {
+            ctx.register_udf(udf::dsir_logw(Arc::new(crate::score::dsir::DsirModel::load(&m)?)));
+        }
+        if !opts.zipfit_target.is_empty() {
+            let files = crate::source::expand_inputs(&opts.zipfit_target)?;
+            let read = crate::source::ReadOptions::default();
+            let params = crate::score::zipfit::ZipfitParams::with(None, None, false);
+            let progress = crate::pipeline::Progress::new(true);
+            let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
+            ctx.register_udf(udf::zipfit(Arc::new(target)));
+        }
+        Ok(Session { ctx, tables })
+    }
+
+    /// Every table name the session knows (registered and created), sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("public"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// A query's error, with the tables that exist when the problem is a missing one.
+    fn explain(&self, e: datafusion::error::DataFusionError) -> Error {
+        let msg = e.to_string();
+        if msg.contains("not found") && msg.to_lowercase().contains("table") {
+            let names = self.table_names();
+            let list = if names.is_empty() { "none (give paths to syllabus sql)".to_string() } else { names.join(", ") };
+            Error::InvalidArgument(format!("{msg}\n  tables: {list}"))
+        } else {
+            Error::InvalidArgument(msg)
+        }
+    }
+
+    /// Run one statement and write its result; returns the number of rows.
+    pub async fn run(&self, sql: &str, out: &mut Output) -> Result<u64> {
+        let df = self.ctx.sql(sql).await.map_err(|e| self.explain(e))?;
+        let mut stream = df.execute_stream().await.map_err(|e| self.explain(e))?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.explain(e))?;
+            rows += batch.num_rows() as u64;
+            out.write(&batch)?;
+        }
+        out.finish_statement()?;
+        Ok(rows)
+    }
+
+    /// `\d`: the tables; `\d NAME`: a table's columns.
+    pub async fn describe(&self, name: Option<&str>) -> Result<String> {
+        match name {
+            None => {
+                let mut s = String::new();
+                for n in self.table_names() {
+                    let from = self.tables.iter().find(|r| r.name == n).map(|r| format!("  ({})", r.from.display())).unwrap_or_default();
+                    s.push_str(&format!("{n}{from}\n"));
+                }
+                Ok(s)
+            }
+            Some(n) => {
+                let t = self.ctx.table_provider(n).await.map_err(|e| self.explain(e))?;
+                let mut s = String::new();
+                for f in t.schema().fields() {
+                    s.push_str(&format!("{:<24} {}{}\n", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" }));
+                }
+                Ok(s)
+            }
+        }
+    }
+}
+
+/// Run a script: statements separated by `;`, and `\\d` / `\\d TABLE` lines.
+pub async fn run_script(session: &Session, script: &str, out: &mut Output) -> Result<()> {
+    let mut sql = String::new();
+    let flush = |sql: &mut String| std::mem::take(sql);
+    for line in script.lines() {
+        let t = line.trim();
+        if t.starts_with('\\') && split_statements(&sql).is_empty() {
+            let mut parts = t.split_whitespace();
+            match (parts.next(), parts.next()) {
+                (Some("\\d"), name) => {
+                    let text = session.describe(name).await?;
+                    out.write_text(&text)?;
+                }
+                (Some("\\q"), _) => break,
+                _ => return Err(Error::InvalidArgument(format!("unknown command {t}: \\d, \\d TABLE, \\q"))),
+            }
+            sql.clear();
+            continue;
+        }
+        sql.push_str(line);
+        sql.push('\n');
+        if t.ends_with(';') {
+            for stmt in split_statements(&flush(&mut sql)) {
+                session.run(&stmt, out).await?;
+            }
+        }
+    }
+    for stmt in split_statements(&sql) {
+        session.run(&stmt, out).await?;
+    }
+    Ok(())
+}
+
+/// Split a script into statements at `;` outside quotes and comments.
+pub fn split_statements(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = script.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    cur.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    // A comment runs to the end of the line.
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            cur.push('\n');
+                            break;
+                        }
+                    }
+                }
+                ';' => {
+                    if !cur.trim().is_empty() {
+                        out.push(cur.trim().to_string());
+                    }
+                    cur.clear();
+                }
+                _ => cur.push(c),
+            },
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// Where results go, in a format.
+pub struct Output {
+    format: SqlFormat,
+    sink: Sink,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    csv_header_done: bool,
+}
+
+enum Sink {
+    Stream(Box<dyn Write + Send>),
+    Parquet(PathBuf, Option<TableWriter>),
+}
+
+impl Output {
+    /// Write to `path` (`-o`), or to stdout.
+    pub fn new(format: SqlFormat, path: Option<&Path>) -> Result<Output> {
+        let sink = match (format, path) {
+            (SqlFormat::Parquet, Some(p)) => Sink::Parquet(p.to_path_buf(), None),
+            (SqlFormat::Parquet, None) => return Err(Error::InvalidArgument("--format parquet needs -o FILE".into())),
+            (_, Some(p)) => Sink::Stream(Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?))),
+            (_, None) => Sink::Stream(Box::new(std::io::stdout())),
+        };
+        Ok(Output { format, sink, pending: Vec::new(), pending_rows: 0, csv_header_done: false })
+    }
+
+    fn stream(&mut self) -> &mut Box<dyn Write + Send> {
+        match &mut self.sink {
+            Sink::Stream(w) => w,
+            Sink::Parquet(..) => unreachable!("parquet output has no stream"),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let io = |e: std::io::Error| Error::io("(output)", e);
+        match self.format {
+            SqlFormat::Table => {
+                self.pending_rows += batch.num_rows();
+                self.pending.push(batch.clone());
+                if self.pending_rows >= 1000 {
+                    self.flush_table()?;
+                }
+            }
+            SqlFormat::Csv => {
+                let header = !self.csv_header_done;
+                self.csv_header_done = true;
+                let mut buf = Vec::new();
+                {
+                    let mut w = arrow::csv::WriterBuilder::new().with_header(header).build(&mut buf);
+                    w.write(batch).map_err(|e| Error::arrow("writing CSV", e))?;
+                }
+                self.stream().write_all(&buf).map_err(io)?;
+            }
+            SqlFormat::Json => {
+                let mut buf = Vec::new();
+                {
+                    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                    w.write(batch).map_err(|e| Error::arrow("writing JSON", e))?;
+                    w.finish().map_err(|e| Error::arrow("writing JSON", e))?;
+                }
+                self.stream().write_all(&buf).map_err(io)?;
+            }
+            SqlFormat::Parquet => {
+                let Sink::Parquet(path, w) = &mut self.sink else { unreachable!("parquet sink") };
+                if w.is_none() {
+                    *w = Some(TableWriter::create(path, batch.schema())?);
+                }
+                w.as_mut().expect("writer").write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_table(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let text = arrow::util::pretty::pretty_format_batches(&self.pending).map_err(|e| Error::arrow("formatting", e))?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        writeln!(self.stream(), "{text}").map_err(|e| Error::io("(output)", e))
+    }
+
+    /// Text as it is (`\\d`), in table and CSV output alike.
+    pub fn write_text(&mut self, text: &str) -> Result<()> {
+        match &mut self.sink {
+            Sink::Stream(w) => w.write_all(text.as_bytes()).map_err(|e| Error::io("(output)", e)),
+            Sink::Parquet(..) => Ok(()),
+        }
+    }
+
+    /// End of a statement's result.
+    fn finish_statement(&mut self) -> Result<()> {
+        if self.format == SqlFormat::Table {
+            self.flush_table()?;
+        }
+        self.csv_header_done = false;
+        if let Sink::Stream(w) = &mut self.sink {
+            w.flush().map_err(|e| Error::io("(output)", e))?;
+        }
+        Ok(())
+    }
+
+    /// Close the output (Parquet is written atomically here).
+    pub fn finish(self) -> Result<()> {
+        if let Sink::Parquet(path, w) = self.sink {
+            match w {
+                Some(w) => {
+                    w.finish()?;
+                }
+                None => return Err(Error::InvalidArgument(format!("{}: the query returned no batches to write", path.display()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_outside_quotes_and_comments() {
+        let s = split_statements("select 1; select ';' as x -- a; comment\n; \n select \"a;b\" from t");
+        assert_eq!(s, vec!["select 1", "select ';' as x \n", "select \"a;b\" from t"].iter().map(|x| x.trim().to_string()).collect::<Vec<_>>());
+        assert!(split_statements("  ;; ").is_empty());
+    }
+
+    #[test]
+    fn table_names_from_files() {
+        assert_eq!(tables::table_name(Path::new("a/prose.jsonl.zst")), "prose");
+        assert_eq!(tables::table_name(Path::new("my-scores.parquet")), "my_scores");
+        assert_eq!(tables::table_name(Path::new("2024.jsonl")), "t2024");
+    }
+}

@@ -1,0 +1,352 @@
+//! Tables registered from paths: a syllabus output directory (its selections, scores,
+//! curriculum, manifest and shards), or any jsonl(.gz/.zst) / Parquet file or directory.
+//!
+//! Parquet goes through DataFusion's own reader (projection and predicate pushdown, any size);
+//! jsonl goes through syllabus's sources as a stream of batches (so compressed files, bad-record
+//! handling and column typing are the same as everywhere else), one file at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Builder, Float64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::MemTable;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::shard::manifest::{Manifest, MANIFEST_FILE};
+use crate::source::{expand_inputs, lake_extras, Format, InputFile, LakeReader, ReadOptions};
+
+fn df_err(e: datafusion::error::DataFusionError) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// A table name from a file name: the stem before the first dot, lowercased, with anything
+/// but letters, digits and `_` turned into `_`.
+pub fn table_name(path: &Path) -> String {
+    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("t").split('.').next().unwrap_or("t").to_lowercase();
+    let mut name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, 't');
+    }
+    name
+}
+
+/// jsonl files as a streamed table: id, text and every other field (UTF-8), like `inspect`.
+#[derive(Debug)]
+struct LakeStream {
+    files: Vec<InputFile>,
+    read: ReadOptions,
+    extras: crate::source::Extras,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for LakeStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (files, read, extras, schema) = (self.files.clone(), self.read.clone(), self.extras.clone(), self.schema.clone());
+        // The reader is blocking: it runs on a blocking thread and hands batches over a channel
+        // of two, so memory is two batches whatever the size of the files.
+        let (tx, rx) = futures::channel::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut tx = tx;
+            let reader = LakeReader::new(&files, &read, extras, None);
+            for b in reader {
+                let item = b.map(|b| b.batch).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+                if futures::executor::block_on(futures::SinkExt::send(&mut tx, item)).is_err() {
+                    break; // the query was cancelled or is done
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, rx))
+    }
+}
+
+fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Result<()> {
+    let read = ReadOptions::default();
+    // One pass to learn the fields of every row (jsonl has no schema), as `lake_extras` wants.
+    let mut stats_reader = LakeReader::new(&files, &read, crate::source::Extras::none(), None);
+    for b in stats_reader.by_ref() {
+        b?;
+    }
+    let stats = stats_reader.into_stats();
+    let extras = lake_extras(&files, &stats, &read)?;
+    let schema = crate::source::source_schema(&read, &extras);
+    let stream = LakeStream { files, read, extras, schema: schema.clone() };
+    let table = StreamingTable::try_new(schema, vec![Arc::new(stream)]).map_err(df_err)?;
+    ctx.register_table(name, Arc::new(table)).map_err(df_err)?;
+    Ok(())
+}
+
+/// What was registered, for `\d` and for error messages.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub name: String,
+    pub from: PathBuf,
+}
+
+/// Register the tables of `path`: a syllabus output directory, a directory of Parquet or jsonl
+/// files (one table), or a file.
+pub async fn register_path(ctx: &SessionContext, path: &Path, out: &mut Vec<Registered>) -> Result<()> {
+    if path.is_dir() && (path.join(MANIFEST_FILE).exists() || path.join("summary.json").exists()) {
+        return register_output(ctx, path, out).await;
+    }
+    let name = unique(table_name(path), out);
+    register_data(ctx, &name, path).await?;
+    out.push(Registered { name, from: path.to_path_buf() });
+    Ok(())
+}
+
+fn unique(name: String, out: &[Registered]) -> String {
+    if !out.iter().any(|r| r.name == name) {
+        return name;
+    }
+    (2..).map(|i| format!("{name}_{i}")).find(|n| !out.iter().any(|r| &r.name == n)).expect("a free name")
+}
+
+async fn register_data(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+    let files = expand_inputs(&[path.display().to_string()])?;
+    if files.iter().all(|f| f.format == Format::Parquet) {
+        let p = path.display().to_string();
+        ctx.register_parquet(name, &p, ParquetReadOptions::default()).await.map_err(df_err)?;
+    } else {
+        register_lake(ctx, name, files)?;
+    }
+    Ok(())
+}
+
+/// A syllabus output directory: `selected`, `scores`, `curriculum`, `rejects`, and from the
+/// manifest `phases` (one row per phase and domain), `shards` (one row per file) and
+/// `sequences` (one row per sequence, read from the shards).
+async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registered>) -> Result<()> {
+    for (file, name) in [
+        ("selected.parquet", "selected"),
+        ("scores.parquet", "scores"),
+        ("curriculum.parquet", "curriculum"),
+        ("rejects.jsonl", "rejects"),
+    ] {
+        let p = dir.join(file);
+        if p.exists() {
+            if file == "rejects.jsonl" {
+                register_rejects(ctx, &p)?;
+            } else {
+                register_data(ctx, name, &p).await?;
+            }
+            out.push(Registered { name: name.into(), from: p });
+        }
+    }
+    if dir.join(MANIFEST_FILE).exists() {
+        let m = Manifest::load(dir)?;
+        let (phases, shards) = manifest_tables(&m)?;
+        for (name, batch) in [("phases", phases), ("shards", shards)] {
+            let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(df_err)?;
+            ctx.register_table(name, Arc::new(t)).map_err(df_err)?;
+            out.push(Registered { name: name.into(), from: dir.join(MANIFEST_FILE) });
+        }
+        let seqs = SequenceStream { dir: dir.to_path_buf(), manifest: Arc::new(m), schema: sequence_schema() };
+        let t = StreamingTable::try_new(seqs.schema.clone(), vec![Arc::new(seqs)]).map_err(df_err)?;
+        ctx.register_table("sequences", Arc::new(t)).map_err(df_err)?;
+        out.push(Registered { name: "sequences".into(), from: dir.join("shards") });
+    }
+    Ok(())
+}
+
+/// The rejects file: file, line, row, byte_offset, reason, raw.
+fn register_rejects(ctx: &SessionContext, path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let (mut file, mut line, mut row, mut off, mut reason, mut raw) = (
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(l)
+            .map_err(|e| Error::InvalidArgument(format!("{}: not a rejects file: {e}", path.display())))?;
+        file.append_option(v["file"].as_str());
+        line.append_option(v["line"].as_u64());
+        row.append_option(v["row"].as_u64());
+        off.append_option(v["byte_offset"].as_u64());
+        reason.append_option(v["reason"].as_str());
+        raw.append_option(v["raw"].as_str());
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(file.finish()),
+        Arc::new(line.finish()),
+        Arc::new(row.finish()),
+        Arc::new(off.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(raw.finish()),
+    ];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("file", DataType::Utf8, true),
+        Field::new("line", DataType::UInt64, true),
+        Field::new("row", DataType::UInt64, true),
+        Field::new("byte_offset", DataType::UInt64, true),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("raw", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("rejects table", e))?;
+    let t = MemTable::try_new(schema, vec![vec![batch]]).map_err(df_err)?;
+    ctx.register_table("rejects", Arc::new(t)).map_err(df_err)?;
+    Ok(())
+}
+
+/// `phases` and `shards` from a manifest.
+fn manifest_tables(m: &Manifest) -> Result<(RecordBatch, RecordBatch)> {
+    let (mut phase, mut start, mut end, mut domain, mut share, mut tokens, mut docs, mut passes) = (
+        UInt32Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        StringBuilder::new(),
+        Float64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt32Builder::new(),
+    );
+    for (i, p) in m.phases.iter().enumerate() {
+        for d in &m.domains {
+            phase.append_value(i as u32);
+            start.append_value(p.start_token);
+            end.append_value(p.end_token);
+            domain.append_value(d);
+            share.append_value(p.mixture.get(d).copied().unwrap_or(0.0));
+            tokens.append_value(p.tokens.get(d).copied().unwrap_or(0));
+            docs.append_value(p.documents.get(d).copied().unwrap_or(0));
+            passes.append_value(p.passes.get(d).copied().unwrap_or(0));
+        }
+    }
+    let phases = RecordBatch::try_from_iter(vec![
+        ("phase", Arc::new(phase.finish()) as ArrayRef),
+        ("start_token", Arc::new(start.finish())),
+        ("end_token", Arc::new(end.finish())),
+        ("domain", Arc::new(domain.finish())),
+        ("mixture", Arc::new(share.finish())),
+        ("tokens", Arc::new(tokens.finish())),
+        ("documents", Arc::new(docs.finish())),
+        ("passes", Arc::new(passes.finish())),
+    ])
+    .map_err(|e| Error::arrow("phases table", e))?;
+    let (mut path, mut format, mut bytes, mut stoks, mut seqs, mut first, mut sdocs, mut sum) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        StringBuilder::new(),
+    );
+    for s in &m.shards {
+        path.append_value(&s.path);
+        format.append_value(&s.format);
+        bytes.append_value(s.bytes);
+        stoks.append_value(s.tokens);
+        seqs.append_value(s.sequences);
+        first.append_value(s.first_sequence);
+        sdocs.append_value(s.documents);
+        sum.append_value(&s.checksum);
+    }
+    let shards = RecordBatch::try_from_iter(vec![
+        ("path", Arc::new(path.finish()) as ArrayRef),
+        ("format", Arc::new(format.finish())),
+        ("bytes", Arc::new(bytes.finish())),
+        ("tokens", Arc::new(stoks.finish())),
+        ("sequences", Arc::new(seqs.finish())),
+        ("first_sequence", Arc::new(first.finish())),
+        ("documents", Arc::new(sdocs.finish())),
+        ("checksum", Arc::new(sum.finish())),
+    ])
+    .map_err(|e| Error::arrow("shards table", e))?;
+    Ok((phases, shards))
+}
+
+fn sequence_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("sequence", DataType::UInt64, false),
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("domain_id", DataType::UInt16, false),
+        Field::new("domain", DataType::Utf8, false),
+        Field::new("weight", DataType::Float32, false),
+        Field::new("documents", DataType::UInt32, false),
+    ]))
+}
+
+/// One row per sequence of the syllabus shards, read shard by shard.
+#[derive(Debug)]
+struct SequenceStream {
+    dir: PathBuf,
+    manifest: Arc<Manifest>,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for SequenceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (dir, m, schema) = (self.dir.clone(), self.manifest.clone(), self.schema.clone());
+        let (tx, rx) = futures::channel::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut tx = tx;
+            for e in m.shards.iter().filter(|e| e.format == "syllabus") {
+                let item = shard_rows(&dir, &m, &e.path, &schema).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+                if futures::executor::block_on(futures::SinkExt::send(&mut tx, item)).is_err() {
+                    break;
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), rx))
+    }
+}
+
+fn shard_rows(dir: &Path, m: &Manifest, rel: &str, schema: &SchemaRef) -> Result<RecordBatch> {
+    let path = dir.join(rel);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let s = crate::shard::Shard::decode(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    let seq_len = s.seq_len as u64;
+    let (mut seq, mut shard, mut did, mut dom, mut w, mut nd) = (
+        UInt64Builder::new(),
+        StringBuilder::new(),
+        UInt16Builder::new(),
+        StringBuilder::new(),
+        Float32Builder::new(),
+        UInt32Builder::new(),
+    );
+    // Document pieces are in token order: sweep them once.
+    let mut first_doc = 0usize;
+    for (i, meta) in s.seqs.iter().enumerate() {
+        let (lo, hi) = (i as u64 * seq_len, (i as u64 + 1) * seq_len);
+        while first_doc < s.docs.len() && s.docs[first_doc].start + s.docs[first_doc].len as u64 <= lo {
+            first_doc += 1;
+        }
+        let docs = s.docs[first_doc..].iter().take_while(|d| d.start < hi).count();
+        seq.append_value(s.first_seq + i as u64);
+        shard.append_value(rel);
+        did.append_value(meta.domain);
+        dom.append_value(m.domains.get(meta.domain as usize).map(String::as_str).unwrap_or("?"));
+        w.append_value(meta.weight);
+        nd.append_value(docs as u32);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(seq.finish()),
+        Arc::new(shard.finish()),
+        Arc::new(did.finish()),
+        Arc::new(dom.finish()),
+        Arc::new(w.finish()),
+        Arc::new(nd.finish()),
+    ];
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("sequences table", e))
+}
