@@ -28,17 +28,8 @@ cargo build --release -q --locked
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-time_cmd() { # label, command...: "seconds max_rss_kb" per run in $tmp/label
-    local label=$1; shift
-    for _ in $(seq "$runs"); do
-        rm -rf "$tmp/out_$label"; mkdir -p "$tmp/out_$label"
-        RAYON_NUM_THREADS=$cores /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >"$tmp/stdout_$label" 2>"$tmp/err_$label" \
-            || { cat "$tmp/err_$label"; exit 1; }
-        cat "$tmp/t" >> "$tmp/$label"
-    done
-}
+source benches/common.sh
+export RAYON_NUM_THREADS=$cores
 
 time_cmd ref "$venv/bin/python" benches/reference_curriculum.py "$lake/lake.jsonl" "$tokenizer" "$cores" "$tmp/out_ref/data"
 tokens=$(tail -n 1 "$tmp/stdout_ref")

@@ -26,16 +26,7 @@ cargo build --release -q --locked
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-time_cmd() { # label, command...: prints "seconds max_rss_kb" per run to $tmp/label
-    local label=$1; shift
-    for _ in $(seq "$runs"); do
-        rm -rf "$tmp/out_$label"
-        /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err_$label" || { cat "$tmp/err_$label"; exit 1; }
-        cat "$tmp/t" >> "$tmp/$label"
-    done
-}
+source benches/common.sh
 
 time_cmd ref "$venv/bin/python" benches/reference_dsir.py "$lake/lake.jsonl" "$lake/target.jsonl" "$k" "$cores" "$tmp/out_ref"
 time_cmd syl target/release/syllabus select dsir -q --threads "$cores" --target "$lake/target.jsonl" --k "$k" --seed 0 \

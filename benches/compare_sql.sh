@@ -20,14 +20,7 @@ cargo build --release -q --locked
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 query="SELECT domain, count(*) AS documents, avg(dsir_logw) AS mean_logw, min(dsir_logw) AS min_logw, max(dsir_logw) AS max_logw, sum(n_tokens) AS tokens FROM TABLE GROUP BY domain ORDER BY domain"
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_cmd() { # label, command...
-    local label=$1; shift
-    for _ in $(seq "$runs"); do
-        /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" > "$tmp/out_$label" 2>"$tmp/err_$label" || { cat "$tmp/err_$label"; exit 1; }
-        cat "$tmp/t" >> "$tmp/$label"
-    done
-}
+source benches/common.sh
 time_cmd syl env RAYON_NUM_THREADS="$cores" target/release/syllabus sql "$data" --format csv -q \
     -c "SET datafusion.execution.target_partitions = $cores; ${query//TABLE/scores_$rows}"
 time_cmd duck "$venv/bin/python" -c "
@@ -38,7 +31,7 @@ for row in con.execute(\"${query//TABLE/read_parquet('$data')}\").fetchall():
     print(','.join(map(str, row)))
 "
 # Same groups, same counts and token sums (floats may differ in the last digits).
-cut -d, -f1,2,6 "$tmp/out_syl" | tail -n +2 > "$tmp/a"; cut -d, -f1,2,6 "$tmp/out_duck" > "$tmp/b"
+cut -d, -f1,2,6 "$tmp/stdout_syl" | tail -n +2 > "$tmp/a"; cut -d, -f1,2,6 "$tmp/stdout_duck" > "$tmp/b"
 cmp -s "$tmp/a" "$tmp/b" || { echo "results differ"; diff "$tmp/a" "$tmp/b"; exit 1; }
 s=$(cut -d' ' -f1 "$tmp/syl" | median); d=$(cut -d' ' -f1 "$tmp/duck" | median)
 sm=$(cut -d' ' -f2 "$tmp/syl" | median); dm=$(cut -d' ' -f2 "$tmp/duck" | median)

@@ -17,6 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 lake, tok_path, cores, prefix = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
 os.environ.setdefault("RAYON_NUM_THREADS", str(cores))
 tok = Tokenizer.from_file(tok_path)
 eos = tok.token_to_id("<|endoftext|>")

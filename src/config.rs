@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::curriculum::{CurriculumSpec, OrderConfig, OutputConfig, ReweightConfig, ScheduleConfig, TokenizeConfig};
 use crate::error::{Error, Result};
-use crate::proxy::{ProxyKind, ProxyParams, ProxySpec, ScoreKind};
+use crate::proxy::{ProxySpec, ScoreKind};
 use crate::select::rule::{Amount, Rule};
 use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
@@ -185,38 +185,20 @@ impl KeepConfig {
 }
 
 /// `method = "proxy"`: train proxies on the lake (or `train_on`), score every document, keep
-/// by `keep`.
+/// by `keep`. The proxy is `[select.proxy]` (with `[select.proxy.model]`), as
+/// `syllabus score el2n|grand|loss` takes it; its seed is the pipeline's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySelectConfig {
     /// el2n, grand or loss: the score the rule ranks by.
     pub score: ScoreKind,
-    pub proxy: ProxyKind,
-    pub tokenizer: Option<PathBuf>,
-    pub features: Option<String>,
-    pub label: Option<String>,
-    #[serde(default)]
-    pub train_on: Vec<String>,
-    #[serde(default)]
-    pub last_layer: bool,
-    /// Model size and training (`[select.model]`).
-    #[serde(default)]
-    pub model: ProxyParams,
+    pub proxy: ProxySpec,
     pub keep: KeepConfig,
 }
 
 impl ProxySelectConfig {
     pub fn spec(&self, seed: u32) -> ProxySpec {
-        ProxySpec {
-            proxy: self.proxy,
-            tokenizer: self.tokenizer.clone(),
-            features: self.features.clone(),
-            label: self.label.clone(),
-            train_on: self.train_on.clone(),
-            last_layer: self.last_layer,
-            seed,
-            model: self.model.clone(),
-        }
+        ProxySpec { seed, ..self.proxy.clone() }
     }
 }
 

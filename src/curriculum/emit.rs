@@ -213,40 +213,30 @@ impl ShardSink<'_> {
         let tokens = shard.doc_tokens();
         let mut written = Vec::new();
         for f in self.formats {
-            let entry = match f {
+            let (format, file, index) = match f {
                 ShardFormat::Syllabus => {
                     let file = self.put(&format!("shards/shard-{i:05}.syl"), &shard.encode())?;
                     written.push(file.clone());
-                    ShardEntry {
-                        path: file.path,
-                        format: "syllabus".into(),
-                        bytes: file.bytes,
-                        tokens,
-                        sequences: shard.seqs.len() as u64,
-                        first_sequence: shard.first_seq,
-                        documents: shard.docs.len() as u64,
-                        checksum: file.checksum,
-                        index: None,
-                    }
+                    ("syllabus", file, None)
                 }
                 ShardFormat::Megatron => {
                     let (bin, idx) = megatron::encode(shard, self.megatron_code);
                     let bin = self.put(&format!("megatron/part-{i:05}.bin"), &bin)?;
                     let idx = self.put(&format!("megatron/part-{i:05}.idx"), &idx)?;
-                    written.push(bin.clone());
-                    written.push(idx.clone());
-                    ShardEntry {
-                        path: bin.path,
-                        format: "megatron".into(),
-                        bytes: bin.bytes,
-                        tokens,
-                        sequences: shard.seqs.len() as u64,
-                        first_sequence: shard.first_seq,
-                        documents: shard.docs.len() as u64,
-                        checksum: bin.checksum,
-                        index: Some(idx),
-                    }
+                    written.extend([bin.clone(), idx.clone()]);
+                    ("megatron", bin, Some(idx))
                 }
+            };
+            let entry = ShardEntry {
+                path: file.path,
+                format: format.into(),
+                bytes: file.bytes,
+                tokens,
+                sequences: shard.seqs.len() as u64,
+                first_sequence: shard.first_seq,
+                documents: shard.docs.len() as u64,
+                checksum: file.checksum,
+                index,
             };
             self.entries.push(entry);
         }

@@ -82,7 +82,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
         let target: &[String] = match sel {
             SelectConfig::Dsir(d) => &d.target,
             SelectConfig::Zipfit(z) => &z.target,
-            SelectConfig::Proxy(p) => &p.train_on,
+            SelectConfig::Proxy(p) => &p.proxy.train_on,
             SelectConfig::Scores(s) => &s.scores,
         };
         if !target.is_empty() {

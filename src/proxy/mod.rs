@@ -774,6 +774,7 @@ impl ScoreKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
+    #[serde(rename = "kind")]
     pub proxy: ProxyKind,
     /// `lm`: the tokenizer.json.
     pub tokenizer: Option<std::path::PathBuf>,
@@ -786,7 +787,8 @@ pub struct ProxySpec {
     /// GraNd over the output layer in closed form instead of all parameters.
     #[serde(default)]
     pub last_layer: bool,
-    #[serde(default)]
+    /// The first seed (a pipeline uses its own `seed`).
+    #[serde(default, skip_deserializing)]
     pub seed: u32,
     #[serde(default)]
     pub model: ProxyParams,
