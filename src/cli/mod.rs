@@ -34,6 +34,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline described by a TOML file (see pipelines/).

@@ -10,7 +10,7 @@
 //! overlap, each prediction is scored once, and attention does not cross a window boundary.
 //! A document's loss and EL2N are means over all its predictions, whatever its windows.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor, D};
 
 use crate::proxy::nn::{LayerNorm, Linear, Params};
 
@@ -178,9 +178,4 @@ impl Lm {
         let total = (picked * &batch.mask)?.sum_all()?;
         total.neg()? / denom
     }
-}
-
-/// Host copies of a batch's hidden states and logits, by window.
-pub fn to_host(h: &Tensor, logits: &Tensor) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<Vec<f32>>>)> {
-    Ok((h.to_dtype(DType::F32)?.to_vec3()?, logits.to_dtype(DType::F32)?.to_vec3()?))
 }

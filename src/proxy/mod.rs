@@ -107,7 +107,7 @@ impl ProxyParams {
         if r.width == 0 || (lm && r.layers == 0) {
             return bad("width and layers must be at least 1");
         }
-        if lm && r.width % (r.width / 32).max(1) != 0 {
+        if lm && !r.width.is_multiple_of((r.width / 32).max(1)) {
             return bad("width must be a multiple of 32 (heads of 32 dimensions) or below 64");
         }
         if r.context == 0 || r.batch_size == 0 || r.seeds == 0 {
@@ -116,7 +116,7 @@ impl ProxyParams {
         if !(r.epochs.is_finite() && r.epochs >= 0.0) {
             return bad("epochs must be a non-negative number");
         }
-        if !(r.lr.is_finite() && r.lr > 0.0) || !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
+        if !(r.lr.is_finite() && r.lr > 0.0 && r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
             return bad("lr must be positive and weight_decay non-negative");
         }
         Ok(r)
@@ -677,11 +677,11 @@ mod tests {
         let closed = score_mlp(&model, &p, &data, Grand::LastLayer).unwrap();
         let head: Vec<candle_core::Var> =
             p.vars.iter().filter(|(n, _)| n.starts_with("head")).map(|(_, v)| v.clone()).collect();
-        for i in 0..data.labels.len() {
+        for (i, row) in closed.iter().enumerate() {
             let (x, y) = mlp::batch(&data.features, &data.labels, &[i], &Device::Cpu).unwrap();
             let grads = model.loss(&x, &y).unwrap().backward().unwrap();
             let auto = grad_norm(&grads, &head).unwrap();
-            assert!((auto - closed[i].2).abs() < 1e-4 * (1.0 + auto), "row {i}: {auto} vs {}", closed[i].2);
+            assert!((auto - row.2).abs() < 1e-4 * (1.0 + auto), "row {i}: {auto} vs {}", row.2);
             // The exact GraNd over all parameters is at least the last layer's.
             let all = grad_norm(&grads, &p.all()).unwrap();
             assert!(all + 1e-6 >= auto);
@@ -838,7 +838,7 @@ impl ProxySpec {
                 let (f, l) = (self.features.as_deref().expect("validated"), self.label.as_deref().expect("validated"));
                 let (pool, stats) = load_labelled(raw, read, f, l, rejects.as_deref_mut())?;
                 let train = match &train_files {
-                    Some(files) => Some(load_labelled(files, read, f, l, rejects.as_deref_mut())?.0),
+                    Some(files) => Some(load_labelled(files, read, f, l, rejects)?.0),
                     None => None,
                 };
                 Ok((mlp_scores(pool, train.as_ref(), &self.model, self.seed, grand)?, stats))

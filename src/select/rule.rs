@@ -71,7 +71,7 @@ pub enum Rule {
 impl Rule {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if let Rule::Band { lo, hi } = *self {
-            if !(0.0..1.0).contains(&lo) || !(lo < hi && hi <= 1.0) {
+            if !((0.0..1.0).contains(&lo) && lo < hi && hi <= 1.0) {
                 return Err(format!("band {lo} {hi}: need 0 <= LO < HI <= 1"));
             }
         }
@@ -144,7 +144,7 @@ pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>
                     let vals = col(by, &DataType::Float64)?;
                     let vals = vals.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
                     for i in 0..b.num_rows() {
-                        let id = ids.is_valid(i).then(|| ids.value(i).to_string()).unwrap_or_default();
+                        let id = if ids.is_valid(i) { ids.value(i).to_string() } else { String::new() };
                         put(id, vals.is_valid(i).then(|| vals.value(i)), Location::Row(row))?;
                         row += 1;
                     }

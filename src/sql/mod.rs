@@ -239,7 +239,7 @@ pub struct Output {
 
 enum Sink {
     Stream(Box<dyn Write + Send>),
-    Parquet(PathBuf, Option<TableWriter>),
+    Parquet(PathBuf, Option<Box<TableWriter>>),
 }
 
 impl Output {
@@ -293,7 +293,7 @@ impl Output {
             SqlFormat::Parquet => {
                 let Sink::Parquet(path, w) = &mut self.sink else { unreachable!("parquet sink") };
                 if w.is_none() {
-                    *w = Some(TableWriter::create(path, batch.schema())?);
+                    *w = Some(Box::new(TableWriter::create(path, batch.schema())?));
                 }
                 w.as_mut().expect("writer").write(batch)?;
             }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn statements_split_outside_quotes_and_comments() {
         let s = split_statements("select 1; select ';' as x -- a; comment\n; \n select \"a;b\" from t");
-        assert_eq!(s, vec!["select 1", "select ';' as x \n", "select \"a;b\" from t"].iter().map(|x| x.trim().to_string()).collect::<Vec<_>>());
+        assert_eq!(s, ["select 1", "select ';' as x \n", "select \"a;b\" from t"].iter().map(|x| x.trim().to_string()).collect::<Vec<_>>());
         assert!(split_statements("  ;; ").is_empty());
     }
 
