@@ -422,3 +422,29 @@ fn curriculum_config_errors_name_the_key() {
         assert!(err.contains(expect), "{expect}: {err}");
     }
 }
+
+#[test]
+fn bad_records_name_the_line_or_are_counted_and_reconciled() {
+    let dir = tempdir();
+    let table = dir.path().join("t.jsonl");
+    std::fs::write(&table, "{\"id\":\"a\",\"text\":\"hello world\",\"loss\":1}\n{\"id\":\"b\",\"text\":\"\",\"loss\":2}\nnot json\n{\"id\":\"c\",\"text\":\"x\",\"loss\":\"oops\"}\n").unwrap();
+    let base = ["curriculum", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "8", "-q"];
+    let out = dir.path().join("o");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--out", out.to_str().unwrap(), table.to_str().unwrap()]);
+    let err = fails(&syllabus(&args), 1);
+    assert!(err.contains("t.jsonl:line 3") && err.contains("malformed JSON"), "{err}");
+    // Skipped: exit 3, and the manifest reconciles read = documents + empty, plus the reject.
+    let rejects = dir.path().join("rejects.jsonl");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--on-bad-record", "skip", "--rejects", rejects.to_str().unwrap(), "--out", out.to_str().unwrap(), table.to_str().unwrap()]);
+    fails(&syllabus(&args), 3);
+    let m = Manifest::load(&out).unwrap();
+    assert_eq!((m.totals.read, m.totals.empty, m.totals.rejected, m.totals.documents), (3, 1, 1, 2));
+    assert_eq!(read_jsonl(&rejects).len(), 1);
+    // A loss column that is not a number is an error naming the line.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--on-bad-record", "skip", "--reweight-by", "loss", "--out", out.to_str().unwrap(), table.to_str().unwrap()]);
+    let err = fails(&syllabus(&args), 1);
+    assert!(err.contains("t.jsonl:line 4") && err.contains("\"oops\""), "{err}");
+}

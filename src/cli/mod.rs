@@ -614,10 +614,25 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each cause only where the message does not already say it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
+    msg
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -641,6 +656,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out_dir = out.as_deref().unwrap_or(&cfg.out_dir);
             for o in &summary.outputs {
                 eprintln!("  wrote {}", out_dir.join(o).display());
+            }
+            let curriculum_rejects = summary.curriculum.as_ref().map_or(0, |t| t.rejected);
+            if curriculum_rejects > 0 {
+                eprintln!("  {curriculum_rejects} bad records were skipped");
+                return Ok(ExitCode::from(3));
             }
             Ok(exit_code(&summary.report))
         }
@@ -674,6 +694,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .run()?;
             print_totals("curriculum", &manifest.totals, start);
             eprintln!("  wrote {}", args.out.join(crate::shard::manifest::MANIFEST_FILE).display());
+            if manifest.totals.rejected > 0 {
+                eprintln!("  {} bad records were skipped", manifest.totals.rejected);
+                return Ok(ExitCode::from(3));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql(args) => sql_command(*args, cli.quiet),

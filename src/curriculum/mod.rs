@@ -415,6 +415,8 @@ impl Build<'_> {
         }
         .run()?;
         crate::failpoint::hit(format_args!("before-manifest"));
+        let mut totals = emitted.totals;
+        (totals.read, totals.empty, totals.rejected) = (prepared.read, prepared.empty, prepared.rejected);
         let o = &spec.order;
         let manifest = Manifest {
             syllabus_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -445,7 +447,7 @@ impl Build<'_> {
             },
             reweighting: spec.reweight.as_ref().map(|r| serde_json::to_value(r).expect("serializes")),
             budget_tokens: emitted.budget,
-            totals: emitted.totals,
+            totals,
             phases: emitted.phases,
             shards: emitted.shards,
         };

@@ -50,6 +50,13 @@ pub struct Ordering {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
+    /// Rows of the document table read; `read = candidates + empty` (bad records apart).
+    pub read: u64,
+    /// Documents with no tokens, left out.
+    pub empty: u64,
+    /// Bad records skipped while reading the table (`on_bad_record = "skip"`).
+    pub rejected: u64,
+    /// Documents emitted (with repeats).
     pub documents: u64,
     /// Document tokens, end-of-document tokens included (padding excluded).
     pub tokens: u64,
