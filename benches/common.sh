@@ -1,5 +1,21 @@
-# Helpers the whole-command comparisons share: `source benches/common.sh` after setting
-# `tmp` (a scratch directory) and `runs`.
+# Helpers the whole-command comparisons share: `source benches/common.sh` (from the repository
+# root), then `setup VENV PACKAGES...`; time_cmd wants `runs` set.
+
+# setup VENV [PACKAGE...]: a venv with the packages, the 73 MB bench lake in $lake (made from
+# the fixture sources when missing), the release binary, and a scratch directory $tmp.
+setup() {
+    local venv=$1; shift
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    [ $# -eq 0 ] || "$venv/bin/pip" install -q "$@"
+    if [ ! -f "$lake/lake.jsonl" ]; then
+        "$venv/bin/pip" install -q pyarrow zstandard
+        src=$(fixtures/fetch_sources.sh /tmp/syllabus-fixture-sources | tail -n 1)
+        "$venv/bin/python" benches/make_bench_lake.py "$src" "$lake"
+    fi
+    cargo build --release -q --locked
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+}
 
 # The median of numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -15,20 +15,8 @@ venv=${REF_VENV:-/tmp/refvenv}
 lake=${LAKE:-/tmp/bench-lake}
 tokenizer=fixtures/tokenizer.json
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -c "import tokenizers, numpy" 2>/dev/null || "$venv/bin/pip" install -q tokenizers numpy
-if [ ! -f "$lake/lake.jsonl" ]; then
-    "$venv/bin/pip" install -q pyarrow zstandard
-    src=$(fixtures/fetch_sources.sh /tmp/syllabus-fixture-sources | tail -n 1)
-    "$venv/bin/python" benches/make_bench_lake.py "$src" "$lake"
-fi
-cargo build --release -q --locked
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
 source benches/common.sh
+setup "$venv" tokenizers numpy
 export RAYON_NUM_THREADS=$cores
 
 time_cmd ref "$venv/bin/python" benches/reference_curriculum.py "$lake/lake.jsonl" "$tokenizer" "$cores" "$tmp/out_ref/data"

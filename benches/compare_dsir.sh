@@ -14,19 +14,8 @@ runs=${RUNS:-3}
 venv=${REF_VENV:-/tmp/refvenv}
 lake=${LAKE:-/tmp/bench-lake}
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q data-selection==1.0.3 nltk==3.9.4 pyarrow zstandard
-fi
-if [ ! -f "$lake/lake.jsonl" ]; then
-    src=$(fixtures/fetch_sources.sh /tmp/syllabus-fixture-sources | tail -n 1)
-    "$venv/bin/python" benches/make_bench_lake.py "$src" "$lake"
-fi
-cargo build --release -q --locked
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
 source benches/common.sh
+setup "$venv" data-selection==1.0.3 nltk==3.9.4 pyarrow zstandard
 
 time_cmd ref "$venv/bin/python" benches/reference_dsir.py "$lake/lake.jsonl" "$lake/target.jsonl" "$k" "$cores" "$tmp/out_ref"
 time_cmd syl target/release/syllabus select dsir -q --threads "$cores" --target "$lake/target.jsonl" --k "$k" --seed 0 \
