@@ -10,16 +10,16 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, StringArray};
+use arrow::array::Array;
 use arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{id_column, text_column};
 use crate::curriculum::order::{Rec, RecWriter};
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
-use crate::source::{Extras, Format, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 use crate::tokenize::Tok;
 
 /// Where each document's domain comes from.
@@ -70,18 +70,6 @@ struct BatchOut {
     loss: Vec<f64>,
 }
 
-fn location(file: &InputFile, loc: u64) -> Location {
-    match file.format {
-        Format::Parquet => Location::Row(loc),
-        Format::Jsonl(_) => Location::Line(loc),
-    }
-}
-
-fn column<'b>(b: &'b SourceBatch, name: &str) -> Option<&'b StringArray> {
-    let i = b.batch.schema().index_of(name).ok()?;
-    b.batch.column(i).as_any().downcast_ref::<StringArray>()
-}
-
 pub struct Prepare<'a> {
     pub files: &'a [InputFile],
     pub read: &'a ReadOptions,
@@ -113,19 +101,19 @@ impl Prepare<'_> {
         let n = b.batch.num_rows();
         let Some(name) = name else { return Ok(vec![f64::NAN; n]) };
         let file = &self.files[b.file];
-        let col = column(b, name);
+        let col = b.utf8_column(name);
         (0..n)
             .map(|i| {
                 let v = col.filter(|c| c.is_valid(i)).map(|c| c.value(i));
                 let parsed = v.and_then(|s| s.trim().parse::<f64>().ok()).filter(|x| x.is_finite());
-                parsed.ok_or_else(|| Error::BadRecord {
-                    file: file.path.clone(),
-                    location: location(file, b.locations[i]),
-                    offset: None,
-                    reason: match v {
-                        None => format!("the {what} column {name:?} is missing"),
-                        Some(s) => format!("the {what} column {name:?} is not a finite number: {s:?}"),
-                    },
+                parsed.ok_or_else(|| {
+                    file.bad_record(
+                        b.locations[i],
+                        match v {
+                            None => format!("the {what} column {name:?} is missing"),
+                            Some(s) => format!("the {what} column {name:?} is not a finite number: {s:?}"),
+                        },
+                    )
                 })
             })
             .collect()
@@ -137,17 +125,12 @@ impl Prepare<'_> {
         let n = b.batch.num_rows();
         let domain = match &self.domains {
             DomainOf::Column(c, _) => {
-                let col = column(b, c);
+                let col = b.utf8_column(c);
                 let file = &self.files[b.file];
                 (0..n)
                     .map(|i| match col.filter(|a| a.is_valid(i)) {
                         Some(a) => Ok(Some(a.value(i).to_string())),
-                        None => Err(Error::BadRecord {
-                            file: file.path.clone(),
-                            location: location(file, b.locations[i]),
-                            offset: None,
-                            reason: format!("the domain column {c:?} is missing"),
-                        }),
+                        None => Err(file.bad_record(b.locations[i], format!("the domain column {c:?} is missing"))),
                     })
                     .collect::<Result<Vec<_>>>()?
             }

@@ -201,16 +201,8 @@ impl ScoredLake<'_> {
             for i in 0..b.batch.num_rows() {
                 let id = ids.value(i);
                 let Some(&score) = scores.get(id) else {
-                    let file = &self.raw[b.file];
-                    return Err(Error::BadRecord {
-                        file: file.path.clone(),
-                        location: match file.format {
-                            crate::source::Format::Parquet => crate::error::Location::Row(b.locations[i]),
-                            crate::source::Format::Jsonl(_) => crate::error::Location::Line(b.locations[i]),
-                        },
-                        offset: None,
-                        reason: format!("the document {id:?} has no {by:?} score in the score table"),
-                    });
+                    let reason = format!("the document {id:?} has no {by:?} score in the score table");
+                    return Err(self.raw[b.file].bad_record(b.locations[i], reason));
                 };
                 let row = b.first_row + i as u64;
                 rows.push(Ranked { key: score, row, score, file: b.file as u32, loc: b.locations[i] });

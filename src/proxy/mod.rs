@@ -33,10 +33,10 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{id_column, text_column, RecordBatch, COL_ID};
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
 use crate::pipeline::Progress;
-use crate::source::{Extras, FileStats, Format, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 use crate::tokenize::Tok;
 use lm::{Lm, LmShape};
 use mlp::{Mlp, MlpShape};
@@ -221,13 +221,6 @@ fn grad_norm(grads: &candle_core::backprop::GradStore, vars: &[candle_core::Var]
     Ok(sq.sqrt())
 }
 
-fn location(file: &InputFile, loc: u64) -> Location {
-    match file.format {
-        Format::Parquet => Location::Row(loc),
-        Format::Jsonl(_) => Location::Line(loc),
-    }
-}
-
 /// Documents as token ids.
 pub struct TextData {
     pub ids: Vec<String>,
@@ -287,18 +280,9 @@ pub fn load_labelled(
         let b = b?;
         let file = &files[b.file];
         let ids = id_column(&b.batch)?;
-        let col = |name: &str| -> Option<StringArray> {
-            let i = b.batch.schema().index_of(name).ok()?;
-            b.batch.column(i).as_any().downcast_ref::<StringArray>().cloned()
-        };
-        let (fcol, lcol) = (col(features), col(label));
+        let (fcol, lcol) = (b.utf8_column(features), b.utf8_column(label));
         for i in 0..b.batch.num_rows() {
-            let bad = |reason: String| Error::BadRecord {
-                file: file.path.clone(),
-                location: location(file, b.locations[i]),
-                offset: None,
-                reason,
-            };
+            let bad = |reason: String| file.bad_record(b.locations[i], reason);
             let fv = fcol
                 .as_ref()
                 .filter(|c| c.is_valid(i))

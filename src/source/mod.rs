@@ -87,6 +87,21 @@ impl InputFile {
         let format = Format::from_path(&path).ok_or_else(|| Error::UnsupportedFormat { path: path.clone() })?;
         Ok(InputFile { name: path.display().to_string(), path, format, _spool: None })
     }
+
+    /// Where a row is, from its location in [`SourceBatch::locations`]: a line (jsonl) or a
+    /// row (Parquet).
+    pub fn location(&self, loc: u64) -> crate::error::Location {
+        match self.format {
+            Format::Parquet => crate::error::Location::Row(loc),
+            Format::Jsonl(_) => crate::error::Location::Line(loc),
+        }
+    }
+
+    /// The error for a row that a later stage cannot use (a missing or malformed column),
+    /// naming this file and the row's line or row.
+    pub fn bad_record(&self, loc: u64, reason: String) -> Error {
+        Error::BadRecord { file: self.path.clone(), location: self.location(loc), offset: None, reason }
+    }
 }
 
 /// Expand command-line inputs into an ordered, de-duplicated list of files.
@@ -242,6 +257,14 @@ pub struct SourceBatch {
     pub locations: Vec<u64>,
     /// Index of the batch's first row among all rows this reader has returned.
     pub first_row: u64,
+}
+
+impl SourceBatch {
+    /// A UTF-8 column by name (extras are read as UTF-8), if the batch has it.
+    pub fn utf8_column(&self, name: &str) -> Option<&arrow::array::StringArray> {
+        let i = self.batch.schema().index_of(name).ok()?;
+        self.batch.column(i).as_any().downcast_ref::<arrow::array::StringArray>()
+    }
 }
 
 /// Reads one file into batches (a jsonl or a Parquet file), with each row's location.
