@@ -53,22 +53,32 @@ impl PartitionStream for LakeStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (files, read, extras, schema) = (self.files.clone(), self.read.clone(), self.extras.clone(), self.schema.clone());
-        // The reader is blocking: it runs on a blocking thread and hands batches over a channel
-        // of two, so memory is two batches whatever the size of the files.
-        let (tx, rx) = futures::channel::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
-        tokio::task::spawn_blocking(move || {
-            let mut tx = tx;
-            let reader = LakeReader::new(&files, &read, extras, None);
-            for b in reader {
-                let item = b.map(|b| b.batch).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
-                if futures::executor::block_on(futures::SinkExt::send(&mut tx, item)).is_err() {
-                    break; // the query was cancelled or is done
+        let (files, read, extras) = (self.files.clone(), self.read.clone(), self.extras.clone());
+        blocking_stream(self.schema.clone(), move |send| {
+            for b in LakeReader::new(&files, &read, extras, None) {
+                if !send(b.map(|b| b.batch)) {
+                    break;
                 }
             }
-        });
-        Box::pin(RecordBatchStreamAdapter::new(schema, rx))
+        })
     }
+}
+
+/// Batches from blocking work (file reads) as a DataFusion stream: `produce` runs on a blocking
+/// thread and hands each batch to `send`, over a channel of two, so memory is two batches
+/// whatever the input; `send` returns false once the query is cancelled or done.
+fn blocking_stream(
+    schema: SchemaRef,
+    produce: impl FnOnce(&mut dyn FnMut(Result<RecordBatch>) -> bool) + Send + 'static,
+) -> SendableRecordBatchStream {
+    let (mut tx, rx) = futures::channel::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+    tokio::task::spawn_blocking(move || {
+        produce(&mut |b| {
+            let item = b.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+            futures::executor::block_on(futures::SinkExt::send(&mut tx, item)).is_ok()
+        })
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, rx))
 }
 
 fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Result<()> {
@@ -298,17 +308,13 @@ impl PartitionStream for SequenceStream {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (dir, m, schema) = (self.dir.clone(), self.manifest.clone(), self.schema.clone());
-        let (tx, rx) = futures::channel::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
-        tokio::task::spawn_blocking(move || {
-            let mut tx = tx;
+        blocking_stream(self.schema.clone(), move |send| {
             for e in m.shards.iter().filter(|e| e.format == "syllabus") {
-                let item = shard_rows(&dir, &m, &e.path, &schema).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
-                if futures::executor::block_on(futures::SinkExt::send(&mut tx, item)).is_err() {
+                if !send(shard_rows(&dir, &m, &e.path, &schema)) {
                     break;
                 }
             }
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), rx))
+        })
     }
 }
 
