@@ -56,6 +56,10 @@ pub struct PipelineConfig {
     pub order: Option<OrderConfig>,
     pub tokenize: Option<TokenizeConfig>,
     pub output: Option<OutputConfig>,
+    /// How `syllabus serve` steers the mixture from the trainer's reports (recorded in the
+    /// manifest; serve's flags override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::loader::feedback::FeedbackConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +354,18 @@ impl PipelineConfig {
                     return Err(Error::Config(format!("[{key}] needs a [tokenize] stage to write a curriculum")));
                 }
             }
+        }
+        if let Some(f) = &self.feedback {
+            if self.tokenize.is_none() {
+                return Err(Error::Config("[feedback] needs a [tokenize] stage to write a curriculum".into()));
+            }
+            // Domain names are known here only when the source lists them.
+            let names: Vec<String> = self.source.domains.keys().cloned().collect();
+            let mut check = f.clone();
+            if names.is_empty() {
+                (check.graph, check.prior) = (None, None);
+            }
+            check.validate(&names)?;
         }
         if self.select.is_none() && self.tokenize.is_none() {
             return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));

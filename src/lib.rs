@@ -21,6 +21,7 @@ pub mod config;
 pub mod curriculum;
 pub mod error;
 pub mod failpoint;
+pub mod loader;
 pub mod par;
 pub mod pipeline;
 pub mod proxy;

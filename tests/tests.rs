@@ -7,6 +7,7 @@ mod determinism;
 mod dsir_parity;
 mod pipeline;
 mod proxy;
+mod serve;
 mod sources;
 mod sql;
 mod zipfit;

@@ -167,6 +167,76 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
         ctx.register_table("sequences", Arc::new(t)).map_err(df_err)?;
         out.push(Registered { name: "sequences".into(), from: dir.join("shards") });
     }
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("mixture_log") && n.ends_with(".jsonl")))
+        .collect();
+    if !logs.is_empty() {
+        logs.sort();
+        register_mixture_log(ctx, &logs)?;
+        out.push(Registered { name: "mixture_log".into(), from: logs[0].clone() });
+    }
+    Ok(())
+}
+
+/// The decisions `syllabus serve` logged (mixture_log.jsonl, mixture_log-RUN.jsonl): one row
+/// per decision and domain.
+fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
+    use crate::loader::feedback::Decision;
+    let (mut run, mut decision, mut rule, mut report_step, mut from_step, mut from_seq, mut g) = (
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+    );
+    let (mut domain, mut reported, mut signal, mut count, mut mixture) =
+        (StringBuilder::new(), UInt64Builder::new(), Float64Builder::new(), UInt64Builder::new(), Float64Builder::new());
+    for path in files {
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+        let run_name = name.strip_prefix("mixture_log").unwrap_or_default().trim_start_matches('-');
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        for (i, l) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+            let d: Decision = serde_json::from_str(l)
+                .map_err(|e| Error::InvalidArgument(format!("{}:{}: not a decision: {e}", path.display(), i + 1)))?;
+            let rule_name = serde_json::to_value(d.rule).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            for (dom, p) in &d.mixture {
+                run.append_value(run_name);
+                decision.append_value(d.decision);
+                rule.append_value(&rule_name);
+                report_step.append_value(d.report_step);
+                from_step.append_value(d.applies_from_step);
+                from_seq.append_value(d.applies_from_sequence);
+                g.append_value(d.global_batch_size);
+                domain.append_value(dom);
+                reported.append_value(d.report.get(dom).map_or(0, |v| v.len() as u64));
+                signal.append_option(d.signal.get(dom).copied());
+                count.append_option(d.count.get(dom).copied());
+                mixture.append_value(*p);
+            }
+        }
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("run", Arc::new(run.finish()) as ArrayRef),
+        ("decision", Arc::new(decision.finish())),
+        ("rule", Arc::new(rule.finish())),
+        ("report_step", Arc::new(report_step.finish())),
+        ("applies_from_step", Arc::new(from_step.finish())),
+        ("applies_from_sequence", Arc::new(from_seq.finish())),
+        ("global_batch_size", Arc::new(g.finish())),
+        ("domain", Arc::new(domain.finish())),
+        ("reported", Arc::new(reported.finish())),
+        ("signal", Arc::new(signal.finish())),
+        ("count", Arc::new(count.finish())),
+        ("mixture", Arc::new(mixture.finish())),
+    ])
+    .map_err(|e| Error::arrow("mixture_log table", e))?;
+    let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(df_err)?;
+    ctx.register_table("mixture_log", Arc::new(t)).map_err(df_err)?;
     Ok(())
 }
 
