@@ -3,11 +3,36 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: test build bench golden fixtures clean
+# The Python client's tests run in a virtual environment with numpy (made once, here).
+VENV ?= .venv
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-test:
+.PHONY: test test-rust test-python test-torch build bench golden fixtures clean
+
+test: test-rust test-python
+
+test-rust:
 	$(CARGO) test --release --locked
 	$(CARGO) bench --locked --no-run
+
+$(VENV)/.ready: python/requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+	touch $@
+
+# The client as users install it (pip install ./python), against the release binary.
+test-python: $(VENV)/.ready
+	$(CARGO) build --release --locked
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
+	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader
+
+# The torch adapter, where torch is installed (not part of `make test`: torch is a 1+ GB
+# download that the client does not need). TORCH_PYTHON: a Python with torch.
+TORCH_PYTHON ?= $(VENV)/bin/python
+test-torch:
+	$(CARGO) build --release --locked
+	$(TORCH_PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
+	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus $(abspath $(TORCH_PYTHON)) -m unittest -v torch_adapter
 
 build:
 	$(CARGO) build --release --locked
