@@ -214,5 +214,28 @@ fn proxy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy);
+fn loader(c: &mut Criterion) {
+    use syllabus::loader::feedback::{dump_mixture, Planner};
+    // serve's re-planning: positions per second dealt out under a steered mixture of four
+    // domains (1M sequences), and one DUMP decision.
+    let n = 1_000_000usize;
+    let domains: Vec<u16> = (0..n).map(|i| ((i as u64).wrapping_mul(0x9E3779B97F4A7C15) >> 62) as u16).collect();
+    let mut g = c.benchmark_group("loader");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("plan_1m_positions_4_domains", |b| {
+        let mut plan = vec![0u64; n];
+        b.iter(|| {
+            let mut p = Planner::new(4);
+            p.set_mixture(&domains, vec![0.4, 0.3, 0.2, 0.1]);
+            p.extend(&domains, &mut plan, n as u64);
+            black_box(plan[n - 1])
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("dump_decision", |b| b.iter(|| black_box(dump_mixture(&[0.5, 0.3, 0.2, 0.1], &[100, 100, 50, 10], 0.1))));
+    g.finish();
+}
+
+criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy, loader);
 criterion_main!(benches);
