@@ -33,6 +33,26 @@ def memory():
     return {"rss": out["Rss"], "pss": out["Pss"], "heap": out["Anonymous"]}
 
 
+class Meter:
+    """Counts batches; remembers when the first came; says when to stop (--first)."""
+
+    def __init__(self, first_only):
+        self.n = self.nbytes = 0
+        self.ttfb = None
+        self.first_only = first_only
+
+    def batch(self, t):
+        self.n += len(t)
+        self.nbytes += t.nbytes
+        if self.ttfb is None:
+            self.ttfb = time.perf_counter() - T0
+            return self.first_only
+        return False
+
+    def result(self):
+        return self.n, self.nbytes, self.ttfb, memory()
+
+
 def manifest(d):
     with open(os.path.join(d, "manifest.json")) as f:
         return json.load(f)
@@ -42,21 +62,16 @@ def read_syllabus(d, rank, world, batch, copy, first_only):
     from syllabus_loader import Loader
     ld = Loader(d, rank, world, batch)
     buf = None
-    n = nbytes = 0
-    ttfb = None
+    m = Meter(first_only)
     for b in ld:
         t = b["tokens"]
         if copy:
             if buf is None or buf.shape != t.shape:
                 buf = np.empty(t.shape, t.dtype)
             np.copyto(buf, t)
-        n += len(t)
-        nbytes += t.nbytes
-        if ttfb is None:
-            ttfb = time.perf_counter() - T0
-            if first_only:
-                break
-    return n, nbytes, ttfb, memory()
+        if m.batch(t):
+            break
+    return m.result()
 
 
 class MegatronFile:
@@ -93,8 +108,7 @@ def read_megatron(d, rank, world, batch, seq_len, first_only):
     starts = np.concatenate([[0], np.cumsum(lengths)])
     total = int(starts[-1]) // seq_len
     g = batch * world
-    n = nbytes = 0
-    ttfb = None
+    m = Meter(first_only)
     for lo in range(0, total, g):
         first = lo + rank * batch
         rows = []
@@ -105,36 +119,23 @@ def read_megatron(d, rank, world, batch, seq_len, first_only):
                 rows.append(np.array(files[k].bin[a - starts[k]:b - starts[k]]))
             else:  # spans two files
                 rows.append(np.concatenate([files[k].bin[a - starts[k]:], files[k + 1].bin[:b - starts[k + 1]]]))
-        if not rows:
-            continue
-        t = np.stack(rows)
-        n += len(t)
-        nbytes += t.nbytes
-        if ttfb is None:
-            ttfb = time.perf_counter() - T0
-            if first_only:
-                break
-    return n, nbytes, ttfb, memory()
+        if rows and m.batch(np.stack(rows)):
+            break
+    return m.result()
 
 
 def read_mds(d, rank, world, batch, first_only):
     from streaming import StreamingDataset
     ds = StreamingDataset(local=d, batch_size=batch, shuffle=False)
-    n = nbytes = 0
-    ttfb = None
+    m = Meter(first_only)
     rows = []
     for sample in ds:
         rows.append(np.frombuffer(sample["tokens"], np.uint16))
         if len(rows) == batch:
-            t = np.stack(rows)
-            rows = []
-            n += len(t)
-            nbytes += t.nbytes
-            if ttfb is None:
-                ttfb = time.perf_counter() - T0
-                if first_only:
-                    break
-    return n, nbytes, ttfb, memory()
+            t, rows = np.stack(rows), []
+            if m.batch(t):
+                break
+    return m.result()
 
 
 def write_mds(src, out, shard_bytes):

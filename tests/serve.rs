@@ -13,13 +13,36 @@ fn curriculum(out: &Path, extra: &[&str]) {
     let prose = format!("prose={}", fixture("lake/prose.jsonl"));
     let code = format!("code={}", fixture("lake/code.jsonl.zst"));
     let mut args = vec![
-        "-q", "curriculum", "--tokenizer", &tok, "--seq-len", "64", "--shard-tokens", "4096", "--on-bad-record", "skip",
-        "--domain", &prose, "--domain", &code,
+        "-q",
+        "curriculum",
+        "--tokenizer",
+        &tok,
+        "--seq-len",
+        "64",
+        "--shard-tokens",
+        "4096",
+        "--on-bad-record",
+        "skip",
+        "--domain",
+        &prose,
+        "--domain",
+        &code,
     ];
     let o = p(out);
     args.extend(["--out", &o]);
     args.extend(extra);
     ok(&syllabus(&args));
+}
+
+/// A scratch directory with the two-domain curriculum (`c`) and a private shared-memory
+/// directory (`shm`).
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = tempdir();
+    let dir = t.path().join("c");
+    curriculum(&dir, &[]);
+    let shm = t.path().join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    (t, dir, shm)
 }
 
 struct Served {
@@ -62,11 +85,7 @@ fn request(socket: &str, req: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn a_truncated_or_altered_shard_is_refused_by_name() {
-    let t = tempdir();
-    let dir = t.path().join("c");
-    curriculum(&dir, &[]);
-    let shm = t.path().join("shm");
-    std::fs::create_dir(&shm).unwrap();
+    let (_t, dir, shm) = setup();
     let shard = dir.join("shards/shard-00007.syl");
     let bytes = std::fs::read(&shard).unwrap();
 
@@ -89,11 +108,7 @@ fn a_truncated_or_altered_shard_is_refused_by_name() {
 
 #[test]
 fn a_stale_segment_of_a_killed_serve_is_replaced() {
-    let t = tempdir();
-    let dir = t.path().join("c");
-    curriculum(&dir, &[]);
-    let shm = t.path().join("shm");
-    std::fs::create_dir(&shm).unwrap();
+    let (_t, dir, shm) = setup();
     let mut first = serve(&dir, &shm, &[]).unwrap();
     let pid = first.child.id();
     let segment = first.ready["segment"].as_str().unwrap().to_string();
@@ -139,7 +154,8 @@ eta = 0.0
     std::fs::write(&cfg, toml).unwrap();
     ok(&syllabus(&["-q", "run", &p(&cfg)]));
     let out = t.path().join("out");
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["feedback"]["rule"], "skillit");
 
     let s = serve(&out, &shm, &[]).unwrap();
@@ -155,7 +171,15 @@ eta = 0.0
     let total = manifest["totals"]["sequences"].as_f64().unwrap();
     let prose_share = r["decision"]["mixture"]["prose"].as_f64().unwrap();
     let seqs: serde_json::Value = serde_json::from_slice(
-        &syllabus(&["sql", &p(&out), "--format", "json", "-c", "SELECT count(*) AS n FROM sequences WHERE domain = 'prose'"]).stdout,
+        &syllabus(&[
+            "sql",
+            &p(&out),
+            "--format",
+            "json",
+            "-c",
+            "SELECT count(*) AS n FROM sequences WHERE domain = 'prose'",
+        ])
+        .stdout,
     )
     .unwrap();
     let n_prose = seqs["n"].as_f64().unwrap();
@@ -165,22 +189,20 @@ eta = 0.0
 
     let s = serve(&out, &shm, &["--feedback", "none"]).unwrap();
     assert_eq!(s.ready["rule"], "none");
-    let refused = request(s.ready["socket"].as_str().unwrap(), serde_json::json!({"op": "report", "step": 1, "stats": {}}));
+    let refused =
+        request(s.ready["socket"].as_str().unwrap(), serde_json::json!({"op": "report", "step": 1, "stats": {}}));
     assert!(refused["error"].as_str().unwrap().contains("no feedback rule"), "{refused}");
 }
 
 #[test]
 fn a_decision_log_of_other_settings_is_not_replayed() {
-    let t = tempdir();
-    let dir = t.path().join("c");
-    curriculum(&dir, &[]);
-    let shm = t.path().join("shm");
-    std::fs::create_dir(&shm).unwrap();
+    let (_t, dir, shm) = setup();
     {
         let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
         let sock = s.ready["socket"].as_str().unwrap().to_string();
         request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
-        let r = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}}));
+        let r =
+            request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}}));
         assert_eq!(r["decision"]["decision"], 1, "{r}");
     }
     let err = serve(&dir, &shm, &["--feedback", "dump", "--temperature", "0.5"]).err().expect("refused");
@@ -202,6 +224,6 @@ fn serve_errors_name_what_is_wrong() {
     assert!(err.contains("--name"), "{err}");
     let err = serve(&dir, &shm, &["--mode", "777x"]).err().unwrap();
     assert!(err.contains("--mode"), "{err}");
-    let err = serve(&dir, &Path::new("/nonexistent/shm").to_path_buf(), &[]).err().unwrap();
+    let err = serve(&dir, Path::new("/nonexistent/shm"), &[]).err().unwrap();
     assert!(err.contains("/nonexistent/shm"), "{err}");
 }

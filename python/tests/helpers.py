@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(REPO, "fixtures")
@@ -37,6 +36,13 @@ def curriculum(out, *extra, domains=("prose", "code"), seq_len=64, shard_tokens=
         args += ["--domain", f"{d}={os.path.join(FIXTURES, files[d])}"]
     syllabus(*args, *extra)
     return out
+
+
+def workdir_with_curriculum(prefix):
+    """A scratch directory holding the two-domain test curriculum (prose + code: 6867
+    sequences of 64 tokens in 108 shards) as `c2`."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    return work, curriculum(os.path.join(work, "c2"))
 
 
 class Serve:
@@ -93,12 +99,3 @@ class ShmDir:
 
     def __exit__(self, *exc):
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False

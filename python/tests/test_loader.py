@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import zlib
@@ -19,7 +18,7 @@ import numpy as np
 import syllabus_loader
 from syllabus_loader import Loader, ServeError, batch_weights, window_weights
 
-from helpers import FIXTURES, Serve, ShmDir, curriculum, syllabus, wait_for
+from helpers import FIXTURES, Serve, ShmDir, curriculum, syllabus, workdir_with_curriculum
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = None
@@ -28,8 +27,7 @@ C2 = None  # prose + code, 6867 sequences of 64 tokens in 108 shards
 
 def setUpModule():
     global WORK, C2
-    WORK = tempfile.mkdtemp(prefix="syllabus-loader-tests-")
-    C2 = curriculum(os.path.join(WORK, "c2"))
+    WORK, C2 = workdir_with_curriculum("syllabus-loader-tests-")
 
 
 def tearDownModule():

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import tempfile
 import unittest
 
 import numpy as np
@@ -11,15 +10,14 @@ import torch
 from syllabus_loader import Loader
 from syllabus_loader.torch import DataLoader, Dataset, to_tensors
 
-from helpers import Serve, ShmDir, curriculum
+from helpers import Serve, ShmDir, workdir_with_curriculum
 
 WORK = C2 = None
 
 
 def setUpModule():
     global WORK, C2
-    WORK = tempfile.mkdtemp(prefix="syllabus-torch-tests-")
-    C2 = curriculum(os.path.join(WORK, "c2"))
+    WORK, C2 = workdir_with_curriculum("syllabus-torch-tests-")
 
 
 def tearDownModule():

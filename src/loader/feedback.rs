@@ -127,8 +127,13 @@ impl FeedbackConfig {
             return bad("eta", "must be finite");
         }
         if let Some(g) = &self.graph {
-            if g.len() != domains.len() || g.iter().any(|row| row.len() != domains.len() || row.iter().any(|x| !x.is_finite())) {
-                return bad("graph", &format!("must be a {0} x {0} matrix of finite numbers (one row per domain)", domains.len()));
+            if g.len() != domains.len()
+                || g.iter().any(|row| row.len() != domains.len() || row.iter().any(|x| !x.is_finite()))
+            {
+                return bad(
+                    "graph",
+                    &format!("must be a {0} x {0} matrix of finite numbers (one row per domain)", domains.len()),
+                );
             }
         }
         if let Some(p) = &self.prior {
@@ -419,7 +424,10 @@ impl Feedback {
         let mut values = vec![Vec::new(); self.domains.len()];
         for (name, v) in report {
             let j = self.domains.iter().position(|d| d == name).ok_or_else(|| {
-                Error::InvalidArgument(format!("report: unknown domain {name:?} (domains: {})", self.domains.join(", ")))
+                Error::InvalidArgument(format!(
+                    "report: unknown domain {name:?} (domains: {})",
+                    self.domains.join(", ")
+                ))
             })?;
             if let Some(x) = v.iter().find(|x| !x.is_finite()) {
                 return Err(Error::InvalidArgument(format!("report: domain {name:?} has a non-finite value {x}")));
@@ -435,14 +443,15 @@ impl Feedback {
     pub fn report(&mut self, step: u64, report: Report, domains_of: &[u16], plan: &mut [u64]) -> Result<Decision> {
         if self.cfg.rule == Rule::None {
             return Err(Error::InvalidArgument(
-                "this serve has no feedback rule (serve --feedback dump|skillit, or [feedback] rule in the pipeline)".into(),
+                "this serve has no feedback rule (serve --feedback dump|skillit, or [feedback] rule in the pipeline)"
+                    .into(),
             ));
         }
         if self.global_batch_size.is_none() {
             return Err(Error::InvalidArgument("report before any loader said hello".into()));
         }
         let every = self.cfg.every;
-        if (step + 1) % every != 0 {
+        if !(step + 1).is_multiple_of(every) {
             return Err(Error::InvalidArgument(format!(
                 "report for step {step}: reports are due after every {every} global batches (steps {}, {}, ...)",
                 every - 1,
@@ -451,7 +460,9 @@ impl Feedback {
         }
         let due = self.due_step();
         if step > due {
-            return Err(Error::InvalidArgument(format!("report for step {step}, but the report of step {due} is due first")));
+            return Err(Error::InvalidArgument(format!(
+                "report for step {step}, but the report of step {due} is due first"
+            )));
         }
         self.values(&report)?;
         if step < due {

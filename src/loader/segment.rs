@@ -77,7 +77,11 @@ pub fn curriculum_id(m: &Manifest) -> String {
 pub fn segment_name(id: &str, custom: Option<&str>) -> Result<String> {
     let uid = unsafe { libc::getuid() };
     match custom {
-        Some(n) if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+        Some(n)
+            if n.is_empty()
+                || n.len() > 64
+                || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
             Err(Error::InvalidArgument(format!("--name {n:?}: use 1 to 64 letters, digits, '-' or '_'")))
         }
         Some(n) => Ok(format!("syllabus-{uid}-{n}")),
@@ -103,7 +107,14 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     fn new(file: &File, len: u64, path: &Path) -> Result<Mapping> {
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
             return Err(Error::io(path, std::io::Error::last_os_error()));
@@ -112,12 +123,15 @@ impl Mapping {
     }
 
     pub fn atomic(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         unsafe { &*(self.ptr.add(off) as *const AtomicU64) }
     }
 
     fn slice<T>(&self, off: u64, n: u64) -> &[T] {
-        assert!(off as usize % std::mem::align_of::<T>() == 0 && off as usize + n as usize * size_of::<T>() <= self.len);
+        assert!(
+            (off as usize).is_multiple_of(std::mem::align_of::<T>())
+                && off as usize + n as usize * size_of::<T>() <= self.len
+        );
         unsafe { std::slice::from_raw_parts(self.ptr.add(off as usize) as *const T, n as usize) }
     }
 
@@ -125,7 +139,10 @@ impl Mapping {
     /// One writer at a time (the feedback lock), and no other reference to the same range.
     #[allow(clippy::mut_from_ref)]
     unsafe fn slice_mut<T>(&self, off: u64, n: u64) -> &mut [T] {
-        assert!(off as usize % std::mem::align_of::<T>() == 0 && off as usize + n as usize * size_of::<T>() <= self.len);
+        assert!(
+            (off as usize).is_multiple_of(std::mem::align_of::<T>())
+                && off as usize + n as usize * size_of::<T>() <= self.len
+        );
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off as usize) as *mut T, n as usize) }
     }
 }
@@ -166,7 +183,19 @@ impl Layout {
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&VERSION.to_le_bytes());
         h.extend_from_slice(&(self.width as u32).to_le_bytes());
-        for v in [self.seq_len, self.n_seq, n_domains, self.tokens, self.weights, self.domains, self.plan, self.meta, self.meta_len, pid, self.total] {
+        for v in [
+            self.seq_len,
+            self.n_seq,
+            n_domains,
+            self.tokens,
+            self.weights,
+            self.domains,
+            self.plan,
+            self.meta,
+            self.meta_len,
+            pid,
+            self.total,
+        ] {
             h.extend_from_slice(&v.to_le_bytes());
         }
         h.resize(PAGE as usize, 0);
@@ -183,7 +212,11 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(dir: &Path, name: &str) -> Paths {
-        Paths { segment: dir.join(name), lock: dir.join(format!("{name}.lock")), socket: dir.join(format!("{name}.sock")) }
+        Paths {
+            segment: dir.join(name),
+            lock: dir.join(format!("{name}.lock")),
+            socket: dir.join(format!("{name}.sock")),
+        }
     }
 }
 
@@ -362,7 +395,9 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
         let w1 = t1 + 4 * s.sequences as usize;
         let d1 = w1 + 2 * s.sequences as usize;
         let n_domains = m.domains.len();
-        if let Some(d) = data[w1..d1].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).find(|&d| d as usize >= n_domains) {
+        if let Some(d) =
+            data[w1..d1].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).find(|&d| d as usize >= n_domains)
+        {
             return Err(refuse(format!("domain id {d}, but the manifest lists {n_domains} domains")));
         }
         write_at(&data[t0..t1], layout.tokens + next * seq_len * width)?;

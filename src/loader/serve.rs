@@ -82,7 +82,8 @@ impl State {
     fn write_log(&self, append: Option<&Decision>) -> Result<()> {
         match append {
             Some(d) => {
-                let mut f = std::fs::OpenOptions::new().append(true).open(&self.log).map_err(|e| Error::io(&self.log, e))?;
+                let mut f =
+                    std::fs::OpenOptions::new().append(true).open(&self.log).map_err(|e| Error::io(&self.log, e))?;
                 f.write_all(line(d).as_bytes()).and_then(|_| f.sync_data()).map_err(|e| Error::io(&self.log, e))
             }
             None => {
@@ -110,8 +111,10 @@ impl State {
                     .get("step")
                     .and_then(Value::as_u64)
                     .ok_or_else(|| Error::InvalidArgument("report: \"step\" must be a non-negative integer".into()))?;
-                let report: Report = serde_json::from_value(req.get("stats").cloned().unwrap_or(Value::Null))
-                    .map_err(|e| Error::InvalidArgument(format!("report: \"stats\" must map domains to lists of numbers: {e}")))?;
+                let report: Report =
+                    serde_json::from_value(req.get("stats").cloned().unwrap_or(Value::Null)).map_err(|e| {
+                        Error::InvalidArgument(format!("report: \"stats\" must map domains to lists of numbers: {e}"))
+                    })?;
                 let before = self.feedback.decisions.len();
                 let (f, domains, plan) = self.plan();
                 let d = f.report(step, report, domains, plan)?;
