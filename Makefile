@@ -22,7 +22,7 @@ $(VENV)/.ready: python/requirements-test.txt
 
 # The client as users install it (pip install ./python), against the release binary.
 test-python: $(VENV)/.ready
-	$(CARGO) build --release --locked
+	$(CARGO) test --release --locked --no-run
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader
 
@@ -30,7 +30,7 @@ test-python: $(VENV)/.ready
 # download that the client does not need). TORCH_PYTHON: a Python with torch.
 TORCH_PYTHON ?= $(VENV)/bin/python
 test-torch:
-	$(CARGO) build --release --locked
+	$(CARGO) test --release --locked --no-run
 	$(TORCH_PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus $(abspath $(TORCH_PYTHON)) -m unittest -v torch_adapter
 

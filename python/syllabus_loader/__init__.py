@@ -19,6 +19,7 @@ drop_last=True to leave it out.
 """
 
 import math
+import operator
 
 import numpy as np
 
@@ -51,6 +52,13 @@ def batch_permutation(n, seed, pass_):
     return perm
 
 
+def _index(name, v):
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} {v!r}: an integer") from None
+
+
 class Loader:
     """Batches for one rank. See the module doc for the order.
 
@@ -66,12 +74,13 @@ class Loader:
     def __init__(self, path_or_name, rank, world_size, batch_size, *, seed=0, passes=1,
                  shuffle_later_passes=True, drop_last=False, reporting_rank=0, timeout=600.0,
                  shm_dir=None):
-        if not (isinstance(world_size, int) and world_size >= 1):
-            raise ValueError(f"world_size {world_size!r}: a positive integer")
-        if not (isinstance(rank, int) and 0 <= rank < world_size):
-            raise ValueError(f"rank {rank!r}: an integer in [0, {world_size})")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise ValueError(f"batch_size {batch_size!r}: a positive integer")
+        world_size, rank, batch_size = _index("world_size", world_size), _index("rank", rank), _index("batch_size", batch_size)
+        if world_size < 1:
+            raise ValueError(f"world_size {world_size}: a positive integer")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank}: an integer in [0, {world_size})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: a positive integer")
         if passes is not None and passes < 1:
             raise ValueError("passes: at least 1, or None for endless")
         self._seg = Segment(path_or_name, shm_dir)
@@ -234,8 +243,9 @@ class Loader:
     # Steering.
     def report(self, domain_stats, *, step=None):
         """Send per-domain signals of the latest step to serve: a dict from domain (name or
-        id) to a value or a list of per-sample values (|advantage| or loss for DUMP, the
-        validation loss for Skill-It). Values of steps between due reports are pooled.
+        id) to a value, a list (or array, or tensor) of per-sample values, or
+        {"mean": m, "count": c} for c samples whose mean is m (|advantage| or loss for DUMP,
+        the validation loss for Skill-It). Values of steps between due reports are pooled.
         Returns serve's decision when a report went out, else None; does nothing on ranks
         other than reporting_rank."""
         if self.rank != self.reporting_rank:
@@ -251,6 +261,8 @@ class Loader:
             name = self.domain_names[key] if isinstance(key, (int, np.integer)) else str(key)
             if name not in self.domain_names:
                 raise ValueError(f"unknown domain {key!r} (domains: {', '.join(self.domain_names)})")
+            if isinstance(values, dict):  # {"mean": m, "count": c}: c samples of mean m
+                values = [float(values["mean"])] * _index("count", values.get("count", 1))
             if hasattr(values, "detach"):
                 values = values.detach().float().cpu().numpy()
             arr = np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()

@@ -85,7 +85,10 @@ class Segment:
         self.domains = np.frombuffer(mm, "<u2", self.n_seq, d_off)
         self.plan = np.frombuffer(mm, "<u8", self.n_seq, plan_off) if plan_off else None
         self.domain_names = list(self.meta["domains"])
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDONLY)
+        try:
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDONLY)
+        except OSError as e:
+            raise ServeError(f"{self.path}.lock: {e.strerror}: no syllabus serve holds this segment") from None
         self._checked = 0.0
         self._sock = None
         self._rfile = None
@@ -154,11 +157,18 @@ class Segment:
         return answer
 
     def close_socket(self):
-        if self._sock is not None:
+        if getattr(self, "_sock", None) is not None:
             try:
                 self._sock.close()
             finally:
                 self._sock = self._rfile = None
+
+    def __del__(self):
+        self.close_socket()
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._lock_fd = None
 
     def __getstate__(self):
         raise TypeError("a Segment maps shared memory and cannot be pickled; make one per process")

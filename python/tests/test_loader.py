@@ -241,7 +241,7 @@ class Feedback(unittest.TestCase):
             it = iter(ld)
             first = next(it)
             self.assertEqual(first["index"].tolist(), list(range(20)), "before any decision: curriculum order")
-            d = ld.report({"prose": [0.5] * 100, "code": [-0.3] * 100})
+            d = ld.report({"prose": [0.5] * 100, "code": {"mean": -0.3, "count": 100}})
             np.testing.assert_allclose([d["mixture"]["prose"], d["mixture"]["code"]], [0.8808, 0.1192], atol=5e-5)
             self.assertEqual((d["report_step"], d["applies_from_step"], d["applies_from_sequence"]), (0, 3, 60))
             # The later reports keep A = [0.5, 0.3] and n equal: the mixture stays.
@@ -316,6 +316,15 @@ class Feedback(unittest.TestCase):
                 next(i1)
             with self.assertRaisesRegex(RuntimeError, "has not sent"):
                 next(i0)
+
+    def test_loader_arguments_are_checked(self):
+        with ShmDir() as shm, Serve(C2, shm_dir=shm):
+            self.assertEqual(Loader(C2, np.int64(1), np.int32(2), 4, shm_dir=shm).rank, 1)
+            for args, err in (((2, 2, 4), "rank 2"), ((0, 0, 4), "world_size"), ((0, 1, 0), "batch_size")):
+                with self.assertRaisesRegex(ValueError, err):
+                    Loader(C2, *args, shm_dir=shm)
+            with self.assertRaisesRegex(TypeError, "an integer"):
+                Loader(C2, 0.5, 1, 4, shm_dir=shm)
 
     def test_bad_reports_are_refused_with_a_reason(self):
         with ShmDir() as shm, self.serve(shm, os.path.join(WORK, "bad.jsonl")):
