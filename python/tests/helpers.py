@@ -56,6 +56,7 @@ class Serve:
         if not line:
             err = self.proc.stderr.read()
             self.proc.wait()
+            self.stop()
             if expect_fail:
                 self.error, self.ready = err, None
                 return

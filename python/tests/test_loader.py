@@ -148,7 +148,7 @@ class Resume(unittest.TestCase):
             while len(got) < 5:
                 got.append(json.loads(victim.stdout.readline()))
             victim.send_signal(signal.SIGKILL)
-            victim.wait()
+            victim.communicate()
             first = lines(other)
             self.assertEqual(len(first), -(-6867 // 128), "the other rank read the whole pass")
             again = lines(run_rank(C2, shm, 1, 2, 64, state=got[-1]["state"]))
@@ -199,7 +199,7 @@ class Failures(unittest.TestCase):
                 next(it)
             killer.wait()
             self.assertLess(time.monotonic() - t, 3.0)
-            srv.proc.wait()
+            srv.stop()
 
     def test_two_curricula_on_one_node_do_not_meet(self):
         other = curriculum(os.path.join(WORK, "c-math"), domains=("math",), seq_len=32)
