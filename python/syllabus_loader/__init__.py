@@ -210,7 +210,7 @@ class Loader:
                 rows = idx.astype(np.intp)
             index = idx.astype(np.int64)
         return {
-            "tokens": seg.tokens[rows],
+            "tokens": seg.rows(rows),
             "weights": seg.weights[rows],
             "domains": seg.domains[rows],
             "index": index,

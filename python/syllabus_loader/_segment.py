@@ -76,11 +76,19 @@ class Segment:
         if version != VERSION:
             raise ServeError(f"{self.path}: segment version {version}, this client reads {VERSION}")
         (self.seq_len, self.n_seq, self.n_domains, tok_off, w_off, d_off, plan_off,
-         meta_off, meta_len, self.pid, _total) = (int(x) for x in np.frombuffer(mm, "<u8", 11, 16))
+         meta_off, meta_len, self.pid, _total, chunk_off, n_chunks) = (int(x) for x in np.frombuffer(mm, "<u8", 13, 16))
         self._hdr = np.frombuffer(mm, "<u8", 512 // 8, 0)
         self.meta = json.loads(bytes(mm[meta_off:meta_off + meta_len]))
-        dtype = {2: "<u2", 4: "<u4"}[int(width)]
-        self.tokens = np.frombuffer(mm, dtype, self.n_seq * self.seq_len, tok_off).reshape(self.n_seq, self.seq_len)
+        self.dtype = np.dtype({2: "<u2", 4: "<u4"}[int(width)])
+        if tok_off:
+            self.tokens = np.frombuffer(mm, self.dtype, self.n_seq * self.seq_len, tok_off).reshape(
+                self.n_seq, self.seq_len)
+        else:  # map mode: the tokens stay in the shard files
+            self.tokens = None
+            table = np.frombuffer(mm, "<u8", 3 * n_chunks, chunk_off).reshape(n_chunks, 3)
+            self._first, self._count, self._offset = (table[:, i].astype(np.int64) for i in range(3))
+            self._files = self.meta["files"]
+            self._maps = {}
         self.weights = np.frombuffer(mm, "<f4", self.n_seq, w_off)
         self.domains = np.frombuffer(mm, "<u2", self.n_seq, d_off)
         self.plan = np.frombuffer(mm, "<u8", self.n_seq, plan_off) if plan_off else None
@@ -93,6 +101,39 @@ class Segment:
         self._sock = None
         self._rfile = None
         self.check_alive(force=True)
+
+    # Tokens of rows (a slice or an array of sequence indices): a view where they lie in one
+    # place, else a copy.
+    def rows(self, rows):
+        if self.tokens is not None:
+            return self.tokens[rows]
+        if isinstance(rows, slice):
+            if rows.stop <= rows.start:
+                return np.empty((0, self.seq_len), self.dtype)
+            c0, c1 = (int(np.searchsorted(self._first, i, side="right")) - 1 for i in (rows.start, rows.stop - 1))
+            if c0 == c1:
+                f = self._first[c0]
+                return self._chunk(c0)[rows.start - f:rows.stop - f]
+            rows = np.arange(rows.start, rows.stop)
+        out = np.empty((len(rows), self.seq_len), self.dtype)
+        chunk = np.searchsorted(self._first, rows, side="right") - 1
+        for c in np.unique(chunk):
+            here = chunk == c
+            out[here] = self._chunk(int(c))[rows[here] - self._first[c]]
+        return out
+
+    _MAX_MAPS = 64
+
+    def _chunk(self, c):
+        """Shard file c's tokens, mapped on first use (at most _MAX_MAPS kept open)."""
+        a = self._maps.pop(c, None)
+        if a is None:
+            if len(self._maps) >= self._MAX_MAPS:
+                self._maps.pop(next(iter(self._maps)))
+            a = np.memmap(self._files[c], dtype=self.dtype, mode="r", offset=int(self._offset[c]),
+                          shape=(int(self._count[c]), self.seq_len))
+        self._maps[c] = a  # most recently used last
+        return a
 
     @property
     def name(self):

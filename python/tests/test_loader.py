@@ -118,6 +118,39 @@ class Order(unittest.TestCase):
             self.assertEqual(order(1, shuffle_later_passes=False), list(range(per)) * 3)
 
 
+class MapMode(unittest.TestCase):
+    """serve --stage map: the tokens stay in the (verified) shard files, which ranks map."""
+
+    def test_same_batches_as_copy_mode_across_shard_boundaries(self):
+        expected = shard_tokens(C2)
+        with ShmDir() as shm:
+            with Serve(C2, shm_dir=shm) as copy:
+                copied = copy.ready["bytes"]
+            with Serve(C2, "--stage", "map", shm_dir=shm) as srv:
+                self.assertEqual(srv.ready["stage"], "map")
+                self.assertLess(srv.ready["bytes"] * 5, copied, "the segment holds no tokens")
+                procs = [run_rank(C2, shm, r, 3, 50) for r in range(3)]  # 150 a step: shards hold 64
+                per_rank = [lines(p) for p in procs]
+                seen = [i for step in zip(*per_rank) for b in step for i in b["index"]]
+                self.assertEqual(seen, list(range(len(expected))))
+                for b in (b for rank in per_rank for b in rank):
+                    self.assertEqual(b["crc"], zlib.crc32(expected[b["index"]].tobytes()))
+                one = next(iter(Loader(C2, 0, 1, 10, shm_dir=shm)))
+                self.assertFalse(one["tokens"].flags.owndata, "within one shard: a view of the file")
+
+    def test_a_steered_plan_gathers_from_the_files(self):
+        expected = shard_tokens(C2)
+        with ShmDir() as shm, Serve(C2, "--stage", "map", "--feedback", "dump", "--log",
+                                    os.path.join(WORK, "map.jsonl"), shm_dir=shm):
+            ld = Loader(C2, 0, 1, 40, shm_dir=shm)
+            for b in ld:
+                np.testing.assert_array_equal(b["tokens"], expected[b["index"]])
+                ld.report({"prose": [0.1], "code": [0.9]})
+                if b["step"] == 6:
+                    break
+            self.assertGreater(int((b["domains"] == ld.domain_names.index("code")).sum()), 30)
+
+
 class Resume(unittest.TestCase):
     def test_world_size_4_to_2_continues_at_the_next_sequence(self):
         with ShmDir() as shm, Serve(C2, shm_dir=shm):

@@ -111,6 +111,10 @@ struct ServeArgs {
     /// File mode of the shared-memory segment, its lock and its socket (octal).
     #[arg(long, default_value = "600")]
     mode: String,
+    /// copy: the tokens into shared memory; map: ranks map the (verified) shard files, for
+    /// curricula larger than shared memory.
+    #[arg(long, value_enum, default_value = "copy")]
+    stage: crate::loader::segment::StageMode,
 }
 
 #[derive(Args)]
@@ -1115,7 +1119,7 @@ fn serve_command(a: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .ok()
         .filter(|m| *m <= 0o777 && m & 0o600 == 0o600)
         .ok_or_else(|| anyhow::anyhow!("--mode {}: an octal file mode that lets the owner read and write, e.g. 600 or 660", a.mode))?;
-    let opts = crate::loader::serve::ServeOptions { dir: a.dir, name: a.name, feedback: fb, log: a.log, mode };
+    let opts = crate::loader::serve::ServeOptions { dir: a.dir, name: a.name, feedback: fb, log: a.log, mode, stage: a.stage };
     crate::loader::serve::serve(opts, |r| {
         // One JSON line on stdout says it is ready (scripts and tests wait for it).
         println!("{}", serde_json::to_string(r).expect("ready serializes"));

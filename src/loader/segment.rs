@@ -18,7 +18,7 @@
 //! | 16 | 8 | `seq_len` |
 //! | 24 | 8 | `n_seq`, sequences in the curriculum |
 //! | 32 | 8 | number of domains |
-//! | 40 | 8 | offset of the tokens, `[n_seq, seq_len]` |
+//! | 40 | 8 | offset of the tokens, `[n_seq, seq_len]` (0 in map mode: they stay in the shard files) |
 //! | 48 | 8 | offset of the per-sequence weights (f32) |
 //! | 56 | 8 | offset of the per-sequence domain ids (u16) |
 //! | 64 | 8 | offset of the plan (u64 per position; 0 when the order is the curriculum's) |
@@ -26,6 +26,8 @@
 //! | 80 | 8 | length of the metadata |
 //! | 88 | 8 | pid of `serve` |
 //! | 96 | 8 | total size |
+//! | 104 | 8 | offset of the chunk table (map mode; 0 when the tokens are in the segment) |
+//! | 112 | 8 | rows of the chunk table: one per shard file, `first_seq`, `n_seq`, byte offset of its tokens (u64 each); the files are the metadata's `files` |
 //! | 256 | 8 | state: 0 staging, 1 ready, 2 closed (written by `serve`) |
 //! | 264 | 8 | positions planned (`n_seq` when there is no plan) |
 //! | 272 | 8 | decisions taken |
@@ -166,16 +168,48 @@ pub struct Layout {
     pub meta: u64,
     pub meta_len: u64,
     pub total: u64,
+    /// Map mode: the chunk table (one row per shard file) and its length.
+    pub chunks: u64,
+    pub n_chunks: u64,
+}
+
+/// Where the tokens live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StageMode {
+    /// Copied into the segment: resident in shared memory, read at memory speed.
+    #[default]
+    Copy,
+    /// Left in the shard files, which ranks map (the page cache is the one copy per node):
+    /// for curricula larger than shared memory.
+    Map,
 }
 
 impl Layout {
-    fn new(width: u64, seq_len: u64, n_seq: u64, with_plan: bool, meta_len: u64) -> Layout {
-        let tokens = PAGE;
-        let weights = align(tokens + n_seq * seq_len * width);
+    fn new(width: u64, seq_len: u64, n_seq: u64, with_plan: bool, meta_len: u64, map_chunks: Option<u64>) -> Layout {
+        let (tokens, weights) = match map_chunks {
+            Some(_) => (0, PAGE),
+            None => (PAGE, align(PAGE + n_seq * seq_len * width)),
+        };
         let domains = align(weights + 4 * n_seq);
         let after = align(domains + 2 * n_seq);
+        let n_chunks = map_chunks.unwrap_or(0);
+        let (chunks, after) = if n_chunks > 0 { (after, align(after + 24 * n_chunks)) } else { (0, after) };
         let (plan, meta) = if with_plan { (after, align(after + 8 * n_seq)) } else { (0, after) };
-        Layout { width, seq_len, n_seq, tokens, weights, domains, plan, meta, meta_len, total: align(meta + meta_len) }
+        Layout {
+            width,
+            seq_len,
+            n_seq,
+            tokens,
+            weights,
+            domains,
+            plan,
+            meta,
+            meta_len,
+            total: align(meta + meta_len),
+            chunks,
+            n_chunks,
+        }
     }
 
     fn header(&self, n_domains: u64, pid: u64) -> Vec<u8> {
@@ -195,6 +229,8 @@ impl Layout {
             self.meta_len,
             pid,
             self.total,
+            self.chunks,
+            self.n_chunks,
         ] {
             h.extend_from_slice(&v.to_le_bytes());
         }
@@ -308,6 +344,7 @@ pub struct StageRequest<'a> {
     pub manifest: &'a Manifest,
     pub paths: Paths,
     pub with_plan: bool,
+    pub stage: StageMode,
     pub meta: serde_json::Value,
     pub mode: u32,
 }
@@ -338,7 +375,8 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
     let seq_len = m.seq_len as u64;
     let n_seq: u64 = shards.iter().map(|s| s.sequences).sum();
     let meta = serde_json::to_vec(&req.meta).expect("metadata serializes");
-    let layout = Layout::new(width, seq_len, n_seq, req.with_plan, meta.len() as u64);
+    let map_chunks = (req.stage == StageMode::Map).then_some(shards.len() as u64);
+    let layout = Layout::new(width, seq_len, n_seq, req.with_plan, meta.len() as u64, map_chunks);
     let replaced = req.paths.segment.exists().then(|| read_pid(&req.paths.segment).unwrap_or(0));
 
     let tmp = req.paths.segment.with_file_name(format!(
@@ -364,7 +402,7 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
     let write_at = |bytes: &[u8], off: u64| file.write_all_at(bytes, off).map_err(|e| shm_err(&tmp, layout.total, e));
 
     let mut next = 0u64;
-    for s in &shards {
+    for (i, s) in shards.iter().enumerate() {
         let path = req.dir.join(&s.path);
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let refuse = |what: String| Error::InvalidArgument(format!("{}: refused: {what}", path.display()));
@@ -400,7 +438,13 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
         {
             return Err(refuse(format!("domain id {d}, but the manifest lists {n_domains} domains")));
         }
-        write_at(&data[t0..t1], layout.tokens + next * seq_len * width)?;
+        match req.stage {
+            StageMode::Copy => write_at(&data[t0..t1], layout.tokens + next * seq_len * width)?,
+            StageMode::Map => {
+                let row: Vec<u8> = [next, s.sequences, t0 as u64].iter().flat_map(|v| v.to_le_bytes()).collect();
+                write_at(&row, layout.chunks + 24 * i as u64)?;
+            }
+        }
         write_at(&data[t1..w1], layout.weights + next * 4)?;
         write_at(&data[w1..d1], layout.domains + next * 2)?;
         next += s.sequences;

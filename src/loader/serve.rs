@@ -38,6 +38,7 @@ pub struct ServeOptions {
     pub log: Option<PathBuf>,
     /// File mode of the segment, lock and socket.
     pub mode: u32,
+    pub stage: segment::StageMode,
 }
 
 /// What a started serve tells its caller.
@@ -50,6 +51,7 @@ pub struct Ready {
     pub sequences: u64,
     pub bytes: u64,
     pub rule: Rule,
+    pub stage: segment::StageMode,
     pub decisions_replayed: usize,
     pub replaced_stale_pid: Option<u64>,
 }
@@ -211,6 +213,11 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
         "socket": paths.socket,
         "log": log,
         "pid": std::process::id(),
+        "stage": opts.stage,
+        "files": match opts.stage {
+            segment::StageMode::Map => segment::syllabus_shards(&m, &dir)?.iter().map(|s| dir.join(&s.path)).collect(),
+            segment::StageMode::Copy => Vec::new(),
+        },
     });
     let socket_path = paths.socket.clone();
     let seg = Arc::new(segment::stage(StageRequest {
@@ -218,6 +225,7 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
         manifest: &m,
         paths,
         with_plan: opts.feedback.rule != Rule::None,
+        stage: opts.stage,
         meta,
         mode: opts.mode,
     })?);
@@ -268,6 +276,7 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
         sequences: seg.layout.n_seq,
         bytes: seg.layout.total,
         rule: opts.feedback.rule,
+        stage: opts.stage,
         decisions_replayed: replayed,
         replaced_stale_pid: seg.replaced,
     });
