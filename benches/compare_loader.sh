@@ -34,7 +34,7 @@ domains=(--domain prose=fixtures/lake/prose.jsonl --domain code=fixtures/lake/co
 # serve DIR: start it, wait for its ready line.
 serve() {
     rm -f "$tmp/ready"
-    target/release/syllabus -q serve "$1" > "$tmp/ready" &
+    target/release/syllabus -q serve "$@" > "$tmp/ready" &
     pids+=($!)
     until [ -s "$tmp/ready" ]; do sleep 0.05; done
 }
@@ -46,23 +46,25 @@ target/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-
 shard_bytes=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); s=[x for x in m['shards'] if x['format']=='syllabus']; print(s[0]['bytes'])" "$tmp/big/manifest.json")
 "$py" $bench write-mds "$tmp/big" "$tmp/big-mds" "$shard_bytes"
 serve "$tmp/big"
+serve "$tmp/big" --stage map --name bench-map
 seqs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['sequences'])" "$tmp/big/manifest.json")
 echo "curriculum: $seqs sequences of 2048 tokens (uint16), $(du -sm "$tmp/big/shards" | cut -f1) MB; median of $runs"
 
-dir_of() { case $1 in mds) echo "$tmp/big-mds" ;; *) echo "$tmp/big" ;; esac; }
+dir_of() { case $1 in mds) echo "$tmp/big-mds" ;; syllabus-map) echo bench-map ;; *) echo "$tmp/big" ;; esac; }
 echo
 # syllabus: batches as views (the bytes are read by whoever consumes them); syllabus-copy:
-# each view copied into one batch array, so every byte is read, as the others do.
+# each view copied into one batch array, so every byte is read, as the others do;
+# syllabus-map: the same copy with `serve --stage map` (tokens read from the mapped shard files).
 echo "| reader, 1 rank, batch 8 | sequences/s | GB/s | vs numpy.memmap (Megatron) |"
 echo "|---|---|---|---|"
 declare -A secs
-for kind in megatron syllabus syllabus-copy mds; do
+for kind in megatron syllabus syllabus-copy syllabus-map mds; do
     for _ in $(seq "$runs"); do
         "$py" $bench read $kind "$(dir_of $kind)" 0 1 8 | tee -a "$tmp/r1_$kind" > /dev/null
     done
     secs[$kind]=$("$py" -c "import json,sys; print(sorted(json.loads(l)['seconds'] for l in open(sys.argv[1]))[len(open(sys.argv[1]).readlines())//2])" "$tmp/r1_$kind")
 done
-for kind in megatron syllabus syllabus-copy mds; do
+for kind in megatron syllabus syllabus-copy syllabus-map mds; do
     "$py" - "$tmp/r1_$kind" "${secs[$kind]}" "${secs[megatron]}" "$kind" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -75,7 +77,7 @@ done
 echo
 echo "| reader, 4 ranks at once, batch 8 | sequences/s per rank | GB/s per rank | RSS per rank | PSS per rank | heap per rank |"
 echo "|---|---|---|---|---|---|"
-for kind in megatron syllabus-copy mds; do
+for kind in megatron syllabus-copy syllabus-map mds; do
     rm -f "$tmp/r4_$kind"
     ranks=()
     for r in 0 1 2 3; do
@@ -96,7 +98,8 @@ mb = lambda x: f"{x / 2**20:.0f} MB"
 print(f"| {sys.argv[2]} ({n} ranks) | {sps:,.0f} | {gbs:.2f} | {mb(avg('rss'))} | {mb(avg('pss'))} | {mb(avg('heap'))} |")
 EOF
 done
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+pids=()
 
 # 10,000 shards of one 64-token sequence each.
 target/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-len 64 --shard-tokens 64 \

@@ -6,7 +6,7 @@ and mosaicml-streaming's StreamingDataset over MDS. Run by benches/compare_loade
     python loader_bench.py read KIND CURRICULUM_DIR|MDS_DIR RANK WORLD BATCH [--first]
 
 KIND: syllabus, syllabus-copy (a view copied into one batch array, as a host-to-device copy
-needs), megatron, mds. Prints one JSON line: sequences, bytes, seconds, time to first batch,
+needs), syllabus-map (the same against `serve --stage map`, given its name), megatron, mds. Prints one JSON line: sequences, bytes, seconds, time to first batch,
 and the rank's memory after its last batch, mappings still open (RSS, PSS, anonymous).
 """
 
@@ -159,8 +159,8 @@ def main():
     kind, d = sys.argv[2], sys.argv[3]
     rank, world, batch = (int(x) for x in sys.argv[4:7])
     first_only = "--first" in sys.argv
-    if kind in ("syllabus", "syllabus-copy"):
-        n, nbytes, ttfb, mem = read_syllabus(d, rank, world, batch, kind == "syllabus-copy", first_only)
+    if kind in ("syllabus", "syllabus-copy", "syllabus-map"):
+        n, nbytes, ttfb, mem = read_syllabus(d, rank, world, batch, kind != "syllabus", first_only)
     elif kind == "megatron":
         n, nbytes, ttfb, mem = read_megatron(d, rank, world, batch, manifest(d)["seq_len"], first_only)
     elif kind == "mds":
