@@ -227,3 +227,24 @@ fn serve_errors_name_what_is_wrong() {
     let err = serve(&dir, Path::new("/nonexistent/shm"), &[]).err().unwrap();
     assert!(err.contains("/nonexistent/shm"), "{err}");
 }
+
+#[test]
+fn a_replaced_decision_is_what_the_log_replays() {
+    let (_t, dir, shm) = setup();
+    let replaced = {
+        let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
+        let sock = s.ready["socket"].as_str().unwrap().to_string();
+        request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
+        let first = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}}));
+        // The same step again with other values (a trainer resumed on other kernels).
+        let again = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.1], "code": [0.9]}}));
+        assert_eq!(again["decisions"], 1);
+        assert_ne!(first["decision"]["mixture"], again["decision"]["mixture"]);
+        again["decision"].clone()
+    };
+    let log = read_jsonl(&dir.join("mixture_log.jsonl"));
+    assert_eq!(log.len(), 2, "the header and the replacing decision");
+    assert_eq!(log[1], replaced);
+    let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
+    assert_eq!(s.ready["decisions_replayed"], 1);
+}

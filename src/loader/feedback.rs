@@ -207,6 +207,17 @@ pub struct Decision {
     pub mixture: IndexMap<String, f64>,
 }
 
+/// What a report did to the decision history (and so to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new decision, appended.
+    Appended,
+    /// The report of a decided step, the same as logged: nothing changed.
+    Unchanged,
+    /// The report of a decided step, different: that decision and the later ones were replaced.
+    Replaced,
+}
+
 /// A rule's memory of past reports.
 #[derive(Debug, Clone)]
 struct RuleState {
@@ -331,14 +342,17 @@ impl Planner {
             return;
         };
         let ones = vec![1u64; self.n_domains];
-        while self.planned < to {
+        // The live mixture changes only when a domain runs out.
+        let live_mixture = |m: &Mixing| {
             let live: Vec<bool> = m.remaining.iter().map(|&r| r > 0).collect();
             let by_count: Vec<f64> = m.remaining.iter().map(|&r| r as f64).collect();
             // A mixture with no share left for the domains that remain falls back to their sizes.
-            let lm = Mixer::live_mixture(&m.mixture, &live)
-                .or_else(|| Mixer::live_mixture(&by_count, &live))
-                .expect("positions remain, so some domain has sequences left");
-            let d = m.mixer.choose(&lm, &ones).expect("a live domain has a share");
+            Mixer::live_mixture(&m.mixture, &live).or_else(|| Mixer::live_mixture(&by_count, &live))
+        };
+        let mut lm = if self.planned < to { live_mixture(m) } else { None };
+        while self.planned < to {
+            let lm_now = lm.as_deref().expect("positions remain, so some domain has sequences left");
+            let d = m.mixer.choose(lm_now, &ones).expect("a live domain has a share");
             let mut i = m.cursor[d] as usize;
             while domains[i] as usize != d {
                 i += 1;
@@ -346,8 +360,11 @@ impl Planner {
             plan[self.planned as usize] = i as u64;
             m.cursor[d] = i as u64 + 1;
             m.remaining[d] -= 1;
-            m.mixer.emitted(d, 1, &lm);
+            m.mixer.emitted(d, 1, lm_now);
             self.planned += 1;
+            if m.remaining[d] == 0 {
+                lm = live_mixture(m);
+            }
         }
     }
 }
@@ -440,7 +457,13 @@ impl Feedback {
     /// Take the report of `step` and decide. A report for a step already decided replaces
     /// that decision and every later one when it differs (a trainer resumed from an earlier
     /// checkpoint) and returns the logged decision when it is the same.
-    pub fn report(&mut self, step: u64, report: Report, domains_of: &[u16], plan: &mut [u64]) -> Result<Decision> {
+    pub fn report(
+        &mut self,
+        step: u64,
+        report: Report,
+        domains_of: &[u16],
+        plan: &mut [u64],
+    ) -> Result<(Decision, Outcome)> {
         if self.cfg.rule == Rule::None {
             return Err(Error::InvalidArgument(
                 "this serve has no feedback rule (serve --feedback dump|skillit, or [feedback] rule in the pipeline)"
@@ -464,21 +487,24 @@ impl Feedback {
                 "report for step {step}, but the report of step {due} is due first"
             )));
         }
-        self.values(&report)?;
+        let values = self.values(&report)?;
+        let mut outcome = Outcome::Appended;
         if step < due {
             let k = ((step + 1) / every) as usize; // 1-based decision number
             let logged = &self.decisions[k - 1];
             if logged.report == report {
-                return Ok(logged.clone());
+                return Ok((logged.clone(), Outcome::Unchanged));
             }
             // Roll back: rebuild everything before decision k, then go on with this report.
             let keep: Vec<Decision> = self.decisions[..k - 1].to_vec();
             self.reset();
             for d in keep {
-                self.apply(d.report_step, d.report, domains_of, plan)?;
+                let v = self.values(&d.report)?;
+                self.apply(d.report_step, d.report, v, domains_of, plan);
             }
+            outcome = Outcome::Replaced;
         }
-        self.apply(step, report, domains_of, plan)
+        Ok((self.apply(step, report, values, domains_of, plan), outcome))
     }
 
     fn reset(&mut self) {
@@ -488,9 +514,16 @@ impl Feedback {
         self.planner = Planner::new(n);
     }
 
-    fn apply(&mut self, step: u64, report: Report, domains_of: &[u16], plan: &mut [u64]) -> Result<Decision> {
+    /// Decide from a checked report (`values`: its values by domain index).
+    fn apply(
+        &mut self,
+        step: u64,
+        report: Report,
+        values: Vec<Vec<f64>>,
+        domains_of: &[u16],
+        plan: &mut [u64],
+    ) -> Decision {
         let g = self.global_batch_size.expect("checked by the caller");
-        let values = self.values(&report)?;
         let from_step = step + 1 + self.cfg.lag;
         let from = from_step.saturating_mul(g);
         self.planner.extend(domains_of, plan, from);
@@ -513,7 +546,7 @@ impl Feedback {
         self.decisions.push(d.clone());
         let h = self.horizon();
         self.planner.extend(domains_of, plan, h);
-        Ok(d)
+        d
     }
 
     /// Replay logged decisions (on restart); each must come out as logged.
@@ -522,7 +555,7 @@ impl Feedback {
             if self.global_batch_size.is_none() {
                 self.global_batch_size = Some(d.global_batch_size);
             }
-            let again = self.report(d.report_step, d.report.clone(), domains_of, plan)?;
+            let (again, _) = self.report(d.report_step, d.report.clone(), domains_of, plan)?;
             if again.mixture != d.mixture || again.global_batch_size != d.global_batch_size {
                 return Err(Error::InvalidArgument(format!(
                     "decision {} of the log does not replay to the same mixture (logged {:?}, replayed {:?})",
@@ -595,7 +628,9 @@ mod tests {
         f.hello(10).unwrap();
         f.extend(&domains, &mut plan);
         assert_eq!(f.planner.planned(), 30, "steps 0..2 plannable before the report of step 0");
-        let d = f.report(0, report(&[("a", vec![0.5; 100]), ("b", vec![-0.3; 100])]), &domains, &mut plan).unwrap();
+        let (d, outcome) =
+            f.report(0, report(&[("a", vec![0.5; 100]), ("b", vec![-0.3; 100])]), &domains, &mut plan).unwrap();
+        assert_eq!(outcome, Outcome::Appended);
         assert!(close(&d.mixture.values().copied().collect::<Vec<_>>(), &[0.8808, 0.1192], 5e-5));
         assert_eq!((d.applies_from_step, d.applies_from_sequence), (3, 30));
         assert_eq!(f.planner.planned(), 40);
@@ -624,9 +659,11 @@ mod tests {
         let r2x = report(&[("a", vec![3.0, 3.0])]);
         let (mut f, mut plan) = run(&[r1.clone(), r2.clone()]);
         let again = f.report(1, r1.clone(), &domains, &mut plan).unwrap();
-        assert_eq!(again, f.decisions[0]);
+        assert_eq!(again, (f.decisions[0].clone(), Outcome::Unchanged));
         assert_eq!(f.decisions.len(), 2);
-        f.report(3, r2x.clone(), &domains, &mut plan).unwrap();
+        // The last decision replaced: as many decisions as before, but history changed.
+        let (_, outcome) = f.report(3, r2x.clone(), &domains, &mut plan).unwrap();
+        assert_eq!((outcome, f.decisions.len()), (Outcome::Replaced, 2));
         let (g, plan2) = run(&[r1, r2x]);
         assert_eq!(f.decisions, g.decisions);
         let n = f.planner.planned() as usize;

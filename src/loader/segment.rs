@@ -392,7 +392,7 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
         .mode(req.mode)
         .open(&tmp)
         .map_err(|e| Error::io(&tmp, e))?;
-    let cleanup = scopeguard(tmp.clone());
+    let cleanup = TmpGuard(tmp.clone());
     // The mode is explicit, whatever the umask.
     file.set_permissions(std::fs::Permissions::from_mode(req.mode)).map_err(|e| Error::io(&tmp, e))?;
     let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, layout.total as libc::off_t) };
@@ -467,8 +467,4 @@ impl Drop for TmpGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn scopeguard(p: PathBuf) -> TmpGuard {
-    TmpGuard(p)
 }

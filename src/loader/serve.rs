@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::feedback::{Decision, Feedback, FeedbackConfig, Report, Rule};
+use super::feedback::{Decision, Feedback, FeedbackConfig, Outcome, Report, Rule};
 use super::segment::{self, Paths, Segment, StageRequest};
 use crate::error::{Error, Result};
 use crate::shard::manifest::Manifest;
@@ -117,15 +117,12 @@ impl State {
                     serde_json::from_value(req.get("stats").cloned().unwrap_or(Value::Null)).map_err(|e| {
                         Error::InvalidArgument(format!("report: \"stats\" must map domains to lists of numbers: {e}"))
                     })?;
-                let before = self.feedback.decisions.len();
                 let (f, domains, plan) = self.plan();
-                let d = f.report(step, report, domains, plan)?;
-                let after = self.feedback.decisions.len();
-                if after == before + 1 && d.decision as usize == after {
-                    self.write_log(Some(&d))?;
-                } else if after != before || self.feedback.decisions.last() != Some(&d) {
-                    // A rollback rewrote history.
-                    self.write_log(None)?;
+                let (d, outcome) = f.report(step, report, domains, plan)?;
+                match outcome {
+                    Outcome::Appended => self.write_log(Some(&d))?,
+                    Outcome::Replaced => self.write_log(None)?, // a rollback rewrote history
+                    Outcome::Unchanged => {}
                 }
                 self.publish();
                 let mut s = self.status();
