@@ -13,8 +13,12 @@ the order in which DataLoader hands them back, so the batch order is the loader'
 widened to int64 (embedding lookups want it; the shared memory holds uint16/uint32).
 """
 
-import torch
-import torch.utils.data
+try:
+    import torch
+    import torch.utils.data
+except ImportError as e:
+    raise ImportError("syllabus_loader.torch needs PyTorch (pip install torch); the rest of "
+                      "syllabus_loader works without it") from e
 
 from . import Loader
 

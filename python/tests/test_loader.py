@@ -374,6 +374,24 @@ class Feedback(unittest.TestCase):
                 ld.report({"prose": [1.0]})
 
 
+class Example(unittest.TestCase):
+    def test_the_example_training_loop_runs_steered_and_resumes(self):
+        example = os.path.join(HERE, "..", "examples", "train_loop.py")
+        state = os.path.join(WORK, "example-state.json")
+        with ShmDir() as shm, Serve(C2, "--feedback", "dump", "--log", os.path.join(WORK, "example.jsonl"),
+                                    shm_dir=shm):
+            env = dict(os.environ, SYLLABUS_SHM_DIR=shm)
+            run = lambda *a: subprocess.run([sys.executable, example, C2, "--save", state, *a], env=env,
+                                            capture_output=True, text=True, check=True).stdout.splitlines()
+            out = run("--steps", "4")
+            self.assertEqual(len(out), 4)
+            self.assertIn("mixture from step 3", out[0])
+            with open(state) as f:
+                self.assertEqual(json.load(f)["position"], 4 * 8)
+            more = run("--steps", "6", "--resume", state)
+            self.assertTrue(more[0].startswith("step 4:"), more)
+
+
 class Reweight(unittest.TestCase):
     def test_oracles(self):
         np.testing.assert_allclose(window_weights([1, 2, 3], "linupper", 1.0), [0.1554, 0.4223, 0.4223], atol=5e-5)
