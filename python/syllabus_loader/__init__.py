@@ -20,6 +20,7 @@ drop_last=True to leave it out.
 
 import math
 import operator
+import time
 
 import numpy as np
 
@@ -67,7 +68,8 @@ class Loader:
     passes: passes over the curriculum (None: endless).
     shuffle_later_passes: False repeats the curriculum's order in every pass.
     drop_last: leave out a last global batch shorter than G.
-    reporting_rank: the rank whose report() reaches serve (others' report() do nothing).
+    reporting_rank: the rank whose report() reaches serve (others' report() do nothing; -1:
+        none of this process's loaders).
     timeout: seconds to wait for a steered batch whose mixture is not decided yet.
     """
 
@@ -218,7 +220,6 @@ class Loader:
         }
 
     def _wait_planned(self, end, b):
-        import time
         seg = self._seg
         if seg.planned() >= end:
             return

@@ -49,8 +49,12 @@ class Dataset(torch.utils.data.IterableDataset):
         self.kwargs = loader_kwargs
         self.state = None
 
-    def loader(self):
-        ld = Loader(*self.args, **self.kwargs)
+    def loader(self, reporting=False):
+        """A loader at the dataset's state. Only the DataLoader's own loader reports: the ones
+        that read batches (in workers, or in the main process) must not wait for their own
+        reports."""
+        kwargs = dict(self.kwargs) if reporting else dict(self.kwargs, reporting_rank=-1)
+        ld = Loader(*self.args, **kwargs)
         if self.state is not None:
             ld.load_state_dict(self.state)
         return ld
@@ -75,7 +79,7 @@ class DataLoader(torch.utils.data.DataLoader):
         if kwargs["batch_size"] is not None:
             raise ValueError("batches come from syllabus: leave batch_size to the Dataset")
         super().__init__(dataset, **kwargs)
-        self._main = dataset.loader()
+        self._main = dataset.loader(reporting=True)
         if dataset.state is not None:
             self._main.load_state_dict(dataset.state)
 

@@ -52,6 +52,20 @@ class Torch(unittest.TestCase):
                 got += [b["index"].tolist() for b in dl2]
                 self.assertEqual(got, plain, f"{workers} workers")
 
+    def test_a_steered_run_with_workers_reports_from_the_main_process(self):
+        with ShmDir() as shm, Serve(C2, "--feedback", "dump", "--log", os.path.join(WORK, "torch.jsonl"),
+                                    shm_dir=shm):
+            os.environ["SYLLABUS_SHM_DIR"] = shm
+            dl = DataLoader(Dataset(C2, 0, 1, 16), num_workers=2)
+            steps = []
+            for b in dl:
+                steps.append(b["step"])
+                d = dl.report({"prose": [0.5], "code": [0.3]})
+                self.assertEqual(d["report_step"], b["step"])
+                if len(steps) == 12:
+                    break
+            self.assertEqual(steps, list(range(12)))
+
 
 if __name__ == "__main__":
     unittest.main()
