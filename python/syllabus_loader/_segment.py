@@ -2,6 +2,7 @@
 
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import mmap
@@ -42,7 +43,12 @@ def segment_path(path_or_name, directory=None):
     if os.path.isfile(manifest):
         with open(manifest, "rb") as f:
             cid = curriculum_id(json.load(f))
-        return os.path.join(directory, f"syllabus-{os.getuid()}-{cid[:16]}")
+        mine = os.path.join(directory, f"syllabus-{os.getuid()}-{cid[:16]}")
+        if os.path.exists(mine):
+            return mine
+        # Served by another user (serve --mode 640 or 644): the one segment of this curriculum.
+        others = glob.glob(os.path.join(directory, f"syllabus-*-{cid[:16]}"))
+        return others[0] if len(others) == 1 else mine
     if os.sep in p:
         return p
     if not p.startswith("syllabus-"):

@@ -250,6 +250,18 @@ class Failures(unittest.TestCase):
                 lc = Loader("second-run", 0, 1, 4, shm_dir=shm)
                 self.assertEqual(next(iter(lc))["index"].tolist(), [0, 1, 2, 3])
 
+    def test_a_curriculum_served_by_another_user_is_found(self):
+        with open(os.path.join(C2, "manifest.json")) as f:
+            cid = syllabus_loader.curriculum_id(json.load(f))
+        with ShmDir() as shm:
+            mine = os.path.join(shm, f"syllabus-{os.getuid()}-{cid[:16]}")
+            self.assertEqual(syllabus_loader.segment_path(C2, shm), mine, "nothing there: this user's name")
+            theirs = os.path.join(shm, f"syllabus-4242-{cid[:16]}")
+            open(theirs, "w").close()
+            self.assertEqual(syllabus_loader.segment_path(C2, shm), theirs)
+            open(mine, "w").close()
+            self.assertEqual(syllabus_loader.segment_path(C2, shm), mine, "this user's own first")
+
     def test_segment_permissions_are_explicit(self):
         with ShmDir() as shm:
             with Serve(C2, shm_dir=shm) as srv:
