@@ -235,9 +235,11 @@ fn a_replaced_decision_is_what_the_log_replays() {
         let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
         let sock = s.ready["socket"].as_str().unwrap().to_string();
         request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
-        let first = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}}));
+        let first =
+            request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}}));
         // The same step again with other values (a trainer resumed on other kernels).
-        let again = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.1], "code": [0.9]}}));
+        let again =
+            request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.1], "code": [0.9]}}));
         assert_eq!(again["decisions"], 1);
         assert_ne!(first["decision"]["mixture"], again["decision"]["mixture"]);
         again["decision"].clone()
@@ -247,4 +249,32 @@ fn a_replaced_decision_is_what_the_log_replays() {
     assert_eq!(log[1], replaced);
     let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
     assert_eq!(s.ready["decisions_replayed"], 1);
+}
+
+#[test]
+fn a_decision_the_log_could_not_take_is_refused_and_written_with_the_next_report() {
+    let (t, dir, shm) = setup();
+    let log = t.path().join("log.jsonl");
+    let s = serve(&dir, &shm, &["--feedback", "dump", "--log", &p(&log)]).unwrap();
+    let sock = s.ready["socket"].as_str().unwrap().to_string();
+    request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
+    let r0 = serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}});
+    let r1 = serde_json::json!({"op": "report", "step": 1, "stats": {"prose": [0.2], "code": [0.6]}});
+    let planned = request(&sock, r0)["planned"].clone();
+    // The log cannot be written (a directory in its place, as a full disk would fail it).
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let failed = request(&sock, r1.clone());
+    assert!(failed["error"].as_str().unwrap().contains("log.jsonl"), "{failed}");
+    let status = request(&sock, serde_json::json!({"op": "status"}));
+    assert_eq!(status["planned"], planned, "nothing published past what the log holds");
+    let hello = request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
+    assert_eq!(hello["planned"], planned, "not by a loader attaching either");
+    std::fs::remove_dir(&log).unwrap();
+    let ok = request(&sock, r1);
+    assert_eq!(ok["decisions"], 2, "{ok}");
+    assert_eq!(read_jsonl(&log).len(), 3, "header and both decisions");
+    drop(s);
+    let again = serve(&dir, &shm, &["--feedback", "dump", "--log", &p(&log)]).unwrap();
+    assert_eq!(again.ready["decisions_replayed"], 2);
 }

@@ -318,6 +318,11 @@ impl Segment {
         self.map.atomic(OFF_PLANNED).store(planned, Ordering::Release);
     }
 
+    /// Positions ranks may read (as last published).
+    pub fn published(&self) -> u64 {
+        self.map.atomic(OFF_PLANNED).load(Ordering::Acquire)
+    }
+
     /// Mark closed and remove the files (a clean stop).
     pub fn close(&self) {
         self.map.atomic(OFF_STATE).store(STATE_CLOSED, Ordering::Release);

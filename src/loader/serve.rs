@@ -68,6 +68,8 @@ struct State {
     segment: Arc<Segment>,
     log: PathBuf,
     header: LogHeader,
+    /// The last log write failed: the next one rewrites the whole log.
+    log_behind: bool,
 }
 
 impl State {
@@ -77,7 +79,11 @@ impl State {
         (&mut self.feedback, self.segment.domains(), plan)
     }
 
+    /// Let ranks read what is planned, unless the log is missing a decision it depends on.
     fn publish(&self) {
+        if self.log_behind {
+            return;
+        }
         self.segment.publish(self.feedback.planner.planned(), self.feedback.decisions.len() as u64);
     }
 
@@ -119,11 +125,16 @@ impl State {
                     })?;
                 let (f, domains, plan) = self.plan();
                 let (d, outcome) = f.report(step, report, domains, plan)?;
-                match outcome {
-                    Outcome::Appended => self.write_log(Some(&d))?,
-                    Outcome::Replaced => self.write_log(None)?, // a rollback rewrote history
-                    Outcome::Unchanged => {}
-                }
+                // The log is written before the plan is published; a write that failed (a full
+                // disk) is redone whole at the next report, so the log never misses a decision
+                // that ranks have read by.
+                let written = match (outcome, self.log_behind) {
+                    (_, true) | (Outcome::Replaced, _) => self.write_log(None),
+                    (Outcome::Appended, false) => self.write_log(Some(&d)),
+                    (Outcome::Unchanged, false) => Ok(()),
+                };
+                self.log_behind = written.is_err();
+                written?;
                 self.publish();
                 let mut s = self.status();
                 s["decision"] = serde_json::to_value(&d).expect("decisions serialize");
@@ -137,7 +148,7 @@ impl State {
     fn status(&self) -> Value {
         json!({
             "ok": true,
-            "planned": self.feedback.planner.planned().min(self.segment.layout.n_seq),
+            "planned": self.segment.published(),
             "decisions": self.feedback.decisions.len(),
             "due_step": self.feedback.due_step(),
             "global_batch_size": self.feedback.global_batch_size,
@@ -236,7 +247,7 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
     let n = seg.layout.n_seq.max(1) as f64;
     let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n).collect();
     let feedback = Feedback::new(opts.feedback.clone(), m.domains.clone(), &shares)?;
-    let mut state = State { feedback, segment: seg.clone(), log: log.clone(), header };
+    let mut state = State { feedback, segment: seg.clone(), log: log.clone(), header, log_behind: false };
     let replayed = logged.len();
     {
         let (f, domains, plan) = state.plan();
