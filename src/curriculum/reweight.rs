@@ -49,8 +49,13 @@ pub fn window_weights(losses: &[f64], strategy: Strategy, temperature: f64) -> V
     let span = (hi - lo).max(1e-6);
     let logits: Vec<f64> =
         losses.iter().map(|&l| strategy.logit(2.0 * DELTA * (l - mid) / span) / temperature).collect();
-    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = logits.iter().map(|&z| (z - max).exp()).collect();
+    softmax(&logits)
+}
+
+/// softmax(z), shifted by max(z) so that no exp overflows.
+pub fn softmax(z: &[f64]) -> Vec<f64> {
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = z.iter().map(|&x| (x - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
 }

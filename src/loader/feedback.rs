@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::curriculum::reweight::softmax;
 use crate::curriculum::schedule::Mixer;
 use crate::error::{Error, Result};
 
@@ -146,13 +147,6 @@ impl FeedbackConfig {
         }
         Ok(())
     }
-}
-
-fn softmax(z: &[f64]) -> Vec<f64> {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|&x| (x - max).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|x| x / s).collect()
 }
 
 /// DUMP's UCB scores: A_j + sqrt(2 ln(N + 1) / (n_j + 1)).

@@ -48,7 +48,7 @@ use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::shard::manifest::{Manifest, ShardEntry};
-use crate::shard::{checksum, HEADER_BYTES as SHARD_HEADER, MAGIC as SHARD_MAGIC};
+use crate::shard::{read_verified, HEADER_BYTES as SHARD_HEADER, MAGIC as SHARD_MAGIC};
 
 pub const MAGIC: &[u8; 8] = b"SYLSERVE";
 pub const VERSION: u32 = 1;
@@ -409,15 +409,8 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
     let mut next = 0u64;
     for (i, s) in shards.iter().enumerate() {
         let path = req.dir.join(&s.path);
-        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let refuse = |what: String| Error::InvalidArgument(format!("{}: refused: {what}", path.display()));
-        if data.len() as u64 != s.bytes {
-            return Err(refuse(format!("{} bytes, the manifest says {} (truncated or replaced)", data.len(), s.bytes)));
-        }
-        let sum = checksum(&data);
-        if sum != s.checksum {
-            return Err(refuse(format!("checksum {sum} does not match the manifest's {}", s.checksum)));
-        }
+        let data = read_verified(&path, s.bytes, &s.checksum).map_err(refuse)?;
         let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as u64;
         let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap());
         let ok = data.len() >= SHARD_HEADER

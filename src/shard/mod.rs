@@ -231,6 +231,20 @@ pub fn checksum(bytes: &[u8]) -> String {
     format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
+/// A file the manifest lists, read and checked against the manifest's size and checksum;
+/// the error says what does not match (the caller names the file).
+pub fn read_verified(path: &std::path::Path, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if data.len() as u64 != bytes {
+        return Err(format!("{} bytes, the manifest says {bytes} (truncated or replaced)", data.len()));
+    }
+    let got = checksum(&data);
+    if got != sum {
+        return Err(format!("checksum {got} does not match the manifest's {sum}"));
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

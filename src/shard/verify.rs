@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::shard::manifest::{Manifest, ShardEntry};
-use crate::shard::{checksum, megatron, Shard};
+use crate::shard::{megatron, read_verified, Shard};
 
 /// What verification found. `problems` is empty when everything checks.
 #[derive(Debug, Default, serde::Serialize)]
@@ -22,24 +22,7 @@ pub struct VerifyReport {
 }
 
 fn read_checked(dir: &Path, rel: &str, bytes: u64, sum: &str, problems: &mut Vec<String>) -> Option<Vec<u8>> {
-    let path = dir.join(rel);
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(format!("{rel}: cannot be read: {e}"));
-            return None;
-        }
-    };
-    if data.len() as u64 != bytes {
-        problems.push(format!("{rel}: {} bytes, the manifest says {bytes} (truncated or replaced)", data.len()));
-        return None;
-    }
-    let got = checksum(&data);
-    if got != sum {
-        problems.push(format!("{rel}: checksum {got} does not match the manifest's {sum}"));
-        return None;
-    }
-    Some(data)
+    read_verified(&dir.join(rel), bytes, sum).map_err(|what| problems.push(format!("{rel}: {what}"))).ok()
 }
 
 /// Verify the curriculum under `dir`.
