@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::batch::{id_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
 use crate::source::{
@@ -221,7 +221,9 @@ impl ScoredLake<'_> {
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
     /// Only the chosen lines are parsed, and each file is left after its last chosen row.
     fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], field: Field, out: &Path) -> Result<Vec<u64>> {
-        let extras = lake_extras(self.raw, stats, self.read)?;
+        let mut extras = lake_extras(self.raw, stats, self.read)?;
+        // The score column replaces a lake column of its name (re-selecting a selection).
+        extras.fields.retain(|f| f.name() != field.name());
         let mut per_file = vec![Vec::new(); self.raw.len()];
         for r in chosen {
             per_file[r.file as usize].push(r.loc);
@@ -229,9 +231,8 @@ impl ScoredLake<'_> {
         let mut reader = LakeReader::new(self.raw, self.read, extras, None)
             .with_selection(per_file)
             .with_file_column(self.file_column.clone());
-        let mut fields: Vec<Field> = reader.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(field.clone());
-        let mut writer = TableWriter::create(out, Arc::new(Schema::new(fields)))?;
+        let schema = crate::batch::append_fields(&reader.schema(), std::slice::from_ref(&field))?;
+        let mut writer = TableWriter::create(out, Arc::new(schema))?;
         let mut selected = vec![0u64; stats.len()];
         let bar = self.progress.rows("write");
         let mut next = 0usize;

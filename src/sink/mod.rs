@@ -25,17 +25,23 @@ pub enum OutFormat {
 }
 
 impl OutFormat {
-    /// `.parquet`, `.jsonl`, `.jsonl.zst`, `.jsonl.gz`; anything else is Parquet.
-    pub fn from_path(path: &Path) -> OutFormat {
+    /// `.parquet` (or `.pq`), `.jsonl`, `.jsonl.zst`, `.jsonl.gz`; anything else is refused,
+    /// so `--out a.csv` never silently holds Parquet.
+    pub fn from_path(path: &Path) -> Result<OutFormat> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
-        if name.ends_with(".jsonl") {
-            OutFormat::Jsonl
+        if name.ends_with(".parquet") || name.ends_with(".pq") {
+            Ok(OutFormat::Parquet)
+        } else if name.ends_with(".jsonl") {
+            Ok(OutFormat::Jsonl)
         } else if name.ends_with(".jsonl.zst") {
-            OutFormat::JsonlZst
+            Ok(OutFormat::JsonlZst)
         } else if name.ends_with(".jsonl.gz") {
-            OutFormat::JsonlGz
+            Ok(OutFormat::JsonlGz)
         } else {
-            OutFormat::Parquet
+            Err(Error::InvalidArgument(format!(
+                "{}: unknown output type (expected .parquet, .jsonl, .jsonl.zst or .jsonl.gz)",
+                path.display()
+            )))
         }
     }
 }
@@ -50,16 +56,67 @@ enum Inner {
 }
 
 pub struct TableWriter {
-    inner: Inner,
+    /// `None` once finished.
+    inner: Option<Inner>,
     tmp: PathBuf,
     path: PathBuf,
     rows: u64,
+}
+
+/// Removes a temporary file unless it was renamed into place.
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
+}
+
+/// Where an output goes: `path` itself, or the regular file a symlink at `path` points to.
+/// Outputs are written to `NAME.tmp` and renamed over `NAME`, so anything at `NAME` that is
+/// not a regular file (a directory, a FIFO, a device, a socket, a dangling link) would be
+/// replaced: that is refused, whoever runs it.
+pub fn output_target(path: &Path) -> Result<PathBuf> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(e) => return Err(Error::io(path, e)),
+        Ok(m) => m,
+    };
+    let (target, meta) = if meta.file_type().is_symlink() {
+        let target = std::fs::canonicalize(path).map_err(|e| {
+            Error::InvalidArgument(format!("{}: a symbolic link whose target cannot be written: {e}", path.display()))
+        })?;
+        let m = std::fs::metadata(&target).map_err(|e| Error::io(&target, e))?;
+        (target, m)
+    } else {
+        (path.to_path_buf(), meta)
+    };
+    if !meta.is_file() {
+        let ft = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::InvalidArgument(format!(
+            "{}: is {what}; an output must be a regular file (syllabus writes NAME.tmp and renames it over NAME, and never replaces anything else)",
+            target.display()
+        )));
+    }
+    Ok(target)
 }
 
 fn create_parent(path: &Path) -> Result<()> {
@@ -71,32 +128,45 @@ fn create_parent(path: &Path) -> Result<()> {
 
 impl TableWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        let format = OutFormat::from_path(path)?;
+        let dups = crate::batch::duplicate_names(&schema);
+        if !dups.is_empty() {
+            return Err(Error::InvalidArgument(format!("{}: two columns named {}", path.display(), dups.join(", "))));
+        }
+        let path = &output_target(path)?;
         create_parent(path)?;
         let tmp = tmp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_file(&tmp);
+            e
+        };
         let pq_err = |e| Error::Parquet { file: path.to_path_buf(), source: e };
-        let inner = match OutFormat::from_path(path) {
+        let inner = match format {
             OutFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(pq_err)?))
                     .build();
-                Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err)?)
+                Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err).map_err(cleanup)?)
             }
             OutFormat::Jsonl => Inner::Jsonl(JsonWriter::new(BufWriter::new(file))),
             OutFormat::JsonlZst => {
-                let enc = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(|e| Error::io(&tmp, e))?;
+                let enc = zstd::stream::write::Encoder::new(BufWriter::new(file), 3)
+                    .map_err(|e| Error::io(&tmp, e))
+                    .map_err(cleanup)?;
                 Inner::JsonlZst(JsonWriter::new(enc))
             }
             OutFormat::JsonlGz => {
                 Inner::JsonlGz(JsonWriter::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default())))
             }
         };
-        Ok(TableWriter { inner, tmp, path: path.to_path_buf(), rows: 0 })
+        Ok(TableWriter { inner: Some(inner), tmp, path: path.to_path_buf(), rows: 0 })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let ctx = |e| Error::arrow(format!("writing {}", self.path.display()), e);
-        match &mut self.inner {
+        let Some(inner) = &mut self.inner else { return Ok(()) };
+        match inner {
             Inner::Parquet(w) => w.write(batch).map_err(|e| Error::Parquet { file: self.path.clone(), source: e })?,
             Inner::Jsonl(w) => w.write(batch).map_err(ctx)?,
             Inner::JsonlZst(w) => w.write(batch).map_err(ctx)?,
@@ -110,11 +180,21 @@ impl TableWriter {
         self.rows
     }
 
-    /// Flush, fsync and move the file to its final name. Returns the rows written.
-    pub fn finish(self) -> Result<u64> {
+    /// Flush, fsync and move the file to its final name. Returns the rows written. On an
+    /// error the temporary file is removed.
+    pub fn finish(mut self) -> Result<u64> {
+        let inner = self.inner.take().expect("a writer is finished once");
+        let r = self.finish_inner(inner);
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        r
+    }
+
+    fn finish_inner(&self, inner: Inner) -> Result<u64> {
         let io = |e| Error::io(&self.tmp, e);
         let ctx = |e| Error::arrow(format!("writing {}", self.path.display()), e);
-        let file = match self.inner {
+        let file = match inner {
             Inner::Parquet(w) => w.into_inner().map_err(|e| Error::Parquet { file: self.path.clone(), source: e })?,
             Inner::Jsonl(mut w) => {
                 w.finish().map_err(ctx)?;
@@ -137,11 +217,82 @@ impl TableWriter {
 }
 
 /// Write `bytes` to `path` atomically (temporary file, fsync, rename).
+/// Like a table, only a regular file (or a link to one) is replaced, and a failed write leaves
+/// no `NAME.tmp` behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let path = &output_target(path)?;
     create_parent(path)?;
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let r = (|| {
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]))
+    }
+
+    #[test]
+    fn unknown_output_extensions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = TableWriter::create(&dir.path().join("a.csv"), schema()).err().unwrap().to_string();
+        assert!(err.contains("a.csv: unknown output type"), "{err}");
+        assert!(!dir.path().join("a.csv.tmp").exists());
+    }
+
+    #[test]
+    fn out_to_a_fifo_or_a_directory_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.parquet");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = TableWriter::create(&fifo, schema()).err().unwrap().to_string();
+        assert!(err.contains("is a FIFO"), "{err}");
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+        let sub = dir.path().join("d.parquet");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(write_atomic(&sub, b"x").unwrap_err().to_string().contains("is a directory"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no .tmp left: {names:?}");
+    }
+
+    #[test]
+    fn out_through_a_symlink_writes_its_target_and_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.jsonl");
+        std::fs::write(&target, b"old").unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        let dangling = dir.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink(dir.path().join("nowhere/x"), &dangling).unwrap();
+        assert!(write_atomic(&dangling, b"x").is_err());
+    }
+
+    #[test]
+    fn a_dropped_writer_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let w = TableWriter::create(&p, schema()).unwrap();
+        assert!(dir.path().join("t.parquet.tmp").exists());
+        drop(w);
+        assert!(!dir.path().join("t.parquet.tmp").exists());
+        assert!(!p.exists());
+    }
+
 }

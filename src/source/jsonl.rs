@@ -36,7 +36,8 @@ struct Row<'a> {
 struct RowSeed<'c> {
     text_field: &'c str,
     id_field: &'c str,
-    extras: &'c [String],
+    /// Extra field name -> its column.
+    extras: &'c rustc_hash::FxHashMap<String, usize>,
     fields_seen: &'c mut IndexSet<String>,
 }
 
@@ -68,7 +69,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 if !self.fields_seen.contains(key.as_ref()) {
                     self.fields_seen.insert(key.to_string());
                 }
-                if let Some(i) = self.extras.iter().position(|e| *e == key) {
+                if let Some(&i) = self.extras.get(key.as_ref()) {
                     row.extras[i] = Some(value);
                 }
             }
@@ -111,9 +112,12 @@ pub struct JsonlDecoder {
     text_field: String,
     id_field: String,
     file_name: String,
-    extra_names: Vec<String>,
+    /// Extra field name -> its column (a map: a lake can have many thousands of fields).
+    extra_names: rustc_hash::FxHashMap<String, usize>,
     /// A builder per extra column, or its type when this file never has that field.
     extras: Vec<Result<StringBuilder, DataType>>,
+    /// False: the text field is neither required nor kept (every text is empty).
+    read_text: bool,
     ids: StringBuilder,
     texts: StringBuilder,
     lines: Vec<u64>,
@@ -125,7 +129,7 @@ impl JsonlDecoder {
     /// Extra columns are UTF-8 (strings as they are, other values as JSON text); an extra
     /// column of another type is one this file does not have (see `lake_extras`): all null.
     pub fn new(text_field: &str, id_field: &str, file_name: &str, extras: &super::Extras) -> Self {
-        let extra_names = extras.fields.iter().map(|f| f.name().clone()).collect();
+        let extra_names = extras.fields.iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
         let extras = extras
             .fields
             .iter()
@@ -143,12 +147,19 @@ impl JsonlDecoder {
             file_name: file_name.into(),
             extra_names,
             extras,
+            read_text: true,
             ids: StringBuilder::new(),
             texts: StringBuilder::new(),
             lines: Vec::new(),
             rows: 0,
             text_bytes: 0,
         }
+    }
+
+    /// Leave the text field unread (see [`ReadOptions::read_text`](super::ReadOptions)).
+    pub fn without_text(mut self) -> Self {
+        self.read_text = false;
+        self
     }
 
     pub fn rows(&self) -> usize {
@@ -175,6 +186,7 @@ impl JsonlDecoder {
         })?;
         let text_field = &self.text_field;
         let text = match row.text {
+            _ if !self.read_text => Cow::Borrowed(""),
             None => return Err(format!("missing field \"{text_field}\"")),
             Some(v) => match decode_str(v) {
                 Some(t) => t,
@@ -229,6 +241,49 @@ impl JsonlDecoder {
     }
 }
 
+/// What [`read_line_bounded`] read.
+struct Line {
+    /// Bytes consumed, newline included (0 at the end of the file).
+    bytes: u64,
+    /// The line was longer than the limit: `buf` holds its first `limit` bytes only.
+    over_limit: bool,
+}
+
+/// `read_until(b'\n')` that keeps at most `limit` bytes of a line in `buf` (the rest is
+/// consumed and dropped), so one huge line cannot exhaust memory.
+fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<Line> {
+    let mut bytes = 0u64;
+    let mut over_limit = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(Line { bytes, over_limit });
+        }
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = limit.saturating_sub(buf.len());
+        if take > room {
+            over_limit = true;
+        }
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        r.consume(take);
+        bytes += take as u64;
+        if done {
+            return Ok(Line { bytes, over_limit });
+        }
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
 /// Reads a jsonl file line by line into batches.
 pub(super) struct JsonlFileReader {
     reader: Box<dyn BufRead + Send>,
@@ -260,16 +315,35 @@ impl JsonlFileReader {
 impl super::FileReader for JsonlFileReader {
     fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let decoder = self.decoder.get_or_insert_with(|| {
-            JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras)
+            let d = JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras);
+            if ctx.opts.read_text {
+                d
+            } else {
+                d.without_text()
+            }
         });
         while !self.done && decoder.rows() < ctx.opts.batch_rows && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => self.done = true,
-                Ok(n) => {
+            match read_line_bounded(&mut self.reader, &mut self.buf, ctx.opts.max_record_bytes) {
+                Ok(Line { bytes: 0, .. }) => self.done = true,
+                Ok(Line { bytes: n, over_limit }) => {
                     self.line_no += 1;
                     let start = self.offset;
-                    self.offset += n as u64;
+                    self.offset += n;
+                    if over_limit {
+                        // Only the first max_record_bytes were kept; the rest was skipped.
+                        let wanted = ctx.wanted.is_none_or(|w| w.binary_search(&self.line_no).is_ok());
+                        if wanted {
+                            ctx.stats.read += 1;
+                            let reason = format!(
+                                "a record of {n} bytes or more, over the limit of {} bytes (--max-record-bytes / source.max_record_bytes)",
+                                ctx.opts.max_record_bytes
+                            );
+                            let head = &self.buf[..self.buf.len().min(4096)];
+                            ctx.reject(Location::Line(self.line_no), Some(start), reason, head)?;
+                        }
+                        continue;
+                    }
                     let mut line = self.buf.as_slice();
                     if self.line_no == 1 {
                         line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
@@ -358,6 +432,23 @@ mod tests {
         assert_eq!(decode(r#"{"text":3}"#).unwrap_err(), "field \"text\" is a number, expected a string");
         assert!(decode(r#"{"text":"\ud800"}"#).is_err());
         assert!(decode(r#"{"text":"x"} trailing"#).unwrap_err().starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_cut_and_flagged() {
+        let data = b"abc\n0123456789\nxy";
+        let mut r = std::io::Cursor::new(&data[..]);
+        let mut buf = Vec::new();
+        let l = read_line_bounded(&mut r, &mut buf, 5).unwrap();
+        assert_eq!((l.bytes, l.over_limit, buf.as_slice()), (4, false, &b"abc\n"[..]));
+        buf.clear();
+        let l = read_line_bounded(&mut r, &mut buf, 5).unwrap();
+        assert_eq!((l.bytes, l.over_limit, buf.as_slice()), (11, true, &b"01234"[..]));
+        buf.clear();
+        let l = read_line_bounded(&mut r, &mut buf, 5).unwrap();
+        assert_eq!((l.bytes, l.over_limit, buf.as_slice()), (2, false, &b"xy"[..]));
+        buf.clear();
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 5).unwrap().bytes, 0);
     }
 
     #[test]

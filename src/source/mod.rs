@@ -36,6 +36,10 @@ use crate::error::{Error, Result};
 /// At most this much text goes into one batch (a batch may exceed it by one document).
 pub const MAX_BATCH_TEXT_BYTES: usize = 64 << 20;
 
+/// The default limit on one jsonl record (a line): 256 MiB, far above real documents. A
+/// longer line is a bad record (its bytes past the limit are never held in memory).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 << 20;
+
 /// The kind of an input file, chosen by its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -221,6 +225,12 @@ pub struct ReadOptions {
     pub id_field: String,
     pub batch_rows: usize,
     pub on_bad_record: BadRecordPolicy,
+    /// The longest jsonl line (record) read; longer ones are bad records.
+    pub max_record_bytes: usize,
+    /// Read the text column. When false (tables without text, such as the labelled features
+    /// a proxy mlp trains on), the text column is not read at all and every row's text is
+    /// empty.
+    pub read_text: bool,
 }
 
 impl Default for ReadOptions {
@@ -230,6 +240,8 @@ impl Default for ReadOptions {
             id_field: "id".into(),
             batch_rows: crate::batch::DEFAULT_BATCH_ROWS,
             on_bad_record: BadRecordPolicy::Fail,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            read_text: true,
         }
     }
 }
@@ -361,9 +373,16 @@ impl<'a> LakeReader<'a> {
     pub fn with_file_column(mut self, column: Option<FileColumn>) -> Self {
         if let Some(c) = &column {
             debug_assert_eq!(c.values.len(), self.files.len());
-            let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-            fields.push(Field::new(&c.name, DataType::Utf8, false));
-            self.out_schema = Arc::new(Schema::new(fields));
+            // The per-file column replaces a lake column of the same name: that one is not
+            // decoded at all.
+            self.extras.fields.retain(|f| *f.name() != c.name);
+            self.schema = source_schema(self.opts, &self.extras);
+            let field = Field::new(&c.name, DataType::Utf8, false);
+            // Only the id or text column can collide now; that is an error at the first batch.
+            self.out_schema = Arc::new(
+                crate::batch::append_fields(&self.schema, std::slice::from_ref(&field))
+                    .unwrap_or_else(|_| self.schema.as_ref().clone()),
+            );
         }
         self.file_column = column;
         self
@@ -446,6 +465,12 @@ impl Iterator for LakeReader<'_> {
         }
         r
     }
+}
+
+/// Read a Parquet file's footer and schema: a clean error naming the file when it is not a
+/// readable Parquet file (before it is handed to a reader that might not say so as clearly).
+pub fn check_parquet(file: &InputFile) -> Result<()> {
+    parquet::file_schema(file).map(|_| ())
 }
 
 /// The extra columns of a lake, with one type each: a Parquet column keeps its type where all

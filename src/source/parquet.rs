@@ -30,8 +30,9 @@ fn is_string(ty: &DataType) -> bool {
 pub(super) struct ParquetFileReader {
     /// Opened on the first batch, projected to the columns the batches need.
     reader: Option<ParquetRecordBatchReader>,
-    /// Column positions (in the file, then in the projected batches once `reader` is open).
-    text_col: usize,
+    /// Column positions (in the file, then in the projected batches once `reader` is open);
+    /// no text column when the text is not read.
+    text_col: Option<usize>,
     id_col: Option<usize>,
     extra_cols: Vec<Option<usize>>,
     total_rows: u64,
@@ -45,19 +46,24 @@ impl ParquetFileReader {
         let schema = builder.schema().clone();
         let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let Some(text_idx) = names.iter().position(|n| *n == opts.text_field) else {
-            return Err(Error::Schema {
-                file: file.path.clone(),
-                message: format!("no column \"{}\" (columns: {}); choose one with --text-field", opts.text_field, names.join(", ")),
-            });
+        let text_idx = if opts.read_text {
+            let Some(text_idx) = names.iter().position(|n| *n == opts.text_field) else {
+                return Err(Error::Schema {
+                    file: file.path.clone(),
+                    message: format!("no column \"{}\" (columns: {}); choose one with --text-field", opts.text_field, names.join(", ")),
+                });
+            };
+            let text_ty = schema.field(text_idx).data_type();
+            if !is_string(text_ty) {
+                return Err(Error::Schema {
+                    file: file.path.clone(),
+                    message: format!("column \"{}\" has type {text_ty}, expected a string column", opts.text_field),
+                });
+            }
+            Some(text_idx)
+        } else {
+            None
         };
-        let text_ty = schema.field(text_idx).data_type();
-        if !is_string(text_ty) {
-            return Err(Error::Schema {
-                file: file.path.clone(),
-                message: format!("column \"{}\" has type {text_ty}, expected a string column", opts.text_field),
-            });
-        }
         let id_idx = names.iter().position(|n| *n == opts.id_field);
         if let Some(i) = id_idx {
             let ty = schema.field(i).data_type();
@@ -87,7 +93,7 @@ impl super::FileReader for ParquetFileReader {
         if self.reader.is_none() {
             // First call: project to id, text and the extras this file has.
             let schema = file_schema(ctx.file)?;
-            let mut wanted: Vec<usize> = vec![self.text_col];
+            let mut wanted: Vec<usize> = self.text_col.into_iter().collect();
             wanted.extend(self.id_col);
             let extra_idx: Vec<Option<usize>> =
                 ctx.extras.fields.iter().map(|f| schema.index_of(f.name()).ok()).collect();
@@ -96,10 +102,9 @@ impl super::FileReader for ParquetFileReader {
             wanted.dedup();
             // `wanted` is sorted: a file column's position in the projected batch.
             let pos = |i: usize| -> usize { wanted.binary_search(&i).expect("projected column") };
-            let text_col = pos(self.text_col);
+            self.text_col = self.text_col.map(pos);
             self.id_col = self.id_col.map(pos);
             self.extra_cols = extra_idx.iter().map(|i| i.map(pos)).collect();
-            self.text_col = text_col;
             self.reader = Some(Self::project(ctx.file, ctx.opts, &wanted)?);
         }
         loop {
@@ -146,7 +151,10 @@ impl ParquetFileReader {
     fn convert(&self, batch: &RecordBatch, base: u64, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let n = batch.num_rows();
         let ctx_err = |e| Error::arrow(format!("{}: rows {base}..", ctx.file.name), e);
-        let text = cast(batch.column(self.text_col), &DataType::Utf8).map_err(ctx_err)?;
+        let text: ArrayRef = match self.text_col {
+            Some(c) => cast(batch.column(c), &DataType::Utf8).map_err(ctx_err)?,
+            None => std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n("", n))),
+        };
         let text = text.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
         let mut keep = Vec::with_capacity(n);
         let mut locations = Vec::with_capacity(n);

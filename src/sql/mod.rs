@@ -55,6 +55,22 @@ pub struct Session {
     pub tables: Vec<Registered>,
 }
 
+/// `fut`, with a panic inside it (DataFusion on some damaged inputs) turned into an error.
+async fn caught<T>(what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            Err(Error::InvalidArgument(format!("{what}: the query engine failed on this input ({msg})")))
+        }
+    }
+}
+
 impl Session {
     pub async fn new(opts: &SqlOptions) -> Result<Session> {
         let limit = opts.memory_limit_mb.max(16) << 20;
@@ -70,7 +86,7 @@ impl Session {
             if !p.exists() {
                 return Err(Error::NotFound { path: p.clone() });
             }
-            tables::register_path(&ctx, p, &mut tables).await?;
+            caught(&format!("reading {}", p.display()), tables::register_path(&ctx, p, &mut tables)).await?;
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
@@ -83,7 +99,7 @@ impl Session {
             let files = crate::source::expand_inputs(&opts.zipfit_target)?;
             let read = crate::source::ReadOptions::default();
             let params = crate::score::zipfit::ZipfitParams::with(None, None, false);
-            let progress = crate::pipeline::Progress::new(true);
+            let progress = crate::progress::Progress::new(true);
             let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
             ctx.register_udf(udf::zipfit(Arc::new(target)));
         }
@@ -114,8 +130,13 @@ impl Session {
         }
     }
 
-    /// Run one statement and write its result; returns the number of rows.
+    /// Run one statement and write its result; returns the number of rows. A panic inside the
+    /// query engine is an error, not a crash.
     pub async fn run(&self, sql: &str, out: &mut Output) -> Result<u64> {
+        caught("running the statement", self.run_inner(sql, out)).await
+    }
+
+    async fn run_inner(&self, sql: &str, out: &mut Output) -> Result<u64> {
         let df = self.ctx.sql(sql).await.map_err(|e| self.explain(e))?;
         let mut stream = df.execute_stream().await.map_err(|e| self.explain(e))?;
         let mut rows = 0u64;

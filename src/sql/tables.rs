@@ -81,6 +81,58 @@ fn blocking_stream(
     Box::pin(RecordBatchStreamAdapter::new(schema, rx))
 }
 
+/// jsonl files as a table that decodes only the columns a query uses: `count(*)` over a lake
+/// with thousands of distinct keys decodes none of them.
+#[derive(Debug)]
+struct LakeTable {
+    files: Vec<InputFile>,
+    read: ReadOptions,
+    extras: crate::source::Extras,
+    schema: SchemaRef,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let projection = projection.unwrap_or(&all);
+        // Columns 0 and 1 (id, text) are always decoded; extras only when projected.
+        let mut wanted: Vec<usize> = projection.iter().filter(|&&i| i >= 2).map(|&i| i - 2).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let extras = crate::source::Extras { fields: wanted.iter().map(|&i| self.extras.fields[i].clone()).collect() };
+        let schema = crate::source::source_schema(&self.read, &extras);
+        let remapped: Vec<usize> = projection
+            .iter()
+            .map(|&i| if i < 2 { i } else { 2 + wanted.binary_search(&(i - 2)).expect("a projected extra") })
+            .collect();
+        let stream = LakeStream { files: self.files.clone(), read: self.read.clone(), extras, schema: schema.clone() };
+        let exec = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(stream)],
+            Some(&remapped),
+            Vec::<datafusion::physical_expr::LexOrdering>::new(),
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
+    }
+}
+
 fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Result<()> {
     let read = ReadOptions::default();
     // One pass to learn the fields of every row (jsonl has no schema), as `lake_extras` wants.
@@ -91,9 +143,7 @@ fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Res
     let stats = stats_reader.into_stats();
     let extras = lake_extras(&files, &stats, &read)?;
     let schema = crate::source::source_schema(&read, &extras);
-    let stream = LakeStream { files, read, extras, schema: schema.clone() };
-    let table = StreamingTable::try_new(schema, vec![Arc::new(stream)]).map_err(df_err)?;
-    ctx.register_table(name, Arc::new(table)).map_err(df_err)?;
+    ctx.register_table(name, Arc::new(LakeTable { files, read, extras, schema })).map_err(df_err)?;
     Ok(())
 }
 
@@ -126,6 +176,11 @@ fn unique(name: String, out: &[Registered]) -> String {
 async fn register_data(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
     let files = expand_inputs(&[path.display().to_string()])?;
     if files.iter().all(|f| f.format == Format::Parquet) {
+        // DataFusion's footer decoding panics on some damaged files (a footer length past the
+        // file's size, `PAR1PAR1`): check every footer with syllabus's reader first.
+        for f in &files {
+            crate::source::check_parquet(f)?;
+        }
         let p = path.display().to_string();
         ctx.register_parquet(name, &p, ParquetReadOptions::default()).await.map_err(df_err)?;
     } else {
@@ -196,15 +251,32 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
     );
     let (mut domain, mut reported, mut signal, mut count, mut mixture) =
         (StringBuilder::new(), UInt64Builder::new(), Float64Builder::new(), UInt64Builder::new(), Float64Builder::new());
+    let (mut line_no, mut superseded_col) = (UInt64Builder::new(), arrow::array::BooleanBuilder::new());
     for path in files {
         let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
         let run_name = name.strip_prefix("mixture_log").unwrap_or_default().trim_start_matches('-');
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // A damaged line is reported and left out; the rest of the log stays queryable.
+        let mut decisions: Vec<(usize, Decision)> = Vec::new();
         for (i, l) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-            let d: Decision = serde_json::from_str(l)
-                .map_err(|e| Error::InvalidArgument(format!("{}:{}: not a decision: {e}", path.display(), i + 1)))?;
+            match serde_json::from_str::<Decision>(l) {
+                Ok(d) => decisions.push((i + 1, d)),
+                Err(e) => eprintln!("warning: {}:{}: not a decision, left out of mixture_log: {e}", path.display(), i + 1),
+            }
+        }
+        // The log is append-only: a line is superseded by a later line of the same or a lower
+        // decision number (a replaced decision).
+        let mut superseded = vec![false; decisions.len()];
+        let mut min_later = u64::MAX;
+        for (k, (_, d)) in decisions.iter().enumerate().rev() {
+            superseded[k] = min_later <= d.decision;
+            min_later = min_later.min(d.decision);
+        }
+        for ((i, d), sup) in decisions.iter().zip(superseded) {
             let rule_name = serde_json::to_value(d.rule).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             for (dom, p) in &d.mixture {
+                line_no.append_value(*i as u64);
+                superseded_col.append_value(sup);
                 run.append_value(run_name);
                 decision.append_value(d.decision);
                 rule.append_value(&rule_name);
@@ -233,6 +305,8 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
         ("signal", Arc::new(signal.finish())),
         ("count", Arc::new(count.finish())),
         ("mixture", Arc::new(mixture.finish())),
+        ("line", Arc::new(line_no.finish())),
+        ("superseded", Arc::new(superseded_col.finish())),
     ])
     .map_err(|e| Error::arrow("mixture_log table", e))?;
     let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(df_err)?;
@@ -380,7 +454,7 @@ impl PartitionStream for SequenceStream {
         let (dir, m, schema) = (self.dir.clone(), self.manifest.clone(), self.schema.clone());
         blocking_stream(self.schema.clone(), move |send| {
             for e in m.shards.iter().filter(|e| e.format == "syllabus") {
-                if !send(shard_rows(&dir, &m, &e.path, &schema)) {
+                if !send(shard_rows(&dir, &m, e, &schema)) {
                     break;
                 }
             }
@@ -388,10 +462,16 @@ impl PartitionStream for SequenceStream {
     }
 }
 
-fn shard_rows(dir: &Path, m: &Manifest, rel: &str, schema: &SchemaRef) -> Result<RecordBatch> {
+fn shard_rows(dir: &Path, m: &Manifest, e: &crate::shard::manifest::ShardEntry, schema: &SchemaRef) -> Result<RecordBatch> {
+    let rel = e.path.as_str();
     let path = dir.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let s = crate::shard::Shard::decode(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    // What verify refuses, SQL refuses: the path, size and checksum, then every header field.
+    let refuse = |what: String| Error::InvalidArgument(format!("{}: {what}", path.display()));
+    let bytes = crate::shard::read_verified(dir, rel, e.bytes, &e.checksum).map_err(refuse)?;
+    let s = crate::shard::Shard::decode(&bytes).map_err(|e| refuse(e.to_string()))?;
+    if let Some(p) = s.problems_against(m, e).into_iter().next() {
+        return Err(refuse(p));
+    }
     let seq_len = s.seq_len as u64;
     let (mut seq, mut shard, mut did, mut dom, mut w, mut nd) = (
         UInt64Builder::new(),
