@@ -410,7 +410,13 @@ pub fn stage(req: StageRequest) -> Result<Segment> {
     for (i, s) in shards.iter().enumerate() {
         let path = req.dir.join(&s.path);
         let refuse = |what: String| Error::InvalidArgument(format!("{}: refused: {what}", path.display()));
-        let data = read_verified(&path, s.bytes, &s.checksum).map_err(refuse)?;
+        let data = read_verified(req.dir, &s.path, s.bytes, &s.checksum).map_err(refuse)?;
+        // What verify refuses, serve refuses: every header field against the manifest.
+        let shard = crate::shard::Shard::decode(&data).map_err(|e| refuse(e.to_string()))?;
+        if let Some(p) = shard.problems_against(m, s).into_iter().next() {
+            return Err(refuse(p));
+        }
+        drop(shard);
         let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as u64;
         let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap());
         let ok = data.len() >= SHARD_HEADER

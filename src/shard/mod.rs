@@ -42,6 +42,14 @@ impl TokenDtype {
         }
     }
 
+    /// The manifest's name for it: `u16` or `u32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenDtype::U16 => "u16",
+            TokenDtype::U32 => "u32",
+        }
+    }
+
     fn from_width(w: u8) -> Option<TokenDtype> {
         match w {
             2 => Some(TokenDtype::U16),
@@ -152,14 +160,23 @@ impl Shard {
         }
         let width = r.take(1)?[0];
         let dtype = TokenDtype::from_width(width).ok_or_else(|| bad(&format!("token width {width}")))?;
-        let packed = r.take(1)?[0] & 1 == 1;
-        r.take(2)?;
+        let flags = r.take(1)?[0];
+        if flags & !1 != 0 {
+            return Err(bad(&format!("unknown header flags {flags:#04x}")));
+        }
+        let packed = flags & 1 == 1;
+        if r.take(2)? != [0, 0] {
+            return Err(bad("reserved header bytes 14-15 are not zero"));
+        }
         let seq_len = r.u32()?;
         let pad_id = r.u32()?;
         let n_seq = r.u64()? as usize;
         let first_seq = r.u64()?;
         let n_docs = r.u64()? as usize;
         let docs_offset = r.u64()? as usize;
+        if r.take(8)? != [0; 8] {
+            return Err(bad("reserved header bytes 56-63 are not zero"));
+        }
         let n_tokens = n_seq.checked_mul(seq_len as usize).ok_or_else(|| bad("size overflow"))?;
         let tokens_end = n_tokens
             .checked_mul(dtype.width())
@@ -180,7 +197,13 @@ impl Shard {
             TokenDtype::U32 => r.take(n_tokens * 4)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
         };
         let weights: Vec<f32> = r.take(4 * n_seq)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(bad(&format!("sequence {i} has weight {}, not a finite number >= 0", weights[i])));
+        }
         let domains: Vec<u16> = r.take(2 * n_seq)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        if r.take(docs_offset - r.at)?.iter().any(|&b| b != 0) {
+            return Err(bad("the padding before the document table is not zero"));
+        }
         let seqs = weights.into_iter().zip(domains).map(|(weight, domain)| SeqMeta { weight, domain }).collect();
         r.at = docs_offset;
         let mut docs = Vec::with_capacity(n_docs);
@@ -191,13 +214,71 @@ impl Shard {
             let weight = f32::from_le_bytes(r.take(4)?.try_into().unwrap());
             let domain = u16::from_le_bytes(r.take(2)?.try_into().unwrap());
             let flags = u16::from_le_bytes(r.take(2)?.try_into().unwrap());
-            r.take(4)?;
+            if r.take(4)? != [0; 4] {
+                return Err(bad(&format!("document {doc}: reserved bytes are not zero")));
+            }
+            if flags & !(DOC_CONTINUED | DOC_CONTINUES) != 0 {
+                return Err(bad(&format!("document {doc}: unknown flags {flags:#06x}")));
+            }
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(bad(&format!("document {doc} has weight {weight}, not a finite number >= 0")));
+            }
             if start.checked_add(len as u64).is_none_or(|end| end > n_tokens as u64) {
                 return Err(bad(&format!("document {doc} lies outside the token array")));
             }
             docs.push(DocPiece { start, doc, len, weight, domain, flags });
         }
         Ok(Shard { dtype, packed, seq_len, pad_id, first_seq, tokens, seqs, docs })
+    }
+
+    /// What does not match the manifest `m` and this shard's entry in it (empty when all
+    /// does). verify, serve and SQL all refuse a shard for any of these.
+    pub fn problems_against(&self, m: &manifest::Manifest, e: &manifest::ShardEntry) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.dtype.name() != m.token_dtype {
+            p.push(format!("tokens are {}, the manifest says {}", self.dtype.name(), m.token_dtype));
+        }
+        let packed = m.packing == "concat";
+        if self.packed != packed {
+            p.push(format!("the header says {}, the manifest's packing is {:?}", if self.packed { "packed" } else { "padded" }, m.packing));
+        }
+        if self.pad_id != m.pad_id {
+            p.push(format!("pad_id {}, the manifest says {}", self.pad_id, m.pad_id));
+        }
+        if self.seq_len != m.seq_len {
+            p.push(format!("sequence length {}, the manifest says {}", self.seq_len, m.seq_len));
+        }
+        if self.first_seq != e.first_sequence || self.seqs.len() as u64 != e.sequences {
+            p.push(format!(
+                "holds sequences {}..+{}, the manifest says {}..+{}",
+                self.first_seq,
+                self.seqs.len(),
+                e.first_sequence,
+                e.sequences
+            ));
+        }
+        if self.doc_tokens() != e.tokens || self.docs.len() as u64 != e.documents {
+            p.push(format!(
+                "{} tokens in {} documents, the manifest says {} in {}",
+                self.doc_tokens(),
+                self.docs.len(),
+                e.tokens,
+                e.documents
+            ));
+        }
+        let n = m.domains.len();
+        if let Some(d) = self.seqs.iter().map(|s| s.domain).chain(self.docs.iter().map(|d| d.domain)).find(|&d| d as usize >= n) {
+            p.push(format!("domain id {d}, outside the manifest's {n} domains"));
+        }
+        if let Some(t) = self.tokens.iter().find(|&&t| t >= m.vocab_size) {
+            p.push(format!("token id {t}, outside the vocabulary of {}", m.vocab_size));
+        }
+        p
+    }
+
+    /// Document tokens and padding of this shard: (document tokens, padding tokens).
+    pub fn padding_tokens(&self) -> u64 {
+        (self.seqs.len() as u64 * self.seq_len as u64).saturating_sub(self.doc_tokens())
     }
 
     /// The tokens of every document piece, in order (what the Megatron files hold).
@@ -231,12 +312,43 @@ pub fn checksum(bytes: &[u8]) -> String {
     format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-/// A file the manifest lists, read and checked against the manifest's size and checksum;
-/// the error says what does not match (the caller names the file).
-pub fn read_verified(path: &std::path::Path, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+/// Where a file the manifest lists lies: `rel` must be a relative path of plain components
+/// (no `..`, no root), and what it names, once links are resolved, a regular file inside `dir`.
+/// A manifest can thus never make syllabus read `/etc/passwd`, `/dev/zero` or a FIFO.
+pub fn listed_path(dir: &std::path::Path, rel: &str) -> std::result::Result<std::path::PathBuf, String> {
+    use std::path::Component;
+    let p = std::path::Path::new(rel);
+    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err("not a relative path inside the curriculum's directory".into());
+    }
+    let full = dir.join(p);
+    let real = std::fs::canonicalize(&full).map_err(|e| format!("cannot be read: {e}"))?;
+    let root = std::fs::canonicalize(dir).map_err(|e| format!("the directory cannot be read: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!("resolves to {}, outside the curriculum's directory", real.display()));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    Ok(real)
+}
+
+/// A file the manifest lists (see [`listed_path`]), its size checked before it is read, then
+/// its checksum; the error says what does not match (the caller names the file).
+pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let path = listed_path(dir, rel)?;
+    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("cannot be read: {e}"))?.len();
+    if len != bytes {
+        return Err(format!("{len} bytes, the manifest says {bytes} (truncated or replaced)"));
+    }
+    let mut data = Vec::with_capacity(bytes as usize);
+    // Never more than the manifest's size, even if the file grows meanwhile.
+    f.by_ref().take(bytes + 1).read_to_end(&mut data).map_err(|e| format!("cannot be read: {e}"))?;
     if data.len() as u64 != bytes {
-        return Err(format!("{} bytes, the manifest says {bytes} (truncated or replaced)", data.len()));
+        return Err(format!("{} bytes, the manifest says {bytes} (changed while read)", data.len()));
     }
     let got = checksum(&data);
     if got != sum {
@@ -281,6 +393,43 @@ mod tests {
         }
         let streams: Vec<Vec<u32>> = sample(TokenDtype::U16).doc_token_stream().map(|t| t.to_vec()).collect();
         assert_eq!(streams, vec![vec![5, 6, 0], vec![9, 9, 0]]);
+    }
+
+    #[test]
+    fn reserved_bytes_flags_and_weights_are_checked() {
+        let bytes = sample(TokenDtype::U16).encode();
+        let docs_offset = u64::from_le_bytes(bytes[48..56].try_into().unwrap()) as usize;
+        let weights_at = HEADER_BYTES + 8 * 2;
+        for (at, what) in [
+            (13, "unknown header flags"),
+            (14, "reserved header bytes 14-15"),
+            (60, "reserved header bytes 56-63"),
+            (docs_offset - 1, "padding before the document table"),
+            (docs_offset + 28, "reserved bytes are not zero"),
+            (docs_offset + 27, "unknown flags"),
+        ] {
+            let mut b = bytes.clone();
+            b[at] |= 0x80;
+            let e = Shard::decode(&b).unwrap_err().to_string();
+            assert!(e.contains(what), "byte {at}: {e}");
+        }
+        let mut b = bytes.clone();
+        b[weights_at..weights_at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(Shard::decode(&b).unwrap_err().to_string().contains("weight NaN"));
+    }
+
+    #[test]
+    fn listed_paths_stay_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shards")).unwrap();
+        std::fs::write(dir.path().join("shards/a.syl"), b"x").unwrap();
+        assert!(listed_path(dir.path(), "shards/a.syl").is_ok());
+        for bad in ["../../../../etc/passwd", "/etc/passwd", "", "shards/../shards/a.syl", "shards"] {
+            assert!(listed_path(dir.path(), bad).is_err(), "{bad}");
+        }
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("shards/z.syl")).unwrap();
+        assert!(listed_path(dir.path(), "shards/z.syl").unwrap_err().contains("outside"));
+        assert!(read_verified(dir.path(), "shards/a.syl", 2, "x").unwrap_err().contains("1 bytes"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::shard::manifest::{Manifest, ShardEntry};
-use crate::shard::{megatron, read_verified, Shard};
+use crate::shard::{megatron, read_verified, Shard, DOC_CONTINUED};
 
 /// What verification found. `problems` is empty when everything checks.
 #[derive(Debug, Default, serde::Serialize)]
@@ -22,32 +22,42 @@ pub struct VerifyReport {
 }
 
 fn read_checked(dir: &Path, rel: &str, bytes: u64, sum: &str, problems: &mut Vec<String>) -> Option<Vec<u8>> {
-    read_verified(&dir.join(rel), bytes, sum).map_err(|what| problems.push(format!("{rel}: {what}"))).ok()
+    read_verified(dir, rel, bytes, sum).map_err(|what| problems.push(format!("{rel}: {what}"))).ok()
 }
 
-/// Verify the curriculum under `dir`.
+/// Files under `shards/` and `megatron/` that the manifest does not list.
+fn unlisted(dir: &Path, m: &Manifest) -> Vec<String> {
+    let listed: std::collections::HashSet<&str> =
+        m.shards.iter().flat_map(|e| std::iter::once(e.path.as_str()).chain(e.index.as_ref().map(|i| i.path.as_str()))).collect();
+    let mut out = Vec::new();
+    for sub in ["shards", "megatron"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        let mut names: Vec<String> = entries.flatten().map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())).collect();
+        names.sort();
+        out.extend(names.into_iter().filter(|n| !n.ends_with(".tmp") && !listed.contains(n.as_str())));
+    }
+    out
+}
+
+/// Verify the curriculum under `dir`: every manifest field, against the format, each other
+/// and the files; every header field of every shard against the manifest.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
-    let m = Manifest::load(dir)?;
-    let mut r = VerifyReport::default();
-    let mut next_seq: std::collections::HashMap<&str, u64> = Default::default();
-    let mut tokens_by_format: std::collections::HashMap<&str, u64> = Default::default();
-    let mut seqs_by_format: std::collections::HashMap<&str, u64> = Default::default();
+    let m = Manifest::load_unchecked(dir)?;
+    let mut r = VerifyReport { problems: m.problems(), ..Default::default() };
+    for f in unlisted(dir, &m) {
+        r.problems.push(format!("{f}: in the directory but not in the manifest"));
+    }
+    let mut documents = 0u64;
+    let mut padding = 0u64;
     // Shard streams per index, to compare formats: the syllabus shard of the same index.
     let mut last_syllabus: Option<(u64, Shard)> = None;
     for e in &m.shards {
-        let ShardEntry { path, format, bytes, tokens, sequences, first_sequence, documents, checksum: sum, index } = e;
-        let expect_first = next_seq.entry(format.as_str()).or_default();
-        if *first_sequence != *expect_first {
-            r.problems.push(format!("{path}: starts at sequence {first_sequence}, expected {expect_first}"));
-        }
-        *expect_first = first_sequence + sequences;
-        *tokens_by_format.entry(format.as_str()).or_default() += tokens;
-        *seqs_by_format.entry(format.as_str()).or_default() += sequences;
+        let ShardEntry { path, format, bytes, tokens, first_sequence, index, .. } = e;
         r.files += 1;
         r.bytes += bytes;
-        let Some(data) = read_checked(dir, path, *bytes, sum, &mut r.problems) else { continue };
         match format.as_str() {
             "syllabus" => {
+                let Some(data) = read_checked(dir, path, *bytes, &e.checksum, &mut r.problems) else { continue };
                 r.shards += 1;
                 let shard = match Shard::decode(&data) {
                     Ok(s) => s,
@@ -56,31 +66,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                         continue;
                     }
                 };
-                let mut bad = |what: String| r.problems.push(format!("{path}: {what}"));
-                if shard.seq_len != m.seq_len {
-                    bad(format!("sequence length {}, the manifest says {}", shard.seq_len, m.seq_len));
-                }
-                if shard.first_seq != *first_sequence || shard.seqs.len() as u64 != *sequences {
-                    bad(format!("holds sequences {}..+{}, the manifest says {first_sequence}..+{sequences}", shard.first_seq, shard.seqs.len()));
-                }
-                if shard.doc_tokens() != *tokens || shard.docs.len() as u64 != *documents {
-                    bad(format!("{} tokens in {} documents, the manifest says {tokens} in {documents}", shard.doc_tokens(), shard.docs.len()));
-                }
-                if shard.seqs.iter().any(|s| s.domain as usize >= m.domains.len()) || shard.docs.iter().any(|d| d.domain as usize >= m.domains.len()) {
-                    bad(format!("a domain id outside the manifest's {} domains", m.domains.len()));
-                }
-                if shard.tokens.iter().any(|&t| t >= m.vocab_size) {
-                    bad(format!("a token id outside the vocabulary of {}", m.vocab_size));
-                }
+                r.problems.extend(shard.problems_against(&m, e).into_iter().map(|p| format!("{path}: {p}")));
+                documents += shard.docs.iter().filter(|d| d.flags & DOC_CONTINUED == 0).count() as u64;
+                padding += shard.padding_tokens();
                 r.sequences += shard.seqs.len() as u64;
                 r.tokens += shard.doc_tokens();
                 last_syllabus = Some((*first_sequence, shard));
             }
             "megatron" => {
-                let Some(idx) = index else {
-                    r.problems.push(format!("{path}: no index file listed"));
-                    continue;
-                };
+                let Some(idx) = index else { continue };
+                r.files += 1;
+                r.bytes += idx.bytes;
+                let Some(data) = read_checked(dir, path, *bytes, &e.checksum, &mut r.problems) else { continue };
                 let Some(idx_data) = read_checked(dir, &idx.path, idx.bytes, &idx.checksum, &mut r.problems) else { continue };
                 match megatron::decode(&data, &idx_data) {
                     Err(err) => r.problems.push(format!("{path}: {err}")),
@@ -88,6 +85,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                         let n: u64 = ix.lengths.iter().map(|&l| l as u64).sum();
                         if n != *tokens {
                             r.problems.push(format!("{path}: {n} tokens, the manifest says {tokens}"));
+                        }
+                        if let Some(t) = ix.sequences.iter().flatten().find(|&&t| t >= m.vocab_size) {
+                            r.problems.push(format!("{path}: token id {t}, outside the vocabulary of {}", m.vocab_size));
                         }
                         if let Some((first, shard)) = &last_syllabus {
                             if first == first_sequence
@@ -98,25 +98,24 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                         }
                     }
                 }
-                r.files += 1;
-                r.bytes += idx.bytes;
             }
-            other => r.problems.push(format!("{path}: unknown format {other:?}")),
+            _ => {} // named by Manifest::problems
         }
     }
-    for (format, &t) in &tokens_by_format {
-        if t != m.totals.tokens {
-            r.problems.push(format!("{format} shards hold {t} tokens, the manifest's totals say {}", m.totals.tokens));
+    if r.shards > 0 {
+        let t = &m.totals;
+        if documents != t.documents {
+            r.problems.push(format!("the shards hold {documents} documents, the manifest's totals say {}", t.documents));
         }
-    }
-    for (format, &s) in &seqs_by_format {
-        if s != m.totals.sequences {
-            r.problems.push(format!("{format} shards hold {s} sequences, the manifest's totals say {}", m.totals.sequences));
+        if padding != t.padding_tokens {
+            r.problems.push(format!("the shards hold {padding} padding tokens, the manifest's totals say {}", t.padding_tokens));
         }
-    }
-    let phase_tokens: u64 = m.phases.iter().flat_map(|p| p.tokens.values()).sum();
-    if phase_tokens != m.totals.tokens {
-        r.problems.push(format!("the phases add up to {phase_tokens} tokens, the totals say {}", m.totals.tokens));
+        if r.sequences != t.sequences || r.tokens != t.tokens {
+            r.problems.push(format!(
+                "the shards hold {} sequences and {} tokens, the manifest's totals say {} and {}",
+                r.sequences, r.tokens, t.sequences, t.tokens
+            ));
+        }
     }
     if r.shards == 0 && r.files == 0 && !m.shards.is_empty() {
         return Err(Error::InvalidArgument(format!("{}: no shard could be read", dir.display())));
