@@ -30,7 +30,10 @@ from .reweight import batch_weights, window_weights
 __all__ = ["Loader", "ServeError", "window_weights", "batch_weights", "curriculum_id", "segment_path"]
 
 _MASK = (1 << 64) - 1
-STATE_VERSION = 1
+STATE_VERSION = 2
+# The largest |value| a report may carry (serve refuses larger ones too): losses and
+# advantages are far smaller, and sums of such values stay finite.
+MAX_REPORT_VALUE = 1e12
 
 
 def _splitmix64(x):
@@ -41,16 +44,54 @@ def _splitmix64(x):
     return x, z ^ (z >> 31)
 
 
+class BatchPermutation:
+    """The order of a later pass's n full global batches: a keyed bijection of [0, n),
+    computed per batch in O(1) memory (a 4-round Feistel network over the smallest power of
+    4 >= n, cycle-walked back into [0, n)), so time to first batch and memory do not grow
+    with the curriculum. Keyed by SplitMix64 of (seed, pass): the same on every rank and every
+    numpy version."""
+
+    ROUNDS = 4
+
+    def __init__(self, n, seed, pass_):
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self.n = n
+        bits = max(2, (max(n, 1) - 1).bit_length())
+        bits += bits & 1  # even: two halves of equal width
+        self.half = bits // 2
+        self.mask = (1 << self.half) - 1
+        state = ((seed & _MASK) * 0x100000001B3 + pass_) & _MASK
+        self.keys = []
+        for _ in range(self.ROUNDS):
+            state, k = _splitmix64(state)
+            self.keys.append(k)
+
+    def _round(self, x, k):
+        _, z = _splitmix64((x * 0x9E3779B97F4A7C15 ^ k) & _MASK)
+        return z & self.mask
+
+    def _encrypt(self, x):
+        left, right = x >> self.half, x & self.mask
+        for k in self.keys:
+            left, right = right, left ^ self._round(right, k)
+        return (left << self.half) | right
+
+    def __getitem__(self, b):
+        if not 0 <= b < self.n:
+            raise IndexError(b)
+        x = self._encrypt(b)
+        while x >= self.n:  # cycle walking: the domain is < 4n, so few steps on average
+            x = self._encrypt(x)
+        return x
+
+    def __len__(self):
+        return self.n
+
+
 def batch_permutation(n, seed, pass_):
-    """The order of a later pass's n full global batches: Fisher-Yates driven by SplitMix64
-    of (seed, pass), the same on every rank and every numpy version."""
-    state = ((seed & _MASK) * 0x100000001B3 + pass_) & _MASK
-    perm = list(range(n))
-    for i in range(n - 1, 0, -1):
-        state, r = _splitmix64(state)
-        j = r % (i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
+    """The order of a later pass's n full global batches (see BatchPermutation)."""
+    return BatchPermutation(n, seed, pass_)
 
 
 def _index(name, v):
@@ -186,7 +227,7 @@ class Loader:
             return b
         perm = self._perms.get(pass_)
         if perm is None:
-            self._perms = {pass_: batch_permutation(full, self.seed, pass_)}
+            self._perms = {pass_: BatchPermutation(full, self.seed, pass_)}
             perm = self._perms[pass_]
         return perm[b]
 
@@ -269,6 +310,9 @@ class Loader:
             arr = np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"domain {name!r}: values must be finite")
+            if arr.size and float(np.max(np.abs(arr))) > MAX_REPORT_VALUE:
+                raise ValueError(f"domain {name!r}: values must lie within +-{MAX_REPORT_VALUE:g} (losses or "
+                                 f"advantages; larger ones overflow the mixture)")
             self._pending.setdefault(name, []).extend(float(x) for x in arr)
         decision = None
         every = self._feedback["every"]

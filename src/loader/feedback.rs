@@ -19,7 +19,9 @@
 //! replay of the log rebuilds it bit for bit.
 //!
 //! Memory: a cursor and a count per domain; the plan itself lives in the shared segment
-//! (8 bytes per sequence), and DUMP keeps `window` values per domain.
+//! (8 bytes per sequence); DUMP keeps `window` values per domain, Skill-It `evaluations`; and
+//! the state before each of the last [`REPLACEABLE_DECISIONS`] decisions is kept to roll back
+//! to. Reports' values are kept only in the (append-only) log, never in memory.
 
 use std::collections::VecDeque;
 
@@ -124,16 +126,25 @@ impl FeedbackConfig {
         if self.window == 0 || self.evaluations == 0 {
             return bad(if self.window == 0 { "window" } else { "evaluations" }, "must be at least 1");
         }
-        if !self.eta.is_finite() {
-            return bad("eta", "must be finite");
+        if !(self.eta.is_finite() && self.eta.abs() <= 1e3) {
+            return bad("eta", "must be a number within +-1000");
+        }
+        if self.temperature < 1e-3 {
+            return bad("temperature", "must be at least 0.001 (below, the softmax is a hard argmax)");
+        }
+        if self.window > 1 << 20 || self.evaluations > 1 << 14 {
+            return bad(
+                if self.window > 1 << 20 { "window" } else { "evaluations" },
+                "at most 1048576 (window) and 16384 (evaluations): they are kept in memory per domain",
+            );
         }
         if let Some(g) = &self.graph {
             if g.len() != domains.len()
-                || g.iter().any(|row| row.len() != domains.len() || row.iter().any(|x| !x.is_finite()))
+                || g.iter().any(|row| row.len() != domains.len() || row.iter().any(|x| !(x.is_finite() && x.abs() <= 1e3)))
             {
                 return bad(
                     "graph",
-                    &format!("must be a {0} x {0} matrix of finite numbers (one row per domain)", domains.len()),
+                    &format!("must be a {0} x {0} matrix of numbers within +-1000 (one row per domain)", domains.len()),
                 );
             }
         }
@@ -199,6 +210,18 @@ pub struct Decision {
     /// Per domain: n_j (DUMP) or the reports L_j sums (Skill-It).
     pub count: IndexMap<String, u64>,
     pub mixture: IndexMap<String, f64>,
+}
+
+/// The step and the report of a `{"op": "report", "step": s, "stats": {domain: [values]}}`
+/// request (what serve's socket receives).
+pub fn parse_report(req: &serde_json::Value) -> Result<(u64, Report)> {
+    let step = req
+        .get("step")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| Error::InvalidArgument("report: \"step\" must be a non-negative integer".into()))?;
+    let report: Report = serde_json::from_value(req.get("stats").cloned().unwrap_or(serde_json::Value::Null))
+        .map_err(|e| Error::InvalidArgument(format!("report: \"stats\" must map domains to lists of numbers: {e}")))?;
+    Ok((step, report))
 }
 
 /// What a report did to the decision history (and so to the log).
@@ -363,18 +386,48 @@ impl Planner {
     }
 }
 
-/// The feedback state of one served curriculum: settings, decisions so far, rule memory and
-/// the planner. Rebuilt from the log on restart.
+/// The largest |value| a report may carry: losses and advantages are far smaller, and sums
+/// and means of such values stay finite, so a mixture can never become NaN.
+pub const MAX_REPORT_VALUE: f64 = 1e12;
+
+/// How many recent decisions a differing re-report may replace. Older decisions are looked up
+/// in the log: the same report again is answered with the logged decision; a different one is
+/// refused (ranks have long read past it).
+pub const REPLACEABLE_DECISIONS: usize = 64;
+
+/// A recent decision: what it decided (without its report's values), a digest of its
+/// report, and the state before it, to roll back to.
+#[derive(Debug, Clone)]
+struct Recent {
+    decision: Decision,
+    digest: u128,
+    rule: RuleState,
+    planner: Planner,
+}
+
+fn digest(report: &Report) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(&serde_json::to_vec(report).expect("reports serialize"))
+}
+
+/// The feedback state of one served curriculum: settings, the rule's memory, the planner and
+/// the last [`REPLACEABLE_DECISIONS`] decisions. Rebuilt from the log on restart.
+///
+/// Memory does not grow with the run: the rule keeps `window` (DUMP) or `evaluations`
+/// (Skill-It) values per domain, and past reports live only in the log.
 #[derive(Debug, Clone)]
 pub struct Feedback {
     pub cfg: FeedbackConfig,
     pub domains: Vec<String>,
     prior: Vec<f64>,
     pub global_batch_size: Option<u64>,
-    pub decisions: Vec<Decision>,
+    decided: u64,
+    recent: VecDeque<Recent>,
     rule: RuleState,
     pub planner: Planner,
 }
+
+/// Where a decision older than the recent ones is found: the log.
+pub type LookUp<'a> = &'a mut dyn FnMut(u64) -> Result<Option<Decision>>;
 
 impl Feedback {
     /// `shares`: the curriculum's share of sequences per domain (Skill-It's default prior).
@@ -393,15 +446,26 @@ impl Feedback {
             domains,
             prior,
             global_batch_size: None,
-            decisions: Vec::new(),
+            decided: 0,
+            recent: VecDeque::new(),
             rule: RuleState::new(n),
             planner: Planner::new(n),
         })
     }
 
+    /// Decisions taken so far (replaced ones not counted twice).
+    pub fn decided(&self) -> u64 {
+        self.decided
+    }
+
+    /// The last decision, without its report's values.
+    pub fn last(&self) -> Option<&Decision> {
+        self.recent.back().map(|r| &r.decision)
+    }
+
     /// The step whose report is due next.
     pub fn due_step(&self) -> u64 {
-        (self.decisions.len() as u64 + 1) * self.cfg.every - 1
+        (self.decided + 1) * self.cfg.every - 1
     }
 
     /// How far positions may be planned: up to where the next (not yet reported) decision
@@ -440,23 +504,27 @@ impl Feedback {
                     self.domains.join(", ")
                 ))
             })?;
-            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-                return Err(Error::InvalidArgument(format!("report: domain {name:?} has a non-finite value {x}")));
+            if let Some(x) = v.iter().find(|x| !(x.is_finite() && x.abs() <= MAX_REPORT_VALUE)) {
+                return Err(Error::InvalidArgument(format!(
+                    "report: domain {name:?} has the value {x}; values must be finite and within +-{MAX_REPORT_VALUE:e} (losses or advantages)"
+                )));
             }
             values[j].extend_from_slice(v);
         }
         Ok(values)
     }
 
-    /// Take the report of `step` and decide. A report for a step already decided replaces
-    /// that decision and every later one when it differs (a trainer resumed from an earlier
-    /// checkpoint) and returns the logged decision when it is the same.
+    /// Take the report of `step` and decide. A report for a step already decided is answered
+    /// with the logged decision when it is the same (a trainer resumed from a checkpoint);
+    /// when it differs, that decision and every later one are replaced, if it is one of the
+    /// last [`REPLACEABLE_DECISIONS`]. `older` finds an older decision in the log.
     pub fn report(
         &mut self,
         step: u64,
         report: Report,
         domains_of: &[u16],
         plan: &mut [u64],
+        older: LookUp<'_>,
     ) -> Result<(Decision, Outcome)> {
         if self.cfg.rule == Rule::None {
             return Err(Error::InvalidArgument(
@@ -482,38 +550,64 @@ impl Feedback {
             )));
         }
         let values = self.values(&report)?;
-        let mut outcome = Outcome::Appended;
+        let mut rollback = None;
         if step < due {
-            let k = ((step + 1) / every) as usize; // 1-based decision number
-            let logged = &self.decisions[k - 1];
-            if logged.report == report {
-                return Ok((logged.clone(), Outcome::Unchanged));
+            let k = (step + 1) / every; // 1-based decision number
+            let first_recent = self.decided + 1 - self.recent.len() as u64;
+            if k < first_recent {
+                return match older(k)? {
+                    Some(d) if d.report == report => Ok((d, Outcome::Unchanged)),
+                    Some(_) => Err(Error::InvalidArgument(format!(
+                        "report for step {step} differs from the logged one, but decision {k} is older than the last \
+                         {REPLACEABLE_DECISIONS} and can no longer be replaced (ranks have read past it)"
+                    ))),
+                    None => Err(Error::InvalidArgument(format!("decision {k} is not in the log"))),
+                };
             }
-            // Roll back: rebuild everything before decision k, then go on with this report.
-            let keep: Vec<Decision> = self.decisions[..k - 1].to_vec();
-            self.reset();
-            for d in keep {
-                let v = self.values(&d.report)?;
-                self.apply(d.report_step, d.report, v, domains_of, plan);
+            let i = (k - first_recent) as usize;
+            let r = &self.recent[i];
+            if r.digest == digest(&report) {
+                let mut d = r.decision.clone();
+                d.report = report;
+                return Ok((d, Outcome::Unchanged));
             }
-            outcome = Outcome::Replaced;
+            rollback = Some(i);
         }
-        Ok((self.apply(step, report, values, domains_of, plan), outcome))
+        // Decide on a copy of the rule's memory first: nothing changes unless the decision is
+        // sound.
+        let mut rule = match rollback {
+            Some(i) => self.recent[i].rule.clone(),
+            None => self.rule.clone(),
+        };
+        rule.observe(&self.cfg, &values);
+        let (signal, mixture) = rule.mixture(&self.cfg, &self.prior);
+        if signal.iter().chain(&mixture).any(|x| !x.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "report for step {step}: the mixture it leads to is not finite (signal {signal:?}); refused"
+            )));
+        }
+        let outcome = match rollback {
+            Some(i) => {
+                let r = self.recent.drain(i..).next().expect("a recent decision");
+                self.decided = r.decision.decision - 1;
+                self.rule = r.rule;
+                self.planner = r.planner;
+                Outcome::Replaced
+            }
+            None => Outcome::Appended,
+        };
+        Ok((self.apply(step, report, rule, signal, mixture, domains_of, plan), outcome))
     }
 
-    fn reset(&mut self) {
-        let n = self.domains.len();
-        self.decisions.clear();
-        self.rule = RuleState::new(n);
-        self.planner = Planner::new(n);
-    }
-
-    /// Decide from a checked report (`values`: its values by domain index).
+    /// Commit a decision: its rule memory and mixture were computed by the caller.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         step: u64,
         report: Report,
-        values: Vec<Vec<f64>>,
+        rule: RuleState,
+        signal: Vec<f64>,
+        mixture: Vec<f64>,
         domains_of: &[u16],
         plan: &mut [u64],
     ) -> Decision {
@@ -521,12 +615,12 @@ impl Feedback {
         let from_step = step + 1 + self.cfg.lag;
         let from = from_step.saturating_mul(g);
         self.planner.extend(domains_of, plan, from);
-        self.rule.observe(&self.cfg, &values);
-        let (signal, mixture) = self.rule.mixture(&self.cfg, &self.prior);
+        let before = (std::mem::replace(&mut self.rule, rule), self.planner.clone());
         self.planner.set_mixture(domains_of, mixture.clone());
         let named = |v: &[f64]| self.domains.iter().cloned().zip(v.iter().copied()).collect::<IndexMap<_, _>>();
+        self.decided += 1;
         let d = Decision {
-            decision: self.decisions.len() as u64 + 1,
+            decision: self.decided,
             rule: self.cfg.rule,
             report_step: step,
             applies_from_step: from_step,
@@ -535,29 +629,45 @@ impl Feedback {
             signal: named(&signal),
             count: self.domains.iter().cloned().zip(self.rule.counts.iter().copied()).collect(),
             mixture: named(&mixture),
-            report,
+            report: Report::new(),
         };
-        self.decisions.push(d.clone());
+        self.recent.push_back(Recent { decision: d.clone(), digest: digest(&report), rule: before.0, planner: before.1 });
+        if self.recent.len() > REPLACEABLE_DECISIONS {
+            self.recent.pop_front();
+        }
         let h = self.horizon();
         self.planner.extend(domains_of, plan, h);
-        d
+        Decision { report, ..d }
     }
 
-    /// Replay logged decisions (on restart); each must come out as logged.
-    pub fn replay(&mut self, log: Vec<Decision>, domains_of: &[u16], plan: &mut [u64]) -> Result<()> {
+    /// Replay logged decisions (on restart), in log order, replaced ones included; each must
+    /// come out as logged. Returns how many lines were replayed.
+    pub fn replay(
+        &mut self,
+        log: impl IntoIterator<Item = Result<Decision>>,
+        domains_of: &[u16],
+        plan: &mut [u64],
+    ) -> Result<u64> {
+        let mut n = 0;
         for d in log {
+            let d = d?;
             if self.global_batch_size.is_none() {
                 self.global_batch_size = Some(d.global_batch_size);
             }
-            let (again, _) = self.report(d.report_step, d.report.clone(), domains_of, plan)?;
-            if again.mixture != d.mixture || again.global_batch_size != d.global_batch_size {
+            let mut no_older = |k: u64| -> Result<Option<Decision>> {
+                Err(Error::InvalidArgument(format!("the log replaces decision {k}, older than serve can replace")))
+            };
+            let (again, _) = self.report(d.report_step, d.report.clone(), domains_of, plan, &mut no_older)?;
+            if again.mixture != d.mixture || again.global_batch_size != d.global_batch_size || again.decision != d.decision
+            {
                 return Err(Error::InvalidArgument(format!(
                     "decision {} of the log does not replay to the same mixture (logged {:?}, replayed {:?})",
                     d.decision, d.mixture, again.mixture
                 )));
             }
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Plan up to the horizon (after hello or a replay).
@@ -614,6 +724,12 @@ mod tests {
         Feedback::new(cfg, vec!["a".into(), "b".into()], &[0.5, 0.5]).unwrap()
     }
 
+    /// A report with no log behind it (older decisions are an error).
+    fn send(f: &mut Feedback, step: u64, r: Report, domains: &[u16], plan: &mut [u64]) -> Result<(Decision, Outcome)> {
+        let mut no_log = |k: u64| -> Result<Option<Decision>> { Err(Error::InvalidArgument(format!("no log for {k}"))) };
+        f.report(step, r, domains, plan, &mut no_log)
+    }
+
     #[test]
     fn dump_report_sets_the_oracle_mixture_from_its_step() {
         let domains: Vec<u16> = (0..400).map(|i| (i % 2) as u16).collect();
@@ -623,7 +739,7 @@ mod tests {
         f.extend(&domains, &mut plan);
         assert_eq!(f.planner.planned(), 30, "steps 0..2 plannable before the report of step 0");
         let (d, outcome) =
-            f.report(0, report(&[("a", vec![0.5; 100]), ("b", vec![-0.3; 100])]), &domains, &mut plan).unwrap();
+            send(&mut f, 0, report(&[("a", vec![0.5; 100]), ("b", vec![-0.3; 100])]), &domains, &mut plan).unwrap();
         assert_eq!(outcome, Outcome::Appended);
         assert!(close(&d.mixture.values().copied().collect::<Vec<_>>(), &[0.8808, 0.1192], 5e-5));
         assert_eq!((d.applies_from_step, d.applies_from_sequence), (3, 30));
@@ -632,7 +748,23 @@ mod tests {
         let a = plan[30..40].iter().filter(|&&i| domains[i as usize] == 0).count();
         assert!((a as f64 - 8.808).abs() <= 1.0, "{a} of 10 sequences from a: 8.8, within one");
         // Steps must come in order, on the grid.
-        assert!(f.report(2, report(&[]), &domains, &mut plan).is_err());
+        assert!(send(&mut f, 2, report(&[]), &domains, &mut plan).is_err());
+    }
+
+    #[test]
+    fn overflowing_or_non_finite_report_values_are_refused_and_change_nothing() {
+        let domains: Vec<u16> = (0..100).map(|i| (i % 2) as u16).collect();
+        let mut plan = vec![u64::MAX; 100];
+        let mut f = dump(1, 0);
+        f.hello(4).unwrap();
+        f.extend(&domains, &mut plan);
+        for bad in [1e308, f64::INFINITY, f64::NAN, -2e12] {
+            let e = send(&mut f, 0, report(&[("a", vec![bad])]), &domains, &mut plan).unwrap_err().to_string();
+            assert!(e.contains("values must be finite and within"), "{e}");
+        }
+        assert_eq!((f.decided(), f.due_step()), (0, 0));
+        let (d, _) = send(&mut f, 0, report(&[("a", vec![1e12, 1e12]), ("b", vec![-1e12])]), &domains, &mut plan).unwrap();
+        assert!(d.mixture.values().all(|p| p.is_finite()), "{:?}", d.mixture);
     }
 
     #[test]
@@ -643,25 +775,52 @@ mod tests {
             let mut f = dump(2, 1);
             f.hello(4).unwrap();
             f.extend(&domains, &mut plan);
+            let mut decisions = Vec::new();
             for (k, r) in reports.iter().enumerate() {
-                f.report(2 * k as u64 + 1, r.clone(), &domains, &mut plan).unwrap();
+                decisions.push(send(&mut f, 2 * k as u64 + 1, r.clone(), &domains, &mut plan).unwrap().0);
             }
-            (f, plan)
+            (f, plan, decisions)
         };
         let r1 = report(&[("a", vec![1.0, 2.0]), ("b", vec![0.1])]);
         let r2 = report(&[("b", vec![3.0, 3.0])]);
         let r2x = report(&[("a", vec![3.0, 3.0])]);
-        let (mut f, mut plan) = run(&[r1.clone(), r2.clone()]);
-        let again = f.report(1, r1.clone(), &domains, &mut plan).unwrap();
-        assert_eq!(again, (f.decisions[0].clone(), Outcome::Unchanged));
-        assert_eq!(f.decisions.len(), 2);
+        let (mut f, mut plan, decisions) = run(&[r1.clone(), r2.clone()]);
+        let again = send(&mut f, 1, r1.clone(), &domains, &mut plan).unwrap();
+        assert_eq!(again, (decisions[0].clone(), Outcome::Unchanged));
+        assert_eq!(f.decided(), 2);
         // The last decision replaced: as many decisions as before, but history changed.
-        let (_, outcome) = f.report(3, r2x.clone(), &domains, &mut plan).unwrap();
-        assert_eq!((outcome, f.decisions.len()), (Outcome::Replaced, 2));
-        let (g, plan2) = run(&[r1, r2x]);
-        assert_eq!(f.decisions, g.decisions);
+        let (d2x, outcome) = send(&mut f, 3, r2x.clone(), &domains, &mut plan).unwrap();
+        assert_eq!((outcome, f.decided()), (Outcome::Replaced, 2));
+        let (g, plan2, decisions2) = run(&[r1, r2x]);
+        assert_eq!(d2x, decisions2[1]);
+        assert_eq!(f.last(), g.last());
         let n = f.planner.planned() as usize;
         assert_eq!(&plan[..n], &plan2[..n]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_and_old_decisions_come_from_the_log() {
+        let domains: Vec<u16> = (0..100_000).map(|i| (i % 2) as u16).collect();
+        let mut plan = vec![u64::MAX; domains.len()];
+        let mut f = dump(1, 0);
+        f.hello(1).unwrap();
+        f.extend(&domains, &mut plan);
+        let mut log = Vec::new();
+        for s in 0..200u64 {
+            let r = report(&[("a", vec![s as f64; 1000]), ("b", vec![1.0; 1000])]);
+            log.push(send(&mut f, s, r, &domains, &mut plan).unwrap().0);
+        }
+        assert_eq!(f.recent.len(), REPLACEABLE_DECISIONS, "only the recent decisions are kept");
+        assert!(f.recent.iter().all(|r| r.decision.report.is_empty()), "no report values in memory");
+        assert!(f.rule.recent.iter().all(|r| r.len() <= f.cfg.window));
+        // An old step reported again: the log answers; the same report is the logged decision,
+        // a different one is refused.
+        let mut from_log = |k: u64| -> Result<Option<Decision>> { Ok(log.get(k as usize - 1).cloned()) };
+        let (d, outcome) = f.report(9, log[9].report.clone(), &domains, &mut plan, &mut from_log).unwrap();
+        assert_eq!((d.decision, outcome), (10, Outcome::Unchanged));
+        let e = f.report(9, report(&[("a", vec![0.0])]), &domains, &mut plan, &mut from_log).unwrap_err();
+        assert!(e.to_string().contains("can no longer be replaced"), "{e}");
+        assert_eq!(f.decided(), 200);
     }
 
     #[test]
@@ -671,14 +830,17 @@ mod tests {
         let mut f = dump(1, 0);
         f.hello(8).unwrap();
         f.extend(&domains, &mut plan);
+        let mut log = Vec::new();
         for s in 0..5 {
-            f.report(s, report(&[("a", vec![s as f64]), ("b", vec![1.0])]), &domains, &mut plan).unwrap();
+            log.push(send(&mut f, s, report(&[("a", vec![s as f64]), ("b", vec![1.0])]), &domains, &mut plan).unwrap().0);
         }
+        // A replaced decision is appended to the log; replay follows it.
+        log.push(send(&mut f, 3, report(&[("a", vec![9.0])]), &domains, &mut plan).unwrap().0);
         let mut g = dump(1, 0);
         let mut plan2 = vec![0; 300];
-        g.replay(f.decisions.clone(), &domains, &mut plan2).unwrap();
+        assert_eq!(g.replay(log.into_iter().map(Ok), &domains, &mut plan2).unwrap(), 6);
         g.extend(&domains, &mut plan2);
-        assert_eq!(f.planner.planned(), g.planner.planned());
+        assert_eq!((f.planner.planned(), f.decided()), (g.planner.planned(), g.decided()));
         assert_eq!(plan, plan2);
     }
 

@@ -12,9 +12,11 @@
 //!
 //! The decision log (`mixture_log.jsonl` in the curriculum's directory, or `--log`) starts
 //! with a header naming the curriculum and the feedback settings, then one decision per
-//! line, appended and synced before the answer goes back; a restarted serve replays it.
+//! line, appended and synced before the answer goes back; a restarted serve replays it line
+//! by line. The log is append-only: a replaced decision is appended again under its number,
+//! and supersedes the earlier lines of that number and later ones.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::feedback::{Decision, Feedback, FeedbackConfig, Outcome, Report, Rule};
+use super::feedback::{Decision, Feedback, FeedbackConfig, Outcome, Rule};
 use super::segment::{self, Paths, Segment, StageRequest};
 use crate::error::{Error, Result};
 use crate::shard::manifest::Manifest;
@@ -68,8 +70,9 @@ struct State {
     segment: Arc<Segment>,
     log: PathBuf,
     header: LogHeader,
-    /// The last log write failed: the next one rewrites the whole log.
-    log_behind: bool,
+    /// Decisions whose log lines could not be written yet (a full disk): written before any
+    /// later one, and nothing past them is published until they are.
+    unlogged: Vec<Decision>,
 }
 
 impl State {
@@ -81,25 +84,34 @@ impl State {
 
     /// Let ranks read what is planned, unless the log is missing a decision it depends on.
     fn publish(&self) {
-        if self.log_behind {
+        if !self.unlogged.is_empty() {
             return;
         }
-        self.segment.publish(self.feedback.planner.planned(), self.feedback.decisions.len() as u64);
+        self.segment.publish(self.feedback.planner.planned(), self.feedback.decided());
     }
 
-    fn write_log(&self, append: Option<&Decision>) -> Result<()> {
-        match append {
-            Some(d) => {
-                let mut f =
-                    std::fs::OpenOptions::new().append(true).open(&self.log).map_err(|e| Error::io(&self.log, e))?;
-                f.write_all(line(d).as_bytes()).and_then(|_| f.sync_data()).map_err(|e| Error::io(&self.log, e))
+    /// Append the unlogged decisions to the log (append-only: a replaced decision is a new
+    /// line with its number, which supersedes the lines of that number and later), synced.
+    /// A write that fails is cut back to the log's previous length, so the log never holds
+    /// half a line.
+    fn write_log(&mut self) -> Result<()> {
+        if self.unlogged.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for d in &self.unlogged {
+            text.push_str(&line(d));
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.log).map_err(|e| Error::io(&self.log, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&self.log, e))?.len();
+        match f.write_all(text.as_bytes()).and_then(|_| f.sync_data()) {
+            Ok(()) => {
+                self.unlogged.clear();
+                Ok(())
             }
-            None => {
-                let mut text = line(&self.header);
-                for d in &self.feedback.decisions {
-                    text.push_str(&line(d));
-                }
-                crate::sink::write_atomic(&self.log, text.as_bytes())
+            Err(e) => {
+                let _ = f.set_len(len);
+                Err(Error::io(&self.log, e))
             }
         }
     }
@@ -115,26 +127,18 @@ impl State {
                 Ok(self.status())
             }
             Some("report") => {
-                let step = req
-                    .get("step")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::InvalidArgument("report: \"step\" must be a non-negative integer".into()))?;
-                let report: Report =
-                    serde_json::from_value(req.get("stats").cloned().unwrap_or(Value::Null)).map_err(|e| {
-                        Error::InvalidArgument(format!("report: \"stats\" must map domains to lists of numbers: {e}"))
-                    })?;
+                let (step, report) = super::feedback::parse_report(req)?;
+                let log = self.log.clone();
+                let mut older = |k: u64| -> Result<Option<Decision>> { find_logged(&log, k) };
                 let (f, domains, plan) = self.plan();
-                let (d, outcome) = f.report(step, report, domains, plan)?;
+                let (d, outcome) = f.report(step, report, domains, plan, &mut older)?;
                 // The log is written before the plan is published; a write that failed (a full
-                // disk) is redone whole at the next report, so the log never misses a decision
-                // that ranks have read by.
-                let written = match (outcome, self.log_behind) {
-                    (_, true) | (Outcome::Replaced, _) => self.write_log(None),
-                    (Outcome::Appended, false) => self.write_log(Some(&d)),
-                    (Outcome::Unchanged, false) => Ok(()),
-                };
-                self.log_behind = written.is_err();
-                written?;
+                // disk) is retried at the next report, so the log never misses a decision that
+                // ranks have read by.
+                if outcome != Outcome::Unchanged {
+                    self.unlogged.push(d.clone());
+                }
+                self.write_log()?;
                 self.publish();
                 let mut s = self.status();
                 s["decision"] = serde_json::to_value(&d).expect("decisions serialize");
@@ -149,7 +153,7 @@ impl State {
         json!({
             "ok": true,
             "planned": self.segment.published(),
-            "decisions": self.feedback.decisions.len(),
+            "decisions": self.feedback.decided(),
             "due_step": self.feedback.due_step(),
             "global_batch_size": self.feedback.global_batch_size,
             "rule": self.feedback.cfg.rule,
@@ -169,24 +173,93 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn read_log(path: &Path, header: &LogHeader) -> Result<Vec<Decision>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, first)) = lines.next() else { return Ok(Vec::new()) };
-    let bad = |line: usize, what: String| Error::InvalidArgument(format!("{}:{}: {what}", path.display(), line + 1));
-    let got: LogHeader = serde_json::from_str(first).map_err(|e| bad(0, format!("not a mixture log header: {e}")))?;
-    if &got != header {
-        return Err(Error::InvalidArgument(format!(
-            "{}: this decision log was written for another curriculum or other feedback settings; move it away to start \
-             afresh, or pass --log",
-            path.display()
-        )));
+/// The longest line of a decision log or of a request (a report with its values).
+const MAX_LINE_BYTES: u64 = 256 << 20;
+
+/// The decision log, line by line (never whole in memory): its header is checked against
+/// `header`, then each line is a decision. A bad line is an error naming the file and line.
+struct LogLines {
+    path: PathBuf,
+    reader: BufReader<std::fs::File>,
+    line: usize,
+}
+
+impl LogLines {
+    /// None when there is no log (or an empty one).
+    fn open(path: &Path, header: Option<&LogHeader>) -> Result<Option<LogLines>> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mut lines = LogLines { path: path.to_path_buf(), reader: BufReader::new(file), line: 0 };
+        let Some(first) = lines.next_line()? else { return Ok(None) };
+        let got: LogHeader =
+            serde_json::from_str(&first).map_err(|e| lines.bad(format!("not a mixture log header: {e}")))?;
+        if header.is_some_and(|h| *h != got) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: this decision log was written for another curriculum or other feedback settings; move it away to start \
+                 afresh, or pass --log",
+                path.display()
+            )));
+        }
+        Ok(Some(lines))
     }
-    lines.map(|(i, l)| serde_json::from_str(l).map_err(|e| bad(i, format!("not a decision: {e}")))).collect()
+
+    fn bad(&self, what: String) -> Error {
+        Error::InvalidArgument(format!(
+            "{}:{}: {what} (the log is damaged from here: move it away, or cut it before this line, and restart)",
+            self.path.display(),
+            self.line
+        ))
+    }
+
+    fn next_line(&mut self) -> Result<Option<String>> {
+        loop {
+            let mut buf = Vec::new();
+            let n = (&mut self.reader)
+                .take(MAX_LINE_BYTES)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if !buf.ends_with(b"\n") && n as u64 == MAX_LINE_BYTES {
+                return Err(self.bad(format!("a line longer than {MAX_LINE_BYTES} bytes")));
+            }
+            let text = String::from_utf8(buf).map_err(|_| self.bad("not UTF-8".into()))?;
+            if !text.trim().is_empty() {
+                return Ok(Some(text));
+            }
+        }
+    }
+}
+
+impl Iterator for LogLines {
+    type Item = Result<Decision>;
+
+    fn next(&mut self) -> Option<Result<Decision>> {
+        match self.next_line() {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(l)) => Some(serde_json::from_str(&l).map_err(|e| self.bad(format!("not a decision: {e}")))),
+        }
+    }
+}
+
+/// The decision numbered `k` that the log holds now: the last line of that number that no
+/// later line supersedes (a line of number j supersedes the earlier lines of numbers >= j).
+fn find_logged(path: &Path, k: u64) -> Result<Option<Decision>> {
+    let Some(lines) = LogLines::open(path, None)? else { return Ok(None) };
+    let mut found = None;
+    for d in lines {
+        let d = d?;
+        if d.decision <= k {
+            found = (d.decision == k).then_some(d);
+        }
+    }
+    Ok(found)
 }
 
 /// Stage and serve until SIGINT/SIGTERM. `ready` is called once the segment is published and
@@ -205,7 +278,7 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
     });
     let _lock = segment::take_lock(&paths, opts.mode)?;
     let header = LogHeader { syllabus_mixture_log: 1, curriculum: id.clone(), feedback: opts.feedback.clone() };
-    let logged = if opts.feedback.rule == Rule::None { Vec::new() } else { read_log(&log, &header)? };
+    let logged = if opts.feedback.rule == Rule::None { None } else { LogLines::open(&log, Some(&header))? };
     let meta = json!({
         "name": name,
         "curriculum": id,
@@ -247,15 +320,18 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(&Ready)) -> Result<()> {
     let n = seg.layout.n_seq.max(1) as f64;
     let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n).collect();
     let feedback = Feedback::new(opts.feedback.clone(), m.domains.clone(), &shares)?;
-    let mut state = State { feedback, segment: seg.clone(), log: log.clone(), header, log_behind: false };
-    let replayed = logged.len();
-    {
+    let had_log = logged.is_some();
+    let mut state = State { feedback, segment: seg.clone(), log: log.clone(), header, unlogged: Vec::new() };
+    let replayed = {
         let (f, domains, plan) = state.plan();
-        f.replay(logged, domains, plan)?;
+        if let Some(lines) = logged {
+            f.replay(lines, domains, plan)?;
+        }
         f.extend(domains, plan);
-    }
-    if state.feedback.cfg.rule != Rule::None && replayed == 0 {
-        state.write_log(None)?;
+        f.decided() as usize
+    };
+    if state.feedback.cfg.rule != Rule::None && !had_log {
+        crate::sink::write_atomic(&state.log, line(&state.header).as_bytes())?;
     }
     state.publish();
 
@@ -305,8 +381,22 @@ impl Drop for CloseOnDrop {
 
 fn connection(conn: UnixStream, state: &Mutex<State>) {
     let Ok(mut out) = conn.try_clone() else { return };
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut buf = Vec::new();
+        // A request is one line of at most MAX_LINE_BYTES; a longer one ends the connection.
+        match (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) if n as u64 == MAX_LINE_BYTES && !buf.ends_with(b"\n") => {
+                let _ = out.write_all(format!("{}\n", json!({"ok": false, "error": format!("a request longer than {MAX_LINE_BYTES} bytes")})).as_bytes());
+                return;
+            }
+            Ok(_) => {}
+        }
+        let Ok(line) = String::from_utf8(buf) else {
+            let _ = out.write_all(b"{\"ok\":false,\"error\":\"a request must be UTF-8 JSON\"}\n");
+            return;
+        };
         if line.trim().is_empty() {
             continue;
         }
