@@ -82,6 +82,9 @@ pub struct SourceConfig {
     pub on_bad_record: BadRecordPolicy,
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
+    /// The longest jsonl record (line) in bytes; a longer one is a bad record.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
 }
 
 fn default_text_field() -> String {
@@ -92,6 +95,9 @@ fn default_id_field() -> String {
 }
 fn default_batch_rows() -> usize {
     crate::batch::DEFAULT_BATCH_ROWS
+}
+fn default_max_record_bytes() -> usize {
+    crate::source::DEFAULT_MAX_RECORD_BYTES
 }
 
 impl SourceConfig {
@@ -137,6 +143,8 @@ impl SourceConfig {
             id_field: self.id_field.clone(),
             batch_rows: self.batch_rows,
             on_bad_record: self.on_bad_record,
+            max_record_bytes: self.max_record_bytes,
+            read_text: true,
         }
     }
 }
@@ -367,15 +375,15 @@ impl PipelineConfig {
             }
             check.validate(&names)?;
         }
+        crate::limits::THREADS.check(self.threads as u64).map_err(Error::Config)?;
         if self.select.is_none() && self.tokenize.is_none() {
             return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));
         }
         if let Some(spec) = self.curriculum() {
             spec.validate()?;
         }
-        if self.source.batch_rows == 0 {
-            return Err(Error::Config("source.batch_rows: must be at least 1".into()));
-        }
+        crate::limits::check_read(self.source.batch_rows, self.source.max_record_bytes)
+            .map_err(|e| Error::Config(format!("source.{e}")))?;
         match &self.select {
             None => {}
             Some(SelectConfig::Dsir(d)) => {

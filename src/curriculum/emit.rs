@@ -567,6 +567,19 @@ impl Emit<'_> {
             });
         }
         flush(&mut pending, &mut builder, &mut sink, &mut table)?;
+        if totals.documents == 0 {
+            let empty: Vec<&str> = prepared
+                .domains
+                .iter()
+                .zip(&prepared.documents)
+                .filter(|(_, &n)| n == 0)
+                .map(|(d, _)| d.as_str())
+                .collect();
+            return Err(Error::InvalidArgument(format!(
+                "no document to write: every phase puts its share on domains without documents ({}; their files are empty or every record was rejected)",
+                if empty.is_empty() { "none listed".to_string() } else { empty.join(", ") }
+            )));
+        }
         builder.finish();
         for shard in builder.ready.drain(..) {
             sink.write(&shard)?;

@@ -223,10 +223,14 @@ impl CurriculumSpec {
             if r.window == 0 {
                 return Err(cfg_err("reweight.window", "must be at least 1"));
             }
+            crate::limits::REWEIGHT_WINDOW.check(r.window as u64).map_err(|e| cfg_err("reweight", e))?;
         }
         if let Some(s) = &self.schedule {
             if s.tokens == Some(0) {
                 return Err(cfg_err("schedule.tokens", "must be at least 1"));
+            }
+            if let Some(t) = s.tokens {
+                crate::limits::BUDGET_TOKENS.check(t).map_err(|e| cfg_err("schedule", e))?;
             }
             if s.phases.is_empty() {
                 return Err(cfg_err("schedule.phases", "at least one phase is needed"));
@@ -269,6 +273,8 @@ impl CurriculumSpec {
         if o.sort_memory_mb == 0 {
             return Err(cfg_err("order.sort_memory_mb", "must be at least 1"));
         }
+        crate::limits::FOLD_PASSES.check(o.passes as u64).map_err(|e| cfg_err("order", e))?;
+        crate::limits::SORT_MEMORY_MB.check(o.sort_memory_mb as u64).map_err(|e| cfg_err("order", e))?;
         let t = &self.tokenize;
         if t.seq_len == 0 || t.seq_len > 1 << 24 {
             return Err(cfg_err("tokenize.seq_len", "must be between 1 and 16777216"));
@@ -283,6 +289,7 @@ impl CurriculumSpec {
         if out.shard_tokens == 0 {
             return Err(cfg_err("output.shard_tokens", "must be at least 1"));
         }
+        crate::limits::SHARD_TOKENS.check(out.shard_tokens).map_err(|e| cfg_err("output", e))?;
         Ok(())
     }
 
@@ -294,7 +301,7 @@ impl CurriculumSpec {
 
 use std::path::Path;
 
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::shard::manifest::{json_hash, Manifest, MANIFEST_FILE};
 use crate::source::{InputFile, ReadOptions, RejectWriter};
 use crate::tokenize::{Tok, PAD_CANDIDATES};
@@ -370,12 +377,43 @@ pub struct Build<'a> {
 }
 
 impl Build<'_> {
+    /// With `on_exhausted = "repeat"` the budget is written whatever the lake holds: refuse a
+    /// budget whose shards cannot fit on the output's file system, with the estimate.
+    fn check_disk(&self, vocab_size: u32) -> Result<()> {
+        let Some(s) = &self.spec.schedule else { return Ok(()) };
+        let (Some(tokens), Exhausted::Repeat) = (s.tokens, s.on_exhausted) else { return Ok(()) };
+        let per_token: u64 = self
+            .spec
+            .output
+            .formats
+            .iter()
+            .map(|f| match f {
+                ShardFormat::Syllabus => crate::shard::TokenDtype::for_vocab(vocab_size).width() as u64,
+                ShardFormat::Megatron => if vocab_size < 65_500 { 2 } else { 4 },
+            })
+            .sum();
+        let estimate = tokens as f64 * per_token as f64;
+        match crate::limits::free_disk(self.out) {
+            Some(free) if estimate > free as f64 => Err(cfg_err(
+                "schedule.tokens",
+                format!(
+                    "{tokens} tokens with on_exhausted = \"repeat\" make about {} of shards, more than the {} free under {}",
+                    crate::limits::bytes(estimate),
+                    crate::limits::bytes(free as f64),
+                    self.out.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn run(&self) -> Result<Manifest> {
         let spec = self.spec;
         spec.validate()?;
         let tok = Tok::load(&spec.tokenize.tokenizer)?;
         let eos = tok.eos_id(spec.tokenize.eos.as_deref())?;
         let pad = tok.special_id(spec.tokenize.pad.as_deref(), PAD_CANDIDATES, "padding")?.unwrap_or(eos);
+        self.check_disk(tok.vocab_size())?;
         let prepared: Prepared = match load_marker(self.work, "prepare.json") {
             Some(p) => p,
             None => {

@@ -18,7 +18,7 @@ use crate::batch::{id_column, text_column};
 use crate::curriculum::order::{Rec, RecWriter};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::source::{Extras, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 use crate::tokenize::Tok;
 

@@ -23,7 +23,7 @@ use super::scored::RowScorer;
 use crate::batch::{text_column, RecordBatch};
 use crate::error::Result;
 use crate::par::{for_each_ordered, Flow};
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};

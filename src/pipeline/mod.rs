@@ -4,12 +4,9 @@ pub mod dsir;
 pub mod scored;
 pub mod zipfit;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::batch::COL_DOMAIN;
 use crate::config::{PipelineConfig, SelectConfig};
@@ -18,6 +15,7 @@ use crate::curriculum::{begin_work, inputs_fingerprint, load_marker, save_marker
 use crate::error::{Error, Result};
 use crate::shard::manifest::{json_hash, MANIFEST_FILE};
 use crate::score::dsir::DsirModel;
+use crate::progress::Progress;
 use crate::select::Noise;
 use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
@@ -25,32 +23,6 @@ pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
 pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
 pub use zipfit::ZipfitRowScorer;
 
-/// Progress bars on stderr, only when it is a terminal and not `--quiet`.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    enabled: bool,
-}
-
-impl Progress {
-    pub fn new(quiet: bool) -> Self {
-        Progress { enabled: !quiet && std::io::stderr().is_terminal() }
-    }
-
-    /// A counter of rows for one pass.
-    pub fn rows(&self, label: &str) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:<12} {human_pos} rows  {per_sec}  {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message(label.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    }
-}
 
 /// What `syllabus run` produced.
 #[derive(Debug, serde::Serialize)]

@@ -12,7 +12,7 @@ use arrow::datatypes::Field;
 use super::scored::RowScorer;
 use crate::batch::text_column;
 use crate::error::Result;
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};

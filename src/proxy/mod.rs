@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{id_column, text_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
-use crate::pipeline::Progress;
+use crate::progress::Progress;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 use crate::tokenize::Tok;
 use lm::{Lm, LmShape};
@@ -115,6 +115,19 @@ impl ProxyParams {
         }
         if !(r.epochs.is_finite() && r.epochs >= 0.0) {
             return bad("epochs must be a non-negative number");
+        }
+        if r.epochs > crate::limits::PROXY_EPOCHS {
+            return bad(&format!("epochs = {}: at most {} (a proxy is trained briefly)", r.epochs, crate::limits::PROXY_EPOCHS));
+        }
+        use crate::limits::*;
+        for (limit, v) in [
+            (&PROXY_WIDTH, r.width),
+            (&PROXY_LAYERS, r.layers),
+            (&PROXY_CONTEXT, r.context),
+            (&PROXY_BATCH, r.batch_size),
+            (&PROXY_SEEDS, r.seeds as usize),
+        ] {
+            limit.check(v as u64).map_err(|e| Error::InvalidArgument(format!("proxy: {e}")))?;
         }
         if !(r.lr.is_finite() && r.lr > 0.0 && r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
             return bad("lr must be positive and weight_decay non-negative");
@@ -275,6 +288,9 @@ pub fn load_labelled(
     let extras =
         Extras { fields: vec![Field::new(features, DataType::Utf8, true), Field::new(label, DataType::Utf8, true)] };
     let mut data = LabelledData { ids: Vec::new(), features: Vec::new(), labels: Vec::new() };
+    // A labelled feature table (the Data Diet setting) has no text: only id, features and
+    // label are read.
+    let read = &ReadOptions { read_text: false, ..read.clone() };
     let mut reader = LakeReader::new(files, read, extras, rejects);
     for b in reader.by_ref() {
         let b = b?;
@@ -536,6 +552,14 @@ fn average(
     let mut acc: Vec<(f64, f64, f64)> = Vec::new();
     for s in 0..seeds {
         let run = one(seed.wrapping_add(s))?;
+        let bad = run.iter().filter(|r| !(r.0.is_finite() && r.1.is_finite() && r.2.is_finite())).count();
+        if bad > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "the proxy trained from seed {} diverged: {bad} of {} rows score NaN or infinity; no scores were written (lower the learning rate, --lr / select.proxy.lr, or the epochs)",
+                seed.wrapping_add(s),
+                run.len()
+            )));
+        }
         if acc.is_empty() {
             acc = vec![(0.0, 0.0, 0.0); run.len()];
         }
@@ -573,6 +597,16 @@ pub fn lm_scores(
     let r = params.resolve(ProxyKind::Lm)?;
     let eos = tok.eos_id(None)?;
     let shape = LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
+    let (w, l, t, v, b) = (r.width as f64, r.layers as f64, r.context as f64, shape.vocab as f64, r.batch_size as f64);
+    let heads = (w / 32.0).max(1.0);
+    let params = 2.0 * v * w + t * w + l * (12.0 * w * w + 13.0 * w);
+    let activations = b * t * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
+    let estimate = 4.0 * (4.0 * params + 2.0 * activations);
+    crate::limits::check_memory(
+        &format!("an lm proxy of width {}, {} layers, context {}, batch {}, vocabulary {}", r.width, r.layers, r.context, r.batch_size, shape.vocab),
+        estimate,
+    )
+    .map_err(Error::InvalidArgument)?;
     let device = device();
     let train = train.unwrap_or(&pool.docs);
     if train.is_empty() {
@@ -610,7 +644,16 @@ pub fn mlp_scores(
     let r = params.resolve(ProxyKind::Mlp)?;
     let train_set = train.unwrap_or(&pool);
     let classes = pool.labels.iter().chain(&train_set.labels).max().map_or(1, |&m| m as usize + 1).max(2);
+    crate::limits::PROXY_CLASSES.check(classes as u64).map_err(|e| Error::InvalidArgument(format!("proxy: {e}")))?;
     let features = pool.features[0].len();
+    let (f, w, l, c, b) = (features as f64, r.width as f64, r.layers as f64, classes as f64, r.batch_size as f64);
+    let params = f * w + (l - 1.0).max(0.0) * w * w + w * c + c;
+    let estimate = 4.0 * (4.0 * params + 2.0 * b * (l * 4.0 * w + 3.0 * c + f));
+    crate::limits::check_memory(
+        &format!("an mlp proxy of {features} features, width {}, {} layers, {classes} classes, batch {}", r.width, r.layers, r.batch_size),
+        estimate,
+    )
+    .map_err(Error::InvalidArgument)?;
     if train_set.features[0].len() != features {
         return Err(Error::InvalidArgument(format!(
             "the training set has {} features, the pool {features}",
@@ -669,6 +712,46 @@ mod tests {
             // The exact GraNd over all parameters is at least the last layer's.
             let all = grad_norm(&grads, &p.all()).unwrap();
             assert!(all + 1e-6 >= auto);
+        }
+    }
+
+    #[test]
+    fn exact_grand_equals_a_finite_difference_gradient() {
+        // Central differences over every parameter of a small trained mlp, independent of
+        // autograd: the gradient norm they give is exact GraNd.
+        let data = toy();
+        let r = ProxyParams { epochs: Some(1.0), width: Some(4), ..Default::default() }.resolve(ProxyKind::Mlp).unwrap();
+        let shape = MlpShape { features: 5, classes: 3, width: 4, layers: 1 };
+        let (model, p) = train_mlp(shape, &r, 1, &data, &Device::Cpu).unwrap();
+        let exact = score_mlp(&model, &p, &data, Grand::Exact).unwrap();
+        for i in [0usize, 7, 31] {
+            let (x, y) = mlp::batch(&data.features, &data.labels, &[i], &Device::Cpu).unwrap();
+            let loss = || model.loss(&x, &y).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            let h = 1e-2f32;
+            let mut sq = 0.0;
+            for v in p.all() {
+                let dims = v.as_tensor().shape().clone();
+                let orig = v.as_tensor().flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+                let set = |vals: Vec<f32>| {
+                    let t = candle_core::Tensor::from_vec(vals, dims.clone(), &Device::Cpu).unwrap().to_dtype(v.dtype()).unwrap();
+                    v.set(&t).unwrap();
+                };
+                for k in 0..orig.len() {
+                    let mut plus = orig.clone();
+                    plus[k] += h;
+                    set(plus);
+                    let up = loss();
+                    let mut minus = orig.clone();
+                    minus[k] -= h;
+                    set(minus);
+                    let down = loss();
+                    set(orig.clone());
+                    let g = (up - down) / (2.0 * h as f64);
+                    sq += g * g;
+                }
+            }
+            let fd = sq.sqrt();
+            assert!((fd - exact[i].2).abs() < 1e-2 * (1.0 + fd), "row {i}: finite differences {fd}, exact GraNd {}", exact[i].2);
         }
     }
 

@@ -89,6 +89,8 @@ impl DsirParams {
         if self.ngrams == 0 {
             return Err(Error::InvalidArgument("ngrams must be at least 1".into()));
         }
+        crate::limits::DSIR_BUCKETS.check(u64::from(self.buckets)).map_err(Error::InvalidArgument)?;
+        crate::limits::DSIR_NGRAMS.check(self.ngrams as u64).map_err(Error::InvalidArgument)?;
         if !(self.target_smoothing >= 0.0 && self.target_smoothing.is_finite()) {
             return Err(Error::InvalidArgument("target smoothing must be a finite number >= 0".into()));
         }

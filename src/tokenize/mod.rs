@@ -129,6 +129,9 @@ pub fn train(
             256 + specials.len()
         )));
     }
+    crate::limits::VOCAB_SIZE
+        .check(opts.vocab_size as u64)
+        .map_err(|e| Error::InvalidArgument(format!("--vocab-size: {e}")))?;
     let mut trainer = BpeTrainer::builder()
         .vocab_size(opts.vocab_size)
         .min_frequency(opts.min_frequency)

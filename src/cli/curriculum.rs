@@ -1,0 +1,293 @@
+//! `syllabus run`, `syllabus curriculum`, `syllabus tokenizer train` and `syllabus verify`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use super::{exit_code, open_lake, print_report, print_totals, SourceArgs};
+use crate::config::PipelineConfig;
+use crate::pipeline;
+use crate::progress::Progress;
+
+#[derive(Subcommand)]
+pub(super) enum TokenizerCommand {
+    /// Train a byte-level BPE tokenizer on a lake and write it as tokenizer.json.
+    Train {
+        /// Vocabulary size, special tokens (<|endoftext|>, <pad>) included.
+        #[arg(long)]
+        vocab_size: usize,
+        /// Merges need at least this many occurrences.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct CurriculumArgs {
+    /// A Hugging Face tokenizer.json.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Tokens per sequence.
+    #[arg(long)]
+    seq_len: u32,
+    /// End-of-document token (default: <|endoftext|>, </s>, <eos>, ... whichever it has).
+    #[arg(long)]
+    eos: Option<String>,
+    /// Padding token (default: <pad>, <|pad|> or [PAD], else the EOS token).
+    #[arg(long)]
+    pad: Option<String>,
+    #[arg(long, value_enum, default_value = "concat")]
+    packing: crate::curriculum::Packing,
+    /// Ordering within each domain.
+    #[arg(long, value_enum, default_value = "input")]
+    order: crate::curriculum::OrderMethod,
+    /// The score column to order by (ascending, descending, folding).
+    #[arg(long)]
+    by: Option<String>,
+    /// Folding passes L.
+    #[arg(long, default_value_t = 3)]
+    fold_passes: usize,
+    #[arg(long, default_value_t = 256)]
+    sort_memory_mb: usize,
+    /// Domain of each document from this column.
+    #[arg(long, conflicts_with = "domain")]
+    domain_field: Option<String>,
+    /// NAME=PATH: the files of a domain (file, directory or glob); repeat per domain.
+    #[arg(long)]
+    domain: Vec<String>,
+    /// Token budget T (default: every document once).
+    #[arg(long)]
+    budget_tokens: Option<u64>,
+    /// START:DOMAIN=SHARE,DOMAIN=SHARE: a phase of the schedule from START (a fraction of T);
+    /// repeat per phase, e.g. --phase 0:web=0.7,code=0.3 --phase 0.8:web=0.3,code=0.7.
+    #[arg(long)]
+    phase: Vec<String>,
+    /// Move linearly between phase mixtures.
+    #[arg(long)]
+    interpolate: bool,
+    #[arg(long, value_enum, default_value = "stop")]
+    on_exhausted: crate::curriculum::Exhausted,
+    /// Per-sample weights from this loss column (Sow et al.).
+    #[arg(long)]
+    reweight_by: Option<String>,
+    #[arg(long, value_enum, default_value = "linupper")]
+    strategy: crate::curriculum::Strategy,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Documents per reweighting window.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Shard formats (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "syllabus")]
+    format: Vec<crate::curriculum::ShardFormat>,
+    /// Tokens per shard (rounded down to whole sequences).
+    #[arg(long, default_value_t = 1 << 23)]
+    shard_tokens: u64,
+    /// Seed of random orderings.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The document table: files, directories or globs (e.g. a selection's output).
+    inputs: Vec<String>,
+}
+
+impl CurriculumArgs {
+    fn spec(&self) -> anyhow::Result<crate::curriculum::CurriculumSpec> {
+        use crate::curriculum::*;
+        let mut phases = Vec::new();
+        for p in &self.phase {
+            let (start, mix) =
+                p.split_once(':').with_context(|| format!("--phase {p:?}: expected START:DOMAIN=SHARE,..."))?;
+            let start: f64 = start.trim().parse().with_context(|| format!("--phase {p:?}: bad start"))?;
+            let mut mixture = indexmap::IndexMap::new();
+            for part in mix.split(',').filter(|s| !s.trim().is_empty()) {
+                let (d, w) = part.split_once('=').with_context(|| format!("--phase {p:?}: expected DOMAIN=SHARE"))?;
+                let w: f64 = w.trim().parse().with_context(|| format!("--phase {p:?}: bad share for {d}"))?;
+                mixture.insert(d.trim().to_string(), w);
+            }
+            phases.push(PhaseConfig { start, mixture });
+        }
+        if phases.is_empty() && (self.budget_tokens.is_some() || self.interpolate) {
+            bail!("--budget-tokens and --interpolate need at least one --phase");
+        }
+        let spec = CurriculumSpec {
+            seed: self.seed,
+            reweight: self.reweight_by.as_ref().map(|by| ReweightConfig {
+                by: by.clone(),
+                strategy: self.strategy,
+                temperature: self.temperature,
+                window: self.window,
+            }),
+            schedule: (!phases.is_empty()).then(|| ScheduleConfig {
+                tokens: self.budget_tokens,
+                interpolate: self.interpolate,
+                on_exhausted: self.on_exhausted,
+                phases,
+            }),
+            order: OrderConfig {
+                method: self.order,
+                by: self.by.clone(),
+                passes: self.fold_passes,
+                sort_memory_mb: self.sort_memory_mb,
+            },
+            tokenize: TokenizeConfig {
+                tokenizer: self.tokenizer.clone(),
+                seq_len: self.seq_len,
+                eos: self.eos.clone(),
+                pad: self.pad.clone(),
+                packing: self.packing,
+            },
+            output: OutputConfig { formats: self.format.clone(), shard_tokens: self.shard_tokens },
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn source(&self) -> anyhow::Result<crate::config::SourceConfig> {
+        let mut domains = indexmap::IndexMap::new();
+        for d in &self.domain {
+            let (name, path) = d.split_once('=').with_context(|| format!("--domain {d:?}: expected NAME=PATH"))?;
+            domains.entry(name.to_string()).or_insert_with(Vec::new).push(path.to_string());
+        }
+        if self.inputs.is_empty() && domains.is_empty() {
+            bail!("no inputs: give the document table's files (or --domain NAME=PATH)");
+        }
+        Ok(crate::config::SourceConfig {
+            paths: self.inputs.clone(),
+            domain_field: self.domain_field.clone(),
+            domains,
+            text_field: self.source.text_field.clone(),
+            id_field: self.source.id_field.clone(),
+            on_bad_record: self.source.on_bad_record,
+            batch_rows: self.source.batch_rows,
+            max_record_bytes: self.source.max_record_bytes,
+        })
+    }
+}
+
+/// `syllabus run PIPELINE.toml`.
+pub(super) fn run_pipeline(
+    pipeline: &Path,
+    out: Option<&Path>,
+    threads: usize,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = PipelineConfig::load(pipeline)?;
+    if threads > 0 {
+        cfg.threads = threads;
+    }
+    let summary = pipeline::run(&cfg, out, progress)?;
+    if let Some(method) = summary.method {
+        eprintln!("syllabus run {}: {method} selection", summary.name);
+        print_report(&summary.report, start, true);
+    }
+    if let Some(t) = &summary.curriculum {
+        print_totals(&summary.name, t, start);
+    }
+    let out_dir = out.unwrap_or(&cfg.out_dir);
+    for o in &summary.outputs {
+        eprintln!("  wrote {}", out_dir.join(o).display());
+    }
+    let curriculum_rejects = summary.curriculum.as_ref().map_or(0, |t| t.rejected);
+    if curriculum_rejects > 0 {
+        eprintln!("  {curriculum_rejects} bad records were skipped");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(exit_code(&summary.report))
+}
+
+/// `syllabus curriculum`.
+pub(super) fn curriculum_command(
+    args: &CurriculumArgs,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let spec = args.spec()?;
+    let source = args.source()?;
+    let read = source.read_options();
+    let (files, domains) = source.lake()?;
+    let config = serde_json::json!({ "source": source, "curriculum": spec });
+    let tok_bytes = std::fs::read(&spec.tokenize.tokenizer)
+        .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;
+    let key = crate::shard::manifest::json_hash(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": config,
+        "inputs": crate::curriculum::inputs_fingerprint(&files),
+        "tokenizer": xxhash_rust::xxh3::xxh3_128(&tok_bytes).to_string(),
+    }));
+    let work = crate::curriculum::begin_work(&args.out, &key)?;
+    let rejects = args.source.rejects.clone();
+    let manifest = crate::curriculum::Build {
+        spec: &spec,
+        config,
+        files: &files,
+        read: &read,
+        domains,
+        out: &args.out,
+        work: &work,
+        rejects: rejects.as_deref(),
+        progress,
+    }
+    .run()?;
+    print_totals("curriculum", &manifest.totals, start);
+    eprintln!("  wrote {}", args.out.join(crate::shard::manifest::MANIFEST_FILE).display());
+    if manifest.totals.rejected > 0 {
+        eprintln!("  {} bad records were skipped", manifest.totals.rejected);
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `syllabus verify DIR`.
+pub(super) fn verify_command(dir: &Path) -> anyhow::Result<ExitCode> {
+    let r = crate::shard::verify::verify(dir)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    if r.problems.is_empty() {
+        eprintln!(
+            "syllabus verify {}: {} files, {} sequences, {} tokens: all good",
+            dir.display(),
+            r.files,
+            r.sequences,
+            r.tokens
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &r.problems {
+            eprintln!("  problem: {p}");
+        }
+        bail!("{} problems in {}", r.problems.len(), dir.display())
+    }
+}
+
+/// `syllabus tokenizer train`.
+pub(super) fn tokenizer_command(cmd: TokenizerCommand, start: Instant) -> anyhow::Result<ExitCode> {
+    let TokenizerCommand::Train { vocab_size, min_frequency, out, source, inputs } = cmd;
+    let (opts, raw, mut rejects) = open_lake(&source, &inputs)?;
+    let opts_train = crate::tokenize::TrainOptions { vocab_size, min_frequency };
+    let r = crate::tokenize::train(&raw, &opts, &opts_train, rejects.as_mut(), &out)?;
+    if let Some(w) = rejects {
+        w.finish()?;
+    }
+    eprintln!(
+        "syllabus tokenizer train: {} documents, vocabulary {}; wrote {} ({:.2} s)",
+        r.documents,
+        r.vocab_size,
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
