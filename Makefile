@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: test test-rust test-python test-torch build bench golden fixtures clean
+.PHONY: test test-rust test-python test-torch build bench golden fixtures clean fuzz
 
 test: test-rust test-python
 

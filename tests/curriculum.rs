@@ -362,13 +362,27 @@ fn resumes_after_a_crash_at_any_stage_with_identical_bytes() {
     }
 }
 
+/// Files' inodes: a file rewritten by a resumed run (temporary file, then rename) has a new one.
+fn inodes(paths: &[std::path::PathBuf]) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    paths.iter().map(|p| std::fs::metadata(p).unwrap().ino()).collect()
+}
+
 #[test]
-fn resumes_after_kill_9_with_identical_bytes() {
+fn resumes_after_kill_9_keeping_finished_work_with_identical_bytes() {
     let dir = tempdir();
     let clean = dir.path().join("clean");
     run_pipeline("domain_upsampling", &clean, &["--threads", "1"]);
-    // Kill at a few moments into the run (wherever it happens to be), then start again.
-    for (i, delay_ms) in [5u64, 40, 120].into_iter().enumerate() {
+    // Kill when the run has provably done some work and not all of it: once the prepare stage's
+    // marker is written, and once a few shards are in the journal.
+    let journal_lines = |out: &Path| {
+        std::fs::read_to_string(out.join("work/shards.journal")).map(|t| t.lines().count()).unwrap_or(0)
+    };
+    let prepared = |out: &Path| out.join("work/prepare.json").exists();
+    type Reached<'a> = &'a dyn Fn(&Path) -> bool;
+    let points: [(&str, Reached); 2] =
+        [("after prepare", &prepared), ("after 3 shards", &|o: &Path| journal_lines(o) >= 3)];
+    for (i, (what, reached)) in points.into_iter().enumerate() {
         let out = dir.path().join(format!("killed-{i}"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_syllabus"))
             .args(["run", "pipelines/domain_upsampling.toml", "--out", &p(&out), "-q", "--threads", "1"])
@@ -376,10 +390,32 @@ fn resumes_after_kill_9_with_identical_bytes() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !reached(&out) {
+            assert!(std::time::Instant::now() < deadline, "{what}: never reached");
+            assert!(child.try_wait().unwrap().is_none(), "{what}: the run ended before the point");
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        assert!(!out.join("manifest.json").exists(), "{what}: the kill landed after the end");
+        // What was finished when the kill landed.
+        let marker = out.join("work/prepare.json");
+        let shards: Vec<std::path::PathBuf> = std::fs::read_to_string(out.join("work/shards.journal"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| out.join(e["path"].as_str().unwrap()))
+            .collect();
+        assert!(marker.exists());
+        let before = inodes(&[vec![marker.clone()], shards.clone()].concat());
         run_pipeline("domain_upsampling", &out, &["--threads", "2"]);
+        assert_eq!(
+            inodes(&[vec![marker], shards.clone()].concat()),
+            before,
+            "{what}: the resumed run redid finished work (prepare, or {} journaled shards)",
+            shards.len()
+        );
         assert_same_outputs(&clean, &out);
     }
 }

@@ -86,6 +86,23 @@ fn weights_match_reference_with_few_buckets() {
 }
 
 #[test]
+fn weights_and_selection_match_reference_where_the_raw_fit_budget_cuts_with_several_buckets() {
+    // 4 buckets: the reference counts at most 400000 raw n-grams (100000 per file) and the
+    // larger files pass that; the weights still differ between documents.
+    let dir = tempdir();
+    let out = dir.path().join("scores.jsonl");
+    let all = dir.path().join("all.jsonl");
+    let target = "fixtures/target/math.jsonl";
+    ok(&syllabus(&["score", "dsir", "-q", "--buckets", "4", "--target", target, "--out", &p(&out), RAW]));
+    assert_weights_match(&read_jsonl(&out), &golden_weights("math_b4"));
+    // The cut matters here: counting every n-gram gives other weights.
+    ok(&syllabus(&["score", "dsir", "-q", "--buckets", "4", "--fit-all", "--target", target, "--out", &p(&all), RAW]));
+    let differ = read_jsonl(&out).iter().zip(read_jsonl(&all)).filter(|(a, b)| a["dsir_logw"] != b["dsir_logw"]).count();
+    assert!(differ > 1000, "only {differ} weights change without the budget");
+    assert_eq!(select(&["--seed", "11", "--buckets", "4"], target), golden_ids("dsir_math_b4_select_seed11.txt"));
+}
+
+#[test]
 fn top_k_selection_matches_reference() {
     assert_eq!(select(&["--top-k"], "fixtures/target/math.jsonl"), golden_ids("dsir_math_select_topk.txt"));
 }

@@ -43,3 +43,35 @@ fn zipfit_pipeline_runs() {
     assert_eq!(summary["method"], "zipfit");
     assert!(out.join("selected.parquet").exists() && out.join("scores.parquet").exists());
 }
+
+#[test]
+fn perplexity_reweighted_pipeline_keeps_the_middle_and_reweights() {
+    let dir = tempdir();
+    let out = dir.path().join("ppl");
+    let err = ok(&syllabus(&["run", "pipelines/perplexity_reweighted.toml", "--out", &p(&out), "-q"]));
+    assert!(err.contains("proxy selection"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let (eligible, selected) = (summary["report"]["eligible"].as_u64().unwrap(), summary["report"]["selected"].as_u64().unwrap());
+    assert!((selected as f64 - 0.8 * eligible as f64).abs() <= 1.0, "the band [0.1, 0.9): {selected} of {eligible}");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["reweighting"]["strategy"], "linupper");
+    assert_eq!(manifest["totals"]["documents"], selected);
+    ok(&syllabus(&["verify", &p(&out)]));
+    // Window weights average 1 and are not all equal.
+    let o = syllabus(&["sql", &p(&out), "--format", "csv", "-c", "select round(avg(weight), 6) as a, count(distinct weight) > 10 as varied from curriculum"]);
+    ok(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().nth(1), Some("1.0,true"));
+}
+
+#[test]
+fn steered_pipeline_records_its_feedback_for_serve() {
+    let dir = tempdir();
+    let out = dir.path().join("steered");
+    ok(&syllabus(&["run", "pipelines/steered.toml", "--out", &p(&out), "-q"]));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["config"]["feedback"]["rule"], "dump");
+    assert_eq!(manifest["config"]["feedback"]["lag"], 2);
+    assert_eq!(manifest["domains"], serde_json::json!(["prose", "code", "math", "docs"]));
+    assert_eq!(manifest["ordering"]["method"], "random");
+    ok(&syllabus(&["verify", &p(&out)]));
+}

@@ -94,11 +94,19 @@ fn select_rules_on_any_score_column() {
     assert_eq!((max.len(), min.len()), (674, 674));
     let band = sel(&["--band", "0.25", "0.75"], "band.parquet");
     assert_eq!(band.len(), 1010 - 337);
-    // The band's scores lie between the two ends.
+    // The band is the middle half: every row outside it scores at most the band's lowest
+    // score (a quarter of the rows) or at least its highest (the other quarter).
     let t = table(&scores);
     let by_id: HashMap<&str, f64> = t["id"].iter().map(String::as_str).zip(floats(&t, "el2n")).collect();
-    let lo = min.iter().map(|i| by_id[i.as_str()]).fold(f64::NEG_INFINITY, f64::max);
-    assert!(band.iter().all(|i| by_id[i.as_str()] >= lo - 1e-12 || min.contains(i)));
+    let in_band: std::collections::HashSet<&str> = band.iter().map(String::as_str).collect();
+    let band_scores: Vec<f64> = band.iter().map(|i| by_id[i.as_str()]).collect();
+    let (b_lo, b_hi) = band_scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let outside: Vec<f64> = by_id.iter().filter(|(i, _)| !in_band.contains(*i)).map(|(_, &x)| x).collect();
+    let below = outside.iter().filter(|&&x| x <= b_lo).count();
+    let above = outside.iter().filter(|&&x| x >= b_hi).count();
+    assert_eq!(below + above, outside.len(), "a row outside the band scores inside its range");
+    let quarter = by_id.len() as f64 / 4.0;
+    assert!((below as f64 - quarter).abs() <= 1.0 && (above as f64 - quarter).abs() <= 1.0, "{below} below, {above} above");
     let skipped = sel(&["--offset", "10", "--k", "5"], "skip.parquet");
     let top15 = sel(&["--keep-max", "15"], "top15.parquet");
     let top10 = sel(&["--keep-max", "10"], "top10.parquet");

@@ -245,8 +245,9 @@ fn a_replaced_decision_is_what_the_log_replays() {
         again["decision"].clone()
     };
     let log = read_jsonl(&dir.join("mixture_log.jsonl"));
-    assert_eq!(log.len(), 2, "the header and the replacing decision");
-    assert_eq!(log[1], replaced);
+    assert_eq!(log.len(), 3, "the header, the first decision and the one replacing it: the log is append-only");
+    assert_eq!(log[2], replaced);
+    assert_eq!(log[1]["decision"], log[2]["decision"]);
     let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
     assert_eq!(s.ready["decisions_replayed"], 1);
 }
@@ -261,20 +262,57 @@ fn a_decision_the_log_could_not_take_is_refused_and_written_with_the_next_report
     let r0 = serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [0.5], "code": [0.3]}});
     let r1 = serde_json::json!({"op": "report", "step": 1, "stats": {"prose": [0.2], "code": [0.6]}});
     let planned = request(&sock, r0)["planned"].clone();
-    // The log cannot be written (a directory in its place, as a full disk would fail it).
-    std::fs::remove_file(&log).unwrap();
-    std::fs::create_dir(&log).unwrap();
+    // The disk is full: the log's appends fail with ENOSPC (/dev/full in its place).
+    let real = t.path().join("log.real");
+    std::fs::rename(&log, &real).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
     let failed = request(&sock, r1.clone());
     assert!(failed["error"].as_str().unwrap().contains("log.jsonl"), "{failed}");
     let status = request(&sock, serde_json::json!({"op": "status"}));
     assert_eq!(status["planned"], planned, "nothing published past what the log holds");
     let hello = request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
     assert_eq!(hello["planned"], planned, "not by a loader attaching either");
-    std::fs::remove_dir(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&real, &log).unwrap();
+    // The trainer retries the report: the decision it led to is written now.
     let ok = request(&sock, r1);
     assert_eq!(ok["decisions"], 2, "{ok}");
     assert_eq!(read_jsonl(&log).len(), 3, "header and both decisions");
     drop(s);
     let again = serve(&dir, &shm, &["--feedback", "dump", "--log", &p(&log)]).unwrap();
     assert_eq!(again.ready["decisions_replayed"], 2);
+}
+
+#[test]
+fn overflowing_report_values_are_refused_and_a_damaged_log_line_is_named() {
+    let (_t, dir, shm) = setup();
+    {
+        let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
+        let sock = s.ready["socket"].as_str().unwrap().to_string();
+        request(&sock, serde_json::json!({"op": "hello", "global_batch_size": 4}));
+        for bad in [serde_json::json!(1e308), serde_json::json!(-1e13)] {
+            let r = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [bad]}}));
+            assert_eq!(r["ok"], false, "{r}");
+            assert!(r["error"].as_str().unwrap().contains("within"), "{r}");
+        }
+        let r = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [1e12], "code": [0.5]}}));
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(r["decision"]["mixture"].as_object().unwrap().values().all(|p| p.as_f64().unwrap().is_finite()));
+    }
+    // The log holds only finite numbers, so serve restarts on it and SQL reads it.
+    let s = serve(&dir, &shm, &["--feedback", "dump"]).unwrap();
+    assert_eq!(s.ready["decisions_replayed"], 1);
+    drop(s);
+    ok(&syllabus(&["sql", &p(&dir), "-c", "select count(*) from mixture_log"]));
+    // A damaged line: serve names it; SQL leaves it out with a warning and goes on.
+    let log = dir.join("mixture_log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"decision\": 2, \"mixture\": null}\n");
+    std::fs::write(&log, text).unwrap();
+    let err = serve(&dir, &shm, &["--feedback", "dump"]).err().expect("refused");
+    assert!(err.contains("mixture_log.jsonl:3") && err.contains("not a decision"), "{err}");
+    let o = syllabus(&["sql", &p(&dir), "--format", "csv", "-c", "select count(distinct decision) as n from mixture_log"]);
+    let warn = ok(&o);
+    assert!(warn.contains("mixture_log.jsonl:3"), "{warn}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().nth(1), Some("1"));
 }

@@ -117,6 +117,19 @@ class Order(unittest.TestCase):
             self.assertNotEqual(a[per:], c[per:])
             self.assertEqual(order(1, shuffle_later_passes=False), list(range(per)) * 3)
 
+    def test_the_pass_order_is_a_keyed_bijection_of_constant_size(self):
+        from syllabus_loader import BatchPermutation
+        for n in (0, 1, 2, 3, 5, 16, 17, 1000, 4097):
+            p = BatchPermutation(n, 3, 1)
+            self.assertEqual(sorted(p[i] for i in range(n)), list(range(n)), n)
+        a, b = BatchPermutation(1000, 3, 1), BatchPermutation(1000, 3, 2)
+        self.assertNotEqual([a[i] for i in range(1000)], [b[i] for i in range(1000)])
+        # 10^9 batches: O(1) to build and to index, whatever the curriculum's size.
+        huge = BatchPermutation(10**9, 0, 1)
+        firsts = [huge[i] for i in range(4)]
+        self.assertTrue(all(0 <= x < 10**9 for x in firsts) and len(set(firsts)) == 4)
+        self.assertEqual(firsts, [BatchPermutation(10**9, 0, 1)[i] for i in range(4)])
+
 
 class MapMode(unittest.TestCase):
     """serve --stage map: the tokens stay in the (verified) shard files, which ranks map."""
@@ -379,6 +392,13 @@ class Feedback(unittest.TestCase):
                 ld.report({"poetry": [1.0]})
             with self.assertRaisesRegex(ValueError, "finite"):
                 ld.report({"prose": [float("nan")]})
+            for big in (1e308, float("inf"), -2e12):
+                with self.assertRaisesRegex(ValueError, "finite|within"):
+                    ld.report({"prose": [big]})
+            # serve refuses them too (a client that skips the check), and stays usable.
+            with self.assertRaisesRegex(ServeError, "within"):
+                ld._seg.request({"op": "report", "step": 0, "stats": {"prose": [1e308]}})
+            self.assertIsNotNone(ld.report({"prose": [0.5], "code": [0.25]}))
         with ShmDir() as shm, Serve(C2, shm_dir=shm):
             ld = Loader(C2, 0, 1, 5, shm_dir=shm)
             next(iter(ld))

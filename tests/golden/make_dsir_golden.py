@@ -39,6 +39,9 @@ CASES = {
     "docs_b5000": (["fixtures/target/docs.jsonl"], {"num_buckets": 5000}, ["seed7"]),
     # Few buckets: weights close together, so the Gumbel noise decides much of the selection.
     "math_b16": (["fixtures/target/math.jsonl"], {"num_buckets": 16}, ["seed3"]),
+    # Four buckets: the raw fit stops at the reference's budget (100000 * buckets n-grams, split
+    # over the files) in the larger files, with weights that still differ.
+    "math_b4": (["fixtures/target/math.jsonl"], {"num_buckets": 4}, ["seed11"]),
     # One bucket: every weight is 0 and the selection is the noise alone.
     "math_b1": (["fixtures/target/math.jsonl"], {"num_buckets": 1}, ["seed0", "seed5"]),
 }
@@ -144,8 +147,13 @@ def write_wordpunct():
 
 
 def main():
-    write_wordpunct()
+    # Optional case names: regenerate only those (and not the wordpunct file).
+    only = sys.argv[1:]
+    if not only:
+        write_wordpunct()
     for name, (targets, kwargs, selections) in CASES.items():
+        if only and name not in only:
+            continue
         tmp = Path(tempfile.mkdtemp())
         try:
             run_case(name, targets, kwargs, selections, tmp)
