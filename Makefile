@@ -24,7 +24,7 @@ $(VENV)/.ready: python/requirements-test.txt
 test-python: $(VENV)/.ready
 	$(CARGO) test --release --locked --no-run
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
-	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader
+	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader test_outputs
 
 # The torch adapter, where torch is installed (not part of `make test`: torch is a 1+ GB
 # download that the client does not need). TORCH_PYTHON: a Python with torch.
@@ -40,6 +40,13 @@ build:
 # Criterion benches per stage; whole-command comparison with the reference: benches/compare_dsir.sh
 bench:
 	$(CARGO) bench --locked
+
+# The mutation fuzzer over every input parser (examples/fuzz.rs), FUZZ_SECONDS per target; not
+# part of `make test`. Findings (panics) are saved under target/fuzz and fail the run.
+FUZZ_SECONDS ?= 360
+fuzz:
+	$(CARGO) build --release --locked
+	SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus $(CARGO) run --release --locked --example fuzz -- --seconds $(FUZZ_SECONDS) --out $(abspath $(TARGET_DIR))/fuzz
 
 # Regenerate the reference golden files (needs the reference in a venv, see the script).
 golden:
