@@ -84,3 +84,49 @@ impl Error {
         Error::Arrow { context: context.into(), source }
     }
 }
+
+/// Sections that turn a panic of a dependency into an error (the parquet decoder asserts on
+/// some damaged files; DataFusion panics on others). While one runs, the panic hook that
+/// `cli::main` installs stays quiet: the error that follows says what happened.
+static GUARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a panic now would be caught by [`catch_panic`] (or another guarded section).
+pub fn panics_are_caught() -> bool {
+    GUARDED.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// Counts a guarded section while it lives.
+pub struct PanicGuard(());
+
+impl PanicGuard {
+    pub fn new() -> Self {
+        GUARDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        PanicGuard(())
+    }
+}
+
+impl Default for PanicGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        GUARDED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into())
+}
+
+/// Run `f`, with a panic inside it turned into `Err(its message)`.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let _guard = PanicGuard::new();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+}

@@ -133,6 +133,13 @@ impl SourceArgs {
 
 /// Parse arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // A panic that a guarded section turns into an error is not shown as a crash.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !crate::error::panics_are_caught() {
+            default_hook(info)
+        }
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -15,7 +15,14 @@ use crate::error::{Error, Location, Result};
 
 fn builder(file: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| Error::Parquet { file: file.path.clone(), source })
+    crate::error::catch_panic(|| ParquetRecordBatchReaderBuilder::try_new(f))
+        .map_err(|msg| decoder_panic(file, &msg))?
+        .map_err(|source| Error::Parquet { file: file.path.clone(), source })
+}
+
+/// The parquet crate asserts (panics) on some damaged files: such a file is not readable.
+fn decoder_panic(file: &InputFile, msg: &str) -> Error {
+    Error::Schema { file: file.path.clone(), message: format!("not a readable Parquet file (the decoder failed: {msg})") }
 }
 
 /// The Arrow schema of a Parquet file (from its footer).
@@ -80,10 +87,8 @@ impl ParquetFileReader {
     fn project(file: &InputFile, opts: &ReadOptions, wanted: &[usize]) -> Result<ParquetRecordBatchReader> {
         let builder = builder(file)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
-        builder
-            .with_batch_size(opts.batch_rows.max(1))
-            .with_projection(mask)
-            .build()
+        crate::error::catch_panic(|| builder.with_batch_size(opts.batch_rows.max(1)).with_projection(mask).build())
+            .map_err(|msg| decoder_panic(file, &msg))?
             .map_err(|source| Error::Parquet { file: file.path.clone(), source })
     }
 }
@@ -111,7 +116,11 @@ impl super::FileReader for ParquetFileReader {
             if self.done {
                 return Ok(None);
             }
-            let next = self.reader.as_mut().and_then(|r| r.next());
+            // A damaged page can make the decoder panic: that is a decoding error like the others.
+            let next = match crate::error::catch_panic(|| self.reader.as_mut().and_then(|r| r.next())) {
+                Ok(n) => n,
+                Err(msg) => Some(Err(arrow::error::ArrowError::ExternalError(format!("the decoder failed: {msg}").into()))),
+            };
             let batch = match next {
                 None => {
                     self.done = true;

@@ -58,14 +58,11 @@ pub struct Session {
 /// `fut`, with a panic inside it (DataFusion on some damaged inputs) turned into an error.
 async fn caught<T>(what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     use futures::FutureExt;
+    let _quiet = crate::error::PanicGuard::new();
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown cause".into());
+            let msg = crate::error::panic_message(p.as_ref());
             Err(Error::InvalidArgument(format!("{what}: the query engine failed on this input ({msg})")))
         }
     }
