@@ -14,18 +14,11 @@ import time
 import tracemalloc
 
 from syllabus_loader import BatchPermutation
+from syllabus_loader import _splitmix64 as splitmix64
 
 MASK = (1 << 64) - 1
 MAX_LIST = 2_000_000
 SEQUENCES = 10**9
-
-
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & MASK
-    z = x
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return x, z ^ (z >> 31)
 
 
 def fisher_yates(n, seed, pass_):

@@ -35,7 +35,7 @@ pub const FOLD_PASSES: Limit = Limit { name: "passes", max: 1 << 16, why: "each 
 pub const REWEIGHT_WINDOW: Limit =
     Limit { name: "window", max: 1 << 26, why: "a window's documents are held in memory to normalise their weights" };
 pub const SORT_MEMORY_MB: Limit = Limit { name: "sort_memory_mb", max: 1 << 20, why: "the sort buffer is allocated" };
-pub const SHARD_TOKENS: Limit = Limit { name: "shard_tokens", max: 1 << 36, why: "a shard is built in memory" };
+pub const SHARD_TOKENS: Limit = Limit { name: "shard_tokens", max: 1 << 34, why: "a shard is built in memory" };
 pub const VOCAB_SIZE: Limit =
     Limit { name: "vocab_size", max: 1 << 22, why: "BPE training keeps every merge and its pair counts in memory" };
 /// Tokens a schedule may ask for: 10^15 (a thousand times the largest public training runs).

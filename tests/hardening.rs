@@ -197,6 +197,12 @@ fn options_that_size_memory_or_loops_are_refused_up_front() {
         let err = fails(&o, 1);
         assert!(err.contains(expect), "expected {expect:?} in: {err}");
     }
+    // A 2^34-token shard is built in memory (128 GiB): refused where memory is smaller.
+    if syllabus::limits::physical_memory().is_some_and(|m| m < 128 << 30) {
+        let o = syllabus(&["curriculum", "--tokenizer", &tok, "--seq-len", "64", "--shard-tokens", "17179869184", "--out", &p(&dir.path().join("c4")), &docs]);
+        let err = fails(&o, 1);
+        assert!(err.contains("a shard of 17179869184 tokens (output.shard_tokens) needs about"), "{err}");
+    }
     // A label near 2^32 would make an output layer of four billion classes.
     let table = dir.path().join("labels.jsonl");
     std::fs::write(&table, "{\"id\":\"a\",\"f\":[1,2],\"label\":4000000000}\n{\"id\":\"b\",\"f\":[2,1],\"label\":0}\n").unwrap();

@@ -478,7 +478,7 @@ impl Emit<'_> {
         };
         let mut table = CurriculumTable::create(&self.out.join("curriculum.parquet"))?;
         let window = spec.reweight.as_ref().map_or(1024, |r| r.window);
-        let mut pending: Vec<Pending> = Vec::with_capacity(window);
+        let mut pending: Vec<Pending> = Vec::with_capacity(window.min(1 << 16));
         let mut position = 0u64;
         let mut totals = Totals::default();
         let mut flush = |pending: &mut Vec<Pending>, builder: &mut ShardBuilder, sink: &mut ShardSink, table: &mut CurriculumTable| -> Result<()> {

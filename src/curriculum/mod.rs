@@ -407,6 +407,17 @@ impl Build<'_> {
         }
     }
 
+    /// A shard is built in memory (u32 tokens, then its bytes) and the sort buffer fills up to
+    /// its size: refuse settings whose memory is more than the machine has.
+    fn check_memory(&self) -> Result<()> {
+        let out = &self.spec.output;
+        crate::limits::check_memory(&format!("a shard of {} tokens (output.shard_tokens)", out.shard_tokens), out.shard_tokens as f64 * 8.0)
+            .map_err(|e| cfg_err("output.shard_tokens", e))?;
+        let sort = self.spec.order.sort_memory_mb as f64 * 1048576.0;
+        crate::limits::check_memory(&format!("a sort buffer of {} MiB (order.sort_memory_mb)", self.spec.order.sort_memory_mb), sort)
+            .map_err(|e| cfg_err("order.sort_memory_mb", e))
+    }
+
     pub fn run(&self) -> Result<Manifest> {
         let spec = self.spec;
         spec.validate()?;
@@ -414,6 +425,7 @@ impl Build<'_> {
         let eos = tok.eos_id(spec.tokenize.eos.as_deref())?;
         let pad = tok.special_id(spec.tokenize.pad.as_deref(), PAD_CANDIDATES, "padding")?.unwrap_or(eos);
         self.check_disk(tok.vocab_size())?;
+        self.check_memory()?;
         let prepared: Prepared = match load_marker(self.work, "prepare.json") {
             Some(p) => p,
             None => {
