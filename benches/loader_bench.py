@@ -1,13 +1,26 @@
 """Per-rank read throughput, time to first batch and memory of the trainer-side readers, on the
-same tokens: syllabus_loader (shared-memory views), plain numpy.memmap of the Megatron files,
-and mosaicml-streaming's StreamingDataset over MDS. Run by benches/compare_loader.sh.
+same tokens: syllabus_loader (shared memory), plain numpy.memmap of the Megatron files, and
+mosaicml-streaming's StreamingDataset over MDS. Run by benches/compare_loader.sh.
 
     python loader_bench.py write-mds CURRICULUM_DIR MDS_DIR SHARD_BYTES
-    python loader_bench.py read KIND CURRICULUM_DIR|MDS_DIR RANK WORLD BATCH [--first]
+    python loader_bench.py read KIND CURRICULUM_DIR|MDS_DIR RANK WORLD BATCH [--first] [--seconds S]
 
-KIND: syllabus, syllabus-copy (a view copied into one batch array, as a host-to-device copy
-needs), syllabus-map (the same against `serve --stage map`, given its name), megatron, mds. Prints one JSON line: sequences, bytes, seconds, time to first batch,
-and the rank's memory after its last batch, mappings still open (RSS, PSS, anonymous).
+Every reader does the same work per batch: it copies each of its sequences once into one
+preallocated [batch, seq_len] array (what a host-to-device copy, or a collate, needs), so every
+byte is read and written once, and throughput counts bytes that were actually copied:
+- syllabus, syllabus-map: the loader's batch (a view of shared memory, or of the mapped shard
+  files with `serve --stage map`) copied into the batch array with np.copyto;
+- megatron: sample i is tokens [i*L, (i+1)*L) of the concatenated .bin stream (Megatron's GPT
+  samples without its sample-index build), each sample's slice of the mapped .bin copied into
+  its row of the batch array (two slices when it spans two files);
+- mds: each sample's `tokens` bytes, as StreamingDataset decodes them, copied into its row.
+
+Each reader reads its rank's batches over the curriculum again and again (a new pass when one
+ends) for at least --seconds (default 5), so a run does not measure start-up; `seconds` is the
+time of that reading loop alone (imports and setup excluded). `first_batch_s` is from process
+start (after `import numpy`) to the first batch in hand, the reader's imports and setup
+included. Prints one JSON line: sequences, bytes, seconds, first_batch_s, passes, and the
+rank's memory after its last batch, mappings still open (RSS, PSS, anonymous).
 """
 
 import glob
@@ -34,23 +47,36 @@ def memory():
 
 
 class Meter:
-    """Counts batches; remembers when the first came; says when to stop (--first)."""
+    """Counts copied batches; times the reading loop from its start; says when to stop (after
+    the first batch with --first, else once `seconds` have passed)."""
 
-    def __init__(self, first_only):
+    def __init__(self, first_only, seconds):
         self.n = self.nbytes = 0
         self.ttfb = None
-        self.first_only = first_only
+        self.first_only, self.seconds = first_only, seconds
+        self.passes = 0
+        self.start = None
+
+    def begin(self):
+        self.start = time.perf_counter()
 
     def batch(self, t):
+        """`t`: the batch array just filled (its bytes were copied). True: stop."""
         self.n += len(t)
         self.nbytes += t.nbytes
         if self.ttfb is None:
             self.ttfb = time.perf_counter() - T0
-            return self.first_only
-        return False
+            if self.first_only:
+                return True
+        return time.perf_counter() - self.start >= self.seconds
+
+    def another_pass(self):
+        self.passes += 1
+        return not self.first_only and time.perf_counter() - self.start < self.seconds
 
     def result(self):
-        return self.n, self.nbytes, self.ttfb, memory()
+        return {"sequences": self.n, "bytes": self.nbytes, "seconds": time.perf_counter() - self.start,
+                "first_batch_s": self.ttfb, "passes": self.passes, **memory()}
 
 
 def manifest(d):
@@ -58,18 +84,18 @@ def manifest(d):
         return json.load(f)
 
 
-def read_syllabus(d, rank, world, batch, copy, first_only):
+def read_syllabus(d, rank, world, batch, m):
     from syllabus_loader import Loader
-    ld = Loader(d, rank, world, batch)
-    buf = None
-    m = Meter(first_only)
-    for b in ld:
+    ld = Loader(d, rank, world, batch, passes=None, shuffle_later_passes=False)
+    buf = np.empty((batch, ld.seq_len), np.uint16 if ld.meta["token_dtype"] == "u16" else np.uint32)
+    per_pass = ld.batches_per_pass
+    m.begin()
+    for i, b in enumerate(ld):
         t = b["tokens"]
-        if copy:
-            if buf is None or buf.shape != t.shape:
-                buf = np.empty(t.shape, t.dtype)
-            np.copyto(buf, t)
-        if m.batch(t):
+        np.copyto(buf[:len(t)], t)
+        if len(t) and m.batch(buf[:len(t)]):
+            break
+        if (i + 1) % per_pass == 0 and not m.another_pass():
             break
     return m.result()
 
@@ -99,43 +125,54 @@ class MegatronFile:
         return self._bin
 
 
-def read_megatron(d, rank, world, batch, seq_len, first_only):
-    """Sample i is tokens [i*L, (i+1)*L) of the concatenated stream (Megatron's GPT samples,
-    without its sample-index build); the batch is stacked from per-sample copies."""
+def read_megatron(d, rank, world, batch, seq_len, m):
     prefixes = sorted(p[:-4] for p in glob.glob(os.path.join(d, "megatron", "*.bin")))
     files = [MegatronFile(p) for p in prefixes]
     lengths = np.array([f.tokens for f in files])
     starts = np.concatenate([[0], np.cumsum(lengths)])
     total = int(starts[-1]) // seq_len
     g = batch * world
-    m = Meter(first_only)
-    for lo in range(0, total, g):
-        first = lo + rank * batch
-        rows = []
-        for s in range(first, min(first + batch, lo + g, total)):
-            a, b = s * seq_len, (s + 1) * seq_len
-            k = int(np.searchsorted(starts, a, side="right")) - 1
-            if b <= starts[k + 1]:
-                rows.append(np.array(files[k].bin[a - starts[k]:b - starts[k]]))
-            else:  # spans two files
-                rows.append(np.concatenate([files[k].bin[a - starts[k]:], files[k + 1].bin[:b - starts[k + 1]]]))
-        if rows and m.batch(np.stack(rows)):
-            break
-    return m.result()
+    buf = np.empty((batch, seq_len), files[0].dtype)
+    m.begin()
+    while True:
+        for lo in range(0, total, g):
+            first = lo + rank * batch
+            j = 0
+            for s in range(first, min(first + batch, lo + g, total)):
+                a, b = s * seq_len, (s + 1) * seq_len
+                k = int(np.searchsorted(starts, a, side="right")) - 1
+                if b <= starts[k + 1]:
+                    buf[j] = files[k].bin[a - starts[k]:b - starts[k]]
+                else:  # spans two files
+                    x = int(starts[k + 1] - a)
+                    buf[j, :x] = files[k].bin[a - starts[k]:]
+                    buf[j, x:] = files[k + 1].bin[:b - starts[k + 1]]
+                j += 1
+            if j and m.batch(buf[:j]):
+                return m.result()
+        if not m.another_pass():
+            return m.result()
 
 
-def read_mds(d, rank, world, batch, first_only):
+def read_mds(d, rank, world, batch, m):
     from streaming import StreamingDataset
     ds = StreamingDataset(local=d, batch_size=batch, shuffle=False)
-    m = Meter(first_only)
-    rows = []
-    for sample in ds:
-        rows.append(np.frombuffer(sample["tokens"], np.uint16))
-        if len(rows) == batch:
-            t, rows = np.stack(rows), []
-            if m.batch(t):
-                break
-    return m.result()
+    buf = None
+    m.begin()
+    while True:
+        j = 0
+        for sample in ds:
+            row = np.frombuffer(sample["tokens"], np.uint16)
+            if buf is None:
+                buf = np.empty((batch, len(row)), np.uint16)
+            buf[j] = row
+            j += 1
+            if j == batch:
+                j = 0
+                if m.batch(buf):
+                    return m.result()
+        if not m.another_pass():
+            return m.result()
 
 
 def write_mds(src, out, shard_bytes):
@@ -158,18 +195,17 @@ def main():
         return
     kind, d = sys.argv[2], sys.argv[3]
     rank, world, batch = (int(x) for x in sys.argv[4:7])
-    first_only = "--first" in sys.argv
-    if kind in ("syllabus", "syllabus-copy", "syllabus-map"):
-        n, nbytes, ttfb, mem = read_syllabus(d, rank, world, batch, kind != "syllabus", first_only)
+    seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5.0
+    m = Meter("--first" in sys.argv, seconds)
+    if kind in ("syllabus", "syllabus-map"):
+        r = read_syllabus(d, rank, world, batch, m)
     elif kind == "megatron":
-        n, nbytes, ttfb, mem = read_megatron(d, rank, world, batch, manifest(d)["seq_len"], first_only)
+        r = read_megatron(d, rank, world, batch, manifest(d)["seq_len"], m)
     elif kind == "mds":
-        n, nbytes, ttfb, mem = read_mds(d, rank, world, batch, first_only)
+        r = read_mds(d, rank, world, batch, m)
     else:
         raise SystemExit(f"unknown kind {kind}")
-    secs = time.perf_counter() - T0
-    print(json.dumps({"kind": kind, "rank": rank, "sequences": n, "bytes": nbytes, "seconds": secs,
-                      "first_batch_s": ttfb, **mem}))
+    print(json.dumps({"kind": kind, "rank": rank, **r}))
 
 
 if __name__ == "__main__":
