@@ -103,7 +103,7 @@ impl datafusion::catalog::TableProvider for LakeTable {
 
     async fn scan(
         &self,
-        _state: &dyn datafusion::catalog::Session,
+        state: &dyn datafusion::catalog::Session,
         projection: Option<&Vec<usize>>,
         _filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
@@ -120,10 +120,21 @@ impl datafusion::catalog::TableProvider for LakeTable {
             .iter()
             .map(|&i| if i < 2 { i } else { 2 + wanted.binary_search(&(i - 2)).expect("a projected extra") })
             .collect();
-        let stream = LakeStream { files: self.files.clone(), read: self.read.clone(), extras, schema: schema.clone() };
+        // One partition per group of files, so the decoding runs on as many cores as DataFusion
+        // has partitions (SQL promises no row order without ORDER BY).
+        let n = self.files.len().clamp(1, state.config().target_partitions().max(1));
+        let per = self.files.len().div_ceil(n).max(1);
+        let partitions: Vec<Arc<dyn PartitionStream>> = self
+            .files
+            .chunks(per)
+            .map(|files| {
+                let s = LakeStream { files: files.to_vec(), read: self.read.clone(), extras: extras.clone(), schema: schema.clone() };
+                Arc::new(s) as Arc<dyn PartitionStream>
+            })
+            .collect();
         let exec = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
             schema,
-            vec![Arc::new(stream)],
+            partitions,
             Some(&remapped),
             Vec::<datafusion::physical_expr::LexOrdering>::new(),
             false,
@@ -135,12 +146,20 @@ impl datafusion::catalog::TableProvider for LakeTable {
 
 fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Result<()> {
     let read = ReadOptions::default();
-    // One pass to learn the fields of every row (jsonl has no schema), as `lake_extras` wants.
-    let mut stats_reader = LakeReader::new(&files, &read, crate::source::Extras::none(), None);
-    for b in stats_reader.by_ref() {
-        b?;
-    }
-    let stats = stats_reader.into_stats();
+    // One pass to learn the fields of every row (jsonl has no schema), as `lake_extras` wants;
+    // files are read in parallel (the fields seen per file do not depend on the order).
+    use rayon::prelude::*;
+    let stats = files
+        .par_iter()
+        .map(|f| {
+            let one = std::slice::from_ref(f);
+            let mut r = LakeReader::new(one, &read, crate::source::Extras::none(), None);
+            for b in r.by_ref() {
+                b?;
+            }
+            Ok(r.into_stats().pop().expect("one file, one stats"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let extras = lake_extras(&files, &stats, &read)?;
     let schema = crate::source::source_schema(&read, &extras);
     ctx.register_table(name, Arc::new(LakeTable { files, read, extras, schema })).map_err(df_err)?;
