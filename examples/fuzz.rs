@@ -329,11 +329,7 @@ fn main() {
                     }
                 }
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let msg = syllabus::error::panic_message(p.as_ref());
                     let file = out.join(format!("crash-{target}-{runs}.bin"));
                     std::fs::write(&file, &input).unwrap();
                     eprintln!("fuzz {target}: PANIC after {runs} runs: {msg} (input saved to {})", file.display());

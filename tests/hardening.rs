@@ -60,17 +60,7 @@ fn selected_parquet_has_one_domain_column_when_the_lake_has_its_own() {
 }
 
 fn read_parquet_column(path: &Path, col: &str) -> Vec<String> {
-    let f = std::fs::File::open(path).unwrap();
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
-    let mut out = Vec::new();
-    for b in r {
-        let b = b.unwrap();
-        let c = b.column(b.schema().index_of(col).unwrap()).clone();
-        let c = arrow::compute::cast(&c, &arrow::datatypes::DataType::Utf8).unwrap();
-        let s = c.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
-        out.extend(s.iter().map(|v| v.unwrap_or_default().to_string()));
-    }
-    out
+    parquet_table(path).remove(col).unwrap_or_else(|| panic!("no column {col} in {}", path.display()))
 }
 
 #[test]

@@ -3,33 +3,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow::array::{Array, Float64Array, StringArray, UInt64Array};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
 use crate::util::*;
 
 const DIGITS: &str = "fixtures/digits/train.parquet";
 const MLP: &[&str] = &["--proxy", "mlp", "--features", "pixels", "--label", "label", "--epochs", "2", "--seeds", "2"];
-
-/// A Parquet table's columns by name (strings, floats or counts as f64).
-fn table(path: &Path) -> HashMap<String, Vec<String>> {
-    let f = std::fs::File::open(path).unwrap();
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for b in ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap() {
-        let b = b.unwrap();
-        for (field, col) in b.schema().fields().iter().zip(b.columns()) {
-            let v = out.entry(field.name().clone()).or_default();
-            if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
-                v.extend(s.iter().map(|x| x.unwrap().to_string()));
-            } else if let Some(f) = col.as_any().downcast_ref::<Float64Array>() {
-                v.extend(f.values().iter().map(|x| x.to_string()));
-            } else if let Some(u) = col.as_any().downcast_ref::<UInt64Array>() {
-                v.extend(u.values().iter().map(|x| x.to_string()));
-            }
-        }
-    }
-    out
-}
 
 fn floats(t: &HashMap<String, Vec<String>>, col: &str) -> Vec<f64> {
     t[col].iter().map(|s| s.parse().unwrap()).collect()
@@ -50,7 +27,7 @@ fn el2n_of_a_classifier_is_bounded_and_repeats_for_any_thread_count() {
     score(&["score", "el2n"], &a, &[&trained[..], &["--threads", "1"]].concat());
     score(&["score", "el2n"], &b, &[&trained[..], &["--threads", "2"]].concat());
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same scores, byte for byte");
-    let t = table(&a);
+    let t = parquet_table(&a);
     assert_eq!(t["id"].len(), 1347);
     assert!(t.contains_key("loss") && !t.contains_key("grand"));
     let el2n = floats(&t, "el2n");
@@ -67,11 +44,11 @@ fn exact_grand_bounds_the_last_layer_closed_form() {
     let (exact, last) = (dir.path().join("exact.parquet"), dir.path().join("last.parquet"));
     score(&["score", "grand"], &exact, MLP);
     score(&["score", "grand", "--last-layer"], &last, MLP);
-    let (e, l) = (floats(&table(&exact), "grand"), floats(&table(&last), "grand"));
+    let (e, l) = (floats(&parquet_table(&exact), "grand"), floats(&parquet_table(&last), "grand"));
     assert_eq!(e.len(), l.len());
     assert!(e.iter().zip(&l).all(|(e, l)| e + 1e-9 >= *l && *l >= 0.0));
     // Same proxies (same seeds), so EL2N agrees between the two.
-    assert_eq!(table(&exact)["el2n"], table(&last)["el2n"]);
+    assert_eq!(parquet_table(&exact)["el2n"], parquet_table(&last)["el2n"]);
 }
 
 #[test]
@@ -85,7 +62,7 @@ fn select_rules_on_any_score_column() {
         a.extend_from_slice(rule);
         a.extend_from_slice(&["--out", out.to_str().unwrap(), "-q", DIGITS]);
         ok(&syllabus(&a));
-        table(&out)["id"].clone()
+        parquet_table(&out)["id"].clone()
     };
     // The paper's noisy-label variant with no offset is keep-max.
     assert_eq!(sel(&["--offset", "0", "--k", "100"], "o.parquet"), sel(&["--keep-max", "100"], "m.parquet"));
@@ -96,7 +73,7 @@ fn select_rules_on_any_score_column() {
     assert_eq!(band.len(), 1010 - 337);
     // The band is the middle half: every row outside it scores at most the band's lowest
     // score (a quarter of the rows) or at least its highest (the other quarter).
-    let t = table(&scores);
+    let t = parquet_table(&scores);
     let by_id: HashMap<&str, f64> = t["id"].iter().map(String::as_str).zip(floats(&t, "el2n")).collect();
     let in_band: std::collections::HashSet<&str> = band.iter().map(String::as_str).collect();
     let band_scores: Vec<f64> = band.iter().map(|i| by_id[i.as_str()]).collect();
@@ -117,7 +94,7 @@ fn select_rules_on_any_score_column() {
     ok(&syllabus(&["score", "dsir", "--target", "fixtures/target/math.jsonl", "--out", &p(&dsir), "-q", "fixtures/target/docs.jsonl"]));
     let out = dir.path().join("d.parquet");
     ok(&syllabus(&["select", "--scores", &p(&dsir), "--by", "dsir_logw", "--keep-max", "10", "--out", &p(&out), "-q", "fixtures/target/docs.jsonl"]));
-    assert_eq!(table(&out)["id"].len(), 10);
+    assert_eq!(parquet_table(&out)["id"].len(), 10);
 }
 
 #[test]
@@ -145,7 +122,7 @@ fn lm_loss_is_lower_on_the_domain_it_was_trained_on() {
     let mut a = lm.to_vec();
     a.extend_from_slice(&["--out", out.to_str().unwrap(), "-q", "fixtures/target/docs.jsonl", "fixtures/target/math.jsonl"]);
     ok(&syllabus(&a));
-    let t = table(&out);
+    let t = parquet_table(&out);
     let loss = floats(&t, "loss");
     let n: Vec<u64> = t["n_tokens"].iter().map(|s| s.parse().unwrap()).collect();
     assert_eq!(loss.len(), 73 + 115);
@@ -178,7 +155,7 @@ fn proxy_pipeline_prunes_and_writes_a_curriculum() {
     let err = ok(&syllabus(&["run", &p(&cfg), "--out", &p(&out), "-q"]));
     assert!(err.contains("188 eligible; 94 selected"), "{err}");
     ok(&syllabus(&["verify", &p(&out)]));
-    let scores = table(&out.join("scores.parquet"));
+    let scores = parquet_table(&out.join("scores.parquet"));
     assert_eq!(scores["id"].len(), 188);
     let m = syllabus::shard::manifest::Manifest::load(&out).unwrap();
     assert_eq!((m.ordering.by.as_deref(), m.totals.documents), (Some("el2n"), 94));

@@ -68,3 +68,20 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn p(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// A Parquet table's columns by name, every value as text (cast to UTF-8; null as "").
+pub fn parquet_table(path: &Path) -> std::collections::HashMap<String, Vec<String>> {
+    use arrow::array::{Array, StringArray};
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap() {
+        let b = b.unwrap();
+        for (field, col) in b.schema().fields().iter().zip(b.columns()) {
+            let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).unwrap();
+            let text = text.as_any().downcast_ref::<StringArray>().unwrap();
+            let v = out.entry(field.name().clone()).or_default();
+            v.extend((0..text.len()).map(|i| if text.is_null(i) { String::new() } else { text.value(i).to_string() }));
+        }
+    }
+    out
+}
