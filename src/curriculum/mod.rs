@@ -389,7 +389,10 @@ impl Build<'_> {
             .iter()
             .map(|f| match f {
                 ShardFormat::Syllabus => crate::shard::TokenDtype::for_vocab(vocab_size).width() as u64,
-                ShardFormat::Megatron => if vocab_size < 65_500 { 2 } else { 4 },
+                ShardFormat::Megatron => {
+                    let code = crate::shard::megatron::dtype_code(vocab_size);
+                    crate::shard::megatron::width(code).expect("a token dtype") as u64
+                }
             })
             .sum();
         let estimate = tokens as f64 * per_token as f64;

@@ -16,7 +16,7 @@
 //! by line. The log is append-only: a replaced decision is appended again under its number,
 //! and supersedes the earlier lines of that number and later ones.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ use super::feedback::{Decision, Feedback, FeedbackConfig, Outcome, Rule};
 use super::segment::{self, Paths, Segment, StageRequest};
 use crate::error::{Error, Result};
 use crate::shard::manifest::Manifest;
+use crate::source::{read_line_bounded, Line};
 
 /// What `serve` needs, validated by the CLI.
 pub struct ServeOptions {
@@ -174,7 +175,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// The longest line of a decision log or of a request (a report with its values).
-const MAX_LINE_BYTES: u64 = 256 << 20;
+const MAX_LINE_BYTES: usize = 256 << 20;
 
 /// The decision log, line by line (never whole in memory): its header is checked against
 /// `header`, then each line is a decision. A bad line is an error naming the file and line.
@@ -217,15 +218,12 @@ impl LogLines {
     fn next_line(&mut self) -> Result<Option<String>> {
         loop {
             let mut buf = Vec::new();
-            let n = (&mut self.reader)
-                .take(MAX_LINE_BYTES)
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
+            let l = read_line_bounded(&mut self.reader, &mut buf, MAX_LINE_BYTES).map_err(|e| Error::io(&self.path, e))?;
+            if l.bytes == 0 {
                 return Ok(None);
             }
             self.line += 1;
-            if !buf.ends_with(b"\n") && n as u64 == MAX_LINE_BYTES {
+            if l.over_limit {
                 return Err(self.bad(format!("a line longer than {MAX_LINE_BYTES} bytes")));
             }
             let text = String::from_utf8(buf).map_err(|_| self.bad("not UTF-8".into()))?;
@@ -385,9 +383,9 @@ fn connection(conn: UnixStream, state: &Mutex<State>) {
     loop {
         let mut buf = Vec::new();
         // A request is one line of at most MAX_LINE_BYTES; a longer one ends the connection.
-        match (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) if n as u64 == MAX_LINE_BYTES && !buf.ends_with(b"\n") => {
+        match read_line_bounded(&mut reader, &mut buf, MAX_LINE_BYTES) {
+            Ok(Line { bytes: 0, .. }) | Err(_) => return,
+            Ok(Line { over_limit: true, .. }) => {
                 let _ = out.write_all(format!("{}\n", json!({"ok": false, "error": format!("a request longer than {MAX_LINE_BYTES} bytes")})).as_bytes());
                 return;
             }

@@ -167,9 +167,7 @@ impl Manifest {
         }
         let mut formats: IndexMap<&str, (u64, u64, u64, u64)> = IndexMap::new();
         for e in &self.shards {
-            let path_ok = |rel: &str| {
-                std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_))) && !rel.is_empty()
-            };
+            let path_ok = crate::shard::is_plain_relative;
             if !path_ok(&e.path) {
                 p.push(format!("{:?}: not a relative path inside the curriculum's directory", e.path));
             }

@@ -19,7 +19,8 @@ pub fn dtype_code(vocab_size: u32) -> u8 {
     }
 }
 
-fn width(code: u8) -> Option<usize> {
+/// Bytes per token of a dtype code (uint16 or int32, the two Megatron uses for tokens).
+pub fn width(code: u8) -> Option<usize> {
     match code {
         DTYPE_UINT16 => Some(2),
         DTYPE_INT32 => Some(4),

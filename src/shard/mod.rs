@@ -276,7 +276,7 @@ impl Shard {
         p
     }
 
-    /// Document tokens and padding of this shard: (document tokens, padding tokens).
+    /// Padding tokens of this shard (its sequences' tokens that belong to no document).
     pub fn padding_tokens(&self) -> u64 {
         (self.seqs.len() as u64 * self.seq_len as u64).saturating_sub(self.doc_tokens())
     }
@@ -312,16 +312,19 @@ pub fn checksum(bytes: &[u8]) -> String {
     format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
+/// A non-empty relative path of plain components (no `..`, `.`, root or prefix).
+pub fn is_plain_relative(rel: &str) -> bool {
+    !rel.is_empty() && std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Where a file the manifest lists lies: `rel` must be a relative path of plain components
 /// (no `..`, no root), and what it names, once links are resolved, a regular file inside `dir`.
 /// A manifest can thus never make syllabus read `/etc/passwd`, `/dev/zero` or a FIFO.
 pub fn listed_path(dir: &std::path::Path, rel: &str) -> std::result::Result<std::path::PathBuf, String> {
-    use std::path::Component;
-    let p = std::path::Path::new(rel);
-    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+    if !is_plain_relative(rel) {
         return Err("not a relative path inside the curriculum's directory".into());
     }
-    let full = dir.join(p);
+    let full = dir.join(rel);
     let real = std::fs::canonicalize(&full).map_err(|e| format!("cannot be read: {e}"))?;
     let root = std::fs::canonicalize(dir).map_err(|e| format!("the directory cannot be read: {e}"))?;
     if !real.starts_with(&root) {

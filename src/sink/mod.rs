@@ -165,8 +165,7 @@ impl TableWriter {
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let ctx = |e| Error::arrow(format!("writing {}", self.path.display()), e);
-        let Some(inner) = &mut self.inner else { return Ok(()) };
-        match inner {
+        match self.inner.as_mut().expect("open until finish, which takes the writer") {
             Inner::Parquet(w) => w.write(batch).map_err(|e| Error::Parquet { file: self.path.clone(), source: e })?,
             Inner::Jsonl(w) => w.write(batch).map_err(ctx)?,
             Inner::JsonlZst(w) => w.write(batch).map_err(ctx)?,

@@ -242,16 +242,17 @@ impl JsonlDecoder {
 }
 
 /// What [`read_line_bounded`] read.
-struct Line {
+pub(crate) struct Line {
     /// Bytes consumed, newline included (0 at the end of the file).
-    bytes: u64,
+    pub bytes: u64,
     /// The line was longer than the limit: `buf` holds its first `limit` bytes only.
-    over_limit: bool,
+    pub over_limit: bool,
 }
 
 /// `read_until(b'\n')` that keeps at most `limit` bytes of a line in `buf` (the rest is
-/// consumed and dropped), so one huge line cannot exhaust memory.
-fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<Line> {
+/// consumed and dropped), so one huge line cannot exhaust memory. jsonl sources and serve's
+/// log and report socket read their lines with it.
+pub(crate) fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<Line> {
     let mut bytes = 0u64;
     let mut over_limit = false;
     loop {

@@ -29,6 +29,7 @@ use indexmap::IndexSet;
 pub use self::codec::Codec;
 pub use self::inspect::{inspect_file, FileInfo};
 pub use self::jsonl::JsonlDecoder;
+pub(crate) use self::jsonl::{read_line_bounded, Line};
 pub use self::rejects::RejectWriter;
 use crate::batch::{RecordBatch, COL_ID};
 use crate::error::{Error, Result};
