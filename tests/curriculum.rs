@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Output;
 
 use arrow::array::{Array, Float64Array, StringArray, UInt32Array, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -417,6 +418,89 @@ fn resumes_after_kill_9_keeping_finished_work_with_identical_bytes() {
             shards.len()
         );
         assert_same_outputs(&clean, &out);
+    }
+}
+
+/// A lake of every format (zstd, Parquet, plain jsonl with bad lines, gzip, plain) in
+/// checkpoint-sized batches, and the curriculum command over it.
+fn checkpointed_lake(dir: &Path) -> (std::path::PathBuf, impl Fn(&Path, Option<&str>) -> Output) {
+    let lake = dir.join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    for f in std::fs::read_dir(root().join("fixtures/lake")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, lake.join(f.file_name().unwrap())).unwrap();
+    }
+    let bad: String = (0..200)
+        .map(|i| if i % 37 == 5 { "{not json\n".to_string() } else { format!("{{\"id\":\"bad-{i}\",\"text\":\"words {i} and more words\"}}\n") })
+        .collect();
+    std::fs::write(lake.join("e-bad.jsonl"), bad).unwrap();
+    let lake2 = lake.clone();
+    let run = move |out: &Path, failpoint: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syllabus"));
+        cmd.args([
+            "curriculum", "-q", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "64", "--order", "random",
+            "--format", "syllabus,megatron", "--checkpoint-mb", "0.1", "--batch-rows", "40", "--on-bad-record", "skip",
+            "--rejects", &p(&out.join("rejects.jsonl")), "--out", &p(out), &p(&lake2),
+        ]);
+        cmd.current_dir(root()).env("SYLLABUS_FAILPOINT", failpoint.unwrap_or(""));
+        cmd.output().unwrap()
+    };
+    (lake, run)
+}
+
+#[test]
+fn prepare_resumes_at_its_last_checkpoint_with_identical_bytes() {
+    let dir = tempdir();
+    let (_, run) = checkpointed_lake(dir.path());
+    let clean = dir.path().join("clean");
+    // Exit status 3: finished, with bad records skipped.
+    fails(&run(&clean, None), 3);
+    let clean_rejects = std::fs::read(clean.join("rejects.jsonl")).unwrap();
+    assert_eq!(clean_rejects.iter().filter(|&&b| b == b'\n').count(), 6);
+    // Checkpoints 3, 6, 10 and 20 fall in the zstd, Parquet, gzip (after the rejects of the
+    // file before) and plain files: files 0, 1, 3 and 4.
+    for (k, file) in [(3, 0), (6, 1), (10, 3), (20, 4)] {
+        let out = dir.path().join(format!("killed-{k}"));
+        let crashed = run(&out, Some(&format!("prepare-checkpoint-{k}")));
+        assert!(!crashed.status.success(), "checkpoint {k}: the run should have aborted");
+        let ck: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("work/prepare.checkpoint.json")).unwrap()).unwrap();
+        assert_eq!(ck["point"]["file"], file, "checkpoint {k}: {ck}");
+        let done = ck["state"]["read"].as_u64().unwrap();
+        assert!(done > 0 && !out.join("work/prepare.json").exists());
+        // Mark the first token the killed run wrote: a resumed run that tokenized again from the
+        // start would overwrite it. (A copy keeps the real bytes for the comparison.)
+        let marked = dir.path().join(format!("marked-{k}"));
+        copy_dir(&out, &marked);
+        let tokens = marked.join("work/tokens.bin");
+        let mut bytes = std::fs::read(&tokens).unwrap();
+        bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&tokens, &bytes).unwrap();
+
+        fails(&run(&out, None), 3);
+        let prepared: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("work/prepare.json")).unwrap()).unwrap();
+        assert_eq!(prepared["resumed_from"], done, "checkpoint {k}: resumed at its checkpoint");
+        assert!(!out.join("work/prepare.checkpoint.json").exists());
+        assert_same_outputs(&clean, &out);
+        assert_eq!(std::fs::read(out.join("rejects.jsonl")).unwrap(), clean_rejects, "checkpoint {k}: rejects");
+
+        // The marked copy resumes without rewriting what its checkpoint covers.
+        let _ = run(&marked, None);
+        let after = std::fs::read(&tokens).unwrap();
+        assert_eq!(after[..4], u32::MAX.to_le_bytes(), "checkpoint {k}: the finished tokens were redone");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
     }
 }
 

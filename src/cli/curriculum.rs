@@ -92,6 +92,10 @@ pub(super) struct CurriculumArgs {
     /// Tokens per shard (rounded down to whole sequences).
     #[arg(long, default_value_t = 1 << 23)]
     shard_tokens: u64,
+    /// MiB of token store between the checkpoints of tokenization: the most a run resumed
+    /// after a kill redoes (never changes a result).
+    #[arg(long, default_value_t = 64.0)]
+    checkpoint_mb: f64,
     /// Seed of random orderings.
     #[arg(long, default_value_t = 0)]
     seed: u32,
@@ -150,7 +154,7 @@ impl CurriculumArgs {
                 pad: self.pad.clone(),
                 packing: self.packing,
             },
-            output: OutputConfig { formats: self.format.clone(), shard_tokens: self.shard_tokens },
+            output: OutputConfig { formats: self.format.clone(), shard_tokens: self.shard_tokens, checkpoint_mb: self.checkpoint_mb },
         };
         spec.validate()?;
         Ok(spec)

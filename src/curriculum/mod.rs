@@ -183,6 +183,15 @@ pub struct OutputConfig {
     /// Tokens per shard, rounded down to whole sequences (at least one).
     #[serde(default = "d_shard_tokens")]
     pub shard_tokens: u64,
+    /// MiB of token store written between the checkpoints of the prepare stage: the most
+    /// tokenization a run resumed after a kill redoes. Never changes a result.
+    /// Not part of the run's key or manifest: a run may resume with another value.
+    #[serde(default = "d_checkpoint_mb", skip_serializing)]
+    pub checkpoint_mb: f64,
+}
+
+fn d_checkpoint_mb() -> f64 {
+    64.0
 }
 
 fn d_formats() -> Vec<ShardFormat> {
@@ -194,7 +203,7 @@ fn d_shard_tokens() -> u64 {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { formats: d_formats(), shard_tokens: d_shard_tokens() }
+        OutputConfig { formats: d_formats(), shard_tokens: d_shard_tokens(), checkpoint_mb: d_checkpoint_mb() }
     }
 }
 
@@ -290,6 +299,9 @@ impl CurriculumSpec {
             return Err(cfg_err("output.shard_tokens", "must be at least 1"));
         }
         crate::limits::SHARD_TOKENS.check(out.shard_tokens).map_err(|e| cfg_err("output", e))?;
+        if !(out.checkpoint_mb.is_finite() && out.checkpoint_mb > 0.0) {
+            return Err(cfg_err("output.checkpoint_mb", "must be a positive number"));
+        }
         Ok(())
     }
 
@@ -303,7 +315,7 @@ use std::path::Path;
 
 use crate::progress::Progress;
 use crate::shard::manifest::{json_hash, Manifest, MANIFEST_FILE};
-use crate::source::{InputFile, ReadOptions, RejectWriter};
+use crate::source::{InputFile, ReadOptions};
 use crate::tokenize::{Tok, PAD_CANDIDATES};
 use prepare::{DomainOf, Prepare, Prepared};
 
@@ -432,7 +444,6 @@ impl Build<'_> {
         let prepared: Prepared = match load_marker(self.work, "prepare.json") {
             Some(p) => p,
             None => {
-                let mut rejects = self.rejects.map(RejectWriter::create).transpose()?;
                 let p = Prepare {
                     files: self.files,
                     read: self.read,
@@ -441,12 +452,11 @@ impl Build<'_> {
                     loss_by: spec.reweight.as_ref().map(|r| r.by.clone()),
                     tok: &tok,
                     progress: self.progress,
+                    checkpoint_bytes: (spec.output.checkpoint_mb * 1048576.0) as u64,
                 }
-                .run(self.work, rejects.as_mut())?;
-                if let Some(r) = rejects {
-                    r.finish()?;
-                }
+                .run(self.work, self.rejects)?;
                 save_marker(self.work, "prepare.json", &p)?;
+                let _ = std::fs::remove_file(self.work.join(prepare::CHECKPOINT_FILE));
                 crate::failpoint::hit(format_args!("prepared"));
                 p
             }

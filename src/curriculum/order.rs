@@ -142,6 +142,18 @@ impl RecWriter {
         Ok(RecWriter { path: path.to_path_buf(), inner: BufWriter::with_capacity(1 << 16, f), count: 0 })
     }
 
+    /// Go on with a record file after its first `count` records (a checkpoint's).
+    pub fn resume(path: &Path, count: u64) -> Result<Self> {
+        let f = crate::sink::append_at(path, count * REC_BYTES as u64)?;
+        Ok(RecWriter { path: path.to_path_buf(), inner: BufWriter::with_capacity(1 << 16, f), count })
+    }
+
+    /// Flush and make durable what was pushed so far.
+    pub fn sync(&mut self) -> Result<()> {
+        self.inner.flush().map_err(io(&self.path))?;
+        self.inner.get_ref().sync_data().map_err(io(&self.path))
+    }
+
     pub fn push(&mut self, r: &Rec) -> Result<()> {
         self.count += 1;
         self.inner.write_all(&r.to_bytes()).map_err(io(&self.path))

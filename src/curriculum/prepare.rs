@@ -3,6 +3,14 @@
 //!
 //! Tokenization runs in parallel batches and is handed on in input order, so the stores are the
 //! same bytes for any thread count. Documents with no tokens are counted and left out.
+//!
+//! Resume: every `checkpoint_bytes` of stores written (64 MiB by default, about 16M tokens),
+//! the stores are fsynced and a checkpoint records where the reader stands (file, line or row,
+//! byte offset) and the counts so far. A run killed at any point and started again cuts the
+//! stores back to the last checkpoint and reads on from there: it redoes at most one
+//! checkpoint's worth of tokenization (plus, in a compressed file, decompressing up to the
+//! resume point).
+//!
 //! Memory: a chunk of batches; the stores and record files are on disk.
 
 use std::fs::File;
@@ -19,7 +27,7 @@ use crate::curriculum::order::{Rec, RecWriter};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
-use crate::source::{Extras, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter, SourceBatch};
 use crate::tokenize::Tok;
 
 /// Where each document's domain comes from.
@@ -50,6 +58,10 @@ pub struct Prepared {
     pub empty: u64,
     /// Bad records skipped while reading (`on_bad_record = "skip"`).
     pub rejected: u64,
+    /// Documents an interrupted run had already tokenized when this pass resumed (at its last
+    /// checkpoint); none when it ran from the start.
+    #[serde(default)]
+    pub resumed_from: Option<u64>,
 }
 
 impl Prepared {
@@ -78,6 +90,9 @@ pub struct Prepare<'a> {
     pub loss_by: Option<String>,
     pub tok: &'a Tok,
     pub progress: &'a Progress,
+    /// Store bytes (4 per token plus the ids) between checkpoints: the most work a resumed
+    /// run redoes.
+    pub checkpoint_bytes: u64,
 }
 
 impl Prepare<'_> {
@@ -141,88 +156,81 @@ impl Prepare<'_> {
         Ok(BatchOut { tokens, domain, score, loss })
     }
 
-    /// Run the pass, writing the stores under `work`.
-    pub fn run(&self, work: &Path, rejects: Option<&mut RejectWriter>) -> Result<Prepared> {
+    /// Run the pass, writing the stores under `work`, from its last checkpoint when an earlier
+    /// run of the same work was interrupted. Bad records go to `rejects` (skip mode).
+    pub fn run(&self, work: &Path, rejects: Option<&Path>) -> Result<Prepared> {
         std::fs::create_dir_all(work.join("records")).map_err(|e| Error::io(work, e))?;
-        let tokens_path = work.join(TOKENS_FILE);
-        let ids_path = work.join(IDS_FILE);
-        let mut tokens_out = Store::create(&tokens_path)?;
-        let mut ids_out = Store::create(&ids_path)?;
-        // Domains in order of first appearance while reading; sorted by name at the end for a
-        // column, kept in configuration order for files.
-        let mut names: Vec<String> = match &self.domains {
-            DomainOf::Single(n) => vec![n.clone()],
-            DomainOf::PerFile { names, .. } => names.clone(),
-            DomainOf::Column(_, preset) => preset.clone(),
+        let resumed = match super::load_marker::<Checkpoint>(work, CHECKPOINT_FILE) {
+            Some(ck) => match self.reopen(work, rejects, &ck) {
+                Ok(open) => Some((ck, open)),
+                Err(e) => {
+                    // A checkpoint whose files do not match it: start the pass over.
+                    eprintln!("syllabus: the prepare checkpoint cannot be used ({e}); tokenizing from the start");
+                    None
+                }
+            },
+            None => None,
         };
-        let rec_path = |i: usize| work.join("records").join(format!("domain-{i}.rec"));
-        let mut writers: Vec<RecWriter> = (0..names.len()).map(|i| RecWriter::create(&rec_path(i))).collect::<Result<_>>()?;
-        let mut documents = vec![0u64; names.len()];
-        let mut tokens = vec![0u64; names.len()];
-        let (mut read, mut empty, mut tok_off, mut id_off, mut batches) = (0u64, 0u64, 0u64, 0u64, 0u64);
-        let bar = self.progress.rows("tokenize");
-        let extras = self.extras();
-        let mut reader = LakeReader::new(self.files, self.read, extras, rejects);
-        for_each_ordered(&mut reader, |b| self.work(b), |b, out| {
-            let ids = id_column(&b.batch)?;
-            for (i, toks) in out.tokens.iter().enumerate() {
-                read += 1;
-                if toks.is_empty() {
-                    empty += 1;
-                    continue;
-                }
-                let d = match (&self.domains, &out.domain[i]) {
-                    (DomainOf::Single(_), _) => 0,
-                    (DomainOf::PerFile { of_file, .. }, _) => of_file[b.file],
-                    (DomainOf::Column(..), Some(name)) => match names.iter().position(|n| n == name) {
-                        Some(d) => d,
-                        None => {
-                            if names.len() >= u16::MAX as usize {
-                                return Err(Error::InvalidArgument("more than 65,535 domains".into()));
-                            }
-                            names.push(name.clone());
-                            writers.push(RecWriter::create(&rec_path(names.len() - 1))?);
-                            documents.push(0);
-                            tokens.push(0);
-                            names.len() - 1
-                        }
-                    },
-                    (DomainOf::Column(..), None) => unreachable!("domains are read for every row"),
+        let (mut st, mut out, mut rejects_out, point) = match resumed {
+            Some((ck, (out, rejects_out))) => (ck.state, out, rejects_out, Some((ck.point, ck.files))),
+            None => {
+                let names: Vec<String> = match &self.domains {
+                    DomainOf::Single(n) => vec![n.clone()],
+                    DomainOf::PerFile { names, .. } => names.clone(),
+                    DomainOf::Column(_, preset) => preset.clone(),
                 };
-                let id = ids.value(i).as_bytes();
-                let n_tokens = u32::try_from(toks.len())
-                    .map_err(|_| Error::InvalidArgument(format!("document {} has over 4 billion tokens", ids.value(i))))?;
-                let rec = Rec {
-                    score: out.score[i],
-                    loss: out.loss[i],
-                    doc: read - 1,
-                    tok_off,
-                    id_off,
-                    id_len: id.len() as u32,
-                    n_tokens,
+                let out = Outputs {
+                    tokens: Store::create(&work.join(TOKENS_FILE))?,
+                    ids: Store::create(&work.join(IDS_FILE))?,
+                    records: (0..names.len()).map(|i| RecWriter::create(&rec_path(work, i))).collect::<Result<_>>()?,
                 };
-                for t in toks {
-                    tokens_out.write(&t.to_le_bytes())?;
-                }
-                ids_out.write(id)?;
-                tok_off += toks.len() as u64;
-                id_off += id.len() as u64;
-                writers[d].push(&rec)?;
-                documents[d] += 1;
-                tokens[d] += rec.emitted_len();
+                let n = names.len();
+                let st = State { names, documents: vec![0; n], tokens: vec![0; n], ..Default::default() };
+                (st, out, rejects.map(RejectWriter::create).transpose()?, None)
             }
+        };
+        let resumed_from = point.as_ref().map(|_| st.read);
+        let mut files: Vec<FileStats> = Vec::new();
+        let mut reader = LakeReader::new(self.files, self.read, self.extras(), rejects_out.as_mut()).tracked();
+        if let Some((point, stats)) = point {
+            files = stats.clone();
+            reader = reader.starting_at(&point, stats)?;
+        }
+        let bar = self.progress.rows("tokenize");
+        bar.set_position(st.read);
+        let (mut batches, mut checkpoints) = (0u64, 0u64);
+        let mut since_checkpoint = 0u64;
+        for_each_ordered(&mut reader, |b| self.work(b), |b, batch_out| {
+            since_checkpoint += self.push(&b, batch_out, &mut st, &mut out, work)?;
+            let end = b.end.as_deref().expect("a tracked reader");
+            if files.len() <= b.file {
+                files.resize_with(b.file + 1, FileStats::default);
+            }
+            files[b.file] = end.stats.clone();
             bar.inc(b.batch.num_rows() as u64);
             batches += 1;
             crate::failpoint::hit(format_args!("prepare-batch-{batches}"));
+            if since_checkpoint >= self.checkpoint_bytes {
+                out.sync()?;
+                if let Some(path) = rejects {
+                    // The reader flushed each reject as it wrote it; make them durable too.
+                    std::fs::File::open(path).and_then(|f| f.sync_data()).map_err(|e| Error::io(path, e))?;
+                }
+                let ck = Checkpoint { point: end.point.clone(), files: files.clone(), rejects_len: end.rejects_len, state: st.clone() };
+                super::save_marker(work, CHECKPOINT_FILE, &ck)?;
+                since_checkpoint = 0;
+                checkpoints += 1;
+                crate::failpoint::hit(format_args!("prepare-checkpoint-{checkpoints}"));
+            }
             Ok(Flow::Continue)
         })?;
         bar.finish_and_clear();
         let rejected = reader.into_stats().iter().map(|s| s.rejected).sum();
-        tokens_out.finish()?;
-        ids_out.finish()?;
-        for w in writers {
-            w.finish()?;
+        out.finish()?;
+        if let Some(r) = rejects_out {
+            r.finish()?;
         }
+        let State { names, documents, tokens, read, empty, .. } = st;
         // Domain ids: as configured, then the names found in a column sorted (stable whatever
         // the row order).
         let mut ids: Vec<usize> = (0..names.len()).collect();
@@ -237,7 +245,132 @@ impl Prepare<'_> {
             read,
             empty,
             rejected,
+            resumed_from,
         })
+    }
+
+    /// The stores and the rejects file of an interrupted run, cut back to its checkpoint.
+    fn reopen(&self, work: &Path, rejects: Option<&Path>, ck: &Checkpoint) -> Result<(Outputs, Option<RejectWriter>)> {
+        let st = &ck.state;
+        let out = Outputs {
+            tokens: Store::resume(&work.join(TOKENS_FILE), st.tok_off * 4)?,
+            ids: Store::resume(&work.join(IDS_FILE), st.id_off)?,
+            records: st.documents.iter().enumerate().map(|(i, &n)| RecWriter::resume(&rec_path(work, i), n)).collect::<Result<_>>()?,
+        };
+        let rejects = match rejects {
+            Some(p) if p.exists() => Some(RejectWriter::resume(p, ck.rejects_len, ck.files.iter().map(|f| f.rejected).sum())?),
+            Some(p) if ck.rejects_len == 0 => Some(RejectWriter::create(p)?),
+            Some(p) => return Err(Error::NotFound { path: p.to_path_buf() }),
+            None => None,
+        };
+        Ok((out, rejects))
+    }
+
+    /// Append one batch's documents to the stores; returns the store bytes written.
+    fn push(&self, b: &SourceBatch, batch_out: BatchOut, st: &mut State, out: &mut Outputs, work: &Path) -> Result<u64> {
+        let ids = id_column(&b.batch)?;
+        let before = st.tok_off * 4 + st.id_off;
+        for (i, toks) in batch_out.tokens.iter().enumerate() {
+            st.read += 1;
+            if toks.is_empty() {
+                st.empty += 1;
+                continue;
+            }
+            let d = match (&self.domains, &batch_out.domain[i]) {
+                (DomainOf::Single(_), _) => 0,
+                (DomainOf::PerFile { of_file, .. }, _) => of_file[b.file],
+                (DomainOf::Column(..), Some(name)) => match st.names.iter().position(|n| n == name) {
+                    Some(d) => d,
+                    None => {
+                        if st.names.len() >= u16::MAX as usize {
+                            return Err(Error::InvalidArgument("more than 65,535 domains".into()));
+                        }
+                        st.names.push(name.clone());
+                        out.records.push(RecWriter::create(&rec_path(work, st.names.len() - 1))?);
+                        st.documents.push(0);
+                        st.tokens.push(0);
+                        st.names.len() - 1
+                    }
+                },
+                (DomainOf::Column(..), None) => unreachable!("domains are read for every row"),
+            };
+            let id = ids.value(i).as_bytes();
+            let n_tokens = u32::try_from(toks.len())
+                .map_err(|_| Error::InvalidArgument(format!("document {} has over 4 billion tokens", ids.value(i))))?;
+            let rec = Rec {
+                score: batch_out.score[i],
+                loss: batch_out.loss[i],
+                doc: st.read - 1,
+                tok_off: st.tok_off,
+                id_off: st.id_off,
+                id_len: id.len() as u32,
+                n_tokens,
+            };
+            out.tokens.write_tokens(toks)?;
+            out.ids.write(id)?;
+            st.tok_off += toks.len() as u64;
+            st.id_off += id.len() as u64;
+            out.records[d].push(&rec)?;
+            st.documents[d] += 1;
+            st.tokens[d] += rec.emitted_len();
+        }
+        Ok(st.tok_off * 4 + st.id_off - before)
+    }
+}
+
+fn rec_path(work: &Path, domain: usize) -> PathBuf {
+    work.join("records").join(format!("domain-{domain}.rec"))
+}
+
+/// Where prepare stands: everything that is not in the stores themselves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    /// Domains in order of first appearance while reading; sorted by name at the end for a
+    /// column, kept in configuration order for files.
+    names: Vec<String>,
+    documents: Vec<u64>,
+    tokens: Vec<u64>,
+    read: u64,
+    empty: u64,
+    /// Tokens and id bytes in the stores.
+    tok_off: u64,
+    id_off: u64,
+}
+
+/// A resume point of prepare: where the reader stood after a batch and what was written up to
+/// it. The stores are fsynced before it is saved, so they hold at least what it says; a resumed
+/// run cuts them back to it and reads on from `point`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    point: ReadPoint,
+    /// Counts of the files read so far.
+    files: Vec<FileStats>,
+    /// Bytes of the rejects file.
+    rejects_len: u64,
+    state: State,
+}
+
+/// Prepare's checkpoint in the work directory.
+pub const CHECKPOINT_FILE: &str = "prepare.checkpoint.json";
+
+/// The files a pass appends to.
+struct Outputs {
+    tokens: Store,
+    ids: Store,
+    records: Vec<RecWriter>,
+}
+
+impl Outputs {
+    fn sync(&mut self) -> Result<()> {
+        self.tokens.sync()?;
+        self.ids.sync()?;
+        self.records.iter_mut().try_for_each(RecWriter::sync)
+    }
+
+    fn finish(self) -> Result<()> {
+        self.tokens.finish()?;
+        self.ids.finish()?;
+        self.records.into_iter().try_for_each(|w| w.finish().map(|_| ()))
     }
 }
 
@@ -252,8 +385,24 @@ impl Store {
         let f = File::create(path).map_err(|e| Error::io(path, e))?;
         Ok(Store { path: path.to_path_buf(), out: BufWriter::with_capacity(1 << 20, f) })
     }
+    fn resume(path: &Path, len: u64) -> Result<Self> {
+        let f = crate::sink::append_at(path, len)?;
+        Ok(Store { path: path.to_path_buf(), out: BufWriter::with_capacity(1 << 20, f) })
+    }
     fn write(&mut self, b: &[u8]) -> Result<()> {
         self.out.write_all(b).map_err(|e| Error::io(&self.path, e))
+    }
+    /// Tokens as little-endian u32, in one copy.
+    fn write_tokens(&mut self, toks: &[u32]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(toks.len() * 4);
+        for t in toks {
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+        self.write(&bytes)
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.out.get_ref().sync_data().map_err(|e| Error::io(&self.path, e))
     }
     fn finish(self) -> Result<()> {
         let f = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;

@@ -218,6 +218,21 @@ impl TableWriter {
 /// Write `bytes` to `path` atomically (temporary file, fsync, rename).
 /// Like a table, only a regular file (or a link to one) is replaced, and a failed write leaves
 /// no `NAME.tmp` behind.
+/// Open a file an interrupted run was appending to, keep its first `len` bytes (what its last
+/// checkpoint recorded) and position at their end. A file shorter than `len` is an error: the
+/// checkpoint cannot be trusted.
+pub fn append_at(path: &Path, len: u64) -> Result<File> {
+    use std::io::Seek;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+    let have = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if have < len {
+        return Err(Error::InvalidArgument(format!("{}: {have} bytes, fewer than the {len} its checkpoint recorded", path.display())));
+    }
+    f.set_len(len).map_err(|e| Error::io(path, e))?;
+    f.seek(std::io::SeekFrom::Start(len)).map_err(|e| Error::io(path, e))?;
+    Ok(f)
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let path = &output_target(path)?;
     create_parent(path)?;

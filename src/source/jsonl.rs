@@ -300,11 +300,17 @@ pub(super) struct JsonlFileReader {
 
 impl JsonlFileReader {
     pub(super) fn open(file: &InputFile, codec: Codec) -> Result<Self> {
+        Self::open_at(file, codec, 0, 0)
+    }
+
+    /// Open `file` after its first `line_no` lines, which end at byte `offset` of its
+    /// decompressed contents (a [`super::ReadPoint`] of an earlier reader).
+    pub(super) fn open_at(file: &InputFile, codec: Codec, line_no: u64, offset: u64) -> Result<Self> {
         Ok(JsonlFileReader {
-            reader: codec.open(&file.path)?,
+            reader: codec.open_at(&file.path, offset)?,
             codec,
-            line_no: 0,
-            offset: 0,
+            line_no,
+            offset,
             buf: Vec::new(),
             done: false,
             decoder: None,
@@ -314,6 +320,10 @@ impl JsonlFileReader {
 }
 
 impl super::FileReader for JsonlFileReader {
+    fn position(&self) -> (u64, u64) {
+        (self.line_no, self.offset)
+    }
+
     fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let decoder = self.decoder.get_or_insert_with(|| {
             let d = JsonlDecoder::new(&ctx.opts.text_field, &ctx.opts.id_field, &ctx.file.name, ctx.extras);

@@ -270,6 +270,32 @@ pub struct SourceBatch {
     pub locations: Vec<u64>,
     /// Index of the batch's first row among all rows this reader has returned.
     pub first_row: u64,
+    /// Where the reader stood after this batch, when it tracks that ([`LakeReader::tracked`]).
+    pub end: Option<Box<BatchEnd>>,
+}
+
+/// Where a reader stands between two batches: a new reader started there
+/// ([`LakeReader::starting_at`]) returns exactly the rows that would have followed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReadPoint {
+    /// The file being read.
+    pub file: usize,
+    /// Lines (jsonl) or rows (Parquet) of it consumed, bad and blank ones included.
+    pub consumed: u64,
+    /// jsonl: the byte offset in the decompressed file where the next line starts.
+    pub offset: u64,
+    /// The file is finished: the next row comes from the next file.
+    pub done: bool,
+}
+
+/// What a tracking reader knows after a batch.
+#[derive(Debug, Clone)]
+pub struct BatchEnd {
+    pub point: ReadPoint,
+    /// The counts of the batch's file so far.
+    pub stats: FileStats,
+    /// Bytes of the rejects file written so far (every record is flushed as written).
+    pub rejects_len: u64,
 }
 
 impl SourceBatch {
@@ -282,6 +308,8 @@ impl SourceBatch {
 
 /// Reads one file into batches (a jsonl or a Parquet file), with each row's location.
 trait FileReader: Send {
+    /// Lines or rows consumed, and (jsonl) the decompressed byte offset reached.
+    fn position(&self) -> (u64, u64);
     fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>>;
 }
 
@@ -341,6 +369,8 @@ pub struct LakeReader<'a> {
     file_column: Option<FileColumn>,
     rows_out: u64,
     failed: bool,
+    /// Batches carry their [`BatchEnd`], and every file ends with an empty batch.
+    tracked: bool,
 }
 
 /// A column whose value is set per input file (the domain of a file, say).
@@ -358,7 +388,55 @@ impl<'a> LakeReader<'a> {
             .map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() })
             .collect();
         let schema = source_schema(opts, &extras);
-        LakeReader { files, opts, extras, out_schema: schema.clone(), schema, next_file: 0, current: None, stats, rejects, selection: None, file_column: None, rows_out: 0, failed: false }
+        LakeReader { files, opts, extras, out_schema: schema.clone(), schema, next_file: 0, current: None, stats, rejects, selection: None, file_column: None, rows_out: 0, failed: false, tracked: false }
+    }
+
+    /// Track positions: every batch carries its [`BatchEnd`], and each file (also one with no
+    /// rows) ends with an empty batch whose end says `done` and holds the file's final counts.
+    /// A consumer that saves the last end (and the counts of earlier files) can later start a
+    /// reader there with [`LakeReader::starting_at`].
+    pub fn tracked(mut self) -> Self {
+        self.tracked = true;
+        self
+    }
+
+    /// Start where an earlier reader of the same files stood after a batch: `point` is that
+    /// batch's end, `stats` the counts of files `0..=point.file` then (`stats[point.file]` is
+    /// the end's own counts). Row numbering (`first_row`) continues from the rows kept before.
+    pub fn starting_at(mut self, point: &ReadPoint, stats: Vec<FileStats>) -> Result<Self> {
+        if point.file >= self.files.len() || stats.len() != point.file + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a resume point at file {} of {} with counts of {} files",
+                point.file,
+                self.files.len(),
+                stats.len()
+            )));
+        }
+        self.rows_out = stats.iter().map(|s| s.kept).sum();
+        for (mine, theirs) in self.stats.iter_mut().zip(stats) {
+            *mine = FileStats { file: std::mem::take(&mut mine.file), format: std::mem::take(&mut mine.format), ..theirs };
+        }
+        self.next_file = point.file + 1;
+        if !point.done {
+            let file = &self.files[point.file];
+            let reader: Box<dyn FileReader + 'a> = match file.format {
+                Format::Jsonl(codec) => Box::new(jsonl::JsonlFileReader::open_at(file, codec, point.consumed, point.offset)?),
+                Format::Parquet => Box::new(parquet::ParquetFileReader::open_at(file, self.opts, point.consumed)?),
+            };
+            self.current = Some((point.file, reader));
+        }
+        Ok(self)
+    }
+
+    fn end_of(&self, file: usize, position: Option<(u64, u64)>) -> Option<Box<BatchEnd>> {
+        self.tracked.then(|| {
+            let (consumed, offset) = position.unwrap_or((0, 0));
+            Box::new(BatchEnd {
+                point: ReadPoint { file, consumed, offset, done: position.is_none() },
+                stats: self.stats[file].clone(),
+                rejects_len: self.rejects.as_ref().map_or(0, |r| r.bytes()),
+            })
+        })
     }
 
     /// Read only the given rows: per file, the sorted locations (line or row, as in
@@ -436,7 +514,9 @@ impl<'a> LakeReader<'a> {
                 rejects: self.rejects.as_deref_mut(),
                 wanted: self.selection.as_ref().map(|s| s[i].as_slice()),
             };
-            match reader.next_batch(&mut ctx)? {
+            let next = reader.next_batch(&mut ctx)?;
+            let position = reader.position();
+            match next {
                 Some((mut batch, locations)) => {
                     if let Some(c) = &self.file_column {
                         let value = arrow::array::StringArray::from(vec![c.values[i].as_str(); batch.num_rows()]);
@@ -445,9 +525,17 @@ impl<'a> LakeReader<'a> {
                     }
                     let first_row = self.rows_out;
                     self.rows_out += batch.num_rows() as u64;
-                    return Ok(Some(SourceBatch { batch, file: i, locations, first_row }));
+                    let end = self.end_of(i, Some(position));
+                    return Ok(Some(SourceBatch { batch, file: i, locations, first_row, end }));
                 }
-                None => self.current = None,
+                None => {
+                    self.current = None;
+                    if self.tracked {
+                        let batch = RecordBatch::new_empty(self.out_schema.clone());
+                        let end = self.end_of(i, None);
+                        return Ok(Some(SourceBatch { batch, file: i, locations: Vec::new(), first_row: self.rows_out, end }));
+                    }
+                }
             }
         }
     }

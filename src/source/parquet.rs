@@ -84,16 +84,33 @@ impl ParquetFileReader {
         Ok(ParquetFileReader { reader: None, text_col: text_idx, id_col: id_idx, extra_cols: Vec::new(), total_rows, next_row: 0, done: false })
     }
 
-    fn project(file: &InputFile, opts: &ReadOptions, wanted: &[usize]) -> Result<ParquetRecordBatchReader> {
+    /// Start at row `row` (a [`super::ReadPoint`] of an earlier reader).
+    pub(super) fn open_at(file: &InputFile, opts: &ReadOptions, row: u64) -> Result<Self> {
+        let mut r = Self::open(file, opts)?;
+        if row > r.total_rows {
+            return Err(Error::Schema { file: file.path.clone(), message: format!("has {} rows, fewer than the {row} read before: it changed", r.total_rows) });
+        }
+        r.next_row = row;
+        Ok(r)
+    }
+
+    fn project(file: &InputFile, opts: &ReadOptions, wanted: &[usize], skip_rows: u64) -> Result<ParquetRecordBatchReader> {
         let builder = builder(file)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
-        crate::error::catch_panic(|| builder.with_batch_size(opts.batch_rows.max(1)).with_projection(mask).build())
+        let builder = builder.with_batch_size(opts.batch_rows.max(1)).with_projection(mask);
+        // Resuming: row groups before the first row are not read at all.
+        let builder = if skip_rows > 0 { builder.with_offset(skip_rows as usize) } else { builder };
+        crate::error::catch_panic(|| builder.build())
             .map_err(|msg| decoder_panic(file, &msg))?
             .map_err(|source| Error::Parquet { file: file.path.clone(), source })
     }
 }
 
 impl super::FileReader for ParquetFileReader {
+    fn position(&self) -> (u64, u64) {
+        (self.next_row, 0)
+    }
+
     fn next_batch(&mut self, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         if self.reader.is_none() {
             // First call: project to id, text and the extras this file has.
@@ -110,7 +127,7 @@ impl super::FileReader for ParquetFileReader {
             self.text_col = self.text_col.map(pos);
             self.id_col = self.id_col.map(pos);
             self.extra_cols = extra_idx.iter().map(|i| i.map(pos)).collect();
-            self.reader = Some(Self::project(ctx.file, ctx.opts, &wanted)?);
+            self.reader = Some(Self::project(ctx.file, ctx.opts, &wanted, self.next_row)?);
         }
         loop {
             if self.done {

@@ -14,6 +14,8 @@ pub struct RejectWriter {
     path: PathBuf,
     out: BufWriter<File>,
     count: u64,
+    /// Bytes written (and flushed) so far.
+    bytes: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -35,9 +37,29 @@ impl RejectWriter {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(RejectWriter { path: path.to_path_buf(), out: BufWriter::new(file), count: 0 })
+        Ok(RejectWriter { path: path.to_path_buf(), out: BufWriter::new(file), count: 0, bytes: 0 })
     }
 
+    /// Go on with a rejects file an interrupted run wrote: its first `len` bytes (`count`
+    /// records) are kept, anything after them is cut off.
+    pub fn resume(path: &Path, len: u64, count: u64) -> Result<Self> {
+        let file = crate::sink::append_at(path, len)?;
+        Ok(RejectWriter { path: path.to_path_buf(), out: BufWriter::new(file), count, bytes: len })
+    }
+
+    /// Bytes written so far; each record is flushed as it is written (rejects are rare), so
+    /// the file holds at least this many.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
     pub fn record(&mut self, file: &str, location: Location, offset: Option<u64>, reason: &str, raw: &[u8]) -> Result<()> {
         let raw = String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_BYTES)]);
         let (line, row) = match location {
@@ -45,10 +67,19 @@ impl RejectWriter {
             Location::Row(n) => (None, Some(n)),
         };
         let rec = RejectLine { file, line, row, byte_offset: offset, reason, raw: raw.trim_end_matches(['\n', '\r']) };
-        serde_json::to_writer(&mut self.out, &rec).map_err(|e| Error::io(&self.path, e.into()))?;
-        self.out.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
+        let mut line = serde_json::to_vec(&rec).map_err(|e| Error::io(&self.path, e.into()))?;
+        line.push(b'\n');
+        self.out.write_all(&line).map_err(|e| Error::io(&self.path, e))?;
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
         self.count += 1;
+        self.bytes += line.len() as u64;
         Ok(())
+    }
+
+    /// Make what was written durable (a checkpoint's rejects survive a crash of the machine).
+    pub fn sync(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.out.get_ref().sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
     pub fn finish(mut self) -> Result<u64> {
