@@ -63,3 +63,28 @@ fn feature_cache_never_changes_a_result() {
     }
     assert!(outs[0] == outs[1] && outs[0] == outs[2]);
 }
+
+/// Every ZIP-FIT mode scores a document the same whatever the thread count, the batch size
+/// and the documents scored before it (lz4's fast mode once kept compressor state across
+/// documents, so a file's scores changed with the files before it).
+#[test]
+fn zipfit_modes_give_identical_scores_for_any_threads_batches_and_history() {
+    let dir = tempdir();
+    for mode in [&["--fast"][..], &["--fast", "--compressor", "zstd"], &["--compressor", "zstd"]] {
+        let score = |tag: &str, extra: &[&str], input: &str| {
+            let out = dir.path().join(format!("{tag}.jsonl"));
+            let mut args = vec!["score", "zipfit", "-q", "--target", "fixtures/target/math.jsonl", "--out"];
+            let o = p(&out);
+            args.push(&o);
+            args.extend_from_slice(mode);
+            args.extend_from_slice(extra);
+            args.push(input);
+            ok(&syllabus(&args));
+            read_jsonl(&out)
+        };
+        let whole = score("whole", &["--threads", "2"], "fixtures/lake");
+        assert_eq!(whole, score("one", &["--threads", "1", "--batch-rows", "7"], "fixtures/lake"), "{mode:?}: threads");
+        let alone = score("alone", &["--threads", "2"], &fixture("lake/prose.jsonl"));
+        assert_eq!(whole[whole.len() - alone.len()..], alone[..], "{mode:?}: a file's scores depend on the files before it");
+    }
+}

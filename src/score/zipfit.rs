@@ -274,6 +274,7 @@ mod lz4 {
         fn LZ4_attach_dictionary(working: *mut c_void, dictionary: *const c_void);
         fn LZ4_compress_fast_continue(stream: *mut c_void, src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int, acceleration: c_int) -> c_int;
         fn LZ4_compressBound(input_size: c_int) -> c_int;
+        fn LZ4_compress_fast(src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int, acceleration: c_int) -> c_int;
     }
 
     /// Two lz4 streams: one holds the candidate as a dictionary, one compresses targets.
@@ -310,6 +311,18 @@ mod lz4 {
             // SAFETY: `prefix` outlives every use of the dictionary (it is only changed here,
             // by the next load, which re-initialises the stream).
             unsafe { LZ4_loadDict(self.dict, self.prefix.as_ptr() as *const c_char, n) };
+            // A fresh working stream per candidate: `LZ4_resetStream_fast` keeps the stream's
+            // offsets and table across calls, and the sizes it gives then depend (slightly) on
+            // what this thread compressed before, so on the batching and the thread count.
+            // SAFETY: `work` came from LZ4_createStream and is not used elsewhere.
+            let fresh = unsafe {
+                LZ4_freeStream(self.work);
+                LZ4_createStream()
+            };
+            if fresh.is_null() {
+                return Err("LZ4_createStream failed".into());
+            }
+            self.work = fresh;
             Ok(())
         }
 
@@ -322,10 +335,17 @@ mod lz4 {
             self.out.resize(cap as usize, 0);
             // SAFETY: `work` is a valid stream; the dictionary stream and `prefix` are alive;
             // src/dst describe live buffers of the given sizes.
+            let (src, dst) = (t.as_ptr() as *const c_char, self.out.as_mut_ptr() as *mut c_char);
             let written = unsafe {
-                LZ4_resetStream_fast(self.work);
-                LZ4_attach_dictionary(self.work, if attach { self.dict as *const c_void } else { std::ptr::null() });
-                LZ4_compress_fast_continue(self.work, t.as_ptr() as *const c_char, self.out.as_mut_ptr() as *mut c_char, n, cap, acceleration)
+                if attach {
+                    LZ4_resetStream_fast(self.work);
+                    LZ4_attach_dictionary(self.work, self.dict as *const c_void);
+                    LZ4_compress_fast_continue(self.work, src, dst, n, cap, acceleration)
+                } else {
+                    // A one-shot compression (its own, freshly initialised state): the size
+                    // does not depend on what the thread compressed before.
+                    LZ4_compress_fast(src, dst, n, cap, acceleration)
+                }
             };
             if written <= 0 && !t.is_empty() {
                 return Err(format!("LZ4_compress_fast_continue failed ({written})"));
