@@ -421,29 +421,17 @@ fn resumes_after_kill_9_keeping_finished_work_with_identical_bytes() {
     }
 }
 
-/// A lake of every format (zstd, Parquet, plain jsonl with bad lines, gzip, plain) in
-/// checkpoint-sized batches, and the curriculum command over it.
+/// The curriculum command over a lake of every format in checkpoint-sized batches.
 fn checkpointed_lake(dir: &Path) -> (std::path::PathBuf, impl Fn(&Path, Option<&str>) -> Output) {
-    let lake = dir.join("lake");
-    std::fs::create_dir_all(&lake).unwrap();
-    for f in std::fs::read_dir(root().join("fixtures/lake")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, lake.join(f.file_name().unwrap())).unwrap();
-    }
-    let bad: String = (0..200)
-        .map(|i| if i % 37 == 5 { "{not json\n".to_string() } else { format!("{{\"id\":\"bad-{i}\",\"text\":\"words {i} and more words\"}}\n") })
-        .collect();
-    std::fs::write(lake.join("e-bad.jsonl"), bad).unwrap();
+    let lake = mixed_lake(dir);
     let lake2 = lake.clone();
     let run = move |out: &Path, failpoint: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syllabus"));
-        cmd.args([
+        let args = [
             "curriculum", "-q", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "64", "--order", "random",
             "--format", "syllabus,megatron", "--checkpoint-mb", "0.1", "--batch-rows", "40", "--on-bad-record", "skip",
             "--rejects", &p(&out.join("rejects.jsonl")), "--out", &p(out), &p(&lake2),
-        ]);
-        cmd.current_dir(root()).env("SYLLABUS_FAILPOINT", failpoint.unwrap_or(""));
-        cmd.output().unwrap()
+        ];
+        syllabus_at(&args, failpoint)
     };
     (lake, run)
 }

@@ -8,6 +8,7 @@ mod dsir_parity;
 mod hardening;
 mod pipeline;
 mod proxy;
+mod resume;
 mod serve;
 mod sources;
 mod sql;

@@ -20,6 +20,30 @@ pub fn syllabus(args: &[&str]) -> Output {
     syllabus_stdin(args, None)
 }
 
+/// Run the syllabus binary that aborts at crash point `failpoint` (`SYLLABUS_FAILPOINT`), if one
+/// is given, as `kill -9` would stop it.
+pub fn syllabus_at(args: &[&str], failpoint: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
+    cmd.args(args).current_dir(root()).env("SYLLABUS_FAILPOINT", failpoint.unwrap_or(""));
+    cmd.output().expect("run syllabus")
+}
+
+/// The fixture lake plus `e-bad.jsonl` (200 documents, 6 of them malformed lines) between its
+/// Parquet and gzip files: every input format, and bad records to skip.
+pub fn mixed_lake(dir: &Path) -> PathBuf {
+    let lake = dir.join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    for f in std::fs::read_dir(root().join("fixtures/lake")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, lake.join(f.file_name().unwrap())).unwrap();
+    }
+    let bad: String = (0..200)
+        .map(|i| if i % 37 == 5 { "{not json\n".to_string() } else { format!("{{\"id\":\"bad-{i}\",\"text\":\"words {i} and more words\"}}\n") })
+        .collect();
+    std::fs::write(lake.join("e-bad.jsonl"), bad).unwrap();
+    lake
+}
+
 pub fn syllabus_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
     cmd.args(args).current_dir(root()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -90,7 +90,7 @@ enum Command {
     Serve(Box<ServeArgs>),
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(super) struct SourceArgs {
     /// Field (jsonl) or column (Parquet) holding the text.
     #[arg(long, default_value = "text")]
@@ -267,5 +267,14 @@ pub(super) fn print_report(r: &RunReport, start: Instant, selecting: bool) {
     }
     if r.rejected() > 0 {
         eprintln!("  {} bad records were skipped ({} written to the rejects file)", r.rejected(), r.rejects_written);
+    }
+    if let Some(w) = &r.resumed {
+        let fit = match w.fit_files {
+            0 => String::new(),
+            usize::MAX => "the fitted model, ".to_string(),
+            n => format!("the fit of {n} file{}, ", if n == 1 { "" } else { "s" }),
+        };
+        let target = if w.prologue { "the target set, " } else { "" };
+        eprintln!("  resumed an interrupted run: kept {target}{fit}the scores of {} of {} files", w.scored_files, r.files.len());
     }
 }

@@ -1,5 +1,6 @@
 //! `syllabus score ...` and `syllabus select ...`: the scoring and selection commands.
 
+use crate::pipeline::work::Work;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -222,7 +223,7 @@ pub(super) enum SelectCommand {
 }
 
 /// Inputs and output of a `score` command.
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(super) struct ScoreIo {
     /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
     #[arg(long)]
@@ -233,7 +234,7 @@ pub(super) struct ScoreIo {
 }
 
 /// Inputs and outputs of a `select` command.
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(super) struct SelectIo {
     /// How many documents to keep (DSIR: fewer than the eligible ones; ZIP-FIT: all of them
     /// if there are fewer).
@@ -250,7 +251,7 @@ pub(super) struct SelectIo {
     raw: Vec<String>,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(super) struct DsirArgs {
     /// Target set: files, directories or globs.
     #[arg(long, num_args = 1..)]
@@ -285,7 +286,7 @@ pub(super) struct DsirArgs {
     feature_cache_mb: usize,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub(super) struct ZipfitArgs {
     /// Target set: files, directories or globs.
     #[arg(long, num_args = 1.., required = true)]
@@ -325,10 +326,13 @@ impl DsirArgs {
 pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
     match cmd {
         ScoreCommand::Dsir { dsir, source, io } => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None };
-            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, rejects.as_mut())?;
-            let report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
+            let settings = format!("{dsir:?} {source:?} {io:?}");
+            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "score dsir", settings, &dsir.target, dsir.model.as_deref())?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
+            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
+            let mut report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
+            report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
+            work.map(Work::finish).transpose()?;
             finish("score dsir", &io.out, report, target_stats, rejects, start, false)
         }
         ScoreCommand::El2n { proxy, source, io } => {
@@ -341,10 +345,13 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
             score_proxy(crate::proxy::ScoreKind::Loss, proxy.spec(false), &source, &io, progress, start)
         }
         ScoreCommand::Zipfit { zipfit, source, io } => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None };
-            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, rejects.as_mut())?;
-            let report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
+            let settings = format!("{zipfit:?} {source:?} {io:?}");
+            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "score zipfit", settings, &zipfit.target, None)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
+            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, work.as_ref(), rejects.as_mut())?;
+            let mut report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
+            report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
+            work.map(Work::finish).transpose()?;
             finish("score zipfit", &io.out, report, target_stats, rejects, start, false)
         }
     }
@@ -357,28 +364,34 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
         let out = args.out.clone().expect("required");
         let (opts, raw, mut rejects) = open_lake(&args.source, &args.raw)?;
         let scores = crate::select::rule::read_scores(&expand_inputs(&args.scores)?, &by)?;
-        let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None };
+        let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
         let report = lake.select_by_rule(&scores, &by, rule, &out, rejects.as_mut())?;
         return finish(&format!("select by {by}"), &out, report, Vec::new(), rejects, start, true);
     }
     match args.method.expect("a method") {
         SelectCommand::Dsir { dsir, source, seed, top_k, io } => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None };
-            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, rejects.as_mut())?;
+            let settings = format!("{dsir:?} {source:?} {io:?} {seed} {top_k}");
+            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select dsir", settings, &dsir.target, dsir.model.as_deref())?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
+            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
             let keep = Keep { k: io.k, require_fewer_than_eligible: true };
             let scorer = DsirRowScorer::new(Arc::new(model), &cache);
-            let report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            let mut report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
+            work.map(Work::finish).transpose()?;
             finish("select dsir", &io.out, report, target_stats, rejects, start, true)
         }
         SelectCommand::Zipfit { zipfit, source, io } => {
-            let (opts, raw, mut rejects) = open_lake(&source, &io.raw)?;
-            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None };
-            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, rejects.as_mut())?;
+            let settings = format!("{zipfit:?} {source:?} {io:?}");
+            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select zipfit", settings, &zipfit.target, None)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
+            let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, work.as_ref(), rejects.as_mut())?;
             let keep = Keep { k: io.k, require_fewer_than_eligible: false };
-            let report =
+            let mut report =
                 lake.select_to(&scorer, keep, Noise::None, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
+            work.map(Work::finish).transpose()?;
             finish("select zipfit", &io.out, report, target_stats, rejects, start, true)
         }
     }
@@ -418,6 +431,38 @@ fn score_proxy(
     finish(&format!("score {}", kind.column()), &io.out, report, Vec::new(), rejects, start, false)
 }
 
+/// The lake of a resumable command, its work directory ([`crate::pipeline::work`]) and its
+/// rejects file (cut back to what the work kept, when resuming).
+fn open_resumable(
+    source: &SourceArgs,
+    raw_inputs: &[String],
+    out: &Path,
+    command: &str,
+    mut settings: String,
+    target: &[String],
+    model: Option<&Path>,
+) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<Work>, Option<RejectWriter>)> {
+    let opts = source.read_options()?;
+    let raw = expand_inputs(raw_inputs)?;
+    // Refuse an output that cannot be written before anything is done.
+    crate::sink::output_target(out)?;
+    crate::sink::OutFormat::from_path(out)?;
+    if raw.iter().any(|f| f.name == "-") {
+        // stdin cannot be read again: such a run starts over when interrupted.
+        let rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+        return Ok((opts, raw, None, rejects));
+    }
+    let target = if target.is_empty() { Vec::new() } else { expand_inputs(target)? };
+    // A saved model (`--model`) is an input too.
+    if let Some(m) = model {
+        let meta = std::fs::metadata(m).ok();
+        settings.push_str(&format!(" model {:?}", meta.map(|m| (m.len(), m.modified().ok()))));
+    }
+    let work = Work::begin(out, command, settings, &[&raw, &target])?;
+    let rejects = work.rejects(source.rejects.as_deref())?;
+    Ok((opts, raw, Some(work), rejects))
+}
+
 /// Fit (or load) a DSIR model; with it, the target's per-file counts and the features kept
 /// for the scoring pass.
 fn fit_dsir(
@@ -425,6 +470,7 @@ fn fit_dsir(
     opts: &ReadOptions,
     raw: &[InputFile],
     progress: &Progress,
+    work: Option<&Work>,
     rejects: Option<&mut RejectWriter>,
 ) -> anyhow::Result<Fitted> {
     if args.model.is_none() && args.target.is_empty() {
@@ -446,7 +492,7 @@ fn fit_dsir(
             target_stats: Vec::new(),
             cache: FeatureCache::default(),
         },
-        None => job.fit(rejects)?,
+        None => job.fit_in(work, rejects)?,
     };
     if let Some(p) = &args.save_model {
         fitted.model.save(p)?;
@@ -454,15 +500,27 @@ fn fit_dsir(
     Ok(fitted)
 }
 
-/// Read and compress the ZIP-FIT target set.
+/// Read and compress the ZIP-FIT target set. In a resumed run its counts and rejects were
+/// kept: it is read again without recording them twice.
 fn zipfit_scorer(
     args: &ZipfitArgs,
     opts: &ReadOptions,
     progress: &Progress,
+    work: Option<&Work>,
     rejects: Option<&mut RejectWriter>,
 ) -> anyhow::Result<(ZipfitRowScorer, Vec<crate::source::FileStats>)> {
+    use crate::pipeline::work::{rejects_at, FileDone, Prologue};
     let target = expand_inputs(&args.target)?;
-    let (target, stats) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, rejects)?;
+    if let Some(p) = work.and_then(Work::prologue) {
+        let (target, _) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, None)?;
+        return Ok((ZipfitRowScorer::new(Arc::new(target)), p.target.into_iter().map(FileDone::into_stats).collect()));
+    }
+    let mut rejects = rejects;
+    let (target, stats) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, rejects.as_deref_mut())?;
+    if let Some(w) = work {
+        let at = rejects_at(rejects.as_deref());
+        w.save_prologue(&Prologue { target: stats.iter().map(|s| FileDone::new(s, at)).collect(), rejects: at, dsir_target: None })?;
+    }
     Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
 }
 

@@ -26,7 +26,8 @@ use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
-use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter, SourceBatch};
+use super::work::{rejects_at, FileDone, FitCheckpoint, Prologue, Work};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -147,9 +148,49 @@ fn batch_counts(params: &DsirParams, batch: &RecordBatch, record: bool) -> Resul
 impl DsirJob<'_> {
     /// Count the target set (whole) and the raw lake (under the fit budget), and fit.
     pub fn fit(&self, rejects: Option<&mut RejectWriter>) -> Result<Fitted> {
+        self.fit_in(None, rejects)
+    }
+
+    /// [`Self::fit`], keeping its progress in `work`: a fitted model there is loaded; else the
+    /// target's counts (once read) and the raw counts at file boundaries (at most once a
+    /// second) are saved, and a resumed fit goes on from the last of them.
+    pub fn fit_in(&self, work: Option<&Work>, mut rejects: Option<&mut RejectWriter>) -> Result<Fitted> {
         self.params.validate()?;
         let params = &self.params;
-        // Target: every row.
+        if let Some(w) = work {
+            if let (true, Some(p)) = (w.model_path().exists(), w.prologue()) {
+                let m = DsirModel::load(&w.model_path())?;
+                let model = DsirModel::try_new(params.clone(), m.raw, m.target)?;
+                let target_stats = p.target.into_iter().map(FileDone::into_stats).collect();
+                return Ok(Fitted { model, target_stats, cache: FeatureCache::default() });
+            }
+        }
+        let prologue = work.and_then(Work::prologue).filter(|p| p.dsir_target.as_ref().is_some_and(|t| t.len() == params.buckets as usize));
+        let (target, target_stats) = match prologue {
+            Some(p) => (Counts { counts: p.dsir_target.expect("checked") }, p.target.into_iter().map(FileDone::into_stats).collect()),
+            None => {
+                let (target, stats) = self.count_target(rejects.as_deref_mut())?;
+                if let Some(w) = work {
+                    let at = rejects_at(rejects.as_deref());
+                    let files = stats.iter().map(|s| FileDone::new(s, at)).collect();
+                    w.save_prologue(&Prologue { target: files, rejects: at, dsir_target: Some(target.counts.clone()) })?;
+                }
+                (target, stats)
+            }
+        };
+        let resume = work.and_then(Work::fit).filter(|f| f.raw.len() == params.buckets as usize && f.next_file <= self.raw.len());
+        let (raw, cache) = self.count_raw(resume, work)?;
+        let model = DsirModel::try_new(params.clone(), raw, target)?;
+        if let Some(w) = work {
+            w.ready()?;
+            model.save(&w.model_path())?;
+        }
+        Ok(Fitted { model, target_stats, cache })
+    }
+
+    /// The target set's counts: every row.
+    fn count_target(&self, rejects: Option<&mut RejectWriter>) -> Result<(Counts, Vec<FileStats>)> {
+        let params = &self.params;
         let bar = self.progress.rows("fit: target");
         let mut target = Counts::new(params.buckets);
         let mut reader = LakeReader::new(self.target, self.read, Extras::none(), rejects);
@@ -158,19 +199,47 @@ impl DsirJob<'_> {
             target.merge(&c);
             Ok(Flow::Continue)
         })?;
-        let target_stats = reader.into_stats();
         bar.finish_and_clear();
+        Ok((target, reader.into_stats()))
+    }
 
-        // Raw: per file, stop after the document that takes the file past its budget.
+    /// The raw lake's counts: per file, stop after the document that takes the file past its
+    /// budget. From a checkpoint, the files before it are not read (and nothing is cached:
+    /// the cache holds a prefix of the lake).
+    fn count_raw(&self, resume: Option<FitCheckpoint>, work: Option<&Work>) -> Result<(Counts, FeatureCache)> {
+        let params = &self.params;
         let bar = self.progress.rows("fit: raw");
         let limit = params.per_file_budget(self.budget, self.raw.len());
-        let mut raw = Counts::new(params.buckets);
         let mut file_totals = vec![0u64; self.raw.len()];
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), None);
         let mut cache = FeatureCache::new(self.feature_cache_bytes, params.buckets);
+        let (mut raw, first_file) = match resume {
+            Some(f) => {
+                cache.close();
+                (Counts { counts: f.raw }, f.next_file)
+            }
+            None => (Counts::new(params.buckets), 0),
+        };
+        if first_file == self.raw.len() {
+            return Ok((raw, cache));
+        }
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), None);
+        if first_file > 0 {
+            let point = ReadPoint { file: first_file, consumed: 0, offset: 0, done: false };
+            reader = reader.starting_at(&point, vec![FileStats::default(); first_file + 1])?;
+        }
         let recording = std::sync::atomic::AtomicBool::new(cache.recording());
         let relaxed = std::sync::atomic::Ordering::Relaxed;
+        // Files before `current` are counted in full: a checkpoint can be saved when it moves.
+        let (mut current, mut saved_at) = (first_file, None::<std::time::Instant>);
         for_each_ordered(&mut reader, |b| batch_counts(params, &b.batch, recording.load(relaxed)), |b, (c, per_doc, features)| {
+            if b.file != current {
+                current = b.file;
+                if let Some(w) = work.filter(|_| saved_at.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0)) {
+                    w.save_fit(&FitCheckpoint { next_file: current, raw: raw.counts.clone() })?;
+                    saved_at = Some(std::time::Instant::now());
+                }
+                crate::failpoint::hit(format_args!("fit-file-{current}"));
+            }
             bar.inc(b.batch.num_rows() as u64);
             let total = &mut file_totals[b.file];
             let batch_sum: u64 = per_doc.iter().sum();
@@ -202,7 +271,7 @@ impl DsirJob<'_> {
             }
         })?;
         bar.finish_and_clear();
-        Ok(Fitted { model: DsirModel::try_new(params.clone(), raw, target)?, target_stats, cache })
+        Ok((raw, cache))
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod dsir;
 pub mod scored;
+pub mod work;
 pub mod zipfit;
 
 use std::path::{Path, PathBuf};
@@ -105,7 +106,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                         }),
                         _ => None,
                     };
-                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column };
+                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: None };
                     let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
                     crate::failpoint::hit(format_args!("selected"));

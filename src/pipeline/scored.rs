@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array};
+use arrow::array::{Array, ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::batch::{id_column, RecordBatch, COL_ID};
@@ -21,8 +21,9 @@ use crate::progress::Progress;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
 use crate::source::{
-    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
+    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter, SourceBatch,
 };
+use super::work::{FileDone, RejectsAt, Work};
 
 /// Scores whole source batches for the scoring pass.
 pub trait RowScorer: Sync {
@@ -51,6 +52,9 @@ pub struct RunReport {
     /// Selected rows per raw file, in file order.
     pub selected_per_file: Vec<u64>,
     pub rejects_written: u64,
+    /// What an interrupted run had finished, when this one resumed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<super::work::Resumed>,
 }
 
 impl RunReport {
@@ -81,6 +85,8 @@ pub struct ScoredLake<'a> {
     pub progress: &'a Progress,
     /// A per-file column (the domain) added to the rows written.
     pub file_column: Option<FileColumn>,
+    /// Keep finished files' scores here, and resume from what is kept ([`super::work`]).
+    pub work: Option<&'a Work>,
 }
 
 fn score_schema(fields: &[Field]) -> SchemaRef {
@@ -89,33 +95,170 @@ fn score_schema(fields: &[Field]) -> SchemaRef {
     Arc::new(Schema::new(all))
 }
 
-fn score_batch(schema: &SchemaRef, batch: &RecordBatch, columns: &[ArrayRef]) -> Result<RecordBatch> {
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(id_column(batch)?.clone())];
+fn score_batch(schema: &SchemaRef, ids: &StringArray, columns: &[ArrayRef]) -> Result<RecordBatch> {
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
     arrays.extend(columns.iter().cloned());
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("building score batch", e))
 }
 
+/// A finished file's kept rows: id, the score columns and each row's line or row.
+fn part_schema(fields: &[Field]) -> SchemaRef {
+    let mut all = score_schema(fields).fields().iter().map(|f| f.as_ref().clone()).collect::<Vec<_>>();
+    all.push(Field::new(COL_LOC, DataType::UInt64, false));
+    Arc::new(Schema::new(all))
+}
+
+fn part_batch(schema: &SchemaRef, ids: &StringArray, columns: &[ArrayRef], locs: UInt64Array) -> Result<RecordBatch> {
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
+    arrays.extend(columns.iter().cloned());
+    arrays.push(Arc::new(locs));
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("building a part batch", e))
+}
+
+/// An Arrow IPC file written as `NAME.tmp`, fsynced and renamed when finished.
+struct PartWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    inner: arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>,
+}
+
+impl PartWriter {
+    fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        let tmp = path.with_extension("arrow.tmp");
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let inner = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, f), &schema)
+            .map_err(|e| Error::arrow("writing a part", e))?;
+        Ok(PartWriter { path: path.to_path_buf(), tmp, inner })
+    }
+
+    fn write(&mut self, b: &RecordBatch) -> Result<()> {
+        self.inner.write(b).map_err(|e| Error::arrow("writing a part", e))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.inner.finish().map_err(|e| Error::arrow("writing a part", e))?;
+        let f = self.inner.into_inner().map_err(|e| Error::arrow("writing a part", e))?;
+        let f = f.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Hand the rows of a finished file's part to `each`; returns the next row's index.
+fn replay_part(path: &Path, schema: &SchemaRef, file: usize, mut first_row: u64, each: &mut impl FnMut(&Scored) -> Result<()>) -> Result<u64> {
+    if !path.exists() {
+        // A file without rows (empty, or every row rejected) has no part.
+        return Ok(first_row);
+    }
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).map_err(|e| Error::arrow("reading a part", e))?;
+    if reader.schema().fields() != schema.fields() {
+        return Err(Error::InvalidArgument(format!("{}: not the part this run writes; remove its work directory", path.display())));
+    }
+    for b in reader {
+        let b = b.map_err(|e| Error::arrow("reading a part", e))?;
+        let n = b.num_columns();
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().expect("the part schema was checked");
+        let locs = b.column(n - 1).as_any().downcast_ref::<UInt64Array>().expect("the part schema was checked");
+        let columns = b.columns()[1..n - 1].to_vec();
+        each(&Scored { ids, columns: &columns, file, locations: locs.values(), first_row })?;
+        first_row += b.num_rows() as u64;
+    }
+    Ok(first_row)
+}
+
+/// Scored rows of one batch, handed on in input order (from the lake, or from the rows a
+/// resumed run kept).
+pub struct Scored<'b> {
+    pub ids: &'b StringArray,
+    pub columns: &'b [ArrayRef],
+    pub file: usize,
+    /// Each row's line or row in its file.
+    pub locations: &'b [u64],
+    /// The first row's index among all rows.
+    pub first_row: u64,
+}
+
+const COL_LOC: &str = "__loc";
+
 impl ScoredLake<'_> {
-    /// Score every row; `each` gets the batch and its score columns, in input order.
+    /// Score every row; `each` gets the rows and their score columns, in input order.
     fn score_pass(
         &self,
         scorer: &dyn RowScorer,
         rejects: Option<&mut RejectWriter>,
-        mut each: impl FnMut(&SourceBatch, &[ArrayRef]) -> Result<()>,
+        mut each: impl FnMut(&Scored) -> Result<()>,
     ) -> Result<Vec<FileStats>> {
+        let Some(work) = self.work else {
+            let bar = self.progress.rows("score");
+            let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+            for_each_ordered(
+                &mut reader,
+                |b| scorer.score(b),
+                |b, columns| {
+                    let ids = id_column(&b.batch)?;
+                    each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
+                    bar.inc(b.batch.num_rows() as u64);
+                    Ok(Flow::Continue)
+                },
+            )?;
+            bar.finish_and_clear();
+            return Ok(reader.into_stats());
+        };
+        // The files an interrupted run finished: their rows, read back.
+        let done = work.files_done();
+        let mut first_row = 0u64;
+        let mut stats: Vec<FileStats> = Vec::with_capacity(self.raw.len());
+        let schema = part_schema(&scorer.fields());
+        for (i, d) in done.into_iter().enumerate() {
+            first_row = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
+            stats.push(d.into_stats());
+        }
+        if stats.len() == self.raw.len() {
+            return Ok(stats);
+        }
+        let rejects_base = rejects.as_ref().map_or(0, |r| r.count()) - stats.iter().map(|s| s.rejected).sum::<u64>();
         let bar = self.progress.rows("score");
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+        bar.set_position(first_row);
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects).tracked();
+        if !stats.is_empty() {
+            let point = ReadPoint { file: stats.len(), consumed: 0, offset: 0, done: false };
+            let mut before = stats.clone();
+            before.push(FileStats::default());
+            reader = reader.starting_at(&point, before)?;
+        }
+        let mut part: Option<(usize, PartWriter)> = None;
         for_each_ordered(
             &mut reader,
             |b| scorer.score(b),
             |b, columns| {
-                each(&b, &columns)?;
+                let ids = id_column(&b.batch)?;
+                each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
                 bar.inc(b.batch.num_rows() as u64);
+                if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
+                    work.ready()?;
+                    part = Some((b.file, PartWriter::create(&work.part_path(b.file), schema.clone())?));
+                }
+                let (_, w) = part.as_mut().expect("just set");
+                let locs = UInt64Array::from(b.locations.clone());
+                w.write(&part_batch(&schema, ids, &columns, locs)?)?;
+                let end = b.end.as_deref().expect("a tracked reader");
+                if end.point.done {
+                    // The file is finished: its rows and counts are kept.
+                    let (_, w) = part.take().expect("a part for the file");
+                    w.finish()?;
+                    let before: u64 = stats.iter().map(|s| s.rejected).sum();
+                    let rejects = RejectsAt { bytes: end.rejects_len, records: rejects_base + before + end.stats.rejected };
+                    let d = FileDone::new(&end.stats, rejects);
+                    work.save_file_done(b.file, &d)?;
+                    stats.push(end.stats.clone());
+                    crate::failpoint::hit(format_args!("scored-file-{}", b.file));
+                }
                 Ok(Flow::Continue)
             },
         )?;
         bar.finish_and_clear();
-        Ok(reader.into_stats())
+        Ok(stats)
     }
 
     /// Write `id` and the score columns for every row, in input order.
@@ -128,9 +271,9 @@ impl ScoredLake<'_> {
         let schema = score_schema(&scorer.fields());
         let mut writer = TableWriter::create(out, schema.clone())?;
         let mut eligible = 0u64;
-        let files = self.score_pass(scorer, rejects, |b, columns| {
-            eligible += (0..b.batch.num_rows()).filter(|&i| scorer.eligible(columns, i)).count() as u64;
-            writer.write(&score_batch(&schema, &b.batch, columns)?)
+        let files = self.score_pass(scorer, rejects, |b| {
+            eligible += (0..b.ids.len()).filter(|&i| scorer.eligible(b.columns, i)).count() as u64;
+            writer.write(&score_batch(&schema, b.ids, b.columns)?)
         })?;
         writer.finish()?;
         Ok(RunReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
@@ -153,9 +296,10 @@ impl ScoredLake<'_> {
         let fields = scorer.fields();
         let schema = score_schema(&fields);
         let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
-        let files = self.score_pass(scorer, rejects, |b, columns| {
+        let files = self.score_pass(scorer, rejects, |b| {
+            let columns = b.columns;
             if let Some(w) = scores_writer.as_mut() {
-                w.write(&score_batch(&schema, &b.batch, columns)?)?;
+                w.write(&score_batch(&schema, b.ids, columns)?)?;
             }
             let rank = columns[0].as_any().downcast_ref::<Float64Array>().expect("the ranking score is float64");
             for (i, &score) in rank.values().iter().enumerate() {

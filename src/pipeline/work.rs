@@ -1,0 +1,217 @@
+//! Resumable scoring commands: what a `score` or `select` run has finished is kept in a work
+//! directory beside its output (`OUT.work/`), so a run killed and started again with the same
+//! command resumes where it was instead of starting over.
+//!
+//! What is kept, each written atomically once complete:
+//! - `prologue.json`: the target set was read (its per-file counts and the rejects written so
+//!   far); with DSIR also `model.json`, the fitted model, so neither fit pass runs again.
+//! - `fit.json` (DSIR, while fitting): the raw counts of the files finished so far, saved at a
+//!   file boundary at most once a second; the fit resumes at the next file.
+//! - `score/file-NNNNNN.arrow` and `.json`: the score rows (id, scores, line or row) and the
+//!   counts of each finished input file. A resumed run reads the finished files' rows back in
+//!   order instead of scoring them again and starts reading the lake at the first file without
+//!   them: it redoes at most the file it was on.
+//!
+//! The key of a work directory is the command's settings and the inputs' names, sizes and
+//! modification times: anything else starts over. The directory is removed once the output is
+//! written. The rejects file is cut back to the length the last kept step recorded, so it ends
+//! with the same bytes as an uninterrupted run's.
+//!
+//! Memory: one batch of a finished file's rows at a time; nothing is held per file but its
+//! counts.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::curriculum::{inputs_fingerprint, load_marker, save_marker};
+use crate::error::{Error, Result};
+use crate::source::{FileStats, InputFile, RejectWriter};
+
+/// The rejects file's length and records after a step.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RejectsAt {
+    pub bytes: u64,
+    pub records: u64,
+}
+
+/// Counts of one input file, with the jsonl fields it has (which the write pass of `select`
+/// needs to know the output's columns).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileDone {
+    pub stats: FileStats,
+    pub fields: Vec<String>,
+    /// The rejects file after this file.
+    pub rejects: RejectsAt,
+}
+
+impl FileDone {
+    pub fn new(stats: &FileStats, rejects: RejectsAt) -> Self {
+        FileDone { stats: stats.clone(), fields: stats.fields_seen.iter().cloned().collect(), rejects }
+    }
+
+    pub fn into_stats(self) -> FileStats {
+        let mut s = self.stats;
+        s.fields_seen = self.fields.into_iter().collect();
+        s
+    }
+}
+
+/// The target set was read: its per-file counts and the rejects so far; with DSIR, its
+/// bucket counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prologue {
+    pub target: Vec<FileDone>,
+    pub rejects: RejectsAt,
+    #[serde(default)]
+    pub dsir_target: Option<Vec<u64>>,
+}
+
+/// The work directory of one run.
+#[derive(Debug)]
+pub struct Work {
+    dir: PathBuf,
+    key: String,
+    /// The directory and its key are written with the first thing kept, so a run that fails
+    /// before it finishes anything leaves nothing behind.
+    created: std::sync::atomic::AtomicBool,
+    /// Files whose score rows are kept, and what resumed (for the summary).
+    pub resumed: Option<Resumed>,
+}
+
+/// Where a run resumed, for its summary and the tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resumed {
+    /// The target set was not read again.
+    pub prologue: bool,
+    /// Raw files whose fit counts were kept (DSIR; `usize::MAX`: the fitted model was kept).
+    pub fit_files: usize,
+    /// Raw files whose score rows were kept.
+    pub scored_files: usize,
+}
+
+impl Work {
+    /// The work directory of `out` (`OUT.work` beside it), kept if it was begun with the same
+    /// key; otherwise it starts empty.
+    pub fn begin(out: &Path, command: &str, settings: String, inputs: &[&[InputFile]]) -> Result<Work> {
+        let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".work");
+        let dir = out.with_file_name(name);
+        let key = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "command": command,
+            "settings": settings,
+            "inputs": inputs.iter().map(|f| inputs_fingerprint(f)).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let same = std::fs::read_to_string(dir.join("KEY")).is_ok_and(|k| k == key);
+        if !same && dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let mut work = Work { dir, key, created: same.into(), resumed: None };
+        if same {
+            let fit_files = if work.model_path().exists() { usize::MAX } else { work.fit().map_or(0, |f| f.next_file) };
+            let r = Resumed { prologue: work.prologue().is_some(), fit_files, scored_files: work.files_done().len() };
+            work.resumed = (r != Resumed::default()).then_some(r);
+        }
+        Ok(work)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Create the directory and its key, once, before the first thing is kept.
+    pub fn ready(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.created.load(SeqCst) {
+            std::fs::create_dir_all(self.dir.join("score")).map_err(|e| Error::io(&self.dir, e))?;
+            crate::sink::write_atomic(&self.dir.join("KEY"), self.key.as_bytes())?;
+            self.created.store(true, SeqCst);
+        }
+        Ok(())
+    }
+
+    pub fn prologue(&self) -> Option<Prologue> {
+        load_marker(&self.dir, "prologue.json")
+    }
+
+    pub fn save_prologue(&self, p: &Prologue) -> Result<()> {
+        self.ready()?;
+        save_marker(&self.dir, "prologue.json", p)
+    }
+
+    pub fn fit(&self) -> Option<FitCheckpoint> {
+        load_marker(&self.dir, "fit.json")
+    }
+
+    pub fn save_fit(&self, f: &FitCheckpoint) -> Result<()> {
+        self.ready()?;
+        save_marker(&self.dir, "fit.json", f)
+    }
+
+    /// The fitted DSIR model, once the fit is done.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join("model.json")
+    }
+
+    fn file_marker(i: usize) -> String {
+        format!("score/file-{i:06}.json")
+    }
+
+    /// The part file of raw file `i`.
+    pub fn part_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("score/file-{i:06}.arrow"))
+    }
+
+    /// The finished raw files, in order from the first (up to the first one not finished).
+    pub fn files_done(&self) -> Vec<FileDone> {
+        (0..).map_while(|i| load_marker::<FileDone>(&self.dir, &Self::file_marker(i))).collect()
+    }
+
+    pub fn save_file_done(&self, i: usize, f: &FileDone) -> Result<()> {
+        self.ready()?;
+        save_marker(&self.dir, &Self::file_marker(i), f)
+    }
+
+    /// The rejects file for this run: created, or for a resumed run cut back to where the
+    /// last kept step left it.
+    pub fn rejects(&self, path: Option<&Path>) -> Result<Option<RejectWriter>> {
+        let Some(path) = path else { return Ok(None) };
+        let at = self
+            .files_done()
+            .last()
+            .map(|f| f.rejects)
+            .or_else(|| self.prologue().map(|p| p.rejects));
+        match at {
+            Some(at) if path.exists() => RejectWriter::resume(path, at.bytes, at.records).map(Some),
+            Some(at) if at.bytes > 0 => Err(Error::InvalidArgument(format!(
+                "{} is gone, but the interrupted run in {} wrote to it: remove that directory to start over",
+                path.display(),
+                self.dir.display()
+            ))),
+            _ => RejectWriter::create(path).map(Some),
+        }
+    }
+
+    /// The output is written: the work is no longer needed.
+    pub fn finish(self) -> Result<()> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The DSIR fit's progress: the raw counts of the files before `next_file` (the fit pass
+/// records no rejects: the scoring pass does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FitCheckpoint {
+    pub next_file: usize,
+    pub raw: Vec<u64>,
+}
+
+/// Where the rejects file stands (or nothing, without one).
+pub fn rejects_at(r: Option<&RejectWriter>) -> RejectsAt {
+    r.map_or_else(RejectsAt::default, |r| RejectsAt { bytes: r.bytes(), records: r.count() })
+}
