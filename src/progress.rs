@@ -17,6 +17,11 @@ impl Progress {
         Progress { enabled: !quiet && std::io::stderr().is_terminal() }
     }
 
+    /// Whether bars are drawn.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A counter of rows for one pass.
     pub fn rows(&self, label: &str) -> ProgressBar {
         if !self.enabled {

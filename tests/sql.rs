@@ -129,3 +129,26 @@ fn large_sorts_spill_instead_of_failing() {
     ok(&o);
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "n,out_of_order,top\n4000000,0,1000002\n");
 }
+
+/// jsonl tables learn their columns from a sample: a field that first appears after it is
+/// named in a warning and is a column from the next statement on; `--schema-sample-rows 0`
+/// reads every row first.
+#[test]
+fn a_field_after_the_schema_sample_widens_the_table() {
+    let dir = tempdir();
+    let lake = dir.path().join("late.jsonl");
+    let rows: String = (0..3000)
+        .map(|i| {
+            let late = if i == 2500 { ",\"late\":\"here\"" } else { "" };
+            format!("{{\"id\":\"d{i}\",\"text\":\"t{i}\"{late}}}\n")
+        })
+        .collect();
+    std::fs::write(&lake, rows).unwrap();
+    let two = syllabus(&["sql", "-q", "--format", "csv", &p(&lake), "-c", "select count(*) from late; select count(late) from late"]);
+    let err = ok(&two);
+    assert!(err.contains("late.jsonl: field \"late\" is not in table late"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&two.stdout).lines().collect::<Vec<_>>(), ["count(*)", "3000", "count(late.late)", "1"]);
+    let all = syllabus(&["sql", "-q", "--format", "csv", "--schema-sample-rows", "0", &p(&lake), "-c", "select count(late) from late"]);
+    assert!(!ok(&all).contains("warning"));
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().nth(1), Some("1"));
+}

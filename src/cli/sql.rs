@@ -28,6 +28,14 @@ pub(super) struct SqlArgs {
     /// Memory for sorts, joins and aggregations before they spill to disk (MiB).
     #[arg(long, default_value_t = 2048)]
     memory_limit_mb: usize,
+    /// jsonl tables learn their columns from this many rows of each sampled file (0: every
+    /// row of every file, before the first statement). A field the sample missed is added,
+    /// with a warning, when a scan first meets it, from the next statement on.
+    #[arg(long, default_value_t = 1000)]
+    schema_sample_rows: usize,
+    /// ... in at most this many files, spread over the lake (the first and the last included).
+    #[arg(long, default_value_t = 32)]
+    schema_sample_files: usize,
     /// Output directories, files or directories of data.
     paths: Vec<PathBuf>,
 }
@@ -41,6 +49,8 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
             dsir_model: args.dsir_model.clone(),
             zipfit_target: args.zipfit_target.clone(),
             memory_limit_mb: args.memory_limit_mb,
+            schema_sample: crate::sql::tables::SchemaSample { rows: args.schema_sample_rows, files: args.schema_sample_files },
+            progress: crate::progress::Progress::new(quiet).enabled(),
         };
         let session = Session::new(&opts).await?;
         let mut out = Output::new(args.format, args.output.as_deref())?;

@@ -43,6 +43,71 @@ pub struct SqlOptions {
     pub zipfit_target: Vec<String>,
     /// Memory for operators before they spill (MiB).
     pub memory_limit_mb: usize,
+    /// How jsonl tables learn their columns.
+    pub schema_sample: tables::SchemaSample,
+    /// A progress line (rows and bytes read) on stderr for statements that run over a second.
+    pub progress: bool,
+}
+
+/// The progress line of a running statement: rows and bytes its scans have read (the jsonl
+/// tables' counters, and the Parquet scans' metrics), shown once it has run for a second.
+struct ScanProgress {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScanProgress {
+    fn start(plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> ScanProgress {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (rows0, bytes0) = (tables::SCANNED_ROWS.load(Relaxed), tables::SCANNED_BYTES.load(Relaxed));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut bar: Option<indicatif::ProgressBar> = None;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                }
+                if started.elapsed().as_secs_f64() < 1.0 {
+                    continue;
+                }
+                let (mut rows, mut bytes) = (tables::SCANNED_ROWS.load(Relaxed) - rows0, tables::SCANNED_BYTES.load(Relaxed) - bytes0);
+                scan_metrics(plan.as_ref(), &mut rows, &mut bytes);
+                let b = bar.get_or_insert_with(|| {
+                    let b = indicatif::ProgressBar::new_spinner();
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{spinner} {msg}  {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    b
+                });
+                b.set_message(format!("{} rows, {} read", indicatif::HumanCount(rows), indicatif::HumanBytes(bytes)));
+                b.tick();
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        });
+        ScanProgress { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Rows and bytes the leaves (scans) of a running plan have read, by their metrics.
+fn scan_metrics(plan: &dyn datafusion::physical_plan::ExecutionPlan, rows: &mut u64, bytes: &mut u64) {
+    if plan.children().is_empty() {
+        if let Some(m) = plan.metrics() {
+            *rows += m.output_rows().unwrap_or(0) as u64;
+            *bytes += m.sum_by_name("bytes_scanned").map_or(0, |v| v.as_usize()) as u64;
+        }
+    }
+    for c in plan.children() {
+        scan_metrics(c.as_ref(), rows, bytes);
+    }
 }
 
 fn df_err(e: datafusion::error::DataFusionError) -> Error {
@@ -53,6 +118,7 @@ fn df_err(e: datafusion::error::DataFusionError) -> Error {
 pub struct Session {
     pub ctx: SessionContext,
     pub tables: Vec<Registered>,
+    progress: bool,
 }
 
 /// `fut`, with a panic inside it (DataFusion on some damaged inputs) turned into an error.
@@ -83,7 +149,7 @@ impl Session {
             if !p.exists() {
                 return Err(Error::NotFound { path: p.clone() });
             }
-            caught(&format!("reading {}", p.display()), tables::register_path(&ctx, p, &mut tables)).await?;
+            caught(&format!("reading {}", p.display()), tables::register_path(&ctx, p, opts.schema_sample, &mut tables)).await?;
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
@@ -100,7 +166,7 @@ impl Session {
             let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
             ctx.register_udf(udf::zipfit(Arc::new(target)));
         }
-        Ok(Session { ctx, tables })
+        Ok(Session { ctx, tables, progress: opts.progress })
     }
 
     /// Every table name the session knows (registered and created), sorted.
@@ -135,14 +201,23 @@ impl Session {
 
     async fn run_inner(&self, sql: &str, out: &mut Output) -> Result<u64> {
         let df = self.ctx.sql(sql).await.map_err(|e| self.explain(e))?;
-        let mut stream = df.execute_stream().await.map_err(|e| self.explain(e))?;
+        let plan = df.create_physical_plan().await.map_err(|e| self.explain(e))?;
+        let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx()).map_err(|e| self.explain(e))?;
+        let ticker = self.progress.then(|| ScanProgress::start(plan));
         let mut rows = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.explain(e))?;
-            rows += batch.num_rows() as u64;
-            out.write(&batch)?;
+        let result = async {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| self.explain(e))?;
+                rows += batch.num_rows() as u64;
+                out.write(&batch)?;
+            }
+            out.finish_statement()
         }
-        out.finish_statement()?;
+        .await;
+        if let Some(t) = ticker {
+            t.stop().await;
+        }
+        result?;
         Ok(rows)
     }
 

@@ -38,6 +38,59 @@ pub fn table_name(path: &Path) -> String {
     name
 }
 
+/// Rows and bytes read by the jsonl tables' scans, for the progress line of a running query.
+pub static SCANNED_ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static SCANNED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How `syllabus sql` learns the fields of a jsonl lake (jsonl has no schema): from the first
+/// `rows` rows of at most `files` files spread over the lake (the first and the last among
+/// them); `rows = 0` reads every row of every file first, as before a query can run.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaSample {
+    pub rows: usize,
+    pub files: usize,
+}
+
+impl Default for SchemaSample {
+    fn default() -> Self {
+        SchemaSample { rows: 1000, files: 32 }
+    }
+}
+
+/// A jsonl table's columns, shared by its scans: a field first seen by a scan (after the
+/// sample) widens the table from the next statement on.
+#[derive(Debug)]
+struct LakeColumns {
+    name: String,
+    read: ReadOptions,
+    extras: std::sync::RwLock<crate::source::Extras>,
+}
+
+impl LakeColumns {
+    fn schema(&self) -> SchemaRef {
+        crate::source::source_schema(&self.read, &self.extras.read().expect("not poisoned"))
+    }
+
+    /// Fields a scan found that the table does not have: added, each with a warning.
+    fn widen(&self, files: &[InputFile], stats: &[crate::source::FileStats]) {
+        let skip = |n: &str| n == self.read.text_field || n == self.read.id_field || n == crate::batch::COL_ID;
+        let mut extras = self.extras.write().expect("not poisoned");
+        for (f, st) in files.iter().zip(stats) {
+            for name in &st.fields_seen {
+                if skip(name) || extras.fields.iter().any(|x| x.name() == name) {
+                    continue;
+                }
+                eprintln!(
+                    "warning: {}: field {name:?} is not in table {} (it was not in the rows sampled to learn the columns); \
+                     the table has it from the next statement on (--schema-sample-rows 0 reads every row first)",
+                    f.name, self.name
+                );
+                extras.fields.push(Field::new(name, DataType::Utf8, true));
+            }
+        }
+    }
+}
+
 /// jsonl files as a streamed table: id, text and every other field (UTF-8), like `inspect`.
 #[derive(Debug)]
 struct LakeStream {
@@ -45,6 +98,7 @@ struct LakeStream {
     read: ReadOptions,
     extras: crate::source::Extras,
     schema: SchemaRef,
+    columns: Arc<LakeColumns>,
 }
 
 impl PartitionStream for LakeStream {
@@ -53,13 +107,27 @@ impl PartitionStream for LakeStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (files, read, extras) = (self.files.clone(), self.read.clone(), self.extras.clone());
+        let (files, read, extras, columns) = (self.files.clone(), self.read.clone(), self.extras.clone(), self.columns.clone());
         blocking_stream(self.schema.clone(), move |send| {
-            for b in LakeReader::new(&files, &read, extras, None) {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut reader = LakeReader::new(&files, &read, extras, None);
+            let mut file = 0usize;
+            for b in reader.by_ref() {
+                if let Ok(b) = &b {
+                    SCANNED_ROWS.fetch_add(b.batch.num_rows() as u64, Relaxed);
+                    while file < b.file {
+                        SCANNED_BYTES.fetch_add(std::fs::metadata(&files[file].path).map_or(0, |m| m.len()), Relaxed);
+                        file += 1;
+                    }
+                }
                 if !send(b.map(|b| b.batch)) {
-                    break;
+                    return;
                 }
             }
+            for f in &files[file..] {
+                SCANNED_BYTES.fetch_add(std::fs::metadata(&f.path).map_or(0, |m| m.len()), Relaxed);
+            }
+            columns.widen(&files, &reader.into_stats());
         })
     }
 }
@@ -86,15 +154,13 @@ fn blocking_stream(
 #[derive(Debug)]
 struct LakeTable {
     files: Vec<InputFile>,
-    read: ReadOptions,
-    extras: crate::source::Extras,
-    schema: SchemaRef,
+    columns: Arc<LakeColumns>,
 }
 
 #[async_trait::async_trait]
 impl datafusion::catalog::TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.columns.schema()
     }
 
     fn table_type(&self) -> datafusion::logical_expr::TableType {
@@ -108,14 +174,16 @@ impl datafusion::catalog::TableProvider for LakeTable {
         _filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let read = &self.columns.read;
+        let table_extras = self.columns.extras.read().expect("not poisoned").clone();
+        let all: Vec<usize> = (0..table_extras.fields.len() + 2).collect();
         let projection = projection.unwrap_or(&all);
         // Columns 0 and 1 (id, text) are always decoded; extras only when projected.
         let mut wanted: Vec<usize> = projection.iter().filter(|&&i| i >= 2).map(|&i| i - 2).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let extras = crate::source::Extras { fields: wanted.iter().map(|&i| self.extras.fields[i].clone()).collect() };
-        let schema = crate::source::source_schema(&self.read, &extras);
+        let extras = crate::source::Extras { fields: wanted.iter().map(|&i| table_extras.fields[i].clone()).collect() };
+        let schema = crate::source::source_schema(read, &extras);
         let remapped: Vec<usize> = projection
             .iter()
             .map(|&i| if i < 2 { i } else { 2 + wanted.binary_search(&(i - 2)).expect("a projected extra") })
@@ -128,7 +196,13 @@ impl datafusion::catalog::TableProvider for LakeTable {
             .files
             .chunks(per)
             .map(|files| {
-                let s = LakeStream { files: files.to_vec(), read: self.read.clone(), extras: extras.clone(), schema: schema.clone() };
+                let s = LakeStream {
+                    files: files.to_vec(),
+                    read: read.clone(),
+                    extras: extras.clone(),
+                    schema: schema.clone(),
+                    columns: self.columns.clone(),
+                };
                 Arc::new(s) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -144,25 +218,47 @@ impl datafusion::catalog::TableProvider for LakeTable {
     }
 }
 
-fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>) -> Result<()> {
+/// The files whose rows are sampled: all of them up to `n`, else `n` spread evenly over the
+/// lake, the first and the last included.
+fn sampled(count: usize, n: usize) -> Vec<usize> {
+    if count <= n {
+        return (0..count).collect();
+    }
+    let n = n.max(2);
+    let mut picks: Vec<usize> = (0..n).map(|i| i * (count - 1) / (n - 1)).collect();
+    picks.dedup();
+    picks
+}
+
+fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>, sample: SchemaSample) -> Result<()> {
     let read = ReadOptions::default();
-    // One pass to learn the fields of every row (jsonl has no schema), as `lake_extras` wants;
-    // files are read in parallel (the fields seen per file do not depend on the order).
+    // Learn the fields from a sample (or every row): files are read in parallel (the fields
+    // seen per file do not depend on the order).
     use rayon::prelude::*;
-    let stats = files
+    let picks: Vec<usize> = if sample.rows == 0 { (0..files.len()).collect() } else { sampled(files.len(), sample.files) };
+    let opts = ReadOptions { batch_rows: if sample.rows == 0 { read.batch_rows } else { sample.rows.max(1) }, ..read.clone() };
+    let seen = picks
         .par_iter()
-        .map(|f| {
-            let one = std::slice::from_ref(f);
-            let mut r = LakeReader::new(one, &read, crate::source::Extras::none(), None);
+        .map(|&i| {
+            let one = std::slice::from_ref(&files[i]);
+            let mut r = LakeReader::new(one, &opts, crate::source::Extras::none(), None);
             for b in r.by_ref() {
                 b?;
+                if sample.rows > 0 {
+                    // One batch of `rows` rows.
+                    break;
+                }
             }
-            Ok(r.into_stats().pop().expect("one file, one stats"))
+            Ok((i, r.into_stats().pop().expect("one file, one stats")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut stats: Vec<crate::source::FileStats> = vec![Default::default(); files.len()];
+    for (i, st) in seen {
+        stats[i] = st;
+    }
     let extras = lake_extras(&files, &stats, &read)?;
-    let schema = crate::source::source_schema(&read, &extras);
-    ctx.register_table(name, Arc::new(LakeTable { files, read, extras, schema })).map_err(df_err)?;
+    let columns = Arc::new(LakeColumns { name: name.to_string(), read, extras: std::sync::RwLock::new(extras) });
+    ctx.register_table(name, Arc::new(LakeTable { files, columns })).map_err(df_err)?;
     Ok(())
 }
 
@@ -175,12 +271,12 @@ pub struct Registered {
 
 /// Register the tables of `path`: a syllabus output directory, a directory of Parquet or jsonl
 /// files (one table), or a file.
-pub async fn register_path(ctx: &SessionContext, path: &Path, out: &mut Vec<Registered>) -> Result<()> {
+pub async fn register_path(ctx: &SessionContext, path: &Path, sample: SchemaSample, out: &mut Vec<Registered>) -> Result<()> {
     if path.is_dir() && (path.join(MANIFEST_FILE).exists() || path.join("summary.json").exists()) {
         return register_output(ctx, path, out).await;
     }
     let name = unique(table_name(path), out);
-    register_data(ctx, &name, path).await?;
+    register_data(ctx, &name, path, sample).await?;
     out.push(Registered { name, from: path.to_path_buf() });
     Ok(())
 }
@@ -192,7 +288,7 @@ fn unique(name: String, out: &[Registered]) -> String {
     (2..).map(|i| format!("{name}_{i}")).find(|n| !out.iter().any(|r| &r.name == n)).expect("a free name")
 }
 
-async fn register_data(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+async fn register_data(ctx: &SessionContext, name: &str, path: &Path, sample: SchemaSample) -> Result<()> {
     let files = expand_inputs(&[path.display().to_string()])?;
     if files.iter().all(|f| f.format == Format::Parquet) {
         // DataFusion's footer decoding panics on some damaged files (a footer length past the
@@ -203,7 +299,7 @@ async fn register_data(ctx: &SessionContext, name: &str, path: &Path) -> Result<
         let p = path.display().to_string();
         ctx.register_parquet(name, &p, ParquetReadOptions::default()).await.map_err(df_err)?;
     } else {
-        register_lake(ctx, name, files)?;
+        register_lake(ctx, name, files, sample)?;
     }
     Ok(())
 }
@@ -223,7 +319,8 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
             if file == "rejects.jsonl" {
                 register_rejects(ctx, &p)?;
             } else {
-                register_data(ctx, name, &p).await?;
+                // Parquet: the schema is in the file.
+                register_data(ctx, name, &p, SchemaSample::default()).await?;
             }
             out.push(Registered { name: name.into(), from: p });
         }
