@@ -2,14 +2,15 @@
 # One node at lake scale: DSIR select, ZIP-FIT --fast select, a curriculum and a SQL aggregate
 # on a 1x lake (4 files) and a 10x lake (40 files, 2.3 GB of jsonl in jsonl.zst) built by
 # benches/make_scale_lake.py, each with 1 and 2 threads (and every core where there are more);
-# then what a kill -9 at 75% costs the curriculum and `score dsir` on the 1x lake. Prints
+# then what a kill -9 at 75% costs a curriculum of the 1x lake and `score dsir` of the 10x lake
+# (40 files: it resumes at the file it was on). Prints
 # markdown table rows: time, throughput (MB of jsonl and documents per second), peak RSS.
 #
 #   benches/scale.sh                 # builds /tmp/scale-lake if missing (needs zstandard)
 #
 # Env: LAKE (default /tmp/scale-lake), PY (a Python with zstandard, pyarrow), STAGES (default
 # "dsir zipfit curriculum sql"), SCALES (default "1 10"), THREADS (default "1 2" plus nproc),
-# RESUME (default 1: run the kill -9 measurements).
+# RESUME (default 1: run the kill -9 measurements; only: nothing else).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lake=${LAKE:-/tmp/scale-lake}
@@ -36,7 +37,7 @@ done
 head -n 20 "$lake/target.jsonl" > "$tmp/target20.jsonl"
 
 mb_of() { # jsonl megabytes of a lake directory
-    for f in "$1"/*.jsonl.zst; do zstd -dc "$f" | wc -c; done | awk '{s+=$1} END {printf "%.0f", s/1e6}'
+    for f in "$1"/*.jsonl.zst; do zstd -dc < "$f" | wc -c; done | awk '{s+=$1} END {printf "%.0f", s/1e6}'
 }
 declare -A mb docs
 for s in $scales; do
@@ -61,6 +62,7 @@ stage_cmd() { # stage scale threads
     esac
 }
 
+[ "${RESUME:-1}" = only ] && stages=""
 echo "| stage | lake | threads | time | MB/s of jsonl | documents/s | peak RSS |"
 echo "|---|---|---|---|---|---|---|"
 for stage in $stages; do
@@ -78,16 +80,17 @@ for stage in $stages; do
     done
 done
 
-[ "${RESUME:-1}" = 1 ] || exit 0
+[ "${RESUME:-1}" != 0 ] || exit 0
 # kill -9 at 75% of a clean run's time, then the same command again: its time as a share of
 # the clean run's (the goal: about 25%, plus at most one unit of redone work).
 echo
-echo "| command (1x lake, 2 threads) | clean run | killed at | resumed run | resumed / clean |"
+echo "| command (2 threads) | clean run | killed at | resumed run | resumed / clean |"
 echo "|---|---|---|---|---|"
 for stage in curriculum dsir-score; do
+    what=$([ $stage = curriculum ] && echo "curriculum, 1x lake" || echo "score dsir, 10x lake")
     case $stage in
         curriculum) cmd="$bin curriculum -q --threads 2 --tokenizer fixtures/tokenizer.json --seq-len 2048 --order random --format syllabus,megatron --out $tmp/out/cur $tmp/lake1" ;;
-        dsir-score) cmd="$bin score dsir -q --threads 2 --target $lake/target.jsonl --out $tmp/out/scores.parquet $tmp/lake1" ;;
+        dsir-score) cmd="$bin score dsir -q --threads 2 --target $lake/target.jsonl --out $tmp/out/scores.parquet $tmp/lake10" ;;
     esac
     read -r clean _ < <(run clean 2 $cmd)
     rm -rf "$tmp/out"; mkdir -p "$tmp/out"
@@ -99,6 +102,6 @@ for stage in curriculum dsir-score; do
     wait $pid 2>/dev/null || true
     /usr/bin/time -f "%e %M" -o "$tmp/time" $cmd >/dev/null 2>&1
     read -r resumed _ < "$tmp/time"
-    awk -v st="$stage" -v c="$clean" -v k="$kill_at" -v r="$resumed" \
+    awk -v st="$what" -v c="$clean" -v k="$kill_at" -v r="$resumed" \
         'BEGIN {printf "| %s | %.1f s | %.1f s | %.1f s | %.0f%% |\n", st, c, k, r, 100 * r / c}'
 done

@@ -220,6 +220,7 @@ fn run_one(target: &str, input: &[u8], work: &Path, rt: &tokio::runtime::Runtime
                 dsir_model: None,
                 zipfit_target: Vec::new(),
                 memory_limit_mb: 64,
+                ..Default::default()
             };
             rt.block_on(async {
                 if let Ok(s) = syllabus::sql::Session::new(&opts).await {

@@ -97,3 +97,15 @@ fn a_changed_input_starts_the_work_over() {
     assert!(!err.contains("resumed"), "{err}");
     assert!(err.contains("347"), "the new row is read: {err}");
 }
+
+#[test]
+fn a_damaged_work_directory_is_an_error_not_a_wrong_result() {
+    let tmp = tempdir();
+    let lake = mixed_lake(tmp.path());
+    let args = command("select dsir", &lake, tmp.path());
+    assert!(!run(&args, Some("scored-file-2")).status.success());
+    std::fs::remove_file(tmp.path().join("out.parquet.work/score/file-000001.arrow")).unwrap();
+    let err = fails(&run(&args, None), 1);
+    assert!(err.contains("file-000001.arrow: 0 rows kept for") && err.contains("docs.parquet, its counts say 269"), "{err}");
+    assert!(!tmp.path().join("out.parquet").exists());
+}

@@ -160,7 +160,8 @@ impl Prepare<'_> {
     /// run of the same work was interrupted. Bad records go to `rejects` (skip mode).
     pub fn run(&self, work: &Path, rejects: Option<&Path>) -> Result<Prepared> {
         std::fs::create_dir_all(work.join("records")).map_err(|e| Error::io(work, e))?;
-        let resumed = match super::load_marker::<Checkpoint>(work, CHECKPOINT_FILE) {
+        let fits = |ck: &Checkpoint| ck.point.file < self.files.len() && ck.files.len() == ck.point.file + 1;
+        let resumed = match super::load_marker::<Checkpoint>(work, CHECKPOINT_FILE).filter(fits) {
             Some(ck) => match self.reopen(work, rejects, &ck) {
                 Ok(open) => Some((ck, open)),
                 Err(e) => {

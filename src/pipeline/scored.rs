@@ -210,14 +210,27 @@ impl ScoredLake<'_> {
         let mut first_row = 0u64;
         let mut stats: Vec<FileStats> = Vec::with_capacity(self.raw.len());
         let schema = part_schema(&scorer.fields());
-        for (i, d) in done.into_iter().enumerate() {
-            first_row = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
+        for (i, d) in done.into_iter().take(self.raw.len()).enumerate() {
+            let next = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
+            if next - first_row != d.stats.kept {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: {} rows kept for {}, its counts say {}: remove {} to start over",
+                    work.part_path(i).display(),
+                    next - first_row,
+                    self.raw[i].name,
+                    d.stats.kept,
+                    work.dir().display()
+                )));
+            }
+            first_row = next;
             stats.push(d.into_stats());
         }
         if stats.len() == self.raw.len() {
             return Ok(stats);
         }
-        let rejects_base = rejects.as_ref().map_or(0, |r| r.count()) - stats.iter().map(|s| s.rejected).sum::<u64>();
+        // Records in the rejects file before the lake's: the target set's (none without a file).
+        let rejects_base = rejects.as_ref().map_or(0, |r| r.count().saturating_sub(stats.iter().map(|s| s.rejected).sum::<u64>()));
+        let has_rejects = rejects.is_some();
         let bar = self.progress.rows("score");
         bar.set_position(first_row);
         let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects).tracked();
@@ -248,7 +261,8 @@ impl ScoredLake<'_> {
                     let (_, w) = part.take().expect("a part for the file");
                     w.finish()?;
                     let before: u64 = stats.iter().map(|s| s.rejected).sum();
-                    let rejects = RejectsAt { bytes: end.rejects_len, records: rejects_base + before + end.stats.rejected };
+                    let records = if has_rejects { rejects_base + before + end.stats.rejected } else { 0 };
+                    let rejects = RejectsAt { bytes: end.rejects_len, records };
                     let d = FileDone::new(&end.stats, rejects);
                     work.save_file_done(b.file, &d)?;
                     stats.push(end.stats.clone());

@@ -9,6 +9,12 @@
 //! Memory: one file is open at a time and a batch holds at most `batch_rows` rows or
 //! [`MAX_BATCH_TEXT_BYTES`] of text, whatever the size of the lake.
 //!
+//! Resume: a [`LakeReader::tracked`] reader tells after each batch where it stands
+//! ([`ReadPoint`]: file, lines or rows consumed, decompressed byte offset) and each file's
+//! counts; [`LakeReader::starting_at`] starts a new reader there (a plain file seeks, a
+//! compressed one is decompressed up to the offset, Parquet skips whole row groups), so a
+//! stage killed part way reads on from its last saved point.
+//!
 //! Bad records follow [`BadRecordPolicy`]: `Fail` stops with an error naming the file and the
 //! line (jsonl, 1-based) or row (Parquet, 0-based); `Skip` counts each one, writes it to the
 //! rejects file when one is given and goes on. Per file, `read = kept + rejected` always holds.
