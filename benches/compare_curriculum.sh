@@ -21,9 +21,9 @@ export RAYON_NUM_THREADS=$cores
 
 time_cmd ref "$venv/bin/python" benches/reference_curriculum.py "$lake/lake.jsonl" "$tokenizer" "$cores" "$tmp/out_ref/data"
 tokens=$(tail -n 1 "$tmp/stdout_ref")
-time_cmd syl target/release/syllabus curriculum -q --threads "$cores" --tokenizer "$tokenizer" --seq-len 2048 \
+time_cmd syl "${CARGO_TARGET_DIR:-target}"/release/syllabus curriculum -q --threads "$cores" --tokenizer "$tokenizer" --seq-len 2048 \
     --format megatron --out "$tmp/out_syl" "$lake/lake.jsonl"
-time_cmd full target/release/syllabus curriculum -q --threads "$cores" --tokenizer "$tokenizer" --seq-len 2048 \
+time_cmd full "${CARGO_TARGET_DIR:-target}"/release/syllabus curriculum -q --threads "$cores" --tokenizer "$tokenizer" --seq-len 2048 \
     --order random --format syllabus,megatron --out "$tmp/out_full" "$lake/lake.jsonl"
 syl_tokens=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['tokens'])" "$tmp/out_syl/manifest.json")
 [ "$tokens" = "$syl_tokens" ] || { echo "token counts differ: reference $tokens, syllabus $syl_tokens"; exit 1; }

@@ -18,7 +18,7 @@ source benches/common.sh
 setup "$venv" data-selection==1.0.3 nltk==3.9.4 pyarrow zstandard
 
 time_cmd ref "$venv/bin/python" benches/reference_dsir.py "$lake/lake.jsonl" "$lake/target.jsonl" "$k" "$cores" "$tmp/out_ref"
-time_cmd syl target/release/syllabus select dsir -q --threads "$cores" --target "$lake/target.jsonl" --k "$k" --seed 0 \
+time_cmd syl "${CARGO_TARGET_DIR:-target}"/release/syllabus select dsir -q --threads "$cores" --target "$lake/target.jsonl" --k "$k" --seed 0 \
     --out "$tmp/out_syl/selected.parquet" "$lake/lake.jsonl"
 
 ref_s=$(cut -d' ' -f1 "$tmp/ref" | median); syl_s=$(cut -d' ' -f1 "$tmp/syl" | median)

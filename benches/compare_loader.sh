@@ -34,13 +34,13 @@ domains=(--domain prose=fixtures/lake/prose.jsonl --domain code=fixtures/lake/co
 # serve DIR: start it, wait for its ready line.
 serve() {
     rm -f "$tmp/ready"
-    target/release/syllabus -q serve "$@" > "$tmp/ready" &
+    "${CARGO_TARGET_DIR:-target}"/release/syllabus -q serve "$@" > "$tmp/ready" &
     pids+=($!)
     until [ -s "$tmp/ready" ]; do sleep 0.05; done
 }
 
 # The big curriculum: the fixture lake repeated to TOKENS tokens, 2048-token sequences.
-target/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-len 2048 "${domains[@]}" \
+"${CARGO_TARGET_DIR:-target}"/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-len 2048 "${domains[@]}" \
     --on-bad-record skip --order random --on-exhausted repeat --budget-tokens "$tokens" \
     --format syllabus,megatron --out "$tmp/big"
 shard_bytes=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); s=[x for x in m['shards'] if x['format']=='syllabus']; print(s[0]['bytes'])" "$tmp/big/manifest.json")
@@ -101,7 +101,7 @@ kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 pids=()
 
 # 10,000 shards of one 64-token sequence each.
-target/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-len 64 --shard-tokens 64 \
+"${CARGO_TARGET_DIR:-target}"/release/syllabus -q curriculum --tokenizer fixtures/tokenizer.json --seq-len 64 --shard-tokens 64 \
     "${domains[@]}" --on-bad-record skip --on-exhausted repeat --budget-tokens 640000 \
     --format syllabus,megatron --out "$tmp/many"
 n_shards=$(ls "$tmp/many/shards" | wc -l)

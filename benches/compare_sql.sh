@@ -24,7 +24,7 @@ source benches/common.sh
 parquet_src="read_parquet('$data')"
 duck_query=${query//TABLE/$parquet_src}
 syl_query=${query//TABLE/scores_$rows}
-time_cmd syl env RAYON_NUM_THREADS="$cores" target/release/syllabus sql "$data" --format csv -q \
+time_cmd syl env RAYON_NUM_THREADS="$cores" "${CARGO_TARGET_DIR:-target}"/release/syllabus sql "$data" --format csv -q \
     -c "SET datafusion.execution.target_partitions = $cores; $syl_query"
 time_cmd duck "$venv/bin/python" -c "
 import duckdb, sys, time

@@ -21,7 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # The lake as one plain jsonl file (the reference reads nothing else), and M target rows.
-target/release/syllabus select zipfit -q --k 1000000 --target fixtures/target/math.jsonl --compressor zstd --fast \
+"${CARGO_TARGET_DIR:-target}"/release/syllabus select zipfit -q --k 1000000 --target fixtures/target/math.jsonl --compressor zstd --fast \
     --out "$tmp/lake.jsonl" fixtures/lake 2>/dev/null || true
 head -n "$m" fixtures/target/math.jsonl > "$tmp/target.jsonl"
 docs=$(wc -l < "$tmp/lake.jsonl")
@@ -40,10 +40,10 @@ math_share() { # selection jsonl with a domain column -> percent math
 }
 
 ref=$(time_cmd ref "$venv/bin/python" benches/reference_zipfit.py "$tmp/lake.jsonl" "$tmp/target.jsonl" "$k" gzip 6 "$tmp/ref.jsonl")
-exact=$(time_cmd exact target/release/syllabus select zipfit -q --threads "$cores" --target "$tmp/target.jsonl" --k "$k" --out "$tmp/exact.jsonl" "$tmp/lake.jsonl")
-fast=$(time_cmd fast target/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/fast.jsonl" "$tmp/lake.jsonl")
-lz4=$(time_cmd lz4 target/release/syllabus select zipfit -q --threads "$cores" --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/lz4.jsonl" "$tmp/lake.jsonl")
-zstd3=$(time_cmd zstd target/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --target "$tmp/target.jsonl" --k "$k" --out "$tmp/zstd.jsonl" "$tmp/lake.jsonl")
+exact=$(time_cmd exact "${CARGO_TARGET_DIR:-target}"/release/syllabus select zipfit -q --threads "$cores" --target "$tmp/target.jsonl" --k "$k" --out "$tmp/exact.jsonl" "$tmp/lake.jsonl")
+fast=$(time_cmd fast "${CARGO_TARGET_DIR:-target}"/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/fast.jsonl" "$tmp/lake.jsonl")
+lz4=$(time_cmd lz4 "${CARGO_TARGET_DIR:-target}"/release/syllabus select zipfit -q --threads "$cores" --fast --target "$tmp/target.jsonl" --k "$k" --out "$tmp/lz4.jsonl" "$tmp/lake.jsonl")
+zstd3=$(time_cmd zstd "${CARGO_TARGET_DIR:-target}"/release/syllabus select zipfit -q --threads "$cores" --compressor zstd --target "$tmp/target.jsonl" --k "$k" --out "$tmp/zstd.jsonl" "$tmp/lake.jsonl")
 # The reference writes only texts: its math share comes from matching texts back to the lake.
 ref_share=$(python3 -c "
 import json,sys

@@ -14,7 +14,7 @@ py=${PY:-/tmp/refvenv/bin/python}
 cargo build --release -q --locked
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-/usr/bin/time -f "%e %M" -o "$tmp/time" target/release/syllabus score el2n --proxy lm --tokenizer fixtures/tokenizer.json \
+/usr/bin/time -f "%e %M" -o "$tmp/time" "${CARGO_TARGET_DIR:-target}"/release/syllabus score el2n --proxy lm --tokenizer fixtures/tokenizer.json \
     --seeds "$seeds" --threads "$cores" --out "$tmp/el2n.parquet" fixtures/lake 2>"$tmp/err"
 grep "trained on" "$tmp/err"
 read -r secs rss < "$tmp/time"
