@@ -351,7 +351,8 @@ fn resumes_after_a_crash_at_any_stage_with_identical_bytes() {
     let dir = tempdir();
     let clean = dir.path().join("clean");
     run_pipeline("quickstart", &clean, &[]);
-    for point in ["selected", "prepare-batch-1", "prepared", "shard-1", "shard-5", "before-manifest"] {
+    // fit-file-2 and scored-file-1: inside the select stage, which resumes at the file it was on.
+    for point in ["fit-file-2", "scored-file-1", "selected", "prepare-batch-1", "prepared", "shard-1", "shard-5", "before-manifest"] {
         let out = dir.path().join(point);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syllabus"));
         cmd.args(["run", "pipelines/quickstart.toml", "--out", &p(&out), "-q"]).current_dir(root()).env("SYLLABUS_FAILPOINT", point);
@@ -360,6 +361,7 @@ fn resumes_after_a_crash_at_any_stage_with_identical_bytes() {
         assert!(!out.join("manifest.json").exists(), "{point}: no manifest before the end");
         run_pipeline("quickstart", &out, &[]);
         assert_same_outputs(&clean, &out);
+        assert!(!out.join("work/select").exists(), "{point}: the select stage's work is removed when it is done");
     }
 }
 

@@ -500,8 +500,7 @@ fn fit_dsir(
     Ok(fitted)
 }
 
-/// Read and compress the ZIP-FIT target set. In a resumed run its counts and rejects were
-/// kept: it is read again without recording them twice.
+/// Read and compress the ZIP-FIT target set (kept in `work`, see [`pipeline::zipfit::load_target_in`]).
 fn zipfit_scorer(
     args: &ZipfitArgs,
     opts: &ReadOptions,
@@ -509,18 +508,8 @@ fn zipfit_scorer(
     work: Option<&Work>,
     rejects: Option<&mut RejectWriter>,
 ) -> anyhow::Result<(ZipfitRowScorer, Vec<crate::source::FileStats>)> {
-    use crate::pipeline::work::{rejects_at, FileDone, Prologue};
     let target = expand_inputs(&args.target)?;
-    if let Some(p) = work.and_then(Work::prologue) {
-        let (target, _) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, None)?;
-        return Ok((ZipfitRowScorer::new(Arc::new(target)), p.target.into_iter().map(FileDone::into_stats).collect()));
-    }
-    let mut rejects = rejects;
-    let (target, stats) = pipeline::zipfit::load_target(&target, opts, args.params(), progress, rejects.as_deref_mut())?;
-    if let Some(w) = work {
-        let at = rejects_at(rejects.as_deref());
-        w.save_prologue(&Prologue { target: stats.iter().map(|s| FileDone::new(s, at)).collect(), rejects: at, dsir_target: None })?;
-    }
+    let (target, stats) = pipeline::zipfit::load_target_in(&target, opts, args.params(), progress, work, rejects)?;
     Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
 }
 

@@ -106,9 +106,15 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                         }),
                         _ => None,
                     };
-                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: None };
+                    // DSIR and ZIP-FIT keep their finished files in `OUT/work/select`, so a run
+                    // killed while selecting resumes at the file it was on.
+                    let select_work = matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_))
+                        .then(|| self::work::Work::at(work.join("select"), key.clone()))
+                        .transpose()?;
+                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: select_work.as_ref() };
                     let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
+                    select_work.map(self::work::Work::finish).transpose()?;
                     crate::failpoint::hit(format_args!("selected"));
                     r
                 }
@@ -167,7 +173,10 @@ fn select(
 ) -> Result<RunReport> {
     let progress = lake.progress;
     let raw = lake.raw;
-    let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
+    let mut rejects = match lake.work {
+        Some(w) => w.rejects(rejects_path)?,
+        None => rejects_path.map(RejectWriter::create).transpose()?,
+    };
     let selected = out_dir.join("selected.parquet");
     let scores = out_dir.join("scores.parquet");
     let mut report = match sel {
@@ -184,7 +193,7 @@ fn select(
             };
             let Fitted { model, target_stats, cache } = match &sel.model {
                 Some(p) => Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() },
-                None => job.fit(rejects.as_mut())?,
+                None => job.fit_in(lake.work, rejects.as_mut())?,
             };
             model.save(&out_dir.join("dsir_model.json"))?;
             let scorer = DsirRowScorer::new(Arc::new(model), &cache);
@@ -208,7 +217,7 @@ fn select(
         }
         SelectConfig::Zipfit(sel) => {
             let target = expand_inputs(&sel.target)?;
-            let (target, target_stats) = zipfit::load_target(&target, read, sel.params(), progress, rejects.as_mut())?;
+            let (target, target_stats) = zipfit::load_target_in(&target, read, sel.params(), progress, lake.work, rejects.as_mut())?;
             let scorer = ZipfitRowScorer::new(Arc::new(target));
             let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
             let mut report = lake.select_to(&scorer, keep, Noise::None, &selected, Some(&scores), rejects.as_mut())?;

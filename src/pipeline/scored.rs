@@ -189,28 +189,13 @@ impl ScoredLake<'_> {
         rejects: Option<&mut RejectWriter>,
         mut each: impl FnMut(&Scored) -> Result<()>,
     ) -> Result<Vec<FileStats>> {
-        let Some(work) = self.work else {
-            let bar = self.progress.rows("score");
-            let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
-            for_each_ordered(
-                &mut reader,
-                |b| scorer.score(b),
-                |b, columns| {
-                    let ids = id_column(&b.batch)?;
-                    each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
-                    bar.inc(b.batch.num_rows() as u64);
-                    Ok(Flow::Continue)
-                },
-            )?;
-            bar.finish_and_clear();
-            return Ok(reader.into_stats());
-        };
         // The files an interrupted run finished: their rows, read back.
-        let done = work.files_done();
+        let done = self.work.map(Work::files_done).unwrap_or_default();
         let mut first_row = 0u64;
         let mut stats: Vec<FileStats> = Vec::with_capacity(self.raw.len());
         let schema = part_schema(&scorer.fields());
         for (i, d) in done.into_iter().take(self.raw.len()).enumerate() {
+            let work = self.work.expect("kept files come from a work directory");
             let next = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
             if next - first_row != d.stats.kept {
                 return Err(Error::InvalidArgument(format!(
@@ -225,7 +210,7 @@ impl ScoredLake<'_> {
             first_row = next;
             stats.push(d.into_stats());
         }
-        if stats.len() == self.raw.len() {
+        if self.work.is_some() && stats.len() == self.raw.len() {
             return Ok(stats);
         }
         // Records in the rejects file before the lake's: the target set's (none without a file).
@@ -233,7 +218,10 @@ impl ScoredLake<'_> {
         let has_rejects = rejects.is_some();
         let bar = self.progress.rows("score");
         bar.set_position(first_row);
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects).tracked();
+        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+        if self.work.is_some() {
+            reader = reader.tracked();
+        }
         if !stats.is_empty() {
             let point = ReadPoint { file: stats.len(), consumed: 0, offset: 0, done: false };
             let mut before = stats.clone();
@@ -248,6 +236,7 @@ impl ScoredLake<'_> {
                 let ids = id_column(&b.batch)?;
                 each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
                 bar.inc(b.batch.num_rows() as u64);
+                let Some(work) = self.work else { return Ok(Flow::Continue) };
                 if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
                     work.ready()?;
                     part = Some((b.file, PartWriter::create(&work.part_path(b.file), schema.clone())?));
@@ -272,7 +261,8 @@ impl ScoredLake<'_> {
             },
         )?;
         bar.finish_and_clear();
-        Ok(stats)
+        // Without a work directory the reader's counts are the run's.
+        Ok(if self.work.is_some() { stats } else { reader.into_stats() })
     }
 
     /// Write `id` and the score columns for every row, in input order.

@@ -104,6 +104,12 @@ impl Work {
             "inputs": inputs.iter().map(|f| inputs_fingerprint(f)).collect::<Vec<_>>(),
         })
         .to_string();
+        Self::at(dir, key)
+    }
+
+    /// The work directory `dir`, kept if it was begun with `key` (a pipeline's select stage
+    /// keeps its work under the pipeline's own work directory, which is keyed already).
+    pub fn at(dir: PathBuf, key: String) -> Result<Work> {
         let same = std::fs::read_to_string(dir.join("KEY")).is_ok_and(|k| k == key);
         if !same && dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -16,6 +16,7 @@ use crate::progress::Progress;
 use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use super::work::{rejects_at, FileDone, Prologue, Work};
 
 /// Read every target row and compress each target once.
 pub fn load_target(
@@ -37,6 +38,29 @@ pub fn load_target(
     bar.finish_and_clear();
     let stats = reader.into_stats();
     Ok((ZipfitTarget::try_new(params, texts)?, stats))
+}
+
+/// [`load_target`], keeping its counts and rejects in `work`: a resumed run reads and
+/// compresses the target set again but does not record its rejects twice.
+pub fn load_target_in(
+    files: &[InputFile],
+    read: &ReadOptions,
+    params: ZipfitParams,
+    progress: &Progress,
+    work: Option<&Work>,
+    rejects: Option<&mut RejectWriter>,
+) -> Result<(ZipfitTarget, Vec<FileStats>)> {
+    if let Some(p) = work.and_then(Work::prologue) {
+        let (target, _) = load_target(files, read, params, progress, None)?;
+        return Ok((target, p.target.into_iter().map(FileDone::into_stats).collect()));
+    }
+    let mut rejects = rejects;
+    let (target, stats) = load_target(files, read, params, progress, rejects.as_deref_mut())?;
+    if let Some(w) = work {
+        let at = rejects_at(rejects.as_deref());
+        w.save_prologue(&Prologue { target: stats.iter().map(|s| FileDone::new(s, at)).collect(), rejects: at, dsir_target: None })?;
+    }
+    Ok((target, stats))
 }
 
 /// ZIP-FIT as a [`RowScorer`]: one column, `zipfit`; every row is eligible.
