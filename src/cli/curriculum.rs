@@ -94,7 +94,7 @@ pub(super) struct CurriculumArgs {
     shard_tokens: u64,
     /// MiB of token store between the checkpoints of tokenization: the most a run resumed
     /// after a kill redoes (never changes a result).
-    #[arg(long, default_value_t = 64.0)]
+    #[arg(long, default_value_t = 16.0)]
     checkpoint_mb: f64,
     /// Seed of random orderings.
     #[arg(long, default_value_t = 0)]

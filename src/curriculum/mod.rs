@@ -191,7 +191,7 @@ pub struct OutputConfig {
 }
 
 fn d_checkpoint_mb() -> f64 {
-    64.0
+    16.0
 }
 
 fn d_formats() -> Vec<ShardFormat> {
