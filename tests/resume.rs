@@ -109,3 +109,31 @@ fn a_damaged_work_directory_is_an_error_not_a_wrong_result() {
     assert!(err.contains("file-000001.arrow: 0 rows kept for") && err.contains("docs.parquet, its counts say 269"), "{err}");
     assert!(!tmp.path().join("out.parquet").exists());
 }
+
+/// Proxy-model scores keep each finished seed: a run killed after its second of three seeds
+/// trains only the third when started again, and writes the same bytes.
+#[test]
+fn proxy_scores_resume_at_the_seed_they_were_on() {
+    let tmp = tempdir();
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = ["score", "el2n", "--proxy", "mlp", "--features", "pixels", "--label", "label", "--epochs", "2", "--seeds", "3"]
+            .map(String::from)
+            .to_vec();
+        a.extend(["--out".into(), p(out), fixture("digits/train.parquet")]);
+        a
+    };
+    let trained = |err: &str| -> u64 {
+        let rest = err.split("trained on ").nth(1).expect("a training summary");
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let clean = tmp.path().join("clean.parquet");
+    let all = trained(&ok(&run(&args(&clean), None)));
+    let out = tmp.path().join("out.parquet");
+    assert!(!run(&args(&out), Some("proxy-seed-1")).status.success());
+    assert_eq!(std::fs::read_dir(tmp.path().join("out.parquet.work")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seed-")).count(), 2);
+    let err = ok(&run(&args(&out), None));
+    assert!(err.contains("kept the scores of 2 of 3 seeds"), "{err}");
+    assert_eq!(trained(&err) * 3, all, "only the third seed was trained: {err}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
+    assert!(!tmp.path().join("out.parquet.work").exists());
+}

@@ -407,8 +407,28 @@ fn score_proxy(
     start: Instant,
 ) -> anyhow::Result<ExitCode> {
     let (opts, raw, mut rejects) = open_lake(source, &io.raw)?;
-    let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress)?;
+    // Finished seeds are kept beside the output (stdin cannot be read again: no keeping).
+    let work = if raw.iter().any(|f| f.name == "-") {
+        None
+    } else {
+        crate::sink::output_target(&io.out)?;
+        crate::sink::OutFormat::from_path(&io.out)?;
+        let train_on = if spec.train_on.is_empty() { Vec::new() } else { expand_inputs(&spec.train_on)? };
+        let tokenizer = spec.tokenizer.as_ref().and_then(|t| std::fs::metadata(t).ok()).map(|m| (m.len(), m.modified().ok()));
+        let settings = format!("{kind:?} {spec:?} {source:?} {io:?} {tokenizer:?}");
+        let w = Work::begin(&io.out, "score proxy", settings, &[&raw, &train_on])?;
+        w.ready()?;
+        Some(w)
+    };
+    let keep = work.as_ref().map(|w| crate::proxy::KeepSeeds { dir: w.dir() });
+    let seeds = spec.model.resolve(spec.proxy)?.seeds;
+    let kept = keep.map_or(0, |k| k.kept(spec.seed, seeds));
+    let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress, keep)?;
     scores.write(&io.out)?;
+    if kept > 0 {
+        eprintln!("syllabus score {}: resumed an interrupted run: kept the scores of {kept} of {seeds} seeds", kind.column());
+    }
+    work.map(Work::finish).transpose()?;
     let t = scores.timing;
     let unit = if spec.proxy == crate::proxy::ProxyKind::Lm { "tokens" } else { "rows" };
     let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };

@@ -107,8 +107,9 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                         _ => None,
                     };
                     // DSIR and ZIP-FIT keep their finished files in `OUT/work/select`, so a run
-                    // killed while selecting resumes at the file it was on.
-                    let select_work = matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_))
+                    // killed while selecting resumes at the file it was on; proxies their
+                    // finished seeds.
+                    let select_work = matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_) | SelectConfig::Proxy(_))
                         .then(|| self::work::Work::at(work.join("select"), key.clone()))
                         .transpose()?;
                     let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: select_work.as_ref() };
@@ -205,7 +206,9 @@ fn select(
         }
         SelectConfig::Proxy(sel) => {
             let spec = sel.spec(cfg.seed);
-            let (table, _) = spec.score(sel.score, raw, read, rejects.as_mut(), progress)?;
+            // Finished seeds are kept in the stage's work directory.
+            let keep = lake.work.map(|w| crate::proxy::KeepSeeds { dir: w.dir() });
+            let (table, _) = spec.score(sel.score, raw, read, rejects.as_mut(), progress, keep)?;
             table.write(&scores)?;
             let by = sel.score.column();
             let map = crate::select::rule::read_scores(&[InputFile::new(&scores)?], by)?;

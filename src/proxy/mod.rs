@@ -543,15 +543,69 @@ pub fn score_mlp(model: &Mlp, p: &Params, data: &LabelledData, grand: Grand) -> 
     Ok(out)
 }
 
-/// Average `seeds` runs of `one(seed)`, each a (loss, el2n, grand) per row.
+/// Where finished seeds' scores are kept (`keep/seed-N.f64`, (loss, el2n, grand) per row as
+/// little-endian f64), so a run killed part way trains only the seeds it had not finished.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepSeeds<'a> {
+    pub dir: &'a std::path::Path,
+}
+
+impl KeepSeeds<'_> {
+    fn path(&self, seed: u32) -> std::path::PathBuf {
+        self.dir.join(format!("seed-{seed}.f64"))
+    }
+
+    /// A finished seed's rows, if they were kept (and are `rows` long).
+    fn load(&self, seed: u32, rows: usize) -> Option<Vec<(f64, f64, f64)>> {
+        let bytes = std::fs::read(self.path(seed)).ok()?;
+        if bytes.len() != rows * 24 {
+            return None;
+        }
+        let f = |c: &[u8]| f64::from_le_bytes(c.try_into().expect("8 bytes"));
+        Some(bytes.chunks_exact(24).map(|c| (f(&c[..8]), f(&c[8..16]), f(&c[16..]))).collect())
+    }
+
+    fn save(&self, seed: u32, run: &[(f64, f64, f64)]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(run.len() * 24);
+        for r in run {
+            for x in [r.0, r.1, r.2] {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        crate::sink::write_atomic(&self.path(seed), &bytes)
+    }
+
+    /// Seeds `seed..seed + seeds` whose rows are kept.
+    pub fn kept(&self, seed: u32, seeds: u32) -> u32 {
+        (0..seeds).filter(|s| self.path(seed.wrapping_add(*s)).exists()).count() as u32
+    }
+}
+
+/// Average `seeds` runs of `one(seed)`, each a (loss, el2n, grand) per row (`rows` of them);
+/// with `keep`, finished seeds are read back instead of run again.
 fn average(
     seeds: u32,
     seed: u32,
+    rows: usize,
+    keep: Option<KeepSeeds>,
     mut one: impl FnMut(u32) -> Result<Vec<(f64, f64, f64)>>,
 ) -> Result<Vec<(f64, f64, f64)>> {
     let mut acc: Vec<(f64, f64, f64)> = Vec::new();
     for s in 0..seeds {
-        let run = one(seed.wrapping_add(s))?;
+        let this = seed.wrapping_add(s);
+        let run = match keep.and_then(|k| k.load(this, rows)) {
+            Some(kept) => kept,
+            None => {
+                let run = one(this)?;
+                if let Some(k) = keep {
+                    if run.iter().all(|r| r.0.is_finite() && r.1.is_finite() && r.2.is_finite()) {
+                        k.save(this, &run)?;
+                        crate::failpoint::hit(format_args!("proxy-seed-{s}"));
+                    }
+                }
+                run
+            }
+        };
         let bad = run.iter().filter(|r| !(r.0.is_finite() && r.1.is_finite() && r.2.is_finite())).count();
         if bad > 0 {
             return Err(Error::InvalidArgument(format!(
@@ -593,6 +647,7 @@ pub fn lm_scores(
     seed: u32,
     grand: Grand,
     progress: &Progress,
+    keep: Option<KeepSeeds>,
 ) -> Result<Scores> {
     let r = params.resolve(ProxyKind::Lm)?;
     let eos = tok.eos_id(None)?;
@@ -616,7 +671,7 @@ pub fn lm_scores(
     let mut timing = Timing::default();
     let train_tokens: u64 = lm::windows(train, r.context).iter().map(|w| w.len as u64).sum();
     let pool_tokens: u64 = pool.docs.iter().map(|d| d.len() as u64 + 1).sum();
-    let rows = average(r.seeds, seed, |s| {
+    let rows = average(r.seeds, seed, pool.docs.len(), keep, |s| {
         let t = std::time::Instant::now();
         let (model, p) = train_lm(shape, &r, s, train, eos, &device)?;
         timing.train_secs += t.elapsed().as_secs_f64();
@@ -640,6 +695,7 @@ pub fn mlp_scores(
     params: &ProxyParams,
     seed: u32,
     grand: Grand,
+    keep: Option<KeepSeeds>,
 ) -> Result<Scores> {
     let r = params.resolve(ProxyKind::Mlp)?;
     let train_set = train.unwrap_or(&pool);
@@ -663,7 +719,7 @@ pub fn mlp_scores(
     let shape = MlpShape { features, classes, width: r.width, layers: r.layers };
     let device = device();
     let mut timing = Timing::default();
-    let rows = average(r.seeds, seed, |s| {
+    let rows = average(r.seeds, seed, pool.labels.len(), keep, |s| {
         let t = std::time::Instant::now();
         let (model, p) = train_mlp(shape, &r, s, train_set, &device)?;
         timing.train_secs += t.elapsed().as_secs_f64();
@@ -787,7 +843,7 @@ mod tests {
         let data = || toy();
         let params = ProxyParams { epochs: Some(1.0), width: Some(8), ..Default::default() };
         let one = |seed, seeds| {
-            mlp_scores(data(), None, &ProxyParams { seeds: Some(seeds), ..params.clone() }, seed, Grand::LastLayer)
+            mlp_scores(data(), None, &ProxyParams { seeds: Some(seeds), ..params.clone() }, seed, Grand::LastLayer, None)
                 .unwrap()
         };
         let (a, b, both) = (one(5, 1), one(6, 1), one(5, 2));
@@ -805,8 +861,8 @@ mod tests {
         let data = toy();
         let base = ProxyParams { seeds: Some(1), ..Default::default() };
         let untrained =
-            mlp_scores(toy(), None, &ProxyParams { epochs: Some(0.0), ..base.clone() }, 0, Grand::No).unwrap();
-        let trained = mlp_scores(data, None, &ProxyParams { epochs: Some(20.0), ..base }, 0, Grand::No).unwrap();
+            mlp_scores(toy(), None, &ProxyParams { epochs: Some(0.0), ..base.clone() }, 0, Grand::No, None).unwrap();
+        let trained = mlp_scores(data, None, &ProxyParams { epochs: Some(20.0), ..base }, 0, Grand::No, None).unwrap();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!(
             mean(&trained.loss) < 0.5 * mean(&untrained.loss),
@@ -882,6 +938,7 @@ impl ProxySpec {
         read: &ReadOptions,
         mut rejects: Option<&mut RejectWriter>,
         progress: &Progress,
+        keep: Option<KeepSeeds>,
     ) -> Result<(Scores, Vec<FileStats>)> {
         self.validate()?;
         let grand = match (kind, self.last_layer) {
@@ -899,7 +956,7 @@ impl ProxySpec {
                     Some(f) => Some(load_text(f, read, &tok, rejects.as_deref_mut(), progress)?.0.docs),
                     None => None,
                 };
-                Ok((lm_scores(pool, train.as_deref(), &tok, &self.model, self.seed, grand, progress)?, stats))
+                Ok((lm_scores(pool, train.as_deref(), &tok, &self.model, self.seed, grand, progress, keep)?, stats))
             }
             ProxyKind::Mlp => {
                 let (f, l) = (self.features.as_deref().expect("validated"), self.label.as_deref().expect("validated"));
@@ -908,7 +965,7 @@ impl ProxySpec {
                     Some(files) => Some(load_labelled(files, read, f, l, rejects)?.0),
                     None => None,
                 };
-                Ok((mlp_scores(pool, train.as_ref(), &self.model, self.seed, grand)?, stats))
+                Ok((mlp_scores(pool, train.as_ref(), &self.model, self.seed, grand, keep)?, stats))
             }
         }
     }
