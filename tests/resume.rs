@@ -137,3 +137,15 @@ fn proxy_scores_resume_at_the_seed_they_were_on() {
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
     assert!(!tmp.path().join("out.parquet.work").exists());
 }
+
+#[test]
+fn a_directory_that_is_not_a_work_directory_is_never_removed() {
+    let tmp = tempdir();
+    let mine = tmp.path().join("out.parquet.work");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let args = command("score zipfit", &mixed_lake(tmp.path()), tmp.path());
+    let err = fails(&run(&args, None), 1);
+    assert!(err.contains("is not a syllabus work directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "mine");
+}

@@ -112,6 +112,13 @@ impl Work {
     pub fn at(dir: PathBuf, key: String) -> Result<Work> {
         let same = std::fs::read_to_string(dir.join("KEY")).is_ok_and(|k| k == key);
         if !same && dir.exists() {
+            // Only a directory syllabus made (it has a KEY) is removed: never someone's own.
+            if !dir.join("KEY").is_file() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} exists and is not a syllabus work directory (no KEY file): move it, or write the output elsewhere",
+                    dir.display()
+                )));
+            }
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         let mut work = Work { dir, key, created: same.into(), resumed: None };
