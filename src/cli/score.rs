@@ -416,11 +416,9 @@ fn score_proxy(
         let train_on = if spec.train_on.is_empty() { Vec::new() } else { expand_inputs(&spec.train_on)? };
         let tokenizer = spec.tokenizer.as_ref().and_then(|t| std::fs::metadata(t).ok()).map(|m| (m.len(), m.modified().ok()));
         let settings = format!("{kind:?} {spec:?} {source:?} {io:?} {tokenizer:?}");
-        let w = Work::begin(&io.out, "score proxy", settings, &[&raw, &train_on])?;
-        w.ready()?;
-        Some(w)
+        Some(Work::begin(&io.out, "score proxy", settings, &[&raw, &train_on])?)
     };
-    let keep = work.as_ref().map(|w| crate::proxy::KeepSeeds { dir: w.dir() });
+    let keep = work.as_ref().map(Work::keep_seeds).transpose()?;
     let seeds = spec.model.resolve(spec.proxy)?.seeds;
     let kept = keep.map_or(0, |k| k.kept(spec.seed, seeds));
     let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress, keep)?;

@@ -23,6 +23,7 @@ use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, Rejec
 pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
 pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
 pub use zipfit::ZipfitRowScorer;
+use work::Work;
 
 
 /// What `syllabus run` produced.
@@ -110,12 +111,12 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                     // killed while selecting resumes at the file it was on; proxies their
                     // finished seeds.
                     let select_work = matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_) | SelectConfig::Proxy(_))
-                        .then(|| self::work::Work::at(work.join("select"), key.clone()))
+                        .then(|| Work::at(work.join("select"), key.clone()))
                         .transpose()?;
                     let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: select_work.as_ref() };
                     let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
-                    select_work.map(self::work::Work::finish).transpose()?;
+                    select_work.map(Work::finish).transpose()?;
                     crate::failpoint::hit(format_args!("selected"));
                     r
                 }
@@ -207,7 +208,7 @@ fn select(
         SelectConfig::Proxy(sel) => {
             let spec = sel.spec(cfg.seed);
             // Finished seeds are kept in the stage's work directory.
-            let keep = lake.work.map(|w| crate::proxy::KeepSeeds { dir: w.dir() });
+            let keep = lake.work.map(Work::keep_seeds).transpose()?;
             let (table, _) = spec.score(sel.score, raw, read, rejects.as_mut(), progress, keep)?;
             table.write(&scores)?;
             let by = sel.score.column();

@@ -145,6 +145,13 @@ impl Work {
         Ok(())
     }
 
+    /// Where a proxy's finished seeds are kept: this directory, made ready first (a directory
+    /// without its KEY is not one syllabus would resume from, or remove).
+    pub fn keep_seeds(&self) -> Result<crate::proxy::KeepSeeds<'_>> {
+        self.ready()?;
+        Ok(crate::proxy::KeepSeeds { dir: &self.dir })
+    }
+
     pub fn prologue(&self) -> Option<Prologue> {
         load_marker(&self.dir, "prologue.json")
     }
@@ -227,4 +234,23 @@ pub struct FitCheckpoint {
 /// Where the rejects file stands (or nothing, without one).
 pub fn rejects_at(r: Option<&RejectWriter>) -> RejectsAt {
     r.map_or_else(RejectsAt::default, |r| RejectsAt { bytes: r.bytes(), records: r.count() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_seeds_leave_a_work_directory_a_later_run_resumes_from() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("select");
+        let w = Work::at(dir.clone(), "k".into()).unwrap();
+        let keep = w.keep_seeds().unwrap();
+        std::fs::write(keep.dir.join("seed-0.f64"), [0u8; 24]).unwrap();
+        // The same key resumes (the seed is still there); another key starts over.
+        Work::at(dir.clone(), "k".into()).unwrap();
+        assert!(dir.join("seed-0.f64").exists());
+        Work::at(dir.clone(), "other".into()).unwrap();
+        assert!(!dir.exists());
+    }
 }
