@@ -406,18 +406,10 @@ fn score_proxy(
     progress: &Progress,
     start: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let (opts, raw, mut rejects) = open_lake(source, &io.raw)?;
-    // Finished seeds are kept beside the output (stdin cannot be read again: no keeping).
-    let work = if raw.iter().any(|f| f.name == "-") {
-        None
-    } else {
-        crate::sink::output_target(&io.out)?;
-        crate::sink::OutFormat::from_path(&io.out)?;
-        let train_on = if spec.train_on.is_empty() { Vec::new() } else { expand_inputs(&spec.train_on)? };
-        let tokenizer = spec.tokenizer.as_ref().and_then(|t| std::fs::metadata(t).ok()).map(|m| (m.len(), m.modified().ok()));
-        let settings = format!("{kind:?} {spec:?} {source:?} {io:?} {tokenizer:?}");
-        Some(Work::begin(&io.out, "score proxy", settings, &[&raw, &train_on])?)
-    };
+    // Finished seeds are kept beside the output; the tokenizer is an input too.
+    let settings = format!("{kind:?} {spec:?} {source:?} {io:?}");
+    let (opts, raw, work, mut rejects) =
+        open_resumable(source, &io.raw, &io.out, "score proxy", settings, &spec.train_on, spec.tokenizer.as_deref())?;
     let keep = work.as_ref().map(Work::keep_seeds).transpose()?;
     let seeds = spec.model.resolve(spec.proxy)?.seeds;
     let kept = keep.map_or(0, |k| k.kept(spec.seed, seeds));
@@ -450,7 +442,8 @@ fn score_proxy(
 }
 
 /// The lake of a resumable command, its work directory ([`crate::pipeline::work`]) and its
-/// rejects file (cut back to what the work kept, when resuming).
+/// rejects file (cut back to what the work kept, when resuming). `target` and `extra_input`
+/// (a saved model, a tokenizer) are inputs of the run's key besides the lake.
 fn open_resumable(
     source: &SourceArgs,
     raw_inputs: &[String],
@@ -458,7 +451,7 @@ fn open_resumable(
     command: &str,
     mut settings: String,
     target: &[String],
-    model: Option<&Path>,
+    extra_input: Option<&Path>,
 ) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<Work>, Option<RejectWriter>)> {
     let opts = source.read_options()?;
     let raw = expand_inputs(raw_inputs)?;
@@ -471,10 +464,9 @@ fn open_resumable(
         return Ok((opts, raw, None, rejects));
     }
     let target = if target.is_empty() { Vec::new() } else { expand_inputs(target)? };
-    // A saved model (`--model`) is an input too.
-    if let Some(m) = model {
-        let meta = std::fs::metadata(m).ok();
-        settings.push_str(&format!(" model {:?}", meta.map(|m| (m.len(), m.modified().ok()))));
+    if let Some(f) = extra_input {
+        let meta = std::fs::metadata(f).ok();
+        settings.push_str(&format!(" {} {:?}", f.display(), meta.map(|m| (m.len(), m.modified().ok()))));
     }
     let work = Work::begin(out, command, settings, &[&raw, &target])?;
     let rejects = work.rejects(source.rejects.as_deref())?;

@@ -258,12 +258,8 @@ impl Prepare<'_> {
             ids: Store::resume(&work.join(IDS_FILE), st.id_off)?,
             records: st.documents.iter().enumerate().map(|(i, &n)| RecWriter::resume(&rec_path(work, i), n)).collect::<Result<_>>()?,
         };
-        let rejects = match rejects {
-            Some(p) if p.exists() => Some(RejectWriter::resume(p, ck.rejects_len, ck.files.iter().map(|f| f.rejected).sum())?),
-            Some(p) if ck.rejects_len == 0 => Some(RejectWriter::create(p)?),
-            Some(p) => return Err(Error::NotFound { path: p.to_path_buf() }),
-            None => None,
-        };
+        let records = ck.files.iter().map(|f| f.rejected).sum();
+        let rejects = rejects.map(|p| RejectWriter::reopen(p, Some((ck.rejects_len, records)))).transpose()?;
         Ok((out, rejects))
     }
 

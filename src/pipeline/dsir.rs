@@ -26,8 +26,8 @@ use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
-use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter, SourceBatch};
-use super::work::{rejects_at, FileDone, FitCheckpoint, Prologue, Work};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use super::work::{rejects_at, FitCheckpoint, Prologue, Work};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -161,19 +161,16 @@ impl DsirJob<'_> {
             if let (true, Some(p)) = (w.model_path().exists(), w.prologue()) {
                 let m = DsirModel::load(&w.model_path())?;
                 let model = DsirModel::try_new(params.clone(), m.raw, m.target)?;
-                let target_stats = p.target.into_iter().map(FileDone::into_stats).collect();
-                return Ok(Fitted { model, target_stats, cache: FeatureCache::default() });
+                return Ok(Fitted { model, target_stats: p.target_stats(), cache: FeatureCache::default() });
             }
         }
         let prologue = work.and_then(Work::prologue).filter(|p| p.dsir_target.as_ref().is_some_and(|t| t.len() == params.buckets as usize));
         let (target, target_stats) = match prologue {
-            Some(p) => (Counts { counts: p.dsir_target.expect("checked") }, p.target.into_iter().map(FileDone::into_stats).collect()),
+            Some(p) => (Counts { counts: p.dsir_target.clone().expect("checked") }, p.target_stats()),
             None => {
                 let (target, stats) = self.count_target(rejects.as_deref_mut())?;
                 if let Some(w) = work {
-                    let at = rejects_at(rejects.as_deref());
-                    let files = stats.iter().map(|s| FileDone::new(s, at)).collect();
-                    w.save_prologue(&Prologue { target: files, rejects: at, dsir_target: Some(target.counts.clone()) })?;
+                    w.save_prologue(&Prologue::new(&stats, rejects_at(rejects.as_deref()), Some(target.counts.clone())))?;
                 }
                 (target, stats)
             }
@@ -222,11 +219,9 @@ impl DsirJob<'_> {
         if first_file == self.raw.len() {
             return Ok((raw, cache));
         }
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), None);
-        if first_file > 0 {
-            let point = ReadPoint { file: first_file, consumed: 0, offset: 0, done: false };
-            reader = reader.starting_at(&point, vec![FileStats::default(); first_file + 1])?;
-        }
+        // The fit pass records no counts (the scoring pass does): none for the files before.
+        let reader = LakeReader::new(self.raw, self.read, Extras::none(), None);
+        let mut reader = reader.starting_at_file(first_file, vec![FileStats::default(); first_file])?;
         let recording = std::sync::atomic::AtomicBool::new(cache.recording());
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         // Files before `current` are counted in full: a checkpoint can be saved when it moves.

@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
 use crate::source::{
-    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter, SourceBatch,
+    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
 };
 use super::work::{FileDone, RejectsAt, Work};
 
@@ -98,7 +98,7 @@ fn score_schema(fields: &[Field]) -> SchemaRef {
 fn score_batch(schema: &SchemaRef, ids: &StringArray, columns: &[ArrayRef]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
     arrays.extend(columns.iter().cloned());
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("building score batch", e))
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("building a score batch", e))
 }
 
 /// A finished file's kept rows: id, the score columns and each row's line or row.
@@ -108,12 +108,6 @@ fn part_schema(fields: &[Field]) -> SchemaRef {
     Arc::new(Schema::new(all))
 }
 
-fn part_batch(schema: &SchemaRef, ids: &StringArray, columns: &[ArrayRef], locs: UInt64Array) -> Result<RecordBatch> {
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
-    arrays.extend(columns.iter().cloned());
-    arrays.push(Arc::new(locs));
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("building a part batch", e))
-}
 
 /// An Arrow IPC file written as `NAME.tmp`, fsynced and renamed when finished.
 struct PartWriter {
@@ -208,7 +202,7 @@ impl ScoredLake<'_> {
                 )));
             }
             first_row = next;
-            stats.push(d.into_stats());
+            stats.push(d.clone().into_stats());
         }
         if self.work.is_some() && stats.len() == self.raw.len() {
             return Ok(stats);
@@ -222,12 +216,7 @@ impl ScoredLake<'_> {
         if self.work.is_some() {
             reader = reader.tracked();
         }
-        if !stats.is_empty() {
-            let point = ReadPoint { file: stats.len(), consumed: 0, offset: 0, done: false };
-            let mut before = stats.clone();
-            before.push(FileStats::default());
-            reader = reader.starting_at(&point, before)?;
-        }
+        reader = reader.starting_at_file(stats.len(), stats.clone())?;
         let mut part: Option<(usize, PartWriter)> = None;
         for_each_ordered(
             &mut reader,
@@ -242,8 +231,9 @@ impl ScoredLake<'_> {
                     part = Some((b.file, PartWriter::create(&work.part_path(b.file), schema.clone())?));
                 }
                 let (_, w) = part.as_mut().expect("just set");
-                let locs = UInt64Array::from(b.locations.clone());
-                w.write(&part_batch(&schema, ids, &columns, locs)?)?;
+                let mut kept = columns.clone();
+                kept.push(Arc::new(UInt64Array::from(b.locations.clone())));
+                w.write(&score_batch(&schema, ids, &kept)?)?;
                 let end = b.end.as_deref().expect("a tracked reader");
                 if end.point.done {
                     // The file is finished: its rows and counts are kept.

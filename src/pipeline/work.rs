@@ -67,6 +67,17 @@ pub struct Prologue {
     pub dsir_target: Option<Vec<u64>>,
 }
 
+impl Prologue {
+    /// The target set's per-file counts and the rejects file after reading it.
+    pub fn new(stats: &[FileStats], rejects: RejectsAt, dsir_target: Option<Vec<u64>>) -> Self {
+        Prologue { target: stats.iter().map(|s| FileDone::new(s, rejects)).collect(), rejects, dsir_target }
+    }
+
+    pub fn target_stats(&self) -> Vec<FileStats> {
+        self.target.iter().cloned().map(FileDone::into_stats).collect()
+    }
+}
+
 /// The work directory of one run.
 #[derive(Debug)]
 pub struct Work {
@@ -75,7 +86,9 @@ pub struct Work {
     /// The directory and its key are written with the first thing kept, so a run that fails
     /// before it finishes anything leaves nothing behind.
     created: std::sync::atomic::AtomicBool,
-    /// Files whose score rows are kept, and what resumed (for the summary).
+    /// The finished raw files an interrupted run kept, read once when the work is begun.
+    kept: Vec<FileDone>,
+    /// What resumed (for the summary).
     pub resumed: Option<Resumed>,
 }
 
@@ -121,10 +134,11 @@ impl Work {
             }
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let mut work = Work { dir, key, created: same.into(), resumed: None };
+        let kept = if same { (0..).map_while(|i| load_marker::<FileDone>(&dir, &Self::file_marker(i))).collect() } else { Vec::new() };
+        let mut work = Work { dir, key, created: same.into(), kept, resumed: None };
         if same {
             let fit_files = if work.model_path().exists() { usize::MAX } else { work.fit().map_or(0, |f| f.next_file) };
-            let r = Resumed { prologue: work.prologue().is_some(), fit_files, scored_files: work.files_done().len() };
+            let r = Resumed { prologue: work.prologue().is_some(), fit_files, scored_files: work.kept.len() };
             work.resumed = (r != Resumed::default()).then_some(r);
         }
         Ok(work)
@@ -184,9 +198,10 @@ impl Work {
         self.dir.join(format!("score/file-{i:06}.arrow"))
     }
 
-    /// The finished raw files, in order from the first (up to the first one not finished).
-    pub fn files_done(&self) -> Vec<FileDone> {
-        (0..).map_while(|i| load_marker::<FileDone>(&self.dir, &Self::file_marker(i))).collect()
+    /// The finished raw files an interrupted run kept, in order from the first (up to the
+    /// first one not finished).
+    pub fn files_done(&self) -> &[FileDone] {
+        &self.kept
     }
 
     pub fn save_file_done(&self, i: usize, f: &FileDone) -> Result<()> {
@@ -197,21 +212,8 @@ impl Work {
     /// The rejects file for this run: created, or for a resumed run cut back to where the
     /// last kept step left it.
     pub fn rejects(&self, path: Option<&Path>) -> Result<Option<RejectWriter>> {
-        let Some(path) = path else { return Ok(None) };
-        let at = self
-            .files_done()
-            .last()
-            .map(|f| f.rejects)
-            .or_else(|| self.prologue().map(|p| p.rejects));
-        match at {
-            Some(at) if path.exists() => RejectWriter::resume(path, at.bytes, at.records).map(Some),
-            Some(at) if at.bytes > 0 => Err(Error::InvalidArgument(format!(
-                "{} is gone, but the interrupted run in {} wrote to it: remove that directory to start over",
-                path.display(),
-                self.dir.display()
-            ))),
-            _ => RejectWriter::create(path).map(Some),
-        }
+        let at = self.kept.last().map(|f| f.rejects).or_else(|| self.prologue().map(|p| p.rejects));
+        path.map(|p| RejectWriter::reopen(p, at.map(|a| (a.bytes, a.records)))).transpose()
     }
 
     /// The output is written: the work is no longer needed.

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
-use super::work::{rejects_at, FileDone, Prologue, Work};
+use super::work::{rejects_at, Prologue, Work};
 
 /// Read every target row and compress each target once.
 pub fn load_target(
@@ -52,13 +52,12 @@ pub fn load_target_in(
 ) -> Result<(ZipfitTarget, Vec<FileStats>)> {
     if let Some(p) = work.and_then(Work::prologue) {
         let (target, _) = load_target(files, read, params, progress, None)?;
-        return Ok((target, p.target.into_iter().map(FileDone::into_stats).collect()));
+        return Ok((target, p.target_stats()));
     }
     let mut rejects = rejects;
     let (target, stats) = load_target(files, read, params, progress, rejects.as_deref_mut())?;
     if let Some(w) = work {
-        let at = rejects_at(rejects.as_deref());
-        w.save_prologue(&Prologue { target: stats.iter().map(|s| FileDone::new(s, at)).collect(), rejects: at, dsir_target: None })?;
+        w.save_prologue(&Prologue::new(&stats, rejects_at(rejects.as_deref()), None))?;
     }
     Ok((target, stats))
 }

@@ -593,26 +593,22 @@ fn average(
     let mut acc: Vec<(f64, f64, f64)> = Vec::new();
     for s in 0..seeds {
         let this = seed.wrapping_add(s);
-        let run = match keep.and_then(|k| k.load(this, rows)) {
+        let kept = keep.and_then(|k| k.load(this, rows));
+        let fresh = kept.is_none();
+        let run = match kept {
             Some(kept) => kept,
-            None => {
-                let run = one(this)?;
-                if let Some(k) = keep {
-                    if run.iter().all(|r| r.0.is_finite() && r.1.is_finite() && r.2.is_finite()) {
-                        k.save(this, &run)?;
-                        crate::failpoint::hit(format_args!("proxy-seed-{s}"));
-                    }
-                }
-                run
-            }
+            None => one(this)?,
         };
         let bad = run.iter().filter(|r| !(r.0.is_finite() && r.1.is_finite() && r.2.is_finite())).count();
         if bad > 0 {
             return Err(Error::InvalidArgument(format!(
-                "the proxy trained from seed {} diverged: {bad} of {} rows score NaN or infinity; no scores were written (lower the learning rate, --lr / select.proxy.lr, or the epochs)",
-                seed.wrapping_add(s),
+                "the proxy trained from seed {this} diverged: {bad} of {} rows score NaN or infinity; no scores were written (lower the learning rate, --lr / select.proxy.lr, or the epochs)",
                 run.len()
             )));
+        }
+        if let Some(k) = keep.filter(|_| fresh) {
+            k.save(this, &run)?;
+            crate::failpoint::hit(format_args!("proxy-seed-{s}"));
         }
         if acc.is_empty() {
             acc = vec![(0.0, 0.0, 0.0); run.len()];

@@ -215,9 +215,6 @@ impl TableWriter {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file, fsync, rename).
-/// Like a table, only a regular file (or a link to one) is replaced, and a failed write leaves
-/// no `NAME.tmp` behind.
 /// Open a file an interrupted run was appending to, keep its first `len` bytes (what its last
 /// checkpoint recorded) and position at their end. A file shorter than `len` is an error: the
 /// checkpoint cannot be trusted.
@@ -233,6 +230,9 @@ pub fn append_at(path: &Path, len: u64) -> Result<File> {
     Ok(f)
 }
 
+/// Write `bytes` to `path` atomically (temporary file, fsync, rename).
+/// Like a table, only a regular file (or a link to one) is replaced, and a failed write leaves
+/// no `NAME.tmp` behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let path = &output_target(path)?;
     create_parent(path)?;

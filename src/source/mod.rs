@@ -434,6 +434,15 @@ impl<'a> LakeReader<'a> {
         Ok(self)
     }
 
+    /// Start at the beginning of file `file`, after files `0..file` whose counts are `before`.
+    pub fn starting_at_file(self, file: usize, mut before: Vec<FileStats>) -> Result<Self> {
+        if file == 0 && before.is_empty() {
+            return Ok(self);
+        }
+        before.push(FileStats::default());
+        self.starting_at(&ReadPoint { file, consumed: 0, offset: 0, done: false }, before)
+    }
+
     fn end_of(&self, file: usize, position: Option<(u64, u64)>) -> Option<Box<BatchEnd>> {
         self.tracked.then(|| {
             let (consumed, offset) = position.unwrap_or((0, 0));

@@ -47,6 +47,20 @@ impl RejectWriter {
         Ok(RejectWriter { path: path.to_path_buf(), out: BufWriter::new(file), count, bytes: len })
     }
 
+    /// The rejects file of a run that may be resuming: created when nothing was kept
+    /// (`kept` is None), else the kept `(bytes, records)` of an interrupted run's file, which
+    /// must still be there unless it was empty.
+    pub fn reopen(path: &Path, kept: Option<(u64, u64)>) -> Result<Self> {
+        match kept {
+            Some((bytes, records)) if path.exists() => Self::resume(path, bytes, records),
+            Some((bytes, _)) if bytes > 0 => Err(Error::InvalidArgument(format!(
+                "{} is gone, but the interrupted run wrote {bytes} bytes to it: remove its work directory to start over",
+                path.display()
+            ))),
+            _ => Self::create(path),
+        }
+    }
+
     /// Bytes written so far; each record is flushed as it is written (rejects are rare), so
     /// the file holds at least this many.
     pub fn bytes(&self) -> u64 {
@@ -57,9 +71,6 @@ impl RejectWriter {
         self.count
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
     pub fn record(&mut self, file: &str, location: Location, offset: Option<u64>, reason: &str, raw: &[u8]) -> Result<()> {
         let raw = String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_BYTES)]);
         let (line, row) = match location {
@@ -74,12 +85,6 @@ impl RejectWriter {
         self.count += 1;
         self.bytes += line.len() as u64;
         Ok(())
-    }
-
-    /// Make what was written durable (a checkpoint's rejects survive a crash of the machine).
-    pub fn sync(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
-        self.out.get_ref().sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
     pub fn finish(mut self) -> Result<u64> {
