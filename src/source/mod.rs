@@ -240,6 +240,13 @@ pub struct ReadOptions {
     pub read_text: bool,
 }
 
+impl ReadOptions {
+    /// Whether `name` is the id or text field (or syllabus's own id column): never an extra.
+    pub fn is_id_or_text(&self, name: &str) -> bool {
+        name == self.text_field || name == self.id_field || name == COL_ID
+    }
+}
+
 impl Default for ReadOptions {
     fn default() -> Self {
         ReadOptions {
@@ -585,7 +592,6 @@ pub fn check_parquet(file: &InputFile) -> Result<()> {
 /// names seen), so no field is lost whatever row it first appears in.
 pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions) -> Result<Extras> {
     let mut fields: indexmap::IndexMap<String, (DataType, bool)> = indexmap::IndexMap::new();
-    let skip = |name: &str| name == opts.text_field || name == opts.id_field || name == COL_ID;
     for (file, st) in files.iter().zip(stats) {
         let file_fields: Vec<(String, DataType)> = match file.format {
             Format::Parquet => parquet::file_schema(file)?
@@ -596,7 +602,7 @@ pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions)
             Format::Jsonl(_) => st.fields_seen.iter().map(|n| (n.clone(), DataType::Utf8)).collect(),
         };
         for (name, ty) in file_fields {
-            if skip(&name) {
+            if opts.is_id_or_text(&name) {
                 continue;
             }
             match fields.get_mut(&name) {

@@ -73,11 +73,10 @@ impl LakeColumns {
 
     /// Fields a scan found that the table does not have: added, each with a warning.
     fn widen(&self, files: &[InputFile], stats: &[crate::source::FileStats]) {
-        let skip = |n: &str| n == self.read.text_field || n == self.read.id_field || n == crate::batch::COL_ID;
         let mut extras = self.extras.write().expect("not poisoned");
         for (f, st) in files.iter().zip(stats) {
             for name in &st.fields_seen {
-                if skip(name) || extras.fields.iter().any(|x| x.name() == name) {
+                if self.read.is_id_or_text(name) || extras.fields.iter().any(|x| x.name() == name) {
                     continue;
                 }
                 eprintln!(
@@ -95,7 +94,6 @@ impl LakeColumns {
 #[derive(Debug)]
 struct LakeStream {
     files: Vec<InputFile>,
-    read: ReadOptions,
     extras: crate::source::Extras,
     schema: SchemaRef,
     columns: Arc<LakeColumns>,
@@ -107,10 +105,10 @@ impl PartitionStream for LakeStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (files, read, extras, columns) = (self.files.clone(), self.read.clone(), self.extras.clone(), self.columns.clone());
+        let (files, extras, columns) = (self.files.clone(), self.extras.clone(), self.columns.clone());
         blocking_stream(self.schema.clone(), move |send| {
             use std::sync::atomic::Ordering::Relaxed;
-            let mut reader = LakeReader::new(&files, &read, extras, None);
+            let mut reader = LakeReader::new(&files, &columns.read, extras, None);
             let mut file = 0usize;
             for b in reader.by_ref() {
                 if let Ok(b) = &b {
@@ -198,7 +196,6 @@ impl datafusion::catalog::TableProvider for LakeTable {
             .map(|files| {
                 let s = LakeStream {
                     files: files.to_vec(),
-                    read: read.clone(),
                     extras: extras.clone(),
                     schema: schema.clone(),
                     columns: self.columns.clone(),
