@@ -220,6 +220,17 @@ pub(super) enum SelectCommand {
         #[command(flatten)]
         io: SelectIo,
     },
+    /// k documents drawn uniformly at random without replacement (Gumbel top-k on equal
+    /// weights, numpy's draws): the baseline a selection method should beat.
+    Random {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Seed of the draws (0 <= S < 2^32).
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        #[command(flatten)]
+        io: SelectIo,
+    },
 }
 
 /// Inputs and output of a `score` command.
@@ -393,6 +404,18 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
             report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
             work.map(Work::finish).transpose()?;
             finish("select zipfit", &io.out, report, target_stats, rejects, start, true)
+        }
+        SelectCommand::Random { source, seed, io } => {
+            let settings = format!("{source:?} {io:?} {seed}");
+            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select random", settings, &[], None)?;
+            let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
+            let keep = Keep { k: io.k, require_fewer_than_eligible: false };
+            let scorer = crate::pipeline::RandomRowScorer;
+            let mut report =
+                lake.select_to(&scorer, keep, Noise::gumbel(seed), &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
+            work.map(Work::finish).transpose()?;
+            finish("select random", &io.out, report, Vec::new(), rejects, start, true)
         }
     }
 }
