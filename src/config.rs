@@ -60,6 +60,64 @@ pub struct PipelineConfig {
     /// manifest; serve's flags override it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<crate::loader::feedback::FeedbackConfig>,
+    /// Train the same small model on candidates and compare (`syllabus eval`), written under
+    /// `OUT/eval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalConfig>,
+}
+
+/// `[eval]`: the settings of `syllabus eval`, and the candidates as `[[eval.candidates]]`.
+/// When the pipeline has its own stages, their output (the curriculum, or the selection) is
+/// one more candidate, named after the pipeline, after the listed ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Default: `[tokenize].tokenizer`.
+    pub tokenizer: Option<PathBuf>,
+    /// Validation sets: name -> files, directories or globs.
+    pub valid: IndexMap<String, Vec<String>>,
+    pub tokens: u64,
+    #[serde(default = "crate::eval::default_seeds")]
+    pub seeds: u32,
+    pub every: Option<u64>,
+    #[serde(default = "crate::eval::default_valid_tokens")]
+    pub valid_tokens: u64,
+    /// KL reduction against the pipeline's source lake (true).
+    #[serde(default = "default_true")]
+    pub kl_against_source: bool,
+    #[serde(default)]
+    pub model: crate::proxy::ProxyParams,
+    #[serde(default)]
+    pub candidates: Vec<CandidateConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One candidate of `[eval]`: exactly one of `path`, `select` or `pipeline`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    pub name: String,
+    /// An existing document table, syllabus output directory, or curriculum.
+    pub path: Option<String>,
+    /// Selected from this pipeline's `[source]` (with its seed) into `OUT/candidates/NAME`.
+    pub select: Option<SelectConfig>,
+    /// Another pipeline, run with its output in `OUT/candidates/NAME`.
+    pub pipeline: Option<PathBuf>,
+}
+
+impl EvalConfig {
+    pub fn params(&self) -> crate::eval::EvalParams {
+        crate::eval::EvalParams {
+            tokens: self.tokens,
+            seeds: self.seeds,
+            every: self.every,
+            valid_tokens: self.valid_tokens,
+            model: self.model.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +217,15 @@ pub enum SelectConfig {
     Proxy(ProxySelectConfig),
     /// Keep by a column of existing score tables (joined by id) and a rule.
     Scores(ScoresSelectConfig),
+    /// k documents drawn uniformly at random (the seed's): the baseline.
+    Random(RandomSelectConfig),
+}
+
+/// `method = "random"`: k documents drawn uniformly without replacement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSelectConfig {
+    pub k: u64,
 }
 
 /// `keep = { max = 0.5 }`: which rows a score keeps (counts, or fractions like 0.5).
@@ -344,6 +411,60 @@ impl PipelineConfig {
         v
     }
 
+    /// The pipeline that selects `select` from this one's source, writing to `out_dir` (an
+    /// `[eval]` candidate).
+    pub fn candidate_pipeline(&self, name: &str, select: &SelectConfig, out_dir: PathBuf) -> PipelineConfig {
+        PipelineConfig {
+            name: format!("{}-{name}", self.name),
+            out_dir,
+            seed: self.seed,
+            threads: self.threads,
+            source: self.source.clone(),
+            select: Some(select.clone()),
+            reweight: None,
+            schedule: None,
+            order: None,
+            tokenize: None,
+            output: None,
+            feedback: None,
+            eval: None,
+        }
+    }
+
+    fn validate_eval(&self, e: &EvalConfig) -> Result<()> {
+        let err = |m: String| Err(Error::Config(format!("eval: {m}")));
+        if e.tokenizer.is_none() && self.tokenize.is_none() {
+            return err("a tokenizer is needed (eval.tokenizer, or a [tokenize] stage)".into());
+        }
+        if e.valid.is_empty() {
+            return err("at least one validation set is needed (eval.valid = { NAME = [PATHS] })".into());
+        }
+        e.params().resolve().map_err(|x| Error::Config(x.to_string()))?;
+        let own = self.select.is_some() || self.tokenize.is_some();
+        if e.candidates.is_empty() && !own {
+            return err("no candidates: add [[eval.candidates]], or stages whose output to evaluate".into());
+        }
+        for (i, c) in e.candidates.iter().enumerate() {
+            let ok_name = !c.name.is_empty() && c.name.chars().all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
+            if !ok_name || c.name.starts_with('.') {
+                return err(format!("candidate name {:?}: letters, digits, '-', '_' and '.' only", c.name));
+            }
+            if e.candidates[..i].iter().any(|o| o.name == c.name) || (own && c.name == self.name) {
+                return err(format!("two candidates are named {:?}", c.name));
+            }
+            match (&c.path, &c.select, &c.pipeline) {
+                (Some(_), None, None) | (None, None, Some(_)) => {}
+                (None, Some(sel), None) => {
+                    self.candidate_pipeline(&c.name, sel, self.out_dir.clone())
+                        .validate()
+                        .map_err(|x| Error::Config(format!("eval.candidates {}: {x}", c.name)))?;
+                }
+                _ => return err(format!("candidate {}: give exactly one of path, select or pipeline", c.name)),
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         if self.source.paths.is_empty() && self.source.domains.is_empty() {
             return Err(Error::Config("source.paths: at least one input is needed".into()));
@@ -376,8 +497,11 @@ impl PipelineConfig {
             check.validate(&names)?;
         }
         crate::limits::THREADS.check(self.threads as u64).map_err(Error::Config)?;
-        if self.select.is_none() && self.tokenize.is_none() {
-            return Err(Error::Config("nothing to do: add a [select] or a [tokenize] stage".into()));
+        if self.select.is_none() && self.tokenize.is_none() && self.eval.is_none() {
+            return Err(Error::Config("nothing to do: add a [select], [tokenize] or [eval] stage".into()));
+        }
+        if let Some(e) = &self.eval {
+            self.validate_eval(e)?;
         }
         if let Some(spec) = self.curriculum() {
             spec.validate()?;
@@ -403,6 +527,11 @@ impl PipelineConfig {
                 sc.keep.rule()?;
                 if sc.scores.is_empty() {
                     return Err(Error::Config("select.scores: at least one score table is needed".into()));
+                }
+            }
+            Some(SelectConfig::Random(r)) => {
+                if r.k == 0 {
+                    return Err(Error::Config("select.k: must be at least 1".into()));
                 }
             }
             Some(SelectConfig::Zipfit(z)) => {

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod curriculum;
 pub mod error;
+pub mod eval;
 pub mod failpoint;
 pub mod limits;
 pub mod loader;

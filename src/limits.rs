@@ -28,6 +28,8 @@ pub const PROXY_LAYERS: Limit = Limit { name: "layers", max: 256, why: "a proxy 
 pub const PROXY_CONTEXT: Limit = Limit { name: "context", max: 1 << 16, why: "attention grows with its square" };
 pub const PROXY_BATCH: Limit = Limit { name: "batch_size", max: 1 << 20, why: "a batch's activations are held in memory" };
 pub const PROXY_SEEDS: Limit = Limit { name: "seeds", max: 1024, why: "each seed trains a model" };
+pub const EVAL_TOKENS: Limit =
+    Limit { name: "tokens", max: 1 << 40, why: "each candidate and seed trains on this many tokens" };
 pub const PROXY_EPOCHS: f64 = 10_000.0;
 pub const PROXY_CLASSES: Limit =
     Limit { name: "classes (the largest label + 1)", max: 1 << 20, why: "the output layer has one row per class" };

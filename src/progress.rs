@@ -36,4 +36,18 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     }
+
+    /// A bar towards a known total (e.g. training tokens).
+    pub fn counted(&self, label: &str, total: u64) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:<24} [{bar:30}] {human_pos}/{human_len} {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(label.to_string());
+        bar
+    }
 }

@@ -5,6 +5,7 @@ mod util;
 mod curriculum;
 mod determinism;
 mod dsir_parity;
+mod eval;
 mod hardening;
 mod pipeline;
 mod proxy;

@@ -203,6 +203,9 @@ pub(super) fn run_pipeline(
         print_totals(&summary.name, t, start);
     }
     let out_dir = out.unwrap_or(&cfg.out_dir);
+    if let Some(rows) = &summary.eval {
+        print!("{}", crate::eval::render_table(rows));
+    }
     for o in &summary.outputs {
         eprintln!("  wrote {}", out_dir.join(o).display());
     }

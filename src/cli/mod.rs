@@ -20,11 +20,13 @@ use crate::progress::Progress;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
 
 mod curriculum;
+mod eval;
 mod score;
 mod serve;
 mod sql;
 
 use curriculum::{CurriculumArgs, TokenizerCommand};
+use eval::EvalArgs;
 use score::{ScoreCommand, SelectArgs};
 use serve::ServeArgs;
 use sql::SqlArgs;
@@ -83,6 +85,9 @@ enum Command {
     /// scores, curriculum, rejects, phases, shards and sequences; any jsonl(.gz/.zst) or
     /// Parquet file or directory gives a table named after it.
     Sql(Box<SqlArgs>),
+    /// Which selection trains the better model: the same small LM trained on each candidate
+    /// for the same number of tokens, validation loss curves, KL reduction, a plot.
+    Eval(Box<EvalArgs>),
     /// Serve a curriculum to the trainer ranks of this node: verify its shards, stage them
     /// once into shared memory, take the trainer's reports and steer the mixture (DUMP,
     /// Skill-It). Runs until SIGINT/SIGTERM, then removes the segment. Ranks attach with the
@@ -174,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             curriculum::run_pipeline(&pipeline, out.as_deref(), cli.threads, &progress, start)
         }
         Command::Curriculum(args) => curriculum::curriculum_command(&args, &progress, start),
+        Command::Eval(args) => eval::eval_command(*args, &progress, start),
         Command::Sql(args) => sql::sql_command(*args, cli.quiet),
         Command::Serve(args) => serve::serve_command(*args, cli.quiet),
         Command::Verify { dir } => curriculum::verify_command(&dir),

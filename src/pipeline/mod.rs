@@ -1,6 +1,7 @@
 //! Jobs: the stages put together, for the CLI commands and for `syllabus run PIPELINE.toml`.
 
 pub mod dsir;
+pub mod random;
 pub mod scored;
 pub mod work;
 pub mod zipfit;
@@ -21,6 +22,7 @@ use crate::select::Noise;
 use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
 pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
+pub use random::RandomRowScorer;
 pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
 pub use zipfit::ZipfitRowScorer;
 use work::Work;
@@ -37,6 +39,9 @@ pub struct RunSummary {
     pub curriculum: Option<crate::shard::manifest::Totals>,
     /// Files written, relative to the output directory.
     pub outputs: Vec<PathBuf>,
+    /// What `[eval]` found: per candidate and validation set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval: Option<Vec<crate::eval::SummaryRow>>,
 }
 
 /// Run a pipeline config, writing under `out_dir` (the config's unless overridden).
@@ -44,9 +49,98 @@ pub struct RunSummary {
 /// Each stage leaves a marker in `OUT/work` when it completes, under a key made of the
 /// settings, the inputs and the tokenizer: started again after a crash, a run skips the
 /// stages it finished and resumes the shards it was writing.
+///
+/// With `[eval]`, its candidates are then selected (each as a pipeline of its own under
+/// `OUT/candidates/NAME`, resumable the same way) and evaluated into `OUT/eval`.
 pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) -> Result<RunSummary> {
     crate::par::init_threads(cfg.threads);
     let out_dir = out_dir.unwrap_or(&cfg.out_dir);
+    let own = cfg.select.is_some() || cfg.tokenize.is_some();
+    let mut summary = if own {
+        run_stages(cfg, out_dir, progress)?
+    } else {
+        RunSummary {
+            name: cfg.name.clone(),
+            method: None,
+            report: RunReport::default(),
+            curriculum: None,
+            outputs: Vec::new(),
+            eval: None,
+        }
+    };
+    if let Some(e) = &cfg.eval {
+        let report = run_eval(cfg, e, out_dir, own, progress)?;
+        for f in [crate::eval::CURVES_FILE, crate::eval::SUMMARY_FILE, crate::eval::EVAL_FILE, crate::eval::PLOT_FILE] {
+            summary.outputs.push(Path::new("eval").join(f));
+        }
+        summary.eval = Some(report.summary);
+    }
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::io(out_dir, e.into()))?;
+    crate::sink::write_atomic(&out_dir.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// `[eval]`: make the candidates, then train and compare.
+fn run_eval(
+    cfg: &PipelineConfig,
+    e: &crate::config::EvalConfig,
+    out_dir: &Path,
+    own: bool,
+    progress: &Progress,
+) -> Result<crate::eval::EvalReport> {
+    let mut candidates = Vec::new();
+    for c in &e.candidates {
+        let dir = out_dir.join("candidates").join(&c.name);
+        let path = match (&c.path, &c.select, &c.pipeline) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(sel), _) => {
+                run(&cfg.candidate_pipeline(&c.name, sel, dir.clone()), None, progress)?;
+                dir.display().to_string()
+            }
+            (None, None, Some(p)) => {
+                let sub = PipelineConfig::load(p)?;
+                if sub.eval.is_some() {
+                    return Err(Error::Config(format!(
+                        "eval.candidates {}: {} has an [eval] of its own",
+                        c.name,
+                        p.display()
+                    )));
+                }
+                run(&sub, Some(&dir), progress)?;
+                dir.display().to_string()
+            }
+            (None, None, None) => {
+                return Err(Error::Config(format!("eval.candidates {}: no path, select or pipeline", c.name)))
+            }
+        };
+        candidates.push(crate::eval::Named { name: c.name.clone(), path });
+    }
+    if own {
+        candidates.push(crate::eval::Named { name: cfg.name.clone(), path: out_dir.display().to_string() });
+    }
+    let tokenizer = match (&e.tokenizer, &cfg.tokenize) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) => t.tokenizer.clone(),
+        (None, None) => return Err(Error::Config("eval: a tokenizer is needed".into())),
+    };
+    let raw = if e.kl_against_source {
+        cfg.source.lake()?.0.iter().map(|f| f.path.display().to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let spec = crate::eval::EvalSpec {
+        tokenizer,
+        candidates,
+        valid: e.valid.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        raw,
+        params: e.params(),
+        seed: cfg.seed,
+    };
+    crate::eval::run(&spec, &cfg.source.read_options(), &out_dir.join("eval"), progress)
+}
+
+/// The pipeline's own stages: selection and curriculum.
+fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Result<RunSummary> {
     let read = cfg.source.read_options();
     let (raw, domains) = cfg.source.lake()?;
     let spec = cfg.curriculum();
@@ -58,6 +152,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
             SelectConfig::Zipfit(z) => &z.target,
             SelectConfig::Proxy(p) => &p.proxy.train_on,
             SelectConfig::Scores(s) => &s.scores,
+            SelectConfig::Random(_) => &[],
         };
         if !target.is_empty() {
             fingerprint.push(inputs_fingerprint(&expand_inputs(target)?));
@@ -86,6 +181,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
                 SelectConfig::Zipfit(_) => "zipfit",
                 SelectConfig::Proxy(_) => "proxy",
                 SelectConfig::Scores(_) => "scores",
+                SelectConfig::Random(_) => "random",
             };
             outputs.push(selected.clone());
             if !matches!(sel, SelectConfig::Scores(_)) {
@@ -158,10 +254,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     }
     // Relative to the output directory, so the summary is the same wherever the run writes.
     let outputs = outputs.into_iter().map(|o| o.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or(o)).collect();
-    let summary = RunSummary { name: cfg.name.clone(), method, report, curriculum, outputs };
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::io(out_dir, e.into()))?;
-    crate::sink::write_atomic(&out_dir.join("summary.json"), &json)?;
-    Ok(summary)
+    Ok(RunSummary { name: cfg.name.clone(), method, report, curriculum, outputs, eval: None })
 }
 
 /// The selection stage of a pipeline: `selected.parquet` and `scores.parquet`.
@@ -218,6 +311,10 @@ fn select(
         SelectConfig::Scores(sel) => {
             let map = crate::select::rule::read_scores(&expand_inputs(&sel.scores)?, &sel.by)?;
             lake.select_by_rule(&map, &sel.by, sel.keep.rule()?, &selected, rejects.as_mut())?
+        }
+        SelectConfig::Random(sel) => {
+            let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
+            lake.select_to(&RandomRowScorer, keep, Noise::gumbel(cfg.seed), &selected, Some(&scores), rejects.as_mut())?
         }
         SelectConfig::Zipfit(sel) => {
             let target = expand_inputs(&sel.target)?;

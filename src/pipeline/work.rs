@@ -166,6 +166,17 @@ impl Work {
         Ok(crate::proxy::KeepSeeds { dir: &self.dir })
     }
 
+    /// A kept value, `name` in the directory.
+    pub fn load<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        load_marker(&self.dir, name)
+    }
+
+    /// Keep a value as `name` (the directory made ready first).
+    pub fn save<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.ready()?;
+        save_marker(&self.dir, name, value)
+    }
+
     pub fn prologue(&self) -> Option<Prologue> {
         load_marker(&self.dir, "prologue.json")
     }

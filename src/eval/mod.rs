@@ -1,0 +1,584 @@
+//! `syllabus eval`: which selection trains the better model, at equal compute.
+//!
+//! Every candidate (a document table, a selection, or a curriculum) trains the same small
+//! causal LM (the `lm` proxy's model: same shape, same initialisation for a given seed, same
+//! optimizer and learning-rate schedule) on exactly `tokens` predictions of its own data, in its
+//! own order ([`train`]); the mean token loss on every validation set is recorded at 0, every
+//! `every` tokens and at the end. Beside the trained result, the DSIR paper's cheap data
+//! metric, KL reduction ([`kl`]), of each candidate against each validation set.
+//!
+//! Outputs in the output directory: `curves.parquet` (candidate, seed, tokens, valid, loss),
+//! `summary.csv` (per candidate and validation set), `eval.json` (settings, input hashes,
+//! results) and `curves.png` ([`plot`]). The same inputs and seeds give byte-identical
+//! `curves.parquet` and `summary.csv`, whatever the thread count. A run killed part way keeps
+//! each finished (candidate, seed) in `OUT/work/` and trains only the others when started
+//! again with the same settings and inputs.
+//!
+//! Memory: the candidates' and validation sets' token ids (4 bytes a token), one candidate's
+//! training at a time; the raw pool only as n-gram counts.
+
+pub mod data;
+pub mod kl;
+pub mod plot;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::RecordBatch;
+use crate::error::{Error, Result};
+use crate::pipeline::work::Work;
+use crate::progress::Progress;
+use crate::proxy::lm::LmShape;
+use crate::proxy::{ProxyKind, ProxyParams};
+use crate::source::ReadOptions;
+use crate::tokenize::Tok;
+use data::Streams;
+use kl::Distribution;
+
+pub const CURVES_FILE: &str = "curves.parquet";
+pub const SUMMARY_FILE: &str = "summary.csv";
+pub const EVAL_FILE: &str = "eval.json";
+pub const PLOT_FILE: &str = "curves.png";
+
+/// A `NAME=PATH` argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Named {
+    pub name: String,
+    pub path: String,
+}
+
+impl Named {
+    pub fn parse(s: &str) -> std::result::Result<Named, String> {
+        match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(Named { name: n.to_string(), path: p.to_string() }),
+            _ => Err(format!("{s:?}: expected NAME=PATH")),
+        }
+    }
+}
+
+/// How the candidates are trained and validated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalParams {
+    /// Predictions each candidate trains on.
+    pub tokens: u64,
+    /// Independent initialisations per candidate (`seed`, `seed + 1`, ...).
+    #[serde(default = "default_seeds")]
+    pub seeds: u32,
+    /// Validate every this many tokens (rounded up to a whole number of steps); default: ten
+    /// points along the budget.
+    #[serde(default)]
+    pub every: Option<u64>,
+    /// At most this many predictions of each validation set (whole documents in file order).
+    #[serde(default = "default_valid_tokens")]
+    pub valid_tokens: u64,
+    /// The model: the `lm` proxy's settings (width, layers, context, batch_size, lr,
+    /// weight_decay); `epochs` and `seeds` do not apply.
+    #[serde(default)]
+    pub model: ProxyParams,
+}
+
+pub fn default_seeds() -> u32 {
+    2
+}
+pub fn default_valid_tokens() -> u64 {
+    8_192
+}
+
+/// Everything `eval` needs.
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    pub tokenizer: PathBuf,
+    pub candidates: Vec<Named>,
+    /// Validation sets: name and paths.
+    pub valid: Vec<(String, Vec<String>)>,
+    /// The raw pool for KL reduction (none: KL only).
+    pub raw: Vec<String>,
+    pub params: EvalParams,
+    pub seed: u32,
+}
+
+/// The settings with every default filled in.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Resolved {
+    pub tokens: u64,
+    pub seeds: u32,
+    pub every: u64,
+    pub step_tokens: u64,
+    pub valid_tokens: u64,
+    pub model: crate::proxy::Resolved,
+}
+
+impl EvalParams {
+    pub fn resolve(&self) -> Result<Resolved> {
+        let bad = |m: String| Err(Error::InvalidArgument(format!("eval: {m}")));
+        if self.model.epochs.is_some() || self.model.seeds.is_some() {
+            return bad(
+                "model.epochs and model.seeds do not apply (the budget is tokens, and seeds is eval's own)".into()
+            );
+        }
+        let model = self.model.resolve(ProxyKind::Lm)?;
+        if self.tokens == 0 {
+            return bad("tokens must be at least 1".into());
+        }
+        crate::limits::EVAL_TOKENS.check(self.tokens).map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
+        crate::limits::PROXY_SEEDS
+            .check(self.seeds as u64)
+            .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
+        if self.seeds == 0 || self.valid_tokens == 0 {
+            return bad("seeds and valid_tokens must be at least 1".into());
+        }
+        let step_tokens = (model.batch_size * model.context) as u64;
+        let steps = self.tokens.div_ceil(step_tokens);
+        let every = match self.every {
+            Some(0) => return bad("every must be at least 1".into()),
+            Some(k) => k.div_ceil(step_tokens) * step_tokens,
+            None => steps.div_ceil(10).max(1) * step_tokens,
+        };
+        Ok(Resolved {
+            tokens: self.tokens,
+            seeds: self.seeds,
+            every,
+            step_tokens,
+            valid_tokens: self.valid_tokens,
+            model,
+        })
+    }
+}
+
+/// One point of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub tokens: u64,
+    /// Loss per validation set, in their order.
+    pub loss: Vec<f64>,
+}
+
+/// A finished (candidate, seed), as kept in the work directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub points: Vec<Point>,
+    pub passes: u64,
+}
+
+/// Per candidate and validation set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub candidate: String,
+    pub valid: String,
+    pub final_loss_mean: f64,
+    pub final_loss_sd: f64,
+    pub seeds: u32,
+    /// Tokens the seed-mean curve needs to reach the first candidate's final mean loss
+    /// (interpolated between points; None: not within the budget).
+    pub tokens_to_baseline: Option<f64>,
+    /// `100 · (1 − tokens_to_baseline / the first candidate's own)`: how much sooner.
+    pub sooner_pct: Option<f64>,
+    /// KL(p_valid || p_candidate) of hashed n-grams.
+    pub kl: f64,
+    /// KL(p_valid || p_raw) − KL(p_valid || p_candidate), with a raw pool.
+    pub kl_reduction: Option<f64>,
+    pub candidate_documents: u64,
+    pub candidate_tokens: u64,
+    /// Passes over the candidate the budget takes (tokens / candidate tokens).
+    pub epochs: f64,
+    /// Training tokens that repeat earlier ones: max(0, tokens − candidate tokens).
+    pub repeated_tokens: u64,
+}
+
+/// What `eval` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub settings: Resolved,
+    pub seed: u32,
+    pub valid: Vec<String>,
+    pub candidates: Vec<String>,
+    pub inputs: serde_json::Value,
+    pub summary: Vec<SummaryRow>,
+    /// Mean curves for the plot: per candidate, per valid set, (tokens, mean, min, max).
+    #[serde(skip)]
+    pub curves: Vec<Vec<Vec<(u64, f64, f64, f64)>>>,
+    /// Runs kept from an interrupted eval.
+    pub resumed_runs: usize,
+}
+
+/// Run the evaluation and write its outputs under `out`.
+pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress) -> Result<EvalReport> {
+    let r = spec.params.resolve()?;
+    if spec.candidates.is_empty() {
+        return Err(Error::InvalidArgument("eval: no candidates".into()));
+    }
+    if spec.valid.is_empty() {
+        return Err(Error::InvalidArgument("eval: no validation set (--valid NAME=PATH)".into()));
+    }
+    for (i, c) in spec.candidates.iter().enumerate() {
+        if spec.candidates[..i].iter().any(|o| o.name == c.name) {
+            return Err(Error::InvalidArgument(format!("eval: two candidates are named {:?}", c.name)));
+        }
+    }
+    for (i, (n, _)) in spec.valid.iter().enumerate() {
+        if spec.valid[..i].iter().any(|(o, _)| o == n) {
+            return Err(Error::InvalidArgument(format!("eval: two validation sets are named {n:?}")));
+        }
+    }
+    let tok = Tok::load(&spec.tokenizer)?;
+    let shape = LmShape {
+        vocab: tok.vocab_size() as usize,
+        width: r.model.width,
+        layers: r.model.layers,
+        context: r.model.context,
+    };
+    let valid: Vec<Streams> = spec
+        .valid
+        .iter()
+        .map(|(_, paths)| data::load_valid(paths, read, &tok, r.valid_tokens, progress))
+        .collect::<Result<_>>()?;
+    let raw = if spec.raw.is_empty() { None } else { Some(data::raw_counts(&spec.raw, read, progress)?) };
+    let mut cands = Vec::with_capacity(spec.candidates.len());
+    for c in &spec.candidates {
+        let s = data::load_candidate(&c.path, read, &tok, progress)
+            .map_err(|e| Error::InvalidArgument(format!("candidate {}: {e}", c.name)))?;
+        if s.predictions() == 0 {
+            return Err(Error::InvalidArgument(format!("candidate {} ({}): no tokens to train on", c.name, c.path)));
+        }
+        cands.push(s);
+    }
+    let inputs = serde_json::json!({
+        "tokenizer": { "path": spec.tokenizer.display().to_string(), "hash": tok.hash() },
+        "candidates": spec.candidates.iter().zip(&cands).map(|(c, s)| serde_json::json!({
+            "name": c.name, "path": c.path, "kind": s.kind, "hash": s.hash,
+            "documents": s.documents, "tokens": s.predictions(),
+        })).collect::<Vec<_>>(),
+        "valid": spec.valid.iter().zip(&valid).map(|((n, p), s)| serde_json::json!({
+            "name": n, "paths": p, "hash": s.hash, "tokens": s.predictions(),
+        })).collect::<Vec<_>>(),
+        "raw": raw.as_ref().map(|(_, h)| serde_json::json!({ "paths": spec.raw, "hash": h })),
+    });
+    // Finished runs are kept under this key: the settings and the inputs' bytes.
+    let key = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"), "settings": r, "seed": spec.seed, "inputs": inputs,
+    })
+    .to_string();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let work = Work::at(out.join("work"), key)?;
+    let device = crate::proxy::device();
+    let valid_units: Vec<&[data::Unit]> = valid.iter().map(|v| v.units.as_slice()).collect();
+    let mut runs: Vec<Vec<RunResult>> = Vec::new();
+    let mut resumed = 0;
+    let total = spec.candidates.len() as u64 * r.seeds as u64 * r.tokens;
+    let bar = progress.counted("train", total);
+    for (ci, (c, s)) in spec.candidates.iter().zip(&cands).enumerate() {
+        let mut per_seed = Vec::new();
+        for k in 0..r.seeds {
+            let seed = spec.seed.wrapping_add(k);
+            let marker = format!("run-{ci}-{k}.json");
+            if let Some(kept) = work.load::<RunResult>(&marker) {
+                resumed += 1;
+                bar.inc(r.tokens);
+                per_seed.push(kept);
+                continue;
+            }
+            bar.set_message(format!("{} seed {seed}", c.name));
+            let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
+            let run = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &device, |t| {
+                bar.set_position(done + t)
+            })?;
+            let result = RunResult {
+                points: run.points.into_iter().map(|(tokens, loss)| Point { tokens, loss }).collect(),
+                passes: run.passes,
+            };
+            work.save(&marker, &result)?;
+            crate::failpoint::hit(format_args!("eval-run-{ci}-{k}"));
+            per_seed.push(result);
+        }
+        runs.push(per_seed);
+    }
+    bar.finish_and_clear();
+    let report = summarize(spec, &r, &cands, &valid, raw.as_ref().map(|(c, _)| c), &runs, inputs, resumed);
+    write_curves(&out.join(CURVES_FILE), spec, &runs)?;
+    crate::sink::write_atomic(&out.join(SUMMARY_FILE), summary_csv(&report.summary).as_bytes())?;
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::io(out, e.into()))?;
+    crate::sink::write_atomic(&out.join(EVAL_FILE), &json)?;
+    plot::draw(&out.join(PLOT_FILE), &report)?;
+    work.finish()?;
+    Ok(report)
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (mean, sd)
+}
+
+/// The first token count at which `curve` (tokens, loss) is at or below `target`, linearly
+/// interpolated between the points around it.
+pub fn tokens_to_reach(curve: &[(u64, f64)], target: f64) -> Option<f64> {
+    let mut prev: Option<(u64, f64)> = None;
+    for &(t, l) in curve {
+        if l <= target {
+            return Some(match prev {
+                Some((t0, l0)) if l0 > l => t0 as f64 + (t - t0) as f64 * (l0 - target) / (l0 - l),
+                _ => t as f64,
+            });
+        }
+        prev = Some((t, l));
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    spec: &EvalSpec,
+    r: &Resolved,
+    cands: &[Streams],
+    valid: &[Streams],
+    raw: Option<&crate::score::dsir::Counts>,
+    runs: &[Vec<RunResult>],
+    inputs: serde_json::Value,
+    resumed_runs: usize,
+) -> EvalReport {
+    let raw = raw.map(Distribution::from_counts);
+    let mut curves = Vec::new();
+    for per_seed in runs {
+        let mut per_valid = Vec::new();
+        for v in 0..valid.len() {
+            let points = per_seed[0].points.len();
+            let curve: Vec<(u64, f64, f64, f64)> = (0..points)
+                .map(|i| {
+                    let xs: Vec<f64> = per_seed.iter().map(|run| run.points[i].loss[v]).collect();
+                    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    (per_seed[0].points[i].tokens, mean_sd(&xs).0, lo, hi)
+                })
+                .collect();
+            per_valid.push(curve);
+        }
+        curves.push(per_valid);
+    }
+    let mut summary = Vec::new();
+    for (v, (vname, _)) in spec.valid.iter().enumerate() {
+        let p_t = Distribution::from_counts(&valid[v].counts);
+        let kl_raw = raw.as_ref().map(|d| kl::kl(&p_t, d));
+        let mean_curve = |c: usize| curves[c][v].iter().map(|&(t, m, _, _)| (t, m)).collect::<Vec<_>>();
+        let finals = |c: usize| {
+            runs[c].iter().map(|run| run.points.last().expect("a final point").loss[v]).collect::<Vec<f64>>()
+        };
+        let baseline = mean_sd(&finals(0)).0;
+        let base_reach = tokens_to_reach(&mean_curve(0), baseline);
+        for (c, cand) in spec.candidates.iter().enumerate() {
+            let (m, sd) = mean_sd(&finals(c));
+            let reach = tokens_to_reach(&mean_curve(c), baseline);
+            let kl_c = kl::kl(&p_t, &Distribution::from_counts(&cands[c].counts));
+            let ctoks = cands[c].predictions();
+            summary.push(SummaryRow {
+                candidate: cand.name.clone(),
+                valid: vname.clone(),
+                final_loss_mean: m,
+                final_loss_sd: sd,
+                seeds: r.seeds,
+                tokens_to_baseline: reach,
+                sooner_pct: match (reach, base_reach) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(100.0 * (1.0 - a / b)),
+                    _ => None,
+                },
+                kl: kl_c,
+                kl_reduction: kl_raw.map(|k| k - kl_c),
+                candidate_documents: cands[c].documents,
+                candidate_tokens: ctoks,
+                epochs: r.tokens as f64 / ctoks as f64,
+                repeated_tokens: r.tokens.saturating_sub(ctoks),
+            });
+        }
+    }
+    EvalReport {
+        settings: *r,
+        seed: spec.seed,
+        valid: spec.valid.iter().map(|(n, _)| n.clone()).collect(),
+        candidates: spec.candidates.iter().map(|c| c.name.clone()).collect(),
+        inputs,
+        summary,
+        curves,
+        resumed_runs,
+    }
+}
+
+/// `curves.parquet`: one row per (candidate, seed, tokens, valid set).
+fn write_curves(path: &Path, spec: &EvalSpec, runs: &[Vec<RunResult>]) -> Result<()> {
+    let (mut cand, mut seed, mut tokens, mut valid, mut loss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (c, per_seed) in runs.iter().enumerate() {
+        for (k, run) in per_seed.iter().enumerate() {
+            for p in &run.points {
+                for (v, (vname, _)) in spec.valid.iter().enumerate() {
+                    cand.push(spec.candidates[c].name.as_str());
+                    seed.push(spec.seed.wrapping_add(k as u32));
+                    tokens.push(p.tokens);
+                    valid.push(vname.as_str());
+                    loss.push(p.loss[v]);
+                }
+            }
+        }
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(cand)),
+        Arc::new(UInt32Array::from(seed)),
+        Arc::new(UInt64Array::from(tokens)),
+        Arc::new(StringArray::from(valid)),
+        Arc::new(Float64Array::from(loss)),
+    ];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("candidate", DataType::Utf8, false),
+        Field::new("seed", DataType::UInt32, false),
+        Field::new("tokens", DataType::UInt64, false),
+        Field::new("valid", DataType::Utf8, false),
+        Field::new("loss", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building curves", e))?;
+    let mut w = crate::sink::TableWriter::create(path, schema)?;
+    w.write(&batch)?;
+    w.finish().map(|_| ())
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or(String::new(), |v| format!("{v:.digits$}"))
+}
+
+/// Quote a CSV field where it needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `summary.csv`: fixed decimals, so equal results are equal bytes.
+pub fn summary_csv(rows: &[SummaryRow]) -> String {
+    let mut s = String::from(
+        "candidate,valid,final_loss_mean,final_loss_sd,seeds,tokens_to_baseline,sooner_pct,kl,kl_reduction,candidate_documents,candidate_tokens,epochs,repeated_tokens\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{:.6},{:.6},{},{},{},{:.6},{},{},{},{:.4},{}\n",
+            csv_field(&r.candidate),
+            csv_field(&r.valid),
+            r.final_loss_mean,
+            r.final_loss_sd,
+            r.seeds,
+            opt(r.tokens_to_baseline, 0),
+            opt(r.sooner_pct, 2),
+            r.kl,
+            opt(r.kl_reduction, 6),
+            r.candidate_documents,
+            r.candidate_tokens,
+            r.epochs,
+            r.repeated_tokens
+        ));
+    }
+    s
+}
+
+/// The summary as a table for the terminal.
+pub fn render_table(summary: &[SummaryRow]) -> String {
+    let first = summary.first().map(|r| r.candidate.as_str()).unwrap_or("");
+    let header = [
+        "candidate".to_string(),
+        "valid".into(),
+        "final loss".into(),
+        format!("tokens to {first}'s"),
+        "sooner".into(),
+        "KL".into(),
+        "KL reduction".into(),
+        "epochs".into(),
+        "repeated".into(),
+    ];
+    let mut rows = vec![header.to_vec()];
+    for r in summary {
+        rows.push(vec![
+            r.candidate.clone(),
+            r.valid.clone(),
+            if r.seeds > 1 {
+                format!("{:.4} ± {:.4}", r.final_loss_mean, r.final_loss_sd)
+            } else {
+                format!("{:.4}", r.final_loss_mean)
+            },
+            r.tokens_to_baseline.map_or("never".into(), |t| format!("{t:.0}")),
+            r.sooner_pct.map_or("-".into(), |p| format!("{p:.1}%")),
+            format!("{:.4}", r.kl),
+            r.kl_reduction.map_or("-".into(), |k| format!("{k:.4}")),
+            format!("{:.2}", r.epochs),
+            r.repeated_tokens.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, x)| {
+                let pad = widths[c] - x.chars().count();
+                if c < 2 {
+                    format!("{x}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{x}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        s.push_str(cells.join("  ").trim_end());
+        s.push('\n');
+        if i == 0 {
+            s.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reach_is_interpolated_between_points() {
+        let c = [(0, 8.0), (100, 6.0), (200, 4.0), (300, 3.0)];
+        assert_eq!(tokens_to_reach(&c, 5.0), Some(150.0));
+        assert_eq!(tokens_to_reach(&c, 3.0), Some(300.0));
+        assert_eq!(tokens_to_reach(&c, 9.0), Some(0.0));
+        assert_eq!(tokens_to_reach(&c, 2.0), None);
+    }
+
+    #[test]
+    fn every_is_rounded_to_whole_steps() {
+        let p = |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 10, model: ProxyParams::default() };
+        let r = p(None).resolve().unwrap();
+        assert_eq!(r.step_tokens, 16 * 64);
+        assert_eq!(r.every, 1024, "10 steps: a point every step");
+        assert_eq!(p(Some(1500)).resolve().unwrap().every, 2048);
+        assert!(p(Some(0)).resolve().is_err());
+        let mut e = p(None);
+        e.model.epochs = Some(1.0);
+        assert!(e.resolve().is_err());
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(Named::parse("a=b=c").unwrap(), Named { name: "a".into(), path: "b=c".into() });
+        assert!(Named::parse("nopath").is_err());
+        assert!(Named::parse("=x").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("x\"y"), "\"x\"\"y\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

@@ -1,0 +1,306 @@
+//! Equal-compute training runs: the `lm` proxy's model trained on exactly `tokens` predictions
+//! of a candidate, validated every `every` predictions.
+//!
+//! A step takes exactly `batch_size × context` predictions from the candidate's stream (the
+//! last step what is left of the budget): windows of up to `context` predictions are cut from
+//! the units in order, and a window that does not fit the step is split, its rest opening the
+//! next step. So every candidate trains on the same number of predictions in the same number
+//! of steps, and checkpoints fall on the same token counts for all of them. A table is shuffled
+//! by the seed, afresh for every pass; a curriculum is read in its order, every pass the same.
+//! Passes after the first are repeats, counted.
+//!
+//! The step loss is Σ weight · cross-entropy over the step's predictions, divided by their
+//! number. AdamW at the proxy's learning rate, with a linear warm-up over the first 5% of the
+//! steps (at least one) and a cosine decay to a tenth of it at the end: the same schedule for
+//! every candidate.
+
+use candle_core::Device;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use super::data::{Kind, Streams, Unit};
+use crate::error::{Error, Result};
+use crate::proxy::lm::{self, Lm, LmShape};
+use crate::proxy::nn::{Params, Rng};
+use crate::proxy::Resolved;
+
+fn cerr(e: candle_core::Error) -> Error {
+    Error::InvalidArgument(format!("eval model: {e}"))
+}
+
+/// A piece of a unit: predictions `start .. start + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub unit: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The candidate's predictions, in training order, pass after pass.
+pub struct Stream<'a> {
+    units: &'a [Unit],
+    kind: Kind,
+    rng: Rng,
+    order: Vec<usize>,
+    at: usize,
+    pos: usize,
+    context: usize,
+    /// Passes begun (1 once the first piece is taken).
+    pub passes: u64,
+}
+
+impl<'a> Stream<'a> {
+    pub fn new(s: &'a Streams, seed: u32, context: usize) -> Result<Self> {
+        if s.predictions() == 0 {
+            return Err(Error::InvalidArgument("the candidate has no tokens to train on".into()));
+        }
+        Ok(Stream {
+            units: &s.units,
+            kind: s.kind,
+            rng: Rng::new(((seed as u64) << 32) | 0xE7A1),
+            order: Vec::new(),
+            at: 0,
+            pos: 0,
+            context,
+            passes: 0,
+        })
+    }
+
+    fn next_pass(&mut self) {
+        self.order = match self.kind {
+            Kind::Table => self.rng.permutation(self.units.len()),
+            Kind::Curriculum => (0..self.units.len()).collect(),
+        };
+        self.at = 0;
+        self.pos = 0;
+        self.passes += 1;
+    }
+
+    /// Pieces holding exactly `want` predictions.
+    pub fn take(&mut self, want: usize) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut got = 0;
+        while got < want {
+            if self.at >= self.order.len() {
+                self.next_pass();
+            }
+            let unit = self.order[self.at];
+            let n = self.units[unit].predictions() as usize;
+            if self.pos >= n {
+                self.at += 1;
+                self.pos = 0;
+                continue;
+            }
+            // Windows start at multiples of the context within a unit, unless a step
+            // boundary split one.
+            let to_boundary = self.context - self.pos % self.context;
+            let len = to_boundary.min(n - self.pos).min(want - got);
+            out.push(Piece { unit, start: self.pos, len });
+            self.pos += len;
+            got += len;
+        }
+        out
+    }
+}
+
+/// Inputs, targets and per-prediction weights (0 for padding) of pieces, padded to the longest.
+pub fn batch(units: &[Unit], pieces: &[Piece], device: &Device) -> candle_core::Result<lm::Batch> {
+    let len = pieces.iter().map(|p| p.len).max().unwrap_or(1);
+    let mut inputs = Vec::with_capacity(pieces.len() * len);
+    let mut targets = Vec::with_capacity(pieces.len() * len);
+    let mut mask = Vec::with_capacity(pieces.len() * len);
+    for p in pieces {
+        let u = &units[p.unit];
+        let t = &u.tokens[p.start..p.start + p.len + 1];
+        inputs.extend_from_slice(&t[..p.len]);
+        targets.extend_from_slice(&t[1..]);
+        mask.extend(std::iter::repeat_n(u.weight, p.len));
+        let pad = len - p.len;
+        inputs.extend(std::iter::repeat_n(t[0], pad));
+        targets.extend(std::iter::repeat_n(t[0], pad));
+        mask.extend(std::iter::repeat_n(0f32, pad));
+    }
+    let b = pieces.len();
+    use candle_core::Tensor;
+    Ok(lm::Batch {
+        inputs: Tensor::from_vec(inputs, (b, len), device)?,
+        targets: Tensor::from_vec(targets, (b, len), device)?,
+        mask: Tensor::from_vec(mask, (b, len), device)?,
+        len,
+        targets_host: Vec::new(),
+    })
+}
+
+/// Mean token cross-entropy (nats) of the model over every prediction of `units`.
+pub fn mean_loss(model: &Lm, units: &[Unit], device: &Device) -> Result<f64> {
+    let ctx = model.shape.context;
+    let mut pieces = Vec::new();
+    for (unit, u) in units.iter().enumerate() {
+        let n = u.predictions() as usize;
+        let mut start = 0;
+        while start < n {
+            let len = ctx.min(n - start);
+            pieces.push(Piece { unit, start, len });
+            start += len;
+        }
+    }
+    let (mut sum, mut n) = (0f64, 0u64);
+    for chunk in pieces.chunks(64) {
+        // Unweighted: every prediction counts once.
+        let b = batch_unweighted(units, chunk, device).map_err(cerr)?;
+        let s = model
+            .loss(&b, 1.0)
+            .and_then(|l| l.to_dtype(candle_core::DType::F64))
+            .and_then(|l| l.to_scalar::<f64>())
+            .map_err(cerr)?;
+        sum += s;
+        n += chunk.iter().map(|p| p.len as u64).sum::<u64>();
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+fn batch_unweighted(units: &[Unit], pieces: &[Piece], device: &Device) -> candle_core::Result<lm::Batch> {
+    let mut b = batch(units, pieces, device)?;
+    let len = b.len;
+    let mask: Vec<f32> = pieces.iter().flat_map(|p| (0..len).map(move |j| if j < p.len { 1.0 } else { 0.0 })).collect();
+    b.mask = candle_core::Tensor::from_vec(mask, (pieces.len(), len), device)?;
+    Ok(b)
+}
+
+/// The learning rate at `step` of `steps`: linear warm-up over 5% of the steps, then a cosine
+/// decay from `lr` to `lr / 10`.
+pub fn lr_at(step: usize, steps: usize, lr: f64) -> f64 {
+    let warmup = (steps / 20).max(1);
+    if step < warmup {
+        return lr * (step + 1) as f64 / warmup as f64;
+    }
+    let span = (steps - warmup).max(1) as f64;
+    let progress = ((step - warmup) as f64 / span).min(1.0);
+    let min = lr / 10.0;
+    min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// One run's curve: (predictions trained, loss per validation set) at 0, every `every`, and
+/// the end; and the passes it began over the candidate.
+pub struct Run {
+    pub points: Vec<(u64, Vec<f64>)>,
+    pub passes: u64,
+}
+
+/// Train from `seed` on exactly `tokens` predictions of `cand`, validating on `valid` at
+/// 0, every `every` (a multiple of the step) and `tokens`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    shape: LmShape,
+    r: &Resolved,
+    seed: u32,
+    cand: &Streams,
+    valid: &[&[Unit]],
+    tokens: u64,
+    every: u64,
+    device: &Device,
+    mut on_point: impl FnMut(u64),
+) -> Result<Run> {
+    let mut p = Params::new(seed as u64, device);
+    let model = Lm::new(shape, &mut p).map_err(cerr)?;
+    let mut opt = AdamW::new(p.all(), ParamsAdamW { lr: r.lr, weight_decay: r.weight_decay, ..Default::default() })
+        .map_err(cerr)?;
+    let step_tokens = (r.batch_size * r.context) as u64;
+    let steps = tokens.div_ceil(step_tokens) as usize;
+    let mut stream = Stream::new(cand, seed, r.context)?;
+    let validate = |model: &Lm| valid.iter().map(|v| mean_loss(model, v, device)).collect::<Result<Vec<f64>>>();
+    let mut points = vec![(0, validate(&model)?)];
+    on_point(0);
+    let mut seen = 0u64;
+    for step in 0..steps {
+        let want = step_tokens.min(tokens - seen);
+        let pieces = stream.take(want as usize);
+        let b = batch(&cand.units, &pieces, device).map_err(cerr)?;
+        let loss = model.loss(&b, want as f64).map_err(cerr)?;
+        opt.set_learning_rate(lr_at(step, steps, r.lr));
+        opt.backward_step(&loss).map_err(cerr)?;
+        seen += want;
+        if seen % every == 0 || seen == tokens {
+            points.push((seen, validate(&model)?));
+            on_point(seen);
+        }
+    }
+    Ok(Run { points, passes: stream.passes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::dsir::Counts;
+
+    fn streams(kind: Kind, lens: &[usize]) -> Streams {
+        let units = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Unit { tokens: (0..n).map(|t| (i * 100 + t) as u32).collect(), weight: 1.0 })
+            .collect();
+        Streams {
+            kind,
+            units,
+            documents: lens.len() as u64,
+            counts: Counts::new(1),
+            files: Vec::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_step_takes_exactly_what_it_asks_and_repeats_are_counted() {
+        let s = streams(Kind::Table, &[5, 1, 9, 3]); // 4 + 0 + 8 + 2 = 14 predictions
+        let mut st = Stream::new(&s, 7, 4).unwrap();
+        let mut total = 0;
+        for want in [6usize, 6, 6, 6, 5] {
+            let pieces = st.take(want);
+            assert_eq!(pieces.iter().map(|p| p.len).sum::<usize>(), want);
+            assert!(pieces.iter().all(|p| p.len <= 4 && p.start + p.len <= s.units[p.unit].predictions() as usize));
+            total += want;
+        }
+        assert_eq!(total, 29);
+        // 29 predictions of a 14-prediction candidate: three passes begun.
+        assert_eq!(st.passes, 3);
+    }
+
+    #[test]
+    fn a_curriculum_is_read_in_order_and_a_table_is_shuffled_per_pass() {
+        let c = streams(Kind::Curriculum, &[3, 3, 3, 3]);
+        let mut st = Stream::new(&c, 1, 8).unwrap();
+        let units: Vec<usize> = st.take(16).iter().map(|p| p.unit).collect();
+        assert_eq!(units, vec![0, 1, 2, 3, 0, 1, 2, 3]);
+        let t = streams(Kind::Table, &[2; 50]);
+        let mut st = Stream::new(&t, 1, 8).unwrap();
+        let first: Vec<usize> = st.take(50).iter().map(|p| p.unit).collect();
+        let second: Vec<usize> = st.take(50).iter().map(|p| p.unit).collect();
+        assert_ne!(first, (0..50).collect::<Vec<_>>());
+        assert_ne!(first, second);
+        let mut sorted = second.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>(), "a pass is a permutation");
+        // The same seed gives the same order.
+        let mut again = Stream::new(&t, 1, 8).unwrap();
+        assert_eq!(again.take(50).iter().map(|p| p.unit).collect::<Vec<_>>(), first);
+    }
+
+    #[test]
+    fn batches_shift_targets_and_weight_predictions() {
+        let units = vec![Unit { tokens: vec![0, 5, 6, 7, 0], weight: 2.0 }];
+        let pieces = [Piece { unit: 0, start: 1, len: 3 }, Piece { unit: 0, start: 0, len: 1 }];
+        let b = batch(&units, &pieces, &Device::Cpu).unwrap();
+        assert_eq!(b.inputs.to_vec2::<u32>().unwrap(), vec![vec![5, 6, 7], vec![0, 0, 0]]);
+        assert_eq!(b.targets.to_vec2::<u32>().unwrap(), vec![vec![6, 7, 0], vec![5, 0, 0]]);
+        assert_eq!(b.mask.to_vec2::<f32>().unwrap(), vec![vec![2.0, 2.0, 2.0], vec![2.0, 0.0, 0.0]]);
+    }
+
+    #[test]
+    fn the_schedule_warms_up_and_decays_to_a_tenth() {
+        let steps = 200;
+        assert!((lr_at(0, steps, 1.0) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, steps, 1.0) - 1.0).abs() < 1e-12);
+        assert!((lr_at(steps - 1, steps, 1.0) - 0.1).abs() < 0.01);
+        assert!((1..steps).all(|s| s < 10 || lr_at(s, steps, 1.0) <= lr_at(s - 1, steps, 1.0) + 1e-12));
+        assert!((lr_at(0, 1, 1.0) - 1.0).abs() < 1e-12);
+    }
+}

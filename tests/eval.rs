@@ -1,0 +1,299 @@
+//! `syllabus eval`: equal-compute training runs compared, through the CLI and a pipeline.
+
+use std::path::Path;
+
+use crate::util::{fixture, syllabus, syllabus_at, tempdir};
+
+/// A tiny model and budget: 512 predictions a step (8 windows of 64), 12 steps.
+const TINY: &[&str] = &["--width", "32", "--layers", "1", "--batch-size", "8", "--valid-tokens", "2048"];
+
+fn eval(out: &Path, extra: &[&str], candidates: &[&str]) -> std::process::Output {
+    eval_at(out, "1", extra, candidates, None)
+}
+
+/// `eval` with `seeds`, crashing at `failpoint` if one is given.
+fn eval_at(
+    out: &Path,
+    seeds: &str,
+    extra: &[&str],
+    candidates: &[&str],
+    failpoint: Option<&str>,
+) -> std::process::Output {
+    let tok = fixture("tokenizer.json");
+    let valid = format!("math={}", fixture("heldout/math.jsonl"));
+    let out = out.display().to_string();
+    let mut args =
+        vec!["eval", "--tokenizer", &tok, "--valid", &valid, "--tokens", "6144", "--seeds", seeds, "--out", &out];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(candidates);
+    syllabus_at(&args, failpoint)
+}
+
+fn ok(o: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+/// summary.csv as (candidate, valid) -> column -> value.
+fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines.map(|l| header.iter().map(|h| h.to_string()).zip(l.split(',').map(str::to_string)).collect()).collect()
+}
+
+#[test]
+fn the_targets_own_domain_trains_the_lower_target_loss() {
+    let tmp = tempdir();
+    let out = tmp.path().join("ev");
+    let math = format!("math={}", fixture("lake/math.jsonl.gz"));
+    let prose = format!("prose={}", fixture("lake/prose.jsonl"));
+    let o = eval(&out, &["--raw", &fixture("lake")], &[&prose, &math]);
+    let err = ok(&o);
+    assert!(err.contains("2 candidates x 1 seeds"), "{err}");
+    let rows = summary(&out);
+    let loss = |c: &str| rows.iter().find(|r| r["candidate"] == c).unwrap()["final_loss_mean"].parse::<f64>().unwrap();
+    assert!(loss("math") + 0.3 < loss("prose"), "math {} vs prose {}", loss("math"), loss("prose"));
+    // The cheap metric agrees: math data is closer to held-out math than prose is.
+    let klr = |c: &str| rows.iter().find(|r| r["candidate"] == c).unwrap()["kl_reduction"].parse::<f64>().unwrap();
+    assert!(klr("math") > klr("prose"));
+    // Math reaches the prose baseline's final loss sooner.
+    let sooner = rows.iter().find(|r| r["candidate"] == "math").unwrap()["sooner_pct"].parse::<f64>().unwrap();
+    assert!(sooner > 0.0, "{sooner}");
+    // The stdout table names both.
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("math") && table.contains("prose") && table.contains("KL reduction"), "{table}");
+
+    // Curves: 0, every 1024 (default: ten points of 12 steps -> every 2 steps), and the end,
+    // with exactly the budget trained by each candidate.
+    let curves = read_curves(&out.join("curves.parquet"));
+    for cand in ["math", "prose"] {
+        let tokens: Vec<u64> = curves.iter().filter(|r| r.0 == cand).map(|r| r.2).collect();
+        assert_eq!(tokens, vec![0, 1024, 2048, 3072, 4096, 5120, 6144], "{cand}");
+    }
+
+    // The plot: a PNG of one 720x480 panel, not blank.
+    let png = std::fs::read(out.join("curves.png")).unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (720, 480));
+    let distinct: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()].chunks(3).collect();
+    assert!(distinct.len() > 20, "{} colours: a blank image?", distinct.len());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["inputs"]["candidates"][1]["kind"], "table");
+    assert!(report["inputs"]["candidates"][1]["hash"].as_str().unwrap().starts_with("xxh3:"));
+}
+
+/// (candidate, seed, tokens, valid, loss) rows.
+fn read_curves(path: &Path) -> Vec<(String, u32, u64, String, f64)> {
+    use arrow::array::{AsArray, Float64Array, UInt32Array, UInt64Array};
+    let f = std::fs::File::open(path).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        let c = b.column(0).as_string::<i32>();
+        let s = b.column(1).as_any().downcast_ref::<UInt32Array>().unwrap();
+        let t = b.column(2).as_any().downcast_ref::<UInt64Array>().unwrap();
+        let v = b.column(3).as_string::<i32>();
+        let l = b.column(4).as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((c.value(i).to_string(), s.value(i), t.value(i), v.value(i).to_string(), l.value(i)));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_short_candidate_repeats_and_says_so() {
+    let tmp = tempdir();
+    let small = tmp.path().join("small.jsonl");
+    std::fs::write(&small, "{\"id\":\"a\",\"text\":\"let x = 1 + 1 in x * x;;\"}\n{\"id\":\"b\",\"text\":\"prove (`!n. n + 0 = n`, ARITH_TAC);;\"}\n").unwrap();
+    let out = tmp.path().join("ev");
+    ok(&eval(&out, &[], &[&format!("small={}", small.display())]));
+    let rows = summary(&out);
+    let toks: u64 = rows[0]["candidate_tokens"].parse().unwrap();
+    assert!(toks > 10 && toks < 100, "{toks}");
+    assert_eq!(rows[0]["repeated_tokens"].parse::<u64>().unwrap(), 6144 - toks);
+    assert!(rows[0]["epochs"].parse::<f64>().unwrap() > 60.0);
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count_and_a_killed_eval_resumes() {
+    let tmp = tempdir();
+    let math = format!("math={}", fixture("lake/math.jsonl.gz"));
+    let docs = format!("docs={}", fixture("lake/docs.parquet"));
+    let cands = [math.as_str(), docs.as_str()];
+    let bytes = |out: &Path| {
+        (std::fs::read(out.join("curves.parquet")).unwrap(), std::fs::read(out.join("summary.csv")).unwrap())
+    };
+    let run = |name: &str, threads: &str| {
+        let out = tmp.path().join(name);
+        ok(&eval_at(&out, "2", &["--threads", threads], &cands, None));
+        bytes(&out)
+    };
+    let one = run("t1", "1");
+    assert!(one == run("t2", "2"), "1 vs 2 threads differ");
+
+    // Killed after its second run (math, seed 1) finished: the next start keeps both and ends
+    // as an uninterrupted run.
+    let out = tmp.path().join("killed");
+    assert!(!eval_at(&out, "2", &[], &cands, Some("eval-run-0-1")).status.success());
+    assert!(!out.join("summary.csv").exists() && !out.join("curves.parquet").exists(), "nothing looks finished");
+    let err = ok(&eval_at(&out, "2", &[], &cands, None));
+    assert!(err.contains("(2 kept from an interrupted run)"), "{err}");
+    assert!(bytes(&out) == one, "resumed = uninterrupted");
+    assert!(!out.join("work").exists(), "the work directory is removed when done");
+
+    // A kept run is not trained again: mark its final loss, and the mark is what comes out.
+    let out = tmp.path().join("marked");
+    assert!(!eval_at(&out, "2", &[], &cands, Some("eval-run-0-0")).status.success());
+    let kept = out.join("work/run-0-0.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    let last = v["points"].as_array().unwrap().len() - 1;
+    v["points"][last]["loss"][0] = serde_json::json!(123.0);
+    std::fs::write(&kept, serde_json::to_vec(&v).unwrap()).unwrap();
+    ok(&eval_at(&out, "2", &[], &cands, None));
+    let curves = read_curves(&out.join("curves.parquet"));
+    let marked = curves.iter().find(|r| r.0 == "math" && r.1 == 0 && r.2 == 6144).unwrap().4;
+    assert_eq!(marked, 123.0, "the kept run was trained again");
+    // Other settings start over.
+    let err = ok(&eval_at(&out, "1", &[], &cands, Some("")));
+    assert!(!err.contains("kept"), "{err}");
+}
+
+#[test]
+fn a_curriculum_candidate_is_read_in_manifest_order() {
+    let tmp = tempdir();
+    let table = tmp.path().join("docs.jsonl");
+    // Ranks run opposite to file order, so manifest order is not file order.
+    let rows: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"d{i}\",\"rank\":{},\"text\":\"document number {i} says {}\"}}\n",
+                40 - i,
+                "word ".repeat(20 + i)
+            )
+        })
+        .collect();
+    std::fs::write(&table, rows).unwrap();
+    let cur = tmp.path().join("cur");
+    let o = syllabus(&[
+        "curriculum",
+        "--tokenizer",
+        &fixture("tokenizer.json"),
+        "--order",
+        "ascending",
+        "--by",
+        "rank",
+        "--seq-len",
+        "64",
+        "--shard-tokens",
+        "512",
+        "--out",
+        cur.to_str().unwrap(),
+        table.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tok = syllabus::tokenize::Tok::load(Path::new(&fixture("tokenizer.json"))).unwrap();
+    let s = syllabus::eval::data::load_curriculum(&cur, &tok).unwrap();
+    let m = syllabus::shard::manifest::Manifest::load(&cur).unwrap();
+    assert!(m.shards.iter().filter(|e| e.format == "syllabus").count() > 2, "several shards");
+    assert_eq!(s.documents, 40);
+    assert_eq!(
+        s.units.iter().map(|u| u.tokens.len() as u64).sum::<u64>(),
+        m.totals.tokens,
+        "every document token, no padding"
+    );
+    // The stream starts with the lowest rank (the file's last document) and ends with the highest.
+    let text = tok.decode(&s.units.iter().flat_map(|u| u.tokens.clone()).collect::<Vec<_>>()).unwrap();
+    let (first, last) = (text.find("number 39 ").unwrap(), text.find("number 0 ").unwrap());
+    assert!(first < text.find("number 20 ").unwrap() && text.find("number 20 ").unwrap() < last, "manifest order");
+    // And eval takes it as a curriculum.
+    let out = tmp.path().join("ev");
+    ok(&eval(&out, &[], &[&format!("cur={}", cur.display())]));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["inputs"]["candidates"][0]["kind"], "curriculum");
+    // Another tokenizer than the curriculum's is refused.
+    let other = tmp.path().join("other.json");
+    let mut t: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tokenizer.json")).unwrap()).unwrap();
+    t["normalizer"] = serde_json::Value::Null;
+    std::fs::write(&other, serde_json::to_vec(&t).unwrap()).unwrap();
+    let o = syllabus(&[
+        "eval",
+        "--tokenizer",
+        other.to_str().unwrap(),
+        "--valid",
+        &format!("m={}", fixture("heldout/math.jsonl")),
+        "--tokens",
+        "512",
+        "--out",
+        tmp.path().join("ev2").to_str().unwrap(),
+        &format!("cur={}", cur.display()),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pass the curriculum's tokenizer"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_pipeline_selects_its_candidates_and_evaluates_them_with_its_own_output() {
+    let tmp = tempdir();
+    let out = tmp.path().join("p");
+    let toml = format!(
+        r#"
+name = "mini"
+out_dir = "{out}"
+seed = 1
+[source]
+paths = ["{lake}"]
+[select]
+method = "dsir"
+target = ["{target}"]
+k = 100
+[eval]
+tokenizer = "{tok}"
+valid = {{ math = ["{valid}"] }}
+tokens = 4096
+seeds = 1
+valid_tokens = 1024
+model = {{ width = 32, layers = 1, batch_size = 8 }}
+[[eval.candidates]]
+name = "random"
+select = {{ method = "random", k = 100 }}
+[[eval.candidates]]
+name = "prose"
+path = "{prose}"
+"#,
+        out = out.display(),
+        lake = fixture("lake"),
+        target = fixture("target/math.jsonl"),
+        tok = fixture("tokenizer.json"),
+        valid = fixture("heldout/math.jsonl"),
+        prose = fixture("lake/prose.jsonl"),
+    );
+    let p = tmp.path().join("mini.toml");
+    std::fs::write(&p, toml).unwrap();
+    let o = syllabus(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = summary(&out.join("eval"));
+    let names: Vec<&str> = rows.iter().map(|r| r["candidate"].as_str()).collect();
+    assert_eq!(names, ["random", "prose", "mini"], "listed candidates, then the pipeline's own output");
+    let n = |c: &str| rows.iter().find(|r| r["candidate"] == c).unwrap()["candidate_documents"].parse::<u64>().unwrap();
+    assert_eq!((n("random"), n("mini")), (100, 100));
+    assert!(out.join("candidates/random/selected.parquet").exists());
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["eval"].as_array().unwrap().len(), 3);
+    // A second run keeps everything: the selections' markers, and eval writes the same bytes.
+    let before = std::fs::read(out.join("eval/summary.csv")).unwrap();
+    let o = syllabus(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(out.join("eval/summary.csv")).unwrap(), before);
+}
