@@ -214,6 +214,52 @@ fn proxy(c: &mut Criterion) {
     g.finish();
 }
 
+fn eval(c: &mut Criterion) {
+    use candle_core::Device;
+    use syllabus::eval::{data, kl, train};
+    use syllabus::proxy::{lm, nn::Params, ProxyKind, ProxyParams};
+    use syllabus::score::dsir::Counts;
+    let texts = fixture_texts();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
+    let units: Vec<data::Unit> = texts.iter().take(60).map(|t| {
+        let mut tokens = vec![0];
+        tokens.extend(tok.encode(t).unwrap());
+        tokens.push(0);
+        data::Unit { tokens, weight: 1.0 }
+    }).collect();
+    let params = kl::params();
+    let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), files: Vec::new(), hash: String::new() };
+    let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
+    let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
+    let mut p = Params::new(0, &Device::Cpu);
+    let model = lm::Lm::new(shape, &mut p).unwrap();
+    let step = r.batch_size * r.context;
+    let mut g = c.benchmark_group("eval");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(step as u64));
+    // One equal-compute step's pieces and batch (1024 predictions), and its forward/backward.
+    g.bench_function("step_pieces_and_batch", |bch| {
+        let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
+        bch.iter(|| train::batch(&cand.units, &stream.take(step), &Device::Cpu).unwrap())
+    });
+    let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
+    let b = train::batch(&cand.units, &stream.take(step), &Device::Cpu).unwrap();
+    g.bench_function("step_forward_backward", |bch| bch.iter(|| model.loss(&b, step as f64).unwrap().backward().unwrap()));
+    let valid = &cand.units[..20];
+    g.throughput(Throughput::Elements(valid.iter().map(|u| u.predictions()).sum()));
+    g.bench_function("validate", |bch| bch.iter(|| train::mean_loss(&model, black_box(valid), &Device::Cpu).unwrap()));
+    // KL of two 10,000-bucket distributions (per candidate and validation set).
+    let mut a = Counts::new(params.buckets);
+    let mut z = Counts::new(params.buckets);
+    for (i, t) in texts.iter().enumerate() {
+        if i % 2 == 0 { a.add_text(&params, t) } else { z.add_text(&params, t) };
+    }
+    let (da, dz) = (kl::Distribution::from_counts(&a), kl::Distribution::from_counts(&z));
+    g.throughput(Throughput::Elements(params.buckets as u64));
+    g.bench_function("kl_10000_buckets", |bch| bch.iter(|| kl::kl(black_box(&da), black_box(&dz))));
+    g.finish();
+}
+
 fn loader(c: &mut Criterion) {
     use syllabus::loader::feedback::{dump_mixture, Planner};
     // serve's re-planning: positions per second dealt out under a steered mixture of four
@@ -237,5 +283,5 @@ fn loader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy, loader);
+criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy, eval, loader);
 criterion_main!(benches);

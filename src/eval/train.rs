@@ -144,7 +144,7 @@ pub fn mean_loss(model: &Lm, units: &[Unit], device: &Device) -> Result<f64> {
         }
     }
     let (mut sum, mut n) = (0f64, 0u64);
-    for chunk in pieces.chunks(64) {
+    for chunk in pieces.chunks(16) {
         // Unweighted: every prediction counts once.
         let b = batch_unweighted(units, chunk, device).map_err(cerr)?;
         let s = model
