@@ -21,6 +21,8 @@
 //! loader/      serve: shared-memory staging, DUMP / Skill-It steering -> Python client (python/)
 //!
 //! sql/         DataFusion over every output above and over raw lakes, with the scorers as UDFs
+//! eval/        which selection trains the better model: equal-compute runs of the lm proxy's
+//!              model per candidate, validation curves, KL reduction, curves.png
 //! ```
 //!
 //! `pipeline/` puts the stages together for the CLI (`cli/`) and for `syllabus run`
