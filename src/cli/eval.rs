@@ -43,20 +43,10 @@ pub(super) struct EvalArgs {
     /// Output directory: curves.parquet, summary.csv, eval.json, curves.png.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,
-    /// Model width (64), transformer blocks (2), context (64), windows per step (16), AdamW
-    /// learning rate (3e-3) and weight decay (0): the lm proxy's.
-    #[arg(long)]
-    width: Option<usize>,
-    #[arg(long)]
-    layers: Option<usize>,
-    #[arg(long)]
-    context: Option<usize>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    weight_decay: Option<f64>,
+    /// The model: the lm proxy's (width 64, 2 blocks, context 64, 16 windows a step, AdamW
+    /// 3e-3, no weight decay).
+    #[command(flatten)]
+    model: super::score::ModelArgs,
     #[command(flatten)]
     source: SourceArgs,
     /// NAME=PATH: a document table (file, directory, glob; `text` and, where present, `weight`),
@@ -81,15 +71,7 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
             seeds: args.seeds,
             every: args.every,
             valid_tokens: args.valid_tokens,
-            model: crate::proxy::ProxyParams {
-                width: args.width,
-                layers: args.layers,
-                context: args.context,
-                batch_size: args.batch_size,
-                lr: args.lr,
-                weight_decay: args.weight_decay,
-                ..Default::default()
-            },
+            model: args.model.params(None, None),
         },
         seed: args.seed,
     };

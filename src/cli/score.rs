@@ -37,21 +37,31 @@ pub(super) struct ProxyArgs {
     /// filtering).
     #[arg(long, num_args = 1..)]
     train_on: Vec<String>,
-    /// Hidden width (lm 64, mlp 128).
-    #[arg(long)]
-    width: Option<usize>,
-    /// Transformer blocks (lm, 2) or hidden layers (mlp, 1).
-    #[arg(long)]
-    layers: Option<usize>,
-    /// lm: tokens per window (64); longer documents are scored over consecutive windows.
-    #[arg(long)]
-    context: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Training passes, fractions allowed (lm 1, mlp 10); 0 scores at initialisation.
     #[arg(long)]
     epochs: Option<f64>,
     /// Independent initialisations whose scores are averaged (3).
     #[arg(long)]
     seeds: Option<u32>,
+    /// The first seed; seed + 1, ... for the others.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+}
+
+/// A proxy model's shape and optimizer (`score el2n|grand|loss`, and `eval`'s lm).
+#[derive(Args)]
+pub(super) struct ModelArgs {
+    /// Hidden width (lm 64, mlp 128).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Transformer blocks (lm, 2) or hidden layers (mlp, 1).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// lm: tokens per window (64); longer documents are read as consecutive windows.
+    #[arg(long)]
+    context: Option<usize>,
     /// Windows (lm, 16) or rows (mlp, 64) per step.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -60,9 +70,21 @@ pub(super) struct ProxyArgs {
     lr: Option<f64>,
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// The first seed; seed + 1, ... for the others.
-    #[arg(long, default_value_t = 0)]
-    seed: u32,
+}
+
+impl ModelArgs {
+    pub(super) fn params(&self, epochs: Option<f64>, seeds: Option<u32>) -> crate::proxy::ProxyParams {
+        crate::proxy::ProxyParams {
+            width: self.width,
+            layers: self.layers,
+            context: self.context,
+            epochs,
+            seeds,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+        }
+    }
 }
 
 impl ProxyArgs {
@@ -75,16 +97,7 @@ impl ProxyArgs {
             train_on: self.train_on.clone(),
             last_layer,
             seed: self.seed,
-            model: crate::proxy::ProxyParams {
-                width: self.width,
-                layers: self.layers,
-                context: self.context,
-                epochs: self.epochs,
-                seeds: self.seeds,
-                batch_size: self.batch_size,
-                lr: self.lr,
-                weight_decay: self.weight_decay,
-            },
+            model: self.model.params(self.epochs, self.seeds),
         }
     }
 }
