@@ -271,6 +271,9 @@ select = {{ method = "random", k = 100 }}
 [[eval.candidates]]
 name = "prose"
 path = "{prose}"
+[[eval.candidates]]
+name = "qs"
+pipeline = "pipelines/quickstart.toml"
 "#,
         out = out.display(),
         lake = fixture("lake"),
@@ -285,12 +288,17 @@ path = "{prose}"
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows = summary(&out.join("eval"));
     let names: Vec<&str> = rows.iter().map(|r| r["candidate"].as_str()).collect();
-    assert_eq!(names, ["random", "prose", "mini"], "listed candidates, then the pipeline's own output");
+    assert_eq!(names, ["random", "prose", "qs", "mini"], "listed candidates, then the pipeline's own output");
+    // Another pipeline's output: its curriculum, read from its shards.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
+    assert_eq!(report["inputs"]["candidates"][2]["kind"], "curriculum");
+    assert_eq!(report["inputs"]["candidates"][3]["kind"], "table");
+    assert!(out.join("candidates/qs/manifest.json").exists());
     let n = |c: &str| rows.iter().find(|r| r["candidate"] == c).unwrap()["candidate_documents"].parse::<u64>().unwrap();
     assert_eq!((n("random"), n("mini")), (100, 100));
     assert!(out.join("candidates/random/selected.parquet").exists());
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["eval"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["eval"].as_array().unwrap().len(), 4);
     // A second run keeps everything: the selections' markers, and eval writes the same bytes.
     let before = std::fs::read(out.join("eval/summary.csv")).unwrap();
     let o = syllabus(&["run", p.to_str().unwrap()]);

@@ -82,6 +82,12 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
 }
 
 pub(super) fn print_done(out: &std::path::Path, report: &crate::eval::EvalReport, start: Instant) {
+    for r in report.summary.iter().filter(|r| !r.final_loss_mean.is_finite()) {
+        eprintln!(
+            "warning: candidate {} diverged on {} (final loss {}): try a lower --lr",
+            r.candidate, r.valid, r.final_loss_mean
+        );
+    }
     let s = &report.settings;
     let runs = report.candidates.len() * s.seeds as usize;
     let resumed = if report.resumed_runs > 0 {

@@ -233,6 +233,7 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         layers: r.model.layers,
         context: r.model.context,
     };
+    crate::proxy::check_lm_memory(shape, &r.model)?;
     let valid: Vec<Streams> = spec
         .valid
         .iter()

@@ -39,7 +39,10 @@ pub fn draw(path: &Path, report: &EvalReport) -> Result<()> {
     let panels = root.split_evenly((n.max(1).div_ceil(3), cols));
     for (v, (panel, name)) in panels.iter().zip(&report.valid).enumerate() {
         // The untrained point (loss ≈ ln V) is left out of the view: it would flatten the rest.
-        let shown = |c: usize| report.curves[c][v].iter().filter(|p| p.0 > 0);
+        // A diverged run's NaN or infinite losses are left out too (summary.csv shows them).
+        let shown = |c: usize| {
+            report.curves[c][v].iter().filter(|p| p.0 > 0 && p.1.is_finite() && p.2.is_finite() && p.3.is_finite())
+        };
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         for c in 0..report.candidates.len() {
             for &(_, _, a, b) in shown(c) {

@@ -495,6 +495,21 @@ pub fn score_lm(
         .collect())
 }
 
+/// Refuse an `lm` whose parameters, optimizer state and one batch's activations would not fit
+/// in this machine's memory (an estimate, f32 throughout).
+pub fn check_lm_memory(shape: LmShape, r: &Resolved) -> Result<()> {
+    let (w, l, t, v, b) = (r.width as f64, r.layers as f64, r.context as f64, shape.vocab as f64, r.batch_size as f64);
+    let heads = (w / 32.0).max(1.0);
+    let params = 2.0 * v * w + t * w + l * (12.0 * w * w + 13.0 * w);
+    let activations = b * t * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
+    let estimate = 4.0 * (4.0 * params + 2.0 * activations);
+    crate::limits::check_memory(
+        &format!("an lm of width {}, {} layers, context {}, batch {}, vocabulary {}", r.width, r.layers, r.context, r.batch_size, shape.vocab),
+        estimate,
+    )
+    .map_err(Error::InvalidArgument)
+}
+
 /// Train an `mlp` proxy from `seed`.
 pub fn train_mlp(
     shape: MlpShape,
@@ -648,16 +663,7 @@ pub fn lm_scores(
     let r = params.resolve(ProxyKind::Lm)?;
     let eos = tok.eos_id(None)?;
     let shape = LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
-    let (w, l, t, v, b) = (r.width as f64, r.layers as f64, r.context as f64, shape.vocab as f64, r.batch_size as f64);
-    let heads = (w / 32.0).max(1.0);
-    let params = 2.0 * v * w + t * w + l * (12.0 * w * w + 13.0 * w);
-    let activations = b * t * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
-    let estimate = 4.0 * (4.0 * params + 2.0 * activations);
-    crate::limits::check_memory(
-        &format!("an lm proxy of width {}, {} layers, context {}, batch {}, vocabulary {}", r.width, r.layers, r.context, r.batch_size, shape.vocab),
-        estimate,
-    )
-    .map_err(Error::InvalidArgument)?;
+    check_lm_memory(shape, &r)?;
     let device = device();
     let train = train.unwrap_or(&pool.docs);
     if train.is_empty() {
