@@ -146,9 +146,11 @@ pub fn load_table(
                         }
                     }
                 };
-                let mut tokens = Vec::with_capacity(text.len() / 3 + 2);
+                // Exactly sized: a candidate's ids are what eval holds in memory.
+                let ids = tok.encode(text)?;
+                let mut tokens = Vec::with_capacity(ids.len() + 2);
                 tokens.push(eos);
-                tokens.extend(tok.encode(text)?);
+                tokens.extend(ids);
                 tokens.push(eos);
                 units.push(Unit { tokens, weight });
             }
