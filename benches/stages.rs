@@ -228,7 +228,7 @@ fn eval(c: &mut Criterion) {
         data::Unit { tokens, weight: 1.0 }
     }).collect();
     let params = kl::params();
-    let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), files: Vec::new(), hash: String::new() };
+    let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), hash: String::new() };
     let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
     let mut p = Params::new(0, &Device::Cpu);
@@ -240,10 +240,10 @@ fn eval(c: &mut Criterion) {
     // One equal-compute step's pieces and batch (1024 predictions), and its forward/backward.
     g.bench_function("step_pieces_and_batch", |bch| {
         let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
-        bch.iter(|| train::batch(&cand.units, &stream.take(step), &Device::Cpu).unwrap())
+        bch.iter(|| train::batch(&cand.units, &stream.take(step), true, &Device::Cpu).unwrap())
     });
     let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
-    let b = train::batch(&cand.units, &stream.take(step), &Device::Cpu).unwrap();
+    let b = train::batch(&cand.units, &stream.take(step), true, &Device::Cpu).unwrap();
     g.bench_function("step_forward_backward", |bch| bch.iter(|| model.loss(&b, step as f64).unwrap().backward().unwrap()));
     let valid = &cand.units[..20];
     g.throughput(Throughput::Elements(valid.iter().map(|u| u.predictions()).sum()));

@@ -20,8 +20,7 @@ use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::dsir::Counts;
 use crate::shard::manifest::{Manifest, MANIFEST_FILE};
-use crate::shard::Shard;
-use crate::source::{expand_inputs, Extras, FileStats, LakeReader, ReadOptions, SourceBatch};
+use crate::source::{expand_inputs, Extras, LakeReader, ReadOptions, SourceBatch};
 use crate::tokenize::Tok;
 
 /// The column a document table may carry its sample weight in.
@@ -60,8 +59,6 @@ pub struct Streams {
     pub documents: u64,
     /// DSIR's hashed n-gram counts of its text (KL reduction).
     pub counts: Counts,
-    /// Per input file what was read (tables).
-    pub files: Vec<FileStats>,
     /// A hash of the inputs' bytes (xxh3-128 of the files, or of the manifest).
     pub hash: String,
 }
@@ -117,7 +114,6 @@ pub fn load_table(
         units: Vec::new(),
         documents: 0,
         counts: Counts::new(params.buckets),
-        files: Vec::new(),
         hash: files_hash(&files)?,
     };
     let bar = progress.rows("tokenize");
@@ -165,7 +161,6 @@ pub fn load_table(
         },
     )?;
     bar.finish_and_clear();
-    out.files = reader.into_stats();
     Ok(out)
 }
 
@@ -190,7 +185,6 @@ pub fn load_curriculum(dir: &Path, tok: &Tok) -> Result<Streams> {
         units: Vec::new(),
         documents: 0,
         counts: Counts::new(params.buckets),
-        files: Vec::new(),
         hash: format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&manifest_bytes)),
     };
     // A document's pieces, joined across shards, decoded once it is complete.
@@ -203,16 +197,14 @@ pub fn load_curriculum(dir: &Path, tok: &Tok) -> Result<Streams> {
         )));
     }
     for e in shards {
-        let bytes = crate::shard::read_verified(dir, &e.path, e.bytes, &e.checksum)
+        // What verify refuses, eval refuses (as serve and SQL do).
+        let (_, shard) = crate::shard::read_listed(dir, &m, e)
             .map_err(|why| Error::InvalidArgument(format!("{}: {why}", dir.join(&e.path).display())))?;
-        let shard = Shard::decode(&bytes)
-            .map_err(|err| Error::InvalidArgument(format!("{}: {err}", dir.join(&e.path).display())))?;
-        let len = shard.seq_len as usize;
+        let len = (shard.seq_len as usize).max(1);
         let mut ends = vec![0usize; shard.seqs.len()];
         for d in &shard.docs {
             let (start, end) = (d.start as usize, d.start as usize + d.len as usize);
             // A piece may run over several sequences: each ends where the piece leaves it.
-            let len = len.max(1);
             for (s, e) in ends.iter_mut().enumerate().take(end.div_ceil(len)).skip(start / len) {
                 *e = (*e).max(end.min((s + 1) * len));
             }

@@ -159,11 +159,11 @@ pub struct Point {
     pub loss: Vec<f64>,
 }
 
-/// A finished (candidate, seed), as kept in the work directory.
+/// One run's curve: the validation losses at 0, every `every` tokens and the end. A finished
+/// (candidate, seed) is kept in the work directory as this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub points: Vec<Point>,
-    pub passes: u64,
 }
 
 /// Per candidate and validation set.
@@ -286,13 +286,9 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             }
             bar.set_message(format!("{} seed {seed}", c.name));
             let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
-            let run = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &device, |t| {
+            let result = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &device, |t| {
                 bar.set_position(done + t)
             })?;
-            let result = RunResult {
-                points: run.points.into_iter().map(|(tokens, loss)| Point { tokens, loss }).collect(),
-                passes: run.passes,
-            };
             work.save(&marker, &result)?;
             crate::failpoint::hit(format_args!("eval-run-{ci}-{k}"));
             per_seed.push(result);

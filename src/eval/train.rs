@@ -18,6 +18,7 @@ use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use super::data::{Kind, Streams, Unit};
+use super::{Point, RunResult};
 use crate::error::{Error, Result};
 use crate::proxy::lm::{self, Lm, LmShape};
 use crate::proxy::nn::{Params, Rng};
@@ -102,8 +103,9 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// Inputs, targets and per-prediction weights (0 for padding) of pieces, padded to the longest.
-pub fn batch(units: &[Unit], pieces: &[Piece], device: &Device) -> candle_core::Result<lm::Batch> {
+/// Inputs, targets and per-prediction weights (each unit's weight, or 1 where not `weighted`;
+/// 0 for padding) of pieces, padded to the longest.
+pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool, device: &Device) -> candle_core::Result<lm::Batch> {
     let len = pieces.iter().map(|p| p.len).max().unwrap_or(1);
     let mut inputs = Vec::with_capacity(pieces.len() * len);
     let mut targets = Vec::with_capacity(pieces.len() * len);
@@ -113,7 +115,7 @@ pub fn batch(units: &[Unit], pieces: &[Piece], device: &Device) -> candle_core::
         let t = &u.tokens[p.start..p.start + p.len + 1];
         inputs.extend_from_slice(&t[..p.len]);
         targets.extend_from_slice(&t[1..]);
-        mask.extend(std::iter::repeat_n(u.weight, p.len));
+        mask.extend(std::iter::repeat_n(if weighted { u.weight } else { 1.0 }, p.len));
         let pad = len - p.len;
         inputs.extend(std::iter::repeat_n(t[0], pad));
         targets.extend(std::iter::repeat_n(t[0], pad));
@@ -146,7 +148,7 @@ pub fn mean_loss(model: &Lm, units: &[Unit], device: &Device) -> Result<f64> {
     let (mut sum, mut n) = (0f64, 0u64);
     for chunk in pieces.chunks(16) {
         // Unweighted: every prediction counts once.
-        let b = batch_unweighted(units, chunk, device).map_err(cerr)?;
+        let b = batch(units, chunk, false, device).map_err(cerr)?;
         let s = model
             .loss(&b, 1.0)
             .and_then(|l| l.to_dtype(candle_core::DType::F64))
@@ -156,14 +158,6 @@ pub fn mean_loss(model: &Lm, units: &[Unit], device: &Device) -> Result<f64> {
         n += chunk.iter().map(|p| p.len as u64).sum::<u64>();
     }
     Ok(sum / n.max(1) as f64)
-}
-
-fn batch_unweighted(units: &[Unit], pieces: &[Piece], device: &Device) -> candle_core::Result<lm::Batch> {
-    let mut b = batch(units, pieces, device)?;
-    let len = b.len;
-    let mask: Vec<f32> = pieces.iter().flat_map(|p| (0..len).map(move |j| if j < p.len { 1.0 } else { 0.0 })).collect();
-    b.mask = candle_core::Tensor::from_vec(mask, (pieces.len(), len), device)?;
-    Ok(b)
 }
 
 /// The learning rate at `step` of `steps`: linear warm-up over 5% of the steps, then a cosine
@@ -179,15 +173,8 @@ pub fn lr_at(step: usize, steps: usize, lr: f64) -> f64 {
     min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// One run's curve: (predictions trained, loss per validation set) at 0, every `every`, and
-/// the end; and the passes it began over the candidate.
-pub struct Run {
-    pub points: Vec<(u64, Vec<f64>)>,
-    pub passes: u64,
-}
-
 /// Train from `seed` on exactly `tokens` predictions of `cand`, validating on `valid` at
-/// 0, every `every` (a multiple of the step) and `tokens`.
+/// 0, every `every` (a multiple of the step) and `tokens`: the run's curve.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     shape: LmShape,
@@ -199,7 +186,7 @@ pub fn train(
     every: u64,
     device: &Device,
     mut on_point: impl FnMut(u64),
-) -> Result<Run> {
+) -> Result<RunResult> {
     let mut p = Params::new(seed as u64, device);
     let model = Lm::new(shape, &mut p).map_err(cerr)?;
     let mut opt = AdamW::new(p.all(), ParamsAdamW { lr: r.lr, weight_decay: r.weight_decay, ..Default::default() })
@@ -208,23 +195,23 @@ pub fn train(
     let steps = tokens.div_ceil(step_tokens) as usize;
     let mut stream = Stream::new(cand, seed, r.context)?;
     let validate = |model: &Lm| valid.iter().map(|v| mean_loss(model, v, device)).collect::<Result<Vec<f64>>>();
-    let mut points = vec![(0, validate(&model)?)];
+    let mut points = vec![Point { tokens: 0, loss: validate(&model)? }];
     on_point(0);
     let mut seen = 0u64;
     for step in 0..steps {
         let want = step_tokens.min(tokens - seen);
         let pieces = stream.take(want as usize);
-        let b = batch(&cand.units, &pieces, device).map_err(cerr)?;
+        let b = batch(&cand.units, &pieces, true, device).map_err(cerr)?;
         let loss = model.loss(&b, want as f64).map_err(cerr)?;
         opt.set_learning_rate(lr_at(step, steps, r.lr));
         opt.backward_step(&loss).map_err(cerr)?;
         seen += want;
         if seen % every == 0 || seen == tokens {
-            points.push((seen, validate(&model)?));
+            points.push(Point { tokens: seen, loss: validate(&model)? });
             on_point(seen);
         }
     }
-    Ok(Run { points, passes: stream.passes })
+    Ok(RunResult { points })
 }
 
 #[cfg(test)]
@@ -243,7 +230,6 @@ mod tests {
             units,
             documents: lens.len() as u64,
             counts: Counts::new(1),
-            files: Vec::new(),
             hash: String::new(),
         }
     }
@@ -288,7 +274,9 @@ mod tests {
     fn batches_shift_targets_and_weight_predictions() {
         let units = vec![Unit { tokens: vec![0, 5, 6, 7, 0], weight: 2.0 }];
         let pieces = [Piece { unit: 0, start: 1, len: 3 }, Piece { unit: 0, start: 0, len: 1 }];
-        let b = batch(&units, &pieces, &Device::Cpu).unwrap();
+        let b = batch(&units, &pieces, true, &Device::Cpu).unwrap();
+        let plain = batch(&units, &pieces, false, &Device::Cpu).unwrap();
+        assert_eq!(plain.mask.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0, 1.0], vec![1.0, 0.0, 0.0]]);
         assert_eq!(b.inputs.to_vec2::<u32>().unwrap(), vec![vec![5, 6, 7], vec![0, 0, 0]]);
         assert_eq!(b.targets.to_vec2::<u32>().unwrap(), vec![vec![6, 7, 0], vec![5, 0, 0]]);
         assert_eq!(b.mask.to_vec2::<f32>().unwrap(), vec![vec![2.0, 2.0, 2.0], vec![2.0, 0.0, 0.0]]);

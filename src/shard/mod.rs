@@ -360,6 +360,23 @@ pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) ->
     Ok(data)
 }
 
+/// A shard the manifest `m` lists as `e`, as serve, SQL and eval take it: its size and checksum
+/// ([`read_verified`]), then every header field against the manifest
+/// ([`Shard::problems_against`]): what verify calls bad is refused. The file's bytes and the
+/// decoded shard; the error says what does not match (the caller names the file).
+pub fn read_listed(
+    dir: &std::path::Path,
+    m: &manifest::Manifest,
+    e: &manifest::ShardEntry,
+) -> std::result::Result<(Vec<u8>, Shard), String> {
+    let bytes = read_verified(dir, &e.path, e.bytes, &e.checksum)?;
+    let shard = Shard::decode(&bytes).map_err(|err| err.to_string())?;
+    match shard.problems_against(m, e).into_iter().next() {
+        Some(p) => Err(p),
+        None => Ok((bytes, shard)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

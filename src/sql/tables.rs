@@ -576,15 +576,9 @@ impl PartitionStream for SequenceStream {
 }
 
 fn shard_rows(dir: &Path, m: &Manifest, e: &crate::shard::manifest::ShardEntry, schema: &SchemaRef) -> Result<RecordBatch> {
-    let rel = e.path.as_str();
-    let path = dir.join(rel);
     // What verify refuses, SQL refuses: the path, size and checksum, then every header field.
-    let refuse = |what: String| Error::InvalidArgument(format!("{}: {what}", path.display()));
-    let bytes = crate::shard::read_verified(dir, rel, e.bytes, &e.checksum).map_err(refuse)?;
-    let s = crate::shard::Shard::decode(&bytes).map_err(|e| refuse(e.to_string()))?;
-    if let Some(p) = s.problems_against(m, e).into_iter().next() {
-        return Err(refuse(p));
-    }
+    let (_, s) = crate::shard::read_listed(dir, m, e)
+        .map_err(|what| Error::InvalidArgument(format!("{}: {what}", dir.join(&e.path).display())))?;
     let seq_len = s.seq_len as u64;
     let (mut seq, mut shard, mut did, mut dom, mut w, mut nd) = (
         UInt64Builder::new(),
@@ -603,7 +597,7 @@ fn shard_rows(dir: &Path, m: &Manifest, e: &crate::shard::manifest::ShardEntry, 
         }
         let docs = s.docs[first_doc..].iter().take_while(|d| d.start < hi).count();
         seq.append_value(s.first_seq + i as u64);
-        shard.append_value(rel);
+        shard.append_value(&e.path);
         did.append_value(meta.domain);
         dom.append_value(m.domains.get(meta.domain as usize).map(String::as_str).unwrap_or("?"));
         w.append_value(meta.weight);
