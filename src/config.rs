@@ -64,6 +64,11 @@ pub struct PipelineConfig {
     /// `OUT/eval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalConfig>,
+    /// `[store]`: retries, timeouts and client options for lakes and outputs in object stores
+    /// (the `--store-*` flags win over it). Not part of the run's identity: changing it never
+    /// invalidates finished work.
+    #[serde(default, skip_serializing)]
+    pub store: Option<crate::store::StoreSettings>,
 }
 
 /// `[eval]`: the settings of `syllabus eval`, and the candidates as `[[eval.candidates]]`.
@@ -384,7 +389,7 @@ impl PipelineConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::store::read_to_string(path)?;
         Self::from_toml(&text, path)
     }
 
@@ -428,6 +433,7 @@ impl PipelineConfig {
             output: None,
             feedback: None,
             eval: None,
+            store: self.store.clone(),
         }
     }
 

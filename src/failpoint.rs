@@ -18,3 +18,24 @@ pub fn hit(name: std::fmt::Arguments<'_>) {
         }
     }
 }
+
+/// Stall points for the fault tests: with `SYLLABUS_STALL=NAME:DIR` in the environment, the
+/// process creates `DIR/stalled` when it reaches the point named NAME and waits there until
+/// `DIR/go` exists (the test meanwhile kills and restarts a server, say). Without the
+/// variable this is one cached check.
+pub fn stall(name: std::fmt::Arguments<'_>) {
+    static ST: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+    let st = ST.get_or_init(|| {
+        let v = std::env::var("SYLLABUS_STALL").ok()?;
+        let (n, dir) = v.split_once(':')?;
+        Some((n.to_string(), dir.into()))
+    });
+    if let Some((n, dir)) = st {
+        if name.to_string() == *n {
+            let _ = std::fs::write(dir.join("stalled"), b"");
+            while !dir.join("go").exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}

@@ -50,6 +50,7 @@ pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod sql;
+pub mod store;
 pub mod text;
 pub mod tokenize;
 

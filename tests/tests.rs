@@ -13,4 +13,5 @@ mod resume;
 mod serve;
 mod sources;
 mod sql;
+mod store;
 mod zipfit;

@@ -108,7 +108,24 @@ pub(super) struct CurriculumArgs {
     inputs: Vec<String>,
 }
 
+impl TokenizerCommand {
+    pub(super) fn stage_outputs(&mut self, o: &mut crate::store::output::Outputs) -> crate::error::Result<()> {
+        match self {
+            TokenizerCommand::Train { out, source, .. } => {
+                o.stage_in_place(out)?;
+                source.stage_outputs(o)
+            }
+        }
+    }
+}
+
 impl CurriculumArgs {
+    pub(super) fn stage_outputs(&mut self, o: &mut crate::store::output::Outputs) -> crate::error::Result<()> {
+        o.stage_in_place(&mut self.out)?;
+        self.source.stage_outputs(o)
+    }
+
+
     fn spec(&self) -> anyhow::Result<crate::curriculum::CurriculumSpec> {
         use crate::curriculum::*;
         let mut phases = Vec::new();
@@ -187,6 +204,7 @@ pub(super) fn run_pipeline(
     pipeline: &Path,
     out: Option<&Path>,
     threads: usize,
+    store: &super::StoreArgs,
     progress: &Progress,
     start: Instant,
 ) -> anyhow::Result<ExitCode> {
@@ -194,7 +212,15 @@ pub(super) fn run_pipeline(
     if threads > 0 {
         cfg.threads = threads;
     }
-    let summary = pipeline::run(&cfg, out, progress)?;
+    if cfg.store.is_some() {
+        crate::store::configure(store.settings(cfg.store.clone())?)?;
+    }
+    // A store URL as the output directory: written to a local staging directory, uploaded
+    // (manifest last) once the run has finished.
+    let named = out.map(Path::to_path_buf).unwrap_or_else(|| cfg.out_dir.clone());
+    let mut outs = crate::store::output::Outputs::default();
+    let local_out = outs.stage(&named)?;
+    let summary = pipeline::run(&cfg, Some(&local_out), progress)?;
     if let Some(method) = summary.method {
         eprintln!("syllabus run {}: {method} selection", summary.name);
         print_report(&summary.report, start, true);
@@ -202,13 +228,14 @@ pub(super) fn run_pipeline(
     if let Some(t) = &summary.curriculum {
         print_totals(&summary.name, t, start);
     }
-    let out_dir = out.unwrap_or(&cfg.out_dir);
+    let out_dir = named.as_path();
     if let Some(rows) = &summary.eval {
         print!("{}", crate::eval::render_table(rows));
     }
     for o in &summary.outputs {
         eprintln!("  wrote {}", out_dir.join(o).display());
     }
+    outs.commit()?;
     let curriculum_rejects = summary.curriculum.as_ref().map_or(0, |t| t.rejected);
     if curriculum_rejects > 0 {
         eprintln!("  {curriculum_rejects} bad records were skipped");
@@ -228,7 +255,7 @@ pub(super) fn curriculum_command(
     let read = source.read_options();
     let (files, domains) = source.lake()?;
     let config = serde_json::json!({ "source": source, "curriculum": spec });
-    let tok_bytes = std::fs::read(&spec.tokenize.tokenizer)
+    let tok_bytes = crate::store::read(&spec.tokenize.tokenizer)
         .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;
     let key = crate::shard::manifest::json_hash(&serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -251,7 +278,7 @@ pub(super) fn curriculum_command(
     }
     .run()?;
     print_totals("curriculum", &manifest.totals, start);
-    eprintln!("  wrote {}", args.out.join(crate::shard::manifest::MANIFEST_FILE).display());
+    eprintln!("  wrote {}", crate::store::output::shown(&args.out.join(crate::shard::manifest::MANIFEST_FILE)));
     if manifest.totals.rejected > 0 {
         eprintln!("  {} bad records were skipped", manifest.totals.rejected);
         return Ok(ExitCode::from(3));
@@ -293,7 +320,7 @@ pub(super) fn tokenizer_command(cmd: TokenizerCommand, start: Instant) -> anyhow
         "syllabus tokenizer train: {} documents, vocabulary {}; wrote {} ({:.2} s)",
         r.documents,
         r.vocab_size,
-        out.display(),
+        crate::store::output::shown(&out),
         start.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -56,6 +56,13 @@ pub(super) struct EvalArgs {
     candidates: Vec<Named>,
 }
 
+impl EvalArgs {
+    pub(super) fn stage_outputs(&mut self, o: &mut crate::store::output::Outputs) -> crate::error::Result<()> {
+        o.stage_in_place(&mut self.out)?;
+        self.source.stage_outputs(o)
+    }
+}
+
 pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
     if args.source.rejects.is_some() {
         bail!("eval writes no rejects file: leave out --rejects (bad records are skipped and counted with --on-bad-record skip)");
@@ -101,7 +108,7 @@ pub(super) fn print_done(out: &std::path::Path, report: &crate::eval::EvalReport
         s.seeds,
         s.tokens,
         s.every,
-        out.display(),
+        crate::store::output::shown(out),
         crate::eval::CURVES_FILE,
         crate::eval::SUMMARY_FILE,
         crate::eval::EVAL_FILE,

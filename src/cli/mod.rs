@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::pipeline::RunReport;
 use crate::progress::Progress;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
+use crate::store::output::Outputs;
 
 mod curriculum;
 mod eval;
@@ -40,6 +41,8 @@ pub struct Cli {
     /// Worker threads (default: one per core). Results do not depend on it.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,6 +98,46 @@ enum Command {
     Serve(Box<ServeArgs>),
 }
 
+/// How object stores (s3://, gs://, az://, http(s)://) are reached; a pipeline's `[store]`
+/// table sets the same, and these flags win over it.
+#[derive(Args, Debug, Clone, Default)]
+pub(super) struct StoreArgs {
+    /// Object stores: retries of a failed request, with backoff (10; 0 turns them off).
+    #[arg(long, global = true, value_name = "N")]
+    store_retries: Option<usize>,
+    /// Object stores: seconds one request may take, from connecting to its last byte (60).
+    #[arg(long, global = true, value_name = "SECS")]
+    store_timeout: Option<f64>,
+    /// Object stores: no retry starts later than this many seconds after the first try (180).
+    #[arg(long, global = true, value_name = "SECS")]
+    store_retry_timeout: Option<f64>,
+    /// Object stores: a client option as KEY=VALUE, object_store's keys (e.g.
+    /// aws_virtual_hosted_style_request=true, aws_region=eu-west-1); repeatable.
+    #[arg(long = "store-option", global = true, value_name = "KEY=VALUE")]
+    store_options: Vec<String>,
+}
+
+impl StoreArgs {
+    /// `base` (the defaults, or a pipeline's `[store]`) with these flags over it.
+    pub(super) fn settings(&self, base: Option<crate::store::StoreSettings>) -> anyhow::Result<crate::store::StoreSettings> {
+        let mut s = base.unwrap_or_default();
+        if let Some(n) = self.store_retries {
+            s.retries = n;
+        }
+        if let Some(t) = self.store_timeout {
+            s.timeout_s = t;
+        }
+        if let Some(t) = self.store_retry_timeout {
+            s.retry_timeout_s = t;
+        }
+        for kv in &self.store_options {
+            let (k, v) = kv.split_once('=').with_context(|| format!("--store-option {kv:?}: expected KEY=VALUE"))?;
+            s.options.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Args, Debug)]
 pub(super) struct SourceArgs {
     /// Field (jsonl) or column (Parquet) holding the text.
@@ -119,6 +162,10 @@ pub(super) struct SourceArgs {
 }
 
 impl SourceArgs {
+    pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        o.stage_opt(&mut self.rejects)
+    }
+
     pub(super) fn read_options(&self) -> anyhow::Result<ReadOptions> {
         crate::limits::check_read(self.batch_rows, self.max_record_bytes)
             .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
@@ -169,14 +216,27 @@ fn error_chain(e: &anyhow::Error) -> String {
     }
     msg
 }
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     crate::limits::THREADS.check(cli.threads as u64).map_err(|e| anyhow::anyhow!("--{e}"))?;
     crate::par::init_threads(cli.threads);
+    crate::store::configure(cli.store.settings(None)?)?;
     let progress = Progress::new(cli.quiet);
     let start = Instant::now();
-    match cli.command {
+    // Outputs that are store URLs are written to local staging paths, and uploaded once the
+    // command has finished (a pipeline stages its own output directory).
+    let mut outs = Outputs::default();
+    match &mut cli.command {
+        Command::Score(cmd) => cmd.stage_outputs(&mut outs)?,
+        Command::Select(args) => args.stage_outputs(&mut outs)?,
+        Command::Curriculum(args) => args.stage_outputs(&mut outs)?,
+        Command::Tokenizer(cmd) => cmd.stage_outputs(&mut outs)?,
+        Command::Eval(args) => args.stage_outputs(&mut outs)?,
+        Command::Sql(args) => args.stage_outputs(&mut outs)?,
+        Command::Run { .. } | Command::Serve(_) | Command::Verify { .. } | Command::Inspect { .. } => {}
+    }
+    let code = match cli.command {
         Command::Run { pipeline, out } => {
-            curriculum::run_pipeline(&pipeline, out.as_deref(), cli.threads, &progress, start)
+            curriculum::run_pipeline(&pipeline, out.as_deref(), cli.threads, &cli.store, &progress, start)
         }
         Command::Curriculum(args) => curriculum::curriculum_command(&args, &progress, start),
         Command::Eval(args) => eval::eval_command(*args, &progress, start),
@@ -193,7 +253,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Score(cmd) => score::score_command(cmd, &progress, start),
         Command::Select(args) => score::select_command(*args, &progress, start),
-    }
+    }?;
+    outs.commit()?;
+    Ok(code)
 }
 
 /// Validated read options, the expanded raw files and the rejects file of a command.
@@ -221,7 +283,7 @@ pub(super) fn finish(
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
     }
-    eprintln!("syllabus {what}: wrote {}", out.display());
+    eprintln!("syllabus {what}: wrote {}", crate::store::output::shown(out));
     print_report(&report, start, selecting);
     Ok(exit_code(&report))
 }

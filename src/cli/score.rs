@@ -18,6 +18,7 @@ use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::select::Noise;
 use crate::source::{expand_inputs, InputFile, ReadOptions, RejectWriter};
+use crate::store::output::Outputs;
 
 /// The proxy model of `score el2n|grand|loss`.
 #[derive(Args)]
@@ -138,7 +139,52 @@ pub(super) struct SelectArgs {
     raw: Vec<String>,
 }
 
+impl ScoreCommand {
+    /// Store outputs written to a local staging path first ([`crate::store::output`]).
+    pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        match self {
+            ScoreCommand::Dsir { dsir, source, io } => {
+                o.stage_opt(&mut dsir.save_model)?;
+                source.stage_outputs(o)?;
+                o.stage_in_place(&mut io.out)
+            }
+            ScoreCommand::El2n { source, io, .. }
+            | ScoreCommand::Grand { source, io, .. }
+            | ScoreCommand::Loss { source, io, .. }
+            | ScoreCommand::Zipfit { source, io, .. } => {
+                source.stage_outputs(o)?;
+                o.stage_in_place(&mut io.out)
+            }
+        }
+    }
+}
+
+impl SelectIo {
+    fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        o.stage_in_place(&mut self.out)?;
+        o.stage_opt(&mut self.scores_out)
+    }
+}
+
 impl SelectArgs {
+    /// Store outputs written to a local staging path first ([`crate::store::output`]).
+    pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        o.stage_opt(&mut self.out)?;
+        self.source.stage_outputs(o)?;
+        match &mut self.method {
+            Some(SelectCommand::Zipfit { source, io, .. }) | Some(SelectCommand::Random { source, io, .. }) => {
+                source.stage_outputs(o)?;
+                io.stage_outputs(o)
+            }
+            Some(SelectCommand::Dsir { dsir, source, io, .. }) => {
+                o.stage_opt(&mut dsir.save_model)?;
+                source.stage_outputs(o)?;
+                io.stage_outputs(o)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn rule(&self) -> anyhow::Result<crate::select::rule::Rule> {
         use crate::select::rule::Rule;
         let rule = match (self.keep_max, self.keep_min, self.offset, &self.band) {
@@ -501,8 +547,8 @@ fn open_resumable(
     }
     let target = if target.is_empty() { Vec::new() } else { expand_inputs(target)? };
     if let Some(f) = extra_input {
-        let meta = std::fs::metadata(f).ok();
-        settings.push_str(&format!(" {} {:?}", f.display(), meta.map(|m| (m.len(), m.modified().ok()))));
+        let meta = crate::store::stat(f).ok().flatten();
+        settings.push_str(&format!(" {} {:?}", f.display(), meta.map(|m| (m.len, m.mtime_ns))));
     }
     let work = Work::begin(out, command, settings, &[&raw, &target])?;
     let rejects = work.rejects(source.rejects.as_deref())?;

@@ -40,8 +40,17 @@ pub(super) struct ServeArgs {
     stage: crate::loader::segment::StageMode,
 }
 
-pub(super) fn serve_command(a: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn serve_command(mut a: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     use crate::loader::feedback::FeedbackConfig;
+    if crate::store::is_remote(&a.dir) {
+        // A curriculum in a store is copied to this node's disk once (kept while its manifest
+        // is unchanged), then verified and staged into shared memory as a local one.
+        let url = a.dir.display().to_string();
+        a.dir = crate::store::output::download_dir(&a.dir)?;
+        if !quiet {
+            eprintln!("syllabus serve: {url} copied to {}", a.dir.display());
+        }
+    }
     let manifest = crate::shard::manifest::Manifest::load(&a.dir)?;
     let mut fb: FeedbackConfig = match manifest.config.get("feedback") {
         Some(v) if !v.is_null() => serde_json::from_value(v.clone())

@@ -40,6 +40,12 @@ pub(super) struct SqlArgs {
     paths: Vec<PathBuf>,
 }
 
+impl SqlArgs {
+    pub(super) fn stage_outputs(&mut self, o: &mut crate::store::output::Outputs) -> crate::error::Result<()> {
+        o.stage_opt(&mut self.output)
+    }
+}
+
 pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     use crate::sql::{Output, Session, SqlOptions};
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -56,7 +62,7 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
         let mut out = Output::new(args.format, args.output.as_deref())?;
         let script = match (&args.command, &args.file) {
             (Some(c), _) => Some(c.clone()),
-            (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
+            (None, Some(f)) => Some(crate::store::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
             (None, None) if !std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;

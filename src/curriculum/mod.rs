@@ -348,13 +348,9 @@ pub fn inputs_fingerprint(files: &[InputFile]) -> serde_json::Value {
     let entries: Vec<serde_json::Value> = files
         .iter()
         .map(|f| {
-            let meta = std::fs::metadata(&f.path).ok();
-            let mtime = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as u64);
-            serde_json::json!([f.name, meta.map(|m| m.len()), mtime])
+            // A file's size and time, or an object's (from the listing that found it).
+            let meta = crate::store::stat(&f.path).ok().flatten();
+            serde_json::json!([f.name, meta.map(|m| m.len), meta.and_then(|m| m.mtime_ns)])
         })
         .collect();
     serde_json::Value::Array(entries)

@@ -71,13 +71,13 @@ impl Streams {
 
 /// `PATH` is a curriculum when it is a directory with a manifest.json.
 pub fn is_curriculum(path: &str) -> bool {
-    Path::new(path).join(MANIFEST_FILE).is_file()
+    crate::store::is_file(&Path::new(path).join(MANIFEST_FILE))
 }
 
 /// A syllabus output directory without a curriculum stands for its `selected.parquet`.
 fn table_paths(path: &str) -> Vec<String> {
     let sel = Path::new(path).join("selected.parquet");
-    if Path::new(path).is_dir() && sel.is_file() {
+    if crate::store::is_file(&sel) {
         vec![sel.display().to_string()]
     } else {
         vec![path.to_string()]
@@ -179,7 +179,7 @@ pub fn load_curriculum(dir: &Path, tok: &Tok) -> Result<Streams> {
         )));
     }
     let params = super::kl::params();
-    let manifest_bytes = std::fs::read(dir.join(MANIFEST_FILE)).map_err(|e| Error::io(dir.join(MANIFEST_FILE), e))?;
+    let manifest_bytes = crate::store::read(&dir.join(MANIFEST_FILE))?;
     let mut out = Streams {
         kind: Kind::Curriculum,
         units: Vec::new(),
@@ -283,7 +283,7 @@ fn files_hash(files: &[crate::source::InputFile]) -> Result<String> {
     for f in files {
         h.update(f.name.as_bytes());
         h.update(&[0]);
-        let mut file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        let mut file = crate::store::open(&f.path)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| Error::io(&f.path, e))?;

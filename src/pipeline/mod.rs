@@ -160,7 +160,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     }
     if let Some(spec) = &spec {
         let t = &spec.tokenize.tokenizer;
-        let bytes = std::fs::read(t).map_err(|e| Error::io(t, e))?;
+        let bytes = crate::store::read(t)?;
         fingerprint.push(serde_json::json!(xxhash_rust::xxh3::xxh3_128(&bytes).to_string()));
     }
     let key = json_hash(&serde_json::json!({

@@ -501,7 +501,7 @@ impl DsirModel {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::store::read(path)?;
         let file: ModelFile = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Model { path: path.into(), message: format!("not a syllabus DSIR model: {e}") })?;
         if file.format != MODEL_FORMAT || file.version != 1 {

@@ -126,7 +126,7 @@ pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>
         };
         match f.format {
             Format::Parquet => {
-                let file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                let file = crate::store::ParquetSource::open(&f.path)?;
                 let pq = |e| Error::Parquet { file: f.path.clone(), source: e };
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
                 let mut row = 0u64;

@@ -122,18 +122,18 @@ impl Manifest {
 
     /// Read and parse `dir/manifest.json` without checking its fields (verify reports them).
     pub fn load_unchecked(dir: &Path) -> Result<Manifest> {
-        use std::io::Read;
         let path = dir.join(MANIFEST_FILE);
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let meta = f.metadata().map_err(|e| Error::io(&path, e))?;
-        if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
+        let meta = crate::store::stat(&path)?.ok_or_else(|| {
+            Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (not a complete syllabus output)"))
+        })?;
+        if meta.len > MAX_MANIFEST_BYTES {
             return Err(Error::InvalidArgument(format!(
                 "{}: not a syllabus manifest (not a regular file of at most {MAX_MANIFEST_BYTES} bytes)",
                 path.display()
             )));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        f.take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
+        let mut bytes = crate::store::read_limited(&path, MAX_MANIFEST_BYTES)?;
+        bytes.truncate(MAX_MANIFEST_BYTES as usize);
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidArgument(format!("{}: not a syllabus manifest: {e}", path.display())))
     }

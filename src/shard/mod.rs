@@ -341,6 +341,23 @@ pub fn listed_path(dir: &std::path::Path, rel: &str) -> std::result::Result<std:
 /// its checksum; the error says what does not match (the caller names the file).
 pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
     use std::io::Read;
+    if crate::store::is_remote(dir) {
+        // An object in a store: the same checks, on its listed size and streamed bytes.
+        if !is_plain_relative(rel) {
+            return Err("not a relative path inside the curriculum's directory".into());
+        }
+        let path = dir.join(rel);
+        let len = match crate::store::stat(&path) {
+            Ok(Some(m)) => m.len,
+            Ok(None) => return Err("cannot be read: no such object".into()),
+            Err(e) => return Err(format!("cannot be read: {e}")),
+        };
+        if len != bytes {
+            return Err(format!("{len} bytes, the manifest says {bytes} (truncated or replaced)"));
+        }
+        let data = crate::store::read_limited(&path, bytes).map_err(|e| format!("cannot be read: {e}"))?;
+        return check_read(data, bytes, sum);
+    }
     let path = listed_path(dir, rel)?;
     let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}"))?;
     let len = f.metadata().map_err(|e| format!("cannot be read: {e}"))?.len();
@@ -350,6 +367,11 @@ pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) ->
     let mut data = Vec::with_capacity(bytes as usize);
     // Never more than the manifest's size, even if the file grows meanwhile.
     f.by_ref().take(bytes + 1).read_to_end(&mut data).map_err(|e| format!("cannot be read: {e}"))?;
+    check_read(data, bytes, sum)
+}
+
+/// The bytes read of a listed file against the manifest's size and checksum.
+fn check_read(data: Vec<u8>, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
     if data.len() as u64 != bytes {
         return Err(format!("{} bytes, the manifest says {bytes} (changed while read)", data.len()));
     }

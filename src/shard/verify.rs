@@ -31,8 +31,13 @@ fn unlisted(dir: &Path, m: &Manifest) -> Vec<String> {
         m.shards.iter().flat_map(|e| std::iter::once(e.path.as_str()).chain(e.index.as_ref().map(|i| i.path.as_str()))).collect();
     let mut out = Vec::new();
     for sub in ["shards", "megatron"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
-        let mut names: Vec<String> = entries.flatten().map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())).collect();
+        // A local directory, or a store prefix.
+        let Ok(entries) = crate::store::list_dir(&dir.join(sub)) else { continue };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| format!("{sub}/{}", n.to_string_lossy()))
+            .collect();
         names.sort();
         out.extend(names.into_iter().filter(|n| !n.ends_with(".tmp") && !listed.contains(n.as_str())));
     }

@@ -1,6 +1,5 @@
 //! Decompression chosen by file extension: a `BufRead` wrapper, not a separate source.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
@@ -16,10 +15,9 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// Open `path` and decompress it as a stream.
+    /// Open `path` (a file or a store URL) and decompress it as a stream.
     pub fn open(self, path: &Path) -> Result<Box<dyn BufRead + Send>> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let raw = BufReader::with_capacity(READ_BUF, file);
+        let raw = BufReader::with_capacity(READ_BUF, crate::store::open(path)?);
         Ok(match self {
             Codec::Plain => Box::new(raw),
             Codec::Gzip => Box::new(BufReader::with_capacity(READ_BUF, flate2::bufread::MultiGzDecoder::new(raw))),
@@ -45,14 +43,8 @@ impl Codec {
             )
         };
         if self == Codec::Plain {
-            use std::io::Seek;
-            let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-            if len < offset {
-                return Err(short());
-            }
-            file.seek(std::io::SeekFrom::Start(offset)).map_err(|e| Error::io(path, e))?;
-            return Ok(Box::new(BufReader::with_capacity(READ_BUF, file)));
+            // A seek, or a ranged request to a store.
+            return Ok(Box::new(BufReader::with_capacity(READ_BUF, crate::store::open_at(path, offset)?)));
         }
         let mut r = self.open(path)?;
         let skipped = std::io::copy(&mut std::io::Read::take(&mut r, offset), &mut std::io::sink()).map_err(|e| Error::io(path, e))?;

@@ -25,7 +25,7 @@ fn schema_lines(schema: &SchemaRef) -> Vec<String> {
 }
 
 pub fn inspect_file(file: &InputFile, opts: &ReadOptions) -> Result<FileInfo> {
-    let bytes = std::fs::metadata(&file.path).map_err(|e| Error::io(&file.path, e))?.len();
+    let bytes = crate::store::stat(&file.path)?.ok_or_else(|| Error::NotFound { path: file.path.clone() })?.len;
     let opts = ReadOptions { on_bad_record: BadRecordPolicy::Skip, ..opts.clone() };
     let files = std::slice::from_ref(file);
     // Count every row (and learn the jsonl fields), then read the first batch with all columns.

@@ -132,7 +132,15 @@ pub fn expand_inputs<S: AsRef<str>>(inputs: &[S]) -> Result<Vec<InputFile>> {
             push(spool_stdin()?, &mut out);
             continue;
         }
-        let path = Path::new(input);
+        if crate::store::is_remote(Path::new(input)) {
+            for f in expand_remote(input)? {
+                push(InputFile::new(f)?, &mut out);
+            }
+            continue;
+        }
+        let local = crate::store::local(Path::new(input));
+        let path: &Path = &local;
+        let input = path.to_str().unwrap_or(input);
         if path.is_file() {
             push(InputFile::new(path)?, &mut out);
         } else if path.is_dir() {
@@ -172,6 +180,37 @@ pub fn expand_inputs<S: AsRef<str>>(inputs: &[S]) -> Result<Vec<InputFile>> {
         return Err(Error::NoInputFiles { what: "(no inputs given)".into() });
     }
     Ok(out)
+}
+
+/// A store URL as inputs: the object, the objects of a prefix (a "directory"), or those a glob
+/// matches; listed and sorted as a local directory of the same files would be.
+fn expand_remote(input: &str) -> Result<Vec<PathBuf>> {
+    let path = Path::new(input);
+    let known = |p: &PathBuf| Format::from_path(p).is_some();
+    let files: Vec<PathBuf> = if input.contains(['*', '?', '[']) {
+        crate::store::glob(input)?.into_iter().filter(known).collect()
+    } else if crate::store::is_http(path) {
+        // HTTP has no listing: a URL names one file.
+        if crate::store::stat(path)?.is_some() {
+            return Ok(vec![path.to_path_buf()]);
+        }
+        return Err(Error::NotFound { path: PathBuf::from(crate::store::redact(input)) });
+    } else {
+        // A prefix first (some S3-compatible servers answer a HEAD on a "directory" with an
+        // error rather than 404), then the object itself.
+        let files: Vec<PathBuf> = crate::store::list_files(&PathBuf::from(format!("{}/", input.trim_end_matches('/'))))?;
+        if files.is_empty() {
+            if crate::store::stat(path)?.is_some() {
+                return Ok(vec![path.to_path_buf()]);
+            }
+            return Err(Error::NotFound { path: PathBuf::from(crate::store::redact(input)) });
+        }
+        files.into_iter().filter(known).collect()
+    };
+    if files.is_empty() {
+        return Err(Error::NoInputFiles { what: crate::store::redact(input) });
+    }
+    Ok(files)
 }
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -506,6 +545,11 @@ impl<'a> LakeReader<'a> {
 
     fn open(&self, i: usize) -> Result<Box<dyn FileReader + 'a>> {
         let file = &self.files[i];
+        // A jsonl object in a store: start the next one's request now, so it streams in while
+        // this one is read (two objects in flight; local files are not touched).
+        if let Some(next) = self.files.get(i + 1).filter(|n| matches!(n.format, Format::Jsonl(_))) {
+            crate::store::prefetch(&next.path);
+        }
         Ok(match file.format {
             Format::Jsonl(codec) => Box::new(jsonl::JsonlFileReader::open(file, codec)?),
             Format::Parquet => Box::new(parquet::ParquetFileReader::open(file, self.opts)?),
@@ -548,6 +592,7 @@ impl<'a> LakeReader<'a> {
                     let first_row = self.rows_out;
                     self.rows_out += batch.num_rows() as u64;
                     let end = self.end_of(i, Some(position));
+                    crate::failpoint::stall(format_args!("batch-{}", self.rows_out));
                     return Ok(Some(SourceBatch { batch, file: i, locations, first_row, end }));
                 }
                 None => {

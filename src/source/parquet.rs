@@ -1,7 +1,7 @@
 //! Parquet: row groups read as Arrow batches. Only the id, text and requested extra columns
 //! are decoded (a projection). Rows are numbered from 0 within the file.
 
-use std::fs::File;
+use crate::store::ParquetSource;
 
 use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, StringArray, StringBuilder};
 use arrow::compute::{can_cast_types, cast, filter};
@@ -13,8 +13,9 @@ use super::{InputFile, ReadContext, ReadOptions};
 use crate::batch::RecordBatch;
 use crate::error::{Error, Location, Result};
 
-fn builder(file: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+fn builder(file: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<ParquetSource>> {
+    // A local file, or ranged requests to a store (the footer, then the chunks read).
+    let f = ParquetSource::open(&file.path)?;
     crate::error::catch_panic(|| ParquetRecordBatchReaderBuilder::try_new(f))
         .map_err(|msg| decoder_panic(file, &msg))?
         .map_err(|source| Error::Parquet { file: file.path.clone(), source })

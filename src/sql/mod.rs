@@ -137,7 +137,13 @@ async fn caught<T>(what: &str, fut: impl std::future::Future<Output = Result<T>>
 impl Session {
     pub async fn new(opts: &SqlOptions) -> Result<Session> {
         let limit = opts.memory_limit_mb.max(16) << 20;
-        let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(limit))).build_arc().map_err(df_err)?;
+        // Object stores come from syllabus's own registry: the same clients and settings as the
+        // readers, for the tables given and for `CREATE EXTERNAL TABLE ... LOCATION 's3://...'`.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .with_object_store_registry(Arc::new(crate::store::Registry::default()))
+            .build_arc()
+            .map_err(df_err)?;
         // What each sort keeps back for merging its spilled runs: DataFusion's 10 MB, or less
         // under a small limit, so a sort that outgrows memory spills instead of failing.
         let config = SessionConfig::new()
@@ -146,7 +152,7 @@ impl Session {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let mut tables = Vec::new();
         for p in &opts.paths {
-            if !p.exists() {
+            if !crate::store::exists(p) {
                 return Err(Error::NotFound { path: p.clone() });
             }
             caught(&format!("reading {}", p.display()), tables::register_path(&ctx, p, opts.schema_sample, &mut tables)).await?;
@@ -154,7 +160,7 @@ impl Session {
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
         // A DSIR model: given, or the one an output directory holds.
-        let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| p.exists()));
+        let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
         if let Some(m) = model {
             ctx.register_udf(udf::dsir_logw(Arc::new(crate::score::dsir::DsirModel::load(&m)?)));
         }

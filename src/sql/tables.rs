@@ -114,7 +114,7 @@ impl PartitionStream for LakeStream {
                 if let Ok(b) = &b {
                     SCANNED_ROWS.fetch_add(b.batch.num_rows() as u64, Relaxed);
                     while file < b.file {
-                        SCANNED_BYTES.fetch_add(std::fs::metadata(&files[file].path).map_or(0, |m| m.len()), Relaxed);
+                        SCANNED_BYTES.fetch_add(crate::store::stat(&files[file].path).ok().flatten().map_or(0, |m| m.len), Relaxed);
                         file += 1;
                     }
                 }
@@ -123,7 +123,7 @@ impl PartitionStream for LakeStream {
                 }
             }
             for f in &files[file..] {
-                SCANNED_BYTES.fetch_add(std::fs::metadata(&f.path).map_or(0, |m| m.len()), Relaxed);
+                SCANNED_BYTES.fetch_add(crate::store::stat(&f.path).ok().flatten().map_or(0, |m| m.len), Relaxed);
             }
             columns.widen(&files, &reader.into_stats());
         })
@@ -269,7 +269,8 @@ pub struct Registered {
 /// Register the tables of `path`: a syllabus output directory, a directory of Parquet or jsonl
 /// files (one table), or a file.
 pub async fn register_path(ctx: &SessionContext, path: &Path, sample: SchemaSample, out: &mut Vec<Registered>) -> Result<()> {
-    if path.is_dir() && (path.join(MANIFEST_FILE).exists() || path.join("summary.json").exists()) {
+    // A directory or a store prefix with a manifest or a summary is a syllabus output.
+    if crate::store::is_file(&path.join(MANIFEST_FILE)) || crate::store::is_file(&path.join("summary.json")) {
         return register_output(ctx, path, out).await;
     }
     let name = unique(table_name(path), out);
@@ -293,7 +294,11 @@ async fn register_data(ctx: &SessionContext, name: &str, path: &Path, sample: Sc
         for f in &files {
             crate::source::check_parquet(f)?;
         }
-        let p = path.display().to_string();
+        let mut p = path.display().to_string();
+        if crate::store::is_remote(path) && !crate::store::is_file(path) {
+            // A prefix: DataFusion lists it as a directory when the URL ends with a slash.
+            p = format!("{}/", p.trim_end_matches('/'));
+        }
         ctx.register_parquet(name, &p, ParquetReadOptions::default()).await.map_err(df_err)?;
     } else {
         register_lake(ctx, name, files, sample)?;
@@ -312,7 +317,7 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
         ("rejects.jsonl", "rejects"),
     ] {
         let p = dir.join(file);
-        if p.exists() {
+        if crate::store::is_file(&p) {
             if file == "rejects.jsonl" {
                 register_rejects(ctx, &p)?;
             } else {
@@ -322,7 +327,7 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
             out.push(Registered { name: name.into(), from: p });
         }
     }
-    if dir.join(MANIFEST_FILE).exists() {
+    if crate::store::is_file(&dir.join(MANIFEST_FILE)) {
         let m = Manifest::load(dir)?;
         let (phases, shards) = manifest_tables(&m)?;
         for (name, batch) in [("phases", phases), ("shards", shards)] {
@@ -335,10 +340,8 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
         ctx.register_table("sequences", Arc::new(t)).map_err(df_err)?;
         out.push(Registered { name: "sequences".into(), from: dir.join("shards") });
     }
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
+    let mut logs: Vec<PathBuf> = crate::store::list_dir(dir)?
+        .into_iter()
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("mixture_log") && n.ends_with(".jsonl")))
         .collect();
     if !logs.is_empty() {
@@ -368,7 +371,7 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
     for path in files {
         let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
         let run_name = name.strip_prefix("mixture_log").unwrap_or_default().trim_start_matches('-');
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::store::read_to_string(path)?;
         // A damaged line is reported and left out; the rest of the log stays queryable.
         let mut decisions: Vec<(usize, Decision)> = Vec::new();
         for (i, l) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
@@ -429,7 +432,7 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
 
 /// The rejects file: file, line, row, byte_offset, reason, raw.
 fn register_rejects(ctx: &SessionContext, path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::store::read_to_string(path)?;
     let (mut file, mut line, mut row, mut off, mut reason, mut raw) = (
         StringBuilder::new(),
         UInt64Builder::new(),

@@ -41,7 +41,7 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 impl Tok {
     pub fn load(path: &Path) -> Result<Tok> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::store::read(path)?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| tok_err(path, format!("not a tokenizer.json: {e}")))?;
         let hash = format!("sha256:{:x}", Sha256::digest(&bytes));
         // Ids are dense from 0; added tokens may sit above the model's vocabulary.
