@@ -15,9 +15,10 @@
 //! (never a silent short read). Parquet is read by ranged requests for the footer and for the
 //! column chunks a query needs ([`ParquetSource`]).
 //!
-//! Memory: an open object holds at most [`STREAM_CHUNKS`] body chunks (hyper's reads, at most
-//! a few hundred KB each) ahead of its reader; [`prefetch`] starts the next object of a lake
-//! while the current one is read (so two objects are in flight), with the same bound. A
+//! Memory: an open object holds at most [`READ_AHEAD`] bytes of its body ahead of its reader
+//! (so the network runs ahead while a batch is parsed and scored); [`prefetch`] starts the
+//! next objects of a lake while the current one is read (at most two waiting), each with the
+//! same bound: at most 3 x 16 MiB of bodies per reading thread. A
 //! Parquet reader holds the column chunks of one row group, as for a local file. Listing a
 //! prefix holds one entry (key, size, time) per object, as a local directory walk does.
 
@@ -37,8 +38,12 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 pub use self::config::{redact, Kind, StoreSettings};
 use crate::error::{Error, Result};
 
-/// Body chunks an open object may hold ahead of its reader.
-pub const STREAM_CHUNKS: usize = 64;
+/// Bytes of an object's body read ahead of its reader.
+pub const READ_AHEAD: usize = 16 << 20;
+/// Body bytes passed to the reader at a time.
+const COALESCE: usize = 512 << 10;
+/// [`READ_AHEAD`] as semaphore permits of 1 KiB.
+const READ_AHEAD_KIB: usize = READ_AHEAD >> 10;
 
 /// Whether `s` is a URL of a store syllabus reaches (or `file://`).
 pub fn is_url(s: &str) -> bool {
@@ -435,13 +440,17 @@ enum Msg {
 /// An object's body as it arrives: a task on the store runtime reads the response and passes
 /// its chunks through a bounded channel.
 pub struct RemoteRead {
-    rx: tokio::sync::mpsc::Receiver<Msg>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    /// KiB of read-ahead left: the task takes permits for each chunk it passes on, the reader
+    /// gives them back once the chunk is consumed.
+    room: Arc<tokio::sync::Semaphore>,
+    /// Permits held by `chunk`.
+    held: u32,
     chunk: Bytes,
     /// The absolute offset of the next byte.
     pos: u64,
     /// The object's length.
     end: u64,
-    url: String,
     done: bool,
 }
 
@@ -475,7 +484,9 @@ fn open_remote(r: &Remote, offset: u64) -> Result<RemoteRead> {
 
 fn start_remote(r: &Remote, offset: u64) -> Result<RemoteRead> {
     let (store, key) = (r.store.clone(), r.key.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(STREAM_CHUNKS);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
+    let room = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_KIB));
+    let task_room = room.clone();
     let (meta_tx, meta_rx) = std::sync::mpsc::sync_channel::<std::result::Result<(u64, u64), object_store::Error>>(1);
     runtime().spawn(async move {
         let opts = GetOptions { range: (offset > 0).then_some(GetRange::Offset(offset)), ..Default::default() };
@@ -488,13 +499,36 @@ fn start_remote(r: &Remote, offset: u64) -> Result<RemoteRead> {
         };
         let _ = meta_tx.send(Ok((res.meta.size, res.range.start)));
         let mut body = res.into_stream();
-        while let Some(chunk) = body.next().await {
-            let msg = match chunk {
-                Ok(b) => Msg::Data(b),
-                Err(e) => Msg::Fail(e.to_string()),
+        // HTTP chunks (often 8-16 KiB) are gathered into pieces of COALESCE bytes, so the
+        // reader wakes once per piece rather than once per network read.
+        let mut piece = bytes::BytesMut::new();
+        loop {
+            let next = body.next().await;
+            let msg = match next {
+                Some(Ok(b)) => {
+                    if piece.is_empty() && b.len() >= COALESCE {
+                        Msg::Data(b)
+                    } else {
+                        piece.extend_from_slice(&b);
+                        if piece.len() < COALESCE {
+                            continue;
+                        }
+                        Msg::Data(piece.split().freeze())
+                    }
+                }
+                Some(Err(e)) => Msg::Fail(e.to_string()),
+                None if !piece.is_empty() => Msg::Data(piece.split().freeze()),
+                None => return,
             };
+            if let Msg::Data(b) = &msg {
+                // Wait for room: the reader gives permits back as it consumes pieces.
+                match task_room.acquire_many(kib(b.len())).await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+            }
             let fail = matches!(msg, Msg::Fail(_));
-            if tx.send(msg).await.is_err() || fail {
+            if tx.send(msg).is_err() || fail {
                 return;
             }
         }
@@ -514,26 +548,45 @@ fn start_remote(r: &Remote, offset: u64) -> Result<RemoteRead> {
         Err(_) => return Err(store_error(&r.url, None, "the request was dropped")),
     };
     cache_meta(&r.url, Meta { len: size, mtime_ns: stat_cached_mtime(&r.url) });
-    Ok(RemoteRead { rx, chunk: Bytes::new(), pos: start, end: size, url: r.url.clone(), done: false })
+    Ok(RemoteRead { rx, room, held: 0, chunk: Bytes::new(), pos: start, end: size, done: false })
+}
+
+/// The read-ahead permits a chunk of `len` bytes takes (at least one, at most all).
+fn kib(len: usize) -> u32 {
+    len.div_ceil(1024).clamp(1, READ_AHEAD_KIB) as u32
 }
 
 fn stat_cached_mtime(url: &str) -> Option<u64> {
     meta_cache().lock().unwrap_or_else(|p| p.into_inner()).get(url).and_then(|m| m.mtime_ns)
 }
 
+impl Drop for RemoteRead {
+    fn drop(&mut self) {
+        // A task waiting for room stops (and drops its connection).
+        self.room.close();
+    }
+}
+
 impl Read for RemoteRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
+            if self.held > 0 {
+                self.room.add_permits(self.held as usize);
+                self.held = 0;
+            }
             if self.done {
                 return Ok(0);
             }
             match futures::executor::block_on(self.rx.recv()) {
-                Some(Msg::Data(b)) => self.chunk = b,
+                Some(Msg::Data(b)) => {
+                    self.held = kib(b.len());
+                    self.chunk = b;
+                }
                 Some(Msg::Fail(e)) => {
                     self.done = true;
+                    // The caller names the URL.
                     return Err(std::io::Error::other(format!(
-                        "{}: the connection failed at byte {} of {}: {}",
-                        redact(&self.url),
+                        "the connection failed at byte {} of {}: {}",
                         self.pos,
                         self.end,
                         redact(&e)
@@ -544,7 +597,7 @@ impl Read for RemoteRead {
                     if self.pos < self.end {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
-                            format!("{}: the body ended at byte {} of {}: a short read", redact(&self.url), self.pos, self.end),
+                            format!("the body ended at byte {} of {}: a short read", self.pos, self.end),
                         ));
                     }
                     return Ok(0);
