@@ -435,6 +435,15 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
             assert!(!err.contains(SECRET) && !err.contains(ACCESS), "a credential in the error: {err}");
         }
     }
+
+    // A large output goes up as a multipart upload (parts of 8 MiB): a query's 40 MB of CSV.
+    let q = "SELECT id, text FROM big";
+    let local_csv = dir.path().join("big.csv");
+    ok(&crate::util::syllabus(&["sql", "--format", "csv", "-o", &local_csv.display().to_string(), "-c", q, &big.display().to_string()]));
+    let err = ok(&s3.syllabus(&["sql", "--format", "csv", "-o", "s3://out/big.csv", "-c", q, "s3://lake/big/big.jsonl"], &[]));
+    assert!(err.contains("uploaded s3://out/big.csv"), "{err}");
+    assert!(std::fs::metadata(&local_csv).unwrap().len() > 3 * 8 << 20);
+    same_file(&local_csv, &s3.object("out/big.csv"), "a multipart upload");
 }
 
 #[test]
