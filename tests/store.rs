@@ -77,7 +77,7 @@ impl S3 {
 
     /// syllabus with this server's endpoint and credentials, its own HOME (no profile files) and
     /// staging directory.
-    pub fn syllabus(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn command(&self, args: &[&str]) -> Command {
         let home = self.data.parent().unwrap().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
@@ -91,6 +91,12 @@ impl S3 {
             .env("AWS_REGION", "us-east-1")
             .env("SYLLABUS_STAGE_DIR", home.join("stage"))
             .env("SYLLABUS_FAILPOINT", "");
+        cmd
+    }
+
+    /// [`S3::command`] run to its end, with `env` added.
+    pub fn syllabus(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -294,16 +300,8 @@ fn quickstart_pipeline_on_s3_matches_the_local_run() {
     let shm = dir.path().join("shm");
     std::fs::create_dir(&shm).unwrap();
     let ready = |target: &str| -> serde_json::Value {
-        let home = s3.data.parent().unwrap().join("home");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
-            .args(["-q", "serve", target])
-            .current_dir(root())
-            .env("HOME", &home)
-            .env("AWS_ACCESS_KEY_ID", ACCESS)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_ENDPOINT_URL", s3.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("SYLLABUS_STAGE_DIR", home.join("stage"))
+        let mut child = s3
+            .command(&["-q", "serve", target])
             .env("SYLLABUS_SHM_DIR", &shm)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -394,24 +392,8 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
         let b = args(&out_url, "s3://lake/big/big.jsonl");
         let mut cmd_args: Vec<&str> = vec!["--store-retries", retries];
         cmd_args.extend(b.iter().map(String::as_str));
-        let handle = {
-            let home = s3.data.parent().unwrap().join("home");
-            std::fs::create_dir_all(&home).unwrap();
-            Command::new(env!("CARGO_BIN_EXE_syllabus"))
-                .args(&cmd_args)
-                .current_dir(root())
-                .env("HOME", &home)
-                .env("AWS_ACCESS_KEY_ID", ACCESS)
-                .env("AWS_SECRET_ACCESS_KEY", SECRET)
-                .env("AWS_ENDPOINT_URL", s3.endpoint())
-                .env("AWS_REGION", "us-east-1")
-                .env("SYLLABUS_STAGE_DIR", home.join("stage"))
-                .env("SYLLABUS_STALL", &stall_env)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
+        let handle =
+            s3.command(&cmd_args).env("SYLLABUS_STALL", &stall_env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let t = Instant::now();
         while !stall.path().join("stalled").exists() {
             assert!(t.elapsed() < Duration::from_secs(60), "the run never reached its stall point");
@@ -526,11 +508,8 @@ fn http_urls_and_aws_profiles() {
     )
     .unwrap();
     std::fs::write(home.join(".aws/config"), format!("[profile dev]\nregion = us-east-1\nendpoint_url = {}\n", s3.endpoint())).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
-    cmd.args(["inspect", "s3://lake/lake/prose.jsonl"])
-        .current_dir(root())
-        .env("HOME", &home)
-        .env("AWS_PROFILE", "dev")
+    let mut cmd = s3.command(&["inspect", "s3://lake/lake/prose.jsonl"]);
+    cmd.env("AWS_PROFILE", "dev")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_ENDPOINT_URL")
