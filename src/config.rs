@@ -472,6 +472,9 @@ impl PipelineConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if let Some(store) = &self.store {
+            store.check()?;
+        }
         if self.source.paths.is_empty() && self.source.domains.is_empty() {
             return Err(Error::Config("source.paths: at least one input is needed".into()));
         }
@@ -587,6 +590,19 @@ buckets = 5000
         let bad = OK.replace("[source]", "[source]\ntext_feild = \"x\"");
         let e = PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string();
         assert!(e.contains("text_feild"), "{e}");
+    }
+
+    #[test]
+    fn store_settings_parse_are_checked_and_stay_out_of_the_run_identity() {
+        let c = PipelineConfig::from_toml(&format!("{OK}[store]\nretries = 0\ntimeout_s = 5\n"), Path::new("t.toml")).unwrap();
+        let store = c.store.as_ref().unwrap();
+        assert_eq!((store.retries, store.timeout_s, store.retry_timeout_s), (0, 5.0, 180.0));
+        // Not serialized: changing retries never invalidates a run's finished work.
+        assert!(serde_json::to_value(&c).unwrap().get("store").is_none());
+        let e = PipelineConfig::from_toml(&format!("{OK}[store]\ntimeout_s = 0\n"), Path::new("t.toml")).unwrap_err().to_string();
+        assert!(e.contains("timeout_s"), "{e}");
+        let e = PipelineConfig::from_toml(&format!("{OK}[store]\nretires = 1\n"), Path::new("t.toml")).unwrap_err().to_string();
+        assert!(e.contains("retires"), "{e}");
     }
 
     #[test]

@@ -489,7 +489,22 @@ fn http_urls_and_aws_profiles() {
         "score", "zipfit", "--target", &format!("{base}/target/math.jsonl"), "--out", &b.display().to_string(),
         &format!("{base}/lake/prose.jsonl"), &format!("{base}/lake/docs.parquet"),
     ]);
+    // A presigned-style URL is refused (object_store would drop its query), and the signature
+    // appears in no message.
+    let signed = format!("{base}/lake/prose.jsonl?X-Amz-Signature=SIGsecret123");
+    let c = dir.path().join("c.jsonl");
+    let presigned = crate::util::syllabus(&[
+        "score", "dsir", "--target", &format!("{base}/target/math.jsonl"), "--out", &c.display().to_string(), &signed,
+    ]);
+    let missing = crate::util::syllabus(&[
+        "score", "dsir", "--target", &format!("{base}/target/math.jsonl?sig=SIGsecret123"), "--out", &c.display().to_string(),
+        &format!("{base}/lake/nope.jsonl?sig=SIGsecret123"),
+    ]);
     let _ = server.kill();
+    let err = crate::util::fails(&presigned, 1);
+    assert!(!err.contains("SIGsecret123") && err.contains("prose.jsonl?***") && err.contains("presigned"), "{err}");
+    let err = crate::util::fails(&missing, 1);
+    assert!(!err.contains("SIGsecret123") && err.contains("nope.jsonl"), "{err}");
     let _ = server.wait();
     ok(&out);
     // The ids name the files as given, so compare the scores column.

@@ -196,7 +196,8 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            // Whatever raised it, no credential inside a URL reaches the terminal.
+            eprintln!("error: {}", crate::store::redact(&error_chain(&e)));
             ExitCode::from(1)
         }
     }

@@ -481,9 +481,10 @@ impl Build<'_> {
             syllabus_version: env!("CARGO_PKG_VERSION").to_string(),
             shard_format_version: crate::shard::VERSION,
             config_hash: json_hash(&self.config),
-            config: self.config.clone(),
+            // Paths as given, but never a credential inside a URL (a presigned query, userinfo).
+            config: crate::store::redact_json(&self.config),
             seed: spec.seed,
-            tokenizer: spec.tokenize.tokenizer.display().to_string(),
+            tokenizer: crate::store::redact(&spec.tokenize.tokenizer.display().to_string()),
             tokenizer_hash: tok.hash().to_string(),
             vocab_size: tok.vocab_size(),
             eos_id: eos,

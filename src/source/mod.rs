@@ -96,7 +96,12 @@ impl InputFile {
     pub fn new(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let format = Format::from_path(&path).ok_or_else(|| Error::UnsupportedFormat { path: path.clone() })?;
-        Ok(InputFile { name: path.display().to_string(), path, format, _spool: None })
+        // A URL is named without what could be a credential (a presigned query, userinfo).
+        let name = match path.to_str() {
+            Some(s) if crate::store::is_url(s) => crate::store::redact(s),
+            _ => path.display().to_string(),
+        };
+        Ok(InputFile { name, path, format, _spool: None })
     }
 
     /// Where a row is, from its location in [`SourceBatch::locations`]: a line (jsonl) or a
@@ -186,6 +191,8 @@ pub fn expand_inputs<S: AsRef<str>>(inputs: &[S]) -> Result<Vec<InputFile>> {
 /// matches; listed and sorted as a local directory of the same files would be.
 fn expand_remote(input: &str) -> Result<Vec<PathBuf>> {
     let path = Path::new(input);
+    // A URL the store cannot address (a query string, no bucket) is refused before any glob.
+    crate::store::remote(path)?;
     let known = |p: &PathBuf| Format::from_path(p).is_some();
     let files: Vec<PathBuf> = if input.contains(['*', '?', '[']) {
         crate::store::glob(input)?.into_iter().filter(known).collect()

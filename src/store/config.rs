@@ -298,7 +298,15 @@ pub fn redact(text: &str) -> String {
         let (head, tail) = rest.split_at(i);
         out.push_str(head);
         let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',').unwrap_or(tail.len());
-        let url = &tail[..end];
+        let mut url = tail[..end].to_string();
+        // userinfo with a password: `scheme://user:pass@host` (not `container@account`).
+        let auth_end = url[3..].find('/').map_or(url.len(), |i| i + 3);
+        if let Some(at) = url[3..auth_end].rfind('@').map(|i| i + 3) {
+            if url[3..at].contains(':') {
+                url.replace_range(3..at, "***");
+            }
+        }
+        let url = url.as_str();
         match url.find('?') {
             Some(q) => {
                 out.push_str(&url[..q]);
@@ -310,6 +318,17 @@ pub fn redact(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Every string in `v` through [`redact`].
+pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(redact(s)),
+        Value::Array(a) => Value::Array(a.iter().map(redact_json).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), redact_json(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 pub(super) fn remember_option_secrets(settings: &StoreSettings) {
@@ -342,6 +361,14 @@ mod tests {
         let r = redact("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc failed: key s3cr3tvalue");
         assert_eq!(r, "GET https://b.s3.amazonaws.com/k?*** failed: key ***");
         assert_eq!(redact("s3://bucket/a.jsonl: not found"), "s3://bucket/a.jsonl: not found");
+    }
+
+    #[test]
+    fn redaction_cuts_passwords_in_urls_but_keeps_azure_containers() {
+        assert_eq!(redact("https://me:pw@host/a.jsonl"), "https://***@host/a.jsonl");
+        assert_eq!(redact("abfss://runs@acct.dfs.core.windows.net/x"), "abfss://runs@acct.dfs.core.windows.net/x");
+        let v = serde_json::json!({"paths": ["https://h/a.jsonl?sig=abc", "s3://b/k"], "n": 1});
+        assert_eq!(super::redact_json(&v), serde_json::json!({"paths": ["https://h/a.jsonl?***", "s3://b/k"], "n": 1}));
     }
 
     #[test]

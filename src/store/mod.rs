@@ -35,7 +35,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
-pub use self::config::{redact, Kind, StoreSettings};
+pub use self::config::{redact, redact_json, Kind, StoreSettings};
 use crate::error::{Error, Result};
 
 /// Bytes of an object's body read ahead of its reader.
@@ -149,6 +149,14 @@ pub fn remote(path: &Path) -> Result<Option<Remote>> {
     let Some(s) = path.to_str() else { return Ok(None) };
     let Some(kind) = scheme(s).and_then(Kind::of) else { return Ok(None) };
     let url = url::Url::parse(s).map_err(|e| Error::InvalidArgument(format!("{}: not a valid URL: {e}", redact(s))))?;
+    if url.query().is_some() {
+        // object_store addresses objects by path: a query (a presigned URL's signature) would
+        // be dropped from every request, so it is refused rather than silently ignored.
+        return Err(Error::InvalidArgument(format!(
+            "{}: URLs with a query string (presigned URLs) are not supported; use the store's credentials",
+            redact(s)
+        )));
+    }
     if url.host_str().unwrap_or("").is_empty() {
         return Err(Error::InvalidArgument(format!("{}: the URL names no bucket, container or host", redact(s))));
     }
