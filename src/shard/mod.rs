@@ -341,8 +341,9 @@ pub fn listed_path(dir: &std::path::Path, rel: &str) -> std::result::Result<std:
 /// its checksum; the error says what does not match (the caller names the file).
 pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) -> std::result::Result<Vec<u8>, String> {
     use std::io::Read;
-    if crate::store::is_remote(dir) {
-        // An object in a store: the same checks, on its listed size and streamed bytes.
+    // Its length and a reader: a local file (inside `dir`, see `listed_path`), or an object in
+    // a store (a plain relative key under the prefix), streamed.
+    let (len, reader): (u64, Box<dyn Read>) = if crate::store::is_remote(dir) {
         if !is_plain_relative(rel) {
             return Err("not a relative path inside the curriculum's directory".into());
         }
@@ -352,21 +353,18 @@ pub fn read_verified(dir: &std::path::Path, rel: &str, bytes: u64, sum: &str) ->
             Ok(None) => return Err("cannot be read: no such object".into()),
             Err(e) => return Err(format!("cannot be read: {e}")),
         };
-        if len != bytes {
-            return Err(format!("{len} bytes, the manifest says {bytes} (truncated or replaced)"));
-        }
-        let data = crate::store::read_limited(&path, bytes).map_err(|e| format!("cannot be read: {e}"))?;
-        return check_read(data, bytes, sum);
-    }
-    let path = listed_path(dir, rel)?;
-    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}"))?;
-    let len = f.metadata().map_err(|e| format!("cannot be read: {e}"))?.len();
+        (len, crate::store::open(&path).map_err(|e| format!("cannot be read: {e}"))?)
+    } else {
+        let path = listed_path(dir, rel)?;
+        let f = std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}"))?;
+        (f.metadata().map_err(|e| format!("cannot be read: {e}"))?.len(), Box::new(f))
+    };
     if len != bytes {
         return Err(format!("{len} bytes, the manifest says {bytes} (truncated or replaced)"));
     }
     let mut data = Vec::with_capacity(bytes as usize);
     // Never more than the manifest's size, even if the file grows meanwhile.
-    f.by_ref().take(bytes + 1).read_to_end(&mut data).map_err(|e| format!("cannot be read: {e}"))?;
+    reader.take(bytes + 1).read_to_end(&mut data).map_err(|e| format!("cannot be read: {e}"))?;
     check_read(data, bytes, sum)
 }
 

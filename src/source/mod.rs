@@ -149,9 +149,9 @@ pub fn expand_inputs<S: AsRef<str>>(inputs: &[S]) -> Result<Vec<InputFile>> {
         if path.is_file() {
             push(InputFile::new(path)?, &mut out);
         } else if path.is_dir() {
-            let mut files = Vec::new();
-            walk_dir(path, &mut files)?;
-            files.sort();
+            // Every file below, sorted; the lake's formats kept.
+            let files: Vec<PathBuf> =
+                crate::store::list_files(path)?.into_iter().filter(|p| Format::from_path(p).is_some()).collect();
             if files.is_empty() {
                 return Err(Error::NoInputFiles { what: input.to_string() });
             }
@@ -196,16 +196,14 @@ fn expand_remote(input: &str) -> Result<Vec<PathBuf>> {
     let known = |p: &PathBuf| Format::from_path(p).is_some();
     let files: Vec<PathBuf> = if input.contains(['*', '?', '[']) {
         crate::store::glob(input)?.into_iter().filter(known).collect()
-    } else if crate::store::is_http(path) {
-        // HTTP has no listing: a URL names one file.
-        if crate::store::stat(path)?.is_some() {
-            return Ok(vec![path.to_path_buf()]);
-        }
-        return Err(Error::NotFound { path: PathBuf::from(crate::store::redact(input)) });
     } else {
         // A prefix first (some S3-compatible servers answer a HEAD on a "directory" with an
-        // error rather than 404), then the object itself.
-        let files: Vec<PathBuf> = crate::store::list_files(&PathBuf::from(format!("{}/", input.trim_end_matches('/'))))?;
+        // error rather than 404), then the object itself; HTTP has no listing: one file.
+        let files: Vec<PathBuf> = if crate::store::is_http(path) {
+            Vec::new()
+        } else {
+            crate::store::list_files(&PathBuf::from(format!("{}/", input.trim_end_matches('/'))))?
+        };
         if files.is_empty() {
             if crate::store::stat(path)?.is_some() {
                 return Ok(vec![path.to_path_buf()]);
@@ -218,21 +216,6 @@ fn expand_remote(input: &str) -> Result<Vec<PathBuf>> {
         return Err(Error::NoInputFiles { what: crate::store::redact(input) });
     }
     Ok(files)
-}
-
-fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let ty = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if ty.is_dir() {
-            walk_dir(&path, out)?;
-        } else if Format::from_path(&path).is_some() {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn spool_stdin() -> Result<InputFile> {

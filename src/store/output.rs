@@ -23,7 +23,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
@@ -253,49 +252,43 @@ fn upload(local: &Path, root: &Path, r: &Remote) -> Result<Uploaded> {
             todo.push(i);
         }
     }
-    let record_file = Arc::new(std::sync::Mutex::new(
-        std::fs::OpenOptions::new().create(true).append(true).open(&record_path).map_err(|e| Error::io(&record_path, e))?,
-    ));
-    let mut sent = 0usize;
-    let record_one = |i: &Item, record_file: &Arc<std::sync::Mutex<std::fs::File>>| -> Result<()> {
-        let mut f = record_file.lock().unwrap_or_else(|p| p.into_inner());
-        writeln!(f, "{}", line(i)).and_then(|_| f.sync_data()).map_err(|e| Error::io(&record_path, e))
-    };
-    // Data files, several at once.
-    let jobs: Vec<(Remote, PathBuf, u64)> = todo.iter().map(|i| (target(&i.rel), i.path.clone(), i.len)).collect();
-    let results = block(async move {
-        futures::stream::iter(jobs.into_iter().enumerate())
-            .map(|(n, (t, p, len))| async move { (n, put_file(&t, &p, len).await) })
-            .buffer_unordered(FILES_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-    });
-    let mut failed = None;
-    for (n, res) in results {
-        match res {
-            Ok(()) => {
-                let i = todo[n];
-                record_one(i, &record_file)?;
-                report.files += 1;
-                report.bytes += i.len;
-                sent += 1;
-                crate::failpoint::hit(format_args!("upload-{sent}"));
-            }
-            Err(e) => failed = failed.or(Some(e)),
+    let mut record_file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&record_path).map_err(|e| Error::io(&record_path, e))?;
+    // Data files, several at once, each recorded as soon as it is in the store (so a commit
+    // killed part way skips it next time).
+    let jobs: Vec<(Remote, PathBuf, u64, String)> = todo.iter().map(|i| (target(&i.rel), i.path.clone(), i.len, line(i))).collect();
+    let (record, path) = (record_file.try_clone().map_err(|e| Error::io(&record_path, e))?, record_path.clone());
+    let (files, bytes) = block(async move {
+        let mut record = record;
+        let mut uploads = futures::stream::iter(jobs)
+            .map(|(t, p, len, line)| async move { put_file(&t, &p, len).await.map(|()| (len, line)) })
+            .buffer_unordered(FILES_IN_FLIGHT);
+        let (mut files, mut bytes) = (0usize, 0u64);
+        while let Some(done) = uploads.next().await {
+            let (len, line) = done?;
+            append_record(&mut record, &path, &line)?;
+            files += 1;
+            bytes += len;
+            crate::failpoint::hit(format_args!("upload-{files}"));
         }
-    }
-    if let Some(e) = failed {
-        return Err(e);
-    }
+        Ok::<_, Error>((files, bytes))
+    })?;
+    report.files += files;
+    report.bytes += bytes;
     remove_stale(r, &items)?;
     // The commit point.
     for i in commit {
         put_file_blocking(&target(&i.rel), &i.path, i.len)?;
-        record_one(i, &record_file)?;
+        append_record(&mut record_file, &record_path, &line(i))?;
         report.files += 1;
         report.bytes += i.len;
     }
     Ok(report)
+}
+
+/// One finished upload in the staging directory's `UPLOADED` record, synced.
+fn append_record(f: &mut std::fs::File, path: &Path, line: &str) -> Result<()> {
+    writeln!(f, "{line}").and_then(|_| f.sync_data()).map_err(|e| Error::io(path, e))
 }
 
 /// Objects under the output's `shards/` and `megatron/` that the new output does not have (a
