@@ -107,6 +107,11 @@ fn select(c: &mut Criterion) {
         })
     });
     g.finish();
+    // What a cluster partition pays to start numpy's stream at its file's first draw.
+    let mut g = c.benchmark_group("select");
+    g.sample_size(10);
+    g.bench_function("mt19937_jump_1e10_draws", |b| b.iter(|| black_box(syllabus::select::Mt19937::jumped(0, 2 * 10_000_000_000).next_u32())));
+    g.finish();
 }
 
 fn zipfit(c: &mut Criterion) {

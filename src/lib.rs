@@ -32,6 +32,8 @@
 //! selected rows), by that state. Results never depend on the thread count (`par.rs`).
 
 pub mod batch;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod curriculum;

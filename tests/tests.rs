@@ -14,4 +14,6 @@ mod serve;
 mod sources;
 mod sql;
 mod store;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod zipfit;

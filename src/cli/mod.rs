@@ -20,6 +20,8 @@ use crate::progress::Progress;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
 use crate::store::output::Outputs;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod curriculum;
 mod eval;
 mod score;
@@ -96,6 +98,11 @@ enum Command {
     /// Skill-It). Runs until SIGINT/SIGTERM, then removes the segment. Ranks attach with the
     /// Python client `syllabus_loader` (python/).
     Serve(Box<ServeArgs>),
+    /// Cluster mode on Apache DataFusion Ballista: run a scheduler or an executor with
+    /// syllabus's functions; `score|select dsir|zipfit` and `sql` take --cluster df://HOST:PORT.
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// How object stores (s3://, gs://, az://, http(s)://) are reached; a pipeline's `[store]`
@@ -234,6 +241,8 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => args.stage_outputs(&mut outs)?,
         Command::Sql(args) => args.stage_outputs(&mut outs)?,
         Command::Run { .. } | Command::Serve(_) | Command::Verify { .. } | Command::Inspect { .. } => {}
+        #[cfg(feature = "cluster")]
+        Command::Cluster(_) => {}
     }
     let code = match cli.command {
         Command::Run { pipeline, out } => {
@@ -243,6 +252,8 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::eval_command(*args, &progress, start),
         Command::Sql(args) => sql::sql_command(*args, cli.quiet),
         Command::Serve(args) => serve::serve_command(*args, cli.quiet),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(cmd) => cluster::cluster_command(cmd),
         Command::Verify { dir } => curriculum::verify_command(&dir),
         Command::Tokenizer(cmd) => curriculum::tokenizer_command(cmd, start),
         Command::Inspect { source, paths } => {

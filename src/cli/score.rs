@@ -325,13 +325,13 @@ pub(super) struct SelectIo {
 pub(super) struct DsirArgs {
     /// Target set: files, directories or globs.
     #[arg(long, num_args = 1..)]
-    target: Vec<String>,
+    pub(super) target: Vec<String>,
     /// Use a saved model (from --save-model) instead of fitting.
     #[arg(long, conflicts_with_all = ["target", "buckets", "ngrams", "hash", "target_smoothing", "fit_all"])]
-    model: Option<PathBuf>,
+    pub(super) model: Option<PathBuf>,
     /// Save the fitted model here (JSON), to score other files or machines identically.
     #[arg(long)]
-    save_model: Option<PathBuf>,
+    pub(super) save_model: Option<PathBuf>,
     /// Number of hash buckets.
     #[arg(long)]
     buckets: Option<u32>,
@@ -340,7 +340,7 @@ pub(super) struct DsirArgs {
     ngrams: Option<usize>,
     /// Documents with fewer words are never selected.
     #[arg(long)]
-    min_words: Option<u64>,
+    pub(super) min_words: Option<u64>,
     /// sha256: the reference's buckets; fast: xxh3, not reference-compatible.
     #[arg(long, value_enum)]
     hash: Option<NgramHash>,
@@ -349,18 +349,21 @@ pub(super) struct DsirArgs {
     target_smoothing: Option<f64>,
     /// Count every raw n-gram (the reference stops at 100000 * buckets).
     #[arg(long)]
-    fit_all: bool,
+    pub(super) fit_all: bool,
     /// Memory for keeping documents' features between the fit and the scoring pass (MiB);
     /// 0 re-tokenizes every document. Never changes a result.
     #[arg(long, default_value_t = crate::pipeline::dsir::DEFAULT_FEATURE_CACHE_MB)]
     feature_cache_mb: usize,
+    /// Run on a cluster (`syllabus cluster`): df://HOST:PORT. Same output, byte for byte.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub(super) cluster: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub(super) struct ZipfitArgs {
     /// Target set: files, directories or globs.
     #[arg(long, num_args = 1.., required = true)]
-    target: Vec<String>,
+    pub(super) target: Vec<String>,
     /// gzip: CPython's gzip.compress lengths (the reference's); zstd: python-zstandard's;
     /// lz4: blocks, fast mode only. Default: gzip, or lz4 with --fast.
     #[arg(long, value_enum)]
@@ -372,16 +375,19 @@ pub(super) struct ZipfitArgs {
     /// C(x ++ t) taken as C(x) + C(t | x): much faster, approximate, not reference-compatible.
     #[arg(long)]
     fast: bool,
+    /// Run on a cluster (`syllabus cluster`): df://HOST:PORT. Same output, byte for byte.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub(super) cluster: Option<String>,
 }
 
 impl ZipfitArgs {
-    fn params(&self) -> ZipfitParams {
+    pub(super) fn params(&self) -> ZipfitParams {
         ZipfitParams::with(self.compressor, self.level, self.fast)
     }
 }
 
 impl DsirArgs {
-    fn params(&self) -> DsirParams {
+    pub(super) fn params(&self) -> DsirParams {
         let d = DsirParams::default();
         DsirParams {
             buckets: self.buckets.unwrap_or(d.buckets),
@@ -394,6 +400,18 @@ impl DsirArgs {
 }
 
 pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
+    #[cfg(feature = "cluster")]
+    match &cmd {
+        ScoreCommand::Dsir { dsir, source, io } if dsir.cluster.is_some() => {
+            let url = dsir.cluster.as_deref().expect("checked");
+            return super::cluster::score(url, super::cluster::Method::Dsir(dsir), source, &io.raw, &io.out, progress, start);
+        }
+        ScoreCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
+            let url = zipfit.cluster.as_deref().expect("checked");
+            return super::cluster::score(url, super::cluster::Method::Zipfit(zipfit), source, &io.raw, &io.out, progress, start);
+        }
+        _ => {}
+    }
     match cmd {
         ScoreCommand::Dsir { dsir, source, io } => {
             let settings = format!("{dsir:?} {source:?} {io:?}");
@@ -437,6 +455,25 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
         let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
         let report = lake.select_by_rule(&scores, &by, rule, &out, rejects.as_mut())?;
         return finish(&format!("select by {by}"), &out, report, Vec::new(), rejects, start, true);
+    }
+    #[cfg(feature = "cluster")]
+    match args.method.as_ref().expect("a method") {
+        SelectCommand::Dsir { dsir, source, seed, top_k, io } if dsir.cluster.is_some() => {
+            if io.scores_out.is_some() {
+                bail!("--scores-out is not available with --cluster: run `syllabus score dsir --cluster` for every row's scores");
+            }
+            let url = dsir.cluster.as_deref().expect("checked");
+            let seed = (!top_k).then_some(*seed);
+            return super::cluster::select(url, super::cluster::Method::Dsir(dsir), seed, io.k, source, &io.raw, &io.out, progress, start);
+        }
+        SelectCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
+            if io.scores_out.is_some() {
+                bail!("--scores-out is not available with --cluster: run `syllabus score zipfit --cluster` for every row's scores");
+            }
+            let url = zipfit.cluster.as_deref().expect("checked");
+            return super::cluster::select(url, super::cluster::Method::Zipfit(zipfit), None, io.k, source, &io.raw, &io.out, progress, start);
+        }
+        _ => {}
     }
     match args.method.expect("a method") {
         SelectCommand::Dsir { dsir, source, seed, top_k, io } => {

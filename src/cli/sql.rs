@@ -36,6 +36,9 @@ pub(super) struct SqlArgs {
     /// ... in at most this many files, spread over the lake (the first and the last included).
     #[arg(long, default_value_t = 32)]
     schema_sample_files: usize,
+    /// Run the statements on a Ballista cluster (`syllabus cluster`): df://HOST:PORT.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
     /// Output directories, files or directories of data.
     paths: Vec<PathBuf>,
 }
@@ -57,6 +60,7 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
             memory_limit_mb: args.memory_limit_mb,
             schema_sample: crate::sql::tables::SchemaSample { rows: args.schema_sample_rows, files: args.schema_sample_files },
             progress: crate::progress::Progress::new(quiet).enabled(),
+            cluster: args.cluster.clone(),
         };
         let session = Session::new(&opts).await?;
         let mut out = Output::new(args.format, args.output.as_deref())?;

@@ -186,7 +186,7 @@ impl DsirJob<'_> {
     }
 
     /// The target set's counts: every row.
-    fn count_target(&self, rejects: Option<&mut RejectWriter>) -> Result<(Counts, Vec<FileStats>)> {
+    pub fn count_target(&self, rejects: Option<&mut RejectWriter>) -> Result<(Counts, Vec<FileStats>)> {
         let params = &self.params;
         let bar = self.progress.rows("fit: target");
         let mut target = Counts::new(params.buckets);

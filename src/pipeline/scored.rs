@@ -358,7 +358,7 @@ impl ScoredLake<'_> {
 
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
     /// Only the chosen lines are parsed, and each file is left after its last chosen row.
-    fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], field: Field, out: &Path) -> Result<Vec<u64>> {
+    pub(crate) fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], field: Field, out: &Path) -> Result<Vec<u64>> {
         let mut extras = lake_extras(self.raw, stats, self.read)?;
         // The score column replaces a lake column of its name (re-selecting a selection).
         extras.fields.retain(|f| f.name() != field.name());

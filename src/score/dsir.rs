@@ -264,6 +264,15 @@ impl Featurizer {
         }
     }
 
+    /// The number of words of `text` (what [`Featurizer::for_each_bucket`] returns), without
+    /// hashing anything.
+    pub fn count_words(&mut self, text: &str) -> u64 {
+        py_lower_into(text, &mut self.lower);
+        self.spans.clear();
+        wordpunct_spans(&self.lower, &mut self.spans);
+        self.spans.len() as u64
+    }
+
     /// Call `f` with the bucket of every unigram, then every bigram, ... of `text`, in the
     /// reference's order. Returns the number of words.
     pub fn for_each_bucket(&mut self, text: &str, mut f: impl FnMut(u32)) -> u64 {
@@ -488,7 +497,8 @@ impl DsirModel {
         (logw, self.params.n_words(words))
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The model file's bytes (JSON with the integer counts).
+    pub fn to_bytes(&self) -> Vec<u8> {
         let file = ModelFile {
             format: MODEL_FORMAT.into(),
             version: 1,
@@ -496,13 +506,20 @@ impl DsirModel {
             raw_counts: self.raw.counts.clone(),
             target_counts: self.target.counts.clone(),
         };
-        let json = serde_json::to_vec(&file).map_err(|e| Error::io(path, e.into()))?;
-        crate::sink::write_atomic(path, &json)
+        serde_json::to_vec(&file).expect("a model serializes")
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::sink::write_atomic(path, &self.to_bytes())
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::store::read(path)?;
-        let file: ModelFile = serde_json::from_slice(&bytes)
+        Self::from_bytes(&crate::store::read(path)?, path)
+    }
+
+    /// A model from [`DsirModel::to_bytes`]; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let file: ModelFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::Model { path: path.into(), message: format!("not a syllabus DSIR model: {e}") })?;
         if file.format != MODEL_FORMAT || file.version != 1 {
             return Err(Error::Model { path: path.into(), message: format!("unsupported model format {} v{}", file.format, file.version) });

@@ -542,6 +542,11 @@ impl ZipfitTarget {
         &self.params
     }
 
+    /// The target texts, in order (what a cluster ships to its executors).
+    pub fn texts(&self) -> impl Iterator<Item = &[u8]> {
+        self.texts.iter().map(|t| &t[..])
+    }
+
     /// `score(x)`: the mean over the targets of `1 - NCD(x, t)`, summed in target order.
     pub fn score_text(&self, x: &str) -> Result<f64> {
         let mut sum = 0.0;

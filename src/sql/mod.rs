@@ -47,6 +47,8 @@ pub struct SqlOptions {
     pub schema_sample: tables::SchemaSample,
     /// A progress line (rows and bytes read) on stderr for statements that run over a second.
     pub progress: bool,
+    /// Run the statements on this Ballista cluster (`df://HOST:PORT`).
+    pub cluster: Option<String>,
 }
 
 /// The progress line of a running statement: rows and bytes its scans have read (the jsonl
@@ -114,6 +116,23 @@ fn df_err(e: datafusion::error::DataFusionError) -> Error {
     Error::InvalidArgument(e.to_string())
 }
 
+/// A session whose statements run on a Ballista cluster ([`crate::cluster`]). Tables travel
+/// in the plans: Parquet files and directories (DataFusion's listing tables) can be sent;
+/// `dsir_logw` and `zipfit` are local only.
+#[cfg(feature = "cluster")]
+async fn cluster_context(url: &str, opts: &SqlOptions) -> Result<SessionContext> {
+    if opts.dsir_model.is_some() || !opts.zipfit_target.is_empty() {
+        return Err(Error::InvalidArgument("dsir_logw and zipfit are not available with --cluster: score with `syllabus score dsir|zipfit --cluster` and query the scores".into()));
+    }
+    let (host, port) = crate::cluster::parse_url(url)?;
+    crate::cluster::connect(&host, port).await
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn cluster_context(_url: &str, _opts: &SqlOptions) -> Result<SessionContext> {
+    Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
+}
+
 /// A session with the tables of `opts.paths` and the scorer functions.
 pub struct Session {
     pub ctx: SessionContext,
@@ -149,7 +168,10 @@ impl Session {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_sort_spill_reservation_bytes((limit / 16).min(10 << 20));
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = match &opts.cluster {
+            None => SessionContext::new_with_config_rt(config, runtime),
+            Some(url) => cluster_context(url, opts).await?,
+        };
         let mut tables = Vec::new();
         for p in &opts.paths {
             if !crate::store::exists(p) {
@@ -159,6 +181,9 @@ impl Session {
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
+        if opts.cluster.is_some() {
+            return Ok(Session { ctx, tables, progress: opts.progress });
+        }
         // A DSIR model: given, or the one an output directory holds.
         let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
         if let Some(m) = model {

@@ -133,7 +133,7 @@ impl PartitionStream for LakeStream {
 /// Batches from blocking work (file reads) as a DataFusion stream: `produce` runs on a blocking
 /// thread and hands each batch to `send`, over a channel of two, so memory is two batches
 /// whatever the input; `send` returns false once the query is cancelled or done.
-fn blocking_stream(
+pub(crate) fn blocking_stream(
     schema: SchemaRef,
     produce: impl FnOnce(&mut dyn FnMut(Result<RecordBatch>) -> bool) + Send + 'static,
 ) -> SendableRecordBatchStream {

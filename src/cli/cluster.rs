@@ -1,0 +1,149 @@
+//! `syllabus cluster scheduler|executor`, and the `--cluster` paths of `score` and `select`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::bail;
+use clap::Subcommand;
+
+use super::score::{DsirArgs, ZipfitArgs};
+use super::{finish, SourceArgs};
+use crate::cluster::jobs::{ClusterLake, Scoring};
+use crate::cluster::Cluster;
+use crate::pipeline::{DsirJob, Keep};
+use crate::progress::Progress;
+use crate::score::dsir::{DsirModel, DsirParams, FitBudget};
+use crate::source::{expand_inputs, FileStats};
+
+#[derive(Subcommand)]
+pub(super) enum ClusterCommand {
+    /// Run a Ballista scheduler with syllabus's functions and codecs; clients connect with
+    /// --cluster df://HOST:PORT. Runs until killed.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: String,
+        /// Seconds without a heartbeat after which an executor is lost and its tasks rerun.
+        #[arg(long, default_value_t = 30)]
+        executor_timeout: u64,
+    },
+    /// Run a Ballista executor for a scheduler; it serves results on --bind's port and takes
+    /// tasks over gRPC on the port after it. Runs until killed.
+    Executor {
+        /// The scheduler, HOST:PORT (or df://HOST:PORT).
+        #[arg(long)]
+        scheduler: String,
+        /// Address to serve on (PORT and PORT + 1 are used).
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        bind: String,
+        /// Tasks run at once (default: the cores).
+        #[arg(long, default_value_t = 0)]
+        concurrency: usize,
+        /// Shuffle files and spills (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<String>,
+        /// Seconds between heartbeats to the scheduler.
+        #[arg(long, default_value_t = 5)]
+        heartbeat: u64,
+    },
+}
+
+pub(super) fn cluster_command(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClusterCommand::Scheduler { bind, executor_timeout } => {
+            crate::cluster::run_scheduler(crate::cluster::SchedulerOptions { bind, executor_timeout_secs: executor_timeout })?
+        }
+        ClusterCommand::Executor { scheduler, bind, concurrency, work_dir, heartbeat } => {
+            crate::cluster::run_executor(crate::cluster::ExecutorOptions { scheduler, bind, concurrency, work_dir, heartbeat_secs: heartbeat })?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `score|select dsir|zipfit --cluster` need: what to score with and the target's counts.
+pub(super) enum Method<'a> {
+    Dsir(&'a DsirArgs),
+    Zipfit(&'a ZipfitArgs),
+}
+
+/// Fit (or load) the scorer: the target set is read here, the raw lake's counts on the cluster.
+fn scoring(lake: &ClusterLake, method: &Method, progress: &Progress) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
+    match method {
+        Method::Dsir(args) => {
+            if args.model.is_none() && args.target.is_empty() {
+                bail!("DSIR needs a target set (--target) or a saved model (--model)");
+            }
+            let params = args.params();
+            let (model, stats) = match &args.model {
+                Some(p) => {
+                    let m = DsirModel::load(p)?;
+                    let params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
+                    (DsirModel::try_new(params, m.raw, m.target)?, Vec::new())
+                }
+                None => {
+                    params.validate()?;
+                    let target = expand_inputs(&args.target)?;
+                    let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
+                    let job = DsirJob { raw: lake.raw, target: &target, read: lake.read, params: params.clone(), budget, feature_cache_bytes: 0, progress };
+                    let (target_counts, stats) = job.count_target(None)?;
+                    let raw = lake.dsir_raw_counts(&params, params.per_file_budget(budget, lake.raw.len()))?;
+                    (DsirModel::try_new(params, raw, target_counts)?, stats)
+                }
+            };
+            if let Some(p) = &args.save_model {
+                model.save(p)?;
+            }
+            Ok((Scoring::Dsir(Arc::new(model)), stats))
+        }
+        Method::Zipfit(args) => {
+            let target = expand_inputs(&args.target)?;
+            let (target, stats) = crate::pipeline::zipfit::load_target(&target, lake.read, args.params(), progress, None)?;
+            Ok((Scoring::Zipfit(Arc::new(target)), stats))
+        }
+    }
+}
+
+/// `score dsir|zipfit --cluster URL`.
+pub(super) fn score(url: &str, method: Method, source: &SourceArgs, raw: &[String], out: &Path, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
+    let read = source.read_options()?;
+    let files = expand_inputs(raw)?;
+    crate::sink::OutFormat::from_path(out)?;
+    let cluster = Cluster::connect(url)?;
+    let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
+    let (scoring, target_stats) = scoring(&lake, &method, progress)?;
+    let report = lake.score_to(&scoring, out)?;
+    let what = match method {
+        Method::Dsir(_) => "score dsir",
+        Method::Zipfit(_) => "score zipfit",
+    };
+    finish(what, out, report, target_stats, None, start, false)
+}
+
+/// `select dsir|zipfit --cluster URL`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn select(
+    url: &str,
+    method: Method,
+    seed: Option<u32>,
+    k: u64,
+    source: &SourceArgs,
+    raw: &[String],
+    out: &Path,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let read = source.read_options()?;
+    let files = expand_inputs(raw)?;
+    crate::sink::OutFormat::from_path(out)?;
+    let cluster = Cluster::connect(url)?;
+    let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
+    let (scoring, target_stats) = scoring(&lake, &method, progress)?;
+    let (keep, what) = match method {
+        Method::Dsir(_) => (Keep { k, require_fewer_than_eligible: true }, "select dsir"),
+        Method::Zipfit(_) => (Keep { k, require_fewer_than_eligible: false }, "select zipfit"),
+    };
+    let report = lake.select_to(&scoring, keep, seed, out)?;
+    finish(what, out, report, target_stats, None, start, true)
+}

@@ -1,0 +1,374 @@
+//! The scoring and selection stages as cluster jobs, each a map over the lake's files and a
+//! small reduce, giving what the local passes of [`crate::pipeline::scored`] give:
+//!
+//! - DSIR fit: `syllabus_dsir_counts` over the lake, one partial state of bucket counts per
+//!   file summed on one task (buckets x 8 bytes per file shipped);
+//! - per-file counts: rows, and for DSIR the eligible rows (`n_words >= min_words`, a word
+//!   count without hashing); one row per file to the client, whose prefix sums are the Gumbel
+//!   offsets;
+//! - score: the scorer as a scalar function, rows streamed to the client in lake order (a
+//!   merge of the files, each already in order) and written in the local run's batches;
+//! - select: the key (score, plus the row's numpy Gumbel draw) computed on the executors,
+//!   top-k per file, the k best of all merged exactly on one task (ties to the earlier row);
+//!   the client then reads the chosen rows from the lake and writes them as a local run does.
+//!
+//! Memory on the client: one output batch while scoring, the k chosen rows while selecting.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use futures::StreamExt;
+
+use super::lake::{LakeSpec, LakeTable};
+use super::udf::{self, DsirCounts, DsirScore, DsirWords, GumbelKey, Zipfit};
+use super::Cluster;
+use crate::batch::{COL_DSIR_LOGW, COL_ID, COL_N_WORDS, COL_ZIPFIT};
+use crate::error::{Error, Result};
+use crate::pipeline::{Keep, RunReport, ScoredLake};
+use crate::progress::Progress;
+use crate::score::dsir::{Counts, DsirModel, DsirParams};
+use crate::score::zipfit::ZipfitTarget;
+use crate::select::Ranked;
+use crate::sink::TableWriter;
+use crate::source::{FileStats, InputFile, ReadOptions};
+
+const TABLE: &str = "syllabus_lake";
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn err(e: datafusion::error::DataFusionError) -> Error {
+    Error::InvalidArgument(format!("cluster job failed: {}", readable(&e.to_string())))
+}
+
+/// A task's error as the client gets it is the debug text of the error chain; the message
+/// syllabus raised on the executor is its innermost quoted string.
+fn readable(msg: &str) -> String {
+    let Some(at) = msg.find("Task failed due to runtime execution error") else { return msg.to_string() };
+    let tail = &msg[at..];
+    let Some(open) = tail.rfind("(\"") else { return msg.to_string() };
+    let inner = &tail[open + 2..];
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(c) => out.push(c),
+                None => break,
+            },
+            '"' => return out,
+            c => out.push(c),
+        }
+    }
+    msg.to_string()
+}
+
+fn column<'a, T: 'static>(b: &'a RecordBatch, i: usize) -> Result<&'a T> {
+    b.column(i).as_any().downcast_ref::<T>().ok_or_else(|| Error::InvalidArgument(format!("cluster result column {i} has an unexpected type")))
+}
+
+/// What a score job computes: the function and the output columns it gives.
+pub enum Scoring {
+    Dsir(Arc<DsirModel>),
+    Zipfit(Arc<ZipfitTarget>),
+}
+
+impl Scoring {
+    fn fields(&self) -> Vec<Field> {
+        match self {
+            Scoring::Dsir(_) => vec![Field::new(COL_DSIR_LOGW, DataType::Float64, false), Field::new(COL_N_WORDS, DataType::Int64, false)],
+            Scoring::Zipfit(_) => vec![Field::new(COL_ZIPFIT, DataType::Float64, false)],
+        }
+    }
+
+    fn udf(&self) -> ScalarUDF {
+        match self {
+            Scoring::Dsir(m) => ScalarUDF::new_from_impl(DsirScore::new(m.clone())),
+            Scoring::Zipfit(t) => ScalarUDF::new_from_impl(Zipfit::new(t.clone())),
+        }
+    }
+
+    /// The output columns from the function's result.
+    fn columns(&self, a: &ArrayRef) -> Result<Vec<ArrayRef>> {
+        match self {
+            Scoring::Dsir(_) => {
+                let s = a.as_any().downcast_ref::<StructArray>().ok_or_else(|| Error::InvalidArgument("DSIR scores are not a struct".into()))?;
+                Ok(s.columns().to_vec())
+            }
+            Scoring::Zipfit(_) => Ok(vec![a.clone()]),
+        }
+    }
+
+    /// The ranking score and the eligibility filter, as SQL over `s`, the function's result.
+    fn rank_sql(&self) -> (&'static str, Option<String>) {
+        match self {
+            Scoring::Dsir(m) => ("s['dsir_logw']", Some(format!("s['n_words'] >= {}", m.params.min_words))),
+            Scoring::Zipfit(_) => ("s", None),
+        }
+    }
+}
+
+/// A lake registered with a cluster session.
+pub struct ClusterLake<'a> {
+    pub cluster: &'a Cluster,
+    pub raw: &'a [InputFile],
+    pub read: &'a ReadOptions,
+    pub progress: &'a Progress,
+    text: String,
+}
+
+impl<'a> ClusterLake<'a> {
+    pub fn new(cluster: &'a Cluster, raw: &'a [InputFile], read: &'a ReadOptions, progress: &'a Progress) -> Result<Self> {
+        let spec = LakeSpec::new(raw, read)?;
+        let ctx = &cluster.ctx;
+        let _ = ctx.deregister_table(TABLE);
+        ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(spec) })).map_err(err)?;
+        Ok(ClusterLake { cluster, raw, read, progress, text: quoted(&read.text_field) })
+    }
+
+    async fn stream(&self, sql: &str) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        let df = self.cluster.ctx.sql(sql).await.map_err(err)?;
+        df.execute_stream().await.map_err(err)
+    }
+
+    fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        if std::env::var_os("SYLLABUS_EXPLAIN").is_some() {
+            let plan = self.cluster.block_on(async {
+                let df = self.cluster.ctx.sql(&format!("EXPLAIN {sql}")).await.map_err(err)?;
+                df.collect().await.map_err(err)
+            })?;
+            eprintln!("{}", arrow::util::pretty::pretty_format_batches(&plan).unwrap());
+        }
+        self.cluster.block_on(async {
+            let mut s = self.stream(sql).await?;
+            let mut out = Vec::new();
+            while let Some(b) = s.next().await {
+                out.push(b.map_err(err)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn register_udf(&self, f: ScalarUDF) {
+        self.cluster.ctx.register_udf(f);
+    }
+
+    /// The raw counts of the DSIR fit: every file's documents, each file up to its budget.
+    pub fn dsir_raw_counts(&self, params: &DsirParams, per_file_limit: Option<u64>) -> Result<Counts> {
+        self.cluster.ctx.register_udaf(AggregateUDF::new_from_impl(DsirCounts::new(params.clone(), per_file_limit)));
+        let bar = self.progress.rows("fit: raw (cluster)");
+        let b = self.collect(&format!("SELECT {}(__file, {}) FROM {TABLE}", udf::DSIR_COUNTS, self.text))?;
+        bar.finish_and_clear();
+        let bytes = b.iter().find(|b| b.num_rows() > 0).ok_or_else(|| Error::InvalidArgument("the cluster returned no counts".into()))?;
+        let a: &BinaryArray = column(bytes, 0)?;
+        udf::decode_counts(a.value(0), params.buckets)
+    }
+
+    /// Per file: its rows, and the eligible ones (all, without DSIR parameters).
+    pub fn file_counts(&self, dsir: Option<&DsirParams>) -> Result<Vec<(u64, u64)>> {
+        let eligible = match dsir {
+            Some(p) => {
+                self.register_udf(ScalarUDF::new_from_impl(DsirWords::new(p.clone())));
+                format!("sum(CASE WHEN {}({}) >= {} THEN 1 ELSE 0 END)", udf::DSIR_WORDS, self.text, p.min_words)
+            }
+            None => "count(*)".into(),
+        };
+        let sql = format!("SELECT __file, count(*) AS n, CAST({eligible} AS BIGINT) AS e FROM {TABLE} GROUP BY __file");
+        let mut per_file = vec![(0u64, 0u64); self.raw.len()];
+        for b in self.collect(&sql)? {
+            let f: &UInt32Array = column(&b, 0)?;
+            let n: &Int64Array = column(&b, 1)?;
+            let e: &Int64Array = column(&b, 2)?;
+            for i in 0..b.num_rows() {
+                let slot = per_file.get_mut(f.value(i) as usize).ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
+                *slot = (n.value(i) as u64, e.value(i) as u64);
+            }
+        }
+        Ok(per_file)
+    }
+
+    fn stats(&self, rows: &[u64]) -> Vec<FileStats> {
+        self.raw
+            .iter()
+            .zip(rows)
+            .map(|(f, &n)| FileStats { file: f.name.clone(), format: f.format.name().to_string(), read: n, kept: n, ..Default::default() })
+            .collect()
+    }
+
+    /// Score every row and write `id` and the score columns in lake order, in the batches a
+    /// local run writes.
+    pub fn score_to(&self, scoring: &Scoring, out: &Path) -> Result<RunReport> {
+        self.register_udf(scoring.udf());
+        let name = scoring.udf().name().to_string();
+        let sql = format!("SELECT __file, __batch, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc", self.text);
+        let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
+        fields.extend(scoring.fields());
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let mut writer = TableWriter::create(out, schema.clone())?;
+        let bar = self.progress.rows("score (cluster)");
+        let mut rows = vec![0u64; self.raw.len()];
+        let mut eligible = 0u64;
+        let min_words = match scoring {
+            Scoring::Dsir(m) => Some(m.params.min_words as i64),
+            Scoring::Zipfit(_) => None,
+        };
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut key: Option<(u32, u32)> = None;
+        let flush = |pending: &mut Vec<RecordBatch>, writer: &mut TableWriter| -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let b = arrow::compute::concat_batches(&schema, pending.iter()).map_err(|e| Error::arrow("joining scores", e))?;
+            pending.clear();
+            writer.write(&b)
+        };
+        self.cluster.block_on(async {
+            let mut s = self.stream(&sql).await?;
+            while let Some(b) = s.next().await {
+                let b = b.map_err(err)?;
+                let file: &UInt32Array = column(&b, 0)?;
+                let batch: &UInt32Array = column(&b, 1)?;
+                let ids: &StringArray = column(&b, 2)?;
+                let scores = scoring.columns(b.column(3))?;
+                let mut cols: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
+                cols.extend(scores);
+                let part = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building scores", e))?;
+                if let Some(min) = min_words {
+                    let w: &Int64Array = column(&part, 2)?;
+                    eligible += w.values().iter().filter(|&&n| n >= min).count() as u64;
+                } else {
+                    eligible += part.num_rows() as u64;
+                }
+                // Cut where the (file, batch) of the local reader changes.
+                let mut start = 0;
+                for i in 0..part.num_rows() {
+                    let k = (file.value(i), batch.value(i));
+                    rows[k.0 as usize] += 1;
+                    if key != Some(k) {
+                        if i > start {
+                            pending.push(part.slice(start, i - start));
+                        }
+                        flush(&mut pending, &mut writer)?;
+                        start = i;
+                        key = Some(k);
+                    }
+                }
+                pending.push(part.slice(start, part.num_rows() - start));
+                bar.inc(part.num_rows() as u64);
+            }
+            flush(&mut pending, &mut writer)
+        })?;
+        bar.finish_and_clear();
+        writer.finish()?;
+        let files = self.stats(&rows);
+        Ok(RunReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
+    }
+
+    /// Keep the k eligible rows with the greatest score (plus numpy's Gumbel draws with
+    /// `seed`), and write them with all their columns and the score, as a local run does.
+    pub fn select_to(&self, scoring: &Scoring, keep: Keep, seed: Option<u32>, out: &Path) -> Result<RunReport> {
+        let dsir = match scoring {
+            Scoring::Dsir(m) => Some(m.params.clone()),
+            Scoring::Zipfit(_) => None,
+        };
+        let counts = self.file_counts(dsir.as_ref())?;
+        let eligible: u64 = counts.iter().map(|c| c.1).sum();
+        let k = keep.k;
+        if keep.require_fewer_than_eligible && k >= eligible {
+            let why = dsir.map_or("rows".to_string(), |p| format!("rows with at least {} words", p.min_words));
+            return Err(Error::InvalidArgument(format!("k = {k} must be smaller than the number of eligible rows ({eligible} {why})")));
+        }
+        self.register_udf(scoring.udf());
+        let name = scoring.udf().name().to_string();
+        let (rank, filter) = scoring.rank_sql();
+        let filter = filter.map(|f| format!("WHERE {f}")).unwrap_or_default();
+        let inner = format!("SELECT __file, __loc, {rank} AS score FROM (SELECT __file, __loc, {name}({}) AS s FROM {TABLE}) {filter}", self.text);
+        let key = match seed {
+            Some(seed) => {
+                let mut offsets = Vec::with_capacity(counts.len());
+                let mut total = 0u64;
+                for c in &counts {
+                    offsets.push(total);
+                    total += c.1;
+                }
+                self.register_udf(ScalarUDF::new_from_impl(GumbelKey::new(seed, offsets)));
+                format!("{}(__file, __loc, score)", udf::GUMBEL)
+            }
+            None => "score".into(),
+        };
+        let sql = format!("SELECT __file, __loc, score, {key} AS key FROM ({inner}) ORDER BY key DESC, __file, __loc LIMIT {k}");
+        let bar = self.progress.rows("select (cluster)");
+        let mut chosen = Vec::with_capacity(usize::try_from(k.min(eligible)).unwrap_or(0));
+        for b in self.collect(&sql)? {
+            let file: &UInt32Array = column(&b, 0)?;
+            let loc: &UInt64Array = column(&b, 1)?;
+            let score: &Float64Array = column(&b, 2)?;
+            let key: &Float64Array = column(&b, 3)?;
+            for i in 0..b.num_rows() {
+                chosen.push(Ranked { key: key.value(i), row: 0, score: score.value(i), file: file.value(i), loc: loc.value(i) });
+            }
+        }
+        bar.finish_and_clear();
+        chosen.sort_by_key(|r| (r.file, r.loc));
+        for (i, r) in chosen.iter_mut().enumerate() {
+            r.row = i as u64;
+        }
+        let rows: Vec<u64> = counts.iter().map(|c| c.0).collect();
+        let files = self.stats(&rows);
+        let lake = ScoredLake { raw: self.raw, read: self.read, progress: self.progress, file_column: None, work: None };
+        let field = scoring.fields()[0].clone();
+        let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
+        Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_error_reads_as_its_message() {
+        let m = r#"Execution error: Job 1 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(InvalidArgument("/l/b.jsonl: line 2: malformed \"x\""))))"#;
+        assert_eq!(readable(m), "/l/b.jsonl: line 2: malformed \"x\"");
+        assert_eq!(readable("no executors"), "no executors");
+    }
+    use crate::pipeline::DsirJob;
+    use crate::score::dsir::FitBudget;
+
+    fn fixture_lake() -> Vec<InputFile> {
+        crate::source::expand_inputs(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lake")]).unwrap()
+    }
+
+    /// The fit's aggregate, planned and run by DataFusion in this process, gives the local
+    /// fit's raw counts (with the reference's per-file budget and without one).
+    #[test]
+    fn the_counts_aggregate_is_the_local_fit() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let files = fixture_lake();
+        let read = ReadOptions::default();
+        let progress = Progress::new(true);
+        for budget in [FitBudget::All, FitBudget::Tokens(40_000)] {
+            let params = DsirParams::default();
+            let limit = params.per_file_budget(budget, files.len());
+            let ctx = datafusion::prelude::SessionContext::new_with_config(super::super::session_config().with_target_partitions(3));
+            ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(LakeSpec::new(&files, &read).unwrap()) })).unwrap();
+            ctx.register_udaf(AggregateUDF::new_from_impl(DsirCounts::new(params.clone(), limit)));
+            let sql = format!("SELECT {}(__file, \"text\") FROM {TABLE}", udf::DSIR_COUNTS);
+            let batches = rt.block_on(async { ctx.sql(&sql).await.unwrap().collect().await }).unwrap_or_else(|e| {
+                let plan = rt.block_on(async { ctx.sql(&format!("EXPLAIN {sql}")).await.unwrap().collect().await.unwrap() });
+                panic!("{e}\n{}", arrow::util::pretty::pretty_format_batches(&plan).unwrap())
+            });
+            let a = batches[0].column(0).as_any().downcast_ref::<BinaryArray>().unwrap();
+            let got = udf::decode_counts(a.value(0), params.buckets).unwrap();
+            let target = crate::source::expand_inputs(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/target")]).unwrap();
+            let job = DsirJob { raw: &files, target: &target, read: &read, params, budget, feature_cache_bytes: 0, progress: &progress };
+            assert_eq!(got, job.fit(None).unwrap().model.raw, "{budget:?}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Cluster mode: a Ballista scheduler and two executors, each a `syllabus cluster` process on
+//! 127.0.0.1, run DSIR and ZIP-FIT scoring and selection and SQL; every output is compared
+//! byte for byte with the local command's. An executor is killed in the middle of a job.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{fixture, ok, p, root, stderr, syllabus, tempdir};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Two consecutive free ports (an executor serves on PORT and PORT + 1).
+fn free_port_pair() -> u16 {
+    loop {
+        let a = free_port();
+        if a < u16::MAX && TcpListener::bind(("127.0.0.1", a + 1)).is_ok() && TcpListener::bind(("127.0.0.1", a)).is_ok() {
+            return a;
+        }
+    }
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "{what} did not start listening on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scheduler and its executors, killed when dropped.
+pub struct Cluster {
+    scheduler: Child,
+    executors: Vec<Option<Child>>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A scheduler and one executor per entry of `executor_env` (extra environment each).
+    pub fn start(executor_env: &[&[(&str, &str)]]) -> Cluster {
+        let dir = tempdir();
+        let port = free_port();
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+        let scheduler = Command::new(env!("CARGO_BIN_EXE_syllabus"))
+            .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{port}"), "--executor-timeout", "6"])
+            .stdout(Stdio::null())
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .expect("start the scheduler");
+        wait_listening(port, "the scheduler");
+        let mut executors = Vec::new();
+        for (i, env) in executor_env.iter().enumerate() {
+            let eport = free_port_pair();
+            let work = dir.path().join(format!("executor{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
+            cmd.args(["cluster", "executor", "--scheduler", &format!("127.0.0.1:{port}"), "--bind", &format!("127.0.0.1:{eport}")])
+                .args(["--concurrency", "2", "--heartbeat", "1", "--work-dir", &p(&work)])
+                .current_dir(root())
+                .stdout(Stdio::null())
+                .stderr(log(&format!("executor{i}.log")));
+            for (k, v) in env.iter() {
+                cmd.env(k, v);
+            }
+            executors.push(Some(cmd.spawn().expect("start an executor")));
+            wait_listening(eport, "an executor");
+        }
+        // Executors register with the scheduler as they start; give them a heartbeat.
+        std::thread::sleep(Duration::from_millis(1500));
+        Cluster { scheduler, executors, port, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("df://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL executor `i`.
+    pub fn kill_executor(&mut self, i: usize) {
+        if let Some(mut c) = self.executors[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for e in std::fs::read_dir(self._dir.path()).unwrap() {
+            let e = e.unwrap().path();
+            if e.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&e).unwrap_or_default();
+                let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                s.push_str(&format!("--- {}\n{tail}\n", e.display()));
+            }
+        }
+        s
+    }
+
+    /// `syllabus ARGS --cluster URL`, which must succeed.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let url = self.url();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--cluster", &url]);
+        let o = syllabus(&all);
+        assert!(o.status.success(), "syllabus {all:?} failed:\n{}\n{}", stderr(&o), self.logs());
+        o
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.executors.len() {
+            self.kill_executor(i);
+        }
+        let _ = self.scheduler.kill();
+        let _ = self.scheduler.wait();
+    }
+}
+
+fn same_bytes(a: &Path, b: &Path, what: &str) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert!(x == y, "{what}: the cluster's output differs from the local run's ({} vs {} bytes)", y.len(), x.len());
+}
+
+/// The local command, then the same command with --cluster; both outputs must be identical.
+fn both(c: &Cluster, dir: &Path, name: &str, args: &[&str], lake: &[&str]) -> (PathBuf, PathBuf) {
+    let (local, remote) = (dir.join(format!("{name}.local.parquet")), dir.join(format!("{name}.cluster.parquet")));
+    let with_out = |out: &Path| {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--out".to_string(), p(out)]);
+        v.extend(lake.iter().map(|s| s.to_string()));
+        v
+    };
+    let l = with_out(&local);
+    ok(&syllabus(&l.iter().map(String::as_str).collect::<Vec<_>>()));
+    let r = with_out(&remote);
+    c.run(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    same_bytes(&local, &remote, name);
+    (local, remote)
+}
+
+#[test]
+fn scores_selections_and_sql_on_a_cluster_are_the_local_ones() {
+    let c = Cluster::start(&[&[], &[]]);
+    let dir = tempdir();
+    let d = dir.path();
+    let lake = fixture("lake");
+    let target = fixture("target");
+    // DSIR: the fit's raw counts are an aggregate over the executors; with the reference's
+    // budget (split over the files) and with every n-gram.
+    both(&c, d, "score-dsir", &["score", "dsir", "-q", "--target", &target], &[&lake]);
+    both(&c, d, "score-dsir-all", &["score", "dsir", "-q", "--fit-all", "--target", &target], &[&lake]);
+    // Gumbel top-k: numpy's draws by global position, whichever executor scores the file.
+    both(&c, d, "select-dsir", &["select", "dsir", "-q", "--k", "300", "--seed", "7", "--target", &target], &[&lake]);
+    both(&c, d, "select-dsir-topk", &["select", "dsir", "-q", "--k", "50", "--top-k", "--target", &target], &[&lake]);
+    // ZIP-FIT: the target texts travel with the plan.
+    let small = fixture("target/docs.jsonl");
+    both(&c, d, "score-zipfit", &["score", "zipfit", "-q", "--target", &small], &[&lake]);
+    both(&c, d, "select-zipfit", &["select", "zipfit", "-q", "--k", "100", "--target", &small], &[&lake]);
+    // A saved model and small batches (more partitions' worth of batches to cut the same way).
+    let model = d.join("model.json");
+    ok(&syllabus(&["score", "dsir", "-q", "--target", &target, "--save-model", &p(&model), "--out", &p(&d.join("x.parquet")), &lake]));
+    both(&c, d, "score-dsir-model", &["score", "dsir", "-q", "--batch-rows", "100", "--model", &p(&model)], &[&lake]);
+
+    // SQL: an aggregate over the scores, through the cluster and locally.
+    let scores = d.join("score-dsir.local.parquet");
+    let q = "SELECT count(*) AS n, sum(n_words) AS words, round(avg(dsir_logw), 6) AS mean FROM score_dsir";
+    let stdout = |o: Output| {
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let local = stdout(syllabus(&["sql", "-q", "--format", "csv", "-c", q, &p(&scores)]));
+    let url = c.url();
+    let remote = stdout(syllabus(&["sql", "-q", "--format", "csv", "--cluster", &url, "-c", q, &p(&scores)]));
+    assert_eq!(local, remote);
+    assert!(local.lines().nth(1).is_some_and(|l| l.starts_with("1225,")), "{local}");
+}
+
+#[test]
+fn cluster_errors_name_the_file_and_line() {
+    let c = Cluster::start(&[&[]]);
+    let dir = tempdir();
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    std::fs::copy(root().join("fixtures/lake/prose.jsonl"), lake.join("a.jsonl")).unwrap();
+    std::fs::write(lake.join("b.jsonl"), "{\"id\": \"x\", \"text\": \"fine\"}\n{not json\n").unwrap();
+    let url = c.url();
+    let out = dir.path().join("s.parquet");
+    let o = syllabus(&["score", "dsir", "-q", "--target", &fixture("target"), "--out", &p(&out), &p(&lake), "--cluster", &url]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("b.jsonl") && e.contains("line 2"), "{e}");
+    assert!(!out.exists(), "nothing is written as if complete");
+    // What a cluster cannot do is refused up front.
+    let o = syllabus(&["score", "dsir", "-q", "--on-bad-record", "skip", "--target", &fixture("target"), "--out", &p(&out), &p(&lake), "--cluster", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not supported with --cluster"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_executor_killed_mid_job_loses_nothing() {
+    // Executor 1 stops after the first batch of each file it reads, until the test kills it.
+    let stall = tempdir();
+    let stall_env = format!("batch-64:{}", p(stall.path()));
+    let mut c = Cluster::start(&[&[], &[("SYLLABUS_STALL", stall_env.as_str())]]);
+    let dir = tempdir();
+    let d = dir.path();
+    let lake = fixture("lake");
+    let target = fixture("target");
+    let args = ["select", "dsir", "-q", "--batch-rows", "64", "--k", "300", "--seed", "3", "--target", &target];
+    let local = d.join("local.parquet");
+    let mut l = args.to_vec();
+    let lp = p(&local);
+    l.extend_from_slice(&["--out", &lp, &lake]);
+    ok(&syllabus(&l));
+
+    let remote = d.join("cluster.parquet");
+    let rp = p(&remote);
+    let url = c.url();
+    let mut r = args.to_vec();
+    r.extend_from_slice(&["--out", &rp, &lake, "--cluster", &url]);
+    let child = Command::new(env!("CARGO_BIN_EXE_syllabus")).args(&r).current_dir(root()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while !stall.path().join("stalled").exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "executor 1 never took a task");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.kill_executor(1);
+    let o = child.wait_with_output().unwrap();
+    eprintln!("after the kill: {:?}, {}", o.status.code(), stderr(&o).trim());
+    if o.status.success() {
+        // Ballista ran the lost tasks again on the executor left.
+        same_bytes(&local, &remote, "select after an executor was lost");
+    } else {
+        // Or the job failed, clearly, and wrote nothing; a rerun completes.
+        assert!(!remote.exists(), "a failed job wrote its output");
+        assert!(stderr(&o).contains("cluster"), "{}", stderr(&o));
+        c.run(&r[..r.len() - 2]);
+        same_bytes(&local, &remote, "select rerun after an executor was lost");
+    }
+}
