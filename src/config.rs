@@ -69,6 +69,10 @@ pub struct PipelineConfig {
     /// invalidates finished work.
     #[serde(default, skip_serializing)]
     pub store: Option<crate::store::StoreSettings>,
+    /// `run --cluster df://HOST:PORT`: the DSIR or ZIP-FIT selection runs on that cluster (same
+    /// outputs); the curriculum is built here. Not part of the run's identity.
+    #[serde(skip)]
+    pub cluster: Option<String>,
 }
 
 /// `[eval]`: the settings of `syllabus eval`, and the candidates as `[[eval.candidates]]`.
@@ -434,6 +438,7 @@ impl PipelineConfig {
             feedback: None,
             eval: None,
             store: self.store.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 

@@ -194,10 +194,62 @@ fn cluster_errors_name_the_file_and_line() {
     let e = stderr(&o);
     assert!(e.contains("b.jsonl") && e.contains("line 2"), "{e}");
     assert!(!out.exists(), "nothing is written as if complete");
-    // What a cluster cannot do is refused up front.
-    let o = syllabus(&["score", "dsir", "-q", "--on-bad-record", "skip", "--target", &fixture("target"), "--out", &p(&out), &p(&lake), "--cluster", &url]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not supported with --cluster"), "{}", stderr(&o));
+    // With --on-bad-record skip the executors count and record the bad records; the client
+    // writes them in lake order: the same rejects file, counts and exit status (3) as locally.
+    for cmd in [&["score", "dsir"][..], &["select", "dsir", "--k", "20"][..]] {
+        let mut outs = Vec::new();
+        for cluster in [false, true] {
+            let d = dir.path().join(format!("{}-{cluster}", cmd[0]));
+            let (o_path, r_path) = (d.join("out.parquet"), d.join("rejects.jsonl"));
+            let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+            args.extend(["-q", "--on-bad-record", "skip", "--min-words", "1", "--rejects", &p(&r_path), "--target", &fixture("target"), "--out", &p(&o_path), &p(&lake)].map(String::from));
+            if cluster {
+                args.extend(["--cluster".to_string(), url.clone()]);
+            }
+            let o = syllabus(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+            outs.push((std::fs::read(&o_path).unwrap(), std::fs::read_to_string(&r_path).unwrap()));
+        }
+        assert!(outs[0].0 == outs[1].0, "{cmd:?}: outputs differ");
+        assert_eq!(outs[0].1, outs[1].1, "{cmd:?}: rejects differ");
+        assert!(outs[0].1.contains("\"line\":2"), "{}", outs[0].1);
+    }
+}
+
+/// Every file under `dir` but the run's summary and work directory, by relative path.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap().path();
+            let rel = e.strip_prefix(dir).unwrap().display().to_string();
+            if rel == "work" || rel == "summary.json" {
+                continue;
+            }
+            if e.is_dir() {
+                stack.push(e);
+            } else {
+                out.insert(rel, std::fs::read(&e).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_quickstart_pipeline_selects_on_a_cluster() {
+    let c = Cluster::start(&[&[], &[]]);
+    let dir = tempdir();
+    let (local, remote) = (dir.path().join("local"), dir.path().join("cluster"));
+    ok(&syllabus(&["run", "-q", "pipelines/quickstart.toml", "--out", &p(&local)]));
+    c.run(&["run", "-q", "pipelines/quickstart.toml", "--out", &p(&remote)]);
+    let (a, b) = (tree(&local), tree(&remote));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs between the local and the cluster run");
+    }
+    assert!(a.contains_key("selected.parquet") && a.contains_key("manifest.json") && a.contains_key("rejects.jsonl"), "{:?}", a.keys());
 }
 
 #[test]

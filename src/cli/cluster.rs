@@ -12,10 +12,10 @@ use super::score::{DsirArgs, ZipfitArgs};
 use super::{finish, SourceArgs};
 use crate::cluster::jobs::{ClusterLake, Scoring};
 use crate::cluster::Cluster;
-use crate::pipeline::{DsirJob, Keep};
+use crate::pipeline::Keep;
 use crate::progress::Progress;
 use crate::score::dsir::{DsirModel, DsirParams, FitBudget};
-use crate::source::{expand_inputs, FileStats};
+use crate::source::{expand_inputs, FileStats, RejectWriter};
 
 #[derive(Subcommand)]
 pub(super) enum ClusterCommand {
@@ -69,13 +69,12 @@ pub(super) enum Method<'a> {
 }
 
 /// Fit (or load) the scorer: the target set is read here, the raw lake's counts on the cluster.
-fn scoring(lake: &ClusterLake, method: &Method, progress: &Progress) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
+fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWriter>, progress: &Progress) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
     match method {
         Method::Dsir(args) => {
             if args.model.is_none() && args.target.is_empty() {
                 bail!("DSIR needs a target set (--target) or a saved model (--model)");
             }
-            let params = args.params();
             let (model, stats) = match &args.model {
                 Some(p) => {
                     let m = DsirModel::load(p)?;
@@ -83,13 +82,8 @@ fn scoring(lake: &ClusterLake, method: &Method, progress: &Progress) -> anyhow::
                     (DsirModel::try_new(params, m.raw, m.target)?, Vec::new())
                 }
                 None => {
-                    params.validate()?;
-                    let target = expand_inputs(&args.target)?;
                     let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
-                    let job = DsirJob { raw: lake.raw, target: &target, read: lake.read, params: params.clone(), budget, feature_cache_bytes: 0, progress };
-                    let (target_counts, stats) = job.count_target(None)?;
-                    let raw = lake.dsir_raw_counts(&params, params.per_file_budget(budget, lake.raw.len()))?;
-                    (DsirModel::try_new(params, raw, target_counts)?, stats)
+                    lake.fit_dsir(args.params(), budget, &expand_inputs(&args.target)?, rejects)?
                 }
             };
             if let Some(p) = &args.save_model {
@@ -99,7 +93,7 @@ fn scoring(lake: &ClusterLake, method: &Method, progress: &Progress) -> anyhow::
         }
         Method::Zipfit(args) => {
             let target = expand_inputs(&args.target)?;
-            let (target, stats) = crate::pipeline::zipfit::load_target(&target, lake.read, args.params(), progress, None)?;
+            let (target, stats) = crate::pipeline::zipfit::load_target(&target, lake.read, args.params(), progress, rejects)?;
             Ok((Scoring::Zipfit(Arc::new(target)), stats))
         }
     }
@@ -112,13 +106,14 @@ pub(super) fn score(url: &str, method: Method, source: &SourceArgs, raw: &[Strin
     crate::sink::OutFormat::from_path(out)?;
     let cluster = Cluster::connect(url)?;
     let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
-    let (scoring, target_stats) = scoring(&lake, &method, progress)?;
-    let report = lake.score_to(&scoring, out)?;
+    let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+    let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
+    let report = lake.score_to(&scoring, out, rejects.as_mut())?;
     let what = match method {
         Method::Dsir(_) => "score dsir",
         Method::Zipfit(_) => "score zipfit",
     };
-    finish(what, out, report, target_stats, None, start, false)
+    finish(what, out, report, target_stats, rejects, start, false)
 }
 
 /// `select dsir|zipfit --cluster URL`.
@@ -139,11 +134,12 @@ pub(super) fn select(
     crate::sink::OutFormat::from_path(out)?;
     let cluster = Cluster::connect(url)?;
     let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
-    let (scoring, target_stats) = scoring(&lake, &method, progress)?;
+    let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+    let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
     let (keep, what) = match method {
         Method::Dsir(_) => (Keep { k, require_fewer_than_eligible: true }, "select dsir"),
         Method::Zipfit(_) => (Keep { k, require_fewer_than_eligible: false }, "select zipfit"),
     };
-    let report = lake.select_to(&scoring, keep, seed, out)?;
-    finish(what, out, report, target_stats, None, start, true)
+    let report = lake.select_to(&scoring, keep, seed, out, rejects.as_mut())?;
+    finish(what, out, report, target_stats, rejects, start, true)
 }

@@ -203,12 +203,17 @@ impl CurriculumArgs {
 pub(super) fn run_pipeline(
     pipeline: &Path,
     out: Option<&Path>,
+    cluster: Option<String>,
     threads: usize,
     store: &super::StoreArgs,
     progress: &Progress,
     start: Instant,
 ) -> anyhow::Result<ExitCode> {
     let mut cfg = PipelineConfig::load(pipeline)?;
+    if cluster.is_some() && !cfg!(feature = "cluster") {
+        anyhow::bail!("this syllabus was built without the `cluster` feature");
+    }
+    cfg.cluster = cluster;
     if threads > 0 {
         cfg.threads = threads;
     }

@@ -59,6 +59,10 @@ enum Command {
         /// Write under this directory instead of the pipeline's out_dir.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run the DSIR or ZIP-FIT selection on a cluster (`syllabus cluster`), df://HOST:PORT;
+        /// same outputs, the curriculum is built here.
+        #[arg(long, value_name = "df://HOST:PORT")]
+        cluster: Option<String>,
     },
     /// Show per file: format, rows, bytes, schema and a sample row.
     Inspect {
@@ -245,8 +249,8 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster(_) => {}
     }
     let code = match cli.command {
-        Command::Run { pipeline, out } => {
-            curriculum::run_pipeline(&pipeline, out.as_deref(), cli.threads, &cli.store, &progress, start)
+        Command::Run { pipeline, out, cluster } => {
+            curriculum::run_pipeline(&pipeline, out.as_deref(), cluster, cli.threads, &cli.store, &progress, start)
         }
         Command::Curriculum(args) => curriculum::curriculum_command(&args, &progress, start),
         Command::Eval(args) => eval::eval_command(*args, &progress, start),

@@ -3,9 +3,11 @@
 //!
 //! - DSIR fit: `syllabus_dsir_counts` over the lake, one partial state of bucket counts per
 //!   file summed on one task (buckets x 8 bytes per file shipped);
-//! - per-file counts: rows, and for DSIR the eligible rows (`n_words >= min_words`, a word
-//!   count without hashing); one row per file to the client, whose prefix sums are the Gumbel
-//!   offsets;
+//! - file stats: each file parsed (no scoring) for its counts, its jsonl fields (the columns a
+//!   selection writes) and, with `--on-bad-record skip`, its bad records, which the client
+//!   writes to the rejects file in lake order;
+//! - eligible rows per file (DSIR: `n_words >= min_words`, a word count without hashing); one
+//!   row per file to the client, whose prefix sums are the Gumbel offsets;
 //! - score: the scorer as a scalar function, rows streamed to the client in lake order (a
 //!   merge of the files, each already in order) and written in the local run's batches;
 //! - select: the key (score, plus the row's numpy Gumbel draw) computed on the executors,
@@ -34,9 +36,12 @@ use crate::score::dsir::{Counts, DsirModel, DsirParams};
 use crate::score::zipfit::ZipfitTarget;
 use crate::select::Ranked;
 use crate::sink::TableWriter;
-use crate::source::{FileStats, InputFile, ReadOptions};
+use crate::pipeline::DsirJob;
+use crate::score::dsir::FitBudget;
+use crate::source::{FileColumn, FileStats, InputFile, ReadOptions, RejectWriter};
 
 const TABLE: &str = "syllabus_lake";
+const INFO: &str = "syllabus_lake_info";
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -120,6 +125,8 @@ pub struct ClusterLake<'a> {
     pub raw: &'a [InputFile],
     pub read: &'a ReadOptions,
     pub progress: &'a Progress,
+    /// A per-file column (the domain) added to the rows a selection writes.
+    pub file_column: Option<FileColumn>,
     text: String,
 }
 
@@ -127,9 +134,54 @@ impl<'a> ClusterLake<'a> {
     pub fn new(cluster: &'a Cluster, raw: &'a [InputFile], read: &'a ReadOptions, progress: &'a Progress) -> Result<Self> {
         let spec = LakeSpec::new(raw, read)?;
         let ctx = &cluster.ctx;
-        let _ = ctx.deregister_table(TABLE);
+        for t in [TABLE, INFO] {
+            let _ = ctx.deregister_table(t);
+        }
+        ctx.register_table(INFO, Arc::new(LakeTable { spec: Arc::new(spec.info()) })).map_err(err)?;
         ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(spec) })).map_err(err)?;
-        Ok(ClusterLake { cluster, raw, read, progress, text: quoted(&read.text_field) })
+        Ok(ClusterLake { cluster, raw, read, progress, file_column: None, text: quoted(&read.text_field) })
+    }
+
+    /// Fit DSIR: the target set's counts here (its rejects to `rejects`), the raw lake's on the
+    /// cluster, each file up to its share of `budget`.
+    pub fn fit_dsir(&self, params: DsirParams, budget: FitBudget, target: &[InputFile], rejects: Option<&mut RejectWriter>) -> Result<(DsirModel, Vec<FileStats>)> {
+        params.validate()?;
+        let job = DsirJob { raw: self.raw, target, read: self.read, params: params.clone(), budget, feature_cache_bytes: 0, progress: self.progress };
+        let (target_counts, stats) = job.count_target(rejects)?;
+        let raw = self.dsir_raw_counts(&params, params.per_file_budget(budget, self.raw.len()))?;
+        Ok((DsirModel::try_new(params, raw, target_counts)?, stats))
+    }
+
+    /// Each file's counts and jsonl fields (what a local reader's stats hold), and its bad
+    /// records (`--on-bad-record skip`) written to `rejects` in lake order: a pass that
+    /// parses every row and scores none.
+    pub fn file_stats(&self, mut rejects: Option<&mut RejectWriter>) -> Result<Vec<FileStats>> {
+        let mut stats: Vec<FileStats> =
+            self.raw.iter().map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() }).collect();
+        let bar = self.progress.rows("read (cluster)");
+        for b in self.collect(&format!("SELECT __file, __record, __stats FROM {INFO} ORDER BY __file, __loc"))? {
+            let f: &UInt32Array = column(&b, 0)?;
+            let r: &StringArray = column(&b, 1)?;
+            let s: &StringArray = column(&b, 2)?;
+            for i in 0..b.num_rows() {
+                let st = stats.get_mut(f.value(i) as usize).ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
+                if r.is_valid(i) {
+                    if let Some(w) = rejects.as_deref_mut() {
+                        w.append_line(r.value(i))?;
+                    }
+                }
+                if s.is_valid(i) {
+                    let info: super::lake::FileInfo = serde_json::from_str(s.value(i)).map_err(|e| Error::InvalidArgument(format!("the cluster's file counts: {e}")))?;
+                    st.read = info.read;
+                    st.kept = info.kept;
+                    st.rejected = info.rejected;
+                    st.fields_seen = info.fields.into_iter().collect();
+                    bar.inc(info.kept);
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(stats)
     }
 
     async fn stream(&self, sql: &str) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
@@ -193,17 +245,10 @@ impl<'a> ClusterLake<'a> {
         Ok(per_file)
     }
 
-    fn stats(&self, rows: &[u64]) -> Vec<FileStats> {
-        self.raw
-            .iter()
-            .zip(rows)
-            .map(|(f, &n)| FileStats { file: f.name.clone(), format: f.format.name().to_string(), read: n, kept: n, ..Default::default() })
-            .collect()
-    }
-
     /// Score every row and write `id` and the score columns in lake order, in the batches a
     /// local run writes.
-    pub fn score_to(&self, scoring: &Scoring, out: &Path) -> Result<RunReport> {
+    pub fn score_to(&self, scoring: &Scoring, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
+        let files = self.file_stats(rejects)?;
         self.register_udf(scoring.udf());
         let name = scoring.udf().name().to_string();
         let sql = format!("SELECT __file, __batch, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc", self.text);
@@ -212,7 +257,6 @@ impl<'a> ClusterLake<'a> {
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let mut writer = TableWriter::create(out, schema.clone())?;
         let bar = self.progress.rows("score (cluster)");
-        let mut rows = vec![0u64; self.raw.len()];
         let mut eligible = 0u64;
         let min_words = match scoring {
             Scoring::Dsir(m) => Some(m.params.min_words as i64),
@@ -249,7 +293,6 @@ impl<'a> ClusterLake<'a> {
                 let mut start = 0;
                 for i in 0..part.num_rows() {
                     let k = (file.value(i), batch.value(i));
-                    rows[k.0 as usize] += 1;
                     if key != Some(k) {
                         if i > start {
                             pending.push(part.slice(start, i - start));
@@ -266,18 +309,21 @@ impl<'a> ClusterLake<'a> {
         })?;
         bar.finish_and_clear();
         writer.finish()?;
-        let files = self.stats(&rows);
         Ok(RunReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() })
     }
 
     /// Keep the k eligible rows with the greatest score (plus numpy's Gumbel draws with
     /// `seed`), and write them with all their columns and the score, as a local run does.
-    pub fn select_to(&self, scoring: &Scoring, keep: Keep, seed: Option<u32>, out: &Path) -> Result<RunReport> {
+    pub fn select_to(&self, scoring: &Scoring, keep: Keep, seed: Option<u32>, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
+        let files = self.file_stats(rejects)?;
         let dsir = match scoring {
             Scoring::Dsir(m) => Some(m.params.clone()),
             Scoring::Zipfit(_) => None,
         };
-        let counts = self.file_counts(dsir.as_ref())?;
+        let counts = match &dsir {
+            Some(p) => self.file_counts(Some(p))?,
+            None => files.iter().map(|f| (f.kept, f.kept)).collect(),
+        };
         let eligible: u64 = counts.iter().map(|c| c.1).sum();
         let k = keep.k;
         if keep.require_fewer_than_eligible && k >= eligible {
@@ -319,9 +365,7 @@ impl<'a> ClusterLake<'a> {
         for (i, r) in chosen.iter_mut().enumerate() {
             r.row = i as u64;
         }
-        let rows: Vec<u64> = counts.iter().map(|c| c.0).collect();
-        let files = self.stats(&rows);
-        let lake = ScoredLake { raw: self.raw, read: self.read, progress: self.progress, file_column: None, work: None };
+        let lake = ScoredLake { raw: self.raw, read: self.read, progress: self.progress, file_column: self.file_column.clone(), work: None };
         let field = scoring.fields()[0].clone();
         let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })

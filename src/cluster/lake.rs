@@ -32,6 +32,8 @@ use crate::source::{BadRecordPolicy, Extras, InputFile, LakeReader, ReadOptions}
 pub const COL_FILE: &str = "__file";
 pub const COL_LOC: &str = "__loc";
 pub const COL_BATCH: &str = "__batch";
+pub const COL_RECORD: &str = "__record";
+pub const COL_STATS: &str = "__stats";
 
 /// What a scan needs to read a lake, as it travels in a plan.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -42,16 +44,19 @@ pub struct LakeSpec {
     pub id_field: String,
     pub batch_rows: usize,
     pub max_record_bytes: usize,
+    /// `--on-bad-record skip`: bad records are left out (and listed by [`LakeSpec::info`]).
+    #[serde(default)]
+    pub skip_bad: bool,
+    /// Scan what each file holds instead of its rows: `__file`, `__loc` (an order within the
+    /// file), `__record` (a bad record's line of the rejects file) or `__stats` (last, the
+    /// file's counts and the jsonl fields it has besides id and text, as JSON).
+    #[serde(default)]
+    pub info: bool,
 }
 
 impl LakeSpec {
     /// The spec of a lake the client expanded. Reading standard input is one machine's.
     pub fn new(files: &[InputFile], read: &ReadOptions) -> crate::Result<Self> {
-        if read.on_bad_record == BadRecordPolicy::Skip {
-            return Err(crate::Error::InvalidArgument(
-                "--on-bad-record skip is not supported with --cluster yet: a cluster run fails on the first bad record, naming its file and line".into(),
-            ));
-        }
         let files = files
             .iter()
             .map(|f| {
@@ -68,7 +73,14 @@ impl LakeSpec {
             id_field: read.id_field.clone(),
             batch_rows: read.batch_rows,
             max_record_bytes: read.max_record_bytes,
+            skip_bad: read.on_bad_record == BadRecordPolicy::Skip,
+            info: false,
         })
+    }
+
+    /// The same lake, scanned for its files' counts, fields and bad records.
+    pub fn info(&self) -> Self {
+        LakeSpec { info: true, ..self.clone() }
     }
 
     pub fn read_options(&self) -> ReadOptions {
@@ -76,7 +88,7 @@ impl LakeSpec {
             text_field: self.text_field.clone(),
             id_field: self.id_field.clone(),
             batch_rows: self.batch_rows,
-            on_bad_record: BadRecordPolicy::Fail,
+            on_bad_record: if self.skip_bad { BadRecordPolicy::Skip } else { BadRecordPolicy::Fail },
             max_record_bytes: self.max_record_bytes,
             read_text: true,
         }
@@ -90,6 +102,14 @@ impl LakeSpec {
     }
 
     pub fn schema(&self) -> SchemaRef {
+        if self.info {
+            return Arc::new(Schema::new(vec![
+                Field::new(COL_FILE, DataType::UInt32, false),
+                Field::new(COL_LOC, DataType::UInt64, false),
+                Field::new(COL_RECORD, DataType::Utf8, true),
+                Field::new(COL_STATS, DataType::Utf8, true),
+            ]));
+        }
         Arc::new(Schema::new(vec![
             Field::new(COL_FILE, DataType::UInt32, false),
             Field::new(COL_LOC, DataType::UInt64, false),
@@ -247,6 +267,24 @@ impl ExecutionPlan for LakeScanExec {
                 };
                 let files = [file];
                 let read = spec.read_options();
+                if spec.info {
+                    match info_of(&files, &read, index, &full) {
+                        Ok(b) => {
+                            let b = match &projection {
+                                Some(p) => b.project(p).map_err(|e| crate::Error::arrow("scanning a lake", e)),
+                                None => Ok(b),
+                            };
+                            if !send(b) {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            send(Err(flat(e)));
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 let reader = LakeReader::new(&files, &read, Extras::none(), None);
                 for (batch_no, b) in reader.enumerate() {
                     let b = match b {
@@ -276,6 +314,47 @@ impl ExecutionPlan for LakeScanExec {
             }
         }))
     }
+}
+
+/// What a file holds besides its rows, as [`LakeSpec::info`] scans it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct FileInfo {
+    pub read: u64,
+    pub kept: u64,
+    pub rejected: u64,
+    /// Top-level jsonl fields besides id and text, in order of first appearance.
+    pub fields: Vec<String>,
+}
+
+/// One file's bad records (read with a rejects file in the executor's temporary directory,
+/// then handed on line by line) and its [`FileInfo`], as rows.
+fn info_of(files: &[InputFile], read: &ReadOptions, index: u32, schema: &SchemaRef) -> crate::Result<RecordBatch> {
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::io("a temporary directory", e))?;
+    let path = dir.path().join("rejects.jsonl");
+    let mut writer = crate::source::RejectWriter::create(&path)?;
+    let mut reader = LakeReader::new(files, read, Extras::none(), Some(&mut writer));
+    for b in reader.by_ref() {
+        b?;
+    }
+    let stats = reader.into_stats().pop().unwrap_or_default();
+    writer.finish()?;
+    let info = FileInfo { read: stats.read, kept: stats.kept, rejected: stats.rejected, fields: stats.fields_seen.into_iter().collect() };
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+    let mut records: Vec<Option<String>> = text.lines().map(|l| Some(l.to_string())).collect();
+    records.push(None);
+    let n = records.len();
+    let mut stats_col: Vec<Option<String>> = vec![None; n - 1];
+    stats_col.push(Some(serde_json::to_string(&info).expect("file info serializes")));
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt32Array::from(vec![index; n])),
+            Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            Arc::new(arrow::array::StringArray::from(records)),
+            Arc::new(arrow::array::StringArray::from(stats_col)),
+        ],
+    )
+    .map_err(|e| crate::Error::arrow("scanning a lake", e))
 }
 
 /// An error as its message: a cluster sends errors to the client as their debug text, which

@@ -266,6 +266,9 @@ fn select(
     out_dir: &Path,
     rejects_path: Option<&Path>,
 ) -> Result<RunReport> {
+    if let Some(url) = &cfg.cluster {
+        return cluster_select(url, cfg, sel, lake, read, out_dir, rejects_path);
+    }
     let progress = lake.progress;
     let raw = lake.raw;
     let mut rejects = match lake.work {
@@ -330,4 +333,65 @@ fn select(
         report.rejects_written = r.finish()?;
     }
     Ok(report)
+}
+
+/// The selection stage on a cluster ([`crate::cluster`]): the same `selected.parquet`,
+/// `scores.parquet` and `dsir_model.json` as [`select`] writes, and the same rejects file.
+#[cfg(feature = "cluster")]
+fn cluster_select(
+    url: &str,
+    cfg: &PipelineConfig,
+    sel: &SelectConfig,
+    lake: &ScoredLake,
+    read: &crate::source::ReadOptions,
+    out_dir: &Path,
+    rejects_path: Option<&Path>,
+) -> Result<RunReport> {
+    use crate::cluster::jobs::{ClusterLake, Scoring};
+    let cluster = crate::cluster::Cluster::connect(url)?;
+    let mut cl = ClusterLake::new(&cluster, lake.raw, read, lake.progress)?;
+    cl.file_column = lake.file_column.clone();
+    let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
+    let (scoring, target_stats, keep, seed) = match sel {
+        SelectConfig::Dsir(sel) => {
+            let target = if sel.target.is_empty() { Vec::new() } else { expand_inputs(&sel.target)? };
+            let (model, stats) = match &sel.model {
+                Some(p) => (DsirModel::load(p)?, Vec::new()),
+                None => cl.fit_dsir(sel.params(), sel.budget(), &target, rejects.as_mut())?,
+            };
+            model.save(&out_dir.join("dsir_model.json"))?;
+            let keep = Keep { k: sel.k, require_fewer_than_eligible: true };
+            (Scoring::Dsir(Arc::new(model)), stats, keep, (!sel.top_k).then_some(cfg.seed))
+        }
+        SelectConfig::Zipfit(sel) => {
+            let target = expand_inputs(&sel.target)?;
+            let (target, stats) = zipfit::load_target(&target, read, sel.params(), lake.progress, rejects.as_mut())?;
+            (Scoring::Zipfit(Arc::new(target)), stats, Keep { k: sel.k, require_fewer_than_eligible: false }, None)
+        }
+        _ => {
+            return Err(crate::Error::InvalidArgument(
+                "--cluster runs DSIR and ZIP-FIT selections; this pipeline's selection runs on one machine (drop --cluster)".into(),
+            ))
+        }
+    };
+    cl.score_to(&scoring, &out_dir.join("scores.parquet"), None)?;
+    let mut report = cl.select_to(&scoring, keep, seed, &out_dir.join("selected.parquet"), rejects.as_mut())?;
+    report.target_files = target_stats;
+    if let Some(r) = rejects {
+        report.rejects_written = r.finish()?;
+    }
+    Ok(report)
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_select(
+    _url: &str,
+    _cfg: &PipelineConfig,
+    _sel: &SelectConfig,
+    _lake: &ScoredLake,
+    _read: &crate::source::ReadOptions,
+    _out_dir: &Path,
+    _rejects_path: Option<&Path>,
+) -> Result<RunReport> {
+    Err(crate::Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
 }

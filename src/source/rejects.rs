@@ -87,6 +87,16 @@ impl RejectWriter {
         Ok(())
     }
 
+    /// Append a record another writer wrote (one JSON line, without its newline): a cluster's
+    /// executors record rejects and the client gathers them here, in lake order.
+    pub fn append_line(&mut self, line: &str) -> Result<()> {
+        self.out.write_all(line.as_bytes()).and_then(|_| self.out.write_all(b"\n")).map_err(|e| Error::io(&self.path, e))?;
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.count += 1;
+        self.bytes += line.len() as u64 + 1;
+        Ok(())
+    }
+
     pub fn finish(mut self) -> Result<u64> {
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;
         self.out.get_ref().sync_all().map_err(|e| Error::io(&self.path, e))?;
