@@ -99,30 +99,19 @@ fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWrite
     }
 }
 
-/// `score dsir|zipfit --cluster URL`.
-pub(super) fn score(url: &str, method: Method, source: &SourceArgs, raw: &[String], out: &Path, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
-    let read = source.read_options()?;
-    let files = expand_inputs(raw)?;
-    crate::sink::OutFormat::from_path(out)?;
-    let cluster = Cluster::connect(url)?;
-    let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
-    let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
-    let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
-    let report = lake.score_to(&scoring, out, rejects.as_mut())?;
-    let what = match method {
-        Method::Dsir(_) => "score dsir",
-        Method::Zipfit(_) => "score zipfit",
-    };
-    finish(what, out, report, target_stats, rejects, start, false)
+/// What `score` or `select` does once the lake is on the cluster and the scorer fitted.
+pub(super) enum Job {
+    Score,
+    /// k, and the Gumbel seed (None: plain top-k).
+    Select { k: u64, seed: Option<u32> },
 }
 
-/// `select dsir|zipfit --cluster URL`.
+/// `score|select dsir|zipfit --cluster URL`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn select(
+pub(super) fn run(
     url: &str,
     method: Method,
-    seed: Option<u32>,
-    k: u64,
+    job: Job,
     source: &SourceArgs,
     raw: &[String],
     out: &Path,
@@ -136,10 +125,17 @@ pub(super) fn select(
     let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
     let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
     let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
-    let (keep, what) = match method {
-        Method::Dsir(_) => (Keep { k, require_fewer_than_eligible: true }, "select dsir"),
-        Method::Zipfit(_) => (Keep { k, require_fewer_than_eligible: false }, "select zipfit"),
+    let name = match method {
+        Method::Dsir(_) => "dsir",
+        Method::Zipfit(_) => "zipfit",
     };
-    let report = lake.select_to(&scoring, keep, seed, out, rejects.as_mut())?;
-    finish(what, out, report, target_stats, rejects, start, true)
+    let (report, what, selecting) = match job {
+        Job::Score => (lake.score_to(&scoring, out, rejects.as_mut())?, format!("score {name}"), false),
+        Job::Select { k, seed } => {
+            // DSIR's reference needs fewer than the eligible rows; ZIP-FIT keeps all if fewer.
+            let keep = Keep { k, require_fewer_than_eligible: matches!(method, Method::Dsir(_)) };
+            (lake.select_to(&scoring, keep, seed, out, rejects.as_mut())?, format!("select {name}"), true)
+        }
+    };
+    finish(&what, out, report, target_stats, rejects, start, selecting)
 }

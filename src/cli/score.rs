@@ -404,11 +404,11 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
     match &cmd {
         ScoreCommand::Dsir { dsir, source, io } if dsir.cluster.is_some() => {
             let url = dsir.cluster.as_deref().expect("checked");
-            return super::cluster::score(url, super::cluster::Method::Dsir(dsir), source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(url, super::cluster::Method::Dsir(dsir), super::cluster::Job::Score, source, &io.raw, &io.out, progress, start);
         }
         ScoreCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
             let url = zipfit.cluster.as_deref().expect("checked");
-            return super::cluster::score(url, super::cluster::Method::Zipfit(zipfit), source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(url, super::cluster::Method::Zipfit(zipfit), super::cluster::Job::Score, source, &io.raw, &io.out, progress, start);
         }
         _ => {}
     }
@@ -464,14 +464,16 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
             }
             let url = dsir.cluster.as_deref().expect("checked");
             let seed = (!top_k).then_some(*seed);
-            return super::cluster::select(url, super::cluster::Method::Dsir(dsir), seed, io.k, source, &io.raw, &io.out, progress, start);
+            let job = super::cluster::Job::Select { k: io.k, seed };
+            return super::cluster::run(url, super::cluster::Method::Dsir(dsir), job, source, &io.raw, &io.out, progress, start);
         }
         SelectCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
             if io.scores_out.is_some() {
                 bail!("--scores-out is not available with --cluster: run `syllabus score zipfit --cluster` for every row's scores");
             }
             let url = zipfit.cluster.as_deref().expect("checked");
-            return super::cluster::select(url, super::cluster::Method::Zipfit(zipfit), None, io.k, source, &io.raw, &io.out, progress, start);
+            let job = super::cluster::Job::Select { k: io.k, seed: None };
+            return super::cluster::run(url, super::cluster::Method::Zipfit(zipfit), job, source, &io.raw, &io.out, progress, start);
         }
         _ => {}
     }

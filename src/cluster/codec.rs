@@ -138,6 +138,39 @@ fn decode_udaf(kind: u8, body: &[u8]) -> Result<Arc<AggregateUDF>> {
     Ok(Arc::new(AggregateUDF::new_from_impl(DsirCounts::new(b.params, b.limit))))
 }
 
+/// The function methods both codecs share: syllabus's functions, else the inner codec's.
+macro_rules! function_codec {
+    () => {
+        fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+            match ours(buf) {
+                Some((k, body)) => decode_udf(k, body),
+                None => self.inner.try_decode_udf(name, buf),
+            }
+        }
+
+        fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+            if encode_udf(node, buf)? {
+                return Ok(());
+            }
+            self.inner.try_encode_udf(node, buf)
+        }
+
+        fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+            match ours(buf) {
+                Some((k, body)) => decode_udaf(k, body),
+                None => self.inner.try_decode_udaf(name, buf),
+            }
+        }
+
+        fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+            if encode_udaf(node, buf)? {
+                return Ok(());
+            }
+            self.inner.try_encode_udaf(node, buf)
+        }
+    };
+}
+
 /// The logical codec: Ballista's, plus the lake table and the functions.
 #[derive(Debug, Default)]
 pub struct LogicalCodec {
@@ -182,33 +215,7 @@ impl LogicalExtensionCodec for LogicalCodec {
         self.inner.try_encode_file_format(buf, node)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match ours(buf) {
-            Some((k, body)) => decode_udf(k, body),
-            None => self.inner.try_decode_udf(name, buf),
-        }
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udf(node, buf)? {
-            return Ok(());
-        }
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match ours(buf) {
-            Some((k, body)) => decode_udaf(k, body),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udaf(node, buf)? {
-            return Ok(());
-        }
-        self.inner.try_encode_udaf(node, buf)
-    }
+    function_codec!();
 }
 
 /// The physical codec: Ballista's (shuffles and its own nodes), plus the lake scan and the
@@ -242,31 +249,5 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         self.inner.try_encode(node, buf, conv)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match ours(buf) {
-            Some((k, body)) => decode_udf(k, body),
-            None => self.inner.try_decode_udf(name, buf),
-        }
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udf(node, buf)? {
-            return Ok(());
-        }
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match ours(buf) {
-            Some((k, body)) => decode_udaf(k, body),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udaf(node, buf)? {
-            return Ok(());
-        }
-        self.inner.try_encode_udaf(node, buf)
-    }
+    function_codec!();
 }
