@@ -197,6 +197,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn connect(url: &str) -> Result<Cluster> {
         let (host, port) = parse_url(url)?;
+        // Ballista connects lazily; say plainly when the scheduler is not there.
+        let addr = parse_addr(&format!("{host}:{port}"))?;
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+            .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
         let ctx = rt.block_on(connect(&host, port))?;
         Ok(Cluster { url: url.to_string(), ctx, rt })
