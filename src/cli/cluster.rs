@@ -14,7 +14,6 @@ use crate::cluster::jobs::{ClusterLake, Scoring};
 use crate::cluster::Cluster;
 use crate::pipeline::Keep;
 use crate::progress::Progress;
-use crate::score::dsir::{DsirModel, DsirParams, FitBudget};
 use crate::source::{expand_inputs, FileStats, RejectWriter};
 
 #[derive(Subcommand)]
@@ -75,16 +74,9 @@ fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWrite
             if args.model.is_none() && args.target.is_empty() {
                 bail!("DSIR needs a target set (--target) or a saved model (--model)");
             }
-            let (model, stats) = match &args.model {
-                Some(p) => {
-                    let m = DsirModel::load(p)?;
-                    let params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
-                    (DsirModel::try_new(params, m.raw, m.target)?, Vec::new())
-                }
-                None => {
-                    let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
-                    lake.fit_dsir(args.params(), budget, &expand_inputs(&args.target)?, rejects)?
-                }
+            let (model, stats) = match args.saved_model()? {
+                Some(model) => (model, Vec::new()),
+                None => lake.fit_dsir(args.params(), args.budget(), &expand_inputs(&args.target)?, rejects)?,
             };
             if let Some(p) = &args.save_model {
                 model.save(p)?;
@@ -125,16 +117,17 @@ pub(super) fn run(
     let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
     let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
     let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
+    let files = lake.file_stats(rejects.as_mut())?;
     let name = match method {
         Method::Dsir(_) => "dsir",
         Method::Zipfit(_) => "zipfit",
     };
     let (report, what, selecting) = match job {
-        Job::Score => (lake.score_to(&scoring, out, rejects.as_mut())?, format!("score {name}"), false),
+        Job::Score => (lake.score_to(&scoring, files, out)?, format!("score {name}"), false),
         Job::Select { k, seed } => {
             // DSIR's reference needs fewer than the eligible rows; ZIP-FIT keeps all if fewer.
             let keep = Keep { k, require_fewer_than_eligible: matches!(method, Method::Dsir(_)) };
-            (lake.select_to(&scoring, keep, seed, out, rejects.as_mut())?, format!("select {name}"), true)
+            (lake.select_to(&scoring, files, keep, seed, out)?, format!("select {name}"), true)
         }
     };
     finish(&what, out, report, target_stats, rejects, start, selecting)

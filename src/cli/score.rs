@@ -387,6 +387,22 @@ impl ZipfitArgs {
 }
 
 impl DsirArgs {
+    /// The model of --model, with --min-words applied, if one is given.
+    pub(super) fn saved_model(&self) -> anyhow::Result<Option<DsirModel>> {
+        let Some(p) = self.model.as_deref() else { return Ok(None) };
+        let m = DsirModel::load(p).with_context(|| format!("loading model {}", p.display()))?;
+        let params = DsirParams { min_words: self.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
+        Ok(Some(DsirModel::try_new(params, m.raw, m.target)?))
+    }
+
+    pub(super) fn budget(&self) -> FitBudget {
+        if self.fit_all {
+            FitBudget::All
+        } else {
+            FitBudget::Auto
+        }
+    }
+
     pub(super) fn params(&self) -> DsirParams {
         let d = DsirParams::default();
         DsirParams {
@@ -608,21 +624,10 @@ fn fit_dsir(
         bail!("DSIR needs a target set (--target) or a saved model (--model)");
     }
     let target = if args.target.is_empty() { Vec::new() } else { expand_inputs(&args.target)? };
-    let budget = if args.fit_all { FitBudget::All } else { FitBudget::Auto };
-    let mut params = args.params();
-    let loaded = args.model.as_deref().map(load_model).transpose()?;
-    if let Some(m) = &loaded {
-        params = DsirParams { min_words: args.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
-    }
     let feature_cache_bytes = args.feature_cache_mb << 20;
-    let job =
-        DsirJob { raw, target: &target, read: opts, params: params.clone(), budget, feature_cache_bytes, progress };
-    let fitted = match loaded {
-        Some(m) => Fitted {
-            model: DsirModel::try_new(params, m.raw, m.target)?,
-            target_stats: Vec::new(),
-            cache: FeatureCache::default(),
-        },
+    let job = DsirJob { raw, target: &target, read: opts, params: args.params(), budget: args.budget(), feature_cache_bytes, progress };
+    let fitted = match args.saved_model()? {
+        Some(model) => Fitted { model, target_stats: Vec::new(), cache: FeatureCache::default() },
         None => job.fit_in(work, rejects)?,
     };
     if let Some(p) = &args.save_model {
@@ -644,6 +649,3 @@ fn zipfit_scorer(
     Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
 }
 
-fn load_model(p: &Path) -> anyhow::Result<DsirModel> {
-    DsirModel::load(p).with_context(|| format!("loading model {}", p.display()))
-}

@@ -222,35 +222,33 @@ impl<'a> ClusterLake<'a> {
         udf::decode_counts(a.value(0), params.buckets)
     }
 
-    /// Per file: its rows, and the eligible ones (all, without DSIR parameters).
-    pub fn file_counts(&self, dsir: Option<&DsirParams>) -> Result<Vec<(u64, u64)>> {
-        let eligible = match dsir {
-            Some(p) => {
-                self.register_udf(ScalarUDF::new_from_impl(DsirWords::new(p.clone())));
-                format!("sum(CASE WHEN {}({}) >= {} THEN 1 ELSE 0 END)", udf::DSIR_WORDS, self.text, p.min_words)
-            }
-            None => "count(*)".into(),
-        };
-        let sql = format!("SELECT __file, count(*) AS n, CAST({eligible} AS BIGINT) AS e FROM {TABLE} GROUP BY __file");
-        let mut per_file = vec![(0u64, 0u64); self.raw.len()];
+    /// Per file, its rows with at least `min_words` words (a word count without hashing).
+    pub fn eligible_per_file(&self, p: &DsirParams) -> Result<Vec<u64>> {
+        self.register_udf(ScalarUDF::new_from_impl(DsirWords::new(p.clone())));
+        let sql = format!(
+            "SELECT __file, CAST(sum(CASE WHEN {}({}) >= {} THEN 1 ELSE 0 END) AS BIGINT) FROM {TABLE} GROUP BY __file",
+            udf::DSIR_WORDS,
+            self.text,
+            p.min_words
+        );
+        let mut per_file = vec![0u64; self.raw.len()];
         for b in self.collect(&sql)? {
             let f: &UInt32Array = column(&b, 0)?;
-            let n: &Int64Array = column(&b, 1)?;
-            let e: &Int64Array = column(&b, 2)?;
+            let e: &Int64Array = column(&b, 1)?;
             for i in 0..b.num_rows() {
                 let slot = per_file.get_mut(f.value(i) as usize).ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
-                *slot = (n.value(i) as u64, e.value(i) as u64);
+                *slot = e.value(i) as u64;
             }
         }
         Ok(per_file)
     }
 
     /// Score every row and write `id` and the score columns in lake order, in the batches a
-    /// local run writes.
-    pub fn score_to(&self, scoring: &Scoring, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
-        let files = self.file_stats(rejects)?;
-        self.register_udf(scoring.udf());
-        let name = scoring.udf().name().to_string();
+    /// local run writes. `files`: [`ClusterLake::file_stats`], for the report.
+    pub fn score_to(&self, scoring: &Scoring, files: Vec<FileStats>, out: &Path) -> Result<RunReport> {
+        let f = scoring.udf();
+        let name = f.name().to_string();
+        self.register_udf(f);
         let sql = format!("SELECT __file, __batch, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc", self.text);
         let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
         fields.extend(scoring.fields());
@@ -314,34 +312,36 @@ impl<'a> ClusterLake<'a> {
 
     /// Keep the k eligible rows with the greatest score (plus numpy's Gumbel draws with
     /// `seed`), and write them with all their columns and the score, as a local run does.
-    pub fn select_to(&self, scoring: &Scoring, keep: Keep, seed: Option<u32>, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
-        let files = self.file_stats(rejects)?;
+    /// `files`: [`ClusterLake::file_stats`] (the columns written come from it).
+    pub fn select_to(&self, scoring: &Scoring, files: Vec<FileStats>, keep: Keep, seed: Option<u32>, out: &Path) -> Result<RunReport> {
         let dsir = match scoring {
             Scoring::Dsir(m) => Some(m.params.clone()),
             Scoring::Zipfit(_) => None,
         };
-        let counts = match &dsir {
-            Some(p) => self.file_counts(Some(p))?,
-            None => files.iter().map(|f| (f.kept, f.kept)).collect(),
+        // Every row is eligible but for DSIR's minimum of words.
+        let per_file = match &dsir {
+            Some(p) => self.eligible_per_file(p)?,
+            None => files.iter().map(|f| f.kept).collect(),
         };
-        let eligible: u64 = counts.iter().map(|c| c.1).sum();
+        let eligible: u64 = per_file.iter().sum();
         let k = keep.k;
         if keep.require_fewer_than_eligible && k >= eligible {
             let why = dsir.map_or("rows".to_string(), |p| format!("rows with at least {} words", p.min_words));
             return Err(Error::InvalidArgument(format!("k = {k} must be smaller than the number of eligible rows ({eligible} {why})")));
         }
-        self.register_udf(scoring.udf());
-        let name = scoring.udf().name().to_string();
+        let f = scoring.udf();
+        let name = f.name().to_string();
+        self.register_udf(f);
         let (rank, filter) = scoring.rank_sql();
         let filter = filter.map(|f| format!("WHERE {f}")).unwrap_or_default();
         let inner = format!("SELECT __file, __loc, {rank} AS score FROM (SELECT __file, __loc, {name}({}) AS s FROM {TABLE}) {filter}", self.text);
         let key = match seed {
             Some(seed) => {
-                let mut offsets = Vec::with_capacity(counts.len());
+                let mut offsets = Vec::with_capacity(per_file.len());
                 let mut total = 0u64;
-                for c in &counts {
+                for n in &per_file {
                     offsets.push(total);
-                    total += c.1;
+                    total += n;
                 }
                 self.register_udf(ScalarUDF::new_from_impl(GumbelKey::new(seed, offsets)));
                 format!("{}(__file, __loc, score)", udf::GUMBEL)

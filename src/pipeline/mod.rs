@@ -374,8 +374,9 @@ fn cluster_select(
             ))
         }
     };
-    cl.score_to(&scoring, &out_dir.join("scores.parquet"), None)?;
-    let mut report = cl.select_to(&scoring, keep, seed, &out_dir.join("selected.parquet"), rejects.as_mut())?;
+    let files = cl.file_stats(rejects.as_mut())?;
+    cl.score_to(&scoring, files.clone(), &out_dir.join("scores.parquet"))?;
+    let mut report = cl.select_to(&scoring, files, keep, seed, &out_dir.join("selected.parquet"))?;
     report.target_files = target_stats;
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
