@@ -20,6 +20,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use super::data::{Kind, Streams, Unit};
 use super::{Point, RunResult};
 use crate::error::{Error, Result};
+use crate::proxy::cpu::{self, CpuLm};
 use crate::proxy::lm::{self, Lm, LmShape};
 use crate::proxy::nn::{Params, Rng};
 use crate::proxy::Resolved;
@@ -105,59 +106,109 @@ impl<'a> Stream<'a> {
 
 /// Inputs, targets and per-prediction weights (each unit's weight, or 1 where not `weighted`;
 /// 0 for padding) of pieces, padded to the longest.
-pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool, device: &Device) -> candle_core::Result<lm::Batch> {
+pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool) -> lm::HostBatch {
     let len = pieces.iter().map(|p| p.len).max().unwrap_or(1);
-    let mut inputs = Vec::with_capacity(pieces.len() * len);
-    let mut targets = Vec::with_capacity(pieces.len() * len);
-    let mut mask = Vec::with_capacity(pieces.len() * len);
+    let mut b = lm::HostBatch { len, ..Default::default() };
     for p in pieces {
         let u = &units[p.unit];
         let t = &u.tokens[p.start..p.start + p.len + 1];
-        inputs.extend_from_slice(&t[..p.len]);
-        targets.extend_from_slice(&t[1..]);
-        mask.extend(std::iter::repeat_n(if weighted { u.weight } else { 1.0 }, p.len));
+        b.inputs.extend_from_slice(&t[..p.len]);
+        b.targets.extend_from_slice(&t[1..]);
+        b.mask.extend(std::iter::repeat_n(if weighted { u.weight } else { 1.0 }, p.len));
         let pad = len - p.len;
-        inputs.extend(std::iter::repeat_n(t[0], pad));
-        targets.extend(std::iter::repeat_n(t[0], pad));
-        mask.extend(std::iter::repeat_n(0f32, pad));
+        b.inputs.extend(std::iter::repeat_n(t[0], pad));
+        b.targets.extend(std::iter::repeat_n(t[0], pad));
+        b.mask.extend(std::iter::repeat_n(0f32, pad));
     }
-    let b = pieces.len();
-    use candle_core::Tensor;
-    Ok(lm::Batch {
-        inputs: Tensor::from_vec(inputs, (b, len), device)?,
-        targets: Tensor::from_vec(targets, (b, len), device)?,
-        mask: Tensor::from_vec(mask, (b, len), device)?,
-        len,
-        targets_host: Vec::new(),
-    })
+    b
 }
 
-/// Mean token cross-entropy (nats) of the model over every prediction of `units`.
-pub fn mean_loss(model: &Lm, units: &[Unit], device: &Device) -> Result<f64> {
-    let ctx = model.shape.context;
-    let mut pieces = Vec::new();
-    for (unit, u) in units.iter().enumerate() {
-        let n = u.predictions() as usize;
-        let mut start = 0;
-        while start < n {
-            let len = ctx.min(n - start);
-            pieces.push(Piece { unit, start, len });
-            start += len;
+/// The model being trained: the proxy's CPU engine, or candle's model on a GPU.
+enum Model {
+    Cpu { m: CpuLm, opt: cpu::AdamW, work: cpu::Work, grads: Vec<f32> },
+    Candle { m: Lm, opt: AdamW, device: Device },
+}
+
+impl Model {
+    fn new(shape: LmShape, r: &Resolved, seed: u32, device: &Device) -> Result<Self> {
+        if device.is_cpu() {
+            let m = CpuLm::new(shape, seed as u64).map_err(cerr)?;
+            let opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
+            let grads = vec![0f32; m.num_params()];
+            return Ok(Model::Cpu { m, opt, work: cpu::Work::default(), grads });
+        }
+        let mut p = Params::new(seed as u64, device);
+        let m = Lm::new(shape, &mut p).map_err(cerr)?;
+        let opt = AdamW::new(p.all(), ParamsAdamW { lr: r.lr, weight_decay: r.weight_decay, ..Default::default() })
+            .map_err(cerr)?;
+        Ok(Model::Candle { m, opt, device: device.clone() })
+    }
+
+    /// Σ weight · cross-entropy of a batch of `rows` windows, divided by `denom`.
+    fn loss(&mut self, b: &lm::HostBatch, rows: usize, denom: f64) -> Result<f64> {
+        match self {
+            Model::Cpu { m, work, .. } => {
+                m.forward(&b.inputs, rows, b.len, work);
+                Ok(m.loss(&b.targets, &b.mask, denom, work))
+            }
+            Model::Candle { m, device, .. } => m
+                .loss(&tensors(b, rows, device).map_err(cerr)?, denom)
+                .and_then(|l| l.to_dtype(candle_core::DType::F64))
+                .and_then(|l| l.to_scalar::<f64>())
+                .map_err(cerr),
         }
     }
-    let (mut sum, mut n) = (0f64, 0u64);
-    for chunk in pieces.chunks(16) {
-        // Unweighted: every prediction counts once.
-        let b = batch(units, chunk, false, device).map_err(cerr)?;
-        let s = model
-            .loss(&b, 1.0)
-            .and_then(|l| l.to_dtype(candle_core::DType::F64))
-            .and_then(|l| l.to_scalar::<f64>())
-            .map_err(cerr)?;
-        sum += s;
-        n += chunk.iter().map(|p| p.len as u64).sum::<u64>();
+
+    /// One AdamW step at learning rate `lr` on the loss of a batch.
+    fn step(&mut self, b: &lm::HostBatch, rows: usize, denom: f64, lr: f64) -> Result<()> {
+        match self {
+            Model::Cpu { m, opt, work, grads } => {
+                grads.fill(0.0);
+                m.forward(&b.inputs, rows, b.len, work);
+                m.backward(&b.targets, &b.mask, denom, work, grads);
+                opt.lr = lr;
+                opt.step(&mut m.params, grads);
+            }
+            Model::Candle { m, opt, device } => {
+                let loss = m.loss(&tensors(b, rows, device).map_err(cerr)?, denom).map_err(cerr)?;
+                opt.set_learning_rate(lr);
+                opt.backward_step(&loss).map_err(cerr)?;
+            }
+        }
+        Ok(())
     }
-    Ok(sum / n.max(1) as f64)
+
+    /// Mean token cross-entropy (nats) over every prediction of `units`.
+    fn mean_loss(&mut self, units: &[Unit], context: usize) -> Result<f64> {
+        let mut pieces = Vec::new();
+        for (unit, u) in units.iter().enumerate() {
+            let n = u.predictions() as usize;
+            let mut start = 0;
+            while start < n {
+                let len = context.min(n - start);
+                pieces.push(Piece { unit, start, len });
+                start += len;
+            }
+        }
+        let (mut sum, mut n) = (0f64, 0u64);
+        for chunk in pieces.chunks(16) {
+            // Unweighted: every prediction counts once.
+            sum += self.loss(&batch(units, chunk, false), chunk.len(), 1.0)?;
+            n += chunk.iter().map(|p| p.len as u64).sum::<u64>();
+        }
+        Ok(sum / n.max(1) as f64)
+    }
+}
+
+fn tensors(b: &lm::HostBatch, rows: usize, device: &Device) -> candle_core::Result<lm::Batch> {
+    use candle_core::Tensor;
+    Ok(lm::Batch {
+        inputs: Tensor::from_slice(&b.inputs, (rows, b.len), device)?,
+        targets: Tensor::from_slice(&b.targets, (rows, b.len), device)?,
+        mask: Tensor::from_slice(&b.mask, (rows, b.len), device)?,
+        len: b.len,
+        targets_host: Vec::new(),
+    })
 }
 
 /// The learning rate at `step` of `steps`: linear warm-up over 5% of the steps, then a cosine
@@ -187,27 +238,22 @@ pub fn train(
     device: &Device,
     mut on_point: impl FnMut(u64),
 ) -> Result<RunResult> {
-    let mut p = Params::new(seed as u64, device);
-    let model = Lm::new(shape, &mut p).map_err(cerr)?;
-    let mut opt = AdamW::new(p.all(), ParamsAdamW { lr: r.lr, weight_decay: r.weight_decay, ..Default::default() })
-        .map_err(cerr)?;
+    let mut model = Model::new(shape, r, seed, device)?;
     let step_tokens = (r.batch_size * r.context) as u64;
     let steps = tokens.div_ceil(step_tokens) as usize;
     let mut stream = Stream::new(cand, seed, r.context)?;
-    let validate = |model: &Lm| valid.iter().map(|v| mean_loss(model, v, device)).collect::<Result<Vec<f64>>>();
-    let mut points = vec![Point { tokens: 0, loss: validate(&model)? }];
+    let validate =
+        |model: &mut Model| valid.iter().map(|v| model.mean_loss(v, shape.context)).collect::<Result<Vec<f64>>>();
+    let mut points = vec![Point { tokens: 0, loss: validate(&mut model)? }];
     on_point(0);
     let mut seen = 0u64;
     for step in 0..steps {
         let want = step_tokens.min(tokens - seen);
         let pieces = stream.take(want as usize);
-        let b = batch(&cand.units, &pieces, true, device).map_err(cerr)?;
-        let loss = model.loss(&b, want as f64).map_err(cerr)?;
-        opt.set_learning_rate(lr_at(step, steps, r.lr));
-        opt.backward_step(&loss).map_err(cerr)?;
+        model.step(&batch(&cand.units, &pieces, true), pieces.len(), want as f64, lr_at(step, steps, r.lr))?;
         seen += want;
         if seen % every == 0 || seen == tokens {
-            points.push(Point { tokens: seen, loss: validate(&model)? });
+            points.push(Point { tokens: seen, loss: validate(&mut model)? });
             on_point(seen);
         }
     }
@@ -274,12 +320,13 @@ mod tests {
     fn batches_shift_targets_and_weight_predictions() {
         let units = vec![Unit { tokens: vec![0, 5, 6, 7, 0], weight: 2.0 }];
         let pieces = [Piece { unit: 0, start: 1, len: 3 }, Piece { unit: 0, start: 0, len: 1 }];
-        let b = batch(&units, &pieces, true, &Device::Cpu).unwrap();
-        let plain = batch(&units, &pieces, false, &Device::Cpu).unwrap();
-        assert_eq!(plain.mask.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0, 1.0], vec![1.0, 0.0, 0.0]]);
-        assert_eq!(b.inputs.to_vec2::<u32>().unwrap(), vec![vec![5, 6, 7], vec![0, 0, 0]]);
-        assert_eq!(b.targets.to_vec2::<u32>().unwrap(), vec![vec![6, 7, 0], vec![5, 0, 0]]);
-        assert_eq!(b.mask.to_vec2::<f32>().unwrap(), vec![vec![2.0, 2.0, 2.0], vec![2.0, 0.0, 0.0]]);
+        let b = batch(&units, &pieces, true);
+        let plain = batch(&units, &pieces, false);
+        assert_eq!(b.len, 3);
+        assert_eq!(plain.mask, vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(b.inputs, vec![5, 6, 7, 0, 0, 0]);
+        assert_eq!(b.targets, vec![6, 7, 0, 5, 0, 0]);
+        assert_eq!(b.mask, vec![2.0, 2.0, 2.0, 2.0, 0.0, 0.0]);
     }
 
     #[test]

@@ -76,40 +76,67 @@ pub struct Batch {
     pub targets_host: Vec<Vec<u32>>,
 }
 
-pub fn batch(docs: &[Vec<u32>], ws: &[Window], eos: u32, device: &Device) -> Result<Batch> {
-    let len = ws.iter().map(|w| w.len).max().unwrap_or(1);
-    let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    let mut targets_host = Vec::with_capacity(ws.len());
-    for w in ws {
-        let toks = &docs[w.doc];
-        // Stream position i: EOS at 0, then the tokens, then EOS.
-        let at = |i: usize| -> u32 {
-            if i == 0 || i > toks.len() {
-                eos
-            } else {
-                toks[i - 1]
-            }
-        };
-        let mut t = Vec::with_capacity(w.len);
-        for j in 0..len {
-            if j < w.len {
-                inputs.push(at(w.start + j));
-                targets.push(at(w.start + j + 1));
-                t.push(at(w.start + j + 1));
-                mask.push(1f32);
-            } else {
-                inputs.push(eos);
-                targets.push(eos);
-                mask.push(0f32);
+/// The same batch as host vectors (row-major `[windows, len]`).
+#[derive(Debug, Clone, Default)]
+pub struct HostBatch {
+    pub inputs: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub mask: Vec<f32>,
+    pub len: usize,
+}
+
+impl HostBatch {
+    /// Fill with the windows `ws` of `docs` (reusing the vectors).
+    pub fn fill(&mut self, docs: &[Vec<u32>], ws: &[Window], eos: u32) {
+        let len = ws.iter().map(|w| w.len).max().unwrap_or(1);
+        self.len = len;
+        self.inputs.clear();
+        self.targets.clear();
+        self.mask.clear();
+        for w in ws {
+            let toks = &docs[w.doc];
+            // Stream position i: EOS at 0, then the tokens, then EOS.
+            let at = |i: usize| -> u32 {
+                if i == 0 || i > toks.len() {
+                    eos
+                } else {
+                    toks[i - 1]
+                }
+            };
+            for j in 0..len {
+                if j < w.len {
+                    self.inputs.push(at(w.start + j));
+                    self.targets.push(at(w.start + j + 1));
+                    self.mask.push(1.0);
+                } else {
+                    self.inputs.push(eos);
+                    self.targets.push(eos);
+                    self.mask.push(0.0);
+                }
             }
         }
-        targets_host.push(t);
     }
-    let b = ws.len();
+
+    pub fn new(docs: &[Vec<u32>], ws: &[Window], eos: u32) -> Self {
+        let mut b = HostBatch::default();
+        b.fill(docs, ws, eos);
+        b
+    }
+
+    /// Window `i`'s targets (without padding).
+    pub fn targets_of(&self, i: usize, w: &Window) -> &[u32] {
+        &self.targets[i * self.len..i * self.len + w.len]
+    }
+}
+
+pub fn batch(docs: &[Vec<u32>], ws: &[Window], eos: u32, device: &Device) -> Result<Batch> {
+    let h = HostBatch::new(docs, ws, eos);
+    let (b, len) = (ws.len(), h.len);
+    let targets_host = ws.iter().enumerate().map(|(i, w)| h.targets_of(i, w).to_vec()).collect();
     Ok(Batch {
-        inputs: Tensor::from_vec(inputs, (b, len), device)?,
-        targets: Tensor::from_vec(targets, (b, len), device)?,
-        mask: Tensor::from_vec(mask, (b, len), device)?,
+        inputs: Tensor::from_vec(h.inputs, (b, len), device)?,
+        targets: Tensor::from_vec(h.targets, (b, len), device)?,
+        mask: Tensor::from_vec(h.mask, (b, len), device)?,
         len,
         targets_host,
     })

@@ -25,20 +25,10 @@ pub fn predict(logits: &[f32], target: usize) -> Prediction {
 }
 
 /// Cross-entropy and EL2N of one prediction in one pass over the logits, without allocating:
-/// with e_i = exp(z_i − max) and S = Σ e_i, p_y = e_y / S and Σ p² = Σ e_i² / S².
+/// with e_i = exp(z_i − max) and S = Σ e_i, p_y = e_y / S and Σ p² = Σ e_i² / S² (sums in f64;
+/// a vectorised kernel, [`crate::proxy::kernels::loss_and_el2n`]).
 pub fn loss_and_el2n(logits: &[f32], target: usize) -> (f64, f64) {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z));
-    let (mut s, mut q) = (0f64, 0f64);
-    for &z in logits {
-        let e = (z - max).exp() as f64;
-        s += e;
-        q += e * e;
-    }
-    let zy = logits[target];
-    let loss = max as f64 + s.ln() - zy as f64;
-    let py = ((zy - max).exp() as f64) / s;
-    let el2n = (q / (s * s) - 2.0 * py + 1.0).max(0.0).sqrt();
-    (loss, el2n)
+    crate::proxy::kernels::loss_and_el2n(logits, target)
 }
 
 /// ||p − onehot(y)||₂.

@@ -18,6 +18,8 @@
 //! Memory: the training set and the scored rows are held in memory (token ids, or feature
 //! vectors), as multi-epoch training needs; a few MB of text is a few MB of ids.
 
+pub mod cpu;
+pub mod kernels;
 pub mod lm;
 pub mod metrics;
 pub mod mlp;
@@ -358,8 +360,72 @@ fn schedule(rng: &mut Rng, n: usize, r: &Resolved) -> Vec<Vec<usize>> {
     out
 }
 
-/// Train an `lm` proxy from `seed`; returns it with its parameters.
+/// A trained `lm` proxy: the CPU engine ([`cpu`]), or candle's model (on a GPU).
+pub enum LmModel {
+    Cpu(cpu::CpuLm),
+    Candle(Lm, Params),
+}
+
+impl LmModel {
+    pub fn shape(&self) -> LmShape {
+        match self {
+            LmModel::Cpu(m) => m.shape,
+            LmModel::Candle(m, _) => m.shape,
+        }
+    }
+
+    /// The model as candle tensors (a copy for the CPU engine).
+    pub fn to_candle(&self) -> Result<(Lm, Params)> {
+        match self {
+            LmModel::Cpu(m) => m.to_candle(&Device::Cpu).map_err(cerr),
+            LmModel::Candle(m, p) => {
+                let mut q = Params::new(0, &p.device);
+                let lm = Lm::new(m.shape, &mut q).map_err(cerr)?;
+                for ((_, to), (_, from)) in q.vars.iter().zip(&p.vars) {
+                    to.set(from.as_tensor()).map_err(cerr)?;
+                }
+                Ok((lm, q))
+            }
+        }
+    }
+}
+
+/// Train an `lm` proxy from `seed`: with the CPU engine on the CPU, with candle on a GPU.
 pub fn train_lm(
+    shape: LmShape,
+    r: &Resolved,
+    seed: u32,
+    train: &[Vec<u32>],
+    eos: u32,
+    device: &Device,
+) -> Result<LmModel> {
+    if !device.is_cpu() {
+        let (m, p) = train_lm_candle(shape, r, seed, train, eos, device)?;
+        return Ok(LmModel::Candle(m, p));
+    }
+    let mut m = cpu::CpuLm::new(shape, seed as u64).map_err(cerr)?;
+    let ws = lm::windows(train, shape.context);
+    let mut opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
+    let mut rng = Rng::new(((seed as u64) << 32) | 0xB47C);
+    let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
+    let mut grads = vec![0f32; m.num_params()];
+    let mut batch = Vec::with_capacity(r.batch_size);
+    for step in schedule(&mut rng, ws.len(), r) {
+        batch.clear();
+        batch.extend(step.iter().map(|&i| ws[i]));
+        hb.fill(train, &batch, eos);
+        let n: usize = batch.iter().map(|w| w.len).sum();
+        grads.fill(0.0);
+        m.forward(&hb.inputs, batch.len(), hb.len, &mut work);
+        m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
+        opt.step(&mut m.params, &grads);
+    }
+    Ok(LmModel::Cpu(m))
+}
+
+/// Train an `lm` proxy from `seed` with candle's autograd and optimizer (the GPU path; on the
+/// CPU the tests compare it with the engine).
+pub fn train_lm_candle(
     shape: LmShape,
     r: &Resolved,
     seed: u32,
@@ -384,38 +450,51 @@ pub fn train_lm(
 
 /// Score documents with a trained `lm`: per document (loss, el2n, grand).
 pub fn score_lm(
-    model: &Lm,
-    p: &Params,
+    model: &LmModel,
     docs: &[Vec<u32>],
     eos: u32,
     batch_size: usize,
     grand: Grand,
 ) -> Result<Vec<(f64, f64, f64)>> {
-    let device = &p.device;
-    let ws = lm::windows(docs, model.shape.context);
+    let shape = model.shape();
+    let ws = lm::windows(docs, shape.context);
     let mut sums = vec![(0f64, 0f64); docs.len()];
-    let d1 = model.shape.width + 1;
-    let v = model.shape.vocab;
+    let d1 = shape.width + 1;
+    let v = shape.vocab;
     // Last-layer GraNd: Σ over a document's predictions of (p − y)[h; 1]ᵀ, then its norm / n.
     let mut g_acc: Vec<Option<Vec<f64>>> = vec![None; docs.len()];
     let mut g_out = vec![0f64; docs.len()];
+    let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
     for chunk in ws.chunks(batch_size) {
-        let b = lm::batch(docs, chunk, eos, device).map_err(cerr)?;
-        let (h, logits) = model.forward(&b.inputs).map_err(cerr)?;
-        let flat = |t: &candle_core::Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
-        let logits = flat(&logits).map_err(cerr)?;
-        let h = if grand == Grand::LastLayer { flat(&h).map_err(cerr)? } else { Vec::new() };
-        let t = b.len;
+        hb.fill(docs, chunk, eos);
+        let t = hb.len;
+        let (h, logits): (std::borrow::Cow<[f32]>, std::borrow::Cow<[f32]>) = match model {
+            LmModel::Cpu(m) => {
+                m.forward(&hb.inputs, chunk.len(), t, &mut work);
+                (work.hidden[..].into(), work.logits[..].into())
+            }
+            LmModel::Candle(m, p) => {
+                let inputs = candle_core::Tensor::from_slice(&hb.inputs, (chunk.len(), t), &p.device).map_err(cerr)?;
+                let (h, logits) = m.forward(&inputs).map_err(cerr)?;
+                let flat = |t: &candle_core::Tensor| {
+                    t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>())
+                };
+                let h = if grand == Grand::LastLayer { flat(&h).map_err(cerr)? } else { Vec::new() };
+                (h.into(), flat(&logits).map_err(cerr)?.into())
+            }
+        };
         // Per position (loss, el2n), in parallel over windows, summed in order below.
         let per: Vec<Vec<(f64, f64)>> = {
             use rayon::prelude::*;
             (0..chunk.len())
                 .into_par_iter()
                 .map(|wi| {
-                    (0..chunk[wi].len)
-                        .map(|j| {
+                    hb.targets_of(wi, &chunk[wi])
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &y)| {
                             let at = (wi * t + j) * v;
-                            metrics::loss_and_el2n(&logits[at..at + v], b.targets_host[wi][j] as usize)
+                            metrics::loss_and_el2n(&logits[at..at + v], y as usize)
                         })
                         .collect()
                 })
@@ -426,7 +505,7 @@ pub fn score_lm(
                 sums[w.doc].0 += loss;
                 sums[w.doc].1 += e;
                 if grand == Grand::LastLayer {
-                    let y = b.targets_host[wi][j] as usize;
+                    let y = hb.targets_of(wi, w)[j] as usize;
                     let at = (wi * t + j) * v;
                     let pred = metrics::predict(&logits[at..at + v], y);
                     let hrow = &h[(wi * t + j) * (d1 - 1)..(wi * t + j + 1) * (d1 - 1)];
@@ -451,36 +530,28 @@ pub fn score_lm(
         }
     }
     if grand == Grand::Exact {
-        let vars = p.all();
         let mut start = 0;
+        let mut grads = match model {
+            LmModel::Cpu(m) => vec![0f32; m.num_params()],
+            LmModel::Candle(..) => Vec::new(),
+        };
         for (doc, toks) in docs.iter().enumerate() {
             let n = toks.len() + 1;
             let mine: Vec<lm::Window> = ws[start..].iter().take_while(|w| w.doc == doc).copied().collect();
             start += mine.len();
-            let mut grads: Option<candle_core::backprop::GradStore> = None;
-            // Windows in batches; the document's loss is the sum over them / n, so gradients add.
-            for chunk in mine.chunks(batch_size) {
-                let b = lm::batch(docs, chunk, eos, device).map_err(cerr)?;
-                let g = model.loss(&b, n as f64).and_then(|l| l.backward()).map_err(cerr)?;
-                grads = Some(match grads {
-                    None => g,
-                    Some(mut acc) => {
-                        for var in &vars {
-                            if let Some(x) = g.get(var.as_tensor()) {
-                                let sum = match acc.get(var.as_tensor()) {
-                                    Some(a) => (a + x).map_err(cerr)?,
-                                    None => x.clone(),
-                                };
-                                acc.insert(var.as_tensor(), sum);
-                            }
-                        }
-                        acc
+            g_out[doc] = match model {
+                LmModel::Cpu(m) => {
+                    // Windows in batches; the document's loss is the sum over them / n, so
+                    // gradients add.
+                    grads.fill(0.0);
+                    for chunk in mine.chunks(batch_size) {
+                        hb.fill(docs, chunk, eos);
+                        m.forward(&hb.inputs, chunk.len(), hb.len, &mut work);
+                        m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
                     }
-                });
-            }
-            g_out[doc] = match grads {
-                Some(g) => grad_norm(&g, &vars)?,
-                None => 0.0,
+                    grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt()
+                }
+                LmModel::Candle(m, p) => exact_grand_candle(m, p, docs, &mine, n, eos, batch_size)?,
             };
         }
     }
@@ -493,6 +564,44 @@ pub fn score_lm(
             (l / n, e / n, g)
         })
         .collect())
+}
+
+/// Exact GraNd of one document (its windows `mine`, `n` predictions) with candle's autograd.
+fn exact_grand_candle(
+    model: &Lm,
+    p: &Params,
+    docs: &[Vec<u32>],
+    mine: &[lm::Window],
+    n: usize,
+    eos: u32,
+    batch_size: usize,
+) -> Result<f64> {
+    let vars = p.all();
+    let mut grads: Option<candle_core::backprop::GradStore> = None;
+    // Windows in batches; the document's loss is the sum over them / n, so gradients add.
+    for chunk in mine.chunks(batch_size) {
+        let b = lm::batch(docs, chunk, eos, &p.device).map_err(cerr)?;
+        let g = model.loss(&b, n as f64).and_then(|l| l.backward()).map_err(cerr)?;
+        grads = Some(match grads {
+            None => g,
+            Some(mut acc) => {
+                for var in &vars {
+                    if let Some(x) = g.get(var.as_tensor()) {
+                        let sum = match acc.get(var.as_tensor()) {
+                            Some(a) => (a + x).map_err(cerr)?,
+                            None => x.clone(),
+                        };
+                        acc.insert(var.as_tensor(), sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    match grads {
+        Some(g) => grad_norm(&g, &vars),
+        None => Ok(0.0),
+    }
 }
 
 /// Refuse an `lm` whose parameters, optimizer state and one batch's activations would not fit
@@ -675,11 +784,11 @@ pub fn lm_scores(
     let pool_tokens: u64 = pool.docs.iter().map(|d| d.len() as u64 + 1).sum();
     let rows = average(r.seeds, seed, pool.docs.len(), keep, |s| {
         let t = std::time::Instant::now();
-        let (model, p) = train_lm(shape, &r, s, train, eos, &device)?;
+        let model = train_lm(shape, &r, s, train, eos, &device)?;
         timing.train_secs += t.elapsed().as_secs_f64();
         timing.train_examples += (r.epochs * train_tokens as f64).round() as u64;
         let t = std::time::Instant::now();
-        let out = score_lm(&model, &p, &pool.docs, eos, r.batch_size, grand);
+        let out = score_lm(&model, &pool.docs, eos, r.batch_size, grand);
         timing.score_secs += t.elapsed().as_secs_f64();
         timing.score_examples += pool_tokens;
         bar.inc(1);
@@ -822,9 +931,13 @@ mod tests {
                 .resolve(ProxyKind::Lm)
                 .unwrap();
         let shape = LmShape { vocab: 16, width: 32, layers: 1, context: 8 };
-        let (model, p) = train_lm(shape, &r, 2, &docs, 0, &Device::Cpu).unwrap();
-        let closed = score_lm(&model, &p, &docs, 0, 4, Grand::LastLayer).unwrap();
-        let exact = score_lm(&model, &p, &docs, 0, 2, Grand::Exact).unwrap();
+        let trained = train_lm(shape, &r, 2, &docs, 0, &Device::Cpu).unwrap();
+        let closed = score_lm(&trained, &docs, 0, 4, Grand::LastLayer).unwrap();
+        let exact = score_lm(&trained, &docs, 0, 2, Grand::Exact).unwrap();
+        // The CPU engine against candle's autograd on the same weights.
+        let (cm, cp) = trained.to_candle().unwrap();
+        let on_candle = score_lm(&LmModel::Candle(cm, cp), &docs, 0, 2, Grand::Exact).unwrap();
+        let (model, p) = trained.to_candle().unwrap();
         let head: Vec<candle_core::Var> =
             p.vars.iter().filter(|(n, _)| n.starts_with("head")).map(|(_, v)| v.clone()).collect();
         for (d, toks) in docs.iter().enumerate() {
@@ -834,6 +947,9 @@ mod tests {
             let auto = grad_norm(&grads, &head).unwrap();
             assert!((auto - closed[d].2).abs() < 1e-4 * (1.0 + auto), "doc {d}: {auto} vs {}", closed[d].2);
             assert!(exact[d].2 + 1e-6 >= auto, "all parameters include the output layer");
+            let c = on_candle[d];
+            assert!((c.0 - exact[d].0).abs() < 1e-5 && (c.1 - exact[d].1).abs() < 1e-5, "doc {d}: {c:?} vs {:?}", exact[d]);
+            assert!((c.2 - exact[d].2).abs() < 1e-4 * (1.0 + c.2), "doc {d}: exact GraNd {} (autograd) vs {}", c.2, exact[d].2);
             // Scores do not depend on the scoring batch size.
             assert!((exact[d].0 - closed[d].0).abs() < 1e-5 && (exact[d].1 - closed[d].1).abs() < 1e-5);
             assert!(closed[d].1 >= 0.0 && closed[d].1 <= 2f64.sqrt());
