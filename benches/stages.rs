@@ -198,19 +198,32 @@ fn proxy(c: &mut Criterion) {
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
     let mut p = Params::new(0, &Device::Cpu);
     let model = lm::Lm::new(shape, &mut p).unwrap();
+    let engine = proxy::cpu::CpuLm::from_params(shape, &p).unwrap();
     let ws = lm::windows(&docs, r.context);
     let batch: Vec<lm::Window> = ws.iter().take(r.batch_size).copied().collect();
     let b = lm::batch(&docs, &batch, 0, &Device::Cpu).unwrap();
+    let hb = lm::HostBatch::new(&docs, &batch, 0);
     let tokens: u64 = batch.iter().map(|w| w.len as u64).sum();
     let mut g = c.benchmark_group("proxy");
     g.sample_size(20);
     g.throughput(Throughput::Elements(tokens));
-    // One training step's forward and backward on the default lm proxy (16 windows of 64).
-    g.bench_function("lm_forward_backward", |bch| bch.iter(|| model.loss(&b, tokens as f64).unwrap().backward().unwrap()));
-    g.bench_function("lm_forward", |bch| bch.iter(|| black_box(model.forward(&b.inputs).unwrap())));
+    // One training step's forward and backward on the default lm proxy (16 windows of 64): the
+    // CPU engine, and candle's autograd (the GPU path) for comparison.
+    let mut work = proxy::cpu::Work::default();
+    let mut grads = vec![0f32; engine.num_params()];
+    g.bench_function("lm_forward_backward", |bch| {
+        bch.iter(|| {
+            engine.forward(&hb.inputs, batch.len(), hb.len, &mut work);
+            engine.backward(&hb.targets, &hb.mask, tokens as f64, &mut work, &mut grads)
+        })
+    });
+    g.bench_function("lm_forward", |bch| bch.iter(|| engine.forward(black_box(&hb.inputs), batch.len(), hb.len, &mut work)));
+    g.bench_function("lm_forward_backward_candle", |bch| bch.iter(|| model.loss(&b, tokens as f64).unwrap().backward().unwrap()));
+    g.bench_function("lm_forward_candle", |bch| bch.iter(|| black_box(model.forward(&b.inputs).unwrap())));
     let all: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
     g.throughput(Throughput::Elements(all));
-    g.bench_function("lm_score_docs", |bch| bch.iter(|| proxy::score_lm(&model, &p, &docs, 0, 16, proxy::Grand::No).unwrap()));
+    let trained = proxy::LmModel::Cpu(engine.clone());
+    g.bench_function("lm_score_docs", |bch| bch.iter(|| proxy::score_lm(&trained, &docs, 0, 16, proxy::Grand::No).unwrap()));
     g.finish();
     let logits: Vec<f32> = (0..2048).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
     let mut g = c.benchmark_group("proxy_metrics");
@@ -222,7 +235,7 @@ fn proxy(c: &mut Criterion) {
 fn eval(c: &mut Criterion) {
     use candle_core::Device;
     use syllabus::eval::{data, kl, train};
-    use syllabus::proxy::{lm, nn::Params, ProxyKind, ProxyParams};
+    use syllabus::proxy::{lm, ProxyKind, ProxyParams};
     use syllabus::score::dsir::Counts;
     let texts = fixture_texts();
     let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
@@ -236,23 +249,24 @@ fn eval(c: &mut Criterion) {
     let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), hash: String::new() };
     let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
-    let mut p = Params::new(0, &Device::Cpu);
-    let model = lm::Lm::new(shape, &mut p).unwrap();
+    let mut model = train::Model::new(shape, &r, 0, &Device::Cpu).unwrap();
     let step = r.batch_size * r.context;
     let mut g = c.benchmark_group("eval");
     g.sample_size(20);
     g.throughput(Throughput::Elements(step as u64));
-    // One equal-compute step's pieces and batch (1024 predictions), and its forward/backward.
+    // One equal-compute step's pieces and batch (1024 predictions), and the step itself
+    // (forward, backward, AdamW).
     g.bench_function("step_pieces_and_batch", |bch| {
         let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
-        bch.iter(|| train::batch(&cand.units, &stream.take(step), true, &Device::Cpu).unwrap())
+        bch.iter(|| train::batch(&cand.units, &stream.take(step), true))
     });
     let mut stream = train::Stream::new(&cand, 0, r.context).unwrap();
-    let b = train::batch(&cand.units, &stream.take(step), true, &Device::Cpu).unwrap();
-    g.bench_function("step_forward_backward", |bch| bch.iter(|| model.loss(&b, step as f64).unwrap().backward().unwrap()));
+    let pieces = stream.take(step);
+    let b = train::batch(&cand.units, &pieces, true);
+    g.bench_function("step", |bch| bch.iter(|| model.step(&b, pieces.len(), step as f64, 1e-4).unwrap()));
     let valid = &cand.units[..20];
     g.throughput(Throughput::Elements(valid.iter().map(|u| u.predictions()).sum()));
-    g.bench_function("validate", |bch| bch.iter(|| train::mean_loss(&model, black_box(valid), &Device::Cpu).unwrap()));
+    g.bench_function("validate", |bch| bch.iter(|| model.mean_loss(black_box(valid), r.context).unwrap()));
     // KL of two 10,000-bucket distributions (per candidate and validation set).
     let mut a = Counts::new(params.buckets);
     let mut z = Counts::new(params.buckets);

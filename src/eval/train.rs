@@ -124,13 +124,13 @@ pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool) -> lm::HostBatch 
 }
 
 /// The model being trained: the proxy's CPU engine, or candle's model on a GPU.
-enum Model {
+pub enum Model {
     Cpu { m: CpuLm, opt: cpu::AdamW, work: cpu::Work, grads: Vec<f32> },
     Candle { m: Lm, opt: AdamW, device: Device },
 }
 
 impl Model {
-    fn new(shape: LmShape, r: &Resolved, seed: u32, device: &Device) -> Result<Self> {
+    pub fn new(shape: LmShape, r: &Resolved, seed: u32, device: &Device) -> Result<Self> {
         if device.is_cpu() {
             let m = CpuLm::new(shape, seed as u64).map_err(cerr)?;
             let opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
@@ -145,7 +145,7 @@ impl Model {
     }
 
     /// Σ weight · cross-entropy of a batch of `rows` windows, divided by `denom`.
-    fn loss(&mut self, b: &lm::HostBatch, rows: usize, denom: f64) -> Result<f64> {
+    pub fn loss(&mut self, b: &lm::HostBatch, rows: usize, denom: f64) -> Result<f64> {
         match self {
             Model::Cpu { m, work, .. } => {
                 m.forward(&b.inputs, rows, b.len, work);
@@ -160,7 +160,7 @@ impl Model {
     }
 
     /// One AdamW step at learning rate `lr` on the loss of a batch.
-    fn step(&mut self, b: &lm::HostBatch, rows: usize, denom: f64, lr: f64) -> Result<()> {
+    pub fn step(&mut self, b: &lm::HostBatch, rows: usize, denom: f64, lr: f64) -> Result<()> {
         match self {
             Model::Cpu { m, opt, work, grads } => {
                 grads.fill(0.0);
@@ -179,7 +179,7 @@ impl Model {
     }
 
     /// Mean token cross-entropy (nats) over every prediction of `units`.
-    fn mean_loss(&mut self, units: &[Unit], context: usize) -> Result<f64> {
+    pub fn mean_loss(&mut self, units: &[Unit], context: usize) -> Result<f64> {
         let mut pieces = Vec::new();
         for (unit, u) in units.iter().enumerate() {
             let n = u.predictions() as usize;

@@ -394,6 +394,116 @@ fn transpose_head(qkv: &[f32], t: usize, part: usize, h: usize, hd: usize, out: 
     }
 }
 
+/// Scores of query `q` (scaled) against keys `0..n`, from the head's transposed keys `kt`
+/// (`HD` rows of `t`), into `out[..n]`: 32 keys at a time, their sums held in registers.
+#[inline(always)]
+fn scores32<const HD: usize>(q: &[f32; HD], scale: f32, kt: &[f32], t: usize, n: usize, out: &mut [f32]) {
+    let mut j0 = 0;
+    while j0 < n {
+        let w = (n - j0).min(32);
+        let mut acc = [0f32; 32];
+        if w == 32 {
+            for c in 0..HD {
+                let qc = q[c] * scale;
+                let kr = &kt[c * t + j0..][..32];
+                for l in 0..32 {
+                    acc[l] += qc * kr[l];
+                }
+            }
+        } else {
+            for c in 0..HD {
+                let qc = q[c] * scale;
+                for (a, &k) in acc[..w].iter_mut().zip(&kt[c * t + j0..][..w]) {
+                    *a += qc * k;
+                }
+            }
+        }
+        out[j0..j0 + w].copy_from_slice(&acc[..w]);
+        j0 += w;
+    }
+}
+
+/// Σ_j w_j · rows_j over `w.len()` rows of `HD` values, `stride` apart, summed in order.
+#[inline(always)]
+fn weighted_rows<const HD: usize>(w: &[f32], rows: &[f32], stride: usize) -> [f32; HD] {
+    let mut acc = [0f32; HD];
+    for (j, &wj) in w.iter().enumerate() {
+        let r = &rows[j * stride..][..HD];
+        for c in 0..HD {
+            acc[c] += wj * r[c];
+        }
+    }
+    acc
+}
+
+/// One head of [`attention_fwd`] with heads of `HD` dimensions known at compile time.
+#[inline(always)]
+fn head_fwd<const HD: usize>(qkv: &[f32], t: usize, h: usize, scale: f32, kt: &mut [f32], p: &mut [f32], y: &mut [f32]) {
+    let d3 = qkv.len() / t;
+    let d = d3 / 3;
+    transpose_head(qkv, t, 1, h, HD, kt);
+    for i in 0..t {
+        let q: &[f32; HD] = qkv[i * d3 + h * HD..][..HD].try_into().expect("HD values");
+        let row = &mut p[i * t..][..t];
+        let (live, dead) = row.split_at_mut(i + 1);
+        scores32(q, scale, kt, t, i + 1, live);
+        let m = max(live);
+        let inv = 1.0 / exp_shifted(live, m);
+        for s in live.iter_mut() {
+            *s *= inv;
+        }
+        dead.fill(0.0);
+        let acc = weighted_rows::<HD>(live, &qkv[2 * d + h * HD..], d3);
+        y[i * d + h * HD..][..HD].copy_from_slice(&acc);
+    }
+}
+
+/// One head of [`attention_back`] with heads of `HD` dimensions known at compile time: dS for
+/// the whole head first, then dq by rows and dk, dv by columns, each sum held in registers.
+#[inline(always)]
+fn head_back<const HD: usize>(
+    qkv: &[f32],
+    p: &[f32],
+    dy: &[f32],
+    t: usize,
+    h: usize,
+    scale: f32,
+    vt: &mut [f32],
+    dsm: &mut [f32],
+    dqkv: &mut [f32],
+) {
+    let d3 = qkv.len() / t;
+    let d = d3 / 3;
+    transpose_head(qkv, t, 2, h, HD, vt);
+    for i in 0..t {
+        let g: &[f32; HD] = dy[i * d + h * HD..][..HD].try_into().expect("HD values");
+        let prow = &p[i * t..][..i + 1];
+        let ds = &mut dsm[i * t..][..i + 1];
+        // dP_ij = dy_i · v_j, for all j ≤ i.
+        scores32(g, 1.0, vt, t, i + 1, ds);
+        let r = dot(prow, ds);
+        for (s, &pj) in ds.iter_mut().zip(prow) {
+            *s = pj * (*s - r) * scale;
+        }
+        let dq = weighted_rows::<HD>(ds, &qkv[d + h * HD..], d3);
+        dqkv[i * d3 + h * HD..][..HD].copy_from_slice(&dq);
+    }
+    for j in 0..t {
+        let (mut dk, mut dv) = ([0f32; HD], [0f32; HD]);
+        for i in j..t {
+            let (s, pij) = (dsm[i * t + j], p[i * t + j]);
+            let q = &qkv[i * d3 + h * HD..][..HD];
+            let g = &dy[i * d + h * HD..][..HD];
+            for c in 0..HD {
+                dk[c] += s * q[c];
+                dv[c] += pij * g[c];
+            }
+        }
+        dqkv[j * d3 + d + h * HD..][..HD].copy_from_slice(&dk);
+        dqkv[j * d3 + 2 * d + h * HD..][..HD].copy_from_slice(&dv);
+    }
+}
+
 simd! {
     fn attention_fwd(qkv: &[f32], t: usize, heads: usize, scale: f32, p: &mut [f32], y: &mut [f32]) {
         let d3 = qkv.len() / t;
@@ -401,6 +511,10 @@ simd! {
         let hd = d / heads;
         let mut kt = vec![0f32; hd * t];
         for h in 0..heads {
+            if hd == 32 {
+                head_fwd::<32>(qkv, t, h, scale, &mut kt, &mut p[h * t * t..][..t * t], y);
+                continue;
+            }
             transpose_head(qkv, t, 1, h, hd, &mut kt);
             for i in 0..t {
                 let q = &qkv[i * d3 + h * hd..][..hd];
@@ -434,7 +548,12 @@ simd! {
         dqkv.fill(0.0);
         let mut ds = vec![0f32; t];
         let mut vt = vec![0f32; hd * t];
+        let mut dsm = if hd == 32 { vec![0f32; t * t] } else { Vec::new() };
         for h in 0..heads {
+            if hd == 32 {
+                head_back::<32>(qkv, &p[h * t * t..][..t * t], dy, t, h, scale, &mut vt, &mut dsm, dqkv);
+                continue;
+            }
             transpose_head(qkv, t, 2, h, hd, &mut vt);
             for i in 0..t {
                 let g = &dy[i * d + h * hd..][..hd];

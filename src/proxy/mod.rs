@@ -391,6 +391,7 @@ impl LmModel {
 }
 
 /// Train an `lm` proxy from `seed`: with the CPU engine on the CPU, with candle on a GPU.
+/// Returns the model and the predictions it was trained on.
 pub fn train_lm(
     shape: LmShape,
     r: &Resolved,
@@ -398,19 +399,21 @@ pub fn train_lm(
     train: &[Vec<u32>],
     eos: u32,
     device: &Device,
-) -> Result<LmModel> {
+) -> Result<(LmModel, u64)> {
+    let ws = lm::windows(train, shape.context);
+    let mut rng = Rng::new(((seed as u64) << 32) | 0xB47C);
+    let steps = schedule(&mut rng, ws.len(), r);
+    let trained = steps.iter().flatten().map(|&i| ws[i].len as u64).sum();
     if !device.is_cpu() {
         let (m, p) = train_lm_candle(shape, r, seed, train, eos, device)?;
-        return Ok(LmModel::Candle(m, p));
+        return Ok((LmModel::Candle(m, p), trained));
     }
     let mut m = cpu::CpuLm::new(shape, seed as u64).map_err(cerr)?;
-    let ws = lm::windows(train, shape.context);
     let mut opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
-    let mut rng = Rng::new(((seed as u64) << 32) | 0xB47C);
     let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
     let mut grads = vec![0f32; m.num_params()];
     let mut batch = Vec::with_capacity(r.batch_size);
-    for step in schedule(&mut rng, ws.len(), r) {
+    for step in steps {
         batch.clear();
         batch.extend(step.iter().map(|&i| ws[i]));
         hb.fill(train, &batch, eos);
@@ -420,7 +423,7 @@ pub fn train_lm(
         m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
         opt.step(&mut m.params, &grads);
     }
-    Ok(LmModel::Cpu(m))
+    Ok((LmModel::Cpu(m), trained))
 }
 
 /// Train an `lm` proxy from `seed` with candle's autograd and optimizer (the GPU path; on the
@@ -780,13 +783,12 @@ pub fn lm_scores(
     }
     let bar = progress.rows("seeds");
     let mut timing = Timing::default();
-    let train_tokens: u64 = lm::windows(train, r.context).iter().map(|w| w.len as u64).sum();
     let pool_tokens: u64 = pool.docs.iter().map(|d| d.len() as u64 + 1).sum();
     let rows = average(r.seeds, seed, pool.docs.len(), keep, |s| {
         let t = std::time::Instant::now();
-        let model = train_lm(shape, &r, s, train, eos, &device)?;
+        let (model, trained) = train_lm(shape, &r, s, train, eos, &device)?;
         timing.train_secs += t.elapsed().as_secs_f64();
-        timing.train_examples += (r.epochs * train_tokens as f64).round() as u64;
+        timing.train_examples += trained;
         let t = std::time::Instant::now();
         let out = score_lm(&model, &pool.docs, eos, r.batch_size, grand);
         timing.score_secs += t.elapsed().as_secs_f64();
@@ -931,7 +933,7 @@ mod tests {
                 .resolve(ProxyKind::Lm)
                 .unwrap();
         let shape = LmShape { vocab: 16, width: 32, layers: 1, context: 8 };
-        let trained = train_lm(shape, &r, 2, &docs, 0, &Device::Cpu).unwrap();
+        let (trained, _) = train_lm(shape, &r, 2, &docs, 0, &Device::Cpu).unwrap();
         let closed = score_lm(&trained, &docs, 0, 4, Grand::LastLayer).unwrap();
         let exact = score_lm(&trained, &docs, 0, 2, Grand::Exact).unwrap();
         // The CPU engine against candle's autograd on the same weights.
