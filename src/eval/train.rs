@@ -148,7 +148,7 @@ impl Model {
     pub fn loss(&mut self, b: &lm::HostBatch, rows: usize, denom: f64) -> Result<f64> {
         match self {
             Model::Cpu { m, work, .. } => {
-                m.forward(&b.inputs, rows, b.len, work);
+                m.forward_unbiased(&b.inputs, rows, b.len, work);
                 Ok(m.loss(&b.targets, &b.mask, denom, work))
             }
             Model::Candle { m, device, .. } => m
@@ -164,7 +164,7 @@ impl Model {
         match self {
             Model::Cpu { m, opt, work, grads } => {
                 grads.fill(0.0);
-                m.forward(&b.inputs, rows, b.len, work);
+                m.forward_unbiased(&b.inputs, rows, b.len, work);
                 m.backward(&b.targets, &b.mask, denom, work, grads);
                 opt.lr = lr;
                 opt.step(&mut m.params, grads);

@@ -112,8 +112,10 @@ pub struct Work {
     rstdf: Vec<f32>,
     /// The final hidden states `[b·t, width]`.
     pub hidden: Vec<f32>,
-    /// The logits `[b·t, vocab]` (the gradient after [`CpuLm::backward`]).
+    /// The logits `[b·t, vocab]` (the gradient after [`CpuLm::backward`]); without the output
+    /// layer's bias after [`CpuLm::forward_unbiased`].
     pub logits: Vec<f32>,
+    bias_pending: bool,
     dx: Vec<f32>,
     dh: Vec<f32>,
     dqkv: Vec<f32>,
@@ -213,6 +215,22 @@ impl CpuLm {
     /// Forward pass over `b` windows of `t` input ids (row-major): fills `w.hidden` and
     /// `w.logits`, and keeps what [`CpuLm::backward`] needs.
     pub fn forward(&self, inputs: &[u32], b: usize, t: usize, w: &mut Work) {
+        self.run_forward(inputs, b, t, w, true)
+    }
+
+    /// [`CpuLm::forward`] without adding the output layer's bias to the logits: the loss
+    /// ([`CpuLm::backward`], [`CpuLm::loss`]) and the scores add it ([`CpuLm::head_bias`]) while
+    /// a row is in cache, instead of in a pass of its own over all of them.
+    pub fn forward_unbiased(&self, inputs: &[u32], b: usize, t: usize, w: &mut Work) {
+        self.run_forward(inputs, b, t, w, false)
+    }
+
+    /// The output layer's bias.
+    pub fn head_bias(&self) -> &[f32] {
+        &self.params[self.layout.head_b.clone()]
+    }
+
+    fn run_forward(&self, inputs: &[u32], b: usize, t: usize, w: &mut Work, add_head_bias: bool) {
         let s = self.shape;
         let (d, v, n) = (s.width, s.vocab, b * t);
         assert!(t <= s.context && inputs.len() == n, "a batch of {b}x{t} with {} inputs", inputs.len());
@@ -245,7 +263,19 @@ impl CpuLm {
         let (lg, lb) = (&p[self.layout.lnf_g.clone()], &p[self.layout.lnf_b.clone()]);
         k::layer_norm(&w.x, lg, lb, &mut w.hidden, &mut w.xhatf, &mut w.rstdf);
         k::matmul(n, v, d, &mut w.logits, false, &w.hidden, rows(d), &p[self.layout.head_w.clone()], rows(v));
-        k::add_bias(&mut w.logits, &p[self.layout.head_b.clone()]);
+        if add_head_bias {
+            k::add_bias(&mut w.logits, self.head_bias());
+        }
+        w.bias_pending = !add_head_bias;
+    }
+
+    /// The bias still to be added to `w.logits` (empty if none).
+    fn pending<'a>(&'a self, w: &Work) -> &'a [f32] {
+        if w.bias_pending {
+            self.head_bias()
+        } else {
+            &[]
+        }
     }
 
     /// After [`CpuLm::forward`]: the loss alone, as [`CpuLm::backward`] gives it (the logits
@@ -253,7 +283,9 @@ impl CpuLm {
     pub fn loss(&self, targets: &[u32], weights: &[f32], denom: f64, w: &mut Work) -> f64 {
         let n = w.b * w.t;
         assert!(targets.len() == n && weights.len() == n);
-        k::cross_entropy(&mut w.logits, self.shape.vocab, targets, weights, denom)
+        let bias = self.pending(w);
+        w.bias_pending = false;
+        k::cross_entropy(&mut w.logits, self.shape.vocab, bias, targets, weights, denom)
     }
 
     /// After [`CpuLm::forward`]: the loss Σ weight·(−log p(target)) / `denom` over the batch
@@ -265,7 +297,9 @@ impl CpuLm {
         w.fit_backward(s);
         let p = &self.params;
         let lay = &self.layout;
-        let loss = k::cross_entropy(&mut w.logits, v, targets, weights, denom);
+        let bias = self.pending(w);
+        w.bias_pending = false;
+        let loss = k::cross_entropy(&mut w.logits, v, bias, targets, weights, denom);
         let dz = &w.logits[..n * v];
         k::matmul(d, v, n, &mut grads[lay.head_w.clone()], true, &w.hidden, transposed(d), dz, rows(v));
         k::colsum(dz, &mut grads[lay.head_b.clone()]);
@@ -401,7 +435,13 @@ mod tests {
         close(&w.logits, &logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), 1e-4, "logits");
 
         let mut grads = vec![0f32; m.num_params()];
+        // The loss with the output bias added by the cross-entropy kernel is the same.
+        m.forward_unbiased(&inputs, bn, t, &mut w);
         let loss = m.backward(&targets, &weights, denom, &mut w, &mut grads);
+        let mut again = vec![0f32; m.num_params()];
+        m.forward(&inputs, bn, t, &mut w);
+        assert_eq!(loss, m.backward(&targets, &weights, denom, &mut w, &mut again));
+        assert_eq!(grads, again);
         let cl = lm.loss(&batch, denom).unwrap();
         let want = cl.to_scalar::<f32>().unwrap() as f64;
         assert!((loss - want).abs() < 1e-5 * want.abs().max(1.0), "loss {loss} vs {want}");

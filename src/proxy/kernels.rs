@@ -81,6 +81,19 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Lane-wise sums of f(x) over a slice whose length is a multiple of the lanes (two
+/// accumulators in one loop vectorise badly; one per call is a plain pattern).
+#[inline(always)]
+fn lanes(a: &[f32], f: impl Fn(f32) -> f32) -> [f32; L] {
+    let mut acc = [0f32; L];
+    for x in a.chunks_exact(L) {
+        for l in 0..L {
+            acc[l] += f(x[l]);
+        }
+    }
+    acc
+}
+
 #[inline(always)]
 fn sum(a: &[f32]) -> f32 {
     let body = a.len() / L * L;
@@ -395,27 +408,20 @@ fn transpose_head(qkv: &[f32], t: usize, part: usize, h: usize, hd: usize, out: 
 }
 
 /// Scores of query `q` (scaled) against keys `0..n`, from the head's transposed keys `kt`
-/// (`HD` rows of `t`), into `out[..n]`: 32 keys at a time, their sums held in registers.
+/// (`HD` rows of `t`, then at least 32 values of padding), into `out[..n]`: 32 keys at a time,
+/// their sums held in registers. A last partial block is computed whole (the lanes past `n`
+/// read the next row or the padding) and only its first lanes are kept.
 #[inline(always)]
 fn scores32<const HD: usize>(q: &[f32; HD], scale: f32, kt: &[f32], t: usize, n: usize, out: &mut [f32]) {
     let mut j0 = 0;
     while j0 < n {
         let w = (n - j0).min(32);
         let mut acc = [0f32; 32];
-        if w == 32 {
-            for c in 0..HD {
-                let qc = q[c] * scale;
-                let kr = &kt[c * t + j0..][..32];
-                for l in 0..32 {
-                    acc[l] += qc * kr[l];
-                }
-            }
-        } else {
-            for c in 0..HD {
-                let qc = q[c] * scale;
-                for (a, &k) in acc[..w].iter_mut().zip(&kt[c * t + j0..][..w]) {
-                    *a += qc * k;
-                }
+        for c in 0..HD {
+            let qc = q[c] * scale;
+            let kr = &kt[c * t + j0..][..32];
+            for l in 0..32 {
+                acc[l] += qc * kr[l];
             }
         }
         out[j0..j0 + w].copy_from_slice(&acc[..w]);
@@ -509,7 +515,8 @@ simd! {
         let d3 = qkv.len() / t;
         let d = d3 / 3;
         let hd = d / heads;
-        let mut kt = vec![0f32; hd * t];
+        // Padded for the whole blocks of `scores32`.
+        let mut kt = vec![0f32; hd * t + 32];
         for h in 0..heads {
             if hd == 32 {
                 head_fwd::<32>(qkv, t, h, scale, &mut kt, &mut p[h * t * t..][..t * t], y);
@@ -547,7 +554,7 @@ simd! {
         let hd = d / heads;
         dqkv.fill(0.0);
         let mut ds = vec![0f32; t];
-        let mut vt = vec![0f32; hd * t];
+        let mut vt = vec![0f32; hd * t + 32];
         let mut dsm = if hd == 32 { vec![0f32; t * t] } else { Vec::new() };
         for h in 0..heads {
             if hd == 32 {
@@ -612,12 +619,15 @@ pub fn attention_backward(qkv: &[f32], p: &[f32], dy: &[f32], b: usize, t: usize
 }
 
 simd! {
-    fn ce_rows(z: &mut [f32], v: usize, targets: &[u32], weights: &[f32], inv_denom: f32) -> f64 {
+    fn ce_rows(z: &mut [f32], v: usize, bias: &[f32], targets: &[u32], weights: &[f32], inv_denom: f32) -> f64 {
         let mut total = 0f64;
         for ((row, &y), &w) in z.chunks_exact_mut(v).zip(targets).zip(weights) {
             if w == 0.0 {
                 row.fill(0.0);
                 continue;
+            }
+            for (z, &b) in row.iter_mut().zip(bias) {
+                *z += b;
             }
             let zy = row[y as usize];
             let m = max(row);
@@ -633,16 +643,17 @@ simd! {
     }
 }
 
-/// Softmax cross-entropy of the rows of `logits` (width `v`) against `targets`, weighted by
-/// `weights` (0: padding) and divided by `denom`: returns Σ w·(−log p_y) / denom and turns
-/// `logits` into its gradient, (p − onehot(y))·w / denom.
-pub fn cross_entropy(logits: &mut [f32], v: usize, targets: &[u32], weights: &[f32], denom: f64) -> f64 {
+/// Softmax cross-entropy of the rows of `logits` (width `v`; plus `bias`, when not empty, added
+/// here while the row is in cache) against `targets`, weighted by `weights` (0: padding) and
+/// divided by `denom`: returns Σ w·(−log p_y) / denom and turns `logits` into its gradient,
+/// (p − onehot(y))·w / denom.
+pub fn cross_entropy(logits: &mut [f32], v: usize, bias: &[f32], targets: &[u32], weights: &[f32], denom: f64) -> f64 {
     let n = targets.len();
     let inv = (1.0 / denom) as f32;
     let step = ROWS_PER_TASK * v;
     let part = |(i, c): (usize, &mut [f32])| {
         let r = i * ROWS_PER_TASK..i * ROWS_PER_TASK + c.len() / v;
-        ce_rows(c, v, &targets[r.clone()], &weights[r], inv)
+        ce_rows(c, v, bias, &targets[r.clone()], &weights[r], inv)
     };
     // The same pieces, summed in the same order, on any number of threads.
     let parts: Vec<f64> = if parallel(n * v) {
@@ -654,26 +665,49 @@ pub fn cross_entropy(logits: &mut [f32], v: usize, targets: &[u32], weights: &[f
 }
 
 simd! {
-    /// Cross-entropy and EL2N of one prediction from its logits, in one pass: with
-    /// e_i = exp(z_i − max) and S = Σ e_i (summed in f64), p_y = e_y / S and Σ p² = Σ e_i² / S².
-    pub fn loss_and_el2n(logits: &[f32], target: usize) -> (f64, f64) {
-        let m = max(logits);
+    /// Cross-entropy and EL2N of one prediction from its logits (plus `bias`, when not empty):
+    /// with e_i = exp(z_i − max) and S = Σ e_i (summed in f64), p_y = e_y / S and
+    /// Σ p² = Σ e_i² / S².
+    pub fn loss_and_el2n(logits: &[f32], bias: &[f32], target: usize) -> (f64, f64) {
+        let biased = !bias.is_empty();
+        let m = if biased {
+            let mut acc = [f32::NEG_INFINITY; L];
+            let body = logits.len() / L * L;
+            for (z, b) in logits[..body].chunks_exact(L).zip(bias[..body].chunks_exact(L)) {
+                for l in 0..L {
+                    let x = z[l] + b[l];
+                    acc[l] = if x > acc[l] { x } else { acc[l] };
+                }
+            }
+            let mut m = f32::NEG_INFINITY;
+            for x in acc.into_iter().chain(logits[body..].iter().zip(&bias[body..]).map(|(z, b)| z + b)) {
+                m = if x > m { x } else { m };
+            }
+            m
+        } else {
+            max(logits)
+        };
         let (mut s, mut q) = ([0f64; L], [0f64; L]);
         let mut tail = (0f64, 0f64);
         // Exponentials a block at a time (a plain loop LLVM vectorises), then summed in f64.
         let mut buf = [0f32; 256];
-        for block in logits.chunks(256) {
+        for (k, block) in logits.chunks(256).enumerate() {
             let e = &mut buf[..block.len()];
-            for (e, &z) in e.iter_mut().zip(block) {
-                *e = exp(z - m);
-            }
-            let body = e.len() / L * L;
-            for c in e[..body].chunks_exact(L) {
-                for l in 0..L {
-                    let x = c[l] as f64;
-                    s[l] += x;
-                    q[l] += x * x;
+            if biased {
+                for ((e, &z), &b) in e.iter_mut().zip(block).zip(&bias[k * 256..]) {
+                    *e = exp((z + b) - m);
                 }
+            } else {
+                for (e, &z) in e.iter_mut().zip(block) {
+                    *e = exp(z - m);
+                }
+            }
+            // A block's lanes sum 32 values each in f32 (each in [0, 1]), then go into f64.
+            let body = e.len() / L * L;
+            let (bs, bq) = (lanes(&e[..body], |x| x), lanes(&e[..body], |x| x * x));
+            for l in 0..L {
+                s[l] += bs[l] as f64;
+                q[l] += bq[l] as f64;
             }
             for &x in &e[body..] {
                 tail.0 += x as f64;
@@ -682,7 +716,7 @@ simd! {
         }
         let fold = |a: [f64; L]| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
         let (s, q) = (fold(s) + tail.0, fold(q) + tail.1);
-        let zy = logits[target];
+        let zy = if biased { logits[target] + bias[target] } else { logits[target] };
         let loss = m as f64 + s.ln() - zy as f64;
         let py = exp(zy - m) as f64 / s;
         let el2n = (q / (s * s) - 2.0 * py + 1.0).max(0.0).sqrt();
@@ -768,9 +802,15 @@ mod tests {
         let z: Vec<f32> = (0..n * v).map(|_| (rng.normal() * 3.0) as f32).collect();
         let y: Vec<u32> = (0..n).map(|_| (rng.next_u64() % v as u64) as u32).collect();
         let w = [1.0, 0.5, 0.0, 2.0, 1.0];
-        let loss = |z: &[f32]| cross_entropy(&mut z.to_vec(), v, &y, &w, 3.0);
+        let loss = |z: &[f32]| cross_entropy(&mut z.to_vec(), v, &[], &y, &w, 3.0);
         let mut g = z.clone();
-        let l0 = cross_entropy(&mut g, v, &y, &w, 3.0);
+        let l0 = cross_entropy(&mut g, v, &[], &y, &w, 3.0);
+        // A bias passed in is a bias added before.
+        let bias: Vec<f32> = (0..v).map(|i| i as f32 * 0.01).collect();
+        let biased: Vec<f32> = z.chunks(v).flat_map(|r| r.iter().zip(&bias).map(|(a, b)| a + b)).collect();
+        let (mut a, mut b) = (z.clone(), biased.clone());
+        assert_eq!(cross_entropy(&mut a, v, &bias, &y, &w, 3.0), cross_entropy(&mut b, v, &[], &y, &w, 3.0));
+        assert_eq!(a, b);
         assert!((l0 - loss(&z)).abs() < 1e-12);
         for i in [0, 5, 40, 80, 100, 150] {
             let h = 1e-2f32;
@@ -791,7 +831,10 @@ mod tests {
             let z: Vec<f32> = (0..k).map(|_| (rng.normal() * 5.0) as f32).collect();
             let y = (rng.next_u64() % k as u64) as usize;
             let p = crate::proxy::metrics::predict(&z, y);
-            let (l, e) = loss_and_el2n(&z, y);
+            let (l, e) = loss_and_el2n(&z, &[], y);
+            let bias: Vec<f32> = (0..k).map(|i| (i % 5) as f32 * 0.3).collect();
+            let zb: Vec<f32> = z.iter().zip(&bias).map(|(a, b)| a + b).collect();
+            assert_eq!(loss_and_el2n(&z, &bias, y), loss_and_el2n(&zb, &[], y));
             assert!((l - p.loss).abs() < 1e-5 * (1.0 + p.loss) && (e - p.el2n).abs() < 1e-6, "{l} {} {e} {}", p.loss, p.el2n);
         }
     }

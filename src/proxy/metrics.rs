@@ -28,7 +28,7 @@ pub fn predict(logits: &[f32], target: usize) -> Prediction {
 /// with e_i = exp(z_i − max) and S = Σ e_i, p_y = e_y / S and Σ p² = Σ e_i² / S² (sums in f64;
 /// a vectorised kernel, [`crate::proxy::kernels::loss_and_el2n`]).
 pub fn loss_and_el2n(logits: &[f32], target: usize) -> (f64, f64) {
-    crate::proxy::kernels::loss_and_el2n(logits, target)
+    crate::proxy::kernels::loss_and_el2n(logits, &[], target)
 }
 
 /// ||p − onehot(y)||₂.

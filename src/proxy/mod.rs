@@ -419,7 +419,7 @@ pub fn train_lm(
         hb.fill(train, &batch, eos);
         let n: usize = batch.iter().map(|w| w.len).sum();
         grads.fill(0.0);
-        m.forward(&hb.inputs, batch.len(), hb.len, &mut work);
+        m.forward_unbiased(&hb.inputs, batch.len(), hb.len, &mut work);
         m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
         opt.step(&mut m.params, &grads);
     }
@@ -451,6 +451,9 @@ pub fn train_lm_candle(
     Ok((model, p))
 }
 
+/// Positions per scoring chunk, at least (or the training batch, if larger).
+const SCORE_POSITIONS: usize = 2048;
+
 /// Score documents with a trained `lm`: per document (loss, el2n, grand).
 pub fn score_lm(
     model: &LmModel,
@@ -468,12 +471,23 @@ pub fn score_lm(
     let mut g_acc: Vec<Option<Vec<f64>>> = vec![None; docs.len()];
     let mut g_out = vec![0f64; docs.len()];
     let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
-    for chunk in ws.chunks(batch_size) {
+    // Scored in chunks of at least 2,048 positions (fewer, larger matrix products); a row's
+    // scores do not depend on the chunk.
+    let per_chunk = batch_size.max(SCORE_POSITIONS / shape.context);
+    for chunk in ws.chunks(per_chunk) {
         hb.fill(docs, chunk, eos);
         let t = hb.len;
+        // The CPU engine leaves the output bias to the score kernel, unless the closed form
+        // needs the logits whole.
+        let mut bias: &[f32] = &[];
         let (h, logits): (std::borrow::Cow<[f32]>, std::borrow::Cow<[f32]>) = match model {
             LmModel::Cpu(m) => {
-                m.forward(&hb.inputs, chunk.len(), t, &mut work);
+                if grand == Grand::LastLayer {
+                    m.forward(&hb.inputs, chunk.len(), t, &mut work);
+                } else {
+                    m.forward_unbiased(&hb.inputs, chunk.len(), t, &mut work);
+                    bias = m.head_bias();
+                }
                 (work.hidden[..].into(), work.logits[..].into())
             }
             LmModel::Candle(m, p) => {
@@ -497,7 +511,7 @@ pub fn score_lm(
                         .enumerate()
                         .map(|(j, &y)| {
                             let at = (wi * t + j) * v;
-                            metrics::loss_and_el2n(&logits[at..at + v], y as usize)
+                            kernels::loss_and_el2n(&logits[at..at + v], bias, y as usize)
                         })
                         .collect()
                 })
@@ -549,7 +563,7 @@ pub fn score_lm(
                     grads.fill(0.0);
                     for chunk in mine.chunks(batch_size) {
                         hb.fill(docs, chunk, eos);
-                        m.forward(&hb.inputs, chunk.len(), hb.len, &mut work);
+                        m.forward_unbiased(&hb.inputs, chunk.len(), hb.len, &mut work);
                         m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
                     }
                     grads.iter().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt()
@@ -613,7 +627,9 @@ pub fn check_lm_memory(shape: LmShape, r: &Resolved) -> Result<()> {
     let (w, l, t, v, b) = (r.width as f64, r.layers as f64, r.context as f64, shape.vocab as f64, r.batch_size as f64);
     let heads = (w / 32.0).max(1.0);
     let params = 2.0 * v * w + t * w + l * (12.0 * w * w + 13.0 * w);
-    let activations = b * t * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
+    // A training batch, or a scoring chunk if that is larger.
+    let positions = (b * t).max(SCORE_POSITIONS as f64);
+    let activations = positions * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
     let estimate = 4.0 * (4.0 * params + 2.0 * activations);
     crate::limits::check_memory(
         &format!("an lm of width {}, {} layers, context {}, batch {}, vocabulary {}", r.width, r.layers, r.context, r.batch_size, shape.vocab),
