@@ -108,7 +108,13 @@ impl<'a> Stream<'a> {
 /// 0 for padding) of pieces, padded to the longest.
 pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool) -> lm::HostBatch {
     let len = pieces.iter().map(|p| p.len).max().unwrap_or(1);
-    let mut b = lm::HostBatch { len, ..Default::default() };
+    let cap = pieces.len() * len;
+    let mut b = lm::HostBatch {
+        inputs: Vec::with_capacity(cap),
+        targets: Vec::with_capacity(cap),
+        mask: Vec::with_capacity(cap),
+        len,
+    };
     for p in pieces {
         let u = &units[p.unit];
         let t = &u.tokens[p.start..p.start + p.len + 1];
@@ -207,7 +213,6 @@ fn tensors(b: &lm::HostBatch, rows: usize, device: &Device) -> candle_core::Resu
         targets: Tensor::from_slice(&b.targets, (rows, b.len), device)?,
         mask: Tensor::from_slice(&b.mask, (rows, b.len), device)?,
         len: b.len,
-        targets_host: Vec::new(),
     })
 }
 
@@ -238,6 +243,8 @@ pub fn train(
     device: &Device,
     mut on_point: impl FnMut(u64),
 ) -> Result<RunResult> {
+    let units = cand.units.iter().chain(valid.iter().flat_map(|v| v.iter()));
+    crate::proxy::check_ids(units.map(|u| u.tokens.as_slice()), shape.vocab)?;
     let mut model = Model::new(shape, r, seed, device)?;
     let step_tokens = (r.batch_size * r.context) as u64;
     let steps = tokens.div_ceil(step_tokens) as usize;

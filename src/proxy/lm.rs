@@ -73,7 +73,6 @@ pub struct Batch {
     pub targets: Tensor,
     pub mask: Tensor,
     pub len: usize,
-    pub targets_host: Vec<Vec<u32>>,
 }
 
 /// The same batch as host vectors (row-major `[windows, len]`).
@@ -132,13 +131,11 @@ impl HostBatch {
 pub fn batch(docs: &[Vec<u32>], ws: &[Window], eos: u32, device: &Device) -> Result<Batch> {
     let h = HostBatch::new(docs, ws, eos);
     let (b, len) = (ws.len(), h.len);
-    let targets_host = ws.iter().enumerate().map(|(i, w)| h.targets_of(i, w).to_vec()).collect();
     Ok(Batch {
         inputs: Tensor::from_vec(h.inputs, (b, len), device)?,
         targets: Tensor::from_vec(h.targets, (b, len), device)?,
         mask: Tensor::from_vec(h.mask, (b, len), device)?,
         len,
-        targets_host,
     })
 }
 

@@ -373,21 +373,6 @@ impl LmModel {
             LmModel::Candle(m, _) => m.shape,
         }
     }
-
-    /// The model as candle tensors (a copy for the CPU engine).
-    pub fn to_candle(&self) -> Result<(Lm, Params)> {
-        match self {
-            LmModel::Cpu(m) => m.to_candle(&Device::Cpu).map_err(cerr),
-            LmModel::Candle(m, p) => {
-                let mut q = Params::new(0, &p.device);
-                let lm = Lm::new(m.shape, &mut q).map_err(cerr)?;
-                for ((_, to), (_, from)) in q.vars.iter().zip(&p.vars) {
-                    to.set(from.as_tensor()).map_err(cerr)?;
-                }
-                Ok((lm, q))
-            }
-        }
-    }
 }
 
 /// Train an `lm` proxy from `seed`: with the CPU engine on the CPU, with candle on a GPU.
@@ -621,6 +606,16 @@ fn exact_grand_candle(
     }
 }
 
+/// Refuse token ids outside the vocabulary (a tokenizer.json whose ids are not dense).
+pub fn check_ids<'a>(docs: impl IntoIterator<Item = &'a [u32]>, vocab: usize) -> Result<()> {
+    match docs.into_iter().flatten().find(|&&id| id as usize >= vocab) {
+        Some(id) => Err(Error::InvalidArgument(format!(
+            "the tokenizer gave token id {id}, outside its vocabulary of {vocab}: its ids are not dense from 0"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Refuse an `lm` whose parameters, optimizer state and one batch's activations would not fit
 /// in this machine's memory (an estimate, f32 throughout).
 pub fn check_lm_memory(shape: LmShape, r: &Resolved) -> Result<()> {
@@ -794,6 +789,7 @@ pub fn lm_scores(
     check_lm_memory(shape, &r)?;
     let device = device();
     let train = train.unwrap_or(&pool.docs);
+    check_ids(pool.docs.iter().chain(train).map(Vec::as_slice), shape.vocab)?;
     if train.is_empty() {
         return Err(Error::InvalidArgument("no documents to train the proxy on".into()));
     }
@@ -953,9 +949,10 @@ mod tests {
         let closed = score_lm(&trained, &docs, 0, 4, Grand::LastLayer).unwrap();
         let exact = score_lm(&trained, &docs, 0, 2, Grand::Exact).unwrap();
         // The CPU engine against candle's autograd on the same weights.
-        let (cm, cp) = trained.to_candle().unwrap();
+        let LmModel::Cpu(engine) = &trained else { panic!("trained on the CPU engine") };
+        let (cm, cp) = engine.to_candle(&Device::Cpu).unwrap();
         let on_candle = score_lm(&LmModel::Candle(cm, cp), &docs, 0, 2, Grand::Exact).unwrap();
-        let (model, p) = trained.to_candle().unwrap();
+        let (model, p) = engine.to_candle(&Device::Cpu).unwrap();
         let head: Vec<candle_core::Var> =
             p.vars.iter().filter(|(n, _)| n.starts_with("head")).map(|(_, v)| v.clone()).collect();
         for (d, toks) in docs.iter().enumerate() {
@@ -972,6 +969,13 @@ mod tests {
             assert!((exact[d].0 - closed[d].0).abs() < 1e-5 && (exact[d].1 - closed[d].1).abs() < 1e-5);
             assert!(closed[d].1 >= 0.0 && closed[d].1 <= 2f64.sqrt());
         }
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_are_an_error() {
+        assert!(check_ids([&[0u32, 4, 2][..], &[]], 5).is_ok());
+        let err = check_ids([&[0u32, 4][..], &[7]], 5).unwrap_err().to_string();
+        assert!(err.contains("token id 7") && err.contains("vocabulary of 5"), "{err}");
     }
 
     #[test]
