@@ -126,8 +126,8 @@ fn max(a: &[f32]) -> f32 {
     m
 }
 
-/// e^x for f32, vectorisable: x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' degree-6
-/// polynomial (about 1 ulp), 2^k from the exponent bits. Inputs are clamped to
+/// e^x for f32, vectorisable: x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by the polynomial of
+/// Cephes' `expf` (about 1 ulp), 2^k from the exponent bits. Inputs are clamped to
 /// [-87.3, 88.7] (so e^x of a very negative x is about 1e-38, not 0).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
@@ -223,10 +223,12 @@ pub fn matmul(
     }
 }
 
-/// Row-major strides of a matrix with `cols` columns, and of its transpose.
+/// The (row, column) strides of a row-major matrix with `cols` columns, for [`matmul`].
 pub const fn rows(cols: usize) -> (usize, usize) {
     (cols, 1)
 }
+
+/// The strides of the transpose of a row-major matrix with `cols` columns.
 pub const fn transposed(cols: usize) -> (usize, usize) {
     (1, cols)
 }
@@ -384,9 +386,7 @@ simd! {
 
 /// GELU, tanh approximation (candle's `gelu`, PyTorch's `approximate="tanh"`).
 pub fn gelu(u: &[f32], out: &mut [f32]) {
-    let n = out.len();
     for_rows(out, 256, |r0, c| gelu_chunk(&u[r0 * 256..r0 * 256 + c.len()], c));
-    debug_assert!(u.len() >= n);
 }
 
 /// `d *= gelu'(u)`.
@@ -394,8 +394,8 @@ pub fn gelu_back(u: &[f32], d: &mut [f32]) {
     for_rows(d, 256, |r0, c| gelu_back_chunk(&u[r0 * 256..r0 * 256 + c.len()], c));
 }
 
-/// Column `c` of a window's head `h` in `qkv` (`part` 0: q, 1: k, 2: v), transposed into
-/// `out` (`hd` rows of `t`), so scores for all keys are axpys over contiguous memory.
+/// Head `h` of a window's q, k or v (`part` 0, 1, 2) in `qkv`, transposed into `out` (`hd`
+/// rows of `t`), so a query's scores against all keys run over contiguous memory.
 #[inline(always)]
 fn transpose_head(qkv: &[f32], t: usize, part: usize, h: usize, hd: usize, out: &mut [f32]) {
     let d3 = qkv.len() / t;
@@ -822,6 +822,20 @@ mod tests {
         }
         // The padding row (weight 0) has no gradient.
         assert!(g[2 * v..3 * v].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn loss_and_el2n_oracles() {
+        // Uniform over K: loss ln K, EL2N sqrt(1 - 1/K); a perfect prediction: both 0; a sure
+        // wrong one: EL2N sqrt(2).
+        for k in [10usize, 2048] {
+            let (l, e) = loss_and_el2n(&vec![2.0; k], &[], 3);
+            assert!((l - (k as f64).ln()).abs() < 1e-6 && (e - (1.0 - 1.0 / k as f64).sqrt()).abs() < 1e-6, "{k}: {l} {e}");
+        }
+        let (l, e) = loss_and_el2n(&[0.0, 100.0, 0.0], &[], 1);
+        assert!(l.abs() < 1e-9 && e.abs() < 1e-9, "{l} {e}");
+        let (_, e) = loss_and_el2n(&[0.0, 100.0, 0.0], &[], 0);
+        assert!((e - 2f64.sqrt()).abs() < 1e-9, "{e}");
     }
 
     #[test]

@@ -375,65 +375,72 @@ impl LmModel {
     }
 }
 
-/// Train an `lm` proxy from `seed`: with the CPU engine on the CPU, with candle on a GPU.
-/// Returns the model and the predictions it was trained on.
+/// What trains and runs an `lm`: syllabus's CPU engine, or candle's autograd on a device.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Engine,
+    Candle(Device),
+}
+
+impl Backend {
+    /// The engine on the CPU, candle on a GPU.
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            Backend::Engine
+        } else {
+            Backend::Candle(device.clone())
+        }
+    }
+}
+
+/// Train an `lm` proxy from `seed`. Returns the model and the predictions it was trained on.
 pub fn train_lm(
     shape: LmShape,
     r: &Resolved,
     seed: u32,
     train: &[Vec<u32>],
     eos: u32,
-    device: &Device,
+    backend: &Backend,
 ) -> Result<(LmModel, u64)> {
     let ws = lm::windows(train, shape.context);
     let mut rng = Rng::new(((seed as u64) << 32) | 0xB47C);
     let steps = schedule(&mut rng, ws.len(), r);
     let trained = steps.iter().flatten().map(|&i| ws[i].len as u64).sum();
-    if !device.is_cpu() {
-        let (m, p) = train_lm_candle(shape, r, seed, train, eos, device)?;
-        return Ok((LmModel::Candle(m, p), trained));
-    }
-    let mut m = cpu::CpuLm::new(shape, seed as u64).map_err(cerr)?;
-    let mut opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
-    let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
-    let mut grads = vec![0f32; m.num_params()];
     let mut batch = Vec::with_capacity(r.batch_size);
-    for step in steps {
-        batch.clear();
-        batch.extend(step.iter().map(|&i| ws[i]));
-        hb.fill(train, &batch, eos);
-        let n: usize = batch.iter().map(|w| w.len).sum();
-        grads.fill(0.0);
-        m.forward_unbiased(&hb.inputs, batch.len(), hb.len, &mut work);
-        m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
-        opt.step(&mut m.params, &grads);
-    }
-    Ok((LmModel::Cpu(m), trained))
-}
-
-/// Train an `lm` proxy from `seed` with candle's autograd and optimizer (the GPU path; on the
-/// CPU the tests compare it with the engine).
-pub fn train_lm_candle(
-    shape: LmShape,
-    r: &Resolved,
-    seed: u32,
-    train: &[Vec<u32>],
-    eos: u32,
-    device: &Device,
-) -> Result<(Lm, Params)> {
-    let mut p = Params::new(seed as u64, device);
-    let model = Lm::new(shape, &mut p).map_err(cerr)?;
-    let ws = lm::windows(train, shape.context);
-    let mut opt = optimizer(&p, r)?;
-    let mut rng = Rng::new(((seed as u64) << 32) | 0xB47C);
-    for step in schedule(&mut rng, ws.len(), r) {
-        let batch: Vec<lm::Window> = step.iter().map(|&i| ws[i]).collect();
-        let b = lm::batch(train, &batch, eos, device).map_err(cerr)?;
-        let n: usize = batch.iter().map(|w| w.len).sum();
-        let loss = model.loss(&b, n as f64).map_err(cerr)?;
-        opt.backward_step(&loss).map_err(cerr)?;
-    }
-    Ok((model, p))
+    let model = match backend {
+        Backend::Engine => {
+            let mut m = cpu::CpuLm::new(shape, seed as u64).map_err(cerr)?;
+            let mut opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
+            let (mut work, mut hb) = (cpu::Work::default(), lm::HostBatch::default());
+            let mut grads = vec![0f32; m.num_params()];
+            for step in steps {
+                batch.clear();
+                batch.extend(step.iter().map(|&i| ws[i]));
+                hb.fill(train, &batch, eos);
+                let n: usize = batch.iter().map(|w| w.len).sum();
+                grads.fill(0.0);
+                m.forward_unbiased(&hb.inputs, batch.len(), hb.len, &mut work);
+                m.backward(&hb.targets, &hb.mask, n as f64, &mut work, &mut grads);
+                opt.step(&mut m.params, &grads);
+            }
+            LmModel::Cpu(m)
+        }
+        Backend::Candle(device) => {
+            let mut p = Params::new(seed as u64, device);
+            let m = Lm::new(shape, &mut p).map_err(cerr)?;
+            let mut opt = optimizer(&p, r)?;
+            for step in steps {
+                batch.clear();
+                batch.extend(step.iter().map(|&i| ws[i]));
+                let b = lm::batch(train, &batch, eos, device).map_err(cerr)?;
+                let n: usize = batch.iter().map(|w| w.len).sum();
+                let loss = m.loss(&b, n as f64).map_err(cerr)?;
+                opt.backward_step(&loss).map_err(cerr)?;
+            }
+            LmModel::Candle(m, p)
+        }
+    };
+    Ok((model, trained))
 }
 
 /// Positions per scoring chunk, at least (or the training batch, if larger).
@@ -787,7 +794,7 @@ pub fn lm_scores(
     let eos = tok.eos_id(None)?;
     let shape = LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
     check_lm_memory(shape, &r)?;
-    let device = device();
+    let backend = Backend::for_device(&device());
     let train = train.unwrap_or(&pool.docs);
     check_ids(pool.docs.iter().chain(train).map(Vec::as_slice), shape.vocab)?;
     if train.is_empty() {
@@ -798,7 +805,7 @@ pub fn lm_scores(
     let pool_tokens: u64 = pool.docs.iter().map(|d| d.len() as u64 + 1).sum();
     let rows = average(r.seeds, seed, pool.docs.len(), keep, |s| {
         let t = std::time::Instant::now();
-        let (model, trained) = train_lm(shape, &r, s, train, eos, &device)?;
+        let (model, trained) = train_lm(shape, &r, s, train, eos, &backend)?;
         timing.train_secs += t.elapsed().as_secs_f64();
         timing.train_examples += trained;
         let t = std::time::Instant::now();
@@ -945,7 +952,7 @@ mod tests {
                 .resolve(ProxyKind::Lm)
                 .unwrap();
         let shape = LmShape { vocab: 16, width: 32, layers: 1, context: 8 };
-        let (trained, _) = train_lm(shape, &r, 2, &docs, 0, &Device::Cpu).unwrap();
+        let (trained, _) = train_lm(shape, &r, 2, &docs, 0, &Backend::Engine).unwrap();
         let closed = score_lm(&trained, &docs, 0, 4, Grand::LastLayer).unwrap();
         let exact = score_lm(&trained, &docs, 0, 2, Grand::Exact).unwrap();
         // The CPU engine against candle's autograd on the same weights.
@@ -968,6 +975,27 @@ mod tests {
             // Scores do not depend on the scoring batch size.
             assert!((exact[d].0 - closed[d].0).abs() < 1e-5 && (exact[d].1 - closed[d].1).abs() < 1e-5);
             assert!(closed[d].1 >= 0.0 && closed[d].1 <= 2f64.sqrt());
+        }
+    }
+
+    #[test]
+    fn the_engine_and_candle_train_and_score_alike() {
+        // Candle's path (the GPU's) on the CPU: same weights, batches and optimiser, so the
+        // same scores up to rounding.
+        let docs: Vec<Vec<u32>> = (0..12).map(|d| (0..(5 + 7 * d)).map(|i| ((i * 7 + d) % 30) as u32 + 1).collect()).collect();
+        let r = ProxyParams { width: Some(32), layers: Some(2), context: Some(16), epochs: Some(2.0), ..Default::default() }
+            .resolve(ProxyKind::Lm)
+            .unwrap();
+        let shape = LmShape { vocab: 32, width: 32, layers: 2, context: 16 };
+        let run = |b: Backend| {
+            let (m, n) = train_lm(shape, &r, 3, &docs, 0, &b).unwrap();
+            (score_lm(&m, &docs, 0, 4, Grand::LastLayer).unwrap(), n)
+        };
+        let ((engine, n1), (candle, n2)) = (run(Backend::Engine), run(Backend::Candle(Device::Cpu)));
+        assert_eq!(n1, n2);
+        for (d, (a, b)) in engine.iter().zip(&candle).enumerate() {
+            assert!((a.0 - b.0).abs() < 2e-3 * b.0 && (a.1 - b.1).abs() < 2e-3, "doc {d}: {a:?} vs {b:?}");
+            assert!((a.2 - b.2).abs() < 1e-2 * b.2.max(1e-3), "doc {d}: {a:?} vs {b:?}");
         }
     }
 
