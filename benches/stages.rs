@@ -233,7 +233,6 @@ fn proxy(c: &mut Criterion) {
 }
 
 fn eval(c: &mut Criterion) {
-    use candle_core::Device;
     use syllabus::eval::{data, kl, train};
     use syllabus::proxy::{lm, ProxyKind, ProxyParams};
     use syllabus::score::dsir::Counts;
@@ -249,7 +248,7 @@ fn eval(c: &mut Criterion) {
     let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), hash: String::new() };
     let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
-    let mut model = train::Model::new(shape, &r, 0, &Device::Cpu).unwrap();
+    let mut model = train::Model::new(shape, &r, 0, &syllabus::proxy::Backend::Engine).unwrap();
     let step = r.batch_size * r.context;
     let mut g = c.benchmark_group("eval");
     g.sample_size(20);

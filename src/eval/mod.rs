@@ -267,7 +267,7 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     .to_string();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let work = Work::at(out.join("work"), key)?;
-    let device = crate::proxy::device();
+    let backend = crate::proxy::Backend::for_device(&crate::proxy::device());
     let valid_units: Vec<&[data::Unit]> = valid.iter().map(|v| v.units.as_slice()).collect();
     let mut runs: Vec<Vec<RunResult>> = Vec::new();
     let mut resumed = 0;
@@ -286,7 +286,7 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             }
             bar.set_message(format!("{} seed {seed}", c.name));
             let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
-            let result = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &device, |t| {
+            let result = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &backend, |t| {
                 bar.set_position(done + t)
             })?;
             work.save(&marker, &result)?;

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::proxy::cpu::{self, CpuLm};
 use crate::proxy::lm::{self, Lm, LmShape};
 use crate::proxy::nn::{Params, Rng};
-use crate::proxy::Resolved;
+use crate::proxy::{Backend, Resolved};
 
 fn cerr(e: candle_core::Error) -> Error {
     Error::InvalidArgument(format!("eval model: {e}"))
@@ -136,13 +136,16 @@ pub enum Model {
 }
 
 impl Model {
-    pub fn new(shape: LmShape, r: &Resolved, seed: u32, device: &Device) -> Result<Self> {
-        if device.is_cpu() {
-            let m = CpuLm::new(shape, seed as u64).map_err(cerr)?;
-            let opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
-            let grads = vec![0f32; m.num_params()];
-            return Ok(Model::Cpu { m, opt, work: cpu::Work::default(), grads });
-        }
+    pub fn new(shape: LmShape, r: &Resolved, seed: u32, backend: &Backend) -> Result<Self> {
+        let device = match backend {
+            Backend::Engine => {
+                let m = CpuLm::new(shape, seed as u64).map_err(cerr)?;
+                let opt = cpu::AdamW::new(m.num_params(), r.lr, r.weight_decay);
+                let grads = vec![0f32; m.num_params()];
+                return Ok(Model::Cpu { m, opt, work: cpu::Work::default(), grads });
+            }
+            Backend::Candle(device) => device,
+        };
         let mut p = Params::new(seed as u64, device);
         let m = Lm::new(shape, &mut p).map_err(cerr)?;
         let opt = AdamW::new(p.all(), ParamsAdamW { lr: r.lr, weight_decay: r.weight_decay, ..Default::default() })
@@ -240,12 +243,12 @@ pub fn train(
     valid: &[&[Unit]],
     tokens: u64,
     every: u64,
-    device: &Device,
+    backend: &Backend,
     mut on_point: impl FnMut(u64),
 ) -> Result<RunResult> {
     let units = cand.units.iter().chain(valid.iter().flat_map(|v| v.iter()));
     crate::proxy::check_ids(units.map(|u| u.tokens.as_slice()), shape.vocab)?;
-    let mut model = Model::new(shape, r, seed, device)?;
+    let mut model = Model::new(shape, r, seed, backend)?;
     let step_tokens = (r.batch_size * r.context) as u64;
     let steps = tokens.div_ceil(step_tokens) as usize;
     let mut stream = Stream::new(cand, seed, r.context)?;
@@ -334,6 +337,25 @@ mod tests {
         assert_eq!(b.inputs, vec![5, 6, 7, 0, 0, 0]);
         assert_eq!(b.targets, vec![6, 7, 0, 5, 0, 0]);
         assert_eq!(b.mask, vec![2.0, 2.0, 2.0, 2.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn the_engine_and_candle_train_alike() {
+        // Candle's path (the GPU's) on the CPU against the engine: the same curve up to rounding.
+        let s = streams(Kind::Table, &[30, 12, 50, 7, 41, 22]);
+        let valid: Vec<&[Unit]> = vec![&s.units[..3]];
+        let r = crate::proxy::ProxyParams { width: Some(32), layers: Some(1), context: Some(8), batch_size: Some(4), ..Default::default() }
+            .resolve(crate::proxy::ProxyKind::Lm)
+            .unwrap();
+        let shape = LmShape { vocab: 600, width: 32, layers: 1, context: 8 };
+        let run = |b: Backend| train(shape, &r, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
+        let (engine, candle) = (run(Backend::Engine), run(Backend::Candle(Device::Cpu)));
+        assert_eq!(engine.len(), 6);
+        for (a, b) in engine.iter().zip(&candle) {
+            assert_eq!(a.tokens, b.tokens);
+            assert!((a.loss[0] - b.loss[0]).abs() < 1e-3 * b.loss[0], "{a:?} vs {b:?}");
+        }
+        assert!(engine[5].loss[0] < engine[0].loss[0], "training lowers the loss");
     }
 
     #[test]
