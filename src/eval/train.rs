@@ -129,7 +129,9 @@ pub fn batch(units: &[Unit], pieces: &[Piece], weighted: bool) -> lm::HostBatch 
     b
 }
 
-/// The model being trained: the proxy's CPU engine, or candle's model on a GPU.
+/// The model being trained: the proxy's CPU engine, or candle's model on a GPU (one per run,
+/// so the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     Cpu { m: CpuLm, opt: cpu::AdamW, work: cpu::Work, grads: Vec<f32> },
     Candle { m: Lm, opt: AdamW, device: Device },

@@ -149,7 +149,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = (p * (r * r) + r) + 1.0;
     e * f32::from_bits(((ki + 127) as u32) << 23)
 }
@@ -467,6 +467,7 @@ fn head_fwd<const HD: usize>(qkv: &[f32], t: usize, h: usize, scale: f32, kt: &m
 /// One head of [`attention_back`] with heads of `HD` dimensions known at compile time: dS for
 /// the whole head first, then dq by rows and dk, dv by columns, each sum held in registers.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn head_back<const HD: usize>(
     qkv: &[f32],
     p: &[f32],
