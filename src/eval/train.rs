@@ -163,7 +163,7 @@ impl Model {
                 Ok(m.loss(&b.targets, &b.mask, denom, work))
             }
             Model::Candle { m, device, .. } => m
-                .loss(&tensors(b, rows, device).map_err(cerr)?, denom)
+                .loss(&b.to_tensors(device).map_err(cerr)?, denom)
                 .and_then(|l| l.to_dtype(candle_core::DType::F64))
                 .and_then(|l| l.to_scalar::<f64>())
                 .map_err(cerr),
@@ -181,7 +181,7 @@ impl Model {
                 opt.step(&mut m.params, grads);
             }
             Model::Candle { m, opt, device } => {
-                let loss = m.loss(&tensors(b, rows, device).map_err(cerr)?, denom).map_err(cerr)?;
+                let loss = m.loss(&b.to_tensors(device).map_err(cerr)?, denom).map_err(cerr)?;
                 opt.set_learning_rate(lr);
                 opt.backward_step(&loss).map_err(cerr)?;
             }
@@ -209,16 +209,6 @@ impl Model {
         }
         Ok(sum / n.max(1) as f64)
     }
-}
-
-fn tensors(b: &lm::HostBatch, rows: usize, device: &Device) -> candle_core::Result<lm::Batch> {
-    use candle_core::Tensor;
-    Ok(lm::Batch {
-        inputs: Tensor::from_slice(&b.inputs, (rows, b.len), device)?,
-        targets: Tensor::from_slice(&b.targets, (rows, b.len), device)?,
-        mask: Tensor::from_slice(&b.mask, (rows, b.len), device)?,
-        len: b.len,
-    })
 }
 
 /// The learning rate at `step` of `steps`: linear warm-up over 5% of the steps, then a cosine

@@ -293,13 +293,11 @@ impl CpuLm {
     pub fn backward(&self, targets: &[u32], weights: &[f32], denom: f64, w: &mut Work, grads: &mut [f32]) -> f64 {
         let s = self.shape;
         let (d, v, t, n) = (s.width, s.vocab, w.t, w.b * w.t);
-        assert!(targets.len() == n && weights.len() == n && grads.len() == self.layout.total);
+        assert!(grads.len() == self.layout.total);
+        let loss = self.loss(targets, weights, denom, w);
         w.fit_backward(s);
         let p = &self.params;
         let lay = &self.layout;
-        let bias = self.pending(w);
-        w.bias_pending = false;
-        let loss = k::cross_entropy(&mut w.logits, v, bias, targets, weights, denom);
         let dz = &w.logits[..n * v];
         k::matmul(d, v, n, &mut grads[lay.head_w.clone()], true, &w.hidden, transposed(d), dz, rows(v));
         k::colsum(dz, &mut grads[lay.head_b.clone()]);

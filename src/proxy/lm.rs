@@ -126,17 +126,21 @@ impl HostBatch {
     pub fn targets_of(&self, i: usize, w: &Window) -> &[u32] {
         &self.targets[i * self.len..i * self.len + w.len]
     }
+
+    /// The batch as tensors on `device`.
+    pub fn to_tensors(&self, device: &Device) -> Result<Batch> {
+        let shape = (self.inputs.len() / self.len.max(1), self.len);
+        Ok(Batch {
+            inputs: Tensor::from_slice(&self.inputs, shape, device)?,
+            targets: Tensor::from_slice(&self.targets, shape, device)?,
+            mask: Tensor::from_slice(&self.mask, shape, device)?,
+            len: self.len,
+        })
+    }
 }
 
 pub fn batch(docs: &[Vec<u32>], ws: &[Window], eos: u32, device: &Device) -> Result<Batch> {
-    let h = HostBatch::new(docs, ws, eos);
-    let (b, len) = (ws.len(), h.len);
-    Ok(Batch {
-        inputs: Tensor::from_vec(h.inputs, (b, len), device)?,
-        targets: Tensor::from_vec(h.targets, (b, len), device)?,
-        mask: Tensor::from_vec(h.mask, (b, len), device)?,
-        len,
-    })
+    HostBatch::new(docs, ws, eos).to_tensors(device)
 }
 
 impl Lm {
