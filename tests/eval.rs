@@ -83,7 +83,20 @@ fn the_targets_own_domain_trains_the_lower_target_loss() {
     assert_eq!((info.width, info.height), (720, 480));
     let distinct: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()].chunks(3).collect();
     assert!(distinct.len() > 20, "{} colours: a blank image?", distinct.len());
+    // The legend is in the strip beside the data (x >= 550), in the first two line colours.
+    let px = |x: usize, y: usize| &buf[(y * 720 + x) * 3..(y * 720 + x) * 3 + 3];
+    for rgb in [[0x00u8, 0x72, 0xB2], [0xD5, 0x5E, 0x00]] {
+        assert!((550..720).any(|x| (30..120).any(|y| px(x, y) == rgb)), "legend colour {rgb:?} missing");
+    }
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    // Only what eval used: its seeds, not the proxy's defaults.
+    assert_eq!(report["settings"]["seeds"], 1);
+    assert!(report["settings"]["model"].get("seeds").is_none() && report["settings"]["model"].get("epochs").is_none());
+    // The summary says how many predictions each validation set had.
+    for r in &rows {
+        let n: u64 = r["valid_predictions"].parse().unwrap();
+        assert!((64..=2048).contains(&n), "{n}");
+    }
     assert_eq!(report["inputs"]["candidates"][1]["kind"], "table");
     assert!(report["inputs"]["candidates"][1]["hash"].as_str().unwrap().starts_with("xxh3:"));
 }
@@ -106,6 +119,27 @@ fn read_curves(path: &Path) -> Vec<(String, u32, u64, String, f64)> {
         }
     }
     out
+}
+
+#[test]
+fn a_validation_set_shorter_than_one_context_window_is_refused() {
+    let tmp = tempdir();
+    let tok = fixture("tokenizer.json");
+    let cand = format!("math={}", fixture("lake/math.jsonl.gz"));
+    for (name, text) in [("four", "{\"id\":\"a\",\"text\":\"x = 1\"}\n"), ("empty", "{\"id\":\"a\",\"text\":\"\"}\n")] {
+        let v = tmp.path().join(format!("{name}.jsonl"));
+        std::fs::write(&v, text).unwrap();
+        let out = tmp.path().join(name).display().to_string();
+        let valid = format!("{name}={}", v.display());
+        let mut args = vec!["eval", "--tokenizer", &tok, "--valid", &valid, "--tokens", "1024", "--seeds", "1", "--out", &out];
+        args.extend_from_slice(TINY);
+        args.push(&cand);
+        let o = syllabus(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: accepted");
+        assert!(err.contains(&format!("the validation set {name}")) && err.contains("one context window (64)"), "{err}");
+        assert!(!Path::new(&out).join("summary.csv").exists());
+    }
 }
 
 #[test]

@@ -111,7 +111,25 @@ pub struct Resolved {
     pub every: u64,
     pub step_tokens: u64,
     pub valid_tokens: u64,
+    /// The model eval trains: the proxy's shape and optimizer, without the proxy's own
+    /// `epochs` and `seeds` (eval's budget is `tokens`, its seeds are `seeds`).
+    #[serde(serialize_with = "model_used")]
     pub model: crate::proxy::Resolved,
+}
+
+/// What eval records of its model: only the settings it uses.
+fn model_used<S: serde::Serializer>(m: &crate::proxy::Resolved, s: S) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Used {
+        width: usize,
+        layers: usize,
+        context: usize,
+        batch_size: usize,
+        lr: f64,
+        weight_decay: f64,
+    }
+    let used = Used { width: m.width, layers: m.layers, context: m.context, batch_size: m.batch_size, lr: m.lr, weight_decay: m.weight_decay };
+    used.serialize(s)
 }
 
 impl EvalParams {
@@ -132,6 +150,12 @@ impl EvalParams {
             .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
         if self.seeds == 0 || self.valid_tokens == 0 {
             return bad("seeds and valid_tokens must be at least 1".into());
+        }
+        if self.valid_tokens < model.context as u64 {
+            return bad(format!(
+                "valid_tokens ({}) must be at least one context window ({} predictions)",
+                self.valid_tokens, model.context
+            ));
         }
         let step_tokens = (model.batch_size * model.context) as u64;
         let steps = self.tokens.div_ceil(step_tokens);
@@ -174,10 +198,15 @@ pub struct SummaryRow {
     pub final_loss_mean: f64,
     pub final_loss_sd: f64,
     pub seeds: u32,
-    /// Tokens the seed-mean curve needs to reach the first candidate's final mean loss
-    /// (interpolated between points; None: not within the budget).
+    /// Predictions of the validation set each loss is the mean of.
+    pub valid_predictions: u64,
+    /// Tokens the seed-mean curve needs to reach the first candidate's (the baseline's) final
+    /// mean loss, interpolated between points; None: not within the budget. The baseline
+    /// itself reaches its final loss at its last point, by definition, even where its curve
+    /// dipped below that loss earlier.
     pub tokens_to_baseline: Option<f64>,
-    /// `100 · (1 − tokens_to_baseline / the first candidate's own)`: how much sooner.
+    /// `100 · (1 − tokens_to_baseline / the baseline's budget)`: how much sooner than the
+    /// baseline a candidate reaches the baseline's final loss (0 for the baseline).
     pub sooner_pct: Option<f64>,
     /// KL(p_valid || p_candidate) of hashed n-grams.
     pub kl: f64,
@@ -239,6 +268,9 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         .iter()
         .map(|(_, paths)| data::load_valid(paths, read, &tok, r.valid_tokens, progress))
         .collect::<Result<_>>()?;
+    for ((name, paths), v) in spec.valid.iter().zip(&valid) {
+        check_valid_size(name, paths, v.predictions(), r.model.context)?;
+    }
     let raw = if spec.raw.is_empty() { None } else { Some(data::raw_counts(&spec.raw, read, progress)?) };
     let mut cands = Vec::with_capacity(spec.candidates.len());
     for c in &spec.candidates {
@@ -265,7 +297,7 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         "version": env!("CARGO_PKG_VERSION"), "settings": r, "seed": spec.seed, "inputs": inputs,
     })
     .to_string();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::sink::output_dir(out)?;
     let work = Work::at(out.join("work"), key)?;
     let backend = crate::proxy::Backend::for_device(&crate::proxy::device());
     let valid_units: Vec<&[data::Unit]> = valid.iter().map(|v| v.units.as_slice()).collect();
@@ -306,6 +338,20 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     Ok(report)
 }
 
+/// The smallest validation set eval accepts: one context window of predictions. A mean loss
+/// over fewer tokens than the model sees at once says more about those few tokens than about
+/// the data (one empty document is a single prediction).
+pub fn check_valid_size(name: &str, paths: &[String], predictions: u64, context: usize) -> Result<()> {
+    if predictions < context as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "eval: the validation set {name} ({}) has {predictions} prediction{}; at least one context window ({context}) is needed for its loss to mean anything: give it more text, or a smaller --context",
+            paths.join(" "),
+            if predictions == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
+}
+
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
@@ -327,6 +373,27 @@ pub fn tokens_to_reach(curve: &[(u64, f64)], target: f64) -> Option<f64> {
         prev = Some((t, l));
     }
     None
+}
+
+/// Per candidate (seed-mean curves, the baseline's first): the tokens it takes to reach the
+/// baseline's final mean loss, and how much sooner than the baseline that is, in percent of the
+/// baseline's budget. The baseline reaches its own final loss at its last point by definition
+/// (a curve that is not monotone may have dipped below it earlier: that is noise, not speed),
+/// so its row reads "the whole budget, 0% sooner".
+pub fn reaches(curves: &[Vec<(u64, f64)>], baseline: f64) -> Vec<(Option<f64>, Option<f64>)> {
+    let budget = curves.first().and_then(|c| c.last()).map(|p| p.0 as f64);
+    curves
+        .iter()
+        .enumerate()
+        .map(|(c, curve)| {
+            let reach = if c == 0 { budget } else { tokens_to_reach(curve, baseline) };
+            let sooner = match (reach, budget) {
+                (Some(a), Some(b)) if b > 0.0 => Some(100.0 * (1.0 - a / b)),
+                _ => None,
+            };
+            (reach, sooner)
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -367,10 +434,10 @@ fn summarize(
             runs[c].iter().map(|run| run.points.last().expect("a final point").loss[v]).collect::<Vec<f64>>()
         };
         let baseline = mean_sd(&finals(0)).0;
-        let base_reach = tokens_to_reach(&mean_curve(0), baseline);
+        let reached = reaches(&(0..spec.candidates.len()).map(mean_curve).collect::<Vec<_>>(), baseline);
         for (c, cand) in spec.candidates.iter().enumerate() {
             let (m, sd) = mean_sd(&finals(c));
-            let reach = tokens_to_reach(&mean_curve(c), baseline);
+            let (reach, sooner) = reached[c];
             let kl_c = kl::kl(&p_t, &Distribution::from_counts(&cands[c].counts));
             let ctoks = cands[c].predictions();
             summary.push(SummaryRow {
@@ -379,11 +446,9 @@ fn summarize(
                 final_loss_mean: m,
                 final_loss_sd: sd,
                 seeds: r.seeds,
+                valid_predictions: valid[v].predictions(),
                 tokens_to_baseline: reach,
-                sooner_pct: match (reach, base_reach) {
-                    (Some(a), Some(b)) if b > 0.0 => Some(100.0 * (1.0 - a / b)),
-                    _ => None,
-                },
+                sooner_pct: sooner,
                 kl: kl_c,
                 kl_reduction: kl_raw.map(|k| k - kl_c),
                 candidate_documents: cands[c].documents,
@@ -458,13 +523,14 @@ fn csv_field(s: &str) -> String {
 /// `summary.csv`: fixed decimals, so equal results are equal bytes.
 pub fn summary_csv(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
-        "candidate,valid,final_loss_mean,final_loss_sd,seeds,tokens_to_baseline,sooner_pct,kl,kl_reduction,candidate_documents,candidate_tokens,epochs,repeated_tokens\n",
+        "candidate,valid,valid_predictions,final_loss_mean,final_loss_sd,seeds,tokens_to_baseline,sooner_pct,kl,kl_reduction,candidate_documents,candidate_tokens,epochs,repeated_tokens\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "{},{},{:.6},{:.6},{},{},{},{:.6},{},{},{},{:.4},{}\n",
+            "{},{},{},{:.6},{:.6},{},{},{},{:.6},{},{},{},{:.4},{}\n",
             csv_field(&r.candidate),
             csv_field(&r.valid),
+            r.valid_predictions,
             r.final_loss_mean,
             r.final_loss_sd,
             r.seeds,
@@ -486,7 +552,7 @@ pub fn render_table(summary: &[SummaryRow]) -> String {
     let first = summary.first().map(|r| r.candidate.as_str()).unwrap_or("");
     let header = [
         "candidate".to_string(),
-        "valid".into(),
+        "valid (predictions)".into(),
         "final loss".into(),
         format!("tokens to {first}'s"),
         "sooner".into(),
@@ -499,7 +565,7 @@ pub fn render_table(summary: &[SummaryRow]) -> String {
     for r in summary {
         rows.push(vec![
             r.candidate.clone(),
-            r.valid.clone(),
+            format!("{} ({})", r.valid, r.valid_predictions),
             if r.seeds > 1 {
                 format!("{:.4} ± {:.4}", r.final_loss_mean, r.final_loss_sd)
             } else {
@@ -553,8 +619,43 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_that_dips_early_still_reaches_its_own_loss_at_the_end() {
+        // The baseline's mean curve goes below its final loss (4.0) at 150 tokens, then back up.
+        let base = vec![(0, 8.0), (100, 5.0), (200, 3.0), (300, 4.5), (400, 4.0)];
+        let faster = vec![(0, 8.0), (100, 4.0), (200, 3.5), (300, 3.4), (400, 3.3)];
+        let slower = vec![(0, 8.0), (100, 7.0), (200, 6.0), (300, 5.0), (400, 4.5)];
+        let r = reaches(&[base, faster, slower], 4.0);
+        assert_eq!(r[0], (Some(400.0), Some(0.0)), "the whole budget, 0% sooner");
+        assert_eq!(r[1], (Some(100.0), Some(75.0)));
+        assert_eq!(r[2], (None, None));
+        // tokens_to_baseline and sooner_pct agree on every row.
+        for (reach, sooner) in r.into_iter().filter_map(|(a, b)| a.zip(b)) {
+            assert!((sooner - 100.0 * (1.0 - reach / 400.0)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn eval_records_only_the_model_settings_it_uses() {
+        let p = EvalParams { tokens: 4096, seeds: 2, every: None, valid_tokens: 100, model: ProxyParams::default() };
+        let j = serde_json::to_value(p.resolve().unwrap()).unwrap();
+        let model = j["model"].as_object().unwrap();
+        assert!(!model.contains_key("seeds") && !model.contains_key("epochs"), "{j}");
+        assert_eq!(model["context"], 64);
+        assert_eq!(j["seeds"], 2);
+    }
+
+    #[test]
+    fn a_validation_set_under_one_context_window_is_refused() {
+        assert!(check_valid_size("v", &["a.jsonl".into()], 64, 64).is_ok());
+        let e = check_valid_size("v", &["a.jsonl".into()], 4, 64).unwrap_err().to_string();
+        assert!(e.contains("v (a.jsonl) has 4 predictions") && e.contains("context window (64)"), "{e}");
+        let p = EvalParams { tokens: 4096, seeds: 1, every: None, valid_tokens: 10, model: ProxyParams::default() };
+        assert!(p.resolve().unwrap_err().to_string().contains("valid_tokens (10)"));
+    }
+
+    #[test]
     fn every_is_rounded_to_whole_steps() {
-        let p = |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 10, model: ProxyParams::default() };
+        let p = |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 100, model: ProxyParams::default() };
         let r = p(None).resolve().unwrap();
         assert_eq!(r.step_tokens, 16 * 64);
         assert_eq!(r.every, 1024, "10 steps: a point every step");
