@@ -230,6 +230,19 @@ pub enum SelectConfig {
     Random(RandomSelectConfig),
 }
 
+impl SelectConfig {
+    /// The `method` key's value.
+    pub fn method(&self) -> &'static str {
+        match self {
+            SelectConfig::Dsir(_) => "dsir",
+            SelectConfig::Zipfit(_) => "zipfit",
+            SelectConfig::Proxy(_) => "proxy",
+            SelectConfig::Scores(_) => "scores",
+            SelectConfig::Random(_) => "random",
+        }
+    }
+}
+
 /// `method = "random"`: k documents drawn uniformly without replacement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

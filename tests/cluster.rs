@@ -42,11 +42,17 @@ pub struct Cluster {
 impl Cluster {
     /// A scheduler and one executor per entry of `executor_env` (extra environment each).
     pub fn start(executor_env: &[&[(&str, &str)]]) -> Cluster {
+        Cluster::start_logged(executor_env, "warn")
+    }
+
+    /// [`Cluster::start`] with the scheduler logging at `level` (`SYLLABUS_LOG`).
+    pub fn start_logged(executor_env: &[&[(&str, &str)]], level: &str) -> Cluster {
         let dir = tempdir();
         let port = free_port();
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
         let scheduler = Command::new(env!("CARGO_BIN_EXE_syllabus"))
             .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{port}"), "--executor-timeout", "6"])
+            .env("SYLLABUS_LOG", level)
             .stdout(Stdio::null())
             .stderr(log("scheduler.log"))
             .spawn()
@@ -84,6 +90,11 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Everything the scheduler logged so far.
+    fn scheduler_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("scheduler.log")).unwrap_or_default()
     }
 
     fn logs(&self) -> String {
@@ -293,4 +304,109 @@ fn an_executor_killed_mid_job_loses_nothing() {
         c.run(&r[..r.len() - 2]);
         same_bytes(&local, &remote, "select rerun after an executor was lost");
     }
+}
+
+/// `syllabus ARGS`, killed (and the test failed) if it runs past `limit`: what it checks is
+/// that the command does not hang.
+fn within(limit: Duration, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("syllabus {args:?} still ran after {limit:?}: {}", stderr(&child.wait_with_output().unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Job ids the scheduler was asked to cancel, from its log.
+fn cancelled_jobs(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("Received cancellation request for job")).count()
+}
+
+#[test]
+fn a_cluster_without_executors_fails_in_bounded_time_and_cancels_its_job() {
+    let c = Cluster::start_logged(&[], "info");
+    let dir = tempdir();
+    let out = dir.path().join("s.parquet");
+    let (lake, target, url) = (fixture("lake"), fixture("target"), c.url());
+    let t = Instant::now();
+    let o = within(Duration::from_secs(60), &["--cluster-wait", "3", "select", "dsir", "--target", &target, "--k", "10", "--out", &p(&out), &lake, "--cluster", &url]);
+    let err = crate::util::fails(&o, 1);
+    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    assert!(err.contains("waiting for an executor"), "no word while waiting: {err}");
+    assert!(err.contains("no executor of the cluster") && err.contains("within 3 s") && err.contains("--cluster-wait"), "{err}");
+    assert!(!out.exists());
+    // The job it waited with was cancelled on the scheduler, so no executor that registers later
+    // runs an orphan.
+    let t = Instant::now();
+    while cancelled_jobs(&c.scheduler_log()) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no cancellation reached the scheduler:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SQL waits the same way.
+    let o = within(Duration::from_secs(60), &["--cluster-wait", "1", "sql", "-q", "--cluster", &url, "-c", "SELECT 1"]);
+    assert!(crate::util::fails(&o, 1).contains("no executor of the cluster"));
+}
+
+#[test]
+fn an_interrupted_client_cancels_its_job_on_the_scheduler() {
+    // The executor stops after the first batch of each file until the test ends.
+    let stall = tempdir();
+    let stall_env = format!("batch-64:{}", p(stall.path()));
+    let c = Cluster::start_logged(&[&[("SYLLABUS_STALL", stall_env.as_str())]], "info");
+    let dir = tempdir();
+    let out = dir.path().join("s.parquet");
+    let (lake, target, url) = (fixture("lake"), fixture("target"), c.url());
+    let args = ["select", "dsir", "-q", "--batch-rows", "64", "--k", "30", "--target", &target, "--out", &p(&out), &lake, "--cluster", &url];
+    let child = Command::new(env!("CARGO_BIN_EXE_syllabus")).args(args).current_dir(root()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while !stall.path().join("stalled").exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the executor never took a task:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = cancelled_jobs(&c.scheduler_log());
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cancelled"), "{}", stderr(&o));
+    assert!(cancelled_jobs(&c.scheduler_log()) > before, "the scheduler was not asked to cancel:\n{}", c.logs());
+    assert!(!out.exists());
+}
+
+#[test]
+fn what_the_cluster_cannot_run_is_refused_up_front() {
+    let c = Cluster::start(&[&[]]);
+    let url = c.url();
+    // SQL over jsonl: refused before any statement, with what works instead.
+    let lake = fixture("lake");
+    let o = syllabus(&["sql", "-q", "--cluster", &url, "-c", "SELECT count(*) FROM lake", &lake]);
+    let err = crate::util::fails(&o, 1);
+    assert!(err.contains("runs over Parquet files and directories") && err.contains("without --cluster"), "{err}");
+    assert!(!err.contains("Internal error") && !err.contains("bug") && !err.contains(".cargo"), "{err}");
+    // A pipeline whose selection does not run on a cluster: refused, and nothing written.
+    let dir = tempdir();
+    let toml = dir.path().join("random.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &toml,
+        format!("name = \"r\"\nout_dir = \"{}\"\n[source]\npaths = [\"{lake}\"]\non_bad_record = \"skip\"\n[select]\nmethod = \"random\"\nk = 10\n", p(&out)),
+    )
+    .unwrap();
+    let o = syllabus(&["run", &p(&toml), "--cluster", &url]);
+    let err = crate::util::fails(&o, 1);
+    assert!(err.contains("a random selection") && err.contains("drop --cluster"), "{err}");
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+    // A scheduler named without its port.
+    let o = syllabus(&["sql", "-q", "--cluster", "df://127.0.0.1", "-c", "SELECT 1"]);
+    assert!(crate::util::fails(&o, 1).contains("give the scheduler's port too"));
 }

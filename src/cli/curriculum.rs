@@ -213,6 +213,22 @@ pub(super) fn run_pipeline(
     if cluster.is_some() && !cfg!(feature = "cluster") {
         anyhow::bail!("this syllabus was built without the `cluster` feature");
     }
+    if let Some(url) = &cluster {
+        // Refused before anything is written (no work directory, no rejects file).
+        #[cfg(feature = "cluster")]
+        crate::cluster::parse_url(url)?;
+        match &cfg.select {
+            Some(crate::config::SelectConfig::Dsir(_) | crate::config::SelectConfig::Zipfit(_)) => {}
+            _ => anyhow::bail!(
+                "--cluster {url}: runs a pipeline's DSIR or ZIP-FIT selection on the cluster; {} has {} (drop --cluster)",
+                pipeline.display(),
+                match &cfg.select {
+                    None => "no [select]".to_string(),
+                    Some(s) => format!("a {} selection", s.method()),
+                }
+            ),
+        }
+    }
     cfg.cluster = cluster;
     if threads > 0 {
         cfg.threads = threads;
@@ -225,7 +241,7 @@ pub(super) fn run_pipeline(
     let named = out.map(Path::to_path_buf).unwrap_or_else(|| cfg.out_dir.clone());
     let mut outs = crate::store::output::Outputs::default();
     let local_out = outs.stage(&named)?;
-    let summary = pipeline::run(&cfg, Some(&local_out), progress)?;
+    let summary = pipeline::run(&cfg, Some(&local_out), progress).map_err(|e| super::with_kept(e.into(), &outs))?;
     if let Some(method) = summary.method {
         eprintln!("syllabus run {}: {method} selection", summary.name);
         print_report(&summary.report, start, true);

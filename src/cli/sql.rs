@@ -76,6 +76,11 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
         };
         match script {
             Some(script) => {
+                // An interrupted script cancels its statement's job on the cluster.
+                #[cfg(feature = "cluster")]
+                if args.cluster.is_some() {
+                    crate::cluster::watch_signals();
+                }
                 crate::sql::run_script(&session, &script, &mut out).await?;
                 out.finish()?;
             }
@@ -131,7 +136,12 @@ async fn sql_shell(session: &crate::sql::Session, out: &mut crate::sql::Output, 
                             Ok(n) => if !quiet { eprintln!("({n} rows)") },
                             Err(e) => eprintln!("error: {e}"),
                         },
-                        _ = tokio::signal::ctrl_c() => eprintln!("cancelled"),
+                        _ = tokio::signal::ctrl_c() => {
+                            // A statement on a cluster is cancelled there too.
+                            #[cfg(feature = "cluster")]
+                            crate::cluster::cancel_live().await;
+                            eprintln!("cancelled")
+                        }
                     }
                 }
                 buf.clear();

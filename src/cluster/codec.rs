@@ -202,7 +202,8 @@ impl LogicalExtensionCodec for LogicalCodec {
         }
         self.inner.try_encode_table_provider(table_ref, node, buf).map_err(|e| {
             DataFusionError::Plan(format!(
-                "the table {table_ref} cannot be sent to a cluster ({e}); with --cluster, query Parquet tables or jsonl lakes given as paths"
+                "the table {table_ref} cannot be sent to a cluster ({e}): with --cluster, syllabus sql runs over Parquet files and directories (and the selected, scores and curriculum tables of syllabus outputs); {}",
+                crate::sql::NOT_SENDABLE
             ))
         })
     }

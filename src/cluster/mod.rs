@@ -34,17 +34,35 @@ fn ballista_err(e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("cluster: {e}"))
 }
 
-/// `df://HOST:PORT` (or `HOST:PORT`) as host and port.
+/// `df://HOST:PORT` (or `HOST:PORT`) as host and port. The port is required: a scheduler on
+/// another port than the one assumed would be a silent wrong connection.
 pub fn parse_url(url: &str) -> Result<(String, u16)> {
     let rest = url.strip_prefix("df://").unwrap_or(url).trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| Error::InvalidArgument(format!("{url}: the port is not a number")))?),
-        None => (rest, DEFAULT_PORT),
+        None => {
+            return Err(Error::InvalidArgument(format!(
+                "{url}: give the scheduler's port too, as df://HOST:PORT (the scheduler's default is {DEFAULT_PORT})"
+            )))
+        }
     };
     if host.is_empty() {
         return Err(Error::InvalidArgument(format!("{url}: give the scheduler as df://HOST:PORT")));
     }
     Ok((host.to_string(), port))
+}
+
+/// How long a client waits for an executor before it gives up (`--cluster-wait`), in seconds.
+pub const DEFAULT_WAIT_SECS: u64 = 60;
+static WAIT_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_WAIT_SECS);
+
+/// Set how long clients wait for an executor (`--cluster-wait`).
+pub fn set_wait(secs: u64) {
+    WAIT_SECS.store(secs, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn wait() -> std::time::Duration {
+    std::time::Duration::from_secs(WAIT_SECS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr> {
@@ -197,11 +215,8 @@ pub struct Cluster {
 impl Cluster {
     pub fn connect(url: &str) -> Result<Cluster> {
         let (host, port) = parse_url(url)?;
-        // Ballista connects lazily; say plainly when the scheduler is not there.
-        let addr = parse_addr(&format!("{host}:{port}"))?;
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
-            .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
+        watch_signals();
         let ctx = rt.block_on(connect(&host, port))?;
         Ok(Cluster { url: url.to_string(), ctx, rt })
     }
@@ -211,8 +226,158 @@ impl Cluster {
     }
 }
 
-/// A session whose queries run on the cluster at `host:port`.
+/// A session whose queries run on the cluster at `host:port`, once an executor has shown
+/// that it runs tasks ([`await_executor`]).
 pub async fn connect(host: &str, port: u16) -> Result<SessionContext> {
-    let state = session_state(session_config()).map_err(ballista_err)?;
-    SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await.map_err(ballista_err)
+    // Ballista connects lazily; say plainly when the scheduler is not there.
+    let addr = parse_addr(&format!("{host}:{port}"))?;
+    let url = format!("df://{host}:{port}");
+    tokio::task::spawn_blocking(move || std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10)))
+        .await
+        .map_err(|e| Error::InvalidArgument(format!("cluster: {e}")))?
+        .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
+    // The client polls its jobs' status (instead of a pushed stream) so that it knows each
+    // job's id as soon as the scheduler accepts it, and can cancel it ([`cancel_jobs`]).
+    let config = session_config().set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true);
+    let state = session_state(config).map_err(ballista_err)?;
+    let ctx = SessionContext::remote_with_state(&url, state).await.map_err(ballista_err)?;
+    await_executor(&ctx, host, port, wait()).await?;
+    Ok(ctx)
+}
+
+/// Run a trivial job and wait at most `wait` for it: a scheduler with no executor queues jobs
+/// forever (it fails them only when executors it had are lost), so without this a command
+/// against an empty cluster would hang silently. Says after two seconds that it is waiting;
+/// on giving up, cancels the job on the scheduler and fails with an error that says what to do.
+async fn await_executor(ctx: &SessionContext, host: &str, port: u16, wait: std::time::Duration) -> Result<()> {
+    use std::time::{Duration, Instant};
+    let df = ctx.sql("SELECT 1 AS syllabus_probe").await.map_err(ballista_err)?;
+    let plan = df.create_physical_plan().await.map_err(ballista_err)?;
+    let mut job = tokio::spawn(datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()));
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        tokio::select! {
+            r = &mut job => {
+                if told {
+                    eprintln!("syllabus: an executor is there; going on");
+                }
+                return r.map_err(|e| Error::InvalidArgument(format!("cluster: {e}")))?.map(|_| ()).map_err(ballista_err);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let waited = start.elapsed();
+        if !told && waited >= Duration::from_secs(2).min(wait) {
+            eprintln!(
+                "syllabus: waiting for an executor of the cluster at df://{host}:{port} to run tasks (up to {} s; --cluster-wait)",
+                wait.as_secs()
+            );
+            told = true;
+        }
+        if waited >= wait {
+            job.abort();
+            cancel_jobs(host, port, &[plan]).await;
+            return Err(Error::InvalidArgument(format!(
+                "no executor of the cluster at df://{host}:{port} ran a task within {} s: start one with `syllabus cluster executor --scheduler {host}:{port}`, or wait longer with --cluster-wait SECONDS",
+                wait.as_secs()
+            )));
+        }
+    }
+}
+
+/// The jobs this process has sent to a scheduler, to cancel when it is interrupted.
+type Live = std::sync::Mutex<Vec<(String, u16, Arc<dyn datafusion::physical_plan::ExecutionPlan>)>>;
+
+fn live() -> &'static Live {
+    static LIVE: std::sync::OnceLock<Live> = std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Run `plan` (planned by a cluster session) as a stream, and remember it so that an
+/// interrupted client cancels its job on the scheduler.
+pub fn execute(
+    ctx: &SessionContext,
+    host: &str,
+    port: u16,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
+    live().lock().unwrap_or_else(|p| p.into_inner()).push((host.to_string(), port, plan.clone()));
+    datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
+}
+
+/// Ask the scheduler to cancel the jobs of `plans` (those that have a job id). Errors are
+/// reported, not returned: the caller is already failing.
+async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>]) {
+    use ballista_core::execution_plans::DistributedQueryExec;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::serde::protobuf::CancelJobParams;
+    use datafusion_proto::protobuf::LogicalPlanNode;
+    let ids: Vec<String> = plans
+        .iter()
+        .filter_map(|p| {
+            let any: &dyn std::any::Any = p.as_ref();
+            any.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
+        })
+        .filter_map(|d| d.job_id())
+        .map(Into::into)
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let mut client = match SchedulerGrpcClient::connect(format!("http://{host}:{port}")).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("syllabus: could not cancel the cluster's jobs {}: {e}", ids.join(", "));
+            return;
+        }
+    };
+    for job_id in ids {
+        if let Err(e) = client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await {
+            eprintln!("syllabus: could not cancel the cluster's job {job_id}: {}", e.message());
+        }
+    }
+}
+
+/// Cancel every job this process sent to a scheduler that has not ended (cancelling an ended
+/// job does nothing), and forget them.
+pub async fn cancel_live() {
+    let jobs: Vec<_> = std::mem::take(&mut *live().lock().unwrap_or_else(|p| p.into_inner()));
+    let mut by_scheduler: Vec<((String, u16), Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>)> = Vec::new();
+    for (h, p, plan) in jobs {
+        match by_scheduler.iter_mut().find(|(k, _)| k.0 == h && k.1 == p) {
+            Some((_, v)) => v.push(plan),
+            None => by_scheduler.push(((h, p), vec![plan])),
+        }
+    }
+    for ((h, p), plans) in &by_scheduler {
+        cancel_jobs(h, *p, plans).await;
+    }
+}
+
+/// On SIGINT or SIGTERM, cancel the jobs this process sent to a scheduler, then end as the
+/// signal would (exit 130 or 143). Watched by a thread of its own for the rest of the process,
+/// so a client interrupted while it writes (after its jobs ended) still ends.
+pub fn watch_signals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let started = std::thread::Builder::new().name("syllabus-signals".into()).spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                    return;
+                };
+                let code = tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cancel_live()).await;
+                eprintln!("syllabus: interrupted; the cluster's jobs of this command were cancelled");
+                std::process::exit(code);
+            });
+        });
+        if let Err(e) = started {
+            eprintln!("syllabus: cannot watch for interrupts ({e}): an interrupted command leaves its cluster job running");
+        }
+    });
 }

@@ -133,11 +133,18 @@ async fn cluster_context(_url: &str, _opts: &SqlOptions) -> Result<SessionContex
     Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
 }
 
+/// How the cluster's codec ends its refusal of a table it cannot send (syllabus's Parquet
+/// tables travel; in-memory and streamed ones do not).
+pub const NOT_SENDABLE: &str = "query it without --cluster";
+
 /// A session with the tables of `opts.paths` and the scorer functions.
 pub struct Session {
     pub ctx: SessionContext,
     pub tables: Vec<Registered>,
     progress: bool,
+    /// The scheduler's host and port, with --cluster.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    cluster: Option<(String, u16)>,
 }
 
 /// `fut`, with a panic inside it (DataFusion on some damaged inputs) turned into an error.
@@ -177,12 +184,18 @@ impl Session {
             if !crate::store::exists(p) {
                 return Err(Error::NotFound { path: p.clone() });
             }
-            caught(&format!("reading {}", p.display()), tables::register_path(&ctx, p, opts.schema_sample, &mut tables)).await?;
+            caught(
+                &format!("reading {}", p.display()),
+                tables::register_path(&ctx, p, opts.schema_sample, opts.cluster.is_some(), &mut tables),
+            )
+            .await?;
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
-        if opts.cluster.is_some() {
-            return Ok(Session { ctx, tables, progress: opts.progress });
+        #[cfg(feature = "cluster")]
+        if let Some(url) = &opts.cluster {
+            let cluster = Some(crate::cluster::parse_url(url)?);
+            return Ok(Session { ctx, tables, progress: opts.progress, cluster });
         }
         // A DSIR model: given, or the one an output directory holds.
         let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
@@ -197,7 +210,7 @@ impl Session {
             let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
             ctx.register_udf(udf::zipfit(Arc::new(target)));
         }
-        Ok(Session { ctx, tables, progress: opts.progress })
+        Ok(Session { ctx, tables, progress: opts.progress, cluster: None })
     }
 
     /// Every table name the session knows (registered and created), sorted.
@@ -212,9 +225,25 @@ impl Session {
         names
     }
 
+    /// Run a planned statement: here, or on the cluster, where the job is remembered so that
+    /// an interrupted statement is cancelled there too ([`crate::cluster::cancel_live`]).
+    fn execute(&self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        #[cfg(feature = "cluster")]
+        if let Some((host, port)) = &self.cluster {
+            return crate::cluster::execute(&self.ctx, host, *port, plan);
+        }
+        datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
+    }
+
     /// A query's error, with the tables that exist when the problem is a missing one.
     fn explain(&self, e: datafusion::error::DataFusionError) -> Error {
         let msg = e.to_string();
+        // A table the cluster cannot read: syllabus's own message, without the wrapping that
+        // reads as an internal bug.
+        if let Some(i) = msg.find("the table ").filter(|_| msg.contains(crate::sql::NOT_SENDABLE)) {
+            let end = msg[i..].find(crate::sql::NOT_SENDABLE).map_or(msg.len(), |j| i + j + crate::sql::NOT_SENDABLE.len());
+            return Error::InvalidArgument(msg[i..end].to_string());
+        }
         if msg.contains("not found") && msg.to_lowercase().contains("table") {
             let names = self.table_names();
             let list = if names.is_empty() { "none (give paths to syllabus sql)".to_string() } else { names.join(", ") };
@@ -233,7 +262,7 @@ impl Session {
     async fn run_inner(&self, sql: &str, out: &mut Output) -> Result<u64> {
         let df = self.ctx.sql(sql).await.map_err(|e| self.explain(e))?;
         let plan = df.create_physical_plan().await.map_err(|e| self.explain(e))?;
-        let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx()).map_err(|e| self.explain(e))?;
+        let mut stream = self.execute(plan.clone()).map_err(|e| self.explain(e))?;
         let ticker = self.progress.then(|| ScanProgress::start(plan));
         let mut rows = 0u64;
         let result = async {

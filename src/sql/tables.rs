@@ -268,12 +268,28 @@ pub struct Registered {
 
 /// Register the tables of `path`: a syllabus output directory, a directory of Parquet or jsonl
 /// files (one table), or a file.
-pub async fn register_path(ctx: &SessionContext, path: &Path, sample: SchemaSample, out: &mut Vec<Registered>) -> Result<()> {
+///
+/// With `cluster`, a path of jsonl data is refused here, before any statement runs: the
+/// cluster scans Parquet (DataFusion's listing tables travel in plans; syllabus's streamed
+/// jsonl table does not).
+pub async fn register_path(ctx: &SessionContext, path: &Path, sample: SchemaSample, cluster: bool, out: &mut Vec<Registered>) -> Result<()> {
     // A directory or a store prefix with a manifest or a summary is a syllabus output.
     if crate::store::is_file(&path.join(MANIFEST_FILE)) || crate::store::is_file(&path.join("summary.json")) {
         return register_output(ctx, path, out).await;
     }
     let name = unique(table_name(path), out);
+    if cluster {
+        let files = expand_inputs(&[path.display().to_string()])?;
+        if let Some(f) = files.iter().find(|f| f.format != Format::Parquet) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} is {}; with --cluster, syllabus sql runs over Parquet files and directories (and the selected, scores and curriculum tables of syllabus outputs). Query it without --cluster, or write it as Parquet first: syllabus sql -c \"COPY (SELECT * FROM {name}) TO '{name}.parquet'\" {}",
+                path.display(),
+                f.name,
+                f.format.name(),
+                path.display()
+            )));
+        }
+    }
     register_data(ctx, &name, path, sample).await?;
     out.push(Registered { name, from: path.to_path_buf() });
     Ok(())
