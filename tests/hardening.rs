@@ -445,3 +445,21 @@ fn a_parquet_page_that_makes_the_decoder_panic_is_a_bad_record() {
     let o = syllabus(&["sql", &p(&damaged), "-c", "select count(*), max(text) from damaged"]);
     assert!(matches!(o.status.code(), Some(0 | 1)) && !stderr(&o).contains("panicked"), "{o:?}");
 }
+
+#[test]
+fn an_output_directory_that_is_a_file_is_refused_with_what_it_is() {
+    let tmp = tempdir();
+    let f = tmp.path().join("taken");
+    std::fs::write(&f, "x").unwrap();
+    let tok = fixture("tokenizer.json");
+    let valid = format!("math={}", fixture("heldout/math.jsonl"));
+    let cand = format!("math={}", fixture("lake/math.jsonl.gz"));
+    for args in [
+        vec!["run", "pipelines/quickstart.toml", "--out", &p(&f)],
+        vec!["eval", "--tokenizer", &tok, "--valid", &valid, "--tokens", "1024", "--out", &p(&f), &cand],
+    ] {
+        let err = fails(&syllabus(&args), 1);
+        assert!(err.contains("is a file; this output is a directory") && !err.contains("os error"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&f).unwrap(), b"x", "the file was touched");
+}

@@ -443,9 +443,26 @@ fn missing_objects_bad_credentials_and_truncated_objects_are_clear_errors() {
         &[("AWS_SECRET_ACCESS_KEY", wrong)],
     );
     let err = crate::util::fails(&out, 1);
-    assert!(err.contains("s3://lake"), "{err}");
+    // Refused by the output's write probe, before any work.
+    assert!(err.contains("s3://out/x.parquet") && err.contains("cannot write there"), "{err}");
     assert!(!err.contains(wrong) && !err.contains(ACCESS), "a credential in the error: {err}");
     assert!(!s3.has("out/x.parquet"));
+    // An output in a bucket that does not exist: refused before the work (nothing read, no
+    // summary), naming the bucket, and nothing staged.
+    let stage = s3.data.parent().unwrap().join("home/stage");
+    let staged_before = std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0);
+    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://nobucket/out/x.parquet", "s3://lake/lake"], &[]);
+    let err = crate::util::fails(&out, 1);
+    assert!(err.contains("bucket (or container) nobucket does not exist"), "{err}");
+    assert!(!err.contains("read ") && !err.contains("wrote"), "the work ran first: {err}");
+    assert_eq!(std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0), staged_before, "a staging directory was left");
+    let out = s3.syllabus(&["run", "pipelines/quickstart.toml", "--out", "s3://nobucket/q"], &[]);
+    let err = crate::util::fails(&out, 1);
+    assert!(err.contains("nobucket does not exist"), "{err}");
+    // A query string is refused with the URL and the reason apart.
+    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/x.parquet?sig=abc", "s3://lake/lake"], &[]);
+    let err = crate::util::fails(&out, 1);
+    assert!(err.contains("s3://out/x.parquet?***: URLs with a query string"), "{err}");
     // A truncated .zst object is the local truncated-file case: an error, or counted with skip.
     let zst = std::fs::read(root().join("fixtures/lake/code.jsonl.zst")).unwrap();
     std::fs::create_dir_all(s3.data.join("lake/cut")).unwrap();

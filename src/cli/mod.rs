@@ -43,6 +43,10 @@ pub struct Cli {
     /// Worker threads (default: one per core). Results do not depend on it.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    /// With --cluster: seconds to wait for an executor to run a task before giving up (a
+    /// scheduler with no executor would otherwise queue the job forever).
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    cluster_wait: u64,
     #[command(flatten)]
     store: StoreArgs,
     #[command(subcommand)]
@@ -231,6 +235,8 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     crate::limits::THREADS.check(cli.threads as u64).map_err(|e| anyhow::anyhow!("--{e}"))?;
     crate::par::init_threads(cli.threads);
+    #[cfg(feature = "cluster")]
+    crate::cluster::set_wait(cli.cluster_wait);
     crate::store::configure(cli.store.settings(None)?)?;
     let progress = Progress::new(cli.quiet);
     let start = Instant::now();
@@ -269,9 +275,25 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Score(cmd) => score::score_command(cmd, &progress, start),
         Command::Select(args) => score::select_command(*args, &progress, start),
-    }?;
+    };
+    let code = code.map_err(|e| with_kept(e, &outs))?;
     outs.commit()?;
     Ok(code)
+}
+
+/// A failed command's error, with where its store outputs' staged work is kept (a run started
+/// again resumes from it).
+pub(super) fn with_kept(e: anyhow::Error, outs: &Outputs) -> anyhow::Error {
+    let kept: Vec<String> = outs
+        .kept()
+        .into_iter()
+        .map(|(url, dir)| format!("\n  {url} is staged in {}: run the same command again to resume, or remove that directory", dir.display()))
+        .collect();
+    if kept.is_empty() {
+        e
+    } else {
+        anyhow::anyhow!("{}{}", error_chain(&e), kept.concat())
+    }
 }
 
 /// Validated read options, the expanded raw files and the rejects file of a command.

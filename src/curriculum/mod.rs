@@ -322,6 +322,7 @@ use prepare::{DomainOf, Prepare, Prepared};
 /// The work directory of a run (`OUT/work`), kept for one key: the configuration, inputs and
 /// tokenizer. A different key starts over: work, shards and manifest are removed.
 pub fn begin_work(out: &Path, key: &str) -> Result<std::path::PathBuf> {
+    crate::sink::output_dir(out)?;
     let work = out.join("work");
     let key_path = work.join("KEY");
     let same = std::fs::read_to_string(&key_path).is_ok_and(|k| k.trim() == key);

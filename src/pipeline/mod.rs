@@ -55,6 +55,7 @@ pub struct RunSummary {
 pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) -> Result<RunSummary> {
     crate::par::init_threads(cfg.threads);
     let out_dir = out_dir.unwrap_or(&cfg.out_dir);
+    crate::sink::output_dir(out_dir)?;
     let own = cfg.select.is_some() || cfg.tokenize.is_some();
     let mut summary = if own {
         run_stages(cfg, out_dir, progress)?
@@ -176,13 +177,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let (method, report) = match &cfg.select {
         None => (None, RunReport::default()),
         Some(sel) => {
-            let method = match sel {
-                SelectConfig::Dsir(_) => "dsir",
-                SelectConfig::Zipfit(_) => "zipfit",
-                SelectConfig::Proxy(_) => "proxy",
-                SelectConfig::Scores(_) => "scores",
-                SelectConfig::Random(_) => "random",
-            };
+            let method = sel.method();
             outputs.push(selected.clone());
             if !matches!(sel, SelectConfig::Scores(_)) {
                 outputs.push(out_dir.join("scores.parquet"));

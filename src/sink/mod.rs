@@ -119,6 +119,19 @@ pub fn output_target(path: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Create an output directory (`run --out`, `eval --out`, `curriculum --out`), or use the
+/// one there; anything else at that path is refused with what it is.
+pub fn output_dir(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::InvalidArgument(format!(
+            "{}: is a file; this output is a directory (give a new or an existing directory)",
+            path.display()
+        ))),
+        Err(_) => std::fs::create_dir_all(path).map_err(|e| Error::io(path, e)),
+    }
+}
+
 fn create_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;

@@ -297,7 +297,11 @@ pub fn redact(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i);
         out.push_str(head);
-        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',').unwrap_or(tail.len());
+        let mut end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',').unwrap_or(tail.len());
+        // Punctuation that ends the sentence around the URL ("URL: message") is not the URL's.
+        while end > 3 && tail[..end].ends_with([':', ';', '.']) {
+            end -= 1;
+        }
         let mut url = tail[..end].to_string();
         // userinfo with a password: `scheme://user:pass@host` (not `container@account`).
         let auth_end = url[3..].find('/').map_or(url.len(), |i| i + 3);
@@ -361,6 +365,11 @@ mod tests {
         let r = redact("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc failed: key s3cr3tvalue");
         assert_eq!(r, "GET https://b.s3.amazonaws.com/k?*** failed: key ***");
         assert_eq!(redact("s3://bucket/a.jsonl: not found"), "s3://bucket/a.jsonl: not found");
+        // The separator after a URL with a query stays (it is the sentence's, not the URL's),
+        // and a message already redacted reads the same when redacted again.
+        let once = redact("s3://b/k?sig=1: URLs with a query string are not supported");
+        assert_eq!(once, "s3://b/k?***: URLs with a query string are not supported");
+        assert_eq!(redact(&once), once);
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl Staged {
         let Some(r) = remote(out)? else {
             return Ok(Staged { local: super::local(out).into_owned(), root: None, remote: None });
         };
+        probe_writable(&r)?;
         let name = r.key.filename().filter(|n| !n.is_empty()).unwrap_or("out").to_string();
         let root = stage_root().join(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(r.url.as_bytes())));
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
@@ -110,6 +111,42 @@ impl Staged {
     }
 }
 
+/// Write and delete a small object beside `r`, so that an output the store will refuse (a
+/// bucket that does not exist, no write permission) fails before the work, not after it.
+fn probe_writable(r: &Remote) -> Result<()> {
+    let parent = r.key.as_ref().rsplit_once('/').map_or("", |(p, _)| p);
+    let name = format!(".syllabus-write-probe-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let key = object_store::path::Path::from(if parent.is_empty() { name } else { format!("{parent}/{name}") });
+    let (store, url) = (r.store.clone(), r.url.clone());
+    let bucket = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let prefix = (!parent.is_empty()).then(|| object_store::path::Path::from(parent));
+    block(async move {
+        let missing = || {
+            Err(Error::InvalidArgument(format!(
+                "{}: cannot write there: the bucket (or container) {bucket} does not exist; create it, or name another output",
+                redact(&url)
+            )))
+        };
+        // A listing tells a missing bucket apart on every store (some accept a write into a
+        // bucket that is not there); a listing refused for want of permission says nothing
+        // about writing, so only "no such bucket" counts.
+        if let Err(e) = store.list_with_delimiter(prefix.as_ref()).await {
+            if matches!(e, object_store::Error::NotFound { .. }) || e.to_string().contains("NoSuchBucket") {
+                return missing();
+            }
+        }
+        match store.put(&key, PutPayload::from_static(b"")).await {
+            Ok(_) => {
+                // A probe that cannot be removed is harmless; the write is what was asked.
+                let _ = store.delete(&key).await;
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => missing(),
+            Err(e) => Err(Error::InvalidArgument(format!("{}: cannot write there: {}", redact(&url), redact(&e.to_string())))),
+        }
+    })
+}
+
 /// The outputs of one command: each store URL staged locally, all uploaded once the command
 /// has finished.
 #[derive(Debug, Default)]
@@ -137,6 +174,13 @@ impl Outputs {
         Ok(())
     }
 
+    /// Where the staged outputs of a failed command are kept, to say so: a run started
+    /// again resumes from them.
+    pub fn kept(&self) -> Vec<(String, PathBuf)> {
+        let holds_something = |r: &Path| std::fs::read_dir(r).is_ok_and(|mut d| d.next().is_some());
+        self.staged.iter().filter_map(|s| s.root.as_ref().filter(|r| holds_something(r)).map(|r| (s.display(), r.clone()))).collect()
+    }
+
     /// [`Outputs::stage`] in place.
     pub fn stage_in_place(&mut self, out: &mut PathBuf) -> Result<()> {
         *out = self.stage(out)?;
@@ -150,7 +194,12 @@ impl Outputs {
                 // An optional output the command did not write.
                 continue;
             }
-            let u = s.commit()?;
+            let u = s.commit().map_err(|e| {
+                let kept = s.root.as_ref().map_or(String::new(), |r| r.display().to_string());
+                Error::InvalidArgument(format!(
+                    "{e}\n  the finished output is kept in {kept}: run the same command again to upload it (finished work is skipped), or remove that directory"
+                ))
+            })?;
             let again = if u.skipped > 0 { format!("; {} already there from an interrupted upload", u.skipped) } else { String::new() };
             eprintln!("syllabus: uploaded {} ({} files, {} bytes{again})", s.display(), u.files, u.bytes);
         }
