@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: test test-rust s3s-fs test-python test-torch build bench golden fixtures clean fuzz
+.PHONY: test test-rust s3s-fs test-python test-torch build bench bench-venv compare lint golden fixtures clean fuzz
 
 test: test-rust test-python
 
@@ -51,6 +51,21 @@ build:
 # Criterion benches per stage; whole-command comparison with the reference: benches/compare_dsir.sh
 bench:
 	$(CARGO) bench --locked
+
+# The reference tools of the side-by-side comparisons, pinned (benches/requirements.txt).
+BENCH_VENV ?= .bench-venv
+$(BENCH_VENV)/.ready: benches/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.ready
+
+# Every side-by-side comparison, short, as ratios beside the recorded ones (benches/ratios.tsv);
+# a ratio that fell by more than 25% fails. Not part of `make test`: timings never are. Run it
+# for any change to dependencies, the allocator or a hot path; RECORD=1 saves the ratios.
+compare: $(BENCH_VENV)/.ready
+	BENCH_VENV=$(BENCH_VENV) benches/compare_all.sh
 
 # The mutation fuzzer over every input parser (examples/fuzz.rs), FUZZ_SECONDS per target; not
 # part of `make test`. Findings (panics) are saved under target/fuzz and fail the run.

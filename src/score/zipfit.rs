@@ -113,24 +113,111 @@ const GZIP_OVERHEAD: u64 = 18;
 
 /// A raw deflate stream (window 15, memLevel 8) of the system zlib that counts its output.
 mod zlib {
-    use std::os::raw::{c_int, c_uint, c_void};
+    use std::os::raw::{c_int, c_uint};
 
     use libz_sys as z;
 
-    unsafe extern "C" fn zalloc(_opaque: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
-        // Not zeroed: zlib initialises what it reads, and deflateCopy overwrites every buffer
-        // it allocates (zeroing them cost 6% of the time). Overflow gives NULL, which zlib checks.
-        match (items as usize).checked_mul(size as usize) {
-            // SAFETY: plain C allocation of a checked size.
-            Some(n) => unsafe { libc::malloc(n) },
-            None => std::ptr::null_mut(),
+    /// zlib's buffers, kept for reuse by the thread that freed them.
+    ///
+    /// Every pair copies the candidate's stream (`deflateCopy`), which frees the copy's old
+    /// buffers and allocates new ones: five blocks, about 260 KB at memLevel 8. glibc serves
+    /// blocks of that size from fresh mappings and unmaps them on free (the binary's own
+    /// allocations go to mimalloc, so glibc's heap never grows past its mmap threshold), so
+    /// each pair faulted in a quarter of a megabyte of new pages. Kept here, the same blocks
+    /// serve every pair: the copy is a memcpy within the cache.
+    ///
+    /// Each block has a 16-byte header (its size; the alignment malloc gives is kept) so a
+    /// freed block can be filed by size. At most [`KEEP`] free blocks are kept per thread.
+    mod pool {
+        use std::cell::RefCell;
+        use std::os::raw::{c_uint, c_void};
+
+        const HEADER: usize = 16;
+        const KEEP: usize = 32;
+
+        struct Free(Vec<(usize, *mut u8)>);
+
+        impl Drop for Free {
+            fn drop(&mut self) {
+                for (_, base) in self.0.drain(..) {
+                    // SAFETY: every kept block came from libc::malloc in `zalloc`.
+                    unsafe { libc::free(base.cast()) };
+                }
+            }
+        }
+
+        thread_local! {
+            static FREE: RefCell<Free> = const { RefCell::new(Free(Vec::new())) };
+            /// Blocks this thread took from malloc (not from the pool).
+            static FRESH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+
+        /// Blocks this thread took from malloc so far, and free blocks it keeps now.
+        #[cfg(test)]
+        pub fn counts() -> (u64, usize) {
+            (FRESH.with(|c| c.get()), FREE.with(|f| f.borrow().0.len()))
+        }
+
+        pub unsafe extern "C" fn zalloc(_opaque: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
+            // Not zeroed: zlib initialises what it reads, and deflateCopy overwrites every
+            // buffer it allocates. Overflow or no memory gives NULL, which zlib checks.
+            let Some(n) = (items as usize).checked_mul(size as usize) else { return std::ptr::null_mut() };
+            let reused = FREE
+                .try_with(|f| {
+                    let mut f = f.borrow_mut();
+                    f.0.iter().position(|&(len, _)| len == n).map(|i| f.0.swap_remove(i).1)
+                })
+                .ok()
+                .flatten();
+            let base = match reused {
+                Some(b) => b,
+                None => {
+                    let Some(total) = n.checked_add(HEADER) else { return std::ptr::null_mut() };
+                    // SAFETY: plain C allocation of a checked size.
+                    let b = unsafe { libc::malloc(total) }.cast::<u8>();
+                    if b.is_null() {
+                        return std::ptr::null_mut();
+                    }
+                    let _ = FRESH.try_with(|c| c.set(c.get() + 1));
+                    b
+                }
+            };
+            // SAFETY: `base` holds at least HEADER + n bytes and is aligned for usize.
+            unsafe {
+                base.cast::<usize>().write(n);
+                base.add(HEADER).cast()
+            }
+        }
+
+        pub unsafe extern "C" fn zfree(_opaque: *mut c_void, ptr: *mut c_void) {
+            if ptr.is_null() {
+                return;
+            }
+            // SAFETY: `ptr` came from `zalloc`: its block starts HEADER bytes before it, with
+            // the size in front.
+            let (base, n) = unsafe {
+                let base = ptr.cast::<u8>().sub(HEADER);
+                (base, base.cast::<usize>().read())
+            };
+            let kept = FREE
+                .try_with(|f| {
+                    let mut f = f.borrow_mut();
+                    let keep = f.0.len() < KEEP;
+                    if keep {
+                        f.0.push((n, base));
+                    }
+                    keep
+                })
+                .unwrap_or(false);
+            if !kept {
+                // SAFETY: the block came from libc::malloc.
+                unsafe { libc::free(base.cast()) };
+            }
         }
     }
-
-    unsafe extern "C" fn zfree(_opaque: *mut c_void, ptr: *mut c_void) {
-        // SAFETY: `ptr` came from `zalloc` (malloc) or is NULL.
-        unsafe { libc::free(ptr) }
-    }
+    use pool::{zalloc, zfree};
+    #[cfg(test)]
+    pub use pool::counts as pool_counts;
 
     fn new_stream() -> Box<z::z_stream> {
         Box::new(z::z_stream {
@@ -632,6 +719,27 @@ mod tests {
                 assert_eq!(got[j], with_compressors(&p, |c| c.size(&cat)).unwrap(), "level {level} target {j}");
             }
         }
+    }
+
+    #[test]
+    fn zlib_buffers_are_reused_across_pairs_and_candidates() {
+        // Each pair copies the candidate's stream: after the first candidate, the copies take
+        // their buffers from the thread's pool, never from malloc (issue #26: every copy
+        // faulted in fresh pages), and the pool stays bounded.
+        std::thread::spawn(|| {
+            let p = gzip(6);
+            let targets: Vec<Box<[u8]>> = (2..12).map(|s| text(s, 80 * s as usize).into_bytes().into_boxed_slice()).collect();
+            with_compressors(&p, |c| c.pairs(text(1, 700).as_bytes(), &targets, |_, _| ())).unwrap();
+            // Two streams of five blocks each, and the copy's: a handful, not one set per pair.
+            let (fresh, kept) = zlib::pool_counts();
+            assert!(fresh <= 16 && kept <= 32, "{fresh} blocks from malloc, {kept} kept");
+            for seed in 20..25 {
+                with_compressors(&p, |c| c.pairs(text(seed, 900).as_bytes(), &targets, |_, _| ())).unwrap();
+            }
+            assert_eq!(zlib::pool_counts().0, fresh, "later candidates allocated new zlib buffers");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
