@@ -139,7 +139,7 @@ async fn sql_shell(session: &crate::sql::Session, out: &mut crate::sql::Output, 
                         _ = tokio::signal::ctrl_c() => {
                             // A statement on a cluster is cancelled there too.
                             #[cfg(feature = "cluster")]
-                            crate::cluster::cancel_live().await;
+                            let _ = crate::cluster::cancel_live().await;
                             eprintln!("cancelled")
                         }
                     }

@@ -276,7 +276,7 @@ async fn await_executor(ctx: &SessionContext, host: &str, port: u16, wait: std::
         }
         if waited >= wait {
             job.abort();
-            cancel_jobs(host, port, &[plan]).await;
+            let _ = cancel_jobs(host, port, &[plan]).await;
             return Err(Error::InvalidArgument(format!(
                 "no executor of the cluster at df://{host}:{port} ran a task within {} s: start one with `syllabus cluster executor --scheduler {host}:{port}`, or wait longer with --cluster-wait SECONDS",
                 wait.as_secs()
@@ -305,42 +305,50 @@ pub fn execute(
     datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
 }
 
-/// Ask the scheduler to cancel the jobs of `plans` (those that have a job id). Errors are
-/// reported, not returned: the caller is already failing.
-async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>]) {
+/// Ask the scheduler to cancel the jobs of `plans` (those that have a job id); returns how many
+/// it took. Errors are reported, not returned: the caller is already failing.
+async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>]) -> usize {
     use ballista_core::execution_plans::DistributedQueryExec;
     use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
     use ballista_core::serde::protobuf::CancelJobParams;
     use datafusion_proto::protobuf::LogicalPlanNode;
-    let ids: Vec<String> = plans
+    let jobs: Vec<&DistributedQueryExec<LogicalPlanNode>> = plans
         .iter()
         .filter_map(|p| {
             let any: &dyn std::any::Any = p.as_ref();
             any.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
         })
-        .filter_map(|d| d.job_id())
-        .map(Into::into)
         .collect();
+    // A job sent a moment ago may not have its id yet (the scheduler's answer is on its way,
+    // and tasks may already run): wait a little for it.
+    let t = std::time::Instant::now();
+    while jobs.iter().any(|d| d.job_id().is_none()) && t.elapsed() < std::time::Duration::from_secs(2) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ids: Vec<String> = jobs.iter().filter_map(|d| d.job_id()).map(Into::into).collect();
     if ids.is_empty() {
-        return;
+        return 0;
     }
     let mut client = match SchedulerGrpcClient::connect(format!("http://{host}:{port}")).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("syllabus: could not cancel the cluster's jobs {}: {e}", ids.join(", "));
-            return;
+            return 0;
         }
     };
+    let mut cancelled = 0;
     for job_id in ids {
-        if let Err(e) = client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await {
-            eprintln!("syllabus: could not cancel the cluster's job {job_id}: {}", e.message());
+        match client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await {
+            Ok(_) => cancelled += 1,
+            Err(e) => eprintln!("syllabus: could not cancel the cluster's job {job_id}: {}", e.message()),
         }
     }
+    cancelled
 }
 
 /// Cancel every job this process sent to a scheduler that has not ended (cancelling an ended
 /// job does nothing), and forget them.
-pub async fn cancel_live() {
+pub async fn cancel_live() -> usize {
     let jobs: Vec<_> = std::mem::take(&mut *live().lock().unwrap_or_else(|p| p.into_inner()));
     let mut by_scheduler: Vec<((String, u16), Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>)> = Vec::new();
     for (h, p, plan) in jobs {
@@ -349,9 +357,11 @@ pub async fn cancel_live() {
             None => by_scheduler.push(((h, p), vec![plan])),
         }
     }
+    let mut cancelled = 0;
     for ((h, p), plans) in &by_scheduler {
-        cancel_jobs(h, *p, plans).await;
+        cancelled += cancel_jobs(h, *p, plans).await;
     }
+    cancelled
 }
 
 /// On SIGINT or SIGTERM, cancel the jobs this process sent to a scheduler, then end as the
@@ -371,8 +381,11 @@ pub fn watch_signals() {
                     _ = int.recv() => 130,
                     _ = term.recv() => 143,
                 };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cancel_live()).await;
-                eprintln!("syllabus: interrupted; the cluster's jobs of this command were cancelled");
+                match tokio::time::timeout(std::time::Duration::from_secs(10), cancel_live()).await {
+                    Ok(0) => eprintln!("syllabus: interrupted (no job of this command was left to cancel on the cluster)"),
+                    Ok(n) => eprintln!("syllabus: interrupted; {n} job(s) of this command on the cluster were cancelled"),
+                    Err(_) => eprintln!("syllabus: interrupted; the cluster's scheduler did not answer the cancellation within 10 s"),
+                }
                 std::process::exit(code);
             });
         });
