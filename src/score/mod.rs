@@ -3,6 +3,7 @@
 //! A scorer is shaped like a DataFusion scalar UDF (name, output fields, a pure function of
 //! the batch), so the same scorer can serve a pipeline stage and a SQL function.
 
+pub(crate) mod deflate_len;
 pub mod dsir;
 pub mod zipfit;
 

@@ -13,11 +13,15 @@
 //! - `zstd` at a level: exactly `len(zstandard.ZstdCompressor(level=L).compress(data))`
 //!   (a frame with the content size, no checksum; libzstd 1.5.7 on both sides).
 //!
-//! Cost is N x M compressions of `x ++ t`. Each target's `C(t)` is computed once. For gzip,
-//! each candidate is deflated once and the compressor state is copied (`deflateCopy`) for
-//! every target, so only `t` is compressed per pair; the output is the same stream a one-shot
-//! compression of `x ++ t` makes (deflate's output does not depend on how its input is
-//! split), so the numbers are the reference's. For zstd, compressor contexts are reused.
+//! Cost is N x M compressions of `x ++ t`. Each target's `C(t)` is computed once. For gzip at
+//! levels 4-9 (the default 6 included) and pairs shorter than one deflate block
+//! (`deflate_len::MAX_INPUT`, 16 KB), the length of zlib's stream is computed without making
+//! the stream ([`super::deflate_len`]: zlib's parse and Huffman trees, no bit output; each
+//! candidate parsed once, each target continued from it), and equals zlib's byte for byte.
+//! Otherwise each candidate is deflated once by zlib and its state copied (`deflateCopy`) for
+//! every target, with zlib's buffers from a per-thread pool; the output is the same stream a
+//! one-shot compression of `x ++ t` makes (deflate's output does not depend on how its input is
+//! split), so the numbers are the reference's either way. For zstd, contexts are reused.
 //!
 //! Fast mode (`fast = true`, opt-in, not reference-compatible): the candidate is loaded once
 //! as a dictionary and every target compressed against it; `C(x ++ t)` is taken as
@@ -452,12 +456,20 @@ mod lz4 {
     }
 }
 
+/// The raw deflate length of `data` by the system zlib (window 15, memLevel 8).
+#[cfg(test)]
+pub(crate) fn zlib_raw_len(level: i32, data: &[u8]) -> u64 {
+    zlib::Deflater::new(level).unwrap().feed(data, true).unwrap()
+}
+
 /// Per-thread compressor state for one parameter set.
 struct Compressors {
     params: ZipfitParams,
     /// gzip: the candidate's stream, and the copy each target continues.
     prefix: Option<zlib::Deflater>,
     pair: Option<zlib::Deflater>,
+    /// gzip at levels 4-9 on short texts: zlib's lengths without zlib's streams.
+    lengths: super::deflate_len::Prefix,
     /// zstd (exact mode): a reused context and buffers.
     zstd: Option<zstd::bulk::Compressor<'static>>,
     lz4: Option<lz4::Lz4>,
@@ -477,7 +489,7 @@ impl Compressors {
             ZipCompressor::Zstd => zstd = Some(zstd::bulk::Compressor::new(params.level).map_err(|e| Error::InvalidArgument(format!("zstd: {e}")))?),
             ZipCompressor::Lz4 => lz4 = Some(lz4::Lz4::new().map_err(|e| Error::InvalidArgument(format!("lz4: {e}")))?),
         }
-        Ok(Compressors { params: params.clone(), prefix, pair, zstd, lz4, concat: Vec::new(), out: Vec::new() })
+        Ok(Compressors { params: params.clone(), prefix, pair, lengths: Default::default(), zstd, lz4, concat: Vec::new(), out: Vec::new() })
     }
 
     fn zstd_len(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>, data: &[u8]) -> Result<u64> {
@@ -511,13 +523,34 @@ impl Compressors {
             (ZipCompressor::Gzip, _) => {
                 let prefix = self.prefix.as_mut().expect("gzip compressor");
                 let pair = self.pair.as_mut().expect("gzip compressor");
-                prefix.reset();
-                let head = prefix.feed(x, false).map_err(zerr)?;
-                pair.copy_from(prefix).map_err(zerr)?;
-                let c_x = GZIP_OVERHEAD + head + pair.feed(&[], true).map_err(zerr)?;
-                for (j, t) in targets.iter().enumerate() {
+                // zlib's stream for the candidate, made only if a pair needs it.
+                let mut head: Option<u64> = None;
+                let mut by_zlib = |t: &[u8]| -> Result<u64> {
+                    let h = match head {
+                        Some(h) => h,
+                        None => {
+                            prefix.reset();
+                            let h = prefix.feed(x, false).map_err(zerr)?;
+                            head = Some(h);
+                            h
+                        }
+                    };
                     pair.copy_from(prefix).map_err(zerr)?;
-                    f(j, GZIP_OVERHEAD + head + pair.feed(t, true).map_err(zerr)?);
+                    Ok(GZIP_OVERHEAD + h + pair.feed(t, true).map_err(zerr)?)
+                };
+                // Levels 4-9 and pairs short enough for one block: the length of zlib's stream
+                // computed without making it (deflate_len), else zlib's stream itself.
+                let lengths = &mut self.lengths;
+                let measured = lengths.load(self.params.level, x);
+                let mut c = |t: &[u8]| -> Result<u64> {
+                    match measured.then(|| lengths.len_with(t)).flatten() {
+                        Some(n) => Ok(GZIP_OVERHEAD + n),
+                        None => by_zlib(t),
+                    }
+                };
+                let c_x = c(&[])?;
+                for (j, t) in targets.iter().enumerate() {
+                    f(j, c(t)?);
                 }
                 Ok(c_x)
             }
@@ -727,7 +760,8 @@ mod tests {
         // their buffers from the thread's pool, never from malloc (issue #26: every copy
         // faulted in fresh pages), and the pool stays bounded.
         std::thread::spawn(|| {
-            let p = gzip(6);
+            // Level 1: zlib's own streams (levels 4-9 of short texts go through deflate_len).
+            let p = gzip(1);
             let targets: Vec<Box<[u8]>> = (2..12).map(|s| text(s, 80 * s as usize).into_bytes().into_boxed_slice()).collect();
             with_compressors(&p, |c| c.pairs(text(1, 700).as_bytes(), &targets, |_, _| ())).unwrap();
             // Two streams of five blocks each, and the copy's: a handful, not one set per pair.
