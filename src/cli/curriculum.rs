@@ -217,16 +217,13 @@ pub(super) fn run_pipeline(
         // Refused before anything is written (no work directory, no rejects file).
         #[cfg(feature = "cluster")]
         crate::cluster::parse_url(url)?;
-        match &cfg.select {
-            Some(crate::config::SelectConfig::Dsir(_) | crate::config::SelectConfig::Zipfit(_)) => {}
-            _ => anyhow::bail!(
+        let method = cfg.select.as_ref().map(crate::config::SelectConfig::method);
+        if !matches!(method, Some("dsir" | "zipfit")) {
+            anyhow::bail!(
                 "--cluster {url}: runs a pipeline's DSIR or ZIP-FIT selection on the cluster; {} has {} (drop --cluster)",
                 pipeline.display(),
-                match &cfg.select {
-                    None => "no [select]".to_string(),
-                    Some(s) => format!("a {} selection", s.method()),
-                }
-            ),
+                method.map_or("no [select]".to_string(), |m| format!("a {m} selection"))
+            );
         }
     }
     cfg.cluster = cluster;

@@ -187,8 +187,7 @@ impl<'a> ClusterLake<'a> {
     async fn stream(&self, sql: &str) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
         let df = self.cluster.ctx.sql(sql).await.map_err(err)?;
         let plan = df.create_physical_plan().await.map_err(err)?;
-        let (host, port) = super::parse_url(&self.cluster.url)?;
-        super::execute(&self.cluster.ctx, &host, port, plan).map_err(err)
+        super::execute(&self.cluster.ctx, &self.cluster.host, self.cluster.port, plan).map_err(err)
     }
 
     fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>> {

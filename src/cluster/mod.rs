@@ -208,6 +208,9 @@ pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
 /// A client's connection to a cluster, with its own runtime for the blocking commands.
 pub struct Cluster {
     pub url: String,
+    /// The scheduler, as parsed from `url`.
+    pub host: String,
+    pub port: u16,
     pub ctx: SessionContext,
     rt: tokio::runtime::Runtime,
 }
@@ -218,7 +221,7 @@ impl Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
         watch_signals();
         let ctx = rt.block_on(connect(&host, port))?;
-        Ok(Cluster { url: url.to_string(), ctx, rt })
+        Ok(Cluster { url: url.to_string(), host, port, ctx, rt })
     }
 
     pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {

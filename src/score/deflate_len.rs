@@ -108,6 +108,15 @@ struct Parse {
     match_available: bool,
 }
 
+impl Freqs {
+    const ZERO: Freqs = Freqs { lit: [0; L_CODES], dist: [0; D_CODES] };
+}
+
+impl Parse {
+    /// A new stream's state (zlib's lm_init).
+    const START: Parse = Parse { strstart: 0, ins_h: 0, match_length: MIN_MATCH - 1, match_start: 0, prev_length: MIN_MATCH - 1, prev_match: 0, match_available: false };
+}
+
 /// A candidate, parsed up to where it waits for the target, and the scratch of its pairs.
 pub struct Prefix {
     level: (usize, usize, usize, usize),
@@ -131,8 +140,8 @@ impl Default for Prefix {
             head: vec![0; HASH_SIZE],
             prev: vec![0; WSIZE],
             undo: Vec::new(),
-            parse: Parse { strstart: 0, ins_h: 0, match_length: MIN_MATCH - 1, match_start: 0, prev_length: MIN_MATCH - 1, prev_match: 0, match_available: false },
-            freqs: Freqs { lit: [0; L_CODES], dist: [0; D_CODES] },
+            parse: Parse::START,
+            freqs: Freqs::ZERO,
         }
     }
 }
@@ -158,12 +167,10 @@ impl Prefix {
         self.window.extend_from_slice(x);
         self.window.resize(x.len() + MAX_MATCH + 16, 0);
         self.head.fill(0);
-        self.parse = Parse { strstart: 0, ins_h: 0, match_length: MIN_MATCH - 1, match_start: 0, prev_length: MIN_MATCH - 1, prev_match: 0, match_available: false };
-        self.freqs = Freqs { lit: [0; L_CODES], dist: [0; D_CODES] };
-        let (mut parse, mut freqs) = (self.parse, self.freqs.clone());
-        run(&mut RunCtx { level: self.level, window: &self.window, head: &mut self.head, prev: &mut self.prev, undo: None }, &mut parse, &mut freqs, x.len(), false);
-        self.parse = parse;
-        self.freqs = freqs;
+        self.parse = Parse::START;
+        self.freqs = Freqs::ZERO;
+        let mut ctx = RunCtx { level: self.level, window: &self.window, head: &mut self.head, prev: &mut self.prev, undo: None };
+        run(&mut ctx, &mut self.parse, &mut self.freqs, x.len(), false);
         true
     }
 

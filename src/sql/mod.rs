@@ -120,16 +120,16 @@ fn df_err(e: datafusion::error::DataFusionError) -> Error {
 /// in the plans: Parquet files and directories (DataFusion's listing tables) can be sent;
 /// `dsir_logw` and `zipfit` are local only.
 #[cfg(feature = "cluster")]
-async fn cluster_context(url: &str, opts: &SqlOptions) -> Result<SessionContext> {
+async fn cluster_context(url: &str, opts: &SqlOptions) -> Result<(SessionContext, (String, u16))> {
     if opts.dsir_model.is_some() || !opts.zipfit_target.is_empty() {
         return Err(Error::InvalidArgument("dsir_logw and zipfit are not available with --cluster: score with `syllabus score dsir|zipfit --cluster` and query the scores".into()));
     }
     let (host, port) = crate::cluster::parse_url(url)?;
-    crate::cluster::connect(&host, port).await
+    Ok((crate::cluster::connect(&host, port).await?, (host, port)))
 }
 
 #[cfg(not(feature = "cluster"))]
-async fn cluster_context(_url: &str, _opts: &SqlOptions) -> Result<SessionContext> {
+async fn cluster_context(_url: &str, _opts: &SqlOptions) -> Result<(SessionContext, (String, u16))> {
     Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
 }
 
@@ -175,9 +175,12 @@ impl Session {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_sort_spill_reservation_bytes((limit / 16).min(10 << 20));
-        let ctx = match &opts.cluster {
-            None => SessionContext::new_with_config_rt(config, runtime),
-            Some(url) => cluster_context(url, opts).await?,
+        let (ctx, cluster) = match &opts.cluster {
+            None => (SessionContext::new_with_config_rt(config, runtime), None),
+            Some(url) => {
+                let (ctx, scheduler) = cluster_context(url, opts).await?;
+                (ctx, Some(scheduler))
+            }
         };
         let mut tables = Vec::new();
         for p in &opts.paths {
@@ -192,9 +195,7 @@ impl Session {
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
-        #[cfg(feature = "cluster")]
-        if let Some(url) = &opts.cluster {
-            let cluster = Some(crate::cluster::parse_url(url)?);
+        if cluster.is_some() {
             return Ok(Session { ctx, tables, progress: opts.progress, cluster });
         }
         // A DSIR model: given, or the one an output directory holds.
@@ -210,7 +211,7 @@ impl Session {
             let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
             ctx.register_udf(udf::zipfit(Arc::new(target)));
         }
-        Ok(Session { ctx, tables, progress: opts.progress, cluster: None })
+        Ok(Session { ctx, tables, progress: opts.progress, cluster })
     }
 
     /// Every table name the session knows (registered and created), sorted.
