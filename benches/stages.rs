@@ -87,7 +87,9 @@ fn dsir(c: &mut Criterion) {
     let keys: Vec<String> = (0..10_000).map(|i| format!("word{i} other{i}")).collect();
     let mut g = c.benchmark_group("dsir_hash");
     g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function("sha256_bucket", |b| b.iter(|| keys.iter().map(|k| sha256_bucket(k.as_bytes(), 10_000)).sum::<u32>()));
+    g.bench_function("sha256_bucket", |b| {
+        b.iter(|| keys.iter().map(|k| sha256_bucket(k.as_bytes(), 10_000)).sum::<u32>())
+    });
     g.finish();
 }
 
@@ -110,7 +112,9 @@ fn select(c: &mut Criterion) {
     // What a cluster partition pays to start numpy's stream at its file's first draw.
     let mut g = c.benchmark_group("select");
     g.sample_size(10);
-    g.bench_function("mt19937_jump_1e10_draws", |b| b.iter(|| black_box(syllabus::select::Mt19937::jumped(0, 2 * 10_000_000_000).next_u32())));
+    g.bench_function("mt19937_jump_1e10_draws", |b| {
+        b.iter(|| black_box(syllabus::select::Mt19937::jumped(0, 2 * 10_000_000_000).next_u32()))
+    });
     g.finish();
 }
 
@@ -139,7 +143,11 @@ fn curriculum(c: &mut Criterion) {
     use syllabus::curriculum::{OrderMethod, Packing};
     use syllabus::shard::{megatron, TokenDtype};
     let texts = fixture_texts();
-    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/tokenizer.json"
+    )))
+    .unwrap();
     let docs: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
     let n_tokens: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
     let mut g = c.benchmark_group("curriculum");
@@ -164,7 +172,9 @@ fn curriculum(c: &mut Criterion) {
     sb.finish();
     let shard = sb.ready.pop().unwrap();
     g.bench_function("encode_syllabus_shard", |b| b.iter(|| black_box(shard.encode().len())));
-    g.bench_function("encode_megatron", |b| b.iter(|| black_box(megatron::encode(&shard, megatron::DTYPE_UINT16).0.len())));
+    g.bench_function("encode_megatron", |b| {
+        b.iter(|| black_box(megatron::encode(&shard, megatron::DTYPE_UINT16).0.len()))
+    });
     g.finish();
 
     // The external sort, by records per second (1M records; 8 MiB runs spill and merge).
@@ -182,7 +192,12 @@ fn curriculum(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     for (name, mem) in [("sort_in_memory", 256usize << 20), ("sort_external_8mib_runs", 8 << 20)] {
         g.bench_function(name, |b| {
-            b.iter(|| sort_file(&input, &dir.path().join("out.rec"), dir.path(), mem, |r| sort_key(OrderMethod::Ascending, 0, 0, r)).unwrap())
+            b.iter(|| {
+                sort_file(&input, &dir.path().join("out.rec"), dir.path(), mem, |r| {
+                    sort_key(OrderMethod::Ascending, 0, 0, r)
+                })
+                .unwrap()
+            })
         });
     }
     g.finish();
@@ -192,7 +207,11 @@ fn proxy(c: &mut Criterion) {
     use candle_core::Device;
     use syllabus::proxy::{self, lm, metrics, nn::Params, ProxyKind, ProxyParams};
     let texts = fixture_texts();
-    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/tokenizer.json"
+    )))
+    .unwrap();
     let docs: Vec<Vec<u32>> = texts.iter().take(40).map(|t| tok.encode(t).unwrap()).collect();
     let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
@@ -217,13 +236,19 @@ fn proxy(c: &mut Criterion) {
             engine.backward(&hb.targets, &hb.mask, tokens as f64, &mut work, &mut grads)
         })
     });
-    g.bench_function("lm_forward", |bch| bch.iter(|| engine.forward(black_box(&hb.inputs), batch.len(), hb.len, &mut work)));
-    g.bench_function("lm_forward_backward_candle", |bch| bch.iter(|| model.loss(&b, tokens as f64).unwrap().backward().unwrap()));
+    g.bench_function("lm_forward", |bch| {
+        bch.iter(|| engine.forward(black_box(&hb.inputs), batch.len(), hb.len, &mut work))
+    });
+    g.bench_function("lm_forward_backward_candle", |bch| {
+        bch.iter(|| model.loss(&b, tokens as f64).unwrap().backward().unwrap())
+    });
     g.bench_function("lm_forward_candle", |bch| bch.iter(|| black_box(model.forward(&b.inputs).unwrap())));
     let all: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
     g.throughput(Throughput::Elements(all));
     let trained = proxy::LmModel::Cpu(engine.clone());
-    g.bench_function("lm_score_docs", |bch| bch.iter(|| proxy::score_lm(&trained, &docs, 0, 16, proxy::Grand::No).unwrap()));
+    g.bench_function("lm_score_docs", |bch| {
+        bch.iter(|| proxy::score_lm(&trained, &docs, 0, 16, proxy::Grand::No).unwrap())
+    });
     g.finish();
     let logits: Vec<f32> = (0..2048).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
     let mut g = c.benchmark_group("proxy_metrics");
@@ -237,15 +262,29 @@ fn eval(c: &mut Criterion) {
     use syllabus::proxy::{lm, ProxyKind, ProxyParams};
     use syllabus::score::dsir::Counts;
     let texts = fixture_texts();
-    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizer.json"))).unwrap();
-    let units: Vec<data::Unit> = texts.iter().take(60).map(|t| {
-        let mut tokens = vec![0];
-        tokens.extend(tok.encode(t).unwrap());
-        tokens.push(0);
-        data::Unit { tokens, weight: 1.0 }
-    }).collect();
+    let tok = syllabus::tokenize::Tok::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/tokenizer.json"
+    )))
+    .unwrap();
+    let units: Vec<data::Unit> = texts
+        .iter()
+        .take(60)
+        .map(|t| {
+            let mut tokens = vec![0];
+            tokens.extend(tok.encode(t).unwrap());
+            tokens.push(0);
+            data::Unit { tokens, weight: 1.0 }
+        })
+        .collect();
     let params = kl::params();
-    let cand = data::Streams { kind: data::Kind::Table, units, documents: 60, counts: Counts::new(params.buckets), hash: String::new() };
+    let cand = data::Streams {
+        kind: data::Kind::Table,
+        units,
+        documents: 60,
+        counts: Counts::new(params.buckets),
+        hash: String::new(),
+    };
     let r = ProxyParams::default().resolve(ProxyKind::Lm).unwrap();
     let shape = lm::LmShape { vocab: tok.vocab_size() as usize, width: r.width, layers: r.layers, context: r.context };
     let mut model = train::Model::new(shape, &r, 0, &syllabus::proxy::Backend::Engine).unwrap();
@@ -270,7 +309,11 @@ fn eval(c: &mut Criterion) {
     let mut a = Counts::new(params.buckets);
     let mut z = Counts::new(params.buckets);
     for (i, t) in texts.iter().enumerate() {
-        if i % 2 == 0 { a.add_text(&params, t) } else { z.add_text(&params, t) };
+        if i % 2 == 0 {
+            a.add_text(&params, t)
+        } else {
+            z.add_text(&params, t)
+        };
     }
     let (da, dz) = (kl::Distribution::from_counts(&a), kl::Distribution::from_counts(&z));
     g.throughput(Throughput::Elements(params.buckets as u64));
@@ -297,7 +340,9 @@ fn loader(c: &mut Criterion) {
         })
     });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("dump_decision", |b| b.iter(|| black_box(dump_mixture(&[0.5, 0.3, 0.2, 0.1], &[100, 100, 50, 10], 0.1))));
+    g.bench_function("dump_decision", |b| {
+        b.iter(|| black_box(dump_mixture(&[0.5, 0.3, 0.2, 0.1], &[100, 100, 50, 10], 0.1)))
+    });
     g.finish();
 }
 

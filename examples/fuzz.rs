@@ -42,9 +42,37 @@ impl Rng {
 }
 
 const TOKENS: &[&[u8]] = &[
-    b"\"", b"{", b"}", b"[", b"]", b",", b":", b"\\u", b"\\ud800", b"\n", b"\r\n", b"null", b"true", b"1e308", b"-0",
-    b"18446744073709551616", b"\"text\"", b"\"id\"", b"\xff", b"\xc3", b"\x00", b"NaN", b"inf", b"=", b"[[", b"]]",
-    b"\"step\":", b"\"stats\":", b"PAR1", b"SYLSHARD", b"MMIDIDX\x00\x00",
+    b"\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\\u",
+    b"\\ud800",
+    b"\n",
+    b"\r\n",
+    b"null",
+    b"true",
+    b"1e308",
+    b"-0",
+    b"18446744073709551616",
+    b"\"text\"",
+    b"\"id\"",
+    b"\xff",
+    b"\xc3",
+    b"\x00",
+    b"NaN",
+    b"inf",
+    b"=",
+    b"[[",
+    b"]]",
+    b"\"step\":",
+    b"\"stats\":",
+    b"PAR1",
+    b"SYLSHARD",
+    b"MMIDIDX\x00\x00",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -122,7 +150,16 @@ fn curriculum(work: &Path) -> PathBuf {
         let bin = std::env::var_os("SYLLABUS_BIN").map(PathBuf::from).unwrap_or(bin);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = std::process::Command::new(bin)
-            .args(["-q", "curriculum", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "32", "--shard-tokens", "2048"])
+            .args([
+                "-q",
+                "curriculum",
+                "--tokenizer",
+                "fixtures/tokenizer.json",
+                "--seq-len",
+                "32",
+                "--shard-tokens",
+                "2048",
+            ])
             .args(["--format", "syllabus,megatron", "--out"])
             .arg(&out)
             .arg("fixtures/target/docs.jsonl")
@@ -152,7 +189,10 @@ fn seeds(target: &str, work: &Path) -> Vec<Vec<u8>> {
             match target {
                 "shard" => vec![std::fs::read(c.join("shards/shard-00000.syl")).unwrap()],
                 "megatron" => {
-                    let (bin, idx) = (std::fs::read(c.join("megatron/part-00000.bin")).unwrap(), std::fs::read(c.join("megatron/part-00000.idx")).unwrap());
+                    let (bin, idx) = (
+                        std::fs::read(c.join("megatron/part-00000.bin")).unwrap(),
+                        std::fs::read(c.join("megatron/part-00000.idx")).unwrap(),
+                    );
                     // bin and idx travel as one input: u32 length of bin, bin, idx.
                     let mut v = (bin.len() as u32).to_le_bytes().to_vec();
                     v.extend(bin);
@@ -188,7 +228,12 @@ fn run_one(target: &str, input: &[u8], work: &Path, rt: &tokio::runtime::Runtime
             std::fs::write(&path, input).unwrap();
             let files = vec![InputFile::new(&path).unwrap()];
             for policy in [BadRecordPolicy::Skip, BadRecordPolicy::Fail] {
-                let opts = ReadOptions { on_bad_record: policy, batch_rows: 3, max_record_bytes: 1 << 16, ..Default::default() };
+                let opts = ReadOptions {
+                    on_bad_record: policy,
+                    batch_rows: 3,
+                    max_record_bytes: 1 << 16,
+                    ..Default::default()
+                };
                 let mut reader = LakeReader::new(&files, &opts, Extras::none(), None);
                 let mut rows = 0u64;
                 let mut failed = false;
@@ -224,7 +269,8 @@ fn run_one(target: &str, input: &[u8], work: &Path, rt: &tokio::runtime::Runtime
             };
             rt.block_on(async {
                 if let Ok(s) = syllabus::sql::Session::new(&opts).await {
-                    let mut out = syllabus::sql::Output::new(syllabus::sql::SqlFormat::Csv, Some(&work.join("q.csv"))).unwrap();
+                    let mut out =
+                        syllabus::sql::Output::new(syllabus::sql::SqlFormat::Csv, Some(&work.join("q.csv"))).unwrap();
                     let _ = s.run("select count(*), max(id) from t", &mut out).await;
                 }
             });
@@ -269,7 +315,8 @@ fn run_one(target: &str, input: &[u8], work: &Path, rt: &tokio::runtime::Runtime
             f.extend(&domains, &mut plan);
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(input) {
                 if let Ok((step, report)) = parse_report(&v) {
-                    let mut none = |_: u64| -> syllabus::Result<Option<syllabus::loader::feedback::Decision>> { Ok(None) };
+                    let mut none =
+                        |_: u64| -> syllabus::Result<Option<syllabus::loader::feedback::Decision>> { Ok(None) };
                     if let Ok((d, _)) = f.report(step.min(3), report, &domains, &mut plan, &mut none) {
                         assert!(d.mixture.values().all(|p| p.is_finite() && *p >= 0.0), "a finite mixture");
                     }

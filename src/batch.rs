@@ -94,7 +94,8 @@ pub fn append_columns(batch: &RecordBatch, columns: Vec<(Field, ArrayRef)>) -> R
 /// polars and Hugging Face datasets refuse such files).
 pub fn duplicate_names(schema: &Schema) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    let mut dups: Vec<String> = schema.fields().iter().filter(|f| !seen.insert(f.name().as_str())).map(|f| f.name().clone()).collect();
+    let mut dups: Vec<String> =
+        schema.fields().iter().filter(|f| !seen.insert(f.name().as_str())).map(|f| f.name().clone()).collect();
     dups.dedup();
     dups
 }

@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::curriculum::prepare::DomainOf;
 use crate::curriculum::{CurriculumSpec, OrderConfig, OutputConfig, ReweightConfig, ScheduleConfig, TokenizeConfig};
 use crate::error::{Error, Result};
 use crate::proxy::{ProxySpec, ScoreKind};
-use crate::select::rule::{Amount, Rule};
 use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
-use crate::curriculum::prepare::DomainOf;
+use crate::select::rule::{Amount, Rule};
 use crate::source::{expand_inputs, BadRecordPolicy, InputFile, ReadOptions};
 
 /// The domain of every document when no domains are configured.
@@ -196,9 +196,10 @@ impl SourceConfig {
         let of_file = files
             .iter()
             .map(|f| {
-                per_domain.iter().position(|d| d.iter().any(|x| x.path == f.path)).ok_or_else(|| {
-                    Error::Config(format!("source.domains: {} is in no domain", f.name))
-                })
+                per_domain
+                    .iter()
+                    .position(|d| d.iter().any(|x| x.path == f.path))
+                    .ok_or_else(|| Error::Config(format!("source.domains: {} is in no domain", f.name)))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((files, DomainOf::PerFile { names: self.domains.keys().cloned().collect(), of_file }))
@@ -270,15 +271,12 @@ impl KeepConfig {
         let rule = match (self.max, self.min, self.offset, self.band) {
             (Some(k), None, None, None) if self.k.is_none() => Rule::KeepMax(k),
             (None, Some(k), None, None) if self.k.is_none() => Rule::KeepMin(k),
-            (None, None, Some(skip), None) => {
-                Rule::Offset { skip, keep: self.k.ok_or_else(|| Error::Config("select.keep.offset needs select.keep.k".into()))? }
-            }
+            (None, None, Some(skip), None) => Rule::Offset {
+                skip,
+                keep: self.k.ok_or_else(|| Error::Config("select.keep.offset needs select.keep.k".into()))?,
+            },
             (None, None, None, Some([lo, hi])) if self.k.is_none() => Rule::Band { lo, hi },
-            _ => {
-                return Err(Error::Config(
-                    "select.keep: choose one of max, min, offset (with k) or band".into(),
-                ))
-            }
+            _ => return Err(Error::Config("select.keep: choose one of max, min, offset (with k) or band".into())),
         };
         rule.validate().map_err(|e| Error::Config(format!("select.keep: {e}")))?;
         Ok(rule)
@@ -399,8 +397,8 @@ impl DsirSelectConfig {
 
 impl PipelineConfig {
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        let cfg: PipelineConfig =
-            toml::from_str(text).map_err(|e| Error::Config(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
+        let cfg: PipelineConfig = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
         cfg.validate().map_err(|e| Error::Config(format!("{}: {e}", origin.display())))?;
         Ok(cfg)
     }
@@ -612,14 +610,19 @@ buckets = 5000
 
     #[test]
     fn store_settings_parse_are_checked_and_stay_out_of_the_run_identity() {
-        let c = PipelineConfig::from_toml(&format!("{OK}[store]\nretries = 0\ntimeout_s = 5\n"), Path::new("t.toml")).unwrap();
+        let c = PipelineConfig::from_toml(&format!("{OK}[store]\nretries = 0\ntimeout_s = 5\n"), Path::new("t.toml"))
+            .unwrap();
         let store = c.store.as_ref().unwrap();
         assert_eq!((store.retries, store.timeout_s, store.retry_timeout_s), (0, 5.0, 180.0));
         // Not serialized: changing retries never invalidates a run's finished work.
         assert!(serde_json::to_value(&c).unwrap().get("store").is_none());
-        let e = PipelineConfig::from_toml(&format!("{OK}[store]\ntimeout_s = 0\n"), Path::new("t.toml")).unwrap_err().to_string();
+        let e = PipelineConfig::from_toml(&format!("{OK}[store]\ntimeout_s = 0\n"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timeout_s"), "{e}");
-        let e = PipelineConfig::from_toml(&format!("{OK}[store]\nretires = 1\n"), Path::new("t.toml")).unwrap_err().to_string();
+        let e = PipelineConfig::from_toml(&format!("{OK}[store]\nretires = 1\n"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("retires"), "{e}");
     }
 

@@ -38,12 +38,7 @@ pub enum Error {
     #[error("{path}: unsupported file type (expected .jsonl, .jsonl.gz, .jsonl.zst or .parquet)")]
     UnsupportedFormat { path: PathBuf },
     #[error("{file}:{location}{}: {reason}", offset.map(|o| format!(" (byte {o})")).unwrap_or_default())]
-    BadRecord {
-        file: PathBuf,
-        location: Location,
-        offset: Option<u64>,
-        reason: String,
-    },
+    BadRecord { file: PathBuf, location: Location, offset: Option<u64>, reason: String },
     #[error("{file}: compressed stream is truncated or corrupt after line {line}: {source}")]
     Truncated {
         file: PathBuf,

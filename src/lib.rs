@@ -32,9 +32,9 @@
 //! selected rows), by that state. Results never depend on the thread count (`par.rs`).
 
 pub mod batch;
+pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
-pub mod cli;
 pub mod config;
 pub mod curriculum;
 pub mod error;

@@ -19,14 +19,18 @@ pub const THREADS: Limit = Limit { name: "threads", max: 1024, why: "more thread
 pub const BATCH_ROWS: Limit = Limit { name: "batch_rows", max: 1 << 24, why: "a batch is held in memory" };
 pub const MAX_RECORD_BYTES: Limit =
     Limit { name: "max_record_bytes", max: 1 << 32, why: "a record is held in memory while it is decoded" };
-pub const DSIR_BUCKETS: Limit =
-    Limit { name: "buckets", max: 1 << 27, why: "a DSIR model holds three f64 arrays of this length (3 GiB at the limit)" };
+pub const DSIR_BUCKETS: Limit = Limit {
+    name: "buckets",
+    max: 1 << 27,
+    why: "a DSIR model holds three f64 arrays of this length (3 GiB at the limit)",
+};
 pub const DSIR_NGRAMS: Limit =
     Limit { name: "ngrams", max: 16, why: "each word starts this many n-grams (the reference's default is 2)" };
 pub const PROXY_WIDTH: Limit = Limit { name: "width", max: 16_384, why: "weights grow with its square" };
 pub const PROXY_LAYERS: Limit = Limit { name: "layers", max: 256, why: "a proxy is a small model" };
 pub const PROXY_CONTEXT: Limit = Limit { name: "context", max: 1 << 16, why: "attention grows with its square" };
-pub const PROXY_BATCH: Limit = Limit { name: "batch_size", max: 1 << 20, why: "a batch's activations are held in memory" };
+pub const PROXY_BATCH: Limit =
+    Limit { name: "batch_size", max: 1 << 20, why: "a batch's activations are held in memory" };
 pub const PROXY_SEEDS: Limit = Limit { name: "seeds", max: 1024, why: "each seed trains a model" };
 pub const EVAL_TOKENS: Limit =
     Limit { name: "tokens", max: 1 << 40, why: "each candidate and seed trains on this many tokens" };

@@ -45,10 +45,8 @@ where
     let mut chunk = read_chunk(reader, chunk_len)?;
     let mut skipped: Vec<usize> = Vec::new();
     while !chunk.is_empty() {
-        let (results, next) = rayon::join(
-            || chunk.par_iter().map(&work).collect::<Vec<Result<T>>>(),
-            || read_chunk(reader, chunk_len),
-        );
+        let (results, next) =
+            rayon::join(|| chunk.par_iter().map(&work).collect::<Vec<Result<T>>>(), || read_chunk(reader, chunk_len));
         for (batch, result) in chunk.into_iter().zip(results) {
             if skipped.contains(&batch.file) {
                 continue;

@@ -17,7 +17,10 @@ fn free_port() -> u16 {
 fn free_port_pair() -> u16 {
     loop {
         let a = free_port();
-        if a < u16::MAX && TcpListener::bind(("127.0.0.1", a + 1)).is_ok() && TcpListener::bind(("127.0.0.1", a)).is_ok() {
+        if a < u16::MAX
+            && TcpListener::bind(("127.0.0.1", a + 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", a)).is_ok()
+        {
             return a;
         }
     }
@@ -64,11 +67,18 @@ impl Cluster {
             let work = dir.path().join(format!("executor{i}"));
             std::fs::create_dir_all(&work).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
-            cmd.args(["cluster", "executor", "--scheduler", &format!("127.0.0.1:{port}"), "--bind", &format!("127.0.0.1:{eport}")])
-                .args(["--concurrency", "2", "--heartbeat", "1", "--work-dir", &p(&work)])
-                .current_dir(root())
-                .stdout(Stdio::null())
-                .stderr(log(&format!("executor{i}.log")));
+            cmd.args([
+                "cluster",
+                "executor",
+                "--scheduler",
+                &format!("127.0.0.1:{port}"),
+                "--bind",
+                &format!("127.0.0.1:{eport}"),
+            ])
+            .args(["--concurrency", "2", "--heartbeat", "1", "--work-dir", &p(&work)])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(log(&format!("executor{i}.log")));
             for (k, v) in env.iter() {
                 cmd.env(k, v);
             }
@@ -103,7 +113,8 @@ impl Cluster {
             let e = e.unwrap().path();
             if e.extension().is_some_and(|x| x == "log") {
                 let text = std::fs::read_to_string(&e).unwrap_or_default();
-                let tail: String = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let tail: String =
+                    text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
                 s.push_str(&format!("--- {}\n{tail}\n", e.display()));
             }
         }
@@ -173,7 +184,18 @@ fn scores_selections_and_sql_on_a_cluster_are_the_local_ones() {
     both(&c, d, "select-zipfit", &["select", "zipfit", "-q", "--k", "100", "--target", &small], &[&lake]);
     // A saved model and small batches (more partitions' worth of batches to cut the same way).
     let model = d.join("model.json");
-    ok(&syllabus(&["score", "dsir", "-q", "--target", &target, "--save-model", &p(&model), "--out", &p(&d.join("x.parquet")), &lake]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--target",
+        &target,
+        "--save-model",
+        &p(&model),
+        "--out",
+        &p(&d.join("x.parquet")),
+        &lake,
+    ]));
     both(&c, d, "score-dsir-model", &["score", "dsir", "-q", "--batch-rows", "100", "--model", &p(&model)], &[&lake]);
 
     // SQL: an aggregate over the scores, through the cluster and locally.
@@ -200,7 +222,18 @@ fn cluster_errors_name_the_file_and_line() {
     std::fs::write(lake.join("b.jsonl"), "{\"id\": \"x\", \"text\": \"fine\"}\n{not json\n").unwrap();
     let url = c.url();
     let out = dir.path().join("s.parquet");
-    let o = syllabus(&["score", "dsir", "-q", "--target", &fixture("target"), "--out", &p(&out), &p(&lake), "--cluster", &url]);
+    let o = syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--target",
+        &fixture("target"),
+        "--out",
+        &p(&out),
+        &p(&lake),
+        "--cluster",
+        &url,
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("b.jsonl") && e.contains("line 2"), "{e}");
@@ -213,7 +246,23 @@ fn cluster_errors_name_the_file_and_line() {
             let d = dir.path().join(format!("{}-{cluster}", cmd[0]));
             let (o_path, r_path) = (d.join("out.parquet"), d.join("rejects.jsonl"));
             let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-            args.extend(["-q", "--on-bad-record", "skip", "--min-words", "1", "--rejects", &p(&r_path), "--target", &fixture("target"), "--out", &p(&o_path), &p(&lake)].map(String::from));
+            args.extend(
+                [
+                    "-q",
+                    "--on-bad-record",
+                    "skip",
+                    "--min-words",
+                    "1",
+                    "--rejects",
+                    &p(&r_path),
+                    "--target",
+                    &fixture("target"),
+                    "--out",
+                    &p(&o_path),
+                    &p(&lake),
+                ]
+                .map(String::from),
+            );
             if cluster {
                 args.extend(["--cluster".to_string(), url.clone()]);
             }
@@ -260,7 +309,11 @@ fn the_quickstart_pipeline_selects_on_a_cluster() {
     for (name, bytes) in &a {
         assert!(bytes == &b[name], "{name} differs between the local and the cluster run");
     }
-    assert!(a.contains_key("selected.parquet") && a.contains_key("manifest.json") && a.contains_key("rejects.jsonl"), "{:?}", a.keys());
+    assert!(
+        a.contains_key("selected.parquet") && a.contains_key("manifest.json") && a.contains_key("rejects.jsonl"),
+        "{:?}",
+        a.keys()
+    );
 }
 
 #[test]
@@ -285,7 +338,12 @@ fn an_executor_killed_mid_job_loses_nothing() {
     let url = c.url();
     let mut r = args.to_vec();
     r.extend_from_slice(&["--out", &rp, &lake, "--cluster", &url]);
-    let child = Command::new(env!("CARGO_BIN_EXE_syllabus")).args(&r).current_dir(root()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
+        .args(&r)
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while !stall.path().join("stalled").exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "executor 1 never took a task");
@@ -339,11 +397,31 @@ fn a_cluster_without_executors_fails_in_bounded_time_and_cancels_its_job() {
     let out = dir.path().join("s.parquet");
     let (lake, target, url) = (fixture("lake"), fixture("target"), c.url());
     let t = Instant::now();
-    let o = within(Duration::from_secs(60), &["--cluster-wait", "3", "select", "dsir", "--target", &target, "--k", "10", "--out", &p(&out), &lake, "--cluster", &url]);
+    let o = within(
+        Duration::from_secs(60),
+        &[
+            "--cluster-wait",
+            "3",
+            "select",
+            "dsir",
+            "--target",
+            &target,
+            "--k",
+            "10",
+            "--out",
+            &p(&out),
+            &lake,
+            "--cluster",
+            &url,
+        ],
+    );
     let err = crate::util::fails(&o, 1);
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
     assert!(err.contains("waiting for an executor"), "no word while waiting: {err}");
-    assert!(err.contains("no executor of the cluster") && err.contains("within 3 s") && err.contains("--cluster-wait"), "{err}");
+    assert!(
+        err.contains("no executor of the cluster") && err.contains("within 3 s") && err.contains("--cluster-wait"),
+        "{err}"
+    );
     assert!(!out.exists());
     // The job it waited with was cancelled on the scheduler, so no executor that registers later
     // runs an orphan.
@@ -366,8 +444,28 @@ fn an_interrupted_client_cancels_its_job_on_the_scheduler() {
     let dir = tempdir();
     let out = dir.path().join("s.parquet");
     let (lake, target, url) = (fixture("lake"), fixture("target"), c.url());
-    let args = ["select", "dsir", "-q", "--batch-rows", "64", "--k", "30", "--target", &target, "--out", &p(&out), &lake, "--cluster", &url];
-    let child = Command::new(env!("CARGO_BIN_EXE_syllabus")).args(args).current_dir(root()).stderr(Stdio::piped()).spawn().unwrap();
+    let args = [
+        "select",
+        "dsir",
+        "-q",
+        "--batch-rows",
+        "64",
+        "--k",
+        "30",
+        "--target",
+        &target,
+        "--out",
+        &p(&out),
+        &lake,
+        "--cluster",
+        &url,
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
+        .args(args)
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while !stall.path().join("stalled").exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "the executor never took a task:\n{}", c.logs());

@@ -232,7 +232,10 @@ fn domain_upsampling_follows_the_schedule_within_one_document() {
         for (d, &share) in &phase.mixture {
             let got = phase.tokens[d] as f64;
             let dev = (got - share * total as f64).abs();
-            assert!(dev <= longest[d.as_str()] as f64, "phase {i} {d}: {got} tokens, {share} of {total} (off by {dev})");
+            assert!(
+                dev <= longest[d.as_str()] as f64,
+                "phase {i} {d}: {got} tokens, {share} of {total} (off by {dev})"
+            );
         }
         // The table agrees with the manifest.
         let from_rows: u64 = rows.iter().filter(|r| r.phase == i as u32).map(|r| r.tokens as u64).sum();
@@ -241,8 +244,10 @@ fn domain_upsampling_follows_the_schedule_within_one_document() {
     // Prose and docs run out and are shuffled again for a second pass; math does not.
     let last = m.phases.last().unwrap();
     assert_eq!((last.passes["prose"], last.passes["docs"], last.passes["math"]), (2, 2, 1));
-    let prose_first: Vec<&str> = rows.iter().filter(|r| r.domain == "prose" && r.pass == 0).map(|r| r.id.as_str()).collect();
-    let prose_second: Vec<&str> = rows.iter().filter(|r| r.domain == "prose" && r.pass == 1).map(|r| r.id.as_str()).collect();
+    let prose_first: Vec<&str> =
+        rows.iter().filter(|r| r.domain == "prose" && r.pass == 0).map(|r| r.id.as_str()).collect();
+    let prose_second: Vec<&str> =
+        rows.iter().filter(|r| r.domain == "prose" && r.pass == 1).map(|r| r.id.as_str()).collect();
     assert_eq!(prose_first.len(), 346, "the first pass has every prose document once");
     assert_ne!(prose_first[..prose_second.len()], prose_second[..], "the second pass is reshuffled");
 }
@@ -274,7 +279,10 @@ fn loss_table(dir: &Path) -> std::path::PathBuf {
         let body: Vec<&str> = (0..(3 + i % 11)).map(|j| words[(i * 7 + j) % words.len()]).collect();
         let domain = if i % 3 == 0 { "b" } else { "a" };
         let loss = 1.0 + ((i * 37) % 17) as f64 / 4.0;
-        text.push_str(&serde_json::json!({"id": format!("d{i}"), "text": body.join(" "), "domain": domain, "loss": loss}).to_string());
+        text.push_str(
+            &serde_json::json!({"id": format!("d{i}"), "text": body.join(" "), "domain": domain, "loss": loss})
+                .to_string(),
+        );
         text.push('\n');
     }
     std::fs::write(&path, text).unwrap();
@@ -287,16 +295,35 @@ fn reweighting_writes_window_weights_into_table_and_shards() {
     let table = loss_table(dir.path());
     let out = dir.path().join("rw");
     ok(&syllabus(&[
-        "curriculum", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "16", "--domain-field", "domain",
-        "--reweight-by", "loss", "--strategy", "linupper", "--temperature", "1", "--window", "8",
-        "--shard-tokens", "64", "--out", &p(&out), "-q", &p(&table),
+        "curriculum",
+        "--tokenizer",
+        "fixtures/tokenizer.json",
+        "--seq-len",
+        "16",
+        "--domain-field",
+        "domain",
+        "--reweight-by",
+        "loss",
+        "--strategy",
+        "linupper",
+        "--temperature",
+        "1",
+        "--window",
+        "8",
+        "--shard-tokens",
+        "64",
+        "--out",
+        &p(&out),
+        "-q",
+        &p(&table),
     ]));
     let rows = curriculum_rows(&out);
     assert_eq!(rows.len(), 40);
     for w in rows.chunks(8) {
         // Weights are the paper's (positive, summing to one per window) times the window size.
         let losses: Vec<f64> = w.iter().map(|r| r.loss.unwrap()).collect();
-        let expect = syllabus::curriculum::reweight::window_weights(&losses, syllabus::curriculum::Strategy::Linupper, 1.0);
+        let expect =
+            syllabus::curriculum::reweight::window_weights(&losses, syllabus::curriculum::Strategy::Linupper, 1.0);
         for (r, e) in w.iter().zip(expect) {
             assert!((r.weight - e * w.len() as f64).abs() < 1e-12);
         }
@@ -333,8 +360,23 @@ fn padded_packing_starts_every_document_on_a_sequence() {
     let table = loss_table(dir.path());
     let out = dir.path().join("pad");
     ok(&syllabus(&[
-        "curriculum", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "8", "--packing", "pad",
-        "--format", "syllabus,megatron", "--order", "descending", "--by", "loss", "--out", &p(&out), "-q", &p(&table),
+        "curriculum",
+        "--tokenizer",
+        "fixtures/tokenizer.json",
+        "--seq-len",
+        "8",
+        "--packing",
+        "pad",
+        "--format",
+        "syllabus,megatron",
+        "--order",
+        "descending",
+        "--by",
+        "loss",
+        "--out",
+        &p(&out),
+        "-q",
+        &p(&table),
     ]));
     let m = Manifest::load(&out).unwrap();
     assert_eq!(m.packing, "pad");
@@ -352,10 +394,21 @@ fn resumes_after_a_crash_at_any_stage_with_identical_bytes() {
     let clean = dir.path().join("clean");
     run_pipeline("quickstart", &clean, &[]);
     // fit-file-2 and scored-file-1: inside the select stage, which resumes at the file it was on.
-    for point in ["fit-file-2", "scored-file-1", "selected", "prepare-batch-1", "prepared", "shard-1", "shard-5", "before-manifest"] {
+    for point in [
+        "fit-file-2",
+        "scored-file-1",
+        "selected",
+        "prepare-batch-1",
+        "prepared",
+        "shard-1",
+        "shard-5",
+        "before-manifest",
+    ] {
         let out = dir.path().join(point);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syllabus"));
-        cmd.args(["run", "pipelines/quickstart.toml", "--out", &p(&out), "-q"]).current_dir(root()).env("SYLLABUS_FAILPOINT", point);
+        cmd.args(["run", "pipelines/quickstart.toml", "--out", &p(&out), "-q"])
+            .current_dir(root())
+            .env("SYLLABUS_FAILPOINT", point);
         let crashed = cmd.output().unwrap();
         assert!(!crashed.status.success(), "{point}: the run should have aborted");
         assert!(!out.join("manifest.json").exists(), "{point}: no manifest before the end");
@@ -378,9 +431,8 @@ fn resumes_after_kill_9_keeping_finished_work_with_identical_bytes() {
     run_pipeline("domain_upsampling", &clean, &["--threads", "1"]);
     // Kill when the run has provably done some work and not all of it: once the prepare stage's
     // marker is written, and once a few shards are in the journal.
-    let journal_lines = |out: &Path| {
-        std::fs::read_to_string(out.join("work/shards.journal")).map(|t| t.lines().count()).unwrap_or(0)
-    };
+    let journal_lines =
+        |out: &Path| std::fs::read_to_string(out.join("work/shards.journal")).map(|t| t.lines().count()).unwrap_or(0);
     let prepared = |out: &Path| out.join("work/prepare.json").exists();
     type Reached<'a> = &'a dyn Fn(&Path) -> bool;
     let points: [(&str, Reached); 2] =
@@ -429,9 +481,27 @@ fn checkpointed_lake(dir: &Path) -> (std::path::PathBuf, impl Fn(&Path, Option<&
     let lake2 = lake.clone();
     let run = move |out: &Path, failpoint: Option<&str>| {
         let args = [
-            "curriculum", "-q", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "64", "--order", "random",
-            "--format", "syllabus,megatron", "--checkpoint-mb", "0.1", "--batch-rows", "40", "--on-bad-record", "skip",
-            "--rejects", &p(&out.join("rejects.jsonl")), "--out", &p(out), &p(&lake2),
+            "curriculum",
+            "-q",
+            "--tokenizer",
+            "fixtures/tokenizer.json",
+            "--seq-len",
+            "64",
+            "--order",
+            "random",
+            "--format",
+            "syllabus,megatron",
+            "--checkpoint-mb",
+            "0.1",
+            "--batch-rows",
+            "40",
+            "--on-bad-record",
+            "skip",
+            "--rejects",
+            &p(&out.join("rejects.jsonl")),
+            "--out",
+            &p(out),
+            &p(&lake2),
         ];
         syllabus_at(&args, failpoint)
     };
@@ -468,7 +538,8 @@ fn prepare_resumes_at_its_last_checkpoint_with_identical_bytes() {
         std::fs::write(&tokens, &bytes).unwrap();
 
         fails(&run(&out, None), 3);
-        let prepared: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("work/prepare.json")).unwrap()).unwrap();
+        let prepared: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("work/prepare.json")).unwrap()).unwrap();
         assert_eq!(prepared["resumed_from"], done, "checkpoint {k}: resumed at its checkpoint");
         assert!(!out.join("work/prepare.checkpoint.json").exists());
         assert_same_outputs(&clean, &out);
@@ -547,14 +618,30 @@ fn bad_records_name_the_line_or_are_counted_and_reconciled() {
     // Skipped: exit 3, and the manifest reconciles read = documents + empty, plus the reject.
     let rejects = dir.path().join("rejects.jsonl");
     let mut args = base.to_vec();
-    args.extend_from_slice(&["--on-bad-record", "skip", "--rejects", rejects.to_str().unwrap(), "--out", out.to_str().unwrap(), table.to_str().unwrap()]);
+    args.extend_from_slice(&[
+        "--on-bad-record",
+        "skip",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        table.to_str().unwrap(),
+    ]);
     fails(&syllabus(&args), 3);
     let m = Manifest::load(&out).unwrap();
     assert_eq!((m.totals.read, m.totals.empty, m.totals.rejected, m.totals.documents), (3, 1, 1, 2));
     assert_eq!(read_jsonl(&rejects).len(), 1);
     // A loss column that is not a number is an error naming the line.
     let mut args = base.to_vec();
-    args.extend_from_slice(&["--on-bad-record", "skip", "--reweight-by", "loss", "--out", out.to_str().unwrap(), table.to_str().unwrap()]);
+    args.extend_from_slice(&[
+        "--on-bad-record",
+        "skip",
+        "--reweight-by",
+        "loss",
+        "--out",
+        out.to_str().unwrap(),
+        table.to_str().unwrap(),
+    ]);
     let err = fails(&syllabus(&args), 1);
     assert!(err.contains("t.jsonl:line 4") && err.contains("\"oops\""), "{err}");
 }

@@ -30,11 +30,31 @@ fn saved_model_scores_files_separately_as_one_run() {
     let dir = tempdir();
     let model = dir.path().join("model.json");
     let whole = dir.path().join("whole.jsonl");
-    ok(&syllabus(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--save-model", &p(&model), "--out", &p(&whole), "fixtures/lake"]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--target",
+        "fixtures/target/math.jsonl",
+        "--save-model",
+        &p(&model),
+        "--out",
+        &p(&whole),
+        "fixtures/lake",
+    ]));
     let mut parts = Vec::new();
     for f in ["code.jsonl.zst", "docs.parquet", "math.jsonl.gz", "prose.jsonl"] {
         let out = dir.path().join(format!("{f}.jsonl"));
-        ok(&syllabus(&["score", "dsir", "-q", "--model", &p(&model), "--out", &p(&out), &fixture(&format!("lake/{f}"))]));
+        ok(&syllabus(&[
+            "score",
+            "dsir",
+            "-q",
+            "--model",
+            &p(&model),
+            "--out",
+            &p(&out),
+            &fixture(&format!("lake/{f}")),
+        ]));
         parts.extend(read_jsonl(&out));
     }
     assert_eq!(parts, read_jsonl(&whole));
@@ -47,7 +67,17 @@ fn fit_all_counts_everything() {
     let a = dir.path().join("a.jsonl");
     let b = dir.path().join("b.jsonl");
     ok(&syllabus(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--out", &p(&a), "fixtures/lake"]));
-    ok(&syllabus(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--fit-all", "--out", &p(&b), "fixtures/lake"]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--target",
+        "fixtures/target/math.jsonl",
+        "--fit-all",
+        "--out",
+        &p(&b),
+        "fixtures/lake",
+    ]));
     assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }
 
@@ -58,7 +88,18 @@ fn feature_cache_never_changes_a_result() {
     let mut outs = Vec::new();
     for mb in ["0", "1", "256"] {
         let out = dir.path().join(format!("s{mb}.jsonl"));
-        ok(&syllabus(&["score", "dsir", "-q", "--feature-cache-mb", mb, "--target", "fixtures/target/math.jsonl", "--out", &p(&out), "fixtures/lake"]));
+        ok(&syllabus(&[
+            "score",
+            "dsir",
+            "-q",
+            "--feature-cache-mb",
+            mb,
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--out",
+            &p(&out),
+            "fixtures/lake",
+        ]));
         outs.push(std::fs::read(out).unwrap());
     }
     assert!(outs[0] == outs[1] && outs[0] == outs[2]);
@@ -85,6 +126,10 @@ fn zipfit_modes_give_identical_scores_for_any_threads_batches_and_history() {
         let whole = score("whole", &["--threads", "2"], "fixtures/lake");
         assert_eq!(whole, score("one", &["--threads", "1", "--batch-rows", "7"], "fixtures/lake"), "{mode:?}: threads");
         let alone = score("alone", &["--threads", "2"], &fixture("lake/prose.jsonl"));
-        assert_eq!(whole[whole.len() - alone.len()..], alone[..], "{mode:?}: a file's scores depend on the files before it");
+        assert_eq!(
+            whole[whole.len() - alone.len()..],
+            alone[..],
+            "{mode:?}: a file's scores depend on the files before it"
+        );
     }
 }

@@ -39,7 +39,18 @@ fn weights_match_reference() {
 fn weights_match_reference_with_other_buckets_and_target() {
     let dir = tempdir();
     let out = dir.path().join("scores.jsonl");
-    ok(&syllabus(&["score", "dsir", "-q", "--buckets", "5000", "--target", "fixtures/target/docs.jsonl", "--out", &p(&out), RAW]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--buckets",
+        "5000",
+        "--target",
+        "fixtures/target/docs.jsonl",
+        "--out",
+        &p(&out),
+        RAW,
+    ]));
     assert_weights_match(&read_jsonl(&out), &golden_weights("docs_b5000"));
 }
 
@@ -81,7 +92,18 @@ fn noise_driven_selection_matches_reference() {
 fn weights_match_reference_with_few_buckets() {
     let dir = tempdir();
     let out = dir.path().join("scores.jsonl");
-    ok(&syllabus(&["score", "dsir", "-q", "--buckets", "16", "--target", "fixtures/target/math.jsonl", "--out", &p(&out), RAW]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--buckets",
+        "16",
+        "--target",
+        "fixtures/target/math.jsonl",
+        "--out",
+        &p(&out),
+        RAW,
+    ]));
     assert_weights_match(&read_jsonl(&out), &golden_weights("math_b16"));
 }
 
@@ -97,7 +119,8 @@ fn weights_and_selection_match_reference_where_the_raw_fit_budget_cuts_with_seve
     assert_weights_match(&read_jsonl(&out), &golden_weights("math_b4"));
     // The cut matters here: counting every n-gram gives other weights.
     ok(&syllabus(&["score", "dsir", "-q", "--buckets", "4", "--fit-all", "--target", target, "--out", &p(&all), RAW]));
-    let differ = read_jsonl(&out).iter().zip(read_jsonl(&all)).filter(|(a, b)| a["dsir_logw"] != b["dsir_logw"]).count();
+    let differ =
+        read_jsonl(&out).iter().zip(read_jsonl(&all)).filter(|(a, b)| a["dsir_logw"] != b["dsir_logw"]).count();
     assert!(differ > 1000, "only {differ} weights change without the budget");
     assert_eq!(select(&["--seed", "11", "--buckets", "4"], target), golden_ids("dsir_math_b4_select_seed11.txt"));
 }
@@ -119,12 +142,30 @@ fn selected_rows_carry_all_columns_and_weights() {
     let dir = tempdir();
     let out = dir.path().join("sel.jsonl");
     let scores = dir.path().join("scores.jsonl");
-    ok(&syllabus(&["select", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--k", "50", "--top-k", "--out", &p(&out), "--scores-out", &p(&scores), RAW]));
+    ok(&syllabus(&[
+        "select",
+        "dsir",
+        "-q",
+        "--target",
+        "fixtures/target/math.jsonl",
+        "--k",
+        "50",
+        "--top-k",
+        "--out",
+        &p(&out),
+        "--scores-out",
+        &p(&scores),
+        RAW,
+    ]));
     let rows = read_jsonl(&out);
     assert_eq!(rows.len(), 50);
     let all = read_jsonl(&scores);
     let best: Vec<f64> = {
-        let mut w: Vec<f64> = all.iter().filter(|r| r["n_words"].as_i64().unwrap() >= 100).map(|r| r["dsir_logw"].as_f64().unwrap()).collect();
+        let mut w: Vec<f64> = all
+            .iter()
+            .filter(|r| r["n_words"].as_i64().unwrap() >= 100)
+            .map(|r| r["dsir_logw"].as_f64().unwrap())
+            .collect();
         w.sort_by(|a, b| b.total_cmp(a));
         w.truncate(50);
         w
@@ -141,7 +182,21 @@ fn selected_rows_carry_all_columns_and_weights() {
 fn k_not_smaller_than_eligible_is_a_clear_error() {
     let dir = tempdir();
     let out = dir.path().join("sel.jsonl");
-    let err = fails(&syllabus(&["select", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--k", "1040", "--out", &p(&out), RAW]), 1);
+    let err = fails(
+        &syllabus(&[
+            "select",
+            "dsir",
+            "-q",
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--k",
+            "1040",
+            "--out",
+            &p(&out),
+            RAW,
+        ]),
+        1,
+    );
     assert!(err.contains("k = 1040 must be smaller than the number of eligible rows (1040"), "{err}");
     assert!(!out.exists());
 }
@@ -152,7 +207,8 @@ fn wordpunct_matches_nltk() {
     assert!(cases.len() > 3000);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<String> = c["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> =
+            c["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
         assert_eq!(syllabus::text::wordpunct::wordpunct_tokens(text), want, "text {text:?}");
     }
 }

@@ -131,13 +131,17 @@ fn a_validation_set_shorter_than_one_context_window_is_refused() {
         std::fs::write(&v, text).unwrap();
         let out = tmp.path().join(name).display().to_string();
         let valid = format!("{name}={}", v.display());
-        let mut args = vec!["eval", "--tokenizer", &tok, "--valid", &valid, "--tokens", "1024", "--seeds", "1", "--out", &out];
+        let mut args =
+            vec!["eval", "--tokenizer", &tok, "--valid", &valid, "--tokens", "1024", "--seeds", "1", "--out", &out];
         args.extend_from_slice(TINY);
         args.push(&cand);
         let o = syllabus(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{name}: accepted");
-        assert!(err.contains(&format!("the validation set {name}")) && err.contains("one context window (64)"), "{err}");
+        assert!(
+            err.contains(&format!("the validation set {name}")) && err.contains("one context window (64)"),
+            "{err}"
+        );
         assert!(!Path::new(&out).join("summary.csv").exists());
     }
 }
@@ -324,7 +328,8 @@ pipeline = "pipelines/quickstart.toml"
     let names: Vec<&str> = rows.iter().map(|r| r["candidate"].as_str()).collect();
     assert_eq!(names, ["random", "prose", "qs", "mini"], "listed candidates, then the pipeline's own output");
     // Another pipeline's output: its curriculum, read from its shards.
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
     assert_eq!(report["inputs"]["candidates"][2]["kind"], "curriculum");
     assert_eq!(report["inputs"]["candidates"][3]["kind"], "table");
     assert!(out.join("candidates/qs/manifest.json").exists());

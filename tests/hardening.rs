@@ -27,7 +27,9 @@ fn selected_parquet_has_one_domain_column_when_the_lake_has_its_own() {
     std::fs::create_dir(&lake).unwrap();
     let mut rows = String::new();
     for i in 0..40 {
-        rows.push_str(&format!("{{\"id\":\"d{i}\",\"text\":\"word {i} and more words here\",\"domain\":\"lake-own\"}}\n"));
+        rows.push_str(&format!(
+            "{{\"id\":\"d{i}\",\"text\":\"word {i} and more words here\",\"domain\":\"lake-own\"}}\n"
+        ));
     }
     std::fs::write(lake.join("a.jsonl"), &rows).unwrap();
     std::fs::write(lake.join("b.jsonl"), rows.replace("\"d", "\"e")).unwrap();
@@ -52,8 +54,18 @@ fn selected_parquet_has_one_domain_column_when_the_lake_has_its_own() {
     // Selecting again from a selection: the new score column replaces the old one.
     let again = dir.path().join("again.parquet");
     ok(&syllabus(&[
-        "select", "dsir", "--target", &fixture("target/math.jsonl"), "--k", "3", "--min-words", "1", "--out", &p(&again),
-        "-q", &p(&dir.path().join("out/selected.parquet")),
+        "select",
+        "dsir",
+        "--target",
+        &fixture("target/math.jsonl"),
+        "--k",
+        "3",
+        "--min-words",
+        "1",
+        "--out",
+        &p(&again),
+        "-q",
+        &p(&dir.path().join("out/selected.parquet")),
     ]));
     let names = parquet_column_names(&again);
     assert_eq!(names.iter().filter(|n| *n == "dsir_logw").count(), 1, "{names:?}");
@@ -76,8 +88,22 @@ fn a_labelled_feature_table_without_text_is_scored() {
     std::fs::write(&table, rows).unwrap();
     let out = dir.path().join("el2n.parquet");
     ok(&syllabus(&[
-        "score", "el2n", "--proxy", "mlp", "--features", "pixels", "--label", "label", "--epochs", "2", "--seeds", "1",
-        "--out", &p(&out), "-q", &p(&table),
+        "score",
+        "el2n",
+        "--proxy",
+        "mlp",
+        "--features",
+        "pixels",
+        "--label",
+        "label",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--out",
+        &p(&out),
+        "-q",
+        &p(&table),
     ]));
     assert_eq!(read_parquet_column(&out, "id").len(), 60);
 }
@@ -86,7 +112,19 @@ fn a_labelled_feature_table_without_text_is_scored() {
 fn an_unknown_output_extension_is_refused() {
     let dir = tempdir();
     let out = dir.path().join("a.csv");
-    let err = fails(&syllabus(&["score", "dsir", "--target", &fixture("target/math.jsonl"), "--out", &p(&out), "-q", &fixture("target/docs.jsonl")]), 1);
+    let err = fails(
+        &syllabus(&[
+            "score",
+            "dsir",
+            "--target",
+            &fixture("target/math.jsonl"),
+            "--out",
+            &p(&out),
+            "-q",
+            &fixture("target/docs.jsonl"),
+        ]),
+        1,
+    );
     assert!(err.contains("a.csv: unknown output type"), "{err}");
     assert!(!out.exists() && !dir.path().join("a.csv.tmp").exists());
 }
@@ -96,7 +134,16 @@ fn sql_on_a_damaged_parquet_footer_is_an_error_not_a_panic() {
     let dir = tempdir();
     // A real file whose footer length field says more than the file holds.
     let good = dir.path().join("good.parquet");
-    ok(&syllabus(&["score", "dsir", "--target", &fixture("target/math.jsonl"), "--out", &p(&good), "-q", &fixture("target/docs.jsonl")]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "--target",
+        &fixture("target/math.jsonl"),
+        "--out",
+        &p(&good),
+        "-q",
+        &fixture("target/docs.jsonl"),
+    ]));
     let mut bytes = std::fs::read(&good).unwrap();
     let n = bytes.len();
     bytes[n - 8..n - 4].copy_from_slice(&(n as u32 * 4).to_le_bytes());
@@ -115,12 +162,25 @@ fn a_record_over_the_size_limit_is_refused_or_skipped_without_holding_it() {
     let dir = tempdir();
     let lake = dir.path().join("big.jsonl.gz");
     let long = format!("{{\"id\":\"big\",\"text\":\"{}\"}}\n", "a".repeat(50_000));
-    write_gz(&lake, format!("{{\"id\":\"x\",\"text\":\"small one\"}}\n{long}{{\"id\":\"y\",\"text\":\"after it\"}}\n").as_bytes());
+    write_gz(
+        &lake,
+        format!("{{\"id\":\"x\",\"text\":\"small one\"}}\n{long}{{\"id\":\"y\",\"text\":\"after it\"}}\n").as_bytes(),
+    );
     let out = dir.path().join("o.parquet");
     let args = |policy: &'static str| {
         vec![
-            "score".to_string(), "dsir".into(), "--target".into(), fixture("target/math.jsonl"), "--max-record-bytes".into(),
-            "10000".into(), "--on-bad-record".into(), policy.into(), "--out".into(), p(&out), "-q".into(), p(&lake),
+            "score".to_string(),
+            "dsir".into(),
+            "--target".into(),
+            fixture("target/math.jsonl"),
+            "--max-record-bytes".into(),
+            "10000".into(),
+            "--on-bad-record".into(),
+            policy.into(),
+            "--out".into(),
+            p(&out),
+            "-q".into(),
+            p(&lake),
         ]
     };
     let fail: Vec<String> = args("fail");
@@ -161,24 +221,69 @@ fn options_that_size_memory_or_loops_are_refused_up_front() {
         (lm(&["--width", "8192", "--layers", "200", "--context", "8192", "--batch-size", "4096"]), "needs about"),
         (syllabus(&["--threads", "10000", "inspect", &docs]), "--threads = 10000: at most 1024"),
         (
-            syllabus(&["tokenizer", "train", "--vocab-size", "4294967296", "--out", &p(&dir.path().join("t.json")), &docs]),
+            syllabus(&[
+                "tokenizer",
+                "train",
+                "--vocab-size",
+                "4294967296",
+                "--out",
+                &p(&dir.path().join("t.json")),
+                &docs,
+            ]),
             "vocab_size = 4294967296: at most",
         ),
         (
-            syllabus(&["curriculum", "--tokenizer", &tok, "--seq-len", "64", "--reweight-by", "loss", "--window", "1099511627776", "--out", &p(&dir.path().join("c")), &docs]),
+            syllabus(&[
+                "curriculum",
+                "--tokenizer",
+                &tok,
+                "--seq-len",
+                "64",
+                "--reweight-by",
+                "loss",
+                "--window",
+                "1099511627776",
+                "--out",
+                &p(&dir.path().join("c")),
+                &docs,
+            ]),
             "window = 1099511627776: at most",
         ),
         (
             syllabus(&[
-                "curriculum", "--tokenizer", &tok, "--seq-len", "64", "--budget-tokens", "9223372036854775807", "--on-exhausted",
-                "repeat", "--phase", "0:all=1", "--out", &p(&dir.path().join("c2")), &docs,
+                "curriculum",
+                "--tokenizer",
+                &tok,
+                "--seq-len",
+                "64",
+                "--budget-tokens",
+                "9223372036854775807",
+                "--on-exhausted",
+                "repeat",
+                "--phase",
+                "0:all=1",
+                "--out",
+                &p(&dir.path().join("c2")),
+                &docs,
             ]),
             "tokens = 9223372036854775807: at most",
         ),
         (
             syllabus(&[
-                "curriculum", "--tokenizer", &tok, "--seq-len", "64", "--budget-tokens", "900000000000000", "--on-exhausted",
-                "repeat", "--phase", "0:all=1", "--out", &p(&dir.path().join("c3")), &docs,
+                "curriculum",
+                "--tokenizer",
+                &tok,
+                "--seq-len",
+                "64",
+                "--budget-tokens",
+                "900000000000000",
+                "--on-exhausted",
+                "repeat",
+                "--phase",
+                "0:all=1",
+                "--out",
+                &p(&dir.path().join("c3")),
+                &docs,
             ]),
             "of shards, more than the",
         ),
@@ -189,14 +294,42 @@ fn options_that_size_memory_or_loops_are_refused_up_front() {
     }
     // A 2^34-token shard is built in memory (128 GiB): refused where memory is smaller.
     if syllabus::limits::physical_memory().is_some_and(|m| m < 128 << 30) {
-        let o = syllabus(&["curriculum", "--tokenizer", &tok, "--seq-len", "64", "--shard-tokens", "17179869184", "--out", &p(&dir.path().join("c4")), &docs]);
+        let o = syllabus(&[
+            "curriculum",
+            "--tokenizer",
+            &tok,
+            "--seq-len",
+            "64",
+            "--shard-tokens",
+            "17179869184",
+            "--out",
+            &p(&dir.path().join("c4")),
+            &docs,
+        ]);
         let err = fails(&o, 1);
         assert!(err.contains("a shard of 17179869184 tokens (output.shard_tokens) needs about"), "{err}");
     }
     // A label near 2^32 would make an output layer of four billion classes.
     let table = dir.path().join("labels.jsonl");
-    std::fs::write(&table, "{\"id\":\"a\",\"f\":[1,2],\"label\":4000000000}\n{\"id\":\"b\",\"f\":[2,1],\"label\":0}\n").unwrap();
-    let err = fails(&syllabus(&["score", "el2n", "--proxy", "mlp", "--features", "f", "--label", "label", "--out", &out, "-q", &p(&table)]), 1);
+    std::fs::write(&table, "{\"id\":\"a\",\"f\":[1,2],\"label\":4000000000}\n{\"id\":\"b\",\"f\":[2,1],\"label\":0}\n")
+        .unwrap();
+    let err = fails(
+        &syllabus(&[
+            "score",
+            "el2n",
+            "--proxy",
+            "mlp",
+            "--features",
+            "f",
+            "--label",
+            "label",
+            "--out",
+            &out,
+            "-q",
+            &p(&table),
+        ]),
+        1,
+    );
     assert!(err.contains("classes (the largest label + 1) = 4000000001: at most"), "{err}");
 }
 
@@ -209,8 +342,22 @@ fn phases_on_domains_without_documents_are_an_error_not_a_panic() {
     let d = format!("d={}", fixture("target/docs.jsonl"));
     let err = fails(
         &syllabus(&[
-            "curriculum", "--tokenizer", &fixture("tokenizer.json"), "--seq-len", "64", "--domain", &e, "--domain", &d,
-            "--phase", "0:e=1,d=0", "--budget-tokens", "1000", "--out", &p(&dir.path().join("c")), "-q",
+            "curriculum",
+            "--tokenizer",
+            &fixture("tokenizer.json"),
+            "--seq-len",
+            "64",
+            "--domain",
+            &e,
+            "--domain",
+            &d,
+            "--phase",
+            "0:e=1,d=0",
+            "--budget-tokens",
+            "1000",
+            "--out",
+            &p(&dir.path().join("c")),
+            "-q",
         ]),
         1,
     );
@@ -223,8 +370,24 @@ fn a_diverged_proxy_is_an_error_not_silent_scores() {
     let out = dir.path().join("o.parquet");
     let err = fails(
         &syllabus(&[
-            "score", "el2n", "--proxy", "mlp", "--features", "pixels", "--label", "label", "--lr", "1e30", "--epochs", "2",
-            "--seeds", "1", "--out", &p(&out), "-q", &fixture("digits/train.parquet"),
+            "score",
+            "el2n",
+            "--proxy",
+            "mlp",
+            "--features",
+            "pixels",
+            "--label",
+            "label",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "2",
+            "--seeds",
+            "1",
+            "--out",
+            &p(&out),
+            "-q",
+            &fixture("digits/train.parquet"),
         ]),
         1,
     );
@@ -266,8 +429,24 @@ fn curriculum(out: &Path) {
     let prose = format!("prose={}", fixture("lake/prose.jsonl"));
     let code = format!("code={}", fixture("lake/code.jsonl.zst"));
     ok(&syllabus(&[
-        "-q", "curriculum", "--tokenizer", &fixture("tokenizer.json"), "--seq-len", "64", "--shard-tokens", "8192",
-        "--on-bad-record", "skip", "--domain", &prose, "--domain", &code, "--format", "syllabus,megatron", "--out", &p(out),
+        "-q",
+        "curriculum",
+        "--tokenizer",
+        &fixture("tokenizer.json"),
+        "--seq-len",
+        "64",
+        "--shard-tokens",
+        "8192",
+        "--on-bad-record",
+        "skip",
+        "--domain",
+        &prose,
+        "--domain",
+        &code,
+        "--format",
+        "syllabus,megatron",
+        "--out",
+        &p(out),
     ]));
 }
 
@@ -307,7 +486,11 @@ fn verify_serve_and_sql_refuse_every_manifest_or_header_field_that_disagrees() {
         ("version", Box::new(|d| edit_manifest(d, |m| m["shard_format_version"] = 2.into())), "shard_format_version 2"),
         ("totals", Box::new(|d| edit_manifest(d, |m| m["totals"]["documents"] = 1.into())), "documents"),
         ("padding", Box::new(|d| edit_manifest(d, |m| m["totals"]["padding_tokens"] = 0.into())), "padding"),
-        ("no shards", Box::new(|d| edit_manifest(d, |m| m["shards"] = serde_json::json!([]))), "in the directory but not in the manifest"),
+        (
+            "no shards",
+            Box::new(|d| edit_manifest(d, |m| m["shards"] = serde_json::json!([]))),
+            "in the directory but not in the manifest",
+        ),
         ("pad flag", Box::new(|d| damage_shard(d, |b| b[13] = 0)), "the header says padded"),
         ("pad id", Box::new(|d| damage_shard(d, |b| b[20] ^= 1)), "pad_id"),
         ("reserved", Box::new(|d| damage_shard(d, |b| b[60] = 7)), "reserved header bytes 56-63"),
@@ -379,7 +562,10 @@ fn manifest_paths_outside_the_directory_are_refused() {
         std::os::unix::fs::symlink("/dev/zero", d.join("shards/zero.syl")).unwrap();
         edit_manifest(&d, |m| m["shards"][0]["path"] = target.into());
         let err = fails(&syllabus(&["verify", &p(&d)]), 1);
-        assert!(err.contains(target) && (err.contains("relative path inside") || err.contains("outside")), "{target}: {err}");
+        assert!(
+            err.contains(target) && (err.contains("relative path inside") || err.contains("outside")),
+            "{target}: {err}"
+        );
         let err = fails(&syllabus(&["sql", &p(&d), "-c", "select count(*) from sequences"]), 1);
         assert!(err.contains("relative path inside") || err.contains("outside"), "{target}: {err}");
     }
@@ -408,7 +594,16 @@ fn tokenizer_train_is_deterministic_sized_and_round_trips() {
     let dir = tempdir();
     let train = |name: &str| {
         let out = dir.path().join(name);
-        ok(&syllabus(&["tokenizer", "train", "--vocab-size", "600", "--out", &p(&out), "-q", &fixture("target/docs.jsonl")]));
+        ok(&syllabus(&[
+            "tokenizer",
+            "train",
+            "--vocab-size",
+            "600",
+            "--out",
+            &p(&out),
+            "-q",
+            &fixture("target/docs.jsonl"),
+        ]));
         out
     };
     let (a, b) = (train("a.json"), train("b.json"));
@@ -435,11 +630,26 @@ fn a_parquet_page_that_makes_the_decoder_panic_is_a_bad_record() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("bad rows"), "{}", String::from_utf8_lossy(&o.stdout));
     let out = dir.path().join("o.parquet");
     let args = |policy| {
-        ["score", "dsir", "--target", "fixtures/target/math.jsonl", "--on-bad-record", policy, "--out", out.to_str().unwrap(), "-q", damaged.to_str().unwrap(), "fixtures/target/docs.jsonl"]
-            .map(String::from)
+        [
+            "score",
+            "dsir",
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--on-bad-record",
+            policy,
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+            damaged.to_str().unwrap(),
+            "fixtures/target/docs.jsonl",
+        ]
+        .map(String::from)
     };
     let err = fails(&syllabus(&args("fail").each_ref().map(String::as_str)), 1);
-    assert!(err.contains("damaged.parquet:row 0") && err.contains("the decoder failed") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("damaged.parquet:row 0") && err.contains("the decoder failed") && !err.contains("panicked"),
+        "{err}"
+    );
     let err = fails(&syllabus(&args("skip").each_ref().map(String::as_str)), 3);
     assert!(err.contains("rejected") && !err.contains("panicked"), "{err}");
     let o = syllabus(&["sql", &p(&damaged), "-c", "select count(*), max(text) from damaged"]);

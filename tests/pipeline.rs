@@ -13,7 +13,8 @@ fn quickstart_runs_and_writes_its_outputs() {
     }
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["report"]["selected"], 300);
-    let per_file: u64 = summary["report"]["selected_per_file"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    let per_file: u64 =
+        summary["report"]["selected_per_file"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(per_file, 300);
     // The math domain (the target's) dominates the selection.
     assert!(summary["report"]["selected_per_file"][2].as_u64().unwrap() > 150);
@@ -23,7 +24,9 @@ fn quickstart_runs_and_writes_its_outputs() {
 fn config_errors_name_the_key() {
     let dir = tempdir();
     let cfg = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(root().join("pipelines/quickstart.toml")).unwrap().replace("k = 300", "k = 300\nseeed = 4");
+    let text = std::fs::read_to_string(root().join("pipelines/quickstart.toml"))
+        .unwrap()
+        .replace("k = 300", "k = 300\nseeed = 4");
     std::fs::write(&cfg, text).unwrap();
     let err = fails(&syllabus(&["run", &p(&cfg), "-q"]), 1);
     assert!(err.contains("seeed"), "{err}");
@@ -35,7 +38,9 @@ fn zipfit_pipeline_runs() {
     let out = dir.path().join("z");
     let cfg = dir.path().join("z.toml");
     // The shipped pipeline, in fast mode to keep the test quick.
-    let text = std::fs::read_to_string(root().join("pipelines/zipfit.toml")).unwrap().replace("compressor = \"gzip\"\nlevel = 6", "compressor = \"zstd\"\nfast = true");
+    let text = std::fs::read_to_string(root().join("pipelines/zipfit.toml"))
+        .unwrap()
+        .replace("compressor = \"gzip\"\nlevel = 6", "compressor = \"zstd\"\nfast = true");
     std::fs::write(&cfg, text).unwrap();
     let err = ok(&syllabus(&["run", &p(&cfg), "--out", &p(&out), "-q"]));
     assert!(err.contains("zipfit selection") && err.contains("300 selected"), "{err}");
@@ -51,14 +56,23 @@ fn perplexity_reweighted_pipeline_keeps_the_middle_and_reweights() {
     let err = ok(&syllabus(&["run", "pipelines/perplexity_reweighted.toml", "--out", &p(&out), "-q"]));
     assert!(err.contains("proxy selection"), "{err}");
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    let (eligible, selected) = (summary["report"]["eligible"].as_u64().unwrap(), summary["report"]["selected"].as_u64().unwrap());
+    let (eligible, selected) =
+        (summary["report"]["eligible"].as_u64().unwrap(), summary["report"]["selected"].as_u64().unwrap());
     assert!((selected as f64 - 0.8 * eligible as f64).abs() <= 1.0, "the band [0.1, 0.9): {selected} of {eligible}");
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["reweighting"]["strategy"], "linupper");
     assert_eq!(manifest["totals"]["documents"], selected);
     ok(&syllabus(&["verify", &p(&out)]));
     // Window weights average 1 and are not all equal.
-    let o = syllabus(&["sql", &p(&out), "--format", "csv", "-c", "select round(avg(weight), 6) as a, count(distinct weight) > 10 as varied from curriculum"]);
+    let o = syllabus(&[
+        "sql",
+        &p(&out),
+        "--format",
+        "csv",
+        "-c",
+        "select round(avg(weight), 6) as a, count(distinct weight) > 10 as varied from curriculum",
+    ]);
     ok(&o);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().nth(1), Some("1.0,true"));
 }
@@ -68,7 +82,8 @@ fn steered_pipeline_records_its_feedback_for_serve() {
     let dir = tempdir();
     let out = dir.path().join("steered");
     ok(&syllabus(&["run", "pipelines/steered.toml", "--out", &p(&out), "-q"]));
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["feedback"]["rule"], "dump");
     assert_eq!(manifest["config"]["feedback"]["lag"], 2);
     assert_eq!(manifest["domains"], serde_json::json!(["prose", "code", "math", "docs"]));

@@ -83,7 +83,10 @@ fn select_rules_on_any_score_column() {
     let above = outside.iter().filter(|&&x| x >= b_hi).count();
     assert_eq!(below + above, outside.len(), "a row outside the band scores inside its range");
     let quarter = by_id.len() as f64 / 4.0;
-    assert!((below as f64 - quarter).abs() <= 1.0 && (above as f64 - quarter).abs() <= 1.0, "{below} below, {above} above");
+    assert!(
+        (below as f64 - quarter).abs() <= 1.0 && (above as f64 - quarter).abs() <= 1.0,
+        "{below} below, {above} above"
+    );
     let skipped = sel(&["--offset", "10", "--k", "5"], "skip.parquet");
     let top15 = sel(&["--keep-max", "15"], "top15.parquet");
     let top10 = sel(&["--keep-max", "10"], "top10.parquet");
@@ -91,9 +94,30 @@ fn select_rules_on_any_score_column() {
 
     // Works for the other scorers' columns too.
     let dsir = dir.path().join("dsir.parquet");
-    ok(&syllabus(&["score", "dsir", "--target", "fixtures/target/math.jsonl", "--out", &p(&dsir), "-q", "fixtures/target/docs.jsonl"]));
+    ok(&syllabus(&[
+        "score",
+        "dsir",
+        "--target",
+        "fixtures/target/math.jsonl",
+        "--out",
+        &p(&dsir),
+        "-q",
+        "fixtures/target/docs.jsonl",
+    ]));
     let out = dir.path().join("d.parquet");
-    ok(&syllabus(&["select", "--scores", &p(&dsir), "--by", "dsir_logw", "--keep-max", "10", "--out", &p(&out), "-q", "fixtures/target/docs.jsonl"]));
+    ok(&syllabus(&[
+        "select",
+        "--scores",
+        &p(&dsir),
+        "--by",
+        "dsir_logw",
+        "--keep-max",
+        "10",
+        "--out",
+        &p(&out),
+        "-q",
+        "fixtures/target/docs.jsonl",
+    ]));
     assert_eq!(parquet_table(&out)["id"].len(), 10);
 }
 
@@ -103,11 +127,56 @@ fn select_errors_name_the_problem() {
     let scores = dir.path().join("s.jsonl");
     std::fs::write(&scores, "{\"id\": \"tdocs-00000\", \"el2n\": 0.5}\n").unwrap();
     let out = dir.path().join("o.parquet");
-    let err = fails(&syllabus(&["select", "--scores", &p(&scores), "--by", "el2n", "--keep-max", "1", "--out", &p(&out), "fixtures/target/docs.jsonl"]), 1);
+    let err = fails(
+        &syllabus(&[
+            "select",
+            "--scores",
+            &p(&scores),
+            "--by",
+            "el2n",
+            "--keep-max",
+            "1",
+            "--out",
+            &p(&out),
+            "fixtures/target/docs.jsonl",
+        ]),
+        1,
+    );
     assert!(err.contains("docs.jsonl") && err.contains("line 2") && err.contains("no \"el2n\" score"), "{err}");
-    let err = fails(&syllabus(&["select", "--scores", &p(&scores), "--by", "el2n", "--keep-max", "1", "--keep-min", "1", "--out", &p(&out), "fixtures/target/docs.jsonl"]), 2);
+    let err = fails(
+        &syllabus(&[
+            "select",
+            "--scores",
+            &p(&scores),
+            "--by",
+            "el2n",
+            "--keep-max",
+            "1",
+            "--keep-min",
+            "1",
+            "--out",
+            &p(&out),
+            "fixtures/target/docs.jsonl",
+        ]),
+        2,
+    );
     assert!(err.contains("--keep-min") || err.contains("cannot be used"), "{err}");
-    let err = fails(&syllabus(&["select", "--scores", &p(&scores), "--by", "el2n", "--band", "0.8", "0.2", "--out", &p(&out), "fixtures/target/docs.jsonl"]), 1);
+    let err = fails(
+        &syllabus(&[
+            "select",
+            "--scores",
+            &p(&scores),
+            "--by",
+            "el2n",
+            "--band",
+            "0.8",
+            "0.2",
+            "--out",
+            &p(&out),
+            "fixtures/target/docs.jsonl",
+        ]),
+        1,
+    );
     assert!(err.contains("band"), "{err}");
 }
 
@@ -116,11 +185,35 @@ fn lm_loss_is_lower_on_the_domain_it_was_trained_on() {
     let dir = tempdir();
     let out = dir.path().join("lm.parquet");
     let lm = [
-        "score", "loss", "--proxy", "lm", "--tokenizer", "fixtures/tokenizer.json", "--width", "32", "--layers", "1",
-        "--context", "32", "--epochs", "0.5", "--seeds", "1", "--batch-size", "32", "--train-on", "fixtures/target/math.jsonl",
+        "score",
+        "loss",
+        "--proxy",
+        "lm",
+        "--tokenizer",
+        "fixtures/tokenizer.json",
+        "--width",
+        "32",
+        "--layers",
+        "1",
+        "--context",
+        "32",
+        "--epochs",
+        "0.5",
+        "--seeds",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-on",
+        "fixtures/target/math.jsonl",
     ];
     let mut a = lm.to_vec();
-    a.extend_from_slice(&["--out", out.to_str().unwrap(), "-q", "fixtures/target/docs.jsonl", "fixtures/target/math.jsonl"]);
+    a.extend_from_slice(&[
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "fixtures/target/docs.jsonl",
+        "fixtures/target/math.jsonl",
+    ]);
     ok(&syllabus(&a));
     let t = parquet_table(&out);
     let loss = floats(&t, "loss");
@@ -128,7 +221,10 @@ fn lm_loss_is_lower_on_the_domain_it_was_trained_on() {
     assert_eq!(loss.len(), 73 + 115);
     // n_tokens: the document's tokens and its end.
     let tok = syllabus::tokenize::Tok::load(&root().join("fixtures/tokenizer.json")).unwrap();
-    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(root().join("fixtures/target/docs.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(root().join("fixtures/target/docs.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
     assert_eq!(n[0], tok.encode(first["text"].as_str().unwrap()).unwrap().len() as u64 + 1);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (docs, math) = loss.split_at(73);

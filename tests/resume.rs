@@ -9,7 +9,9 @@ use crate::util::*;
 /// `select dsir` (fit and scores) or `score zipfit` over the mixed lake, writing into `dir`.
 fn command(kind: &str, lake: &Path, dir: &Path) -> Vec<String> {
     let mut args: Vec<String> = match kind {
-        "select dsir" => ["select", "dsir", "--target", "fixtures/target/math.jsonl", "--k", "100"].map(String::from).to_vec(),
+        "select dsir" => {
+            ["select", "dsir", "--target", "fixtures/target/math.jsonl", "--k", "100"].map(String::from).to_vec()
+        }
         _ => ["score", "zipfit", "--target", "fixtures/target/math.jsonl", "--fast"].map(String::from).to_vec(),
     };
     args.extend(["--on-bad-record", "skip", "--batch-rows", "40"].map(String::from));
@@ -106,7 +108,10 @@ fn a_damaged_work_directory_is_an_error_not_a_wrong_result() {
     assert!(!run(&args, Some("scored-file-2")).status.success());
     std::fs::remove_file(tmp.path().join("out.parquet.work/score/file-000001.arrow")).unwrap();
     let err = fails(&run(&args, None), 1);
-    assert!(err.contains("file-000001.arrow: 0 rows kept for") && err.contains("docs.parquet, its counts say 269"), "{err}");
+    assert!(
+        err.contains("file-000001.arrow: 0 rows kept for") && err.contains("docs.parquet, its counts say 269"),
+        "{err}"
+    );
     assert!(!tmp.path().join("out.parquet").exists());
 }
 
@@ -116,9 +121,22 @@ fn a_damaged_work_directory_is_an_error_not_a_wrong_result() {
 fn proxy_scores_resume_at_the_seed_they_were_on() {
     let tmp = tempdir();
     let args = |out: &Path| -> Vec<String> {
-        let mut a: Vec<String> = ["score", "el2n", "--proxy", "mlp", "--features", "pixels", "--label", "label", "--epochs", "2", "--seeds", "3"]
-            .map(String::from)
-            .to_vec();
+        let mut a: Vec<String> = [
+            "score",
+            "el2n",
+            "--proxy",
+            "mlp",
+            "--features",
+            "pixels",
+            "--label",
+            "label",
+            "--epochs",
+            "2",
+            "--seeds",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec();
         a.extend(["--out".into(), p(out), fixture("digits/train.parquet")]);
         a
     };
@@ -130,7 +148,13 @@ fn proxy_scores_resume_at_the_seed_they_were_on() {
     let all = trained(&ok(&run(&args(&clean), None)));
     let out = tmp.path().join("out.parquet");
     assert!(!run(&args(&out), Some("proxy-seed-1")).status.success());
-    assert_eq!(std::fs::read_dir(tmp.path().join("out.parquet.work")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seed-")).count(), 2);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("out.parquet.work"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seed-"))
+            .count(),
+        2
+    );
     let err = ok(&run(&args(&out), None));
     assert!(err.contains("kept the scores of 2 of 3 seeds"), "{err}");
     assert_eq!(trained(&err) * 3, all, "only the third seed was trained: {err}");

@@ -295,7 +295,8 @@ fn overflowing_report_values_are_refused_and_a_damaged_log_line_is_named() {
             assert_eq!(r["ok"], false, "{r}");
             assert!(r["error"].as_str().unwrap().contains("within"), "{r}");
         }
-        let r = request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [1e12], "code": [0.5]}}));
+        let r =
+            request(&sock, serde_json::json!({"op": "report", "step": 0, "stats": {"prose": [1e12], "code": [0.5]}}));
         assert_eq!(r["ok"], true, "{r}");
         assert!(r["decision"]["mixture"].as_object().unwrap().values().all(|p| p.as_f64().unwrap().is_finite()));
     }
@@ -311,7 +312,8 @@ fn overflowing_report_values_are_refused_and_a_damaged_log_line_is_named() {
     std::fs::write(&log, text).unwrap();
     let err = serve(&dir, &shm, &["--feedback", "dump"]).err().expect("refused");
     assert!(err.contains("mixture_log.jsonl:3") && err.contains("not a decision"), "{err}");
-    let o = syllabus(&["sql", &p(&dir), "--format", "csv", "-c", "select count(distinct decision) as n from mixture_log"]);
+    let o =
+        syllabus(&["sql", &p(&dir), "--format", "csv", "-c", "select count(distinct decision) as n from mixture_log"]);
     let warn = ok(&o);
     assert!(warn.contains("mixture_log.jsonl:3"), "{warn}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().nth(1), Some("1"));

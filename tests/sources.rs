@@ -48,7 +48,11 @@ fn parquet(dir: &Path, name: &str, texts: Vec<Option<String>>, with_text: bool) 
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
-        vec![Arc::new(StringArray::from(ids)), Arc::new(StringArray::from(texts)), Arc::new(Int64Array::from_iter_values(0..n as i64))],
+        vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(texts)),
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+        ],
     )
     .unwrap();
     let path = dir.join(name);
@@ -106,7 +110,11 @@ fn same_scores_from_every_format() {
     let body = jsonl(20);
     let target = write(dir.path(), "t.jsonl", jsonl(3).as_bytes());
     let mut outputs = Vec::new();
-    for (name, bytes) in [("a.jsonl", body.as_bytes().to_vec()), ("a.jsonl.gz", gz(body.as_bytes())), ("a.jsonl.zst", zst(body.as_bytes()))] {
+    for (name, bytes) in [
+        ("a.jsonl", body.as_bytes().to_vec()),
+        ("a.jsonl.gz", gz(body.as_bytes())),
+        ("a.jsonl.zst", zst(body.as_bytes())),
+    ] {
         let f = write(dir.path(), name, &bytes);
         let out = dir.path().join(format!("{name}.scores.jsonl"));
         ok(&syllabus(&["score", "dsir", "-q", "--target", &p(&target), "--out", &p(&out), &p(&f)]));
@@ -121,14 +129,14 @@ fn bad_lake(dir: &Path) -> PathBuf {
     let mut bytes = Vec::new();
     let lines: Vec<Vec<u8>> = vec![
         format!("{{\"id\":\"g1\",\"text\":\"{}\"}}", doc(1)).into_bytes(), // line 1
-        b"{\"id\":\"b1\",\"text\": \"unterminated".to_vec(),                  // 2 malformed
-        b"[1, 2, 3]".to_vec(),                                                 // 3 not an object
-        b"{\"id\":\"b3\"}".to_vec(),                                           // 4 missing text
-        b"{\"id\":\"b4\",\"text\":null}".to_vec(),                             // 5 null text
-        b"{\"id\":\"b5\",\"text\":42}".to_vec(),                               // 6 non-string text
-        b"{\"id\":\"b6\",\"text\":\"caf\xe9\"}".to_vec(),                      // 7 invalid UTF-8
-        b"".to_vec(),                                                          // 8 blank: not a record
-        format!("{{\"text\":\"{}\"}}", doc(2)).into_bytes(),                   // 9 good, no id
+        b"{\"id\":\"b1\",\"text\": \"unterminated".to_vec(),               // 2 malformed
+        b"[1, 2, 3]".to_vec(),                                             // 3 not an object
+        b"{\"id\":\"b3\"}".to_vec(),                                       // 4 missing text
+        b"{\"id\":\"b4\",\"text\":null}".to_vec(),                         // 5 null text
+        b"{\"id\":\"b5\",\"text\":42}".to_vec(),                           // 6 non-string text
+        b"{\"id\":\"b6\",\"text\":\"caf\xe9\"}".to_vec(),                  // 7 invalid UTF-8
+        b"".to_vec(),                                                      // 8 blank: not a record
+        format!("{{\"text\":\"{}\"}}", doc(2)).into_bytes(),               // 9 good, no id
     ];
     for l in lines {
         bytes.extend_from_slice(&l);
@@ -178,7 +186,21 @@ fn skip_mode_through_the_cli_reconciles_and_exits_3() {
     let good = write(dir.path(), "good.jsonl", jsonl(5).as_bytes());
     let out = dir.path().join("s.jsonl");
     let rejects = dir.path().join("rejects.jsonl");
-    let o = syllabus(&["score", "dsir", "-q", "--target", &p(&good), "--on-bad-record", "skip", "--rejects", &p(&rejects), "--out", &p(&out), &p(&f), &p(&good)]);
+    let o = syllabus(&[
+        "score",
+        "dsir",
+        "-q",
+        "--target",
+        &p(&good),
+        "--on-bad-record",
+        "skip",
+        "--rejects",
+        &p(&rejects),
+        "--out",
+        &p(&out),
+        &p(&f),
+        &p(&good),
+    ]);
     let err = fails(&o, 3);
     assert!(err.contains("read 13 rows from 2 files: 7 kept, 6 rejected"), "{err}");
     assert_eq!(read_jsonl(&out).len(), 7);
@@ -211,7 +233,11 @@ fn truncated_compressed_files() {
 #[test]
 fn empty_files_are_zero_rows() {
     let dir = tempdir();
-    let files = [write(dir.path(), "e.jsonl", b""), write(dir.path(), "e.jsonl.gz", &gz(b"")), write(dir.path(), "e.jsonl.zst", &zst(b""))];
+    let files = [
+        write(dir.path(), "e.jsonl", b""),
+        write(dir.path(), "e.jsonl.gz", &gz(b"")),
+        write(dir.path(), "e.jsonl.zst", &zst(b"")),
+    ];
     for f in &files {
         let (ids, stats, _) = read_lake(&[f], BadRecordPolicy::Fail).unwrap();
         assert!(ids.is_empty());
@@ -254,7 +280,19 @@ fn missing_paths_and_empty_directories() {
     let err = expand_inputs(&[txt.display().to_string()]).unwrap_err().to_string();
     assert!(err.contains("unsupported file type"), "{err}");
     // Through the CLI.
-    let err = fails(&syllabus(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--out", "/tmp/x.jsonl", "no/such/file.jsonl"]), 1);
+    let err = fails(
+        &syllabus(&[
+            "score",
+            "dsir",
+            "-q",
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--out",
+            "/tmp/x.jsonl",
+            "no/such/file.jsonl",
+        ]),
+        1,
+    );
     assert!(err.contains("no/such/file.jsonl: no such file or directory"), "{err}");
 }
 
@@ -262,7 +300,8 @@ fn missing_paths_and_empty_directories() {
 fn directories_and_globs_are_sorted() {
     let lake = fixture("lake");
     let files = expand_inputs(std::slice::from_ref(&lake)).unwrap();
-    let names: Vec<String> = files.iter().map(|f| Path::new(&f.name).file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        files.iter().map(|f| Path::new(&f.name).file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["code.jsonl.zst", "docs.parquet", "math.jsonl.gz", "prose.jsonl"]);
     let globbed = expand_inputs(&[format!("{lake}/*.jsonl*")]).unwrap();
     assert_eq!(globbed.len(), 3);
@@ -275,7 +314,10 @@ fn stdin_is_read_as_jsonl() {
     let dir = tempdir();
     let out = dir.path().join("s.jsonl");
     let body = jsonl(4).replace("\"id\":\"d2\",", "");
-    let o = syllabus_stdin(&["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--min-words", "1", "--out", &p(&out), "-"], Some(body.as_bytes()));
+    let o = syllabus_stdin(
+        &["score", "dsir", "-q", "--target", "fixtures/target/math.jsonl", "--min-words", "1", "--out", &p(&out), "-"],
+        Some(body.as_bytes()),
+    );
     ok(&o);
     assert_eq!(ids(&read_jsonl(&out)), ["d0", "d1", "-:3", "d3"]);
 }
@@ -285,7 +327,17 @@ fn inspect_shows_format_rows_schema_and_sample() {
     let o = syllabus(&["inspect", "fixtures/lake"]);
     ok(&o);
     let out = String::from_utf8_lossy(&o.stdout);
-    for want in ["code.jsonl.zst", "format: jsonl.zst", "rows:   330", "docs.parquet", "format: parquet", "rows:   269", "id: Utf8", "domain: Utf8", "sample: {\"id\":\"code-00000\""] {
+    for want in [
+        "code.jsonl.zst",
+        "format: jsonl.zst",
+        "rows:   330",
+        "docs.parquet",
+        "format: parquet",
+        "rows:   269",
+        "id: Utf8",
+        "domain: Utf8",
+        "sample: {\"id\":\"code-00000\"",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
 }
@@ -331,11 +383,28 @@ fn selection_skips_bad_lines_and_keeps_every_column() {
     let target = write(dir.path(), "t.jsonl", jsonl(3).as_bytes());
     let out = dir.path().join("sel.jsonl");
     let scores = dir.path().join("scores.jsonl");
-    let o = syllabus(&["select", "dsir", "-q", "--top-k", "--k", "20", "--on-bad-record", "skip", "--target", &p(&target), "--out", &p(&out), "--scores-out", &p(&scores), &p(&lake)]);
+    let o = syllabus(&[
+        "select",
+        "dsir",
+        "-q",
+        "--top-k",
+        "--k",
+        "20",
+        "--on-bad-record",
+        "skip",
+        "--target",
+        &p(&target),
+        "--out",
+        &p(&out),
+        "--scores-out",
+        &p(&scores),
+        &p(&lake),
+    ]);
     fails(&o, 3);
     let all = read_jsonl(&scores);
     assert_eq!(all.len(), 60);
-    let mut ranked: Vec<(f64, usize)> = all.iter().enumerate().map(|(i, r)| (r["dsir_logw"].as_f64().unwrap(), i)).collect();
+    let mut ranked: Vec<(f64, usize)> =
+        all.iter().enumerate().map(|(i, r)| (r["dsir_logw"].as_f64().unwrap(), i)).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut want: Vec<usize> = ranked[..20].iter().map(|r| r.1).collect();
     want.sort();

@@ -23,7 +23,10 @@ fn outputs() -> &'static Path {
 /// The command a saved query documents (`--   syllabus sql out/NAME ... -f sql/FILE`), with
 /// `out/` pointing at this test's outputs.
 fn documented_args(sql: &str) -> Vec<String> {
-    let line = sql.lines().find(|l| l.trim_start_matches('-').trim().starts_with("syllabus sql")).expect("a documented command");
+    let line = sql
+        .lines()
+        .find(|l| l.trim_start_matches('-').trim().starts_with("syllabus sql"))
+        .expect("a documented command");
     let words: Vec<&str> = line.trim_start_matches('-').split_whitespace().skip(2).collect();
     words
         .iter()
@@ -53,7 +56,8 @@ fn saved_queries_match_their_golden_outputs() {
         if bless {
             std::fs::write(&golden, &got).unwrap();
         } else {
-            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} missing: bless it", golden.display()));
+            let want =
+                std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} missing: bless it", golden.display()));
             assert_eq!(got, want, "{} differs from {}", f.display(), golden.display());
         }
         checked += 1;
@@ -87,7 +91,16 @@ fn scorer_functions_agree_with_the_commands() {
     // zipfit(text) against `syllabus score zipfit`.
     let dir = tempdir();
     let z = dir.path().join("z.parquet");
-    ok(&syllabus(&["score", "zipfit", "--target", "fixtures/target/docs.jsonl", "--out", &p(&z), "-q", "fixtures/target/math.jsonl"]));
+    ok(&syllabus(&[
+        "score",
+        "zipfit",
+        "--target",
+        "fixtures/target/docs.jsonl",
+        "--out",
+        &p(&z),
+        "-q",
+        "fixtures/target/math.jsonl",
+    ]));
     let o = syllabus(&[
         "sql", &p(&z), "fixtures/target/math.jsonl", "--zipfit-target", "fixtures/target/docs.jsonl", "--format", "csv", "-q", "-c",
         "select count(*) as n, max(abs(zipfit(m.text) - z.zipfit)) as diff, min(ncd(m.text, m.text)) >= 0 as ncd_ok from math m join z on m.id = z.id",
@@ -102,7 +115,16 @@ fn formats_scripts_and_external_tables() {
     let dir = tempdir();
     // Parquet output, then read back as a table of its own.
     let out = dir.path().join("top.parquet");
-    ok(&syllabus(&["sql", &qs, "--format", "parquet", "-o", &p(&out), "-c", "select id, dsir_logw from selected order by dsir_logw desc limit 7"]));
+    ok(&syllabus(&[
+        "sql",
+        &qs,
+        "--format",
+        "parquet",
+        "-o",
+        &p(&out),
+        "-c",
+        "select id, dsir_logw from selected order by dsir_logw desc limit 7",
+    ]));
     let o = syllabus(&["sql", &p(&out), "--format", "json", "-c", "select count(*) as n from top"]);
     ok(&o);
     assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), "{\"n\":7}");
@@ -144,11 +166,32 @@ fn a_field_after_the_schema_sample_widens_the_table() {
         })
         .collect();
     std::fs::write(&lake, rows).unwrap();
-    let two = syllabus(&["sql", "-q", "--format", "csv", &p(&lake), "-c", "select count(*) from late; select count(late) from late"]);
+    let two = syllabus(&[
+        "sql",
+        "-q",
+        "--format",
+        "csv",
+        &p(&lake),
+        "-c",
+        "select count(*) from late; select count(late) from late",
+    ]);
     let err = ok(&two);
     assert!(err.contains("late.jsonl: field \"late\" is not in table late"), "{err}");
-    assert_eq!(String::from_utf8_lossy(&two.stdout).lines().collect::<Vec<_>>(), ["count(*)", "3000", "count(late.late)", "1"]);
-    let all = syllabus(&["sql", "-q", "--format", "csv", "--schema-sample-rows", "0", &p(&lake), "-c", "select count(late) from late"]);
+    assert_eq!(
+        String::from_utf8_lossy(&two.stdout).lines().collect::<Vec<_>>(),
+        ["count(*)", "3000", "count(late.late)", "1"]
+    );
+    let all = syllabus(&[
+        "sql",
+        "-q",
+        "--format",
+        "csv",
+        "--schema-sample-rows",
+        "0",
+        &p(&lake),
+        "-c",
+        "select count(late) from late",
+    ]);
     assert!(!ok(&all).contains("warning"));
     assert_eq!(String::from_utf8_lossy(&all.stdout).lines().nth(1), Some("1"));
 }

@@ -49,7 +49,16 @@ impl S3 {
     /// Start (or restart) the server on the same port and data.
     pub fn up(&mut self) {
         let child = Command::new(s3s_fs())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", ACCESS, "--secret-key", SECRET])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--access-key",
+                ACCESS,
+                "--secret-key",
+                SECRET,
+            ])
             .arg(&self.data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -135,7 +144,12 @@ impl Drop for S3 {
 
 fn same_file(local: &Path, remote: &[u8], what: &str) {
     let l = std::fs::read(local).unwrap_or_else(|e| panic!("{}: {e}", local.display()));
-    assert!(l == remote, "{what}: the store's output differs from the local run's ({} vs {} bytes)", remote.len(), l.len());
+    assert!(
+        l == remote,
+        "{what}: the store's output differs from the local run's ({} vs {} bytes)",
+        remote.len(),
+        l.len()
+    );
 }
 
 /// Every file of a local output directory is in the store, byte for byte, and nothing else is.
@@ -200,11 +214,24 @@ fn score_and_select_from_s3_match_local_runs() {
     let local_scores = dir.path().join("scores.parquet");
     // DSIR scores: lake and target from the store, written to the store.
     ok(&crate::util::syllabus(&[
-        "score", "dsir", "--target", &fixture("target/math.jsonl"), "--out", &local_scores.display().to_string(),
+        "score",
+        "dsir",
+        "--target",
+        &fixture("target/math.jsonl"),
+        "--out",
+        &local_scores.display().to_string(),
         &fixture("lake"),
     ]));
     let out = s3.syllabus(
-        &["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/dsir/scores.parquet", "s3://lake/lake"],
+        &[
+            "score",
+            "dsir",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--out",
+            "s3://out/dsir/scores.parquet",
+            "s3://lake/lake",
+        ],
         &[],
     );
     let err = ok(&out);
@@ -212,7 +239,15 @@ fn score_and_select_from_s3_match_local_runs() {
     same_file(&local_scores, &s3.object("out/dsir/scores.parquet"), "score dsir");
     // A glob over the bucket picks the same files in the same order.
     let out = s3.syllabus(
-        &["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/dsir/glob.parquet", "s3://lake/lake/*.*"],
+        &[
+            "score",
+            "dsir",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--out",
+            "s3://out/dsir/glob.parquet",
+            "s3://lake/lake/*.*",
+        ],
         &[],
     );
     ok(&out);
@@ -221,25 +256,59 @@ fn score_and_select_from_s3_match_local_runs() {
     // ZIP-FIT selection.
     let local_sel = dir.path().join("sel.parquet");
     ok(&crate::util::syllabus(&[
-        "select", "zipfit", "--target", &fixture("target/math.jsonl"), "--k", "50", "--out", &local_sel.display().to_string(),
+        "select",
+        "zipfit",
+        "--target",
+        &fixture("target/math.jsonl"),
+        "--k",
+        "50",
+        "--out",
+        &local_sel.display().to_string(),
         &fixture("lake"),
     ]));
     ok(&s3.syllabus(
-        &["select", "zipfit", "--target", "s3://lake/target/math.jsonl", "--k", "50", "--out", "s3://out/zipfit/sel.parquet", "s3://lake/lake/"],
+        &[
+            "select",
+            "zipfit",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--k",
+            "50",
+            "--out",
+            "s3://out/zipfit/sel.parquet",
+            "s3://lake/lake/",
+        ],
         &[],
     ));
     same_file(&local_sel, &s3.object("out/zipfit/sel.parquet"), "select zipfit");
     // No staging directory is left behind once uploaded.
     let stage = s3.data.parent().unwrap().join("home/stage");
-    assert!(std::fs::read_dir(&stage).map_or(true, |mut d| d.next().is_none()), "staging directories left in {}", stage.display());
+    assert!(
+        std::fs::read_dir(&stage).map_or(true, |mut d| d.next().is_none()),
+        "staging directories left in {}",
+        stage.display()
+    );
 
     // The curriculum of that selection, from the store to the store, verified there.
     let local_cur = dir.path().join("cur");
     let cur_args = |tok: &str, out: &str, input: &str| -> Vec<String> {
-        ["curriculum", "--tokenizer", tok, "--seq-len", "128", "--order", "ascending", "--by", "zipfit", "--out", out, input]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "curriculum",
+            "--tokenizer",
+            tok,
+            "--seq-len",
+            "128",
+            "--order",
+            "ascending",
+            "--by",
+            "zipfit",
+            "--out",
+            out,
+            input,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let a = cur_args(&fixture("tokenizer.json"), &local_cur.display().to_string(), &local_sel.display().to_string());
     ok(&crate::util::syllabus(&a.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -252,7 +321,15 @@ fn score_and_select_from_s3_match_local_runs() {
 
     // SQL over the store's output directory and lake: the same answers as over local files.
     let q = "SELECT count(*) AS n, round(sum(tokens), 0) AS t FROM shards; SELECT count(*) FROM prose";
-    let local = crate::util::syllabus(&["sql", "--format", "csv", "-c", q, &local_cur.display().to_string(), &fixture("lake/prose.jsonl")]);
+    let local = crate::util::syllabus(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        q,
+        &local_cur.display().to_string(),
+        &fixture("lake/prose.jsonl"),
+    ]);
     let remote = s3.syllabus(&["sql", "--format", "csv", "-c", q, "s3://out/cur", "s3://lake/lake/prose.jsonl"], &[]);
     ok(&local);
     ok(&remote);
@@ -291,7 +368,11 @@ fn quickstart_pipeline_on_s3_matches_the_local_run() {
         &local_out,
         &s3,
         "out/quickstart",
-        &[("s3://lake/lake/", "fixtures/lake/"), ("s3://lake/target/", "fixtures/target/"), ("s3://lake/tokenizer.json", "fixtures/tokenizer.json")],
+        &[
+            ("s3://lake/lake/", "fixtures/lake/"),
+            ("s3://lake/target/", "fixtures/target/"),
+            ("s3://lake/tokenizer.json", "fixtures/tokenizer.json"),
+        ],
     );
     ok(&s3.syllabus(&["verify", "s3://out/quickstart"], &[]));
 
@@ -318,7 +399,10 @@ fn quickstart_pipeline_on_s3_matches_the_local_run() {
     assert_eq!(remote["sequences"], local["sequences"]);
     assert_eq!(remote["bytes"], local["bytes"]);
     let copy = s3.data.parent().unwrap().join("home/stage");
-    assert!(std::fs::read_dir(&copy).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("download-")));
+    assert!(std::fs::read_dir(&copy)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("download-")));
 }
 
 #[test]
@@ -330,7 +414,8 @@ fn a_killed_upload_resumes_and_a_reader_never_sees_an_unfinished_output() {
     ok(&crate::util::syllabus(&["run", "pipelines/quickstart.toml", "--out", &local_out.display().to_string()]));
     // Killed after the first uploaded file: the run's outputs are staged, the store has some
     // files but no manifest, so nothing looks complete.
-    let out = s3.syllabus(&["run", "pipelines/quickstart.toml", "--out", "s3://out/q"], &[("SYLLABUS_FAILPOINT", "upload-1")]);
+    let out = s3
+        .syllabus(&["run", "pipelines/quickstart.toml", "--out", "s3://out/q"], &[("SYLLABUS_FAILPOINT", "upload-1")]);
     assert!(!out.status.success());
     assert!(!s3.has("out/q/manifest.json") && !s3.has("out/q/summary.json"));
     let v = s3.syllabus(&["verify", "s3://out/q"], &[]);
@@ -392,8 +477,13 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
         let b = args(&out_url, "s3://lake/big/big.jsonl");
         let mut cmd_args: Vec<&str> = vec!["--store-retries", retries];
         cmd_args.extend(b.iter().map(String::as_str));
-        let handle =
-            s3.command(&cmd_args).env("SYLLABUS_STALL", &stall_env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let handle = s3
+            .command(&cmd_args)
+            .env("SYLLABUS_STALL", &stall_env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let t = Instant::now();
         while !stall.path().join("stalled").exists() {
             assert!(t.elapsed() < Duration::from_secs(60), "the run never reached its stall point");
@@ -407,7 +497,11 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         if outcome {
             assert!(out.status.success(), "with retries the run should survive the restart:\n{err}");
-            same_file(&local, &s3.object(&format!("out/killed-{retries}/scores.parquet")), "score dsir after a restart");
+            same_file(
+                &local,
+                &s3.object(&format!("out/killed-{retries}/scores.parquet")),
+                "score dsir after a restart",
+            );
         } else {
             assert_eq!(out.status.code(), Some(1), "{err}");
             assert!(err.contains("s3://lake/big/big.jsonl"), "the error names the object: {err}");
@@ -421,8 +515,19 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
     // A large output goes up as a multipart upload (parts of 8 MiB): a query's 40 MB of CSV.
     let q = "SELECT id, text FROM big";
     let local_csv = dir.path().join("big.csv");
-    ok(&crate::util::syllabus(&["sql", "--format", "csv", "-o", &local_csv.display().to_string(), "-c", q, &big.display().to_string()]));
-    let err = ok(&s3.syllabus(&["sql", "--format", "csv", "-o", "s3://out/big.csv", "-c", q, "s3://lake/big/big.jsonl"], &[]));
+    ok(&crate::util::syllabus(&[
+        "sql",
+        "--format",
+        "csv",
+        "-o",
+        &local_csv.display().to_string(),
+        "-c",
+        q,
+        &big.display().to_string(),
+    ]));
+    let err =
+        ok(&s3
+            .syllabus(&["sql", "--format", "csv", "-o", "s3://out/big.csv", "-c", q, "s3://lake/big/big.jsonl"], &[]));
     assert!(err.contains("uploaded s3://out/big.csv"), "{err}");
     assert!(std::fs::metadata(&local_csv).unwrap().len() > 3 * 8 << 20);
     same_file(&local_csv, &s3.object("out/big.csv"), "a multipart upload");
@@ -433,7 +538,10 @@ fn missing_objects_bad_credentials_and_truncated_objects_are_clear_errors() {
     let s3 = S3::start();
     s3.put_fixtures();
     // A missing object names the URL.
-    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/nope.jsonl", "--out", "s3://out/x.parquet", "s3://lake/lake"], &[]);
+    let out = s3.syllabus(
+        &["score", "dsir", "--target", "s3://lake/target/nope.jsonl", "--out", "s3://out/x.parquet", "s3://lake/lake"],
+        &[],
+    );
     let err = crate::util::fails(&out, 1);
     assert!(err.contains("s3://lake/target/nope.jsonl"), "{err}");
     // A wrong secret: denied, and the secret appears nowhere.
@@ -451,27 +559,66 @@ fn missing_objects_bad_credentials_and_truncated_objects_are_clear_errors() {
     // summary), naming the bucket, and nothing staged.
     let stage = s3.data.parent().unwrap().join("home/stage");
     let staged_before = std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0);
-    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://nobucket/out/x.parquet", "s3://lake/lake"], &[]);
+    let out = s3.syllabus(
+        &[
+            "score",
+            "dsir",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--out",
+            "s3://nobucket/out/x.parquet",
+            "s3://lake/lake",
+        ],
+        &[],
+    );
     let err = crate::util::fails(&out, 1);
     assert!(err.contains("bucket (or container) nobucket does not exist"), "{err}");
     assert!(!err.contains("read ") && !err.contains("wrote"), "the work ran first: {err}");
-    assert_eq!(std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0), staged_before, "a staging directory was left");
+    assert_eq!(
+        std::fs::read_dir(&stage).map(|d| d.count()).unwrap_or(0),
+        staged_before,
+        "a staging directory was left"
+    );
     let out = s3.syllabus(&["run", "pipelines/quickstart.toml", "--out", "s3://nobucket/q"], &[]);
     let err = crate::util::fails(&out, 1);
     assert!(err.contains("nobucket does not exist"), "{err}");
     // A query string is refused with the URL and the reason apart.
-    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/x.parquet?sig=abc", "s3://lake/lake"], &[]);
+    let out = s3.syllabus(
+        &[
+            "score",
+            "dsir",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--out",
+            "s3://out/x.parquet?sig=abc",
+            "s3://lake/lake",
+        ],
+        &[],
+    );
     let err = crate::util::fails(&out, 1);
     assert!(err.contains("s3://out/x.parquet?***: URLs with a query string"), "{err}");
     // A truncated .zst object is the local truncated-file case: an error, or counted with skip.
     let zst = std::fs::read(root().join("fixtures/lake/code.jsonl.zst")).unwrap();
     std::fs::create_dir_all(s3.data.join("lake/cut")).unwrap();
     std::fs::write(s3.data.join("lake/cut/code.jsonl.zst"), &zst[..zst.len() / 2]).unwrap();
-    let out = s3.syllabus(&["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/cut.parquet", "s3://lake/cut"], &[]);
+    let out = s3.syllabus(
+        &["score", "dsir", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/cut.parquet", "s3://lake/cut"],
+        &[],
+    );
     let err = crate::util::fails(&out, 1);
     assert!(err.contains("s3://lake/cut/code.jsonl.zst") && err.contains("truncated"), "{err}");
     let out = s3.syllabus(
-        &["score", "dsir", "--on-bad-record", "skip", "--target", "s3://lake/target/math.jsonl", "--out", "s3://out/cut.parquet", "s3://lake/cut"],
+        &[
+            "score",
+            "dsir",
+            "--on-bad-record",
+            "skip",
+            "--target",
+            "s3://lake/target/math.jsonl",
+            "--out",
+            "s3://out/cut.parquet",
+            "s3://lake/cut",
+        ],
         &[],
     );
     let err = crate::util::fails(&out, 3);
@@ -498,23 +645,46 @@ fn http_urls_and_aws_profiles() {
     let dir = tempdir();
     let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
     ok(&crate::util::syllabus(&[
-        "score", "zipfit", "--target", &fixture("target/math.jsonl"), "--out", &a.display().to_string(), &fixture("lake/prose.jsonl"),
+        "score",
+        "zipfit",
+        "--target",
+        &fixture("target/math.jsonl"),
+        "--out",
+        &a.display().to_string(),
+        &fixture("lake/prose.jsonl"),
         &fixture("lake/docs.parquet"),
     ]));
     let base = format!("http://127.0.0.1:{port}");
     let out = crate::util::syllabus(&[
-        "score", "zipfit", "--target", &format!("{base}/target/math.jsonl"), "--out", &b.display().to_string(),
-        &format!("{base}/lake/prose.jsonl"), &format!("{base}/lake/docs.parquet"),
+        "score",
+        "zipfit",
+        "--target",
+        &format!("{base}/target/math.jsonl"),
+        "--out",
+        &b.display().to_string(),
+        &format!("{base}/lake/prose.jsonl"),
+        &format!("{base}/lake/docs.parquet"),
     ]);
     // A presigned-style URL is refused (object_store would drop its query), and the signature
     // appears in no message.
     let signed = format!("{base}/lake/prose.jsonl?X-Amz-Signature=SIGsecret123");
     let c = dir.path().join("c.jsonl");
     let presigned = crate::util::syllabus(&[
-        "score", "dsir", "--target", &format!("{base}/target/math.jsonl"), "--out", &c.display().to_string(), &signed,
+        "score",
+        "dsir",
+        "--target",
+        &format!("{base}/target/math.jsonl"),
+        "--out",
+        &c.display().to_string(),
+        &signed,
     ]);
     let missing = crate::util::syllabus(&[
-        "score", "dsir", "--target", &format!("{base}/target/math.jsonl?sig=SIGsecret123"), "--out", &c.display().to_string(),
+        "score",
+        "dsir",
+        "--target",
+        &format!("{base}/target/math.jsonl?sig=SIGsecret123"),
+        "--out",
+        &c.display().to_string(),
         &format!("{base}/lake/nope.jsonl?sig=SIGsecret123"),
     ]);
     let _ = server.kill();
@@ -539,7 +709,11 @@ fn http_urls_and_aws_profiles() {
         format!("[default]\naws_access_key_id = nobody\n[dev]\naws_access_key_id = {ACCESS}\naws_secret_access_key = {SECRET}\n"),
     )
     .unwrap();
-    std::fs::write(home.join(".aws/config"), format!("[profile dev]\nregion = us-east-1\nendpoint_url = {}\n", s3.endpoint())).unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!("[profile dev]\nregion = us-east-1\nendpoint_url = {}\n", s3.endpoint()),
+    )
+    .unwrap();
     let mut cmd = s3.command(&["inspect", "s3://lake/lake/prose.jsonl"]);
     cmd.env("AWS_PROFILE", "dev")
         .env_remove("AWS_ACCESS_KEY_ID")

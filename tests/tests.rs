@@ -2,6 +2,8 @@
 
 mod util;
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod curriculum;
 mod determinism;
 mod dsir_parity;
@@ -14,6 +16,4 @@ mod serve;
 mod sources;
 mod sql;
 mod store;
-#[cfg(feature = "cluster")]
-mod cluster;
 mod zipfit;

@@ -38,7 +38,13 @@ pub fn mixed_lake(dir: &Path) -> PathBuf {
         std::fs::copy(&f, lake.join(f.file_name().unwrap())).unwrap();
     }
     let bad: String = (0..200)
-        .map(|i| if i % 37 == 5 { "{not json\n".to_string() } else { format!("{{\"id\":\"bad-{i}\",\"text\":\"words {i} and more words\"}}\n") })
+        .map(|i| {
+            if i % 37 == 5 {
+                "{not json\n".to_string()
+            } else {
+                format!("{{\"id\":\"bad-{i}\",\"text\":\"words {i} and more words\"}}\n")
+            }
+        })
         .collect();
     std::fs::write(lake.join("e-bad.jsonl"), bad).unwrap();
     lake

@@ -53,7 +53,9 @@ fn top_k_matches_reference() {
     ok(&syllabus(&["select", "zipfit", "-q", "--target", &target, "--k", "100", "--out", &p(&out), "fixtures/lake"]));
     let reference = read_jsonl(&golden("zipfit_gzip6_scores.jsonl"));
     let mut order: Vec<usize> = (0..reference.len()).collect();
-    order.sort_by(|&a, &b| reference[b]["zipfit"].as_f64().unwrap().total_cmp(&reference[a]["zipfit"].as_f64().unwrap()).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        reference[b]["zipfit"].as_f64().unwrap().total_cmp(&reference[a]["zipfit"].as_f64().unwrap()).then(a.cmp(&b))
+    });
     let mut want: Vec<usize> = order[..100].to_vec();
     want.sort();
     let want: Vec<String> = want.iter().map(|&i| reference[i]["id"].as_str().unwrap().to_string()).collect();
@@ -74,7 +76,8 @@ fn fast_mode_ranks_like_gzip(args: &[&str]) {
     let fast = score(dir.path(), args);
     let exact = read_jsonl(&golden("zipfit_gzip6_scores.jsonl"));
     let top = |rows: &[serde_json::Value]| -> Vec<String> {
-        let mut v: Vec<(f64, String)> = rows.iter().map(|r| (r["zipfit"].as_f64().unwrap(), r["id"].as_str().unwrap().to_string())).collect();
+        let mut v: Vec<(f64, String)> =
+            rows.iter().map(|r| (r["zipfit"].as_f64().unwrap(), r["id"].as_str().unwrap().to_string())).collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0));
         v.into_iter().take(200).map(|x| x.1).collect()
     };
@@ -88,15 +91,58 @@ fn k_larger_than_the_lake_keeps_everything() {
     let dir = tempdir();
     let target = target_subset(dir.path());
     let out = dir.path().join("sel.jsonl");
-    ok(&syllabus(&["select", "zipfit", "-q", "--compressor", "zstd", "--fast", "--target", &target, "--k", "5000", "--out", &p(&out), "fixtures/lake/docs.parquet"]));
+    ok(&syllabus(&[
+        "select",
+        "zipfit",
+        "-q",
+        "--compressor",
+        "zstd",
+        "--fast",
+        "--target",
+        &target,
+        "--k",
+        "5000",
+        "--out",
+        &p(&out),
+        "fixtures/lake/docs.parquet",
+    ]));
     assert_eq!(read_jsonl(&out).len(), 269);
 }
 
 #[test]
 fn bad_settings_are_clear_errors() {
-    let err = fails(&syllabus(&["score", "zipfit", "-q", "--fast", "--compressor", "gzip", "--target", "fixtures/target/math.jsonl", "--out", "/tmp/never.jsonl", "fixtures/lake"]), 1);
+    let err = fails(
+        &syllabus(&[
+            "score",
+            "zipfit",
+            "-q",
+            "--fast",
+            "--compressor",
+            "gzip",
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--out",
+            "/tmp/never.jsonl",
+            "fixtures/lake",
+        ]),
+        1,
+    );
     assert!(err.contains("fast mode uses zstd or lz4"), "{err}");
-    let err = fails(&syllabus(&["score", "zipfit", "-q", "--level", "12", "--target", "fixtures/target/math.jsonl", "--out", "/tmp/never.jsonl", "fixtures/lake"]), 1);
+    let err = fails(
+        &syllabus(&[
+            "score",
+            "zipfit",
+            "-q",
+            "--level",
+            "12",
+            "--target",
+            "fixtures/target/math.jsonl",
+            "--out",
+            "/tmp/never.jsonl",
+            "fixtures/lake",
+        ]),
+        1,
+    );
     assert!(err.contains("level 12 is out of range"), "{err}");
 }
 
@@ -107,7 +153,20 @@ fn scores_lie_in_the_unit_interval_and_ignore_thread_count() {
     let mut outs = Vec::new();
     for threads in ["1", "2"] {
         let out = dir.path().join(format!("s{threads}.jsonl"));
-        ok(&syllabus(&["score", "zipfit", "-q", "--threads", threads, "--compressor", "zstd", "--target", &target, "--out", &p(&out), "fixtures/lake"]));
+        ok(&syllabus(&[
+            "score",
+            "zipfit",
+            "-q",
+            "--threads",
+            threads,
+            "--compressor",
+            "zstd",
+            "--target",
+            &target,
+            "--out",
+            &p(&out),
+            "fixtures/lake",
+        ]));
         outs.push(std::fs::read(&out).unwrap());
         for r in read_jsonl(&out) {
             let s = r["zipfit"].as_f64().unwrap();

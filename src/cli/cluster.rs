@@ -52,10 +52,19 @@ pub(super) enum ClusterCommand {
 pub(super) fn cluster_command(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClusterCommand::Scheduler { bind, executor_timeout } => {
-            crate::cluster::run_scheduler(crate::cluster::SchedulerOptions { bind, executor_timeout_secs: executor_timeout })?
+            crate::cluster::run_scheduler(crate::cluster::SchedulerOptions {
+                bind,
+                executor_timeout_secs: executor_timeout,
+            })?
         }
         ClusterCommand::Executor { scheduler, bind, concurrency, work_dir, heartbeat } => {
-            crate::cluster::run_executor(crate::cluster::ExecutorOptions { scheduler, bind, concurrency, work_dir, heartbeat_secs: heartbeat })?
+            crate::cluster::run_executor(crate::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                concurrency,
+                work_dir,
+                heartbeat_secs: heartbeat,
+            })?
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -68,7 +77,12 @@ pub(super) enum Method<'a> {
 }
 
 /// Fit (or load) the scorer: the target set is read here, the raw lake's counts on the cluster.
-fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWriter>, progress: &Progress) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
+fn scoring(
+    lake: &ClusterLake,
+    method: &Method,
+    rejects: Option<&mut RejectWriter>,
+    progress: &Progress,
+) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
     match method {
         Method::Dsir(args) => {
             if args.model.is_none() && args.target.is_empty() {
@@ -85,7 +99,8 @@ fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWrite
         }
         Method::Zipfit(args) => {
             let target = expand_inputs(&args.target)?;
-            let (target, stats) = crate::pipeline::zipfit::load_target(&target, lake.read, args.params(), progress, rejects)?;
+            let (target, stats) =
+                crate::pipeline::zipfit::load_target(&target, lake.read, args.params(), progress, rejects)?;
             Ok((Scoring::Zipfit(Arc::new(target)), stats))
         }
     }
@@ -95,7 +110,10 @@ fn scoring(lake: &ClusterLake, method: &Method, rejects: Option<&mut RejectWrite
 pub(super) enum Job {
     Score,
     /// k, and the Gumbel seed (None: plain top-k).
-    Select { k: u64, seed: Option<u32> },
+    Select {
+        k: u64,
+        seed: Option<u32>,
+    },
 }
 
 /// `score|select dsir|zipfit --cluster URL`.

@@ -125,7 +125,6 @@ impl CurriculumArgs {
         self.source.stage_outputs(o)
     }
 
-
     fn spec(&self) -> anyhow::Result<crate::curriculum::CurriculumSpec> {
         use crate::curriculum::*;
         let mut phases = Vec::new();
@@ -171,7 +170,11 @@ impl CurriculumArgs {
                 pad: self.pad.clone(),
                 packing: self.packing,
             },
-            output: OutputConfig { formats: self.format.clone(), shard_tokens: self.shard_tokens, checkpoint_mb: self.checkpoint_mb },
+            output: OutputConfig {
+                formats: self.format.clone(),
+                shard_tokens: self.shard_tokens,
+                checkpoint_mb: self.checkpoint_mb,
+            },
         };
         spec.validate()?;
         Ok(spec)

@@ -134,7 +134,10 @@ pub(super) struct StoreArgs {
 
 impl StoreArgs {
     /// `base` (the defaults, or a pipeline's `[store]`) with these flags over it.
-    pub(super) fn settings(&self, base: Option<crate::store::StoreSettings>) -> anyhow::Result<crate::store::StoreSettings> {
+    pub(super) fn settings(
+        &self,
+        base: Option<crate::store::StoreSettings>,
+    ) -> anyhow::Result<crate::store::StoreSettings> {
         let mut s = base.unwrap_or_default();
         if let Some(n) = self.store_retries {
             s.retries = n;
@@ -287,7 +290,12 @@ pub(super) fn with_kept(e: anyhow::Error, outs: &Outputs) -> anyhow::Error {
     let kept: Vec<String> = outs
         .kept()
         .into_iter()
-        .map(|(url, dir)| format!("\n  {url} is staged in {}: run the same command again to resume, or remove that directory", dir.display()))
+        .map(|(url, dir)| {
+            format!(
+                "\n  {url} is staged in {}: run the same command again to resume, or remove that directory",
+                dir.display()
+            )
+        })
         .collect();
     if kept.is_empty() {
         e
@@ -381,6 +389,10 @@ pub(super) fn print_report(r: &RunReport, start: Instant, selecting: bool) {
             n => format!("the fit of {n} file{}, ", if n == 1 { "" } else { "s" }),
         };
         let target = if w.prologue { "the target set, " } else { "" };
-        eprintln!("  resumed an interrupted run: kept {target}{fit}the scores of {} of {} files", w.scored_files, r.files.len());
+        eprintln!(
+            "  resumed an interrupted run: kept {target}{fit}the scores of {} of {} files",
+            w.scored_files,
+            r.files.len()
+        );
     }
 }

@@ -420,20 +420,40 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
     match &cmd {
         ScoreCommand::Dsir { dsir, source, io } if dsir.cluster.is_some() => {
             let url = dsir.cluster.as_deref().expect("checked");
-            return super::cluster::run(url, super::cluster::Method::Dsir(dsir), super::cluster::Job::Score, source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(
+                url,
+                super::cluster::Method::Dsir(dsir),
+                super::cluster::Job::Score,
+                source,
+                &io.raw,
+                &io.out,
+                progress,
+                start,
+            );
         }
         ScoreCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
             let url = zipfit.cluster.as_deref().expect("checked");
-            return super::cluster::run(url, super::cluster::Method::Zipfit(zipfit), super::cluster::Job::Score, source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(
+                url,
+                super::cluster::Method::Zipfit(zipfit),
+                super::cluster::Job::Score,
+                source,
+                &io.raw,
+                &io.out,
+                progress,
+                start,
+            );
         }
         _ => {}
     }
     match cmd {
         ScoreCommand::Dsir { dsir, source, io } => {
             let settings = format!("{dsir:?} {source:?} {io:?}");
-            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "score dsir", settings, &dsir.target, dsir.model.as_deref())?;
+            let (opts, raw, work, mut rejects) =
+                open_resumable(&source, &io.raw, &io.out, "score dsir", settings, &dsir.target, dsir.model.as_deref())?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
-            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
+            let Fitted { model, target_stats, cache } =
+                fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
             let mut report = lake.score_to(&DsirRowScorer::new(Arc::new(model), &cache), &io.out, rejects.as_mut())?;
             report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
             work.map(Work::finish).transpose()?;
@@ -450,7 +470,8 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
         }
         ScoreCommand::Zipfit { zipfit, source, io } => {
             let settings = format!("{zipfit:?} {source:?} {io:?}");
-            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "score zipfit", settings, &zipfit.target, None)?;
+            let (opts, raw, work, mut rejects) =
+                open_resumable(&source, &io.raw, &io.out, "score zipfit", settings, &zipfit.target, None)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, work.as_ref(), rejects.as_mut())?;
             let mut report = lake.score_to(&scorer, &io.out, rejects.as_mut())?;
@@ -481,7 +502,16 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
             let url = dsir.cluster.as_deref().expect("checked");
             let seed = (!top_k).then_some(*seed);
             let job = super::cluster::Job::Select { k: io.k, seed };
-            return super::cluster::run(url, super::cluster::Method::Dsir(dsir), job, source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(
+                url,
+                super::cluster::Method::Dsir(dsir),
+                job,
+                source,
+                &io.raw,
+                &io.out,
+                progress,
+                start,
+            );
         }
         SelectCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
             if io.scores_out.is_some() {
@@ -489,27 +519,47 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
             }
             let url = zipfit.cluster.as_deref().expect("checked");
             let job = super::cluster::Job::Select { k: io.k, seed: None };
-            return super::cluster::run(url, super::cluster::Method::Zipfit(zipfit), job, source, &io.raw, &io.out, progress, start);
+            return super::cluster::run(
+                url,
+                super::cluster::Method::Zipfit(zipfit),
+                job,
+                source,
+                &io.raw,
+                &io.out,
+                progress,
+                start,
+            );
         }
         _ => {}
     }
     match args.method.expect("a method") {
         SelectCommand::Dsir { dsir, source, seed, top_k, io } => {
             let settings = format!("{dsir:?} {source:?} {io:?} {seed} {top_k}");
-            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select dsir", settings, &dsir.target, dsir.model.as_deref())?;
+            let (opts, raw, work, mut rejects) = open_resumable(
+                &source,
+                &io.raw,
+                &io.out,
+                "select dsir",
+                settings,
+                &dsir.target,
+                dsir.model.as_deref(),
+            )?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
-            let Fitted { model, target_stats, cache } = fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
+            let Fitted { model, target_stats, cache } =
+                fit_dsir(&dsir, &opts, &raw, progress, work.as_ref(), rejects.as_mut())?;
             let noise = if top_k { Noise::None } else { Noise::gumbel(seed) };
             let keep = Keep { k: io.k, require_fewer_than_eligible: true };
             let scorer = DsirRowScorer::new(Arc::new(model), &cache);
-            let mut report = lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            let mut report =
+                lake.select_to(&scorer, keep, noise, &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
             report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
             work.map(Work::finish).transpose()?;
             finish("select dsir", &io.out, report, target_stats, rejects, start, true)
         }
         SelectCommand::Zipfit { zipfit, source, io } => {
             let settings = format!("{zipfit:?} {source:?} {io:?}");
-            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select zipfit", settings, &zipfit.target, None)?;
+            let (opts, raw, work, mut rejects) =
+                open_resumable(&source, &io.raw, &io.out, "select zipfit", settings, &zipfit.target, None)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
             let (scorer, target_stats) = zipfit_scorer(&zipfit, &opts, progress, work.as_ref(), rejects.as_mut())?;
             let keep = Keep { k: io.k, require_fewer_than_eligible: false };
@@ -521,12 +571,19 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
         }
         SelectCommand::Random { source, seed, io } => {
             let settings = format!("{source:?} {io:?} {seed}");
-            let (opts, raw, work, mut rejects) = open_resumable(&source, &io.raw, &io.out, "select random", settings, &[], None)?;
+            let (opts, raw, work, mut rejects) =
+                open_resumable(&source, &io.raw, &io.out, "select random", settings, &[], None)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
             let keep = Keep { k: io.k, require_fewer_than_eligible: false };
             let scorer = crate::pipeline::RandomRowScorer;
-            let mut report =
-                lake.select_to(&scorer, keep, Noise::gumbel(seed), &io.out, io.scores_out.as_deref(), rejects.as_mut())?;
+            let mut report = lake.select_to(
+                &scorer,
+                keep,
+                Noise::gumbel(seed),
+                &io.out,
+                io.scores_out.as_deref(),
+                rejects.as_mut(),
+            )?;
             report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
             work.map(Work::finish).transpose()?;
             finish("select random", &io.out, report, Vec::new(), rejects, start, true)
@@ -553,7 +610,10 @@ fn score_proxy(
     let (scores, files) = spec.score(kind, &raw, &opts, rejects.as_mut(), progress, keep)?;
     scores.write(&io.out)?;
     if kept > 0 {
-        eprintln!("syllabus score {}: resumed an interrupted run: kept the scores of {kept} of {seeds} seeds", kind.column());
+        eprintln!(
+            "syllabus score {}: resumed an interrupted run: kept the scores of {kept} of {seeds} seeds",
+            kind.column()
+        );
     }
     work.map(Work::finish).transpose()?;
     let t = scores.timing;
@@ -625,7 +685,15 @@ fn fit_dsir(
     }
     let target = if args.target.is_empty() { Vec::new() } else { expand_inputs(&args.target)? };
     let feature_cache_bytes = args.feature_cache_mb << 20;
-    let job = DsirJob { raw, target: &target, read: opts, params: args.params(), budget: args.budget(), feature_cache_bytes, progress };
+    let job = DsirJob {
+        raw,
+        target: &target,
+        read: opts,
+        params: args.params(),
+        budget: args.budget(),
+        feature_cache_bytes,
+        progress,
+    };
     let fitted = match args.saved_model()? {
         Some(model) => Fitted { model, target_stats: Vec::new(), cache: FeatureCache::default() },
         None => job.fit_in(work, rejects)?,
@@ -648,4 +716,3 @@ fn zipfit_scorer(
     let (target, stats) = pipeline::zipfit::load_target_in(&target, opts, args.params(), progress, work, rejects)?;
     Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
 }
-

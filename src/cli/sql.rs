@@ -58,7 +58,10 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
             dsir_model: args.dsir_model.clone(),
             zipfit_target: args.zipfit_target.clone(),
             memory_limit_mb: args.memory_limit_mb,
-            schema_sample: crate::sql::tables::SchemaSample { rows: args.schema_sample_rows, files: args.schema_sample_files },
+            schema_sample: crate::sql::tables::SchemaSample {
+                rows: args.schema_sample_rows,
+                files: args.schema_sample_files,
+            },
             progress: crate::progress::Progress::new(quiet).enabled(),
             cluster: args.cluster.clone(),
         };
@@ -66,7 +69,9 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
         let mut out = Output::new(args.format, args.output.as_deref())?;
         let script = match (&args.command, &args.file) {
             (Some(c), _) => Some(c.clone()),
-            (None, Some(f)) => Some(crate::store::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
+            (None, Some(f)) => {
+                Some(crate::store::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+            }
             (None, None) if !std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;

@@ -186,15 +186,28 @@ impl LogicalExtensionCodec for LogicalCodec {
         self.inner.try_encode(node, buf)
     }
 
-    fn try_decode_table_provider(&self, buf: &[u8], table_ref: &TableReference, schema: SchemaRef, ctx: &TaskContext) -> Result<Arc<dyn TableProvider>> {
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
         match ours(buf) {
-            Some((k, body)) if k == Kind::LakeTable as u8 => Ok(Arc::new(LakeTable { spec: Arc::new(from_json(body)?) })),
+            Some((k, body)) if k == Kind::LakeTable as u8 => {
+                Ok(Arc::new(LakeTable { spec: Arc::new(from_json(body)?) }))
+            }
             Some((k, _)) => Err(DataFusionError::Internal(format!("unknown syllabus table kind {k}"))),
             None => self.inner.try_decode_table_provider(buf, table_ref, schema, ctx),
         }
     }
 
-    fn try_encode_table_provider(&self, table_ref: &TableReference, node: Arc<dyn TableProvider>, buf: &mut Vec<u8>) -> Result<()> {
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let any: &dyn std::any::Any = node.as_ref();
         if let Some(t) = any.downcast_ref::<LakeTable>() {
             put(buf, Kind::LakeTable, &json(t.spec.as_ref())?);
@@ -208,11 +221,19 @@ impl LogicalExtensionCodec for LogicalCodec {
         })
     }
 
-    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn datafusion::datasource::file_format::FileFormatFactory>> {
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn datafusion::datasource::file_format::FileFormatFactory>> {
         self.inner.try_decode_file_format(buf, ctx)
     }
 
-    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn datafusion::datasource::file_format::FileFormatFactory>) -> Result<()> {
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn datafusion::datasource::file_format::FileFormatFactory>,
+    ) -> Result<()> {
         self.inner.try_encode_file_format(buf, node)
     }
 
@@ -227,7 +248,13 @@ pub struct PhysicalCodec {
 }
 
 impl PhysicalExtensionCodec for PhysicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[Arc<dyn ExecutionPlan>], ctx: &TaskContext, conv: &dyn PhysicalProtoConverterExtension) -> Result<Arc<dyn ExecutionPlan>> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        conv: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         match ours(buf) {
             Some((k, body)) if k == Kind::LakeScan as u8 => {
                 let b: ScanBody = from_json(body)?;
@@ -241,10 +268,19 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         }
     }
 
-    fn try_encode(&self, node: Arc<dyn ExecutionPlan>, buf: &mut Vec<u8>, conv: &dyn PhysicalProtoConverterExtension) -> Result<()> {
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        conv: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
         let any: &dyn std::any::Any = node.as_ref();
         if let Some(scan) = any.downcast_ref::<LakeScanExec>() {
-            put(buf, Kind::LakeScan, &json(&ScanBody { spec: scan.spec.as_ref().clone(), projection: scan.projection.clone() })?);
+            put(
+                buf,
+                Kind::LakeScan,
+                &json(&ScanBody { spec: scan.spec.as_ref().clone(), projection: scan.projection.clone() })?,
+            );
             return Ok(());
         }
         self.inner.try_encode(node, buf, conv)

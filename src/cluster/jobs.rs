@@ -19,7 +19,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
@@ -30,14 +32,14 @@ use super::udf::{self, DsirCounts, DsirScore, DsirWords, GumbelKey, Zipfit};
 use super::Cluster;
 use crate::batch::{COL_DSIR_LOGW, COL_ID, COL_N_WORDS, COL_ZIPFIT};
 use crate::error::{Error, Result};
+use crate::pipeline::DsirJob;
 use crate::pipeline::{Keep, RunReport, ScoredLake};
 use crate::progress::Progress;
+use crate::score::dsir::FitBudget;
 use crate::score::dsir::{Counts, DsirModel, DsirParams};
 use crate::score::zipfit::ZipfitTarget;
 use crate::select::Ranked;
 use crate::sink::TableWriter;
-use crate::pipeline::DsirJob;
-use crate::score::dsir::FitBudget;
 use crate::source::{FileColumn, FileStats, InputFile, ReadOptions, RejectWriter};
 
 const TABLE: &str = "syllabus_lake";
@@ -75,7 +77,10 @@ fn readable(msg: &str) -> String {
 }
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, i: usize) -> Result<&'a T> {
-    b.column(i).as_any().downcast_ref::<T>().ok_or_else(|| Error::InvalidArgument(format!("cluster result column {i} has an unexpected type")))
+    b.column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| Error::InvalidArgument(format!("cluster result column {i} has an unexpected type")))
 }
 
 /// What a score job computes: the function and the output columns it gives.
@@ -87,7 +92,10 @@ pub enum Scoring {
 impl Scoring {
     fn fields(&self) -> Vec<Field> {
         match self {
-            Scoring::Dsir(_) => vec![Field::new(COL_DSIR_LOGW, DataType::Float64, false), Field::new(COL_N_WORDS, DataType::Int64, false)],
+            Scoring::Dsir(_) => vec![
+                Field::new(COL_DSIR_LOGW, DataType::Float64, false),
+                Field::new(COL_N_WORDS, DataType::Int64, false),
+            ],
             Scoring::Zipfit(_) => vec![Field::new(COL_ZIPFIT, DataType::Float64, false)],
         }
     }
@@ -103,7 +111,10 @@ impl Scoring {
     fn columns(&self, a: &ArrayRef) -> Result<Vec<ArrayRef>> {
         match self {
             Scoring::Dsir(_) => {
-                let s = a.as_any().downcast_ref::<StructArray>().ok_or_else(|| Error::InvalidArgument("DSIR scores are not a struct".into()))?;
+                let s = a
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .ok_or_else(|| Error::InvalidArgument("DSIR scores are not a struct".into()))?;
                 Ok(s.columns().to_vec())
             }
             Scoring::Zipfit(_) => Ok(vec![a.clone()]),
@@ -131,7 +142,12 @@ pub struct ClusterLake<'a> {
 }
 
 impl<'a> ClusterLake<'a> {
-    pub fn new(cluster: &'a Cluster, raw: &'a [InputFile], read: &'a ReadOptions, progress: &'a Progress) -> Result<Self> {
+    pub fn new(
+        cluster: &'a Cluster,
+        raw: &'a [InputFile],
+        read: &'a ReadOptions,
+        progress: &'a Progress,
+    ) -> Result<Self> {
         let spec = LakeSpec::new(raw, read)?;
         let ctx = &cluster.ctx;
         for t in [TABLE, INFO] {
@@ -144,9 +160,23 @@ impl<'a> ClusterLake<'a> {
 
     /// Fit DSIR: the target set's counts here (its rejects to `rejects`), the raw lake's on the
     /// cluster, each file up to its share of `budget`.
-    pub fn fit_dsir(&self, params: DsirParams, budget: FitBudget, target: &[InputFile], rejects: Option<&mut RejectWriter>) -> Result<(DsirModel, Vec<FileStats>)> {
+    pub fn fit_dsir(
+        &self,
+        params: DsirParams,
+        budget: FitBudget,
+        target: &[InputFile],
+        rejects: Option<&mut RejectWriter>,
+    ) -> Result<(DsirModel, Vec<FileStats>)> {
         params.validate()?;
-        let job = DsirJob { raw: self.raw, target, read: self.read, params: params.clone(), budget, feature_cache_bytes: 0, progress: self.progress };
+        let job = DsirJob {
+            raw: self.raw,
+            target,
+            read: self.read,
+            params: params.clone(),
+            budget,
+            feature_cache_bytes: 0,
+            progress: self.progress,
+        };
         let (target_counts, stats) = job.count_target(rejects)?;
         let raw = self.dsir_raw_counts(&params, params.per_file_budget(budget, self.raw.len()))?;
         Ok((DsirModel::try_new(params, raw, target_counts)?, stats))
@@ -156,22 +186,28 @@ impl<'a> ClusterLake<'a> {
     /// records (`--on-bad-record skip`) written to `rejects` in lake order: a pass that
     /// parses every row and scores none.
     pub fn file_stats(&self, mut rejects: Option<&mut RejectWriter>) -> Result<Vec<FileStats>> {
-        let mut stats: Vec<FileStats> =
-            self.raw.iter().map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() }).collect();
+        let mut stats: Vec<FileStats> = self
+            .raw
+            .iter()
+            .map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() })
+            .collect();
         let bar = self.progress.rows("read (cluster)");
         for b in self.collect(&format!("SELECT __file, __record, __stats FROM {INFO} ORDER BY __file, __loc"))? {
             let f: &UInt32Array = column(&b, 0)?;
             let r: &StringArray = column(&b, 1)?;
             let s: &StringArray = column(&b, 2)?;
             for i in 0..b.num_rows() {
-                let st = stats.get_mut(f.value(i) as usize).ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
+                let st = stats
+                    .get_mut(f.value(i) as usize)
+                    .ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
                 if r.is_valid(i) {
                     if let Some(w) = rejects.as_deref_mut() {
                         w.append_line(r.value(i))?;
                     }
                 }
                 if s.is_valid(i) {
-                    let info: super::lake::FileInfo = serde_json::from_str(s.value(i)).map_err(|e| Error::InvalidArgument(format!("the cluster's file counts: {e}")))?;
+                    let info: super::lake::FileInfo = serde_json::from_str(s.value(i))
+                        .map_err(|e| Error::InvalidArgument(format!("the cluster's file counts: {e}")))?;
                     st.read = info.read;
                     st.kept = info.kept;
                     st.rejected = info.rejected;
@@ -218,7 +254,10 @@ impl<'a> ClusterLake<'a> {
         let bar = self.progress.rows("fit: raw (cluster)");
         let b = self.collect(&format!("SELECT {}(__file, {}) FROM {TABLE}", udf::DSIR_COUNTS, self.text))?;
         bar.finish_and_clear();
-        let bytes = b.iter().find(|b| b.num_rows() > 0).ok_or_else(|| Error::InvalidArgument("the cluster returned no counts".into()))?;
+        let bytes = b
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::InvalidArgument("the cluster returned no counts".into()))?;
         let a: &BinaryArray = column(bytes, 0)?;
         udf::decode_counts(a.value(0), params.buckets)
     }
@@ -237,7 +276,9 @@ impl<'a> ClusterLake<'a> {
             let f: &UInt32Array = column(&b, 0)?;
             let e: &Int64Array = column(&b, 1)?;
             for i in 0..b.num_rows() {
-                let slot = per_file.get_mut(f.value(i) as usize).ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
+                let slot = per_file
+                    .get_mut(f.value(i) as usize)
+                    .ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
                 *slot = e.value(i) as u64;
             }
         }
@@ -267,7 +308,8 @@ impl<'a> ClusterLake<'a> {
             if pending.is_empty() {
                 return Ok(());
             }
-            let b = arrow::compute::concat_batches(&schema, pending.iter()).map_err(|e| Error::arrow("joining scores", e))?;
+            let b = arrow::compute::concat_batches(&schema, pending.iter())
+                .map_err(|e| Error::arrow("joining scores", e))?;
             pending.clear();
             writer.write(&b)
         };
@@ -281,7 +323,8 @@ impl<'a> ClusterLake<'a> {
                 let scores = scoring.columns(b.column(3))?;
                 let mut cols: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
                 cols.extend(scores);
-                let part = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building scores", e))?;
+                let part =
+                    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building scores", e))?;
                 if let Some(min) = min_words {
                     let w: &Int64Array = column(&part, 2)?;
                     eligible += w.values().iter().filter(|&&n| n >= min).count() as u64;
@@ -314,7 +357,14 @@ impl<'a> ClusterLake<'a> {
     /// Keep the k eligible rows with the greatest score (plus numpy's Gumbel draws with
     /// `seed`), and write them with all their columns and the score, as a local run does.
     /// `files`: [`ClusterLake::file_stats`] (the columns written come from it).
-    pub fn select_to(&self, scoring: &Scoring, files: Vec<FileStats>, keep: Keep, seed: Option<u32>, out: &Path) -> Result<RunReport> {
+    pub fn select_to(
+        &self,
+        scoring: &Scoring,
+        files: Vec<FileStats>,
+        keep: Keep,
+        seed: Option<u32>,
+        out: &Path,
+    ) -> Result<RunReport> {
         let dsir = match scoring {
             Scoring::Dsir(m) => Some(m.params.clone()),
             Scoring::Zipfit(_) => None,
@@ -328,14 +378,19 @@ impl<'a> ClusterLake<'a> {
         let k = keep.k;
         if keep.require_fewer_than_eligible && k >= eligible {
             let why = dsir.map_or("rows".to_string(), |p| format!("rows with at least {} words", p.min_words));
-            return Err(Error::InvalidArgument(format!("k = {k} must be smaller than the number of eligible rows ({eligible} {why})")));
+            return Err(Error::InvalidArgument(format!(
+                "k = {k} must be smaller than the number of eligible rows ({eligible} {why})"
+            )));
         }
         let f = scoring.udf();
         let name = f.name().to_string();
         self.register_udf(f);
         let (rank, filter) = scoring.rank_sql();
         let filter = filter.map(|f| format!("WHERE {f}")).unwrap_or_default();
-        let inner = format!("SELECT __file, __loc, {rank} AS score FROM (SELECT __file, __loc, {name}({}) AS s FROM {TABLE}) {filter}", self.text);
+        let inner = format!(
+            "SELECT __file, __loc, {rank} AS score FROM (SELECT __file, __loc, {name}({}) AS s FROM {TABLE}) {filter}",
+            self.text
+        );
         let key = match seed {
             Some(seed) => {
                 let mut offsets = Vec::with_capacity(per_file.len());
@@ -349,7 +404,9 @@ impl<'a> ClusterLake<'a> {
             }
             None => "score".into(),
         };
-        let sql = format!("SELECT __file, __loc, score, {key} AS key FROM ({inner}) ORDER BY key DESC, __file, __loc LIMIT {k}");
+        let sql = format!(
+            "SELECT __file, __loc, score, {key} AS key FROM ({inner}) ORDER BY key DESC, __file, __loc LIMIT {k}"
+        );
         let bar = self.progress.rows("select (cluster)");
         let mut chosen = Vec::with_capacity(usize::try_from(k.min(eligible)).unwrap_or(0));
         for b in self.collect(&sql)? {
@@ -358,7 +415,13 @@ impl<'a> ClusterLake<'a> {
             let score: &Float64Array = column(&b, 2)?;
             let key: &Float64Array = column(&b, 3)?;
             for i in 0..b.num_rows() {
-                chosen.push(Ranked { key: key.value(i), row: 0, score: score.value(i), file: file.value(i), loc: loc.value(i) });
+                chosen.push(Ranked {
+                    key: key.value(i),
+                    row: 0,
+                    score: score.value(i),
+                    file: file.value(i),
+                    loc: loc.value(i),
+                });
             }
         }
         bar.finish_and_clear();
@@ -366,7 +429,13 @@ impl<'a> ClusterLake<'a> {
         for (i, r) in chosen.iter_mut().enumerate() {
             r.row = i as u64;
         }
-        let lake = ScoredLake { raw: self.raw, read: self.read, progress: self.progress, file_column: self.file_column.clone(), work: None };
+        let lake = ScoredLake {
+            raw: self.raw,
+            read: self.read,
+            progress: self.progress,
+            file_column: self.file_column.clone(),
+            work: None,
+        };
         let field = scoring.fields()[0].clone();
         let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
@@ -401,18 +470,31 @@ mod tests {
         for budget in [FitBudget::All, FitBudget::Tokens(40_000)] {
             let params = DsirParams::default();
             let limit = params.per_file_budget(budget, files.len());
-            let ctx = datafusion::prelude::SessionContext::new_with_config(super::super::session_config().with_target_partitions(3));
-            ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(LakeSpec::new(&files, &read).unwrap()) })).unwrap();
+            let ctx = datafusion::prelude::SessionContext::new_with_config(
+                super::super::session_config().with_target_partitions(3),
+            );
+            ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(LakeSpec::new(&files, &read).unwrap()) }))
+                .unwrap();
             ctx.register_udaf(AggregateUDF::new_from_impl(DsirCounts::new(params.clone(), limit)));
             let sql = format!("SELECT {}(__file, \"text\") FROM {TABLE}", udf::DSIR_COUNTS);
             let batches = rt.block_on(async { ctx.sql(&sql).await.unwrap().collect().await }).unwrap_or_else(|e| {
-                let plan = rt.block_on(async { ctx.sql(&format!("EXPLAIN {sql}")).await.unwrap().collect().await.unwrap() });
+                let plan =
+                    rt.block_on(async { ctx.sql(&format!("EXPLAIN {sql}")).await.unwrap().collect().await.unwrap() });
                 panic!("{e}\n{}", arrow::util::pretty::pretty_format_batches(&plan).unwrap())
             });
             let a = batches[0].column(0).as_any().downcast_ref::<BinaryArray>().unwrap();
             let got = udf::decode_counts(a.value(0), params.buckets).unwrap();
-            let target = crate::source::expand_inputs(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/target")]).unwrap();
-            let job = DsirJob { raw: &files, target: &target, read: &read, params, budget, feature_cache_bytes: 0, progress: &progress };
+            let target =
+                crate::source::expand_inputs(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/target")]).unwrap();
+            let job = DsirJob {
+                raw: &files,
+                target: &target,
+                read: &read,
+                params,
+                budget,
+                feature_cache_bytes: 0,
+                progress: &progress,
+            };
             assert_eq!(got, job.fit(None).unwrap().model.raw, "{budget:?}");
         }
     }

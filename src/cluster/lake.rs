@@ -25,7 +25,9 @@ use datafusion::common::{project_schema, DataFusionError};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+};
 
 use crate::source::{BadRecordPolicy, Extras, InputFile, LakeReader, ReadOptions};
 
@@ -60,9 +62,14 @@ impl LakeSpec {
         let files = files
             .iter()
             .map(|f| {
-                let path = f.path.to_str().ok_or_else(|| crate::Error::InvalidArgument(format!("{}: not a UTF-8 path", f.name)))?;
+                let path = f
+                    .path
+                    .to_str()
+                    .ok_or_else(|| crate::Error::InvalidArgument(format!("{}: not a UTF-8 path", f.name)))?;
                 if f.name == "-" {
-                    return Err(crate::Error::InvalidArgument("standard input cannot be read by a cluster: give files".into()));
+                    return Err(crate::Error::InvalidArgument(
+                        "standard input cannot be read by a cluster: give files".into(),
+                    ));
                 }
                 Ok((path.to_string(), f.name.clone()))
             })
@@ -128,7 +135,6 @@ pub struct LakeTable {
 
 #[async_trait::async_trait]
 impl datafusion::catalog::TableProvider for LakeTable {
-
     fn schema(&self) -> SchemaRef {
         self.spec.schema()
     }
@@ -176,19 +182,30 @@ pub struct LakeScanExec {
 }
 
 impl LakeScanExec {
-    pub fn try_new(spec: Arc<LakeSpec>, projection: Option<Vec<usize>>, input: Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Self> {
+    pub fn try_new(
+        spec: Arc<LakeSpec>,
+        projection: Option<Vec<usize>>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::error::Result<Self> {
         let schema = project_schema(&spec.schema(), projection.as_ref())?;
         // Within a partition (one file) rows come by (__file, __loc): say so when both are
         // projected, so ORDER BY __file, __loc merges the partitions instead of sorting.
         let mut eq = EquivalenceProperties::new(schema.clone());
         if let (Ok(f), Ok(l)) = (schema.index_of(COL_FILE), schema.index_of(COL_LOC)) {
-            let col = |name: &str, i: usize| PhysicalSortExpr::new_default(Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)));
+            let col = |name: &str, i: usize| {
+                PhysicalSortExpr::new_default(Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)))
+            };
             if let Some(order) = LexOrdering::new(vec![col(COL_FILE, f), col(COL_LOC, l)]) {
                 eq.add_orderings(vec![order]);
             }
         }
         let partitions = input.properties().output_partitioning().partition_count();
-        let props = PlanProperties::new(eq, Partitioning::UnknownPartitioning(partitions), EmissionType::Incremental, Boundedness::Bounded);
+        let props = PlanProperties::new(
+            eq,
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
         Ok(LakeScanExec { spec, projection, input, schema, props: Arc::new(props) })
     }
 }
@@ -218,13 +235,19 @@ impl ExecutionPlan for LakeScanExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn datafusion::physical_expr::PhysicalExpr>) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion>,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion>,
     ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion> {
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[_; 1]>::try_from(children).map_err(|_| DataFusionError::Internal("LakeScanExec has one input".into()))?;
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let [input] =
+            <[_; 1]>::try_from(children).map_err(|_| DataFusionError::Internal("LakeScanExec has one input".into()))?;
         Ok(Arc::new(LakeScanExec::try_new(self.spec.clone(), self.projection.clone(), input)?))
     }
 
@@ -242,7 +265,9 @@ impl ExecutionPlan for LakeScanExec {
                     Ok(b) => match b.column(0).as_any().downcast_ref::<UInt32Array>() {
                         Some(a) => indices.extend(a.values().iter().copied()),
                         None => {
-                            send(Err(crate::Error::InvalidArgument("a lake scan's input is not a list of files".into())));
+                            send(Err(crate::Error::InvalidArgument(
+                                "a lake scan's input is not a list of files".into(),
+                            )));
                             return;
                         }
                     },
@@ -338,7 +363,12 @@ fn info_of(files: &[InputFile], read: &ReadOptions, index: u32, schema: &SchemaR
     }
     let stats = reader.into_stats().pop().unwrap_or_default();
     writer.finish()?;
-    let info = FileInfo { read: stats.read, kept: stats.kept, rejected: stats.rejected, fields: stats.fields_seen.into_iter().collect() };
+    let info = FileInfo {
+        read: stats.read,
+        kept: stats.kept,
+        rejected: stats.rejected,
+        fields: stats.fields_seen.into_iter().collect(),
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
     let mut records: Vec<Option<String>> = text.lines().map(|l| Some(l.to_string())).collect();
     records.push(None);

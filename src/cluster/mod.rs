@@ -39,7 +39,9 @@ fn ballista_err(e: impl std::fmt::Display) -> Error {
 pub fn parse_url(url: &str) -> Result<(String, u16)> {
     let rest = url.strip_prefix("df://").unwrap_or(url).trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| Error::InvalidArgument(format!("{url}: the port is not a number")))?),
+        Some((h, p)) => {
+            (h, p.parse::<u16>().map_err(|_| Error::InvalidArgument(format!("{url}: the port is not a number")))?)
+        }
         None => {
             return Err(Error::InvalidArgument(format!(
                 "{url}: give the scheduler's port too, as df://HOST:PORT (the scheduler's default is {DEFAULT_PORT})"
@@ -95,7 +97,8 @@ fn runtime(temp: Option<&str>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
 
 /// A session state with syllabus's stateless SQL functions (the stateful ones travel in plans).
 fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
-    let mut state = SessionStateBuilder::new().with_default_features().with_config(config).with_runtime_env(runtime(None)?).build();
+    let mut state =
+        SessionStateBuilder::new().with_default_features().with_config(config).with_runtime_env(runtime(None)?).build();
     use datafusion::execution::FunctionRegistry;
     state.register_udf(Arc::new(crate::sql::udf::n_words()))?;
     state.register_udf(Arc::new(crate::sql::udf::ncd()))?;
@@ -150,7 +153,8 @@ pub fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
     rt.block_on(async move {
         let cluster = BallistaCluster::new_from_config(&config).await.map_err(ballista_err)?;
         eprintln!("syllabus cluster scheduler: listening on {addr}");
@@ -187,7 +191,10 @@ pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
         bind_host: addr.ip().to_string(),
         external_host: Some(addr.ip().to_string()),
         port: addr.port(),
-        grpc_port: addr.port().checked_add(1).ok_or_else(|| Error::InvalidArgument("the executor's port must leave PORT + 1 free".into()))?,
+        grpc_port: addr
+            .port()
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument("the executor's port must leave PORT + 1 free".into()))?,
         scheduler_host,
         scheduler_port,
         vcores: opts.concurrency,
@@ -200,7 +207,8 @@ pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
         override_physical_codec: Some(Arc::new(codec::PhysicalCodec::default())),
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
     eprintln!("syllabus cluster executor: serving on {addr}, scheduler {}", opts.scheduler);
     rt.block_on(start_executor_process(Arc::new(config))).map_err(ballista_err)
 }
@@ -218,7 +226,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn connect(url: &str) -> Result<Cluster> {
         let (host, port) = parse_url(url)?;
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
         watch_signals();
         let ctx = rt.block_on(connect(&host, port))?;
         Ok(Cluster { url: url.to_string(), host, port, ctx, rt })
@@ -235,10 +246,12 @@ pub async fn connect(host: &str, port: u16) -> Result<SessionContext> {
     // Ballista connects lazily; say plainly when the scheduler is not there.
     let addr = parse_addr(&format!("{host}:{port}"))?;
     let url = format!("df://{host}:{port}");
-    tokio::task::spawn_blocking(move || std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10)))
-        .await
-        .map_err(|e| Error::InvalidArgument(format!("cluster: {e}")))?
-        .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+    })
+    .await
+    .map_err(|e| Error::InvalidArgument(format!("cluster: {e}")))?
+    .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
     // The client polls its jobs' status (instead of a pushed stream) so that it knows each
     // job's id as soon as the scheduler accepts it, and can cancel it ([`cancel_jobs`]).
     let config = session_config().set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true);
@@ -377,7 +390,8 @@ pub fn watch_signals() {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+                else {
                     return;
                 };
                 let code = tokio::select! {
@@ -385,15 +399,23 @@ pub fn watch_signals() {
                     _ = term.recv() => 143,
                 };
                 match tokio::time::timeout(std::time::Duration::from_secs(10), cancel_live()).await {
-                    Ok(0) => eprintln!("syllabus: interrupted (no job of this command was left to cancel on the cluster)"),
-                    Ok(n) => eprintln!("syllabus: interrupted; {n} job(s) of this command on the cluster were cancelled"),
-                    Err(_) => eprintln!("syllabus: interrupted; the cluster's scheduler did not answer the cancellation within 10 s"),
+                    Ok(0) => {
+                        eprintln!("syllabus: interrupted (no job of this command was left to cancel on the cluster)")
+                    }
+                    Ok(n) => {
+                        eprintln!("syllabus: interrupted; {n} job(s) of this command on the cluster were cancelled")
+                    }
+                    Err(_) => eprintln!(
+                        "syllabus: interrupted; the cluster's scheduler did not answer the cancellation within 10 s"
+                    ),
                 }
                 std::process::exit(code);
             });
         });
         if let Err(e) = started {
-            eprintln!("syllabus: cannot watch for interrupts ({e}): an interrupted command leaves its cluster job running");
+            eprintln!(
+                "syllabus: cannot watch for interrupts ({e}): an interrupted command leaves its cluster job running"
+            );
         }
     });
 }

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
@@ -86,7 +88,10 @@ impl DsirScore {
     }
 
     fn fields() -> Fields {
-        Fields::from(vec![Field::new(COL_DSIR_LOGW, DataType::Float64, false), Field::new(COL_N_WORDS, DataType::Int64, false)])
+        Fields::from(vec![
+            Field::new(COL_DSIR_LOGW, DataType::Float64, false),
+            Field::new(COL_N_WORDS, DataType::Int64, false),
+        ])
     }
 }
 
@@ -104,9 +109,8 @@ impl ScalarUDFImpl for DsirScore {
         let a = arrays(&args)?;
         let text: &StringArray = array(&a, 0, DSIR)?;
         // In row order, one featurizer per batch: the same sums as the local scorer's.
-        let (logw, words): (Vec<f64>, Vec<i64>) = (0..text.len())
-            .map(|i| self.model.score_text(if text.is_valid(i) { text.value(i) } else { "" }))
-            .unzip();
+        let (logw, words): (Vec<f64>, Vec<i64>) =
+            (0..text.len()).map(|i| self.model.score_text(if text.is_valid(i) { text.value(i) } else { "" })).unzip();
         let s = StructArray::new(
             Self::fields(),
             vec![Arc::new(Float64Array::from(logw)), Arc::new(Int64Array::from(words))],
@@ -145,7 +149,9 @@ impl ScalarUDFImpl for DsirWords {
         let text: &StringArray = array(&a, 0, DSIR_WORDS)?;
         let p = &self.params;
         let words: Vec<i64> = with_featurizer(p, |fz| {
-            (0..text.len()).map(|i| p.n_words(fz.count_words(if text.is_valid(i) { text.value(i) } else { "" }))).collect()
+            (0..text.len())
+                .map(|i| p.n_words(fz.count_words(if text.is_valid(i) { text.value(i) } else { "" })))
+                .collect()
         });
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(words))))
     }
@@ -220,7 +226,10 @@ impl GumbelKey {
             seed,
             offsets: Arc::new(offsets),
             state: Mutex::new(HashMap::new()),
-            signature: Signature::exact(vec![DataType::UInt32, DataType::UInt64, DataType::Float64], Volatility::Volatile),
+            signature: Signature::exact(
+                vec![DataType::UInt32, DataType::UInt64, DataType::Float64],
+                Volatility::Volatile,
+            ),
         }
     }
 }
@@ -240,7 +249,8 @@ impl ScalarUDFImpl for GumbelKey {
         let file: &UInt32Array = array(&a, 0, GUMBEL)?;
         let loc: &UInt64Array = array(&a, 1, GUMBEL)?;
         let score: &Float64Array = array(&a, 2, GUMBEL)?;
-        let mut state = self.state.lock().map_err(|_| datafusion::error::DataFusionError::Internal("poisoned".into()))?;
+        let mut state =
+            self.state.lock().map_err(|_| datafusion::error::DataFusionError::Internal("poisoned".into()))?;
         let mut keys = Vec::with_capacity(file.len());
         for i in 0..file.len() {
             let (f, l) = (file.value(i), loc.value(i));
@@ -273,7 +283,11 @@ identity_eq!(DsirCounts);
 
 impl DsirCounts {
     pub fn new(params: DsirParams, per_file_limit: Option<u64>) -> Self {
-        DsirCounts { params, per_file_limit, signature: Signature::exact(vec![DataType::UInt32, DataType::Utf8], Volatility::Immutable) }
+        DsirCounts {
+            params,
+            per_file_limit,
+            signature: Signature::exact(vec![DataType::UInt32, DataType::Utf8], Volatility::Immutable),
+        }
     }
 }
 
@@ -324,7 +338,8 @@ impl CountsAccumulator {
     }
 
     fn merge(&mut self, bytes: &[u8]) -> Result<()> {
-        let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let words: Vec<u64> =
+            bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         let n = self.counts.counts.len();
         if words.first().copied() != Some(n as u64) || words.len() < 1 + n || (words.len() - 1 - n) % 3 != 0 {
             return exec_err!("{DSIR_COUNTS}: a partial state of another shape");
@@ -389,7 +404,11 @@ impl Accumulator for CountsAccumulator {
 /// Bucket counts from what `syllabus_dsir_counts` returns.
 pub fn decode_counts(bytes: &[u8], buckets: u32) -> crate::Result<Counts> {
     if bytes.len() != 8 * buckets as usize {
-        return Err(crate::Error::InvalidArgument(format!("the cluster returned {} bytes of counts, not {}", bytes.len(), 8 * buckets)));
+        return Err(crate::Error::InvalidArgument(format!(
+            "the cluster returned {} bytes of counts, not {}",
+            bytes.len(),
+            8 * buckets
+        )));
     }
     Ok(Counts { counts: bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect() })
 }

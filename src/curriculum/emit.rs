@@ -41,8 +41,24 @@ pub struct ShardBuilder {
 }
 
 impl ShardBuilder {
-    pub fn new(dtype: TokenDtype, packing: Packing, seq_len: u32, pad_id: u32, seqs_per_shard: u64, domains: usize) -> Self {
-        let cur = Shard { dtype, packed: packing == Packing::Concat, seq_len, pad_id, first_seq: 0, tokens: Vec::new(), seqs: Vec::new(), docs: Vec::new() };
+    pub fn new(
+        dtype: TokenDtype,
+        packing: Packing,
+        seq_len: u32,
+        pad_id: u32,
+        seqs_per_shard: u64,
+        domains: usize,
+    ) -> Self {
+        let cur = Shard {
+            dtype,
+            packed: packing == Packing::Concat,
+            seq_len,
+            pad_id,
+            first_seq: 0,
+            tokens: Vec::new(),
+            seqs: Vec::new(),
+            docs: Vec::new(),
+        };
         ShardBuilder {
             dtype,
             packed: packing == Packing::Concat,
@@ -77,7 +93,14 @@ impl ShardBuilder {
                 Some(i) => self.cur.docs[i].len += take as u32,
                 None => {
                     let flags = if rest.len() < tokens.len() { DOC_CONTINUED } else { 0 };
-                    self.cur.docs.push(DocPiece { start: self.cur.tokens.len() as u64, doc, len: take as u32, weight, domain, flags });
+                    self.cur.docs.push(DocPiece {
+                        start: self.cur.tokens.len() as u64,
+                        doc,
+                        len: take as u32,
+                        weight,
+                        domain,
+                        flags,
+                    });
                     self.open_doc = Some(self.cur.docs.len() - 1);
                 }
             }
@@ -133,7 +156,16 @@ impl ShardBuilder {
 
     fn cut(&mut self) {
         let next_first = self.cur.first_seq + self.cur.seqs.len() as u64;
-        let fresh = Shard { dtype: self.dtype, packed: self.packed, seq_len: self.seq_len as u32, pad_id: self.pad_id, first_seq: next_first, tokens: Vec::new(), seqs: Vec::new(), docs: Vec::new() };
+        let fresh = Shard {
+            dtype: self.dtype,
+            packed: self.packed,
+            seq_len: self.seq_len as u32,
+            pad_id: self.pad_id,
+            first_seq: next_first,
+            tokens: Vec::new(),
+            seqs: Vec::new(),
+            docs: Vec::new(),
+        };
         let done = std::mem::replace(&mut self.cur, fresh);
         self.ready.push(done);
     }
@@ -401,7 +433,8 @@ impl CurriculumTable {
             Arc::new(self.weight.finish()),
             Arc::new(self.first_sequence.finish()),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| Error::arrow("building the curriculum table", e))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), cols)
+            .map_err(|e| Error::arrow("building the curriculum table", e))?;
         self.rows = 0;
         self.writer.write(&batch)
     }
@@ -481,7 +514,11 @@ impl Emit<'_> {
         let mut pending: Vec<Pending> = Vec::with_capacity(window.min(1 << 16));
         let mut position = 0u64;
         let mut totals = Totals::default();
-        let mut flush = |pending: &mut Vec<Pending>, builder: &mut ShardBuilder, sink: &mut ShardSink, table: &mut CurriculumTable| -> Result<()> {
+        let mut flush = |pending: &mut Vec<Pending>,
+                         builder: &mut ShardBuilder,
+                         sink: &mut ShardSink,
+                         table: &mut CurriculumTable|
+         -> Result<()> {
             let weights: Vec<f64> = match &spec.reweight {
                 Some(r) => {
                     let losses: Vec<f64> = pending.iter().map(|p| p.rec.loss).collect();
@@ -555,7 +592,9 @@ impl Emit<'_> {
                     flush(&mut pending, &mut builder, &mut sink, &mut table)?;
                 }
             }
-            let by_domain = |v: &[u64]| -> IndexMap<String, u64> { prepared.domains.iter().cloned().zip(v.iter().copied()).collect() };
+            let by_domain = |v: &[u64]| -> IndexMap<String, u64> {
+                prepared.domains.iter().cloned().zip(v.iter().copied()).collect()
+            };
             phases.push(PhaseReport {
                 start_token: phase.start_token,
                 end_token: phase.end_token,
@@ -587,7 +626,8 @@ impl Emit<'_> {
         table.flush()?;
         table.writer.finish()?;
         totals.padding_tokens = builder.padding_tokens;
-        totals.sequences = sink.entries.iter().filter(|e| e.format == sink.entries[0].format).map(|e| e.sequences).sum();
+        totals.sequences =
+            sink.entries.iter().filter(|e| e.format == sink.entries[0].format).map(|e| e.sequences).sum();
         totals.shards = sink.index;
         Ok(Emitted { budget: schedule.budget, totals, phases, shards: sink.entries })
     }
@@ -612,7 +652,8 @@ mod tests {
         let (shards, pad) = build(Packing::Concat, 4, 1, &docs);
         assert_eq!(shards.len(), 3);
         assert_eq!(pad, 3);
-        let stream: Vec<u32> = shards.iter().flat_map(|s| s.doc_token_stream().flatten().copied().collect::<Vec<_>>()).collect();
+        let stream: Vec<u32> =
+            shards.iter().flat_map(|s| s.doc_token_stream().flatten().copied().collect::<Vec<_>>()).collect();
         assert_eq!(stream, (1..=9).collect::<Vec<u32>>());
         // Doc 1 spans shards 0 and 1: flagged on both sides.
         assert_eq!(shards[0].docs[1].flags, DOC_CONTINUES);

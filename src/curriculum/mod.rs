@@ -269,7 +269,10 @@ impl CurriculumSpec {
         let o = &self.order;
         match o.method {
             OrderMethod::Ascending | OrderMethod::Descending | OrderMethod::Folding if o.by.is_none() => {
-                return Err(cfg_err("order.by", format!("{:?} ordering needs a score column", o.method).to_lowercase()));
+                return Err(cfg_err(
+                    "order.by",
+                    format!("{:?} ordering needs a score column", o.method).to_lowercase(),
+                ));
             }
             OrderMethod::Input | OrderMethod::Random if o.by.is_some() => {
                 return Err(cfg_err("order.by", "only ascending, descending and folding use a score column"));
@@ -423,11 +426,17 @@ impl Build<'_> {
     /// its size: refuse settings whose memory is more than the machine has.
     fn check_memory(&self) -> Result<()> {
         let out = &self.spec.output;
-        crate::limits::check_memory(&format!("a shard of {} tokens (output.shard_tokens)", out.shard_tokens), out.shard_tokens as f64 * 8.0)
-            .map_err(|e| cfg_err("output.shard_tokens", e))?;
+        crate::limits::check_memory(
+            &format!("a shard of {} tokens (output.shard_tokens)", out.shard_tokens),
+            out.shard_tokens as f64 * 8.0,
+        )
+        .map_err(|e| cfg_err("output.shard_tokens", e))?;
         let sort = self.spec.order.sort_memory_mb as f64 * 1048576.0;
-        crate::limits::check_memory(&format!("a sort buffer of {} MiB (order.sort_memory_mb)", self.spec.order.sort_memory_mb), sort)
-            .map_err(|e| cfg_err("order.sort_memory_mb", e))
+        crate::limits::check_memory(
+            &format!("a sort buffer of {} MiB (order.sort_memory_mb)", self.spec.order.sort_memory_mb),
+            sort,
+        )
+        .map_err(|e| cfg_err("order.sort_memory_mb", e))
     }
 
     pub fn run(&self) -> Result<Manifest> {
@@ -498,7 +507,8 @@ impl Build<'_> {
                 method: format!("{:?}", o.method).to_lowercase(),
                 by: o.by.clone(),
                 passes: (o.method == OrderMethod::Folding).then_some(o.passes),
-                on_exhausted: format!("{:?}", spec.schedule.as_ref().map_or(Exhausted::Stop, |s| s.on_exhausted)).to_lowercase(),
+                on_exhausted: format!("{:?}", spec.schedule.as_ref().map_or(Exhausted::Stop, |s| s.on_exhausted))
+                    .to_lowercase(),
                 note: matches!(o.method, OrderMethod::Ascending | OrderMethod::Folding).then(|| {
                     "ascending-quality curricula help under a constant or moderately decayed learning rate \
                      (final about 1/3 of peak) or with checkpoint averaging; the gain vanishes under decay to ~0 \

@@ -201,30 +201,39 @@ impl Prepare<'_> {
         bar.set_position(st.read);
         let (mut batches, mut checkpoints) = (0u64, 0u64);
         let mut since_checkpoint = 0u64;
-        for_each_ordered(&mut reader, |b| self.work(b), |b, batch_out| {
-            since_checkpoint += self.push(&b, batch_out, &mut st, &mut out, work)?;
-            let end = b.end.as_deref().expect("a tracked reader");
-            if files.len() <= b.file {
-                files.resize_with(b.file + 1, FileStats::default);
-            }
-            files[b.file] = end.stats.clone();
-            bar.inc(b.batch.num_rows() as u64);
-            batches += 1;
-            crate::failpoint::hit(format_args!("prepare-batch-{batches}"));
-            if since_checkpoint >= self.checkpoint_bytes {
-                out.sync()?;
-                if let Some(path) = rejects {
-                    // The reader flushed each reject as it wrote it; make them durable too.
-                    std::fs::File::open(path).and_then(|f| f.sync_data()).map_err(|e| Error::io(path, e))?;
+        for_each_ordered(
+            &mut reader,
+            |b| self.work(b),
+            |b, batch_out| {
+                since_checkpoint += self.push(&b, batch_out, &mut st, &mut out, work)?;
+                let end = b.end.as_deref().expect("a tracked reader");
+                if files.len() <= b.file {
+                    files.resize_with(b.file + 1, FileStats::default);
                 }
-                let ck = Checkpoint { point: end.point.clone(), files: files.clone(), rejects_len: end.rejects_len, state: st.clone() };
-                super::save_marker(work, CHECKPOINT_FILE, &ck)?;
-                since_checkpoint = 0;
-                checkpoints += 1;
-                crate::failpoint::hit(format_args!("prepare-checkpoint-{checkpoints}"));
-            }
-            Ok(Flow::Continue)
-        })?;
+                files[b.file] = end.stats.clone();
+                bar.inc(b.batch.num_rows() as u64);
+                batches += 1;
+                crate::failpoint::hit(format_args!("prepare-batch-{batches}"));
+                if since_checkpoint >= self.checkpoint_bytes {
+                    out.sync()?;
+                    if let Some(path) = rejects {
+                        // The reader flushed each reject as it wrote it; make them durable too.
+                        std::fs::File::open(path).and_then(|f| f.sync_data()).map_err(|e| Error::io(path, e))?;
+                    }
+                    let ck = Checkpoint {
+                        point: end.point.clone(),
+                        files: files.clone(),
+                        rejects_len: end.rejects_len,
+                        state: st.clone(),
+                    };
+                    super::save_marker(work, CHECKPOINT_FILE, &ck)?;
+                    since_checkpoint = 0;
+                    checkpoints += 1;
+                    crate::failpoint::hit(format_args!("prepare-checkpoint-{checkpoints}"));
+                }
+                Ok(Flow::Continue)
+            },
+        )?;
         bar.finish_and_clear();
         let rejected = reader.into_stats().iter().map(|s| s.rejected).sum();
         out.finish()?;
@@ -256,7 +265,12 @@ impl Prepare<'_> {
         let out = Outputs {
             tokens: Store::resume(&work.join(TOKENS_FILE), st.tok_off * 4)?,
             ids: Store::resume(&work.join(IDS_FILE), st.id_off)?,
-            records: st.documents.iter().enumerate().map(|(i, &n)| RecWriter::resume(&rec_path(work, i), n)).collect::<Result<_>>()?,
+            records: st
+                .documents
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| RecWriter::resume(&rec_path(work, i), n))
+                .collect::<Result<_>>()?,
         };
         let records = ck.files.iter().map(|f| f.rejected).sum();
         let rejects = rejects.map(|p| RejectWriter::reopen(p, Some((ck.rejects_len, records)))).transpose()?;
@@ -264,7 +278,14 @@ impl Prepare<'_> {
     }
 
     /// Append one batch's documents to the stores; returns the store bytes written.
-    fn push(&self, b: &SourceBatch, batch_out: BatchOut, st: &mut State, out: &mut Outputs, work: &Path) -> Result<u64> {
+    fn push(
+        &self,
+        b: &SourceBatch,
+        batch_out: BatchOut,
+        st: &mut State,
+        out: &mut Outputs,
+        work: &Path,
+    ) -> Result<u64> {
         let ids = id_column(&b.batch)?;
         let before = st.tok_off * 4 + st.id_off;
         for (i, toks) in batch_out.tokens.iter().enumerate() {

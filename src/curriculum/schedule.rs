@@ -54,8 +54,13 @@ impl Schedule {
     /// One phase over all tokens, each domain's share its share of the tokens available.
     pub fn natural(tokens_per_domain: &[u64]) -> Schedule {
         let total: u64 = tokens_per_domain.iter().sum();
-        let mixture = tokens_per_domain.iter().map(|&t| if total == 0 { 0.0 } else { t as f64 / total as f64 }).collect();
-        Schedule { budget: total, phases: vec![Phase { start_token: 0, end_token: total, mixture }], interpolate: false }
+        let mixture =
+            tokens_per_domain.iter().map(|&t| if total == 0 { 0.0 } else { t as f64 / total as f64 }).collect();
+        Schedule {
+            budget: total,
+            phases: vec![Phase { start_token: 0, end_token: total, mixture }],
+            interpolate: false,
+        }
     }
 
     /// The mixture at absolute token `t` within phase `i`.

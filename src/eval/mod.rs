@@ -128,7 +128,14 @@ fn model_used<S: serde::Serializer>(m: &crate::proxy::Resolved, s: S) -> std::re
         lr: f64,
         weight_decay: f64,
     }
-    let used = Used { width: m.width, layers: m.layers, context: m.context, batch_size: m.batch_size, lr: m.lr, weight_decay: m.weight_decay };
+    let used = Used {
+        width: m.width,
+        layers: m.layers,
+        context: m.context,
+        batch_size: m.batch_size,
+        lr: m.lr,
+        weight_decay: m.weight_decay,
+    };
     used.serialize(s)
 }
 
@@ -655,7 +662,8 @@ mod tests {
 
     #[test]
     fn every_is_rounded_to_whole_steps() {
-        let p = |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 100, model: ProxyParams::default() };
+        let p =
+            |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 100, model: ProxyParams::default() };
         let r = p(None).resolve().unwrap();
         assert_eq!(r.step_tokens, 16 * 64);
         assert_eq!(r.every, 1024, "10 steps: a point every step");

@@ -141,14 +141,19 @@ pub fn draw(path: &Path, report: &EvalReport) -> Result<()> {
             }
             let line = points.iter().map(|p| (p.0 as f64, p.1));
             if dashed {
-                chart.draw_series(DashedLineSeries::new(line, 8, 5, color.stroke_width(3))).map_err(|e| perr(path, e))?;
+                chart
+                    .draw_series(DashedLineSeries::new(line, 8, 5, color.stroke_width(3)))
+                    .map_err(|e| perr(path, e))?;
             } else {
                 chart.draw_series(LineSeries::new(line, color.stroke_width(3))).map_err(|e| perr(path, e))?;
             }
             // The legend entry, in the strip beside the data.
             let y = 48 + 24 * c as i32;
             let sample = if dashed {
-                vec![PathElement::new(vec![(8, y), (16, y)], color.stroke_width(3)), PathElement::new(vec![(22, y), (30, y)], color.stroke_width(3))]
+                vec![
+                    PathElement::new(vec![(8, y), (16, y)], color.stroke_width(3)),
+                    PathElement::new(vec![(22, y), (30, y)], color.stroke_width(3)),
+                ]
             } else {
                 vec![PathElement::new(vec![(8, y), (30, y)], color.stroke_width(3))]
             };
@@ -158,13 +163,18 @@ pub fn draw(path: &Path, report: &EvalReport) -> Result<()> {
             legend.draw(&Text::new(fit(cand, 18), (36, y - 8), text.clone())).map_err(|e| perr(path, e))?;
         }
         // What the view leaves out: the untrained loss (the same model and seeds for all).
-        let untrained: Vec<f64> =
-            (0..report.candidates.len()).filter_map(|c| report.curves[c][v].first().filter(|p| p.0 == 0).map(|p| p.1)).collect();
+        let untrained: Vec<f64> = (0..report.candidates.len())
+            .filter_map(|c| report.curves[c][v].first().filter(|p| p.0 == 0).map(|p| p.1))
+            .collect();
         if let Some(&u) = untrained.first() {
             let y = 48 + 24 * report.candidates.len() as i32 + 12;
             let note = ("sans-serif", 12).into_font().color(&BLACK.mix(0.7));
-            legend.draw(&Text::new(format!("at 0 tokens: {u:.2} nats"), (8, y), note.clone())).map_err(|e| perr(path, e))?;
-            legend.draw(&Text::new("(untrained, off the view)".to_string(), (8, y + 16), note)).map_err(|e| perr(path, e))?;
+            legend
+                .draw(&Text::new(format!("at 0 tokens: {u:.2} nats"), (8, y), note.clone()))
+                .map_err(|e| perr(path, e))?;
+            legend
+                .draw(&Text::new("(untrained, off the view)".to_string(), (8, y + 16), note))
+                .map_err(|e| perr(path, e))?;
         }
     }
     root.present().map_err(|e| perr(path, e))?;

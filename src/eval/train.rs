@@ -273,13 +273,7 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| Unit { tokens: (0..n).map(|t| (i * 100 + t) as u32).collect(), weight: 1.0 })
             .collect();
-        Streams {
-            kind,
-            units,
-            documents: lens.len() as u64,
-            counts: Counts::new(1),
-            hash: String::new(),
-        }
+        Streams { kind, units, documents: lens.len() as u64, counts: Counts::new(1), hash: String::new() }
     }
 
     #[test]
@@ -336,9 +330,15 @@ mod tests {
         // Candle's path (the GPU's) on the CPU against the engine: the same curve up to rounding.
         let s = streams(Kind::Table, &[30, 12, 50, 7, 41, 22]);
         let valid: Vec<&[Unit]> = vec![&s.units[..3]];
-        let r = crate::proxy::ProxyParams { width: Some(32), layers: Some(1), context: Some(8), batch_size: Some(4), ..Default::default() }
-            .resolve(crate::proxy::ProxyKind::Lm)
-            .unwrap();
+        let r = crate::proxy::ProxyParams {
+            width: Some(32),
+            layers: Some(1),
+            context: Some(8),
+            batch_size: Some(4),
+            ..Default::default()
+        }
+        .resolve(crate::proxy::ProxyKind::Lm)
+        .unwrap();
         let shape = LmShape { vocab: 600, width: 32, layers: 1, context: 8 };
         let run = |b: Backend| train(shape, &r, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
         let (engine, candle) = (run(Backend::Engine), run(Backend::Candle(Device::Cpu)));

@@ -140,7 +140,8 @@ impl FeedbackConfig {
         }
         if let Some(g) = &self.graph {
             if g.len() != domains.len()
-                || g.iter().any(|row| row.len() != domains.len() || row.iter().any(|x| !(x.is_finite() && x.abs() <= 1e3)))
+                || g.iter()
+                    .any(|row| row.len() != domains.len() || row.iter().any(|x| !(x.is_finite() && x.abs() <= 1e3)))
             {
                 return bad(
                     "graph",
@@ -631,7 +632,12 @@ impl Feedback {
             mixture: named(&mixture),
             report: Report::new(),
         };
-        self.recent.push_back(Recent { decision: d.clone(), digest: digest(&report), rule: before.0, planner: before.1 });
+        self.recent.push_back(Recent {
+            decision: d.clone(),
+            digest: digest(&report),
+            rule: before.0,
+            planner: before.1,
+        });
         if self.recent.len() > REPLACEABLE_DECISIONS {
             self.recent.pop_front();
         }
@@ -658,7 +664,9 @@ impl Feedback {
                 Err(Error::InvalidArgument(format!("the log replaces decision {k}, older than serve can replace")))
             };
             let (again, _) = self.report(d.report_step, d.report.clone(), domains_of, plan, &mut no_older)?;
-            if again.mixture != d.mixture || again.global_batch_size != d.global_batch_size || again.decision != d.decision
+            if again.mixture != d.mixture
+                || again.global_batch_size != d.global_batch_size
+                || again.decision != d.decision
             {
                 return Err(Error::InvalidArgument(format!(
                     "decision {} of the log does not replay to the same mixture (logged {:?}, replayed {:?})",
@@ -726,7 +734,8 @@ mod tests {
 
     /// A report with no log behind it (older decisions are an error).
     fn send(f: &mut Feedback, step: u64, r: Report, domains: &[u16], plan: &mut [u64]) -> Result<(Decision, Outcome)> {
-        let mut no_log = |k: u64| -> Result<Option<Decision>> { Err(Error::InvalidArgument(format!("no log for {k}"))) };
+        let mut no_log =
+            |k: u64| -> Result<Option<Decision>> { Err(Error::InvalidArgument(format!("no log for {k}"))) };
         f.report(step, r, domains, plan, &mut no_log)
     }
 
@@ -763,7 +772,8 @@ mod tests {
             assert!(e.contains("values must be finite and within"), "{e}");
         }
         assert_eq!((f.decided(), f.due_step()), (0, 0));
-        let (d, _) = send(&mut f, 0, report(&[("a", vec![1e12, 1e12]), ("b", vec![-1e12])]), &domains, &mut plan).unwrap();
+        let (d, _) =
+            send(&mut f, 0, report(&[("a", vec![1e12, 1e12]), ("b", vec![-1e12])]), &domains, &mut plan).unwrap();
         assert!(d.mixture.values().all(|p| p.is_finite()), "{:?}", d.mixture);
     }
 
@@ -832,7 +842,9 @@ mod tests {
         f.extend(&domains, &mut plan);
         let mut log = Vec::new();
         for s in 0..5 {
-            log.push(send(&mut f, s, report(&[("a", vec![s as f64]), ("b", vec![1.0])]), &domains, &mut plan).unwrap().0);
+            log.push(
+                send(&mut f, s, report(&[("a", vec![s as f64]), ("b", vec![1.0])]), &domains, &mut plan).unwrap().0,
+            );
         }
         // A replaced decision is appended to the log; replay follows it.
         log.push(send(&mut f, 3, report(&[("a", vec![9.0])]), &domains, &mut plan).unwrap().0);

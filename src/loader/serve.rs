@@ -218,7 +218,8 @@ impl LogLines {
     fn next_line(&mut self) -> Result<Option<String>> {
         loop {
             let mut buf = Vec::new();
-            let l = read_line_bounded(&mut self.reader, &mut buf, MAX_LINE_BYTES).map_err(|e| Error::io(&self.path, e))?;
+            let l =
+                read_line_bounded(&mut self.reader, &mut buf, MAX_LINE_BYTES).map_err(|e| Error::io(&self.path, e))?;
             if l.bytes == 0 {
                 return Ok(None);
             }
@@ -386,7 +387,13 @@ fn connection(conn: UnixStream, state: &Mutex<State>) {
         match read_line_bounded(&mut reader, &mut buf, MAX_LINE_BYTES) {
             Ok(Line { bytes: 0, .. }) | Err(_) => return,
             Ok(Line { over_limit: true, .. }) => {
-                let _ = out.write_all(format!("{}\n", json!({"ok": false, "error": format!("a request longer than {MAX_LINE_BYTES} bytes")})).as_bytes());
+                let _ = out.write_all(
+                    format!(
+                        "{}\n",
+                        json!({"ok": false, "error": format!("a request longer than {MAX_LINE_BYTES} bytes")})
+                    )
+                    .as_bytes(),
+                );
                 return;
             }
             Ok(_) => {}

@@ -20,6 +20,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
 use arrow::datatypes::Field;
 
 use super::scored::RowScorer;
+use super::work::{rejects_at, FitCheckpoint, Prologue, Work};
 use crate::batch::{text_column, RecordBatch};
 use crate::error::Result;
 use crate::par::{for_each_ordered, Flow};
@@ -27,7 +28,6 @@ use crate::progress::Progress;
 use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
-use super::work::{rejects_at, FitCheckpoint, Prologue, Work};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -125,11 +125,19 @@ pub struct Fitted {
 
 /// Bucket counts and per-document feature totals of one batch, and with `record` its
 /// features for the cache.
-fn batch_counts(params: &DsirParams, batch: &RecordBatch, record: bool) -> Result<(Counts, Vec<u64>, Option<BatchFeatures>)> {
+fn batch_counts(
+    params: &DsirParams,
+    batch: &RecordBatch,
+    record: bool,
+) -> Result<(Counts, Vec<u64>, Option<BatchFeatures>)> {
     let text = text_column(batch)?;
     let mut counts = Counts::new(params.buckets);
     let mut per_doc = Vec::with_capacity(text.len());
-    let mut features = record.then(|| BatchFeatures { buckets: Vec::new(), ends: Vec::with_capacity(text.len()), words: Vec::with_capacity(text.len()) });
+    let mut features = record.then(|| BatchFeatures {
+        buckets: Vec::new(),
+        ends: Vec::with_capacity(text.len()),
+        words: Vec::with_capacity(text.len()),
+    });
     for t in text.iter() {
         let (n, words) = counts.add_text_with(params, t.unwrap_or(""), |b| {
             if let Some(f) = features.as_mut() {
@@ -164,18 +172,26 @@ impl DsirJob<'_> {
                 return Ok(Fitted { model, target_stats: p.target_stats(), cache: FeatureCache::default() });
             }
         }
-        let prologue = work.and_then(Work::prologue).filter(|p| p.dsir_target.as_ref().is_some_and(|t| t.len() == params.buckets as usize));
+        let prologue = work
+            .and_then(Work::prologue)
+            .filter(|p| p.dsir_target.as_ref().is_some_and(|t| t.len() == params.buckets as usize));
         let (target, target_stats) = match prologue {
             Some(p) => (Counts { counts: p.dsir_target.clone().expect("checked") }, p.target_stats()),
             None => {
                 let (target, stats) = self.count_target(rejects.as_deref_mut())?;
                 if let Some(w) = work {
-                    w.save_prologue(&Prologue::new(&stats, rejects_at(rejects.as_deref()), Some(target.counts.clone())))?;
+                    w.save_prologue(&Prologue::new(
+                        &stats,
+                        rejects_at(rejects.as_deref()),
+                        Some(target.counts.clone()),
+                    ))?;
                 }
                 (target, stats)
             }
         };
-        let resume = work.and_then(Work::fit).filter(|f| f.raw.len() == params.buckets as usize && f.next_file <= self.raw.len());
+        let resume = work
+            .and_then(Work::fit)
+            .filter(|f| f.raw.len() == params.buckets as usize && f.next_file <= self.raw.len());
         let (raw, cache) = self.count_raw(resume, work)?;
         let model = DsirModel::try_new(params.clone(), raw, target)?;
         if let Some(w) = work {
@@ -191,11 +207,15 @@ impl DsirJob<'_> {
         let bar = self.progress.rows("fit: target");
         let mut target = Counts::new(params.buckets);
         let mut reader = LakeReader::new(self.target, self.read, Extras::none(), rejects);
-        for_each_ordered(&mut reader, |b| batch_counts(params, &b.batch, false), |b, (c, _, _)| {
-            bar.inc(b.batch.num_rows() as u64);
-            target.merge(&c);
-            Ok(Flow::Continue)
-        })?;
+        for_each_ordered(
+            &mut reader,
+            |b| batch_counts(params, &b.batch, false),
+            |b, (c, _, _)| {
+                bar.inc(b.batch.num_rows() as u64);
+                target.merge(&c);
+                Ok(Flow::Continue)
+            },
+        )?;
         bar.finish_and_clear();
         Ok((target, reader.into_stats()))
     }
@@ -226,45 +246,49 @@ impl DsirJob<'_> {
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         // Files before `current` are counted in full: a checkpoint can be saved when it moves.
         let (mut current, mut saved_at) = (first_file, None::<std::time::Instant>);
-        for_each_ordered(&mut reader, |b| batch_counts(params, &b.batch, recording.load(relaxed)), |b, (c, per_doc, features)| {
-            if b.file != current {
-                current = b.file;
-                if let Some(w) = work.filter(|_| saved_at.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0)) {
-                    w.save_fit(&FitCheckpoint { next_file: current, raw: raw.counts.clone() })?;
-                    saved_at = Some(std::time::Instant::now());
-                }
-                crate::failpoint::hit(format_args!("fit-file-{current}"));
-            }
-            bar.inc(b.batch.num_rows() as u64);
-            let total = &mut file_totals[b.file];
-            let batch_sum: u64 = per_doc.iter().sum();
-            match limit {
-                Some(limit) if *total + batch_sum > limit => {
-                    // Rows after a stop are numbered differently in pass 2: cache no further.
-                    cache.close();
-                    recording.store(false, relaxed);
-                    // The stop falls inside this batch: count documents one by one up to it.
-                    let text = text_column(&b.batch)?;
-                    for (i, n) in per_doc.iter().enumerate() {
-                        raw.add_text(params, text.value(i));
-                        *total += n;
-                        if *total > limit {
-                            return Ok(Flow::SkipFile(b.file));
-                        }
+        for_each_ordered(
+            &mut reader,
+            |b| batch_counts(params, &b.batch, recording.load(relaxed)),
+            |b, (c, per_doc, features)| {
+                if b.file != current {
+                    current = b.file;
+                    if let Some(w) = work.filter(|_| saved_at.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0)) {
+                        w.save_fit(&FitCheckpoint { next_file: current, raw: raw.counts.clone() })?;
+                        saved_at = Some(std::time::Instant::now());
                     }
-                    Ok(Flow::Continue)
+                    crate::failpoint::hit(format_args!("fit-file-{current}"));
                 }
-                _ => {
-                    *total += batch_sum;
-                    raw.merge(&c);
-                    cache.push(b.first_row, features);
-                    if !cache.recording() {
+                bar.inc(b.batch.num_rows() as u64);
+                let total = &mut file_totals[b.file];
+                let batch_sum: u64 = per_doc.iter().sum();
+                match limit {
+                    Some(limit) if *total + batch_sum > limit => {
+                        // Rows after a stop are numbered differently in pass 2: cache no further.
+                        cache.close();
                         recording.store(false, relaxed);
+                        // The stop falls inside this batch: count documents one by one up to it.
+                        let text = text_column(&b.batch)?;
+                        for (i, n) in per_doc.iter().enumerate() {
+                            raw.add_text(params, text.value(i));
+                            *total += n;
+                            if *total > limit {
+                                return Ok(Flow::SkipFile(b.file));
+                            }
+                        }
+                        Ok(Flow::Continue)
                     }
-                    Ok(Flow::Continue)
+                    _ => {
+                        *total += batch_sum;
+                        raw.merge(&c);
+                        cache.push(b.first_row, features);
+                        if !cache.recording() {
+                            recording.store(false, relaxed);
+                        }
+                        Ok(Flow::Continue)
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         bar.finish_and_clear();
         Ok((raw, cache))
     }

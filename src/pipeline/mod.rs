@@ -9,24 +9,22 @@ pub mod zipfit;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-
 use crate::batch::COL_DOMAIN;
 use crate::config::{PipelineConfig, SelectConfig};
 use crate::curriculum::prepare::DomainOf;
 use crate::curriculum::{begin_work, inputs_fingerprint, load_marker, save_marker};
 use crate::error::{Error, Result};
-use crate::shard::manifest::{json_hash, MANIFEST_FILE};
-use crate::score::dsir::DsirModel;
 use crate::progress::Progress;
+use crate::score::dsir::DsirModel;
 use crate::select::Noise;
+use crate::shard::manifest::{json_hash, MANIFEST_FILE};
 use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
 pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
 pub use random::RandomRowScorer;
 pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
-pub use zipfit::ZipfitRowScorer;
 use work::Work;
-
+pub use zipfit::ZipfitRowScorer;
 
 /// What `syllabus run` produced.
 #[derive(Debug, serde::Serialize)]
@@ -201,9 +199,10 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
                     // DSIR and ZIP-FIT keep their finished files in `OUT/work/select`, so a run
                     // killed while selecting resumes at the file it was on; proxies their
                     // finished seeds.
-                    let select_work = matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_) | SelectConfig::Proxy(_))
-                        .then(|| Work::at(work.join("select"), key.clone()))
-                        .transpose()?;
+                    let select_work =
+                        matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_) | SelectConfig::Proxy(_))
+                            .then(|| Work::at(work.join("select"), key.clone()))
+                            .transpose()?;
                     let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: select_work.as_ref() };
                     let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
@@ -285,7 +284,9 @@ fn select(
                 progress,
             };
             let Fitted { model, target_stats, cache } = match &sel.model {
-                Some(p) => Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() },
+                Some(p) => {
+                    Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() }
+                }
                 None => job.fit_in(lake.work, rejects.as_mut())?,
             };
             model.save(&out_dir.join("dsir_model.json"))?;
@@ -316,7 +317,8 @@ fn select(
         }
         SelectConfig::Zipfit(sel) => {
             let target = expand_inputs(&sel.target)?;
-            let (target, target_stats) = zipfit::load_target_in(&target, read, sel.params(), progress, lake.work, rejects.as_mut())?;
+            let (target, target_stats) =
+                zipfit::load_target_in(&target, read, sel.params(), progress, lake.work, rejects.as_mut())?;
             let scorer = ZipfitRowScorer::new(Arc::new(target));
             let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
             let mut report = lake.select_to(&scorer, keep, Noise::None, &selected, Some(&scores), rejects.as_mut())?;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use super::work::{FileDone, RejectsAt, Work};
 use crate::batch::{id_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
@@ -23,7 +24,6 @@ use crate::sink::TableWriter;
 use crate::source::{
     lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
 };
-use super::work::{FileDone, RejectsAt, Work};
 
 /// Scores whole source batches for the scoring pass.
 pub trait RowScorer: Sync {
@@ -108,7 +108,6 @@ fn part_schema(fields: &[Field]) -> SchemaRef {
     Arc::new(Schema::new(all))
 }
 
-
 /// An Arrow IPC file written as `NAME.tmp`, fsynced and renamed when finished.
 struct PartWriter {
     path: std::path::PathBuf,
@@ -139,15 +138,25 @@ impl PartWriter {
 }
 
 /// Hand the rows of a finished file's part to `each`; returns the next row's index.
-fn replay_part(path: &Path, schema: &SchemaRef, file: usize, mut first_row: u64, each: &mut impl FnMut(&Scored) -> Result<()>) -> Result<u64> {
+fn replay_part(
+    path: &Path,
+    schema: &SchemaRef,
+    file: usize,
+    mut first_row: u64,
+    each: &mut impl FnMut(&Scored) -> Result<()>,
+) -> Result<u64> {
     if !path.exists() {
         // A file without rows (empty, or every row rejected) has no part.
         return Ok(first_row);
     }
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None).map_err(|e| Error::arrow("reading a part", e))?;
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(f), None)
+        .map_err(|e| Error::arrow("reading a part", e))?;
     if reader.schema().fields() != schema.fields() {
-        return Err(Error::InvalidArgument(format!("{}: not the part this run writes; remove its work directory", path.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{}: not the part this run writes; remove its work directory",
+            path.display()
+        )));
     }
     for b in reader {
         let b = b.map_err(|e| Error::arrow("reading a part", e))?;
@@ -208,7 +217,8 @@ impl ScoredLake<'_> {
             return Ok(stats);
         }
         // Records in the rejects file before the lake's: the target set's (none without a file).
-        let rejects_base = rejects.as_ref().map_or(0, |r| r.count().saturating_sub(stats.iter().map(|s| s.rejected).sum::<u64>()));
+        let rejects_base =
+            rejects.as_ref().map_or(0, |r| r.count().saturating_sub(stats.iter().map(|s| s.rejected).sum::<u64>()));
         let has_rejects = rejects.is_some();
         let bar = self.progress.rows("score");
         bar.set_position(first_row);
@@ -223,7 +233,13 @@ impl ScoredLake<'_> {
             |b| scorer.score(b),
             |b, columns| {
                 let ids = id_column(&b.batch)?;
-                each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
+                each(&Scored {
+                    ids,
+                    columns: &columns,
+                    file: b.file,
+                    locations: &b.locations,
+                    first_row: b.first_row,
+                })?;
                 bar.inc(b.batch.num_rows() as u64);
                 let Some(work) = self.work else { return Ok(Flow::Continue) };
                 if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
@@ -358,7 +374,13 @@ impl ScoredLake<'_> {
 
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
     /// Only the chosen lines are parsed, and each file is left after its last chosen row.
-    pub(crate) fn write_rows(&self, stats: &[FileStats], chosen: &[Ranked], field: Field, out: &Path) -> Result<Vec<u64>> {
+    pub(crate) fn write_rows(
+        &self,
+        stats: &[FileStats],
+        chosen: &[Ranked],
+        field: Field,
+        out: &Path,
+    ) -> Result<Vec<u64>> {
         let mut extras = lake_extras(self.raw, stats, self.read)?;
         // The score column replaces a lake column of its name (re-selecting a selection).
         extras.fields.retain(|f| f.name() != field.name());

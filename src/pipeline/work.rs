@@ -134,7 +134,11 @@ impl Work {
             }
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let kept = if same { (0..).map_while(|i| load_marker::<FileDone>(&dir, &Self::file_marker(i))).collect() } else { Vec::new() };
+        let kept = if same {
+            (0..).map_while(|i| load_marker::<FileDone>(&dir, &Self::file_marker(i))).collect()
+        } else {
+            Vec::new()
+        };
         let mut work = Work { dir, key, created: same.into(), kept, resumed: None };
         if same {
             let fit_files = if work.model_path().exists() { usize::MAX } else { work.fit().map_or(0, |f| f.next_file) };

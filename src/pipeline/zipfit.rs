@@ -10,13 +10,13 @@ use arrow::array::ArrayRef;
 use arrow::datatypes::Field;
 
 use super::scored::RowScorer;
+use super::work::{rejects_at, Prologue, Work};
 use crate::batch::text_column;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
 use crate::score::Scorer;
 use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
-use super::work::{rejects_at, Prologue, Work};
 
 /// Read every target row and compress each target once.
 pub fn load_target(

@@ -512,7 +512,8 @@ mod tests {
             mine.step(&mut m.params, &grads);
             opt.backward_step(&lm.loss(&b, denom as f64).unwrap()).unwrap();
         }
-        let theirs: Vec<f32> = p.vars.iter().flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+        let theirs: Vec<f32> =
+            p.vars.iter().flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
         close(&m.params, &theirs, 1e-4, "parameters after 4 steps");
     }
 }

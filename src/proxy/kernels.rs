@@ -313,7 +313,15 @@ simd! {
 
 /// Backward of [`layer_norm`]: `dx += ∂/∂x`, `dg += Σ dout·x̂`, `db += Σ dout` (over rows, in
 /// order).
-pub fn layer_norm_back(dout: &[f32], xhat: &[f32], rstd: &[f32], g: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32]) {
+pub fn layer_norm_back(
+    dout: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+) {
     let d = g.len();
     let n = rstd.len();
     let (dout, xhat, dx) = (&dout[..n * d], &xhat[..n * d], &mut dx[..n * d]);
@@ -444,7 +452,15 @@ fn weighted_rows<const HD: usize>(w: &[f32], rows: &[f32], stride: usize) -> [f3
 
 /// One head of [`attention_fwd`] with heads of `HD` dimensions known at compile time.
 #[inline(always)]
-fn head_fwd<const HD: usize>(qkv: &[f32], t: usize, h: usize, scale: f32, kt: &mut [f32], p: &mut [f32], y: &mut [f32]) {
+fn head_fwd<const HD: usize>(
+    qkv: &[f32],
+    t: usize,
+    h: usize,
+    scale: f32,
+    kt: &mut [f32],
+    p: &mut [f32],
+    y: &mut [f32],
+) {
     let d3 = qkv.len() / t;
     let d = d3 / 3;
     transpose_head(qkv, t, 1, h, HD, kt);
@@ -831,7 +847,10 @@ mod tests {
         // wrong one: EL2N sqrt(2).
         for k in [10usize, 2048] {
             let (l, e) = loss_and_el2n(&vec![2.0; k], &[], 3);
-            assert!((l - (k as f64).ln()).abs() < 1e-6 && (e - (1.0 - 1.0 / k as f64).sqrt()).abs() < 1e-6, "{k}: {l} {e}");
+            assert!(
+                (l - (k as f64).ln()).abs() < 1e-6 && (e - (1.0 - 1.0 / k as f64).sqrt()).abs() < 1e-6,
+                "{k}: {l} {e}"
+            );
         }
         let (l, e) = loss_and_el2n(&[0.0, 100.0, 0.0], &[], 1);
         assert!(l.abs() < 1e-9 && e.abs() < 1e-9, "{l} {e}");
@@ -850,7 +869,12 @@ mod tests {
             let bias: Vec<f32> = (0..k).map(|i| (i % 5) as f32 * 0.3).collect();
             let zb: Vec<f32> = z.iter().zip(&bias).map(|(a, b)| a + b).collect();
             assert_eq!(loss_and_el2n(&z, &bias, y), loss_and_el2n(&zb, &[], y));
-            assert!((l - p.loss).abs() < 1e-5 * (1.0 + p.loss) && (e - p.el2n).abs() < 1e-6, "{l} {} {e} {}", p.loss, p.el2n);
+            assert!(
+                (l - p.loss).abs() < 1e-5 * (1.0 + p.loss) && (e - p.el2n).abs() < 1e-6,
+                "{l} {} {e} {}",
+                p.loss,
+                p.el2n
+            );
         }
     }
 }

@@ -70,7 +70,12 @@ mod tests {
             let y = (rng.next_u64() % 50) as usize;
             let p = predict(&logits, y);
             let (l, e) = loss_and_el2n(&logits, y);
-            assert!((l - p.loss).abs() < 1e-4 * (1.0 + p.loss) && (e - p.el2n).abs() < 1e-5, "{l} {} {e} {}", p.loss, p.el2n);
+            assert!(
+                (l - p.loss).abs() < 1e-4 * (1.0 + p.loss) && (e - p.el2n).abs() < 1e-5,
+                "{l} {} {e} {}",
+                p.loss,
+                p.el2n
+            );
         }
     }
 

@@ -119,7 +119,11 @@ impl ProxyParams {
             return bad("epochs must be a non-negative number");
         }
         if r.epochs > crate::limits::PROXY_EPOCHS {
-            return bad(&format!("epochs = {}: at most {} (a proxy is trained briefly)", r.epochs, crate::limits::PROXY_EPOCHS));
+            return bad(&format!(
+                "epochs = {}: at most {} (a proxy is trained briefly)",
+                r.epochs,
+                crate::limits::PROXY_EPOCHS
+            ));
         }
         use crate::limits::*;
         for (limit, v) in [
@@ -634,7 +638,10 @@ pub fn check_lm_memory(shape: LmShape, r: &Resolved) -> Result<()> {
     let activations = positions * (l * (16.0 * w + 3.0 * heads * t) + 3.0 * v);
     let estimate = 4.0 * (4.0 * params + 2.0 * activations);
     crate::limits::check_memory(
-        &format!("an lm of width {}, {} layers, context {}, batch {}, vocabulary {}", r.width, r.layers, r.context, r.batch_size, shape.vocab),
+        &format!(
+            "an lm of width {}, {} layers, context {}, batch {}, vocabulary {}",
+            r.width, r.layers, r.context, r.batch_size, shape.vocab
+        ),
         estimate,
     )
     .map_err(Error::InvalidArgument)
@@ -768,7 +775,13 @@ fn average(
     Ok(acc.into_iter().map(|(l, e, g)| (l / k, e / k, g / k)).collect())
 }
 
-fn into_scores(ids: Vec<String>, rows: Vec<(f64, f64, f64)>, grand: Grand, n_tokens: Option<Vec<u64>>, timing: Timing) -> Scores {
+fn into_scores(
+    ids: Vec<String>,
+    rows: Vec<(f64, f64, f64)>,
+    grand: Grand,
+    n_tokens: Option<Vec<u64>>,
+    timing: Timing,
+) -> Scores {
     Scores {
         timing,
         ids,
@@ -838,7 +851,10 @@ pub fn mlp_scores(
     let params = f * w + (l - 1.0).max(0.0) * w * w + w * c + c;
     let estimate = 4.0 * (4.0 * params + 2.0 * b * (l * 4.0 * w + 3.0 * c + f));
     crate::limits::check_memory(
-        &format!("an mlp proxy of {features} features, width {}, {} layers, {classes} classes, batch {}", r.width, r.layers, r.batch_size),
+        &format!(
+            "an mlp proxy of {features} features, width {}, {} layers, {classes} classes, batch {}",
+            r.width, r.layers, r.batch_size
+        ),
         estimate,
     )
     .map_err(Error::InvalidArgument)?;
@@ -908,7 +924,8 @@ mod tests {
         // Central differences over every parameter of a small trained mlp, independent of
         // autograd: the gradient norm they give is exact GraNd.
         let data = toy();
-        let r = ProxyParams { epochs: Some(1.0), width: Some(4), ..Default::default() }.resolve(ProxyKind::Mlp).unwrap();
+        let r =
+            ProxyParams { epochs: Some(1.0), width: Some(4), ..Default::default() }.resolve(ProxyKind::Mlp).unwrap();
         let shape = MlpShape { features: 5, classes: 3, width: 4, layers: 1 };
         let (model, p) = train_mlp(shape, &r, 1, &data, &Device::Cpu).unwrap();
         let exact = score_mlp(&model, &p, &data, Grand::Exact).unwrap();
@@ -921,7 +938,10 @@ mod tests {
                 let dims = v.as_tensor().shape().clone();
                 let orig = v.as_tensor().flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
                 let set = |vals: Vec<f32>| {
-                    let t = candle_core::Tensor::from_vec(vals, dims.clone(), &Device::Cpu).unwrap().to_dtype(v.dtype()).unwrap();
+                    let t = candle_core::Tensor::from_vec(vals, dims.clone(), &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(v.dtype())
+                        .unwrap();
                     v.set(&t).unwrap();
                 };
                 for k in 0..orig.len() {
@@ -939,7 +959,11 @@ mod tests {
                 }
             }
             let fd = sq.sqrt();
-            assert!((fd - exact[i].2).abs() < 1e-2 * (1.0 + fd), "row {i}: finite differences {fd}, exact GraNd {}", exact[i].2);
+            assert!(
+                (fd - exact[i].2).abs() < 1e-2 * (1.0 + fd),
+                "row {i}: finite differences {fd}, exact GraNd {}",
+                exact[i].2
+            );
         }
     }
 
@@ -970,8 +994,17 @@ mod tests {
             assert!((auto - closed[d].2).abs() < 1e-4 * (1.0 + auto), "doc {d}: {auto} vs {}", closed[d].2);
             assert!(exact[d].2 + 1e-6 >= auto, "all parameters include the output layer");
             let c = on_candle[d];
-            assert!((c.0 - exact[d].0).abs() < 1e-5 && (c.1 - exact[d].1).abs() < 1e-5, "doc {d}: {c:?} vs {:?}", exact[d]);
-            assert!((c.2 - exact[d].2).abs() < 1e-4 * (1.0 + c.2), "doc {d}: exact GraNd {} (autograd) vs {}", c.2, exact[d].2);
+            assert!(
+                (c.0 - exact[d].0).abs() < 1e-5 && (c.1 - exact[d].1).abs() < 1e-5,
+                "doc {d}: {c:?} vs {:?}",
+                exact[d]
+            );
+            assert!(
+                (c.2 - exact[d].2).abs() < 1e-4 * (1.0 + c.2),
+                "doc {d}: exact GraNd {} (autograd) vs {}",
+                c.2,
+                exact[d].2
+            );
             // Scores do not depend on the scoring batch size.
             assert!((exact[d].0 - closed[d].0).abs() < 1e-5 && (exact[d].1 - closed[d].1).abs() < 1e-5);
             assert!(closed[d].1 >= 0.0 && closed[d].1 <= 2f64.sqrt());
@@ -982,10 +1015,17 @@ mod tests {
     fn the_engine_and_candle_train_and_score_alike() {
         // Candle's path (the GPU's) on the CPU: same weights, batches and optimiser, so the
         // same scores up to rounding.
-        let docs: Vec<Vec<u32>> = (0..12).map(|d| (0..(5 + 7 * d)).map(|i| ((i * 7 + d) % 30) as u32 + 1).collect()).collect();
-        let r = ProxyParams { width: Some(32), layers: Some(2), context: Some(16), epochs: Some(2.0), ..Default::default() }
-            .resolve(ProxyKind::Lm)
-            .unwrap();
+        let docs: Vec<Vec<u32>> =
+            (0..12).map(|d| (0..(5 + 7 * d)).map(|i| ((i * 7 + d) % 30) as u32 + 1).collect()).collect();
+        let r = ProxyParams {
+            width: Some(32),
+            layers: Some(2),
+            context: Some(16),
+            epochs: Some(2.0),
+            ..Default::default()
+        }
+        .resolve(ProxyKind::Lm)
+        .unwrap();
         let shape = LmShape { vocab: 32, width: 32, layers: 2, context: 16 };
         let run = |b: Backend| {
             let (m, n) = train_lm(shape, &r, 3, &docs, 0, &b).unwrap();
@@ -1011,8 +1051,15 @@ mod tests {
         let data = || toy();
         let params = ProxyParams { epochs: Some(1.0), width: Some(8), ..Default::default() };
         let one = |seed, seeds| {
-            mlp_scores(data(), None, &ProxyParams { seeds: Some(seeds), ..params.clone() }, seed, Grand::LastLayer, None)
-                .unwrap()
+            mlp_scores(
+                data(),
+                None,
+                &ProxyParams { seeds: Some(seeds), ..params.clone() },
+                seed,
+                Grand::LastLayer,
+                None,
+            )
+            .unwrap()
         };
         let (a, b, both) = (one(5, 1), one(6, 1), one(5, 2));
         for i in 0..a.el2n.len() {
@@ -1020,7 +1067,11 @@ mod tests {
             assert!((both.loss[i] - (a.loss[i] + b.loss[i]) / 2.0).abs() < 1e-12);
         }
         let again = one(5, 2);
-        assert_eq!((&again.el2n, &again.loss, &again.grand), (&both.el2n, &both.loss, &both.grand), "the same seeds give the same scores");
+        assert_eq!(
+            (&again.el2n, &again.loss, &again.grand),
+            (&both.el2n, &both.loss, &both.grand),
+            "the same seeds give the same scores"
+        );
         assert_ne!(a.el2n, b.el2n);
     }
 

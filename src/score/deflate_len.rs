@@ -45,11 +45,13 @@ const HEAP_SIZE: usize = 2 * L_CODES + 1;
 const END_BLOCK: usize = 256;
 
 const EXTRA_LBITS: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const BASE_LENGTH: [u16; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
-const EXTRA_DBITS: [u8; 30] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+const BASE_LENGTH: [u16; 29] =
+    [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const EXTRA_DBITS: [u8; 30] =
+    [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 const BASE_DIST: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385,
-    24577,
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+    8193, 12289, 16385, 24577,
 ];
 const EXTRA_BLBITS: [u8; BL_CODES] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 7];
 const BL_ORDER: [usize; BL_CODES] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
@@ -114,7 +116,15 @@ impl Freqs {
 
 impl Parse {
     /// A new stream's state (zlib's lm_init).
-    const START: Parse = Parse { strstart: 0, ins_h: 0, match_length: MIN_MATCH - 1, match_start: 0, prev_length: MIN_MATCH - 1, prev_match: 0, match_available: false };
+    const START: Parse = Parse {
+        strstart: 0,
+        ins_h: 0,
+        match_length: MIN_MATCH - 1,
+        match_start: 0,
+        prev_length: MIN_MATCH - 1,
+        prev_match: 0,
+        match_available: false,
+    };
 }
 
 /// A candidate, parsed up to where it waits for the target, and the scratch of its pairs.
@@ -169,7 +179,8 @@ impl Prefix {
         self.head.fill(0);
         self.parse = Parse::START;
         self.freqs = Freqs::ZERO;
-        let mut ctx = RunCtx { level: self.level, window: &self.window, head: &mut self.head, prev: &mut self.prev, undo: None };
+        let mut ctx =
+            RunCtx { level: self.level, window: &self.window, head: &mut self.head, prev: &mut self.prev, undo: None };
         run(&mut ctx, &mut self.parse, &mut self.freqs, x.len(), false);
         true
     }
@@ -186,7 +197,13 @@ impl Prefix {
         let (mut parse, mut freqs) = (self.parse, self.freqs.clone());
         self.undo.clear();
         run(
-            &mut RunCtx { level: self.level, window: &self.window, head: &mut self.head, prev: &mut self.prev, undo: Some(&mut self.undo) },
+            &mut RunCtx {
+                level: self.level,
+                window: &self.window,
+                head: &mut self.head,
+                prev: &mut self.prev,
+                undo: Some(&mut self.undo),
+            },
             &mut parse,
             &mut freqs,
             n,
@@ -278,7 +295,8 @@ fn common_prefix(a: &[u8], b: &[u8], from: usize) -> usize {
     let n = a.len();
     let mut i = from;
     while i + 8 <= n {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes")) ^ u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"))
+            ^ u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         if x != 0 {
             return i + (x.trailing_zeros() / 8) as usize;
         }
@@ -406,7 +424,8 @@ impl Block {
         let mut j = k << 1;
         while j <= self.heap_len {
             // SAFETY: j + 1 <= heap_len < HEAP_SIZE where it is read.
-            let (mut hj, mut kj) = unsafe { (*heap.get_unchecked(j), Self::key(t, &self.depth, *heap.get_unchecked(j))) };
+            let (mut hj, mut kj) =
+                unsafe { (*heap.get_unchecked(j), Self::key(t, &self.depth, *heap.get_unchecked(j))) };
             if j < self.heap_len {
                 let h1 = unsafe { *heap.get_unchecked(j + 1) };
                 let k1 = Self::key(t, &self.depth, h1);
@@ -427,7 +446,15 @@ impl Block {
 
     /// zlib's build_tree and gen_bitlen: code lengths (in `t.len`), and the bits added to
     /// opt_len (and static_len, with `stat`: the static code lengths of a tree that has one).
-    fn build_tree(&mut self, t: &mut Tree, elems: usize, stat: Option<&dyn Fn(usize) -> u64>, extra: &[u8], base: usize, max_length: usize) {
+    fn build_tree(
+        &mut self,
+        t: &mut Tree,
+        elems: usize,
+        stat: Option<&dyn Fn(usize) -> u64>,
+        extra: &[u8],
+        base: usize,
+        max_length: usize,
+    ) {
         let mut max_code: isize = -1;
         self.heap_len = 0;
         self.heap_max = HEAP_SIZE;
@@ -489,7 +516,14 @@ impl Block {
         self.gen_bitlen(t, stat, extra, base, max_length);
     }
 
-    fn gen_bitlen(&mut self, t: &mut Tree, stat: Option<&dyn Fn(usize) -> u64>, extra: &[u8], base: usize, max_length: usize) {
+    fn gen_bitlen(
+        &mut self,
+        t: &mut Tree,
+        stat: Option<&dyn Fn(usize) -> u64>,
+        extra: &[u8],
+        base: usize,
+        max_length: usize,
+    ) {
         self.bl_count = [0; 16];
         t.len[self.heap[self.heap_max]] = 0;
         let mut overflow = 0i32;
@@ -540,7 +574,8 @@ impl Block {
                     continue;
                 }
                 if t.len[m] as usize != bits {
-                    self.opt_len = self.opt_len.wrapping_add(((bits as i64 - t.len[m] as i64) * t.freq[m] as i64) as u64);
+                    self.opt_len =
+                        self.opt_len.wrapping_add(((bits as i64 - t.len[m] as i64) * t.freq[m] as i64) as u64);
                     t.len[m] = bits as u16;
                 }
                 n -= 1;
@@ -591,7 +626,15 @@ fn scan_tree(t: &mut Tree, bl: &mut [u32]) {
 /// symbols, then bi_windup: the raw deflate stream's length in bytes.
 fn block_bytes(f: &mut Freqs, stored_len: usize) -> u64 {
     f.lit[END_BLOCK] += 1;
-    let mut b = Block { opt_len: 0, static_len: 0, heap: [0; HEAP_SIZE], heap_len: 0, heap_max: 0, depth: [0; HEAP_SIZE], bl_count: [0; 16] };
+    let mut b = Block {
+        opt_len: 0,
+        static_len: 0,
+        heap: [0; HEAP_SIZE],
+        heap_len: 0,
+        heap_max: 0,
+        depth: [0; HEAP_SIZE],
+        bl_count: [0; 16],
+    };
     let mut lt = Tree::new(&f.lit);
     let mut dt = Tree::new(&f.dist);
     b.build_tree(&mut lt, L_CODES, Some(&static_lit_len), &EXTRA_LBITS, LITERALS + 1, 15);
@@ -641,7 +684,10 @@ mod tests {
     /// Text-like bytes with repeats (words from a small vocabulary), or noise, or runs.
     fn sample(seed: u64, n: usize, kind: u64) -> Vec<u8> {
         let mut r = rng(seed);
-        let words = ["the", "of", "deflate", "zlib", "match", "window", "lazy", "hash", "chain", "a", "x", "(", ")", "=", "\n", "    "];
+        let words = [
+            "the", "of", "deflate", "zlib", "match", "window", "lazy", "hash", "chain", "a", "x", "(", ")", "=", "\n",
+            "    ",
+        ];
         let mut v = Vec::with_capacity(n);
         while v.len() < n {
             match kind % 4 {
@@ -670,7 +716,13 @@ mod tests {
                     let t = sample(seed * 31 + j, ((j as usize + 1) * 611 + seed as usize * 13) % 4000, kind + j);
                     let mut cat = x.clone();
                     cat.extend_from_slice(&t);
-                    assert_eq!(p.len_with(&t), Some(zlib_len(level, &cat)), "level {level} seed {seed} target {j}: {} + {} bytes", x.len(), t.len());
+                    assert_eq!(
+                        p.len_with(&t),
+                        Some(zlib_len(level, &cat)),
+                        "level {level} seed {seed} target {j}: {} + {} bytes",
+                        x.len(),
+                        t.len()
+                    );
                     checked += 1;
                 }
                 // Pairs do not disturb each other: the first again gives the same length.
@@ -686,7 +738,13 @@ mod tests {
     #[test]
     fn edges_empty_tiny_and_the_longest() {
         for level in [4, 6, 9] {
-            for (x, t) in [(&b""[..], &b""[..]), (b"a", b""), (b"", b"ab"), (b"abc", b"abcabcabc"), (b"aaaa", b"aaaaaaaaaaaaaaaa")] {
+            for (x, t) in [
+                (&b""[..], &b""[..]),
+                (b"a", b""),
+                (b"", b"ab"),
+                (b"abc", b"abcabcabc"),
+                (b"aaaa", b"aaaaaaaaaaaaaaaa"),
+            ] {
                 let mut cat = x.to_vec();
                 cat.extend_from_slice(t);
                 assert_eq!(Prefix::new(level, x).unwrap().len_with(t), Some(zlib_len(level, &cat)), "{x:?} {t:?}");
@@ -696,7 +754,10 @@ mod tests {
             let mut cat = x.clone();
             cat.extend_from_slice(&t);
             assert_eq!(Prefix::new(level, &x).unwrap().len_with(&t), Some(zlib_len(level, &cat)));
-            assert_eq!(Prefix::new(level, &x).unwrap().len_with(&t[..99].iter().chain(&[0u8, 1]).copied().collect::<Vec<_>>()), None);
+            assert_eq!(
+                Prefix::new(level, &x).unwrap().len_with(&t[..99].iter().chain(&[0u8, 1]).copied().collect::<Vec<_>>()),
+                None
+            );
         }
         assert!(Prefix::new(6, &vec![0; MAX_INPUT + 1]).is_none());
         assert!(Prefix::new(1, b"x").is_none() && !supports(3) && supports(6));
@@ -704,7 +765,13 @@ mod tests {
 
     #[test]
     fn code_tables_are_rfc_1951s() {
-        assert_eq!((length_code(3), length_code(10), length_code(11), length_code(12), length_code(257), length_code(258)), (0, 7, 8, 8, 27, 28));
-        assert_eq!((dist_code(1), dist_code(4), dist_code(5), dist_code(6), dist_code(7), dist_code(32768)), (0, 3, 4, 4, 5, 29));
+        assert_eq!(
+            (length_code(3), length_code(10), length_code(11), length_code(12), length_code(257), length_code(258)),
+            (0, 7, 8, 8, 27, 28)
+        );
+        assert_eq!(
+            (dist_code(1), dist_code(4), dist_code(5), dist_code(6), dist_code(7), dist_code(32768)),
+            (0, 3, 4, 4, 5, 29)
+        );
     }
 }

@@ -149,7 +149,8 @@ pub fn sha256_bucket(key: &[u8], buckets: u32) -> u32 {
 /// SHA-256 of `key` as its eight big-endian 32-bit words.
 #[inline]
 fn sha256_words(key: &[u8]) -> [u32; 8] {
-    const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    const H0: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     if key.len() <= 55 {
         // One block: the key, 0x80, zeros, the bit length; no hasher state to set up.
         let mut block = [0u8; 64];
@@ -157,11 +158,16 @@ fn sha256_words(key: &[u8]) -> [u32; 8] {
         block[key.len()] = 0x80;
         block[56..].copy_from_slice(&(key.len() as u64 * 8).to_be_bytes());
         let mut state = H0;
-        sha2::compress256(&mut state, std::slice::from_ref(sha2::digest::generic_array::GenericArray::from_slice(&block)));
+        sha2::compress256(
+            &mut state,
+            std::slice::from_ref(sha2::digest::generic_array::GenericArray::from_slice(&block)),
+        );
         state
     } else {
         let digest = Sha256::digest(key);
-        std::array::from_fn(|i| u32::from_be_bytes([digest[4 * i], digest[4 * i + 1], digest[4 * i + 2], digest[4 * i + 3]]))
+        std::array::from_fn(|i| {
+            u32::from_be_bytes([digest[4 * i], digest[4 * i + 1], digest[4 * i + 2], digest[4 * i + 3]])
+        })
     }
 }
 
@@ -522,7 +528,10 @@ impl DsirModel {
         let file: ModelFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::Model { path: path.into(), message: format!("not a syllabus DSIR model: {e}") })?;
         if file.format != MODEL_FORMAT || file.version != 1 {
-            return Err(Error::Model { path: path.into(), message: format!("unsupported model format {} v{}", file.format, file.version) });
+            return Err(Error::Model {
+                path: path.into(),
+                message: format!("unsupported model format {} v{}", file.format, file.version),
+            });
         }
         DsirModel::try_new(file.params, Counts { counts: file.raw_counts }, Counts { counts: file.target_counts })
             .map_err(|e| Error::Model { path: path.into(), message: e.to_string() })

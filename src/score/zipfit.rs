@@ -94,10 +94,14 @@ impl ZipfitParams {
 
     pub fn validate(&self) -> Result<()> {
         if self.fast && self.compressor == ZipCompressor::Gzip {
-            return Err(Error::InvalidArgument("fast mode uses zstd or lz4: pass --compressor zstd (or lz4) with --fast".into()));
+            return Err(Error::InvalidArgument(
+                "fast mode uses zstd or lz4: pass --compressor zstd (or lz4) with --fast".into(),
+            ));
         }
         if !self.fast && self.compressor == ZipCompressor::Lz4 {
-            return Err(Error::InvalidArgument("lz4 is a fast-mode compressor: pass --fast with --compressor lz4".into()));
+            return Err(Error::InvalidArgument(
+                "lz4 is a fast-mode compressor: pass --fast with --compressor lz4".into(),
+            ));
         }
         let ok = match self.compressor {
             ZipCompressor::Gzip => (0..=9).contains(&self.level),
@@ -106,7 +110,10 @@ impl ZipfitParams {
             ZipCompressor::Lz4 => (1..=65537).contains(&self.level),
         };
         if !ok {
-            return Err(Error::InvalidArgument(format!("level {} is out of range for {:?}", self.level, self.compressor)));
+            return Err(Error::InvalidArgument(format!(
+                "level {} is out of range for {:?}",
+                self.level, self.compressor
+            )));
         }
         Ok(())
     }
@@ -219,9 +226,9 @@ mod zlib {
             }
         }
     }
-    use pool::{zalloc, zfree};
     #[cfg(test)]
     pub use pool::counts as pool_counts;
+    use pool::{zalloc, zfree};
 
     fn new_stream() -> Box<z::z_stream> {
         Box::new(z::z_stream {
@@ -363,9 +370,22 @@ mod lz4 {
         fn LZ4_loadDict(stream: *mut c_void, dictionary: *const c_char, dict_size: c_int) -> c_int;
         fn LZ4_resetStream_fast(stream: *mut c_void);
         fn LZ4_attach_dictionary(working: *mut c_void, dictionary: *const c_void);
-        fn LZ4_compress_fast_continue(stream: *mut c_void, src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int, acceleration: c_int) -> c_int;
+        fn LZ4_compress_fast_continue(
+            stream: *mut c_void,
+            src: *const c_char,
+            dst: *mut c_char,
+            src_size: c_int,
+            dst_capacity: c_int,
+            acceleration: c_int,
+        ) -> c_int;
         fn LZ4_compressBound(input_size: c_int) -> c_int;
-        fn LZ4_compress_fast(src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int, acceleration: c_int) -> c_int;
+        fn LZ4_compress_fast(
+            src: *const c_char,
+            dst: *mut c_char,
+            src_size: c_int,
+            dst_capacity: c_int,
+            acceleration: c_int,
+        ) -> c_int;
     }
 
     /// Two lz4 streams: one holds the candidate as a dictionary, one compresses targets.
@@ -486,10 +506,24 @@ impl Compressors {
                 prefix = Some(zlib::Deflater::new(params.level).map_err(zerr)?);
                 pair = Some(zlib::Deflater::new(params.level).map_err(zerr)?);
             }
-            ZipCompressor::Zstd => zstd = Some(zstd::bulk::Compressor::new(params.level).map_err(|e| Error::InvalidArgument(format!("zstd: {e}")))?),
+            ZipCompressor::Zstd => {
+                zstd = Some(
+                    zstd::bulk::Compressor::new(params.level)
+                        .map_err(|e| Error::InvalidArgument(format!("zstd: {e}")))?,
+                )
+            }
             ZipCompressor::Lz4 => lz4 = Some(lz4::Lz4::new().map_err(|e| Error::InvalidArgument(format!("lz4: {e}")))?),
         }
-        Ok(Compressors { params: params.clone(), prefix, pair, lengths: Default::default(), zstd, lz4, concat: Vec::new(), out: Vec::new() })
+        Ok(Compressors {
+            params: params.clone(),
+            prefix,
+            pair,
+            lengths: Default::default(),
+            zstd,
+            lz4,
+            concat: Vec::new(),
+            out: Vec::new(),
+        })
     }
 
     fn zstd_len(zstd: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>, data: &[u8]) -> Result<u64> {
@@ -510,7 +544,11 @@ impl Compressors {
             ZipCompressor::Zstd => Self::zstd_len(self.zstd.as_mut().expect("zstd compressor"), &mut self.out, s),
             ZipCompressor::Lz4 => {
                 let level = self.params.level;
-                self.lz4.as_mut().expect("lz4 compressor").compress(s, false, level).map_err(|e| Error::InvalidArgument(format!("lz4: {e}")))
+                self.lz4
+                    .as_mut()
+                    .expect("lz4 compressor")
+                    .compress(s, false, level)
+                    .map_err(|e| Error::InvalidArgument(format!("lz4: {e}")))
             }
         }
     }
@@ -742,7 +780,8 @@ mod tests {
         for level in [0, 1, 6, 9] {
             let p = gzip(level);
             let x = text(1, 700);
-            let targets: Vec<Box<[u8]>> = (2..6).map(|s| text(s, 50 * s as usize).into_bytes().into_boxed_slice()).collect();
+            let targets: Vec<Box<[u8]>> =
+                (2..6).map(|s| text(s, 50 * s as usize).into_bytes().into_boxed_slice()).collect();
             let mut got = vec![0; targets.len()];
             let c_x = with_compressors(&p, |c| c.pairs(x.as_bytes(), &targets, |j, n| got[j] = n)).unwrap();
             assert_eq!(c_x, with_compressors(&p, |c| c.size(x.as_bytes())).unwrap());
@@ -762,7 +801,8 @@ mod tests {
         std::thread::spawn(|| {
             // Level 1: zlib's own streams (levels 4-9 of short texts go through deflate_len).
             let p = gzip(1);
-            let targets: Vec<Box<[u8]>> = (2..12).map(|s| text(s, 80 * s as usize).into_bytes().into_boxed_slice()).collect();
+            let targets: Vec<Box<[u8]>> =
+                (2..12).map(|s| text(s, 80 * s as usize).into_bytes().into_boxed_slice()).collect();
             with_compressors(&p, |c| c.pairs(text(1, 700).as_bytes(), &targets, |_, _| ())).unwrap();
             // Two streams of five blocks each, and the copy's: a handful, not one set per pair.
             let (fresh, kept) = zlib::pool_counts();

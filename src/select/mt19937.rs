@@ -172,7 +172,9 @@ fn characteristic() -> &'static Poly {
         let (mut c, mut b): (Poly, Poly) = (vec![1], vec![1]);
         let (mut l, mut m) = (0usize, 1usize);
         for j in 0..n {
-            let d = c.iter().enumerate().fold(0u32, |acc, (q, &cw)| acc ^ (cw & run(n - 1 - j + 64 * q)).count_ones()) & 1 != 0;
+            let d = c.iter().enumerate().fold(0u32, |acc, (q, &cw)| acc ^ (cw & run(n - 1 - j + 64 * q)).count_ones())
+                & 1
+                != 0;
             if !d {
                 m += 1;
             } else if 2 * l <= j {

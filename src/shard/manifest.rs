@@ -124,7 +124,10 @@ impl Manifest {
     pub fn load_unchecked(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let meta = crate::store::stat(&path)?.ok_or_else(|| {
-            Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (not a complete syllabus output)"))
+            Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (not a complete syllabus output)"),
+            )
         })?;
         if meta.len > MAX_MANIFEST_BYTES {
             return Err(Error::InvalidArgument(format!(
@@ -144,14 +147,21 @@ impl Manifest {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.shard_format_version != crate::shard::VERSION {
-            p.push(format!("shard_format_version {}, this build reads {}", self.shard_format_version, crate::shard::VERSION));
+            p.push(format!(
+                "shard_format_version {}, this build reads {}",
+                self.shard_format_version,
+                crate::shard::VERSION
+            ));
         }
         if self.vocab_size == 0 {
             p.push("vocab_size is 0".into());
         }
         let dtype = crate::shard::TokenDtype::for_vocab(self.vocab_size).name();
         if self.token_dtype != dtype {
-            p.push(format!("token_dtype {:?}, but a vocabulary of {} is stored as {dtype}", self.token_dtype, self.vocab_size));
+            p.push(format!(
+                "token_dtype {:?}, but a vocabulary of {} is stored as {dtype}",
+                self.token_dtype, self.vocab_size
+            ));
         }
         if !matches!(self.packing.as_str(), "concat" | "pad") {
             p.push(format!("packing {:?}, expected \"concat\" or \"pad\"", self.packing));
@@ -160,7 +170,10 @@ impl Manifest {
             p.push("seq_len is 0".into());
         }
         if self.eos_id >= self.vocab_size || self.pad_id >= self.vocab_size {
-            p.push(format!("eos_id {} or pad_id {} outside the vocabulary of {}", self.eos_id, self.pad_id, self.vocab_size));
+            p.push(format!(
+                "eos_id {} or pad_id {} outside the vocabulary of {}",
+                self.eos_id, self.pad_id, self.vocab_size
+            ));
         }
         if self.domains.is_empty() || self.domains.len() > usize::from(u16::MAX) {
             p.push(format!("{} domains (a shard's domain ids are u16)", self.domains.len()));
@@ -174,7 +187,9 @@ impl Manifest {
             match (e.format.as_str(), &e.index) {
                 ("syllabus", None) => {}
                 ("megatron", Some(idx)) if path_ok(&idx.path) => {}
-                ("megatron", Some(idx)) => p.push(format!("{:?}: not a relative path inside the curriculum's directory", idx.path)),
+                ("megatron", Some(idx)) => {
+                    p.push(format!("{:?}: not a relative path inside the curriculum's directory", idx.path))
+                }
                 ("megatron", None) => p.push(format!("{}: a Megatron .bin without its .idx", e.path)),
                 ("syllabus", Some(_)) => p.push(format!("{}: a syllabus shard with an index file", e.path)),
                 (other, _) => p.push(format!("{}: unknown format {other:?}", e.path)),
@@ -203,8 +218,10 @@ impl Manifest {
                 p.push(format!("{n} {format} shards listed, the totals say {}", t.shards));
             }
         }
-        let phase_tokens: u64 = self.phases.iter().flat_map(|ph| ph.tokens.values()).fold(0u64, |a, &b| a.saturating_add(b));
-        let phase_docs: u64 = self.phases.iter().flat_map(|ph| ph.documents.values()).fold(0u64, |a, &b| a.saturating_add(b));
+        let phase_tokens: u64 =
+            self.phases.iter().flat_map(|ph| ph.tokens.values()).fold(0u64, |a, &b| a.saturating_add(b));
+        let phase_docs: u64 =
+            self.phases.iter().flat_map(|ph| ph.documents.values()).fold(0u64, |a, &b| a.saturating_add(b));
         if phase_tokens != t.tokens || phase_docs != t.documents {
             p.push(format!(
                 "the phases add up to {phase_tokens} tokens in {phase_docs} documents, the totals say {} in {}",

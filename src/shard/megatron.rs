@@ -87,22 +87,20 @@ pub fn decode(bin: &[u8], idx: &[u8]) -> Result<Indexed> {
     let w = width(code).ok_or_else(|| bad(format!("dtype code {code}")))? as i64;
     let n_seq = u64_at(18) as usize;
     let n_doc = u64_at(26) as usize;
-    let expect = n_seq.checked_mul(12).and_then(|s| s.checked_add(n_doc.checked_mul(8)?)).and_then(|s| s.checked_add(header));
+    let expect =
+        n_seq.checked_mul(12).and_then(|s| s.checked_add(n_doc.checked_mul(8)?)).and_then(|s| s.checked_add(header));
     if expect != Some(idx.len()) {
         return Err(bad(format!("index of {} bytes for {n_seq} sequences and {n_doc} documents", idx.len())));
     }
     let mut at = header;
-    let lengths: Vec<i32> = (0..n_seq)
-        .map(|i| i32::from_le_bytes(idx[at + 4 * i..at + 4 * i + 4].try_into().unwrap()))
-        .collect();
+    let lengths: Vec<i32> =
+        (0..n_seq).map(|i| i32::from_le_bytes(idx[at + 4 * i..at + 4 * i + 4].try_into().unwrap())).collect();
     at += 4 * n_seq;
-    let pointers: Vec<i64> = (0..n_seq)
-        .map(|i| i64::from_le_bytes(idx[at + 8 * i..at + 8 * i + 8].try_into().unwrap()))
-        .collect();
+    let pointers: Vec<i64> =
+        (0..n_seq).map(|i| i64::from_le_bytes(idx[at + 8 * i..at + 8 * i + 8].try_into().unwrap())).collect();
     at += 8 * n_seq;
-    let document_indices: Vec<i64> = (0..n_doc)
-        .map(|i| i64::from_le_bytes(idx[at + 8 * i..at + 8 * i + 8].try_into().unwrap()))
-        .collect();
+    let document_indices: Vec<i64> =
+        (0..n_doc).map(|i| i64::from_le_bytes(idx[at + 8 * i..at + 8 * i + 8].try_into().unwrap())).collect();
     let mut sequences = Vec::with_capacity(n_seq);
     for (i, (&len, &ptr)) in lengths.iter().zip(&pointers).enumerate() {
         let end = ptr.checked_add(len as i64 * w);

@@ -193,10 +193,15 @@ impl Shard {
         }
         r.at = HEADER_BYTES;
         let tokens: Vec<u32> = match dtype {
-            TokenDtype::U16 => r.take(n_tokens * 2)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
-            TokenDtype::U32 => r.take(n_tokens * 4)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
+            TokenDtype::U16 => {
+                r.take(n_tokens * 2)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect()
+            }
+            TokenDtype::U32 => {
+                r.take(n_tokens * 4)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+            }
         };
-        let weights: Vec<f32> = r.take(4 * n_seq)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let weights: Vec<f32> =
+            r.take(4 * n_seq)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
             return Err(bad(&format!("sequence {i} has weight {}, not a finite number >= 0", weights[i])));
         }
@@ -240,7 +245,11 @@ impl Shard {
         }
         let packed = m.packing == "concat";
         if self.packed != packed {
-            p.push(format!("the header says {}, the manifest's packing is {:?}", if self.packed { "packed" } else { "padded" }, m.packing));
+            p.push(format!(
+                "the header says {}, the manifest's packing is {:?}",
+                if self.packed { "packed" } else { "padded" },
+                m.packing
+            ));
         }
         if self.pad_id != m.pad_id {
             p.push(format!("pad_id {}, the manifest says {}", self.pad_id, m.pad_id));
@@ -267,7 +276,9 @@ impl Shard {
             ));
         }
         let n = m.domains.len();
-        if let Some(d) = self.seqs.iter().map(|s| s.domain).chain(self.docs.iter().map(|d| d.domain)).find(|&d| d as usize >= n) {
+        if let Some(d) =
+            self.seqs.iter().map(|s| s.domain).chain(self.docs.iter().map(|d| d.domain)).find(|&d| d as usize >= n)
+        {
             p.push(format!("domain id {d}, outside the manifest's {n} domains"));
         }
         if let Some(t) = self.tokens.iter().find(|&&t| t >= m.vocab_size) {

@@ -27,17 +27,17 @@ fn read_checked(dir: &Path, rel: &str, bytes: u64, sum: &str, problems: &mut Vec
 
 /// Files under `shards/` and `megatron/` that the manifest does not list.
 fn unlisted(dir: &Path, m: &Manifest) -> Vec<String> {
-    let listed: std::collections::HashSet<&str> =
-        m.shards.iter().flat_map(|e| std::iter::once(e.path.as_str()).chain(e.index.as_ref().map(|i| i.path.as_str()))).collect();
+    let listed: std::collections::HashSet<&str> = m
+        .shards
+        .iter()
+        .flat_map(|e| std::iter::once(e.path.as_str()).chain(e.index.as_ref().map(|i| i.path.as_str())))
+        .collect();
     let mut out = Vec::new();
     for sub in ["shards", "megatron"] {
         // A local directory, or a store prefix.
         let Ok(entries) = crate::store::list_dir(&dir.join(sub)) else { continue };
-        let mut names: Vec<String> = entries
-            .iter()
-            .filter_map(|p| p.file_name())
-            .map(|n| format!("{sub}/{}", n.to_string_lossy()))
-            .collect();
+        let mut names: Vec<String> =
+            entries.iter().filter_map(|p| p.file_name()).map(|n| format!("{sub}/{}", n.to_string_lossy())).collect();
         names.sort();
         out.extend(names.into_iter().filter(|n| !n.ends_with(".tmp") && !listed.contains(n.as_str())));
     }
@@ -83,7 +83,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                 r.files += 1;
                 r.bytes += idx.bytes;
                 let Some(data) = read_checked(dir, path, *bytes, &e.checksum, &mut r.problems) else { continue };
-                let Some(idx_data) = read_checked(dir, &idx.path, idx.bytes, &idx.checksum, &mut r.problems) else { continue };
+                let Some(idx_data) = read_checked(dir, &idx.path, idx.bytes, &idx.checksum, &mut r.problems) else {
+                    continue;
+                };
                 match megatron::decode(&data, &idx_data) {
                     Err(err) => r.problems.push(format!("{path}: {err}")),
                     Ok(ix) => {
@@ -92,13 +94,16 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                             r.problems.push(format!("{path}: {n} tokens, the manifest says {tokens}"));
                         }
                         if let Some(t) = ix.sequences.iter().flatten().find(|&&t| t >= m.vocab_size) {
-                            r.problems.push(format!("{path}: token id {t}, outside the vocabulary of {}", m.vocab_size));
+                            r.problems
+                                .push(format!("{path}: token id {t}, outside the vocabulary of {}", m.vocab_size));
                         }
                         if let Some((first, shard)) = &last_syllabus {
                             if first == first_sequence
                                 && !shard.doc_token_stream().map(|t| t.to_vec()).eq(ix.sequences.iter().cloned())
                             {
-                                r.problems.push(format!("{path}: tokens differ from the syllabus shard of the same sequences"));
+                                r.problems.push(format!(
+                                    "{path}: tokens differ from the syllabus shard of the same sequences"
+                                ));
                             }
                         }
                     }
@@ -110,10 +115,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     if r.shards > 0 {
         let t = &m.totals;
         if documents != t.documents {
-            r.problems.push(format!("the shards hold {documents} documents, the manifest's totals say {}", t.documents));
+            r.problems
+                .push(format!("the shards hold {documents} documents, the manifest's totals say {}", t.documents));
         }
         if padding != t.padding_tokens {
-            r.problems.push(format!("the shards hold {padding} padding tokens, the manifest's totals say {}", t.padding_tokens));
+            r.problems.push(format!(
+                "the shards hold {padding} padding tokens, the manifest's totals say {}",
+                t.padding_tokens
+            ));
         }
         if r.sequences != t.sequences || r.tokens != t.tokens {
             r.problems.push(format!(

@@ -169,9 +169,10 @@ impl TableWriter {
                     .map_err(cleanup)?;
                 Inner::JsonlZst(JsonWriter::new(enc))
             }
-            OutFormat::JsonlGz => {
-                Inner::JsonlGz(JsonWriter::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default())))
-            }
+            OutFormat::JsonlGz => Inner::JsonlGz(JsonWriter::new(flate2::write::GzEncoder::new(
+                BufWriter::new(file),
+                flate2::Compression::default(),
+            ))),
         };
         Ok(TableWriter { inner: Some(inner), tmp, path: path.to_path_buf(), rows: 0 })
     }
@@ -236,7 +237,10 @@ pub fn append_at(path: &Path, len: u64) -> Result<File> {
     let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
     let have = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if have < len {
-        return Err(Error::InvalidArgument(format!("{}: {have} bytes, fewer than the {len} its checkpoint recorded", path.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{}: {have} bytes, fewer than the {len} its checkpoint recorded",
+            path.display()
+        )));
     }
     f.set_len(len).map_err(|e| Error::io(path, e))?;
     f.seek(std::io::SeekFrom::Start(len)).map_err(|e| Error::io(path, e))?;
@@ -321,5 +325,4 @@ mod tests {
         assert!(!dir.path().join("t.parquet.tmp").exists());
         assert!(!p.exists());
     }
-
 }

@@ -39,7 +39,10 @@ impl Codec {
         let short = || {
             Error::io(
                 path,
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("the file is shorter than {offset} bytes: it changed")),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file is shorter than {offset} bytes: it changed"),
+                ),
             )
         };
         if self == Codec::Plain {
@@ -47,7 +50,8 @@ impl Codec {
             return Ok(Box::new(BufReader::with_capacity(READ_BUF, crate::store::open_at(path, offset)?)));
         }
         let mut r = self.open(path)?;
-        let skipped = std::io::copy(&mut std::io::Read::take(&mut r, offset), &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
+        let skipped = std::io::copy(&mut std::io::Read::take(&mut r, offset), &mut std::io::sink())
+            .map_err(|e| Error::io(path, e))?;
         if skipped < offset {
             return Err(short());
         }

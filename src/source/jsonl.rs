@@ -130,17 +130,18 @@ impl JsonlDecoder {
     /// column of another type is one this file does not have (see `lake_extras`): all null.
     pub fn new(text_field: &str, id_field: &str, file_name: &str, extras: &super::Extras) -> Self {
         let extra_names = extras.fields.iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
-        let extras = extras
-            .fields
-            .iter()
-            .map(|f| {
-                if *f.data_type() == DataType::Utf8 {
-                    Ok(StringBuilder::new())
-                } else {
-                    Err(f.data_type().clone())
-                }
-            })
-            .collect();
+        let extras =
+            extras
+                .fields
+                .iter()
+                .map(|f| {
+                    if *f.data_type() == DataType::Utf8 {
+                        Ok(StringBuilder::new())
+                    } else {
+                        Err(f.data_type().clone())
+                    }
+                })
+                .collect();
         JsonlDecoder {
             text_field: text_field.into(),
             id_field: id_field.into(),
@@ -173,9 +174,10 @@ impl JsonlDecoder {
     /// Decode one line (without its newline). `Err` is the reason the record is bad; nothing
     /// is appended then.
     pub fn decode_line(&mut self, line: &[u8], line_no: u64, fields_seen: &mut IndexSet<String>) -> Result<(), String> {
-        let s = std::str::from_utf8(line)
-            .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
-        let seed = RowSeed { text_field: &self.text_field, id_field: &self.id_field, extras: &self.extra_names, fields_seen };
+        let s =
+            std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
+        let seed =
+            RowSeed { text_field: &self.text_field, id_field: &self.id_field, extras: &self.extra_names, fields_seen };
         let mut de = serde_json::Deserializer::from_str(s);
         let row = seed.deserialize(&mut de).and_then(|row| de.end().map(|_| row)).map_err(|e| {
             if e.is_data() && serde_json::from_str::<IgnoredAny>(s).is_ok() {
@@ -190,7 +192,9 @@ impl JsonlDecoder {
             None => return Err(format!("missing field \"{text_field}\"")),
             Some(v) => match decode_str(v) {
                 Some(t) => t,
-                None if v.get().starts_with('"') => return Err(format!("field \"{text_field}\" is not a valid JSON string")),
+                None if v.get().starts_with('"') => {
+                    return Err(format!("field \"{text_field}\" is not a valid JSON string"))
+                }
                 None => return Err(format!("field \"{text_field}\" is {}, expected a string", kind(v))),
             },
         };
@@ -237,7 +241,8 @@ impl JsonlDecoder {
         }
         self.rows = 0;
         self.text_bytes = 0;
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow(format!("{}: building a batch", self.file_name), e))
+        RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::arrow(format!("{}: building a batch", self.file_name), e))
     }
 }
 
@@ -392,7 +397,9 @@ impl super::FileReader for JsonlFileReader {
                         }
                         super::BadRecordPolicy::Skip => {
                             ctx.stats.read += 1;
-                            let reason = format!("compressed stream is truncated or corrupt here, the rest of the file is lost: {e}");
+                            let reason = format!(
+                                "compressed stream is truncated or corrupt here, the rest of the file is lost: {e}"
+                            );
                             let raw = std::mem::take(&mut self.buf);
                             ctx.reject(Location::Line(self.line_no + 1), Some(self.offset), reason, &raw)?;
                         }

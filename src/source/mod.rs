@@ -370,7 +370,13 @@ struct ReadContext<'a> {
 impl ReadContext<'_> {
     /// Handle a bad record by the policy: an error in `Fail` mode, a count (and a line in the
     /// rejects file) in `Skip` mode.
-    fn reject(&mut self, location: crate::error::Location, offset: Option<u64>, reason: String, raw: &[u8]) -> Result<()> {
+    fn reject(
+        &mut self,
+        location: crate::error::Location,
+        offset: Option<u64>,
+        reason: String,
+        raw: &[u8],
+    ) -> Result<()> {
         match self.opts.on_bad_record {
             BadRecordPolicy::Fail => Err(Error::BadRecord { file: self.file.path.clone(), location, offset, reason }),
             BadRecordPolicy::Skip => {
@@ -386,10 +392,8 @@ impl ReadContext<'_> {
 
 /// The output schema of a source: id, text, then the extras.
 pub fn source_schema(opts: &ReadOptions, extras: &Extras) -> SchemaRef {
-    let mut fields = vec![
-        Field::new(COL_ID, DataType::Utf8, false),
-        Field::new(&opts.text_field, DataType::Utf8, false),
-    ];
+    let mut fields =
+        vec![Field::new(COL_ID, DataType::Utf8, false), Field::new(&opts.text_field, DataType::Utf8, false)];
     fields.extend(extras.fields.iter().cloned());
     Arc::new(Schema::new(fields))
 }
@@ -424,13 +428,33 @@ pub struct FileColumn {
 }
 
 impl<'a> LakeReader<'a> {
-    pub fn new(files: &'a [InputFile], opts: &'a ReadOptions, extras: Extras, rejects: Option<&'a mut RejectWriter>) -> Self {
+    pub fn new(
+        files: &'a [InputFile],
+        opts: &'a ReadOptions,
+        extras: Extras,
+        rejects: Option<&'a mut RejectWriter>,
+    ) -> Self {
         let stats = files
             .iter()
             .map(|f| FileStats { file: f.name.clone(), format: f.format.name().to_string(), ..Default::default() })
             .collect();
         let schema = source_schema(opts, &extras);
-        LakeReader { files, opts, extras, out_schema: schema.clone(), schema, next_file: 0, current: None, stats, rejects, selection: None, file_column: None, rows_out: 0, failed: false, tracked: false }
+        LakeReader {
+            files,
+            opts,
+            extras,
+            out_schema: schema.clone(),
+            schema,
+            next_file: 0,
+            current: None,
+            stats,
+            rejects,
+            selection: None,
+            file_column: None,
+            rows_out: 0,
+            failed: false,
+            tracked: false,
+        }
     }
 
     /// Track positions: every batch carries its [`BatchEnd`], and each file (also one with no
@@ -456,13 +480,16 @@ impl<'a> LakeReader<'a> {
         }
         self.rows_out = stats.iter().map(|s| s.kept).sum();
         for (mine, theirs) in self.stats.iter_mut().zip(stats) {
-            *mine = FileStats { file: std::mem::take(&mut mine.file), format: std::mem::take(&mut mine.format), ..theirs };
+            *mine =
+                FileStats { file: std::mem::take(&mut mine.file), format: std::mem::take(&mut mine.format), ..theirs };
         }
         self.next_file = point.file + 1;
         if !point.done {
             let file = &self.files[point.file];
             let reader: Box<dyn FileReader + 'a> = match file.format {
-                Format::Jsonl(codec) => Box::new(jsonl::JsonlFileReader::open_at(file, codec, point.consumed, point.offset)?),
+                Format::Jsonl(codec) => {
+                    Box::new(jsonl::JsonlFileReader::open_at(file, codec, point.consumed, point.offset)?)
+                }
                 Format::Parquet => Box::new(parquet::ParquetFileReader::open_at(file, self.opts, point.consumed)?),
             };
             self.current = Some((point.file, reader));
@@ -590,7 +617,13 @@ impl<'a> LakeReader<'a> {
                     if self.tracked {
                         let batch = RecordBatch::new_empty(self.out_schema.clone());
                         let end = self.end_of(i, None);
-                        return Ok(Some(SourceBatch { batch, file: i, locations: Vec::new(), first_row: self.rows_out, end }));
+                        return Ok(Some(SourceBatch {
+                            batch,
+                            file: i,
+                            locations: Vec::new(),
+                            first_row: self.rows_out,
+                            end,
+                        }));
                     }
                 }
             }
@@ -629,11 +662,9 @@ pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions)
     let mut fields: indexmap::IndexMap<String, (DataType, bool)> = indexmap::IndexMap::new();
     for (file, st) in files.iter().zip(stats) {
         let file_fields: Vec<(String, DataType)> = match file.format {
-            Format::Parquet => parquet::file_schema(file)?
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect(),
+            Format::Parquet => {
+                parquet::file_schema(file)?.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+            }
             Format::Jsonl(_) => st.fields_seen.iter().map(|n| (n.clone(), DataType::Utf8)).collect(),
         };
         for (name, ty) in file_fields {

@@ -23,7 +23,10 @@ fn builder(file: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<ParquetSo
 
 /// The parquet crate asserts (panics) on some damaged files: such a file is not readable.
 fn decoder_panic(file: &InputFile, msg: &str) -> Error {
-    Error::Schema { file: file.path.clone(), message: format!("not a readable Parquet file (the decoder failed: {msg})") }
+    Error::Schema {
+        file: file.path.clone(),
+        message: format!("not a readable Parquet file (the decoder failed: {msg})"),
+    }
 }
 
 /// The Arrow schema of a Parquet file (from its footer).
@@ -58,7 +61,11 @@ impl ParquetFileReader {
             let Some(text_idx) = names.iter().position(|n| *n == opts.text_field) else {
                 return Err(Error::Schema {
                     file: file.path.clone(),
-                    message: format!("no column \"{}\" (columns: {}); choose one with --text-field", opts.text_field, names.join(", ")),
+                    message: format!(
+                        "no column \"{}\" (columns: {}); choose one with --text-field",
+                        opts.text_field,
+                        names.join(", ")
+                    ),
                 });
             };
             let text_ty = schema.field(text_idx).data_type();
@@ -82,20 +89,36 @@ impl ParquetFileReader {
                 });
             }
         }
-        Ok(ParquetFileReader { reader: None, text_col: text_idx, id_col: id_idx, extra_cols: Vec::new(), total_rows, next_row: 0, done: false })
+        Ok(ParquetFileReader {
+            reader: None,
+            text_col: text_idx,
+            id_col: id_idx,
+            extra_cols: Vec::new(),
+            total_rows,
+            next_row: 0,
+            done: false,
+        })
     }
 
     /// Start at row `row` (a [`super::ReadPoint`] of an earlier reader).
     pub(super) fn open_at(file: &InputFile, opts: &ReadOptions, row: u64) -> Result<Self> {
         let mut r = Self::open(file, opts)?;
         if row > r.total_rows {
-            return Err(Error::Schema { file: file.path.clone(), message: format!("has {} rows, fewer than the {row} read before: it changed", r.total_rows) });
+            return Err(Error::Schema {
+                file: file.path.clone(),
+                message: format!("has {} rows, fewer than the {row} read before: it changed", r.total_rows),
+            });
         }
         r.next_row = row;
         Ok(r)
     }
 
-    fn project(file: &InputFile, opts: &ReadOptions, wanted: &[usize], skip_rows: u64) -> Result<ParquetRecordBatchReader> {
+    fn project(
+        file: &InputFile,
+        opts: &ReadOptions,
+        wanted: &[usize],
+        skip_rows: u64,
+    ) -> Result<ParquetRecordBatchReader> {
         let builder = builder(file)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
         let builder = builder.with_batch_size(opts.batch_rows.max(1)).with_projection(mask);
@@ -137,7 +160,9 @@ impl super::FileReader for ParquetFileReader {
             // A damaged page can make the decoder panic: that is a decoding error like the others.
             let next = match crate::error::catch_panic(|| self.reader.as_mut().and_then(|r| r.next())) {
                 Ok(n) => n,
-                Err(msg) => Some(Err(arrow::error::ArrowError::ExternalError(format!("the decoder failed: {msg}").into()))),
+                Err(msg) => {
+                    Some(Err(arrow::error::ArrowError::ExternalError(format!("the decoder failed: {msg}").into())))
+                }
             };
             let batch = match next {
                 None => {
@@ -148,9 +173,15 @@ impl super::FileReader for ParquetFileReader {
                 Some(Err(e)) => {
                     self.done = true;
                     let remaining = self.total_rows.saturating_sub(self.next_row).max(1);
-                    let reason = format!("rows {}.. cannot be decoded, the rest of the file is lost: {e}", self.next_row);
+                    let reason =
+                        format!("rows {}.. cannot be decoded, the rest of the file is lost: {e}", self.next_row);
                     if ctx.opts.on_bad_record == super::BadRecordPolicy::Fail {
-                        return Err(Error::BadRecord { file: ctx.file.path.clone(), location: Location::Row(self.next_row), offset: None, reason });
+                        return Err(Error::BadRecord {
+                            file: ctx.file.path.clone(),
+                            location: Location::Row(self.next_row),
+                            offset: None,
+                            reason,
+                        });
                     }
                     ctx.stats.read += remaining;
                     ctx.reject(Location::Row(self.next_row), None, reason, b"")?;
@@ -175,7 +206,12 @@ impl super::FileReader for ParquetFileReader {
 
 impl ParquetFileReader {
     /// A projected Parquet batch as a source batch; bad rows are rejected by the policy.
-    fn convert(&self, batch: &RecordBatch, base: u64, ctx: &mut ReadContext<'_>) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+    fn convert(
+        &self,
+        batch: &RecordBatch,
+        base: u64,
+        ctx: &mut ReadContext<'_>,
+    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let n = batch.num_rows();
         let ctx_err = |e| Error::arrow(format!("{}: rows {base}..", ctx.file.name), e);
         let text: ArrayRef = match self.text_col {

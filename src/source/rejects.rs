@@ -71,7 +71,14 @@ impl RejectWriter {
         self.count
     }
 
-    pub fn record(&mut self, file: &str, location: Location, offset: Option<u64>, reason: &str, raw: &[u8]) -> Result<()> {
+    pub fn record(
+        &mut self,
+        file: &str,
+        location: Location,
+        offset: Option<u64>,
+        reason: &str,
+        raw: &[u8],
+    ) -> Result<()> {
         let raw = String::from_utf8_lossy(&raw[..raw.len().min(MAX_RAW_BYTES)]);
         let (line, row) = match location {
             Location::Line(n) => (Some(n), None),
@@ -90,7 +97,10 @@ impl RejectWriter {
     /// Append a record another writer wrote (one JSON line, without its newline): a cluster's
     /// executors record rejects and the client gathers them here, in lake order.
     pub fn append_line(&mut self, line: &str) -> Result<()> {
-        self.out.write_all(line.as_bytes()).and_then(|_| self.out.write_all(b"\n")).map_err(|e| Error::io(&self.path, e))?;
+        self.out
+            .write_all(line.as_bytes())
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(|e| Error::io(&self.path, e))?;
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;
         self.count += 1;
         self.bytes += line.len() as u64 + 1;

@@ -74,12 +74,14 @@ impl ScanProgress {
                 if started.elapsed().as_secs_f64() < 1.0 {
                     continue;
                 }
-                let (mut rows, mut bytes) = (tables::SCANNED_ROWS.load(Relaxed) - rows0, tables::SCANNED_BYTES.load(Relaxed) - bytes0);
+                let (mut rows, mut bytes) =
+                    (tables::SCANNED_ROWS.load(Relaxed) - rows0, tables::SCANNED_BYTES.load(Relaxed) - bytes0);
                 scan_metrics(plan.as_ref(), &mut rows, &mut bytes);
                 let b = bar.get_or_insert_with(|| {
                     let b = indicatif::ProgressBar::new_spinner();
                     b.set_style(
-                        indicatif::ProgressStyle::with_template("{spinner} {msg}  {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                        indicatif::ProgressStyle::with_template("{spinner} {msg}  {elapsed}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
                     );
                     b
                 });
@@ -199,7 +201,10 @@ impl Session {
             return Ok(Session { ctx, tables, progress: opts.progress, cluster });
         }
         // A DSIR model: given, or the one an output directory holds.
-        let model = opts.dsir_model.clone().or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
+        let model = opts
+            .dsir_model
+            .clone()
+            .or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
         if let Some(m) = model {
             ctx.register_udf(udf::dsir_logw(Arc::new(crate::score::dsir::DsirModel::load(&m)?)));
         }
@@ -228,7 +233,10 @@ impl Session {
 
     /// Run a planned statement: here, or on the cluster, where the job is remembered so that
     /// an interrupted statement is cancelled there too ([`crate::cluster::cancel_live`]).
-    fn execute(&self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
         #[cfg(feature = "cluster")]
         if let Some((host, port)) = &self.cluster {
             return crate::cluster::execute(&self.ctx, host, *port, plan);
@@ -242,12 +250,14 @@ impl Session {
         // A table the cluster cannot read: syllabus's own message, without the wrapping that
         // reads as an internal bug.
         if let Some(i) = msg.find("the table ").filter(|_| msg.contains(crate::sql::NOT_SENDABLE)) {
-            let end = msg[i..].find(crate::sql::NOT_SENDABLE).map_or(msg.len(), |j| i + j + crate::sql::NOT_SENDABLE.len());
+            let end =
+                msg[i..].find(crate::sql::NOT_SENDABLE).map_or(msg.len(), |j| i + j + crate::sql::NOT_SENDABLE.len());
             return Error::InvalidArgument(msg[i..end].to_string());
         }
         if msg.contains("not found") && msg.to_lowercase().contains("table") {
             let names = self.table_names();
-            let list = if names.is_empty() { "none (give paths to syllabus sql)".to_string() } else { names.join(", ") };
+            let list =
+                if names.is_empty() { "none (give paths to syllabus sql)".to_string() } else { names.join(", ") };
             Error::InvalidArgument(format!("{msg}\n  tables: {list}"))
         } else {
             Error::InvalidArgument(msg)
@@ -288,7 +298,12 @@ impl Session {
             None => {
                 let mut s = String::new();
                 for n in self.table_names() {
-                    let from = self.tables.iter().find(|r| r.name == n).map(|r| format!("  ({})", r.from.display())).unwrap_or_default();
+                    let from = self
+                        .tables
+                        .iter()
+                        .find(|r| r.name == n)
+                        .map(|r| format!("  ({})", r.from.display()))
+                        .unwrap_or_default();
                     s.push_str(&format!("{n}{from}\n"));
                 }
                 Ok(s)
@@ -297,7 +312,12 @@ impl Session {
                 let t = self.ctx.table_provider(n).await.map_err(|e| self.explain(e))?;
                 let mut s = String::new();
                 for f in t.schema().fields() {
-                    s.push_str(&format!("{:<24} {}{}\n", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" }));
+                    s.push_str(&format!(
+                        "{:<24} {}{}\n",
+                        f.name(),
+                        f.data_type(),
+                        if f.is_nullable() { "" } else { " not null" }
+                    ));
                 }
                 Ok(s)
             }
@@ -402,7 +422,9 @@ impl Output {
         let sink = match (format, path) {
             (SqlFormat::Parquet, Some(p)) => Sink::Parquet(p.to_path_buf(), None),
             (SqlFormat::Parquet, None) => return Err(Error::InvalidArgument("--format parquet needs -o FILE".into())),
-            (_, Some(p)) => Sink::Stream(Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?))),
+            (_, Some(p)) => {
+                Sink::Stream(Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?)))
+            }
             (_, None) => Sink::Stream(Box::new(std::io::stdout())),
         };
         Ok(Output { format, sink, pending: Vec::new(), pending_rows: 0, csv_header_done: false })
@@ -459,7 +481,8 @@ impl Output {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let text = arrow::util::pretty::pretty_format_batches(&self.pending).map_err(|e| Error::arrow("formatting", e))?;
+        let text =
+            arrow::util::pretty::pretty_format_batches(&self.pending).map_err(|e| Error::arrow("formatting", e))?;
         self.pending.clear();
         self.pending_rows = 0;
         writeln!(self.stream(), "{text}").map_err(|e| Error::io("(output)", e))
@@ -492,7 +515,12 @@ impl Output {
                 Some(w) => {
                     w.finish()?;
                 }
-                None => return Err(Error::InvalidArgument(format!("{}: the query returned no batches to write", path.display()))),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: the query returned no batches to write",
+                        path.display()
+                    )))
+                }
             }
         }
         Ok(())
@@ -506,7 +534,13 @@ mod tests {
     #[test]
     fn statements_split_outside_quotes_and_comments() {
         let s = split_statements("select 1; select ';' as x -- a; comment\n; \n select \"a;b\" from t");
-        assert_eq!(s, ["select 1", "select ';' as x \n", "select \"a;b\" from t"].iter().map(|x| x.trim().to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            s,
+            ["select 1", "select ';' as x \n", "select \"a;b\" from t"]
+                .iter()
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        );
         assert!(split_statements("  ;; ").is_empty());
     }
 

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Builder, Float64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder};
+use arrow::array::{
+    ArrayRef, Float32Builder, Float64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
@@ -114,7 +116,10 @@ impl PartitionStream for LakeStream {
                 if let Ok(b) = &b {
                     SCANNED_ROWS.fetch_add(b.batch.num_rows() as u64, Relaxed);
                     while file < b.file {
-                        SCANNED_BYTES.fetch_add(crate::store::stat(&files[file].path).ok().flatten().map_or(0, |m| m.len), Relaxed);
+                        SCANNED_BYTES.fetch_add(
+                            crate::store::stat(&files[file].path).ok().flatten().map_or(0, |m| m.len),
+                            Relaxed,
+                        );
                         file += 1;
                     }
                 }
@@ -232,8 +237,10 @@ fn register_lake(ctx: &SessionContext, name: &str, files: Vec<InputFile>, sample
     // Learn the fields from a sample (or every row): files are read in parallel (the fields
     // seen per file do not depend on the order).
     use rayon::prelude::*;
-    let picks: Vec<usize> = if sample.rows == 0 { (0..files.len()).collect() } else { sampled(files.len(), sample.files) };
-    let opts = ReadOptions { batch_rows: if sample.rows == 0 { read.batch_rows } else { sample.rows.max(1) }, ..read.clone() };
+    let picks: Vec<usize> =
+        if sample.rows == 0 { (0..files.len()).collect() } else { sampled(files.len(), sample.files) };
+    let opts =
+        ReadOptions { batch_rows: if sample.rows == 0 { read.batch_rows } else { sample.rows.max(1) }, ..read.clone() };
     let seen = picks
         .par_iter()
         .map(|&i| {
@@ -272,7 +279,13 @@ pub struct Registered {
 /// With `cluster`, a path of jsonl data is refused here, before any statement runs: the
 /// cluster scans Parquet (DataFusion's listing tables travel in plans; syllabus's streamed
 /// jsonl table does not).
-pub async fn register_path(ctx: &SessionContext, path: &Path, sample: SchemaSample, cluster: bool, out: &mut Vec<Registered>) -> Result<()> {
+pub async fn register_path(
+    ctx: &SessionContext,
+    path: &Path,
+    sample: SchemaSample,
+    cluster: bool,
+    out: &mut Vec<Registered>,
+) -> Result<()> {
     // A directory or a store prefix with a manifest or a summary is a syllabus output.
     if crate::store::is_file(&path.join(MANIFEST_FILE)) || crate::store::is_file(&path.join("summary.json")) {
         return register_output(ctx, path, out).await;
@@ -358,7 +371,11 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
     }
     let mut logs: Vec<PathBuf> = crate::store::list_dir(dir)?
         .into_iter()
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("mixture_log") && n.ends_with(".jsonl")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("mixture_log") && n.ends_with(".jsonl"))
+        })
         .collect();
     if !logs.is_empty() {
         logs.sort();
@@ -381,8 +398,13 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
         UInt64Builder::new(),
         UInt64Builder::new(),
     );
-    let (mut domain, mut reported, mut signal, mut count, mut mixture) =
-        (StringBuilder::new(), UInt64Builder::new(), Float64Builder::new(), UInt64Builder::new(), Float64Builder::new());
+    let (mut domain, mut reported, mut signal, mut count, mut mixture) = (
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        Float64Builder::new(),
+        UInt64Builder::new(),
+        Float64Builder::new(),
+    );
     let (mut line_no, mut superseded_col) = (UInt64Builder::new(), arrow::array::BooleanBuilder::new());
     for path in files {
         let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
@@ -393,7 +415,9 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
         for (i, l) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
             match serde_json::from_str::<Decision>(l) {
                 Ok(d) => decisions.push((i + 1, d)),
-                Err(e) => eprintln!("warning: {}:{}: not a decision, left out of mixture_log: {e}", path.display(), i + 1),
+                Err(e) => {
+                    eprintln!("warning: {}:{}: not a decision, left out of mixture_log: {e}", path.display(), i + 1)
+                }
             }
         }
         // The log is append-only: a line is superseded by a later line of the same or a lower
@@ -405,7 +429,8 @@ fn register_mixture_log(ctx: &SessionContext, files: &[PathBuf]) -> Result<()> {
             min_later = min_later.min(d.decision);
         }
         for ((i, d), sup) in decisions.iter().zip(superseded) {
-            let rule_name = serde_json::to_value(d.rule).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let rule_name =
+                serde_json::to_value(d.rule).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             for (dom, p) in &d.mixture {
                 line_no.append_value(*i as u64);
                 superseded_col.append_value(sup);
@@ -594,7 +619,12 @@ impl PartitionStream for SequenceStream {
     }
 }
 
-fn shard_rows(dir: &Path, m: &Manifest, e: &crate::shard::manifest::ShardEntry, schema: &SchemaRef) -> Result<RecordBatch> {
+fn shard_rows(
+    dir: &Path,
+    m: &Manifest,
+    e: &crate::shard::manifest::ShardEntry,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
     // What verify refuses, SQL refuses: the path, size and checksum, then every header field.
     let (_, s) = crate::shard::read_listed(dir, m, e)
         .map_err(|what| Error::InvalidArgument(format!("{}: {what}", dir.join(&e.path).display())))?;

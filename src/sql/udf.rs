@@ -63,7 +63,8 @@ pub fn n_words() -> ScalarUDF {
             .into_par_iter()
             .map(|i| {
                 texts.is_valid(i).then(|| {
-                    let features = crate::score::dsir::with_featurizer(&params, |fz| fz.for_each_bucket(texts.value(i), |_| ()));
+                    let features =
+                        crate::score::dsir::with_featurizer(&params, |fz| fz.for_each_bucket(texts.value(i), |_| ()));
                     params.n_words(features)
                 })
             })

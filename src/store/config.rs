@@ -154,11 +154,15 @@ pub(super) fn build(kind: Kind, url: &url::Url, settings: &StoreSettings) -> Res
             // plain http, as in the AWS CLI; anything else needs https.
             let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
                 || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-            if endpoint.is_some() && std::env::var_os("AWS_REGION").is_none() && !profile.iter().any(|(k, _)| k == "region") {
+            if endpoint.is_some()
+                && std::env::var_os("AWS_REGION").is_none()
+                && !profile.iter().any(|(k, _)| k == "region")
+            {
                 // S3-compatible servers ignore the region, but requests are signed with one.
                 b = b.with_region("us-east-1");
             }
-            let b = b.with_url(base.clone()).with_retry(settings.retry()).with_client_options(settings.client(allow_http));
+            let b =
+                b.with_url(base.clone()).with_retry(settings.retry()).with_client_options(settings.client(allow_http));
             Arc::new(b.build().map_err(err)?)
         }
         Kind::Gcs => {
@@ -175,7 +179,8 @@ pub(super) fn build(kind: Kind, url: &url::Url, settings: &StoreSettings) -> Res
                 b = b.with_config(k.parse::<AzureConfigKey>().map_err(|_| unknown_option(k, "Azure"))?, v);
             }
             let allow_http = std::env::var("AZURE_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-            let b = b.with_url(base.clone()).with_retry(settings.retry()).with_client_options(settings.client(allow_http));
+            let b =
+                b.with_url(base.clone()).with_retry(settings.retry()).with_client_options(settings.client(allow_http));
             Arc::new(b.build().map_err(err)?)
         }
         Kind::Http => {
@@ -201,7 +206,8 @@ fn unknown_option(key: &str, kind: &str) -> Error {
 pub fn aws_profile() -> Vec<(String, String)> {
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let file = |var: &str, rel: &str| std::env::var_os(var).map(Into::into).or_else(|| home.as_ref().map(|h| h.join(rel)));
+    let file =
+        |var: &str, rel: &str| std::env::var_os(var).map(Into::into).or_else(|| home.as_ref().map(|h| h.join(rel)));
     let mut out: Vec<(String, String)> = Vec::new();
     let mut add = |text: &str, section: &str| {
         for (k, v) in ini_section(text, section) {
@@ -210,7 +216,9 @@ pub fn aws_profile() -> Vec<(String, String)> {
             }
         }
     };
-    if let Some(text) = file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials").and_then(|p| std::fs::read_to_string(p).ok()) {
+    if let Some(text) =
+        file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials").and_then(|p| std::fs::read_to_string(p).ok())
+    {
         add(&text, &profile);
     }
     if let Some(text) = file("AWS_CONFIG_FILE", ".aws/config").and_then(|p| std::fs::read_to_string(p).ok()) {
@@ -278,7 +286,8 @@ const SECRET_VARS: &[&str] = &[
 /// presigned signatures and SAS tokens live) cut off. Every store message goes through it.
 pub fn redact(text: &str) -> String {
     let mut s = text.to_string();
-    let mut secrets: Vec<String> = SECRET_VARS.iter().filter_map(|v| std::env::var(v).ok()).filter(|v| v.len() >= 4).collect();
+    let mut secrets: Vec<String> =
+        SECRET_VARS.iter().filter_map(|v| std::env::var(v).ok()).filter(|v| v.len() >= 4).collect();
     secrets.extend(SECRETS.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
     for (k, v) in std::env::vars() {
         if (k.starts_with("AWS_") || k.starts_with("AZURE_") || k.starts_with("GOOGLE_"))
@@ -297,7 +306,9 @@ pub fn redact(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i);
         out.push_str(head);
-        let mut end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',').unwrap_or(tail.len());
+        let mut end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',')
+            .unwrap_or(tail.len());
         // Punctuation that ends the sentence around the URL ("URL: message") is not the URL's.
         while end > 3 && tail[..end].ends_with([':', ';', '.']) {
             end -= 1;
@@ -338,7 +349,12 @@ pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
 pub(super) fn remember_option_secrets(settings: &StoreSettings) {
     for (k, v) in &settings.options {
         let k = k.to_ascii_lowercase();
-        if k.contains("secret") || k.contains("token") || k.contains("key") || k.contains("sas") || k.contains("password") {
+        if k.contains("secret")
+            || k.contains("token")
+            || k.contains("key")
+            || k.contains("sas")
+            || k.contains("password")
+        {
             remember_secret(v);
         }
     }

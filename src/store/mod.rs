@@ -358,7 +358,8 @@ pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(out);
     };
     let (store, prefix) = (r.store.clone(), r.key.clone());
-    let listed = block(async move { store.list_with_delimiter(Some(&prefix)).await }).map_err(|e| store_error(&r.url, None, e))?;
+    let listed = block(async move { store.list_with_delimiter(Some(&prefix)).await })
+        .map_err(|e| store_error(&r.url, None, e))?;
     let mut out: Vec<PathBuf> = listed
         .objects
         .iter()
@@ -379,10 +380,20 @@ pub fn glob(pattern: &str) -> Result<Vec<PathBuf>> {
     let first = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
     let dir = match pattern[..first].rfind('/') {
         Some(i) => &pattern[..i],
-        None => return Err(Error::InvalidArgument(format!("{}: a glob needs a bucket before its wildcards", redact(pattern)))),
+        None => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a glob needs a bucket before its wildcards",
+                redact(pattern)
+            )))
+        }
     };
-    let pat = glob::Pattern::new(pattern).map_err(|e| Error::InvalidArgument(format!("{}: bad glob: {e}", redact(pattern))))?;
-    let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+    let pat = glob::Pattern::new(pattern)
+        .map_err(|e| Error::InvalidArgument(format!("{}: bad glob: {e}", redact(pattern))))?;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
     let files = list_files(Path::new(dir))?;
     Ok(files.into_iter().filter(|p| p.to_str().is_some_and(|s| pat.matches_with(s, opts))).collect())
 }
@@ -430,7 +441,10 @@ pub fn open_at(path: &Path, offset: u64) -> Result<Box<dyn Read + Send>> {
                 if len < offset {
                     return Err(Error::io(
                         path,
-                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("the file is shorter than {offset} bytes: it changed")),
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("the file is shorter than {offset} bytes: it changed"),
+                        ),
                     ));
                 }
                 f.seek(std::io::SeekFrom::Start(offset)).map_err(|e| Error::io(path, e))?;
@@ -549,7 +563,11 @@ fn start_remote(r: &Remote, offset: u64) -> Result<RemoteRead> {
         Ok(Err(e)) => {
             let shorter = offset > 0 && matches!(stat(Path::new(&r.url)), Ok(Some(m)) if m.len < offset);
             if shorter {
-                return Err(store_error(&r.url, None, format!("the object is shorter than {offset} bytes: it changed")));
+                return Err(store_error(
+                    &r.url,
+                    None,
+                    format!("the object is shorter than {offset} bytes: it changed"),
+                ));
             }
             return Err(store_error(&r.url, (offset > 0).then_some(offset), e));
         }
@@ -662,7 +680,9 @@ impl parquet::file::reader::ChunkReader for ParquetSource {
                     let n = len.saturating_sub(start) as usize;
                     return Ok(Box::new(std::io::Cursor::new(self.get_bytes(start, n)?)));
                 }
-                Ok(Box::new(open_remote(remote, start).map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?))
+                Ok(Box::new(
+                    open_remote(remote, start).map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?,
+                ))
             }
         }
     }
@@ -691,7 +711,11 @@ impl parquet::file::reader::ChunkReader for ParquetSource {
                             Err(object_store::Error::NotSupported { .. }) => {
                                 let all = Bytes::from(read(Path::new(&remote.url)).map_err(ext)?);
                                 if all.len() as u64 != *len {
-                                    return Err(ext(store_error(&remote.url, None, format!("{} bytes came back of {len}: it changed", all.len()))));
+                                    return Err(ext(store_error(
+                                        &remote.url,
+                                        None,
+                                        format!("{} bytes came back of {len}: it changed", all.len()),
+                                    )));
                                 }
                                 let _ = whole.set(all);
                                 whole.get().expect("just set").slice(start as usize..end as usize)

@@ -115,7 +115,11 @@ impl Staged {
 /// bucket that does not exist, no write permission) fails before the work, not after it.
 fn probe_writable(r: &Remote) -> Result<()> {
     let parent = r.key.as_ref().rsplit_once('/').map_or("", |(p, _)| p);
-    let name = format!(".syllabus-write-probe-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let name = format!(
+        ".syllabus-write-probe-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    );
     let key = object_store::path::Path::from(if parent.is_empty() { name } else { format!("{parent}/{name}") });
     let (store, url) = (r.store.clone(), r.url.clone());
     let bucket = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
@@ -142,7 +146,9 @@ fn probe_writable(r: &Remote) -> Result<()> {
                 Ok(())
             }
             Err(object_store::Error::NotFound { .. }) => missing(),
-            Err(e) => Err(Error::InvalidArgument(format!("{}: cannot write there: {}", redact(&url), redact(&e.to_string())))),
+            Err(e) => {
+                Err(Error::InvalidArgument(format!("{}: cannot write there: {}", redact(&url), redact(&e.to_string()))))
+            }
         }
     })
 }
@@ -178,7 +184,10 @@ impl Outputs {
     /// again resumes from them.
     pub fn kept(&self) -> Vec<(String, PathBuf)> {
         let holds_something = |r: &Path| std::fs::read_dir(r).is_ok_and(|mut d| d.next().is_some());
-        self.staged.iter().filter_map(|s| s.root.as_ref().filter(|r| holds_something(r)).map(|r| (s.display(), r.clone()))).collect()
+        self.staged
+            .iter()
+            .filter_map(|s| s.root.as_ref().filter(|r| holds_something(r)).map(|r| (s.display(), r.clone())))
+            .collect()
     }
 
     /// [`Outputs::stage`] in place.
@@ -200,7 +209,11 @@ impl Outputs {
                     "{e}\n  the finished output is kept in {kept}: run the same command again to upload it (finished work is skipped), or remove that directory"
                 ))
             })?;
-            let again = if u.skipped > 0 { format!("; {} already there from an interrupted upload", u.skipped) } else { String::new() };
+            let again = if u.skipped > 0 {
+                format!("; {} already there from an interrupted upload", u.skipped)
+            } else {
+                String::new()
+            };
             eprintln!("syllabus: uploaded {} ({} files, {} bytes{again})", s.display(), u.files, u.bytes);
         }
         Ok(())
@@ -240,7 +253,10 @@ fn files_of(local: &Path) -> Result<Vec<Item>> {
         for p in super::list_files(local)? {
             let rel = p.strip_prefix(local).expect("under the output").to_string_lossy().replace('\\', "/");
             // The work directory (resume state) and unfinished temporaries stay local.
-            let internal = rel.split('/').enumerate().any(|(i, c)| (i == 0 && c == "work") || c.ends_with(".work") || c.ends_with(".tmp"));
+            let internal = rel
+                .split('/')
+                .enumerate()
+                .any(|(i, c)| (i == 0 && c == "work") || c.ends_with(".work") || c.ends_with(".tmp"));
             if !internal {
                 paths.push((rel, p));
             }
@@ -282,7 +298,13 @@ fn upload(local: &Path, root: &Path, r: &Remote) -> Result<Uploaded> {
     let record = std::fs::read_to_string(&record_path).unwrap_or_default();
     let line = |i: &Item| format!("{}\t{}\t{}", i.rel, i.len, i.hash);
     let done: std::collections::HashSet<&str> = record.lines().collect();
-    let target = |rel: &str| if rel.is_empty() { r.clone() } else { r.with_key(object_store::path::Path::from(format!("{}/{rel}", r.key))) };
+    let target = |rel: &str| {
+        if rel.is_empty() {
+            r.clone()
+        } else {
+            r.with_key(object_store::path::Path::from(format!("{}/{rel}", r.key)))
+        }
+    };
     let (commit, data): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| is_commit_file(&i.rel));
 
     // Un-commit: no reader may trust an old manifest while the files it names are replaced.
@@ -301,11 +323,15 @@ fn upload(local: &Path, root: &Path, r: &Remote) -> Result<Uploaded> {
             todo.push(i);
         }
     }
-    let mut record_file =
-        std::fs::OpenOptions::new().create(true).append(true).open(&record_path).map_err(|e| Error::io(&record_path, e))?;
+    let mut record_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&record_path)
+        .map_err(|e| Error::io(&record_path, e))?;
     // Data files, several at once, each recorded as soon as it is in the store (so a commit
     // killed part way skips it next time).
-    let jobs: Vec<(Remote, PathBuf, u64, String)> = todo.iter().map(|i| (target(&i.rel), i.path.clone(), i.len, line(i))).collect();
+    let jobs: Vec<(Remote, PathBuf, u64, String)> =
+        todo.iter().map(|i| (target(&i.rel), i.path.clone(), i.len, line(i))).collect();
     let (record, path) = (record_file.try_clone().map_err(|e| Error::io(&record_path, e))?, record_path.clone());
     let (files, bytes) = block(async move {
         let mut record = record;
@@ -387,7 +413,10 @@ async fn put_file(t: &Remote, path: &Path, len: u64) -> Result<()> {
         offset += n as u64;
     }
     if offset != len {
-        return Err(Error::io(path, std::io::Error::other(format!("changed while uploaded ({offset} bytes, expected {len})"))));
+        return Err(Error::io(
+            path,
+            std::io::Error::other(format!("changed while uploaded ({offset} bytes, expected {len})")),
+        ));
     }
     w.finish().await.map_err(|e| store_error(&t.url, None, e))?;
     Ok(())

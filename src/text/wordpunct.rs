@@ -177,7 +177,10 @@ mod tests {
 
     #[test]
     fn splits_words_and_punctuation_runs() {
-        assert_eq!(toks("Good muffins cost $3.88\nin New York."), ["good", "muffins", "cost", "$", "3", ".", "88", "in", "new", "york", "."]);
+        assert_eq!(
+            toks("Good muffins cost $3.88\nin New York."),
+            ["good", "muffins", "cost", "$", "3", ".", "88", "in", "new", "york", "."]
+        );
         assert_eq!(toks("don't!!! ...yes?!"), ["don", "'", "t", "!!!", "...", "yes", "?!"]);
         assert_eq!(toks("snake_case x2 __init__"), ["snake_case", "x2", "__init__"]);
         assert_eq!(toks(""), Vec::<String>::new());
@@ -209,7 +212,13 @@ mod tests {
     fn ascii_table_agrees_with_the_classes() {
         for b in 0u8..128 {
             let c = b as char;
-            let want = if is_py_word(c) { Class::Word } else if is_py_space(c) { Class::Space } else { Class::Punct };
+            let want = if is_py_word(c) {
+                Class::Word
+            } else if is_py_space(c) {
+                Class::Space
+            } else {
+                Class::Punct
+            };
             assert!(ASCII_CLASS[b as usize] == want, "byte {b}");
         }
     }

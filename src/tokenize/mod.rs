@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerImpl};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerImpl,
+};
 
 use crate::batch::text_column;
 use crate::error::{Error, Result};
@@ -42,7 +44,8 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
 impl Tok {
     pub fn load(path: &Path) -> Result<Tok> {
         let bytes = crate::store::read(path)?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| tok_err(path, format!("not a tokenizer.json: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| tok_err(path, format!("not a tokenizer.json: {e}")))?;
         let hash = format!("sha256:{:x}", Sha256::digest(&bytes));
         // Ids are dense from 0; added tokens may sit above the model's vocabulary.
         let max_added = inner.get_added_tokens_decoder().keys().max().map_or(0, |&id| id + 1);
@@ -84,7 +87,8 @@ impl Tok {
 
     /// Token ids of `text`, without special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode_fast(text, false).map_err(|e| tok_err(&self.path, format!("encoding failed: {e}")))?;
+        let enc =
+            self.inner.encode_fast(text, false).map_err(|e| tok_err(&self.path, format!("encoding failed: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
