@@ -74,6 +74,12 @@ fuzz:
 	$(CARGO) build --release --locked
 	SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus $(CARGO) run --release --locked --example fuzz -- --seconds $(FUZZ_SECONDS) --out $(abspath $(TARGET_DIR))/fuzz
 
+# Formatting and clippy's lints, warnings as errors; CI runs it before the tests (about half a
+# minute with a warm target directory).
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
 # Regenerate the reference golden files (needs the reference in a venv, see the script).
 golden:
 	$(PYTHON) tests/golden/make_dsir_golden.py

@@ -362,7 +362,7 @@ pub struct DsirSelectConfig {
 }
 
 fn d_feature_cache_mb() -> usize {
-    crate::pipeline::dsir::DEFAULT_FEATURE_CACHE_MB
+    crate::passes::dsir::DEFAULT_FEATURE_CACHE_MB
 }
 
 fn d_buckets() -> u32 {
@@ -554,11 +554,10 @@ impl PipelineConfig {
                     return Err(Error::Config("select.scores: at least one score table is needed".into()));
                 }
             }
-            Some(SelectConfig::Random(r)) => {
-                if r.k == 0 {
-                    return Err(Error::Config("select.k: must be at least 1".into()));
-                }
+            Some(SelectConfig::Random(r)) if r.k == 0 => {
+                return Err(Error::Config("select.k: must be at least 1".into()));
             }
+            Some(SelectConfig::Random(_)) => {}
             Some(SelectConfig::Zipfit(z)) => {
                 if z.target.is_empty() {
                     return Err(Error::Config("select.target: a target set is needed".into()));
@@ -632,5 +631,150 @@ buckets = 5000
         assert!(PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string().contains("select.k"));
         let bad = OK.replace("buckets = 5000", "buckets = 0");
         assert!(PipelineConfig::from_toml(&bad, Path::new("t.toml")).unwrap_err().to_string().contains("buckets"));
+    }
+}
+
+/// `docs/pipeline.md` lists every key of every table, and only keys that exist: its tables are
+/// checked against the structs serde reads (their field names, as serde sees them).
+#[cfg(test)]
+mod reference_doc {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::de::{DeserializeOwned, Visitor};
+
+    use super::*;
+
+    /// A deserializer that only notes the field names a struct asks for.
+    struct Fields(Option<&'static [&'static str]>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn keys<T: DeserializeOwned>() -> BTreeSet<String> {
+        let mut f = Fields(None);
+        let _ = T::deserialize(&mut f);
+        f.0.expect("a struct").iter().map(|s| s.to_string()).collect()
+    }
+
+    fn with_method(mut k: BTreeSet<String>) -> BTreeSet<String> {
+        k.insert("method".into());
+        k
+    }
+
+    /// The documented keys per section: `## \`ID\`` headings, then rows "| `key` | ...".
+    fn documented() -> BTreeMap<String, BTreeSet<String>> {
+        let doc = include_str!("../docs/pipeline.md");
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut section = None;
+        for line in doc.lines() {
+            if let Some(h) = line.strip_prefix("## `") {
+                let id = h.split('`').next().unwrap().to_string();
+                assert!(out.insert(id.clone(), BTreeSet::new()).is_none(), "{id} is documented twice");
+                section = Some(id);
+            } else if line.starts_with("## ") {
+                section = None;
+            } else if let (Some(s), Some(row)) = (&section, line.strip_prefix("| `")) {
+                let key = row.split('`').next().unwrap().to_string();
+                assert!(out.get_mut(s).unwrap().insert(key.clone()), "{s}.{key} is documented twice");
+            }
+        }
+        out
+    }
+
+    /// The methods `[select]` knows, as serde's error for an unknown one lists them.
+    fn methods() -> BTreeSet<String> {
+        let e = toml::from_str::<SelectConfig>("method = \"?\"").unwrap_err().to_string();
+        let list = &e[e.find("expected one of").expect(&e)..];
+        list.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_pipeline_key_is_documented_and_every_documented_key_exists() {
+        let select = |prefix: &str| -> Vec<(String, BTreeSet<String>)> {
+            vec![
+                (format!("{prefix}:dsir"), with_method(keys::<DsirSelectConfig>())),
+                (format!("{prefix}:zipfit"), with_method(keys::<ZipfitSelectConfig>())),
+                (format!("{prefix}:proxy"), with_method(keys::<ProxySelectConfig>())),
+                (format!("{prefix}.proxy"), keys::<ProxySpec>()),
+                (format!("{prefix}.proxy.model"), keys::<crate::proxy::ProxyParams>()),
+                (format!("{prefix}:scores"), with_method(keys::<ScoresSelectConfig>())),
+                (format!("{prefix}.keep"), keys::<KeepConfig>()),
+                (format!("{prefix}:random"), with_method(keys::<RandomSelectConfig>())),
+            ]
+        };
+        let any = || BTreeSet::from(["*".to_string()]);
+        let mut want: BTreeMap<String, BTreeSet<String>> = [
+            ("(top)".to_string(), keys::<PipelineConfig>()),
+            ("source".into(), keys::<SourceConfig>()),
+            ("source.domains".into(), any()),
+            ("order".into(), keys::<OrderConfig>()),
+            ("schedule".into(), keys::<ScheduleConfig>()),
+            ("schedule.phases".into(), keys::<crate::curriculum::PhaseConfig>()),
+            ("schedule.phases.mixture".into(), any()),
+            ("reweight".into(), keys::<ReweightConfig>()),
+            ("tokenize".into(), keys::<TokenizeConfig>()),
+            ("output".into(), keys::<OutputConfig>()),
+            ("feedback".into(), keys::<crate::loader::feedback::FeedbackConfig>()),
+            ("feedback.prior".into(), any()),
+            ("eval".into(), keys::<EvalConfig>()),
+            ("eval.valid".into(), any()),
+            ("eval.model".into(), keys::<crate::proxy::ProxyParams>()),
+            ("eval.candidates".into(), keys::<CandidateConfig>()),
+            ("store".into(), keys::<crate::store::StoreSettings>()),
+            ("store.options".into(), any()),
+        ]
+        .into_iter()
+        .collect();
+        want.extend(select("select"));
+        want.extend(select("eval.candidates.select"));
+        let doc = documented();
+        let sections: BTreeSet<&String> = want.keys().collect();
+        assert_eq!(doc.keys().collect::<BTreeSet<_>>(), sections, "docs/pipeline.md's sections");
+        for (id, keys) in &want {
+            assert_eq!(&doc[id], keys, "docs/pipeline.md, section `{id}`");
+        }
+        // Every method has its section.
+        let documented_methods: BTreeSet<String> =
+            doc.keys().filter_map(|id| id.strip_prefix("select:")).map(str::to_string).collect();
+        assert_eq!(documented_methods, methods());
+    }
+
+    /// The check reads what it should: a struct's serde names, and the documented rows.
+    #[test]
+    fn the_check_sees_fields_and_rows() {
+        assert!(keys::<DsirSelectConfig>().contains("feature_cache_mb"));
+        assert!(documented()["select:dsir"].contains("k"));
+        assert!(methods().contains("random"), "{:?}", methods());
     }
 }

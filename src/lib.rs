@@ -25,34 +25,56 @@
 //!              model per candidate, validation curves, KL reduction, curves.png
 //! ```
 //!
-//! `pipeline/` puts the stages together for the CLI (`cli/`) and for `syllabus run`
-//! (`config.rs`); `progress.rs` draws the progress bars any stage may show, and `limits.rs`
-//! bounds the settings that size memory or work. Every stage streams batches: memory is
-//! bounded by the batch size and, where an algorithm needs state (DSIR's bucket counts, the k
-//! selected rows), by that state. Results never depend on the thread count (`par.rs`).
+//! Every stage streams batches: memory is bounded by the batch size and, where an algorithm
+//! needs state (DSIR's bucket counts, the k selected rows), by that state. Results never
+//! depend on the thread count (`par.rs`).
+//!
+//! # Layers
+//!
+//! A module uses only the modules drawn below it (`tests/layers.rs` checks it on every
+//! `make test`), so there are no import cycles and the reusable parts never reach up into the
+//! commands that use them:
+//!
+//! ```text
+//! cli/                          parses arguments and calls the library (main.rs runs it)
+//! pipeline/                     `syllabus run`: a pipeline's stages in order; eval's candidates
+//! cluster/  config.rs           Ballista jobs, UDFs and codec | pipelines/*.toml, parsed and checked
+//! eval/  sql/                   equal-compute candidate training | DataFusion sessions (a cluster plugs in as a Remote)
+//! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, random, per-file resume
+//! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
+//! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
+//! par.rs  resume.rs  tokenize/  ordered parallel map | work directories and markers | tokenizers
+//! score/  shard/  source/       the scorers | shard formats and manifest | lake readers, rejects
+//! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs
+//! sink/                         table writers, atomic files
+//! batch.rs                      column names and batch helpers
+//! error.rs  failpoint.rs  limits.rs  progress.rs  text/
+//! ```
 
 pub mod batch;
 pub mod cli;
 #[cfg(feature = "cluster")]
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 pub mod curriculum;
 pub mod error;
 pub mod eval;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod limits;
 pub mod loader;
-pub mod par;
+pub(crate) mod par;
+pub(crate) mod passes;
 pub mod pipeline;
 pub mod progress;
 pub mod proxy;
+pub(crate) mod resume;
 pub mod score;
 pub mod select;
 pub mod shard;
-pub mod sink;
+pub(crate) mod sink;
 pub mod source;
 pub mod sql;
-pub mod store;
+pub(crate) mod store;
 pub mod text;
 pub mod tokenize;
 

@@ -529,7 +529,7 @@ fn a_server_killed_mid_read_is_retried_or_a_clear_error() {
         ok(&s3
             .syllabus(&["sql", "--format", "csv", "-o", "s3://out/big.csv", "-c", q, "s3://lake/big/big.jsonl"], &[]));
     assert!(err.contains("uploaded s3://out/big.csv"), "{err}");
-    assert!(std::fs::metadata(&local_csv).unwrap().len() > 3 * 8 << 20);
+    assert!(std::fs::metadata(&local_csv).unwrap().len() > (3 * 8) << 20);
     same_file(&local_csv, &s3.object("out/big.csv"), "a multipart upload");
 }
 

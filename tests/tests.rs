@@ -9,6 +9,7 @@ mod determinism;
 mod dsir_parity;
 mod eval;
 mod hardening;
+mod layers;
 mod pipeline;
 mod proxy;
 mod resume;

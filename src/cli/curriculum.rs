@@ -281,10 +281,10 @@ pub(super) fn curriculum_command(
     let key = crate::shard::manifest::json_hash(&serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "config": config,
-        "inputs": crate::curriculum::inputs_fingerprint(&files),
+        "inputs": crate::resume::inputs_fingerprint(&files),
         "tokenizer": xxhash_rust::xxh3::xxh3_128(&tok_bytes).to_string(),
     }));
-    let work = crate::curriculum::begin_work(&args.out, &key)?;
+    let work = crate::resume::begin_work(&args.out, &key)?;
     let rejects = args.source.rejects.clone();
     let manifest = crate::curriculum::Build {
         spec: &spec,

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::pipeline::RunReport;
+use crate::passes::RunReport;
 use crate::progress::Progress;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
 use crate::store::output::Outputs;

@@ -1,6 +1,6 @@
 //! `syllabus score ...` and `syllabus select ...`: the scoring and selection commands.
 
-use crate::pipeline::work::Work;
+use crate::passes::work::Work;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,9 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use super::{finish, open_lake, SourceArgs};
-use crate::pipeline::{
-    self, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, RunReport, ScoredLake, ZipfitRowScorer,
-};
+use crate::passes::{self, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, RunReport, ScoredLake, ZipfitRowScorer};
 use crate::progress::Progress;
 use crate::score::dsir::{DsirModel, DsirParams, FitBudget, NgramHash};
 use crate::score::zipfit::{ZipCompressor, ZipfitParams};
@@ -352,7 +350,7 @@ pub(super) struct DsirArgs {
     pub(super) fit_all: bool,
     /// Memory for keeping documents' features between the fit and the scoring pass (MiB);
     /// 0 re-tokenizes every document. Never changes a result.
-    #[arg(long, default_value_t = crate::pipeline::dsir::DEFAULT_FEATURE_CACHE_MB)]
+    #[arg(long, default_value_t = crate::passes::dsir::DEFAULT_FEATURE_CACHE_MB)]
     feature_cache_mb: usize,
     /// Run on a cluster (`syllabus cluster`): df://HOST:PORT. Same output, byte for byte.
     #[arg(long, value_name = "df://HOST:PORT")]
@@ -420,10 +418,10 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
     match &cmd {
         ScoreCommand::Dsir { dsir, source, io } if dsir.cluster.is_some() => {
             let url = dsir.cluster.as_deref().expect("checked");
-            return super::cluster::run(
+            return on_cluster::run(
                 url,
-                super::cluster::Method::Dsir(dsir),
-                super::cluster::Job::Score,
+                on_cluster::Method::Dsir(dsir),
+                on_cluster::Job::Score,
                 source,
                 &io.raw,
                 &io.out,
@@ -433,10 +431,10 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
         }
         ScoreCommand::Zipfit { zipfit, source, io } if zipfit.cluster.is_some() => {
             let url = zipfit.cluster.as_deref().expect("checked");
-            return super::cluster::run(
+            return on_cluster::run(
                 url,
-                super::cluster::Method::Zipfit(zipfit),
-                super::cluster::Job::Score,
+                on_cluster::Method::Zipfit(zipfit),
+                on_cluster::Job::Score,
                 source,
                 &io.raw,
                 &io.out,
@@ -501,10 +499,10 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
             }
             let url = dsir.cluster.as_deref().expect("checked");
             let seed = (!top_k).then_some(*seed);
-            let job = super::cluster::Job::Select { k: io.k, seed };
-            return super::cluster::run(
+            let job = on_cluster::Job::Select { k: io.k, seed };
+            return on_cluster::run(
                 url,
-                super::cluster::Method::Dsir(dsir),
+                on_cluster::Method::Dsir(dsir),
                 job,
                 source,
                 &io.raw,
@@ -518,10 +516,10 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
                 bail!("--scores-out is not available with --cluster: run `syllabus score zipfit --cluster` for every row's scores");
             }
             let url = zipfit.cluster.as_deref().expect("checked");
-            let job = super::cluster::Job::Select { k: io.k, seed: None };
-            return super::cluster::run(
+            let job = on_cluster::Job::Select { k: io.k, seed: None };
+            return on_cluster::run(
                 url,
-                super::cluster::Method::Zipfit(zipfit),
+                on_cluster::Method::Zipfit(zipfit),
                 job,
                 source,
                 &io.raw,
@@ -575,7 +573,7 @@ pub(super) fn select_command(args: SelectArgs, progress: &Progress, start: Insta
                 open_resumable(&source, &io.raw, &io.out, "select random", settings, &[], None)?;
             let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
             let keep = Keep { k: io.k, require_fewer_than_eligible: false };
-            let scorer = crate::pipeline::RandomRowScorer;
+            let scorer = crate::passes::RandomRowScorer;
             let mut report = lake.select_to(
                 &scorer,
                 keep,
@@ -638,7 +636,10 @@ fn score_proxy(
     finish(&format!("score {}", kind.column()), &io.out, report, Vec::new(), rejects, start, false)
 }
 
-/// The lake of a resumable command, its work directory ([`crate::pipeline::work`]) and its
+/// What [`open_resumable`] gives: how to read, the lake, the work directory, the rejects.
+type Resumable = (ReadOptions, Vec<InputFile>, Option<Work>, Option<RejectWriter>);
+
+/// The lake of a resumable command, its work directory ([`crate::passes::work`]) and its
 /// rejects file (cut back to what the work kept, when resuming). `target` and `extra_input`
 /// (a saved model, a tokenizer) are inputs of the run's key besides the lake.
 fn open_resumable(
@@ -649,7 +650,7 @@ fn open_resumable(
     mut settings: String,
     target: &[String],
     extra_input: Option<&Path>,
-) -> anyhow::Result<(ReadOptions, Vec<InputFile>, Option<Work>, Option<RejectWriter>)> {
+) -> anyhow::Result<Resumable> {
     let opts = source.read_options()?;
     let raw = expand_inputs(raw_inputs)?;
     // Refuse an output that cannot be written before anything is done.
@@ -704,7 +705,7 @@ fn fit_dsir(
     Ok(fitted)
 }
 
-/// Read and compress the ZIP-FIT target set (kept in `work`, see [`pipeline::zipfit::load_target_in`]).
+/// Read and compress the ZIP-FIT target set (kept in `work`, see [`passes::zipfit::load_target_in`]).
 fn zipfit_scorer(
     args: &ZipfitArgs,
     opts: &ReadOptions,
@@ -713,6 +714,106 @@ fn zipfit_scorer(
     rejects: Option<&mut RejectWriter>,
 ) -> anyhow::Result<(ZipfitRowScorer, Vec<crate::source::FileStats>)> {
     let target = expand_inputs(&args.target)?;
-    let (target, stats) = pipeline::zipfit::load_target_in(&target, opts, args.params(), progress, work, rejects)?;
+    let (target, stats) = passes::zipfit::load_target_in(&target, opts, args.params(), progress, work, rejects)?;
     Ok((ZipfitRowScorer::new(Arc::new(target)), stats))
+}
+
+/// The `--cluster` paths of `score` and `select` ([`crate::cluster`]).
+#[cfg(feature = "cluster")]
+mod on_cluster {
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use anyhow::bail;
+
+    use super::super::{finish, SourceArgs};
+    use super::{DsirArgs, ZipfitArgs};
+    use crate::cluster::jobs::{ClusterLake, Scoring};
+    use crate::cluster::Cluster;
+    use crate::passes::Keep;
+    use crate::progress::Progress;
+    use crate::source::{expand_inputs, FileStats, RejectWriter};
+
+    /// What `score|select dsir|zipfit --cluster` need: what to score with and the target's counts.
+    pub(super) enum Method<'a> {
+        Dsir(&'a DsirArgs),
+        Zipfit(&'a ZipfitArgs),
+    }
+
+    /// Fit (or load) the scorer: the target set is read here, the raw lake's counts on the cluster.
+    fn scoring(
+        lake: &ClusterLake,
+        method: &Method,
+        rejects: Option<&mut RejectWriter>,
+        progress: &Progress,
+    ) -> anyhow::Result<(Scoring, Vec<FileStats>)> {
+        match method {
+            Method::Dsir(args) => {
+                if args.model.is_none() && args.target.is_empty() {
+                    bail!("DSIR needs a target set (--target) or a saved model (--model)");
+                }
+                let (model, stats) = match args.saved_model()? {
+                    Some(model) => (model, Vec::new()),
+                    None => lake.fit_dsir(args.params(), args.budget(), &expand_inputs(&args.target)?, rejects)?,
+                };
+                if let Some(p) = &args.save_model {
+                    model.save(p)?;
+                }
+                Ok((Scoring::Dsir(Arc::new(model)), stats))
+            }
+            Method::Zipfit(args) => {
+                let target = expand_inputs(&args.target)?;
+                let (target, stats) =
+                    crate::passes::zipfit::load_target(&target, lake.read, args.params(), progress, rejects)?;
+                Ok((Scoring::Zipfit(Arc::new(target)), stats))
+            }
+        }
+    }
+
+    /// What `score` or `select` does once the lake is on the cluster and the scorer fitted.
+    pub(super) enum Job {
+        Score,
+        /// k, and the Gumbel seed (None: plain top-k).
+        Select {
+            k: u64,
+            seed: Option<u32>,
+        },
+    }
+
+    /// `score|select dsir|zipfit --cluster URL`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run(
+        url: &str,
+        method: Method,
+        job: Job,
+        source: &SourceArgs,
+        raw: &[String],
+        out: &Path,
+        progress: &Progress,
+        start: Instant,
+    ) -> anyhow::Result<ExitCode> {
+        let read = source.read_options()?;
+        let files = expand_inputs(raw)?;
+        crate::sink::OutFormat::from_path(out)?;
+        let cluster = Cluster::connect(url)?;
+        let lake = ClusterLake::new(&cluster, &files, &read, progress)?;
+        let mut rejects = source.rejects.as_deref().map(RejectWriter::create).transpose()?;
+        let (scoring, target_stats) = scoring(&lake, &method, rejects.as_mut(), progress)?;
+        let files = lake.file_stats(rejects.as_mut())?;
+        let name = match method {
+            Method::Dsir(_) => "dsir",
+            Method::Zipfit(_) => "zipfit",
+        };
+        let (report, what, selecting) = match job {
+            Job::Score => (lake.score_to(&scoring, files, out)?, format!("score {name}"), false),
+            Job::Select { k, seed } => {
+                // DSIR's reference needs fewer than the eligible rows; ZIP-FIT keeps all if fewer.
+                let keep = Keep { k, require_fewer_than_eligible: matches!(method, Method::Dsir(_)) };
+                (lake.select_to(&scoring, files, keep, seed, out)?, format!("select {name}"), true)
+            }
+        };
+        finish(&what, out, report, target_stats, rejects, start, selecting)
+    }
 }

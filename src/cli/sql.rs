@@ -63,9 +63,15 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
                 files: args.schema_sample_files,
             },
             progress: crate::progress::Progress::new(quiet).enabled(),
-            cluster: args.cluster.clone(),
         };
-        let session = Session::new(&opts).await?;
+        let remote = match &args.cluster {
+            None => None,
+            Some(url) => {
+                opts.check_remote()?;
+                Some(remote(url).await?)
+            }
+        };
+        let session = Session::with_remote(&opts, remote).await?;
         let mut out = Output::new(args.format, args.output.as_deref())?;
         let script = match (&args.command, &args.file) {
             (Some(c), _) => Some(c.clone()),
@@ -93,6 +99,16 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(feature = "cluster")]
+async fn remote(url: &str) -> crate::error::Result<crate::sql::Remote> {
+    crate::cluster::sql_remote(url).await
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn remote(_url: &str) -> crate::error::Result<crate::sql::Remote> {
+    Err(crate::Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
 }
 
 /// The interactive shell: statements end with `;`; `\d`, `\d TABLE`, `\q`; Ctrl-C cancels

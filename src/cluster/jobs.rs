@@ -1,5 +1,5 @@
 //! The scoring and selection stages as cluster jobs, each a map over the lake's files and a
-//! small reduce, giving what the local passes of [`crate::pipeline::scored`] give:
+//! small reduce, giving what the local passes of [`crate::passes::scored`] give:
 //!
 //! - DSIR fit: `syllabus_dsir_counts` over the lake, one partial state of bucket counts per
 //!   file summed on one task (buckets x 8 bytes per file shipped);
@@ -32,8 +32,8 @@ use super::udf::{self, DsirCounts, DsirScore, DsirWords, GumbelKey, Zipfit};
 use super::Cluster;
 use crate::batch::{COL_DSIR_LOGW, COL_ID, COL_N_WORDS, COL_ZIPFIT};
 use crate::error::{Error, Result};
-use crate::pipeline::DsirJob;
-use crate::pipeline::{Keep, RunReport, ScoredLake};
+use crate::passes::DsirJob;
+use crate::passes::{Keep, RunReport, ScoredLake};
 use crate::progress::Progress;
 use crate::score::dsir::FitBudget;
 use crate::score::dsir::{Counts, DsirModel, DsirParams};
@@ -76,7 +76,7 @@ fn readable(msg: &str) -> String {
     msg.to_string()
 }
 
-fn column<'a, T: 'static>(b: &'a RecordBatch, i: usize) -> Result<&'a T> {
+fn column<T: 'static>(b: &RecordBatch, i: usize) -> Result<&T> {
     b.column(i)
         .as_any()
         .downcast_ref::<T>()
@@ -452,7 +452,7 @@ mod tests {
         assert_eq!(readable(m), "/l/b.jsonl: line 2: malformed \"x\"");
         assert_eq!(readable("no executors"), "no executors");
     }
-    use crate::pipeline::DsirJob;
+    use crate::passes::DsirJob;
     use crate::score::dsir::FitBudget;
 
     fn fixture_lake() -> Vec<InputFile> {
@@ -495,7 +495,7 @@ mod tests {
                 feature_cache_bytes: 0,
                 progress: &progress,
             };
-            assert_eq!(got, job.fit(None).unwrap().model.raw, "{budget:?}");
+            assert_eq!(got, job.fit_in(None, None).unwrap().model.raw, "{budget:?}");
         }
     }
 }

@@ -215,8 +215,7 @@ pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
 
 /// A client's connection to a cluster, with its own runtime for the blocking commands.
 pub struct Cluster {
-    pub url: String,
-    /// The scheduler, as parsed from `url`.
+    /// The scheduler, as parsed from the URL.
     pub host: String,
     pub port: u16,
     pub ctx: SessionContext,
@@ -232,7 +231,7 @@ impl Cluster {
             .map_err(|e| Error::io("tokio runtime", e))?;
         watch_signals();
         let ctx = rt.block_on(connect(&host, port))?;
-        Ok(Cluster { url: url.to_string(), host, port, ctx, rt })
+        Ok(Cluster { host, port, ctx, rt })
     }
 
     pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
@@ -309,6 +308,15 @@ fn live() -> &'static Live {
     LIVE.get_or_init(Default::default)
 }
 
+/// A SQL session's remote ([`crate::sql::Remote`]): statements planned by `syllabus sql` run
+/// as jobs on the scheduler at `url`, each remembered so that an interrupted statement is
+/// cancelled there too ([`cancel_live`]).
+pub async fn sql_remote(url: &str) -> Result<crate::sql::Remote> {
+    let (host, port) = parse_url(url)?;
+    let ctx = connect(&host, port).await?;
+    Ok(crate::sql::Remote { ctx, execute: Arc::new(move |ctx, plan| execute(ctx, &host, port, plan)) })
+}
+
 /// Run `plan` (planned by a cluster session) as a stream, and remember it so that an
 /// interrupted client cancels its job on the scheduler.
 pub fn execute(
@@ -366,7 +374,8 @@ async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physica
 /// job does nothing), and forget them.
 pub async fn cancel_live() -> usize {
     let jobs: Vec<_> = std::mem::take(&mut *live().lock().unwrap_or_else(|p| p.into_inner()));
-    let mut by_scheduler: Vec<((String, u16), Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>)> = Vec::new();
+    type Plans = Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>;
+    let mut by_scheduler: Vec<((String, u16), Plans)> = Vec::new();
     for (h, p, plan) in jobs {
         match by_scheduler.iter_mut().find(|(k, _)| k.0 == h && k.1 == p) {
             Some((_, v)) => v.push(plan),

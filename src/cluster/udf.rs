@@ -341,7 +341,7 @@ impl CountsAccumulator {
         let words: Vec<u64> =
             bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         let n = self.counts.counts.len();
-        if words.first().copied() != Some(n as u64) || words.len() < 1 + n || (words.len() - 1 - n) % 3 != 0 {
+        if words.first().copied() != Some(n as u64) || words.len() < 1 + n || !(words.len() - 1 - n).is_multiple_of(3) {
             return exec_err!("{DSIR_COUNTS}: a partial state of another shape");
         }
         for (a, b) in self.counts.counts.iter_mut().zip(&words[1..1 + n]) {

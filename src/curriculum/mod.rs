@@ -322,56 +322,6 @@ use crate::source::{InputFile, ReadOptions};
 use crate::tokenize::{Tok, PAD_CANDIDATES};
 use prepare::{DomainOf, Prepare, Prepared};
 
-/// The work directory of a run (`OUT/work`), kept for one key: the configuration, inputs and
-/// tokenizer. A different key starts over: work, shards and manifest are removed.
-pub fn begin_work(out: &Path, key: &str) -> Result<std::path::PathBuf> {
-    crate::sink::output_dir(out)?;
-    let work = out.join("work");
-    let key_path = work.join("KEY");
-    let same = std::fs::read_to_string(&key_path).is_ok_and(|k| k.trim() == key);
-    if !same {
-        for dir in [work.clone(), out.join("shards"), out.join("megatron")] {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            }
-        }
-        for f in [MANIFEST_FILE, "curriculum.parquet"] {
-            let p = out.join(f);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            }
-        }
-        std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
-        crate::sink::write_atomic(&key_path, key.as_bytes())?;
-    }
-    Ok(work)
-}
-
-/// A fingerprint of input files (name, size, modification time) for a run's key.
-pub fn inputs_fingerprint(files: &[InputFile]) -> serde_json::Value {
-    let entries: Vec<serde_json::Value> = files
-        .iter()
-        .map(|f| {
-            // A file's size and time, or an object's (from the listing that found it).
-            let meta = crate::store::stat(&f.path).ok().flatten();
-            serde_json::json!([f.name, meta.map(|m| m.len), meta.and_then(|m| m.mtime_ns)])
-        })
-        .collect();
-    serde_json::Value::Array(entries)
-}
-
-/// Load a stage's completion marker, if it is there.
-pub fn load_marker<T: serde::de::DeserializeOwned>(work: &Path, name: &str) -> Option<T> {
-    let bytes = std::fs::read(work.join(name)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Write a stage's completion marker (atomically).
-pub fn save_marker<T: Serialize>(work: &Path, name: &str, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).expect("markers serialize");
-    crate::sink::write_atomic(&work.join(name), &bytes)
-}
-
 /// One curriculum build: the document table, how to read it, and where to write.
 pub struct Build<'a> {
     pub spec: &'a CurriculumSpec,
@@ -447,7 +397,7 @@ impl Build<'_> {
         let pad = tok.special_id(spec.tokenize.pad.as_deref(), PAD_CANDIDATES, "padding")?.unwrap_or(eos);
         self.check_disk(tok.vocab_size())?;
         self.check_memory()?;
-        let prepared: Prepared = match load_marker(self.work, "prepare.json") {
+        let prepared: Prepared = match crate::resume::load_marker(self.work, "prepare.json") {
             Some(p) => p,
             None => {
                 let p = Prepare {
@@ -461,7 +411,7 @@ impl Build<'_> {
                     checkpoint_bytes: (spec.output.checkpoint_mb * 1048576.0) as u64,
                 }
                 .run(self.work, self.rejects)?;
-                save_marker(self.work, "prepare.json", &p)?;
+                crate::resume::save_marker(self.work, "prepare.json", &p)?;
                 let _ = std::fs::remove_file(self.work.join(prepare::CHECKPOINT_FILE));
                 crate::failpoint::hit(format_args!("prepared"));
                 p

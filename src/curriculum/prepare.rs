@@ -161,7 +161,7 @@ impl Prepare<'_> {
     pub fn run(&self, work: &Path, rejects: Option<&Path>) -> Result<Prepared> {
         std::fs::create_dir_all(work.join("records")).map_err(|e| Error::io(work, e))?;
         let fits = |ck: &Checkpoint| ck.point.file < self.files.len() && ck.files.len() == ck.point.file + 1;
-        let resumed = match super::load_marker::<Checkpoint>(work, CHECKPOINT_FILE).filter(fits) {
+        let resumed = match crate::resume::load_marker::<Checkpoint>(work, CHECKPOINT_FILE).filter(fits) {
             Some(ck) => match self.reopen(work, rejects, &ck) {
                 Ok(open) => Some((ck, open)),
                 Err(e) => {
@@ -226,7 +226,7 @@ impl Prepare<'_> {
                         rejects_len: end.rejects_len,
                         state: st.clone(),
                     };
-                    super::save_marker(work, CHECKPOINT_FILE, &ck)?;
+                    crate::resume::save_marker(work, CHECKPOINT_FILE, &ck)?;
                     since_checkpoint = 0;
                     checkpoints += 1;
                     crate::failpoint::hit(format_args!("prepare-checkpoint-{checkpoints}"));

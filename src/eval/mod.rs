@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::RecordBatch;
 use crate::error::{Error, Result};
-use crate::pipeline::work::Work;
+use crate::passes::work::Work;
 use crate::progress::Progress;
 use crate::proxy::lm::LmShape;
 use crate::proxy::{ProxyKind, ProxyParams};
@@ -44,6 +44,9 @@ pub const CURVES_FILE: &str = "curves.parquet";
 pub const SUMMARY_FILE: &str = "summary.csv";
 pub const EVAL_FILE: &str = "eval.json";
 pub const PLOT_FILE: &str = "curves.png";
+
+/// A point of a mean curve: tokens, mean, min and max over the seeds.
+pub type CurvePoint = (u64, f64, f64, f64);
 
 /// A `NAME=PATH` argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,7 +241,7 @@ pub struct EvalReport {
     pub summary: Vec<SummaryRow>,
     /// Mean curves for the plot: per candidate, per valid set, (tokens, mean, min, max).
     #[serde(skip)]
-    pub curves: Vec<Vec<Vec<(u64, f64, f64, f64)>>>,
+    pub curves: Vec<Vec<Vec<CurvePoint>>>,
     /// Runs kept from an interrupted eval.
     pub resumed_runs: usize,
 }

@@ -254,7 +254,7 @@ pub fn train(
         let pieces = stream.take(want as usize);
         model.step(&batch(&cand.units, &pieces, true), pieces.len(), want as f64, lr_at(step, steps, r.lr))?;
         seen += want;
-        if seen % every == 0 || seen == tokens {
+        if seen.is_multiple_of(every) || seen == tokens {
             points.push(Point { tokens: seen, loss: validate(&mut model)? });
             on_point(seen);
         }

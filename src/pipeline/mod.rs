@@ -1,30 +1,23 @@
 //! Jobs: the stages put together, for the CLI commands and for `syllabus run PIPELINE.toml`.
 
-pub mod dsir;
-pub mod random;
-pub mod scored;
-pub mod work;
-pub mod zipfit;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::COL_DOMAIN;
 use crate::config::{PipelineConfig, SelectConfig};
 use crate::curriculum::prepare::DomainOf;
-use crate::curriculum::{begin_work, inputs_fingerprint, load_marker, save_marker};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::resume::{begin_work, inputs_fingerprint, load_marker, save_marker};
 use crate::score::dsir::DsirModel;
 use crate::select::Noise;
 use crate::shard::manifest::{json_hash, MANIFEST_FILE};
 use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
-pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
-pub use random::RandomRowScorer;
-pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
-use work::Work;
-pub use zipfit::ZipfitRowScorer;
+use crate::passes::work::Work;
+use crate::passes::{
+    zipfit, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, RandomRowScorer, RunReport, ScoredLake, ZipfitRowScorer,
+};
 
 /// What `syllabus run` produced.
 #[derive(Debug, serde::Serialize)]

@@ -793,6 +793,7 @@ fn into_scores(
 }
 
 /// Train `lm` proxies (on `train`, or on the pool) and score the pool.
+#[allow(clippy::too_many_arguments)]
 pub fn lm_scores(
     pool: TextData,
     train: Option<&[Vec<u32>]>,

@@ -189,10 +189,6 @@ impl TableWriter {
         Ok(())
     }
 
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
     /// Flush, fsync and move the file to its final name. Returns the rows written. On an
     /// error the temporary file is removed.
     pub fn finish(mut self) -> Result<u64> {

@@ -47,8 +47,34 @@ pub struct SqlOptions {
     pub schema_sample: tables::SchemaSample,
     /// A progress line (rows and bytes read) on stderr for statements that run over a second.
     pub progress: bool,
-    /// Run the statements on this Ballista cluster (`df://HOST:PORT`).
-    pub cluster: Option<String>,
+}
+
+impl SqlOptions {
+    /// Whether these options can run on a remote (checked before connecting to one).
+    pub fn check_remote(&self) -> Result<()> {
+        if self.dsir_model.is_some() || !self.zipfit_target.is_empty() {
+            return Err(Error::InvalidArgument("dsir_logw and zipfit are not available with --cluster: score with `syllabus score dsir|zipfit --cluster` and query the scores".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a planned statement somewhere else.
+pub type RemoteExecute = dyn Fn(
+        &SessionContext,
+        Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream>
+    + Send
+    + Sync;
+
+/// Where a session's statements run when not in this process: a Ballista cluster registers
+/// itself here (`crate::cluster::sql_remote`, called by the CLI); `sql` knows only this.
+/// Tables travel in the plans: Parquet files and directories (DataFusion's listing tables)
+/// can be sent; `dsir_logw` and `zipfit` are local only.
+pub struct Remote {
+    /// The remote's session, with its functions and codecs registered.
+    pub ctx: SessionContext,
+    pub execute: Arc<RemoteExecute>,
 }
 
 /// The progress line of a running statement: rows and bytes its scans have read (the jsonl
@@ -118,23 +144,6 @@ fn df_err(e: datafusion::error::DataFusionError) -> Error {
     Error::InvalidArgument(e.to_string())
 }
 
-/// A session whose statements run on a Ballista cluster ([`crate::cluster`]). Tables travel
-/// in the plans: Parquet files and directories (DataFusion's listing tables) can be sent;
-/// `dsir_logw` and `zipfit` are local only.
-#[cfg(feature = "cluster")]
-async fn cluster_context(url: &str, opts: &SqlOptions) -> Result<(SessionContext, (String, u16))> {
-    if opts.dsir_model.is_some() || !opts.zipfit_target.is_empty() {
-        return Err(Error::InvalidArgument("dsir_logw and zipfit are not available with --cluster: score with `syllabus score dsir|zipfit --cluster` and query the scores".into()));
-    }
-    let (host, port) = crate::cluster::parse_url(url)?;
-    Ok((crate::cluster::connect(&host, port).await?, (host, port)))
-}
-
-#[cfg(not(feature = "cluster"))]
-async fn cluster_context(_url: &str, _opts: &SqlOptions) -> Result<(SessionContext, (String, u16))> {
-    Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()))
-}
-
 /// How the cluster's codec ends its refusal of a table it cannot send (syllabus's Parquet
 /// tables travel; in-memory and streamed ones do not).
 pub const NOT_SENDABLE: &str = "query it without --cluster";
@@ -144,9 +153,8 @@ pub struct Session {
     pub ctx: SessionContext,
     pub tables: Vec<Registered>,
     progress: bool,
-    /// The scheduler's host and port, with --cluster.
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    cluster: Option<(String, u16)>,
+    /// Where statements run, when not here.
+    remote: Option<Arc<RemoteExecute>>,
 }
 
 /// `fut`, with a panic inside it (DataFusion on some damaged inputs) turned into an error.
@@ -163,7 +171,13 @@ async fn caught<T>(what: &str, fut: impl std::future::Future<Output = Result<T>>
 }
 
 impl Session {
+    /// A session that runs its statements here.
     pub async fn new(opts: &SqlOptions) -> Result<Session> {
+        Self::with_remote(opts, None).await
+    }
+
+    /// A session whose statements run on `remote` (a cluster), or here.
+    pub async fn with_remote(opts: &SqlOptions, remote: Option<Remote>) -> Result<Session> {
         let limit = opts.memory_limit_mb.max(16) << 20;
         // Object stores come from syllabus's own registry: the same clients and settings as the
         // readers, for the tables given and for `CREATE EXTERNAL TABLE ... LOCATION 's3://...'`.
@@ -177,11 +191,11 @@ impl Session {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_sort_spill_reservation_bytes((limit / 16).min(10 << 20));
-        let (ctx, cluster) = match &opts.cluster {
+        let (ctx, remote) = match remote {
             None => (SessionContext::new_with_config_rt(config, runtime), None),
-            Some(url) => {
-                let (ctx, scheduler) = cluster_context(url, opts).await?;
-                (ctx, Some(scheduler))
+            Some(r) => {
+                opts.check_remote()?;
+                (r.ctx, Some(r.execute))
             }
         };
         let mut tables = Vec::new();
@@ -191,14 +205,14 @@ impl Session {
             }
             caught(
                 &format!("reading {}", p.display()),
-                tables::register_path(&ctx, p, opts.schema_sample, opts.cluster.is_some(), &mut tables),
+                tables::register_path(&ctx, p, opts.schema_sample, remote.is_some(), &mut tables),
             )
             .await?;
         }
         ctx.register_udf(udf::n_words());
         ctx.register_udf(udf::ncd());
-        if cluster.is_some() {
-            return Ok(Session { ctx, tables, progress: opts.progress, cluster });
+        if remote.is_some() {
+            return Ok(Session { ctx, tables, progress: opts.progress, remote });
         }
         // A DSIR model: given, or the one an output directory holds.
         let model = opts
@@ -213,10 +227,10 @@ impl Session {
             let read = crate::source::ReadOptions::default();
             let params = crate::score::zipfit::ZipfitParams::with(None, None, false);
             let progress = crate::progress::Progress::new(true);
-            let (target, _) = crate::pipeline::zipfit::load_target(&files, &read, params, &progress, None)?;
+            let (target, _) = crate::passes::zipfit::load_target(&files, &read, params, &progress, None)?;
             ctx.register_udf(udf::zipfit(Arc::new(target)));
         }
-        Ok(Session { ctx, tables, progress: opts.progress, cluster })
+        Ok(Session { ctx, tables, progress: opts.progress, remote })
     }
 
     /// Every table name the session knows (registered and created), sorted.
@@ -231,15 +245,14 @@ impl Session {
         names
     }
 
-    /// Run a planned statement: here, or on the cluster, where the job is remembered so that
-    /// an interrupted statement is cancelled there too ([`crate::cluster::cancel_live`]).
+    /// Run a planned statement: here, or on the remote (a cluster remembers the job, so that an
+    /// interrupted statement is cancelled there too).
     fn execute(
         &self,
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     ) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
-        #[cfg(feature = "cluster")]
-        if let Some((host, port)) = &self.cluster {
-            return crate::cluster::execute(&self.ctx, host, *port, plan);
+        if let Some(remote) = &self.remote {
+            return remote(&self.ctx, plan);
         }
         datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
     }

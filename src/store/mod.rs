@@ -111,11 +111,6 @@ pub fn configure(settings: StoreSettings) -> Result<()> {
     Ok(())
 }
 
-/// The settings in use.
-pub fn settings() -> StoreSettings {
-    state().read().unwrap_or_else(|p| p.into_inner()).settings.clone()
-}
-
 /// An object: its store's client, its key, and its URL as written.
 #[derive(Clone)]
 pub struct Remote {
@@ -810,7 +805,7 @@ mod tests {
     #[test]
     fn listed_urls_sort_as_local_paths_do() {
         // Component by component: "a/x" before "a-b/x", as a local walk sorts them.
-        let mut v = vec![PathBuf::from("s3://b/a-b/x.jsonl"), PathBuf::from("s3://b/a/x.jsonl")];
+        let mut v = [PathBuf::from("s3://b/a-b/x.jsonl"), PathBuf::from("s3://b/a/x.jsonl")];
         v.sort();
         assert_eq!(v[0], PathBuf::from("s3://b/a/x.jsonl"));
     }

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::curriculum::{inputs_fingerprint, load_marker, save_marker};
 use crate::error::{Error, Result};
+use crate::resume::{inputs_fingerprint, load_marker, save_marker};
 use crate::source::{FileStats, InputFile, RejectWriter};
 
 /// The rejects file's length and records after a step.

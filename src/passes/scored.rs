@@ -197,7 +197,7 @@ impl ScoredLake<'_> {
         let mut first_row = 0u64;
         let mut stats: Vec<FileStats> = Vec::with_capacity(self.raw.len());
         let schema = part_schema(&scorer.fields());
-        for (i, d) in done.into_iter().take(self.raw.len()).enumerate() {
+        for (i, d) in done.iter().take(self.raw.len()).enumerate() {
             let work = self.work.expect("kept files come from a work directory");
             let next = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
             if next - first_row != d.stats.kept {

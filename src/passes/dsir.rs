@@ -154,12 +154,8 @@ fn batch_counts(
 }
 
 impl DsirJob<'_> {
-    /// Count the target set (whole) and the raw lake (under the fit budget), and fit.
-    pub fn fit(&self, rejects: Option<&mut RejectWriter>) -> Result<Fitted> {
-        self.fit_in(None, rejects)
-    }
-
-    /// [`Self::fit`], keeping its progress in `work`: a fitted model there is loaded; else the
+    /// Count the target set (whole) and the raw lake (under the fit budget), and fit, keeping
+    /// its progress in `work`: a fitted model there is loaded; else the
     /// target's counts (once read) and the raw counts at file boundaries (at most once a
     /// second) are saved, and a resumed fit goes on from the last of them.
     pub fn fit_in(&self, work: Option<&Work>, mut rejects: Option<&mut RejectWriter>) -> Result<Fitted> {
