@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray};
+use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::datatypes::{Field, Schema};
 pub use arrow::record_batch::RecordBatch;
 
@@ -29,6 +29,19 @@ pub const DEFAULT_BATCH_ROWS: usize = 1024;
 /// The text column of a source batch (always column 1, UTF-8).
 pub fn text_column(batch: &RecordBatch) -> Result<&StringArray> {
     string_column(batch, 1)
+}
+
+/// A batch of texts alone, shaped as a source batch (an id column of nulls, then the text):
+/// what a scorer scores when SQL or the cluster hands it a text column.
+pub fn text_batch(text: StringArray) -> Result<RecordBatch> {
+    let n = text.len();
+    let schema = Schema::new(vec![
+        Field::new(COL_ID, arrow::datatypes::DataType::Utf8, true),
+        Field::new("text", arrow::datatypes::DataType::Utf8, true),
+    ]);
+    let id = arrow::array::new_null_array(&arrow::datatypes::DataType::Utf8, n);
+    RecordBatch::try_new(Arc::new(schema), vec![id, Arc::new(text) as ArrayRef])
+        .map_err(|e| Error::arrow("a batch of texts", e))
 }
 
 /// The id column of a source batch (always column 0, UTF-8).

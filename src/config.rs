@@ -26,9 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::curriculum::prepare::DomainOf;
 use crate::curriculum::{CurriculumSpec, OrderConfig, OutputConfig, ReweightConfig, ScheduleConfig, TokenizeConfig};
 use crate::error::{Error, Result};
+use crate::methods::{Method, Selecting};
 use crate::proxy::{ProxySpec, ScoreKind};
-use crate::score::dsir::{DsirParams, FitBudget, NgramHash};
-use crate::score::zipfit::{ZipCompressor, ZipfitParams};
 use crate::select::rule::{Amount, Rule};
 use crate::source::{expand_inputs, BadRecordPolicy, InputFile, ReadOptions};
 
@@ -217,38 +216,67 @@ impl SourceConfig {
     }
 }
 
-/// The selection stage, tagged by `method`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
-pub enum SelectConfig {
-    Dsir(DsirSelectConfig),
-    Zipfit(ZipfitSelectConfig),
-    /// Score with proxy models (EL2N, GraNd, loss), then keep by a rule.
-    Proxy(ProxySelectConfig),
-    /// Keep by a column of existing score tables (joined by id) and a rule.
-    Scores(ScoresSelectConfig),
-    /// k documents drawn uniformly at random (the seed's): the baseline.
-    Random(RandomSelectConfig),
+macro_rules! select_config {
+    ($($variant:ident: $method:ty),* $(,)?) => {
+        /// The selection stage, tagged by `method`: a scoring method of the registry
+        /// ([`crate::methods`]) with `k` (and `top_k` where it samples), or a proxy's or a score
+        /// table's rule.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(tag = "method", rename_all = "lowercase")]
+        pub enum SelectConfig {
+            $($variant(Selecting<$method>),)*
+            /// Score with proxy models (EL2N, GraNd, loss), then keep by a rule.
+            Proxy(ProxySelectConfig),
+            /// Keep by a column of existing score tables (joined by id) and a rule.
+            Scores(ScoresSelectConfig),
+        }
+
+        impl SelectConfig {
+            /// The `method` key's value.
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $(SelectConfig::$variant(_) => <$method as Method>::INFO.name,)*
+                    SelectConfig::Proxy(_) => "proxy",
+                    SelectConfig::Scores(_) => "scores",
+                }
+            }
+
+            /// A scoring method's selection handed to `v`, generic over the method; None for
+            /// the proxies' and score tables' rules.
+            pub fn visit<'a, V: VisitSelecting<'a>>(&'a self, v: V) -> Option<V::Out> {
+                match self {
+                    $(SelectConfig::$variant(s) => Some(v.visit(s)),)*
+                    SelectConfig::Proxy(_) | SelectConfig::Scores(_) => None,
+                }
+            }
+        }
+    };
+}
+crate::methods::for_each_method!(select_config);
+
+/// What runs a scoring method's selection, whichever method it is ([`SelectConfig::visit`]).
+pub trait VisitSelecting<'a> {
+    type Out;
+    fn visit<M: Method>(self, s: &'a Selecting<M>) -> Self::Out;
 }
 
 impl SelectConfig {
-    /// The `method` key's value.
-    pub fn method(&self) -> &'static str {
+    /// The files a selection reads besides the lake (a target set, score tables, a proxy's
+    /// training set): part of a run's key.
+    pub fn inputs(&self) -> &[String] {
+        struct Target;
+        impl<'a> VisitSelecting<'a> for Target {
+            type Out = &'a [String];
+            fn visit<M: Method>(self, s: &'a Selecting<M>) -> &'a [String] {
+                M::target(&s.settings)
+            }
+        }
         match self {
-            SelectConfig::Dsir(_) => "dsir",
-            SelectConfig::Zipfit(_) => "zipfit",
-            SelectConfig::Proxy(_) => "proxy",
-            SelectConfig::Scores(_) => "scores",
-            SelectConfig::Random(_) => "random",
+            SelectConfig::Proxy(p) => &p.proxy.train_on,
+            SelectConfig::Scores(s) => &s.scores,
+            other => other.visit(Target).unwrap_or(&[]),
         }
     }
-}
-
-/// `method = "random"`: k documents drawn uniformly without replacement.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RandomSelectConfig {
-    pub k: u64,
 }
 
 /// `keep = { max = 0.5 }`: which rows a score keeps (counts, or fractions like 0.5).
@@ -308,91 +336,6 @@ pub struct ScoresSelectConfig {
     pub scores: Vec<String>,
     pub by: String,
     pub keep: KeepConfig,
-}
-
-/// ZIP-FIT selection: the k rows most aligned with the target set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZipfitSelectConfig {
-    pub target: Vec<String>,
-    pub k: u64,
-    /// gzip (default), zstd, or lz4 (fast mode only; the default with `fast = true`).
-    pub compressor: Option<ZipCompressor>,
-    /// Default: gzip 6, zstd 3, zstd fast -1, lz4 acceleration 1.
-    pub level: Option<i32>,
-    /// The candidate as a dictionary, C(x ++ t) = C(x) + C(t | x): faster, approximate.
-    #[serde(default)]
-    pub fast: bool,
-}
-
-impl ZipfitSelectConfig {
-    pub fn params(&self) -> ZipfitParams {
-        ZipfitParams::with(self.compressor, self.level, self.fast)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DsirSelectConfig {
-    /// Target set paths (files, directories, globs).
-    #[serde(default)]
-    pub target: Vec<String>,
-    /// A saved model to use instead of fitting.
-    pub model: Option<PathBuf>,
-    pub k: u64,
-    /// Deterministic top-k instead of Gumbel top-k.
-    #[serde(default)]
-    pub top_k: bool,
-    /// Count every raw n-gram instead of the reference's budget.
-    #[serde(default)]
-    pub fit_all: bool,
-    #[serde(default = "d_buckets")]
-    pub buckets: u32,
-    #[serde(default = "d_ngrams")]
-    pub ngrams: usize,
-    #[serde(default = "d_min_words")]
-    pub min_words: u64,
-    #[serde(default)]
-    pub hash: NgramHash,
-    #[serde(default)]
-    pub target_smoothing: f64,
-    /// Memory (MiB) for features kept between the fit and the scoring pass; never changes a result.
-    #[serde(default = "d_feature_cache_mb")]
-    pub feature_cache_mb: usize,
-}
-
-fn d_feature_cache_mb() -> usize {
-    crate::passes::dsir::DEFAULT_FEATURE_CACHE_MB
-}
-
-fn d_buckets() -> u32 {
-    DsirParams::default().buckets
-}
-fn d_ngrams() -> usize {
-    DsirParams::default().ngrams
-}
-fn d_min_words() -> u64 {
-    DsirParams::default().min_words
-}
-
-impl DsirSelectConfig {
-    pub fn params(&self) -> DsirParams {
-        DsirParams {
-            buckets: self.buckets,
-            ngrams: self.ngrams,
-            min_words: self.min_words,
-            hash: self.hash,
-            target_smoothing: self.target_smoothing,
-        }
-    }
-
-    pub fn budget(&self) -> FitBudget {
-        if self.fit_all {
-            FitBudget::All
-        } else {
-            FitBudget::Auto
-        }
-    }
 }
 
 impl PipelineConfig {
@@ -535,15 +478,6 @@ impl PipelineConfig {
             .map_err(|e| Error::Config(format!("source.{e}")))?;
         match &self.select {
             None => {}
-            Some(SelectConfig::Dsir(d)) => {
-                if d.target.is_empty() && d.model.is_none() {
-                    return Err(Error::Config("select.target: a target set (or select.model) is needed".into()));
-                }
-                if d.k == 0 {
-                    return Err(Error::Config("select.k: must be at least 1".into()));
-                }
-                d.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
-            }
             Some(SelectConfig::Proxy(p)) => {
                 p.keep.rule()?;
                 p.spec(self.seed).validate().map_err(|e| Error::Config(format!("select: {e}")))?;
@@ -554,18 +488,15 @@ impl PipelineConfig {
                     return Err(Error::Config("select.scores: at least one score table is needed".into()));
                 }
             }
-            Some(SelectConfig::Random(r)) if r.k == 0 => {
-                return Err(Error::Config("select.k: must be at least 1".into()));
-            }
-            Some(SelectConfig::Random(_)) => {}
-            Some(SelectConfig::Zipfit(z)) => {
-                if z.target.is_empty() {
-                    return Err(Error::Config("select.target: a target set is needed".into()));
+            Some(sel) => {
+                struct Check;
+                impl VisitSelecting<'_> for Check {
+                    type Out = Result<()>;
+                    fn visit<M: Method>(self, s: &Selecting<M>) -> Result<()> {
+                        s.validate()
+                    }
                 }
-                if z.k == 0 {
-                    return Err(Error::Config("select.k: must be at least 1".into()));
-                }
-                z.params().validate().map_err(|e| Error::Config(format!("select: {e}")))?;
+                sel.visit(Check).transpose()?;
             }
         }
         Ok(())
@@ -592,8 +523,8 @@ buckets = 5000
     fn parses_and_fills_defaults() {
         let c = PipelineConfig::from_toml(OK, Path::new("t.toml")).unwrap();
         let Some(SelectConfig::Dsir(d)) = &c.select else { panic!("dsir expected") };
-        assert_eq!(d.params().buckets, 5000);
-        assert_eq!(d.params().ngrams, 2);
+        assert_eq!(d.settings.params().buckets, 5000);
+        assert_eq!(d.settings.params().ngrams, 2);
         assert_eq!(c.source.text_field, "text");
     }
 
@@ -640,51 +571,18 @@ buckets = 5000
 mod reference_doc {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use serde::de::{DeserializeOwned, Visitor};
+    use serde::de::DeserializeOwned;
 
     use super::*;
 
-    /// A deserializer that only notes the field names a struct asks for.
-    struct Fields(Option<&'static [&'static str]>);
-
-    #[derive(Debug)]
-    struct Stop;
-    impl std::fmt::Display for Stop {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("stop")
-        }
-    }
-    impl std::error::Error for Stop {}
-    impl serde::de::Error for Stop {
-        fn custom<T: std::fmt::Display>(_: T) -> Self {
-            Stop
-        }
-    }
-
-    impl<'de> serde::Deserializer<'de> for &mut Fields {
-        type Error = Stop;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Stop> {
-            Err(Stop)
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> std::result::Result<V::Value, Stop> {
-            self.0 = Some(fields);
-            Err(Stop)
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-        }
-    }
-
     fn keys<T: DeserializeOwned>() -> BTreeSet<String> {
-        let mut f = Fields(None);
-        let _ = T::deserialize(&mut f);
-        f.0.expect("a struct").iter().map(|s| s.to_string()).collect()
+        let k = crate::methods::field_names::<T>();
+        assert!(!k.is_empty(), "{} has fields", std::any::type_name::<T>());
+        k.into_iter().map(str::to_string).collect()
+    }
+
+    fn selecting<M: Method>() -> BTreeSet<String> {
+        Selecting::<M>::keys().into_iter().map(str::to_string).collect()
     }
 
     fn with_method(mut k: BTreeSet<String>) -> BTreeSet<String> {
@@ -721,17 +619,24 @@ mod reference_doc {
 
     #[test]
     fn every_pipeline_key_is_documented_and_every_documented_key_exists() {
+        // Every method of the registry has its table, with its settings, `k` and `top_k` where
+        // it samples.
+        macro_rules! method_keys {
+            ($($variant:ident: $method:ty),* $(,)?) => {
+                vec![$((<$method as Method>::INFO.name, with_method(selecting::<$method>()))),*]
+            };
+        }
+        let tables: Vec<(&str, BTreeSet<String>)> = crate::methods::for_each_method!(method_keys);
         let select = |prefix: &str| -> Vec<(String, BTreeSet<String>)> {
-            vec![
-                (format!("{prefix}:dsir"), with_method(keys::<DsirSelectConfig>())),
-                (format!("{prefix}:zipfit"), with_method(keys::<ZipfitSelectConfig>())),
+            let mut v = vec![
                 (format!("{prefix}:proxy"), with_method(keys::<ProxySelectConfig>())),
                 (format!("{prefix}.proxy"), keys::<ProxySpec>()),
                 (format!("{prefix}.proxy.model"), keys::<crate::proxy::ProxyParams>()),
                 (format!("{prefix}:scores"), with_method(keys::<ScoresSelectConfig>())),
                 (format!("{prefix}.keep"), keys::<KeepConfig>()),
-                (format!("{prefix}:random"), with_method(keys::<RandomSelectConfig>())),
-            ]
+            ];
+            v.extend(tables.iter().map(|(name, keys)| (format!("{prefix}:{name}"), keys.clone())));
+            v
         };
         let any = || BTreeSet::from(["*".to_string()]);
         let mut want: BTreeMap<String, BTreeSet<String>> = [
@@ -773,7 +678,7 @@ mod reference_doc {
     /// The check reads what it should: a struct's serde names, and the documented rows.
     #[test]
     fn the_check_sees_fields_and_rows() {
-        assert!(keys::<DsirSelectConfig>().contains("feature_cache_mb"));
+        assert!(selecting::<crate::methods::dsir::Dsir>().contains("feature_cache_mb"));
         assert!(documented()["select:dsir"].contains("k"));
         assert!(methods().contains("random"), "{:?}", methods());
     }

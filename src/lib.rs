@@ -38,13 +38,14 @@
 //! ```text
 //! cli/                          parses arguments and calls the library (main.rs runs it)
 //! pipeline/                     `syllabus run`: a pipeline's stages in order; eval's candidates
-//! cluster/  config.rs           Ballista jobs, UDFs and codec | pipelines/*.toml, parsed and checked
-//! eval/  sql/                   equal-compute candidate training | DataFusion sessions (a cluster plugs in as a Remote)
-//! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, random, per-file resume
+//! cluster/                      Ballista jobs, the scorers as functions, the plan codec
+//! config.rs  sql/               pipelines/*.toml, parsed and checked | DataFusion sessions (a cluster plugs in as a Remote)
+//! eval/  methods/               equal-compute candidate training | the scoring methods and their registry
+//! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
 //! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
 //! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
-//! par.rs  resume.rs  tokenize/  ordered parallel map | work directories and markers | tokenizers
-//! score/  shard/  source/       the scorers | shard formats and manifest | lake readers, rejects
+//! par.rs  resume.rs  score/  tokenize/  ordered parallel map | work directories and markers | the Scorer trait and scorers | tokenizers
+//! shard/  source/               shard formats and manifest | lake readers, rejects
 //! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs
 //! sink/                         table writers, atomic files
 //! batch.rs                      column names and batch helpers
@@ -62,6 +63,7 @@ pub mod eval;
 pub(crate) mod failpoint;
 pub mod limits;
 pub mod loader;
+pub mod methods;
 pub(crate) mod par;
 pub(crate) mod passes;
 pub mod pipeline;

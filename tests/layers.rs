@@ -43,10 +43,10 @@ fn names_after<'a>(line: &'a str, prefix: &str) -> Vec<&'a str> {
 }
 
 /// The rows of the drawing in lib.rs's crate doc, top first: the module names at the start of
-/// each line of the `text` block after "Layers".
+/// each line of the `text` block after "# Layers".
 fn drawing() -> Vec<Vec<String>> {
     let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
-    let start = lib.find("//! Layers").expect("lib.rs draws its layers under \"Layers\"");
+    let start = lib.find("//! # Layers").expect("lib.rs draws its layers under \"# Layers\"");
     let block = &lib[start..];
     let open = block.find("//! ```text").expect("a text block") + "//! ```text".len();
     let close = open + block[open..].find("//! ```").expect("the block ends");
@@ -92,7 +92,9 @@ fn top_level_modules_only_use_the_layers_below_them() {
                 }
                 match level.get(used) {
                     Some(&theirs) if theirs < mine => {}
-                    Some(_) => wrong.push(format!("{}:{}: {top} uses {used}, drawn at or above it", rel.display(), n + 1)),
+                    Some(_) => {
+                        wrong.push(format!("{}:{}: {top} uses {used}, drawn at or above it", rel.display(), n + 1))
+                    }
                     None => wrong.push(format!("{}:{}: {used} is not drawn", rel.display(), n + 1)),
                 }
             }

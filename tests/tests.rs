@@ -10,6 +10,7 @@ mod dsir_parity;
 mod eval;
 mod hardening;
 mod layers;
+mod methods;
 mod pipeline;
 mod proxy;
 mod resume;

@@ -221,9 +221,11 @@ pub(super) fn run_pipeline(
         #[cfg(feature = "cluster")]
         crate::cluster::parse_url(url)?;
         let method = cfg.select.as_ref().map(crate::config::SelectConfig::method);
-        if !matches!(method, Some("dsir" | "zipfit")) {
+        if !method.and_then(crate::methods::info).is_some_and(|i| i.cluster) {
+            let on_cluster: Vec<&str> = crate::methods::REGISTRY.iter().filter(|i| i.cluster).map(|i| i.name).collect();
             anyhow::bail!(
-                "--cluster {url}: runs a pipeline's DSIR or ZIP-FIT selection on the cluster; {} has {} (drop --cluster)",
+                "--cluster {url}: runs a pipeline's selection on the cluster for {}; {} has {} (drop --cluster)",
+                on_cluster.join(", "),
                 pipeline.display(),
                 method.map_or("no [select]".to_string(), |m| format!("a {m} selection"))
             );

@@ -5,7 +5,6 @@
 //! syllabus's encodings start with a byte no protobuf message starts with (0xff: field 31,
 //! wire type 7, which does not exist), then `SYL`, a kind byte and a JSON body.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
@@ -20,9 +19,8 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use super::lake::{LakeScanExec, LakeSpec, LakeTable};
-use super::udf::{DsirCounts, DsirScore, DsirWords, GumbelKey, Zipfit};
-use crate::score::dsir::{DsirModel, DsirParams};
-use crate::score::zipfit::{ZipfitParams, ZipfitTarget};
+use super::udf::{DsirCounts, GumbelKey, ScorerUdf};
+use crate::score::dsir::DsirParams;
 
 const MAGIC: &[u8; 4] = b"\xffSYL";
 
@@ -31,9 +29,8 @@ const MAGIC: &[u8; 4] = b"\xffSYL";
 enum Kind {
     LakeScan = 1,
     LakeTable = 2,
-    Dsir = 3,
-    DsirWords = 4,
-    Zipfit = 5,
+    /// A method's fitted scorer: its name and state ([`crate::methods::decode`]).
+    Scorer = 3,
     Gumbel = 6,
     DsirCounts = 7,
 }
@@ -63,10 +60,13 @@ struct ScanBody {
     projection: Option<Vec<usize>>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ZipfitBody {
-    params: ZipfitParams,
-    texts: Vec<String>,
+/// A scorer: its name, a NUL, its state.
+fn scorer_body(name: &str, state: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(name.len() + 1 + state.len());
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(state);
+    b
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -83,13 +83,9 @@ struct CountsBody {
 
 fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<bool> {
     let inner: &dyn std::any::Any = node.inner().as_ref();
-    if let Some(f) = inner.downcast_ref::<DsirScore>() {
-        put(buf, Kind::Dsir, &f.model.to_bytes());
-    } else if let Some(f) = inner.downcast_ref::<DsirWords>() {
-        put(buf, Kind::DsirWords, &json(&f.params)?);
-    } else if let Some(f) = inner.downcast_ref::<Zipfit>() {
-        let texts = f.target.texts().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
-        put(buf, Kind::Zipfit, &json(&ZipfitBody { params: f.target.params().clone(), texts })?);
+    if let Some(f) = inner.downcast_ref::<ScorerUdf>() {
+        let state = f.scorer.state().map_err(super::lake::df_error)?;
+        put(buf, Kind::Scorer, &scorer_body(f.scorer.name(), &state));
     } else if let Some(f) = inner.downcast_ref::<GumbelKey>() {
         put(buf, Kind::Gumbel, &json(&GumbelBody { seed: f.seed, offsets: f.offsets.to_vec() })?);
     } else {
@@ -101,14 +97,13 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<bool> {
 fn decode_udf(kind: u8, body: &[u8]) -> Result<Arc<ScalarUDF>> {
     let ext = super::lake::df_error;
     let udf = match kind {
-        k if k == Kind::Dsir as u8 => {
-            let model = DsirModel::from_bytes(body, Path::new("(the plan's DSIR model)")).map_err(ext)?;
-            ScalarUDF::new_from_impl(DsirScore::new(Arc::new(model)))
-        }
-        k if k == Kind::DsirWords as u8 => ScalarUDF::new_from_impl(DsirWords::new(from_json(body)?)),
-        k if k == Kind::Zipfit as u8 => {
-            let b: ZipfitBody = from_json(body)?;
-            ScalarUDF::new_from_impl(Zipfit::new(Arc::new(ZipfitTarget::try_new(b.params, b.texts).map_err(ext)?)))
+        k if k == Kind::Scorer as u8 => {
+            let nul = body.iter().position(|&b| b == 0).ok_or_else(|| {
+                DataFusionError::Internal("decoding a syllabus plan node: a scorer without a name".into())
+            })?;
+            let name = std::str::from_utf8(&body[..nul])
+                .map_err(|e| DataFusionError::Internal(format!("decoding a syllabus plan node: {e}")))?;
+            ScalarUDF::new_from_impl(ScorerUdf::new(crate::methods::decode(name, &body[nul + 1..]).map_err(ext)?))
         }
         k if k == Kind::Gumbel as u8 => {
             let b: GumbelBody = from_json(body)?;

@@ -24,20 +24,19 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, ScalarUDFImpl};
 use futures::StreamExt;
 
 use super::lake::{LakeSpec, LakeTable};
-use super::udf::{self, DsirCounts, DsirScore, DsirWords, GumbelKey, Zipfit};
+use super::udf::{self, DsirCounts, GumbelKey, ScorerUdf};
 use super::Cluster;
-use crate::batch::{COL_DSIR_LOGW, COL_ID, COL_N_WORDS, COL_ZIPFIT};
+use crate::batch::COL_ID;
 use crate::error::{Error, Result};
-use crate::passes::DsirJob;
+use crate::methods::{FitLake, LakeCounts, Method};
 use crate::passes::{Keep, RunReport, ScoredLake};
 use crate::progress::Progress;
-use crate::score::dsir::FitBudget;
-use crate::score::dsir::{Counts, DsirModel, DsirParams};
-use crate::score::zipfit::ZipfitTarget;
+use crate::score::dsir::{Counts, DsirParams};
+use crate::score::Scorer;
 use crate::select::Ranked;
 use crate::sink::TableWriter;
 use crate::source::{FileColumn, FileStats, InputFile, ReadOptions, RejectWriter};
@@ -83,53 +82,6 @@ fn column<T: 'static>(b: &RecordBatch, i: usize) -> Result<&T> {
         .ok_or_else(|| Error::InvalidArgument(format!("cluster result column {i} has an unexpected type")))
 }
 
-/// What a score job computes: the function and the output columns it gives.
-pub enum Scoring {
-    Dsir(Arc<DsirModel>),
-    Zipfit(Arc<ZipfitTarget>),
-}
-
-impl Scoring {
-    fn fields(&self) -> Vec<Field> {
-        match self {
-            Scoring::Dsir(_) => vec![
-                Field::new(COL_DSIR_LOGW, DataType::Float64, false),
-                Field::new(COL_N_WORDS, DataType::Int64, false),
-            ],
-            Scoring::Zipfit(_) => vec![Field::new(COL_ZIPFIT, DataType::Float64, false)],
-        }
-    }
-
-    fn udf(&self) -> ScalarUDF {
-        match self {
-            Scoring::Dsir(m) => ScalarUDF::new_from_impl(DsirScore::new(m.clone())),
-            Scoring::Zipfit(t) => ScalarUDF::new_from_impl(Zipfit::new(t.clone())),
-        }
-    }
-
-    /// The output columns from the function's result.
-    fn columns(&self, a: &ArrayRef) -> Result<Vec<ArrayRef>> {
-        match self {
-            Scoring::Dsir(_) => {
-                let s = a
-                    .as_any()
-                    .downcast_ref::<StructArray>()
-                    .ok_or_else(|| Error::InvalidArgument("DSIR scores are not a struct".into()))?;
-                Ok(s.columns().to_vec())
-            }
-            Scoring::Zipfit(_) => Ok(vec![a.clone()]),
-        }
-    }
-
-    /// The ranking score and the eligibility filter, as SQL over `s`, the function's result.
-    fn rank_sql(&self) -> (&'static str, Option<String>) {
-        match self {
-            Scoring::Dsir(m) => ("s['dsir_logw']", Some(format!("s['n_words'] >= {}", m.params.min_words))),
-            Scoring::Zipfit(_) => ("s", None),
-        }
-    }
-}
-
 /// A lake registered with a cluster session.
 pub struct ClusterLake<'a> {
     pub cluster: &'a Cluster,
@@ -156,30 +108,6 @@ impl<'a> ClusterLake<'a> {
         ctx.register_table(INFO, Arc::new(LakeTable { spec: Arc::new(spec.info()) })).map_err(err)?;
         ctx.register_table(TABLE, Arc::new(LakeTable { spec: Arc::new(spec) })).map_err(err)?;
         Ok(ClusterLake { cluster, raw, read, progress, file_column: None, text: quoted(&read.text_field) })
-    }
-
-    /// Fit DSIR: the target set's counts here (its rejects to `rejects`), the raw lake's on the
-    /// cluster, each file up to its share of `budget`.
-    pub fn fit_dsir(
-        &self,
-        params: DsirParams,
-        budget: FitBudget,
-        target: &[InputFile],
-        rejects: Option<&mut RejectWriter>,
-    ) -> Result<(DsirModel, Vec<FileStats>)> {
-        params.validate()?;
-        let job = DsirJob {
-            raw: self.raw,
-            target,
-            read: self.read,
-            params: params.clone(),
-            budget,
-            feature_cache_bytes: 0,
-            progress: self.progress,
-        };
-        let (target_counts, stats) = job.count_target(rejects)?;
-        let raw = self.dsir_raw_counts(&params, params.per_file_budget(budget, self.raw.len()))?;
-        Ok((DsirModel::try_new(params, raw, target_counts)?, stats))
     }
 
     /// Each file's counts and jsonl fields (what a local reader's stats hold), and its bad
@@ -262,14 +190,21 @@ impl<'a> ClusterLake<'a> {
         udf::decode_counts(a.value(0), params.buckets)
     }
 
-    /// Per file, its rows with at least `min_words` words (a word count without hashing).
-    pub fn eligible_per_file(&self, p: &DsirParams) -> Result<Vec<u64>> {
-        self.register_udf(ScalarUDF::new_from_impl(DsirWords::new(p.clone())));
+    /// Per file, its rows that may be selected: the scorer's condition over the output of the
+    /// cheaper scorer it names (DSIR: a word count without hashing), or every kept row.
+    fn eligible_per_file(&self, scorer: &dyn Scorer, files: &[FileStats]) -> Result<Vec<u64>> {
+        let Some((condition, cheaper)) = scorer.eligible_sql() else {
+            return Ok(files.iter().map(|f| f.kept).collect());
+        };
+        let f = match cheaper {
+            Some(c) => ScorerUdf::new(c),
+            None => return Err(Error::InvalidArgument("a scorer's eligibility needs its own pass".into())),
+        };
+        let name = f.name().to_string();
+        self.register_udf(ScalarUDF::new_from_impl(f));
         let sql = format!(
-            "SELECT __file, CAST(sum(CASE WHEN {}({}) >= {} THEN 1 ELSE 0 END) AS BIGINT) FROM {TABLE} GROUP BY __file",
-            udf::DSIR_WORDS,
-            self.text,
-            p.min_words
+            "SELECT __file, CAST(sum(CASE WHEN {condition} THEN 1 ELSE 0 END) AS BIGINT) FROM (SELECT __file, {name}({}) AS s FROM {TABLE}) GROUP BY __file",
+            self.text
         );
         let mut per_file = vec![0u64; self.raw.len()];
         for b in self.collect(&sql)? {
@@ -287,21 +222,17 @@ impl<'a> ClusterLake<'a> {
 
     /// Score every row and write `id` and the score columns in lake order, in the batches a
     /// local run writes. `files`: [`ClusterLake::file_stats`], for the report.
-    pub fn score_to(&self, scoring: &Scoring, files: Vec<FileStats>, out: &Path) -> Result<RunReport> {
-        let f = scoring.udf();
+    pub fn score_to(&self, scorer: &Arc<dyn Scorer>, files: Vec<FileStats>, out: &Path) -> Result<RunReport> {
+        let f = ScorerUdf::new(scorer.clone());
         let name = f.name().to_string();
-        self.register_udf(f);
+        self.register_udf(ScalarUDF::new_from_impl(f));
         let sql = format!("SELECT __file, __batch, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc", self.text);
         let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
-        fields.extend(scoring.fields());
+        fields.extend(scorer.output_fields());
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let mut writer = TableWriter::create(out, schema.clone())?;
         let bar = self.progress.rows("score (cluster)");
         let mut eligible = 0u64;
-        let min_words = match scoring {
-            Scoring::Dsir(m) => Some(m.params.min_words as i64),
-            Scoring::Zipfit(_) => None,
-        };
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut key: Option<(u32, u32)> = None;
         let flush = |pending: &mut Vec<RecordBatch>, writer: &mut TableWriter| -> Result<()> {
@@ -320,17 +251,18 @@ impl<'a> ClusterLake<'a> {
                 let file: &UInt32Array = column(&b, 0)?;
                 let batch: &UInt32Array = column(&b, 1)?;
                 let ids: &StringArray = column(&b, 2)?;
-                let scores = scoring.columns(b.column(3))?;
+                let scores = b
+                    .column(3)
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .ok_or_else(|| Error::InvalidArgument("a scorer's result is not a struct".into()))?
+                    .columns()
+                    .to_vec();
+                eligible += (0..b.num_rows()).filter(|&i| scorer.eligible(&scores, i)).count() as u64;
                 let mut cols: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
                 cols.extend(scores);
                 let part =
                     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building scores", e))?;
-                if let Some(min) = min_words {
-                    let w: &Int64Array = column(&part, 2)?;
-                    eligible += w.values().iter().filter(|&&n| n >= min).count() as u64;
-                } else {
-                    eligible += part.num_rows() as u64;
-                }
                 // Cut where the (file, batch) of the local reader changes.
                 let mut start = 0;
                 for i in 0..part.num_rows() {
@@ -359,34 +291,27 @@ impl<'a> ClusterLake<'a> {
     /// `files`: [`ClusterLake::file_stats`] (the columns written come from it).
     pub fn select_to(
         &self,
-        scoring: &Scoring,
+        scorer: &Arc<dyn Scorer>,
         files: Vec<FileStats>,
         keep: Keep,
         seed: Option<u32>,
         out: &Path,
     ) -> Result<RunReport> {
-        let dsir = match scoring {
-            Scoring::Dsir(m) => Some(m.params.clone()),
-            Scoring::Zipfit(_) => None,
-        };
-        // Every row is eligible but for DSIR's minimum of words.
-        let per_file = match &dsir {
-            Some(p) => self.eligible_per_file(p)?,
-            None => files.iter().map(|f| f.kept).collect(),
-        };
+        let per_file = self.eligible_per_file(scorer.as_ref(), &files)?;
         let eligible: u64 = per_file.iter().sum();
         let k = keep.k;
         if keep.require_fewer_than_eligible && k >= eligible {
-            let why = dsir.map_or("rows".to_string(), |p| format!("rows with at least {} words", p.min_words));
             return Err(Error::InvalidArgument(format!(
-                "k = {k} must be smaller than the number of eligible rows ({eligible} {why})"
+                "k = {k} must be smaller than the number of eligible rows ({eligible} {})",
+                scorer.eligibility()
             )));
         }
-        let f = scoring.udf();
+        let f = ScorerUdf::new(scorer.clone());
         let name = f.name().to_string();
-        self.register_udf(f);
-        let (rank, filter) = scoring.rank_sql();
-        let filter = filter.map(|f| format!("WHERE {f}")).unwrap_or_default();
+        self.register_udf(ScalarUDF::new_from_impl(f));
+        let field = scorer.output_fields()[0].clone();
+        let rank = format!("s['{}']", field.name());
+        let filter = scorer.eligible_sql().map(|(c, _)| format!("WHERE {c}")).unwrap_or_default();
         let inner = format!(
             "SELECT __file, __loc, {rank} AS score FROM (SELECT __file, __loc, {name}({}) AS s FROM {TABLE}) {filter}",
             self.text
@@ -436,10 +361,55 @@ impl<'a> ClusterLake<'a> {
             file_column: self.file_column.clone(),
             work: None,
         };
-        let field = scoring.fields()[0].clone();
         let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
     }
+}
+
+impl LakeCounts for ClusterLake<'_> {
+    fn dsir_counts(&self, params: &DsirParams, per_file_limit: Option<u64>) -> Result<Counts> {
+        self.dsir_raw_counts(params, per_file_limit)
+    }
+}
+
+impl ClusterLake<'_> {
+    /// Fit `M`: what it reads of the target set here, its counts over the lake on the cluster.
+    pub fn fit<M: Method>(
+        &self,
+        settings: &M::Settings,
+        rejects: Option<&mut RejectWriter>,
+    ) -> Result<crate::methods::Fitted> {
+        let lake = FitLake { raw: self.raw, read: self.read, progress: self.progress, work: None, counts: Some(self) };
+        crate::methods::fit::<M>(settings, &lake, rejects)
+    }
+}
+
+/// `score METHOD --cluster` (`select`: None) and `select METHOD --cluster` (`select`: k and
+/// the Gumbel seed): fit, then score or select on the cluster at `url`. Returns the report and
+/// the target set's counts.
+#[allow(clippy::too_many_arguments)]
+pub fn run_method<M: Method>(
+    url: &str,
+    settings: &M::Settings,
+    select: Option<(u64, Option<u32>)>,
+    files: &[InputFile],
+    read: &ReadOptions,
+    progress: &Progress,
+    out: &Path,
+    mut rejects: Option<&mut RejectWriter>,
+) -> Result<(RunReport, Vec<FileStats>)> {
+    let cluster = Cluster::connect(url)?;
+    let lake = ClusterLake::new(&cluster, files, read, progress)?;
+    let fitted = lake.fit::<M>(settings, rejects.as_deref_mut())?;
+    let stats = lake.file_stats(rejects)?;
+    let report = match select {
+        None => lake.score_to(&fitted.scorer, stats, out)?,
+        Some((k, seed)) => {
+            let keep = Keep { k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+            lake.select_to(&fitted.scorer, stats, keep, seed, out)?
+        }
+    };
+    Ok((report, fitted.target_stats))
 }
 
 #[cfg(test)]
@@ -452,7 +422,7 @@ mod tests {
         assert_eq!(readable(m), "/l/b.jsonl: line 2: malformed \"x\"");
         assert_eq!(readable("no executors"), "no executors");
     }
-    use crate::passes::DsirJob;
+    use crate::passes::dsir::DsirJob;
     use crate::score::dsir::FitBudget;
 
     fn fixture_lake() -> Vec<InputFile> {

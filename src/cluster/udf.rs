@@ -1,10 +1,10 @@
 //! The scorers as DataFusion functions that carry their state, so a plan that uses them can be
 //! shipped to executors that never saw the target set ([`super::codec`] encodes the state):
 //!
-//! - `syllabus_dsir(text)`: struct {dsir_logw, n_words} under a fitted DSIR model (the model's
-//!   bucket counts travel with the plan);
-//! - `syllabus_dsir_words(text)`: n_words alone (tokenization without hashing);
-//! - `syllabus_zipfit(text)`: ZIP-FIT alignment with a target set (the target texts travel);
+//! - `syllabus_NAME(text)`: any method's fitted scorer ([`ScorerUdf`]), a struct of its output
+//!   fields (`syllabus_dsir`: {dsir_logw, n_words}, the model's bucket counts travel with the
+//!   plan; `syllabus_dsir_words`: {n_words}, tokenization without hashing; `syllabus_zipfit`:
+//!   {zipfit}, the target texts travel);
 //! - `syllabus_gumbel(__file, __loc, score)`: score plus numpy's Gumbel draw for the row's
 //!   global position among eligible rows ([`GumbelKey`]);
 //! - `syllabus_dsir_counts(__file, text)`: the raw bucket counts of the DSIR fit, an aggregate
@@ -17,27 +17,20 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, StructArray, UInt32Array, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Fields};
+use arrow::array::{Array, ArrayRef, BinaryArray, Float64Array, StringArray, StructArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Fields};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use rayon::prelude::*;
 
 use super::lake::df_error;
-use crate::batch::{COL_DSIR_LOGW, COL_N_WORDS};
-use crate::score::dsir::{with_featurizer, Counts, DsirModel, DsirParams};
-use crate::score::zipfit::ZipfitTarget;
+use crate::score::dsir::{Counts, DsirParams};
+use crate::score::Scorer;
 use crate::select::Mt19937;
 
-pub const DSIR: &str = "syllabus_dsir";
-pub const DSIR_WORDS: &str = "syllabus_dsir_words";
-pub const ZIPFIT: &str = "syllabus_zipfit";
 pub const GUMBEL: &str = "syllabus_gumbel";
 pub const DSIR_COUNTS: &str = "syllabus_dsir_counts";
 
@@ -74,128 +67,48 @@ fn text_signature() -> Signature {
     Signature::exact(vec![DataType::Utf8], Volatility::Immutable)
 }
 
-/// `syllabus_dsir(text)`: {dsir_logw, n_words}.
-#[derive(Debug)]
-pub struct DsirScore {
-    pub model: Arc<DsirModel>,
+/// `syllabus_NAME(text)`: a fitted scorer ([`Scorer`], any method's) as a function, giving a
+/// struct of its output fields. Its state travels with the plan ([`super::codec`]); the scores
+/// are the scorer's own, so they are bit-identical to a local run's.
+pub struct ScorerUdf {
+    pub scorer: Arc<dyn Scorer>,
+    name: String,
     signature: Signature,
 }
-identity_eq!(DsirScore);
+identity_eq!(ScorerUdf);
 
-impl DsirScore {
-    pub fn new(model: Arc<DsirModel>) -> Self {
-        DsirScore { model, signature: text_signature() }
-    }
-
-    fn fields() -> Fields {
-        Fields::from(vec![
-            Field::new(COL_DSIR_LOGW, DataType::Float64, false),
-            Field::new(COL_N_WORDS, DataType::Int64, false),
-        ])
-    }
-}
-
-impl ScalarUDFImpl for DsirScore {
-    fn name(&self) -> &str {
-        DSIR
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(Self::fields()))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = arrays(&args)?;
-        let text: &StringArray = array(&a, 0, DSIR)?;
-        // In row order, one featurizer per batch: the same sums as the local scorer's.
-        let (logw, words): (Vec<f64>, Vec<i64>) =
-            (0..text.len()).map(|i| self.model.score_text(if text.is_valid(i) { text.value(i) } else { "" })).unzip();
-        let s = StructArray::new(
-            Self::fields(),
-            vec![Arc::new(Float64Array::from(logw)), Arc::new(Int64Array::from(words))],
-            None,
-        );
-        Ok(ColumnarValue::Array(Arc::new(s)))
-    }
-}
-
-/// `syllabus_dsir_words(text)`: DSIR's word count alone.
-#[derive(Debug)]
-pub struct DsirWords {
-    pub params: DsirParams,
-    signature: Signature,
-}
-identity_eq!(DsirWords);
-
-impl DsirWords {
-    pub fn new(params: DsirParams) -> Self {
-        DsirWords { params, signature: text_signature() }
-    }
-}
-
-impl ScalarUDFImpl for DsirWords {
-    fn name(&self) -> &str {
-        DSIR_WORDS
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = arrays(&args)?;
-        let text: &StringArray = array(&a, 0, DSIR_WORDS)?;
-        let p = &self.params;
-        let words: Vec<i64> = with_featurizer(p, |fz| {
-            (0..text.len())
-                .map(|i| p.n_words(fz.count_words(if text.is_valid(i) { text.value(i) } else { "" })))
-                .collect()
-        });
-        Ok(ColumnarValue::Array(Arc::new(Int64Array::from(words))))
-    }
-}
-
-/// `syllabus_zipfit(text)`: the alignment with a target set; rows in parallel.
-#[derive(Debug)]
-pub struct Zipfit {
-    pub target: Arc<ZipfitTarget>,
-    signature: Signature,
-}
-identity_eq!(Zipfit);
-
-impl std::fmt::Debug for ZipfitTarget {
+impl std::fmt::Debug for ScorerUdf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ZipfitTarget({} texts, {:?})", self.len(), self.params())
+        write!(f, "ScorerUdf({})", self.name)
     }
 }
 
-impl Zipfit {
-    pub fn new(target: Arc<ZipfitTarget>) -> Self {
-        Zipfit { target, signature: text_signature() }
+impl ScorerUdf {
+    pub fn new(scorer: Arc<dyn Scorer>) -> Self {
+        ScorerUdf { name: format!("syllabus_{}", scorer.name()), scorer, signature: text_signature() }
+    }
+
+    fn fields(&self) -> Fields {
+        Fields::from(self.scorer.output_fields())
     }
 }
 
-impl ScalarUDFImpl for Zipfit {
+impl ScalarUDFImpl for ScorerUdf {
     fn name(&self) -> &str {
-        ZIPFIT
+        &self.name
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+        Ok(DataType::Struct(self.fields()))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let text: &StringArray = array(&a, 0, ZIPFIT)?;
-        let scores = (0..text.len())
-            .into_par_iter()
-            .map(|i| self.target.score_text(if text.is_valid(i) { text.value(i) } else { "" }))
-            .collect::<crate::Result<Vec<f64>>>()
-            .map_err(df_error)?;
-        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(scores))))
+        let text: &StringArray = array(&a, 0, &self.name)?;
+        let batch = crate::batch::text_batch(text.clone()).map_err(df_error)?;
+        let columns = self.scorer.score(&batch).map_err(df_error)?;
+        Ok(ColumnarValue::Array(Arc::new(StructArray::new(self.fields(), columns, None))))
     }
 }
 

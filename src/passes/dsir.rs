@@ -1,5 +1,5 @@
 //! The DSIR job: fit on a target set and a raw lake, then score (and select) with
-//! [`DsirRowScorer`] through the shared passes of [`super::scored`].
+//! [`CachedDsir`] through the shared passes of [`super::scored`].
 //!
 //! Passes over the raw lake: (1) count raw n-grams (stops early per file under the fit
 //! budget; skipped with a saved model), (2) score every row, (3) for `select`, read the lake
@@ -19,7 +19,6 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
 use arrow::datatypes::Field;
 
-use super::scored::RowScorer;
 use super::work::{rejects_at, FitCheckpoint, Prologue, Work};
 use crate::batch::{text_column, RecordBatch};
 use crate::error::Result;
@@ -290,38 +289,52 @@ impl DsirJob<'_> {
     }
 }
 
-/// DSIR as a [`RowScorer`]: `dsir_logw` (the ranking score) and `n_words`, from the feature
-/// cache where it holds the rows, else by featurizing; rows under `min_words` are not eligible.
-pub struct DsirRowScorer<'a> {
-    model: Arc<DsirModel>,
+/// DSIR's scorer with the features its fit kept ([`FeatureCache`]): a lake pass over the rows
+/// the cache holds looks their buckets up instead of featurizing them again.
+pub struct CachedDsir {
     scorer: DsirScorer,
-    cache: &'a FeatureCache,
+    cache: FeatureCache,
 }
 
-impl<'a> DsirRowScorer<'a> {
-    pub fn new(model: Arc<DsirModel>, cache: &'a FeatureCache) -> Self {
-        DsirRowScorer { scorer: DsirScorer::new(model.clone()), model, cache }
+impl CachedDsir {
+    pub fn new(model: Arc<DsirModel>, cache: FeatureCache) -> Self {
+        CachedDsir { scorer: DsirScorer::new(model), cache }
     }
 }
 
-impl RowScorer for DsirRowScorer<'_> {
-    fn fields(&self) -> Vec<Field> {
+impl Scorer for CachedDsir {
+    fn name(&self) -> &'static str {
+        self.scorer.name()
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
         self.scorer.output_fields()
     }
 
-    fn score(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
-        if let Some((logw, words)) = self.cache.score(&self.model, b.first_row, b.batch.num_rows()) {
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.scorer.score(batch)
+    }
+
+    fn score_rows(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
+        if let Some((logw, words)) = self.cache.score(self.scorer.model(), b.first_row, b.batch.num_rows()) {
             return Ok(vec![Arc::new(logw), Arc::new(words)]);
         }
         self.scorer.score(&b.batch)
     }
 
     fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
-        let words = columns[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64");
-        words.value(i) >= self.model.params.min_words as i64
+        self.scorer.eligible(columns, i)
     }
 
     fn eligibility(&self) -> String {
-        format!("rows with at least {} words", self.model.params.min_words)
+        self.scorer.eligibility()
+    }
+
+    fn eligible_sql(&self) -> Option<(String, Option<Arc<dyn Scorer>>)> {
+        self.scorer.eligible_sql()
+    }
+
+    fn state(&self) -> Result<Vec<u8>> {
+        self.scorer.state()
     }
 }

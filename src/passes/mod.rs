@@ -1,15 +1,11 @@
-//! The lake passes every scoring method shares, below the commands and `syllabus run`:
-//! score a lake in parallel batches and keep the best rows ([`scored`]), fit DSIR over a
-//! target and the lake ([`dsir`]), read a ZIP-FIT target set ([`zipfit`]), draw at random
-//! ([`random`]), and keep each finished file so an interrupted pass resumes ([`work`]).
+//! The lake passes every scoring method shares, below the methods and the commands: score a
+//! lake in parallel batches and keep the best rows ([`scored`]), fit DSIR over a target and
+//! the lake ([`dsir`]), read a ZIP-FIT target set ([`zipfit`]), and keep each finished file
+//! so that an interrupted pass resumes ([`work`]).
 
 pub mod dsir;
-pub mod random;
 pub mod scored;
 pub mod work;
 pub mod zipfit;
 
-pub use dsir::{DsirJob, DsirRowScorer, FeatureCache, Fitted};
-pub use random::RandomRowScorer;
-pub use scored::{Keep, RowScorer, RunReport, ScoredLake};
-pub use zipfit::ZipfitRowScorer;
+pub use scored::{Keep, RunReport, ScoredLake};

@@ -1,6 +1,6 @@
 //! Score a lake and keep the best rows: the passes every scorer-based selection shares.
 //!
-//! Pass "score" reads every row, scores it in parallel batches ([`RowScorer`]) and hands the
+//! Pass "score" reads every row, scores it in parallel batches ([`Scorer::score_rows`]) and hands the
 //! scores on in input order: to a score file, to a top-k heap, or both. It is the pass that
 //! counts rows and records rejects. Pass "write" reads the lake again, parsing only the chosen
 //! lines, and writes them with all their columns plus the ranking score.
@@ -19,27 +19,10 @@ use crate::batch::{id_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
+use crate::score::Scorer;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
-use crate::source::{
-    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
-};
-
-/// Scores whole source batches for the scoring pass.
-pub trait RowScorer: Sync {
-    /// The score columns, in order; the first one is the ranking score (float64).
-    fn fields(&self) -> Vec<Field>;
-    /// One array per field for every row of `batch`.
-    fn score(&self, batch: &SourceBatch) -> Result<Vec<ArrayRef>>;
-    /// Whether row `i` (with these scores) may be selected.
-    fn eligible(&self, _columns: &[ArrayRef], _i: usize) -> bool {
-        true
-    }
-    /// Why rows are not eligible, for the error when k is too large.
-    fn eligibility(&self) -> String {
-        "rows".into()
-    }
-}
+use crate::source::{lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter};
 
 /// What a run read, kept and chose.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -188,7 +171,7 @@ impl ScoredLake<'_> {
     /// Score every row; `each` gets the rows and their score columns, in input order.
     fn score_pass(
         &self,
-        scorer: &dyn RowScorer,
+        scorer: &dyn Scorer,
         rejects: Option<&mut RejectWriter>,
         mut each: impl FnMut(&Scored) -> Result<()>,
     ) -> Result<Vec<FileStats>> {
@@ -196,7 +179,7 @@ impl ScoredLake<'_> {
         let done = self.work.map(Work::files_done).unwrap_or_default();
         let mut first_row = 0u64;
         let mut stats: Vec<FileStats> = Vec::with_capacity(self.raw.len());
-        let schema = part_schema(&scorer.fields());
+        let schema = part_schema(&scorer.output_fields());
         for (i, d) in done.iter().take(self.raw.len()).enumerate() {
             let work = self.work.expect("kept files come from a work directory");
             let next = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
@@ -230,7 +213,7 @@ impl ScoredLake<'_> {
         let mut part: Option<(usize, PartWriter)> = None;
         for_each_ordered(
             &mut reader,
-            |b| scorer.score(b),
+            |b| scorer.score_rows(b),
             |b, columns| {
                 let ids = id_column(&b.batch)?;
                 each(&Scored {
@@ -272,13 +255,8 @@ impl ScoredLake<'_> {
     }
 
     /// Write `id` and the score columns for every row, in input order.
-    pub fn score_to(
-        &self,
-        scorer: &dyn RowScorer,
-        out: &Path,
-        rejects: Option<&mut RejectWriter>,
-    ) -> Result<RunReport> {
-        let schema = score_schema(&scorer.fields());
+    pub fn score_to(&self, scorer: &dyn Scorer, out: &Path, rejects: Option<&mut RejectWriter>) -> Result<RunReport> {
+        let schema = score_schema(&scorer.output_fields());
         let mut writer = TableWriter::create(out, schema.clone())?;
         let mut eligible = 0u64;
         let files = self.score_pass(scorer, rejects, |b| {
@@ -294,7 +272,7 @@ impl ScoredLake<'_> {
     /// order. With `scores_out`, also write every row's scores there, at no extra pass.
     pub fn select_to(
         &self,
-        scorer: &dyn RowScorer,
+        scorer: &dyn Scorer,
         keep: Keep,
         mut noise: Noise,
         out: &Path,
@@ -303,7 +281,7 @@ impl ScoredLake<'_> {
     ) -> Result<RunReport> {
         let k = keep.k;
         let mut top = TopK::new(usize::try_from(k).map_err(|_| Error::InvalidArgument("k is too large".into()))?);
-        let fields = scorer.fields();
+        let fields = scorer.output_fields();
         let schema = score_schema(&fields);
         let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
         let files = self.score_pass(scorer, rejects, |b| {

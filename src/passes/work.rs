@@ -104,6 +104,38 @@ pub struct Resumed {
 }
 
 impl Work {
+    /// The lake of a resumable command (expanded), its work directory beside `out` and its
+    /// rejects file (cut back to what the work kept, when resuming). The key is `command`,
+    /// `settings`, the lake's and the target set's names, sizes and modification times, and
+    /// those of `extra_input` (a saved model, a tokenizer). An output that cannot be written is
+    /// refused first; a lake read from stdin gets no work directory (it cannot be read again:
+    /// such a run starts over when interrupted).
+    pub fn open(
+        raw_inputs: &[String],
+        out: &Path,
+        command: &str,
+        mut settings: String,
+        target: &[String],
+        extra_input: Option<&Path>,
+        rejects: Option<&Path>,
+    ) -> Result<(Vec<InputFile>, Option<Work>, Option<RejectWriter>)> {
+        let raw = crate::source::expand_inputs(raw_inputs)?;
+        crate::sink::output_target(out)?;
+        crate::sink::OutFormat::from_path(out)?;
+        if raw.iter().any(|f| f.name == "-") {
+            let rejects = rejects.map(RejectWriter::create).transpose()?;
+            return Ok((raw, None, rejects));
+        }
+        let target = if target.is_empty() { Vec::new() } else { crate::source::expand_inputs(target)? };
+        if let Some(f) = extra_input {
+            let meta = crate::store::stat(f).ok().flatten();
+            settings.push_str(&format!(" {} {:?}", f.display(), meta.map(|m| (m.len, m.mtime_ns))));
+        }
+        let work = Work::begin(out, command, settings, &[&raw, &target])?;
+        let rejects = work.rejects(rejects)?;
+        Ok((raw, Some(work), rejects))
+    }
+
     /// The work directory of `out` (`OUT.work` beside it), kept if it was begun with the same
     /// key; otherwise it starts empty.
     pub fn begin(out: &Path, command: &str, settings: String, inputs: &[&[InputFile]]) -> Result<Work> {

@@ -1,22 +1,16 @@
-//! The ZIP-FIT job: read the target set once, then score (and select) every raw row with
-//! [`ZipfitRowScorer`] through the shared passes of [`super::scored`].
+//! ZIP-FIT's fit: read the target set once and compress each target; the scorer
+//! ([`crate::score::zipfit::ZipfitScorer`]) then runs through the shared passes of
+//! [`super::scored`].
 //!
 //! Memory: the target texts and their compressed sizes (the algorithm needs them all for every
 //! candidate), plus what the shared passes hold.
 
-use std::sync::Arc;
-
-use arrow::array::ArrayRef;
-use arrow::datatypes::Field;
-
-use super::scored::RowScorer;
 use super::work::{rejects_at, Prologue, Work};
 use crate::batch::text_column;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::score::zipfit::{ZipfitParams, ZipfitScorer, ZipfitTarget};
-use crate::score::Scorer;
-use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::score::zipfit::{ZipfitParams, ZipfitTarget};
+use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter};
 
 /// Read every target row and compress each target once.
 pub fn load_target(
@@ -60,25 +54,4 @@ pub fn load_target_in(
         w.save_prologue(&Prologue::new(&stats, rejects_at(rejects.as_deref()), None))?;
     }
     Ok((target, stats))
-}
-
-/// ZIP-FIT as a [`RowScorer`]: one column, `zipfit`; every row is eligible.
-pub struct ZipfitRowScorer {
-    scorer: ZipfitScorer,
-}
-
-impl ZipfitRowScorer {
-    pub fn new(target: Arc<ZipfitTarget>) -> Self {
-        ZipfitRowScorer { scorer: ZipfitScorer::new(target) }
-    }
-}
-
-impl RowScorer for ZipfitRowScorer {
-    fn fields(&self) -> Vec<Field> {
-        self.scorer.output_fields()
-    }
-
-    fn score(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
-        self.scorer.score(&b.batch)
-    }
 }

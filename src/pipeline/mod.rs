@@ -4,20 +4,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::COL_DOMAIN;
-use crate::config::{PipelineConfig, SelectConfig};
+use crate::config::{PipelineConfig, SelectConfig, VisitSelecting};
 use crate::curriculum::prepare::DomainOf;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::resume::{begin_work, inputs_fingerprint, load_marker, save_marker};
-use crate::score::dsir::DsirModel;
 use crate::select::Noise;
 use crate::shard::manifest::{json_hash, MANIFEST_FILE};
 use crate::source::{expand_inputs, BadRecordPolicy, FileColumn, InputFile, RejectWriter};
 
+use crate::methods::{FitLake, Method, Selecting};
 use crate::passes::work::Work;
-use crate::passes::{
-    zipfit, DsirJob, DsirRowScorer, FeatureCache, Fitted, Keep, RandomRowScorer, RunReport, ScoredLake, ZipfitRowScorer,
-};
+use crate::passes::{Keep, RunReport, ScoredLake};
 
 /// What `syllabus run` produced.
 #[derive(Debug, serde::Serialize)]
@@ -139,13 +137,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let config = cfg.manifest_config();
     let mut fingerprint = vec![inputs_fingerprint(&raw)];
     if let Some(sel) = &cfg.select {
-        let target: &[String] = match sel {
-            SelectConfig::Dsir(d) => &d.target,
-            SelectConfig::Zipfit(z) => &z.target,
-            SelectConfig::Proxy(p) => &p.proxy.train_on,
-            SelectConfig::Scores(s) => &s.scores,
-            SelectConfig::Random(_) => &[],
-        };
+        let target = sel.inputs();
         if !target.is_empty() {
             fingerprint.push(inputs_fingerprint(&expand_inputs(target)?));
         }
@@ -173,8 +165,8 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
             if !matches!(sel, SelectConfig::Scores(_)) {
                 outputs.push(out_dir.join("scores.parquet"));
             }
-            if matches!(sel, SelectConfig::Dsir(_)) {
-                outputs.push(out_dir.join("dsir_model.json"));
+            if let Some(f) = crate::methods::info(method).and_then(|i| i.model_file) {
+                outputs.push(out_dir.join(f));
             }
             if skip {
                 outputs.push(rejects_path.clone());
@@ -189,13 +181,12 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
                         }),
                         _ => None,
                     };
-                    // DSIR and ZIP-FIT keep their finished files in `OUT/work/select`, so a run
+                    // Scoring methods keep their finished files in `OUT/work/select`, so a run
                     // killed while selecting resumes at the file it was on; proxies their
                     // finished seeds.
-                    let select_work =
-                        matches!(sel, SelectConfig::Dsir(_) | SelectConfig::Zipfit(_) | SelectConfig::Proxy(_))
-                            .then(|| Work::at(work.join("select"), key.clone()))
-                            .transpose()?;
+                    let select_work = (!matches!(sel, SelectConfig::Scores(_)))
+                        .then(|| Work::at(work.join("select"), key.clone()))
+                        .transpose()?;
                     let lake = ScoredLake { raw: &raw, read: &read, progress, file_column, work: select_work.as_ref() };
                     let r = select(cfg, sel, &lake, &read, out_dir, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
@@ -265,31 +256,6 @@ fn select(
     let selected = out_dir.join("selected.parquet");
     let scores = out_dir.join("scores.parquet");
     let mut report = match sel {
-        SelectConfig::Dsir(sel) => {
-            let target = if sel.target.is_empty() { Vec::new() } else { expand_inputs(&sel.target)? };
-            let job = DsirJob {
-                raw,
-                target: &target,
-                read,
-                params: sel.params(),
-                budget: sel.budget(),
-                feature_cache_bytes: sel.feature_cache_mb << 20,
-                progress,
-            };
-            let Fitted { model, target_stats, cache } = match &sel.model {
-                Some(p) => {
-                    Fitted { model: DsirModel::load(p)?, target_stats: Vec::new(), cache: FeatureCache::default() }
-                }
-                None => job.fit_in(lake.work, rejects.as_mut())?,
-            };
-            model.save(&out_dir.join("dsir_model.json"))?;
-            let scorer = DsirRowScorer::new(Arc::new(model), &cache);
-            let noise = if sel.top_k { Noise::None } else { Noise::gumbel(cfg.seed) };
-            let keep = Keep { k: sel.k, require_fewer_than_eligible: true };
-            let mut report = lake.select_to(&scorer, keep, noise, &selected, Some(&scores), rejects.as_mut())?;
-            report.target_files = target_stats;
-            report
-        }
         SelectConfig::Proxy(sel) => {
             let spec = sel.spec(cfg.seed);
             // Finished seeds are kept in the stage's work directory.
@@ -304,25 +270,42 @@ fn select(
             let map = crate::select::rule::read_scores(&expand_inputs(&sel.scores)?, &sel.by)?;
             lake.select_by_rule(&map, &sel.by, sel.keep.rule()?, &selected, rejects.as_mut())?
         }
-        SelectConfig::Random(sel) => {
-            let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
-            lake.select_to(&RandomRowScorer, keep, Noise::gumbel(cfg.seed), &selected, Some(&scores), rejects.as_mut())?
-        }
-        SelectConfig::Zipfit(sel) => {
-            let target = expand_inputs(&sel.target)?;
-            let (target, target_stats) =
-                zipfit::load_target_in(&target, read, sel.params(), progress, lake.work, rejects.as_mut())?;
-            let scorer = ZipfitRowScorer::new(Arc::new(target));
-            let keep = Keep { k: sel.k, require_fewer_than_eligible: false };
-            let mut report = lake.select_to(&scorer, keep, Noise::None, &selected, Some(&scores), rejects.as_mut())?;
-            report.target_files = target_stats;
-            report
+        method => {
+            let local = SelectHere { seed: cfg.seed, lake, out_dir, rejects: rejects.as_mut() };
+            method.visit(local).expect("a scoring method")?
         }
     };
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
     }
     Ok(report)
+}
+
+/// A scoring method's selection here: fit, save the fitted state where the method keeps one,
+/// then score and keep k rows, writing `selected.parquet` and `scores.parquet`.
+struct SelectHere<'a, 'b> {
+    seed: u32,
+    lake: &'a ScoredLake<'b>,
+    out_dir: &'a Path,
+    rejects: Option<&'a mut RejectWriter>,
+}
+
+impl VisitSelecting<'_> for SelectHere<'_, '_> {
+    type Out = Result<RunReport>;
+    fn visit<M: Method>(self, s: &Selecting<M>) -> Result<RunReport> {
+        let SelectHere { seed, lake, out_dir, mut rejects } = self;
+        let fit = FitLake { raw: lake.raw, read: lake.read, progress: lake.progress, work: lake.work, counts: None };
+        let fitted = crate::methods::fit::<M>(&s.settings, &fit, rejects.as_deref_mut())?;
+        if let Some(f) = M::INFO.model_file {
+            crate::sink::write_atomic(&out_dir.join(f), &fitted.scorer.state()?)?;
+        }
+        let noise = crate::methods::pipeline_draw(&M::INFO, seed, s.top_k)?.map_or(Noise::None, Noise::gumbel);
+        let keep = Keep { k: s.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+        let (selected, scores) = (out_dir.join("selected.parquet"), out_dir.join("scores.parquet"));
+        let mut report = lake.select_to(fitted.scorer.as_ref(), keep, noise, &selected, Some(&scores), rejects)?;
+        report.target_files = fitted.target_stats;
+        Ok(report)
+    }
 }
 
 /// The selection stage on a cluster ([`crate::cluster`]): the same `selected.parquet`,
@@ -337,41 +320,53 @@ fn cluster_select(
     out_dir: &Path,
     rejects_path: Option<&Path>,
 ) -> Result<RunReport> {
-    use crate::cluster::jobs::{ClusterLake, Scoring};
+    use crate::cluster::jobs::ClusterLake;
     let cluster = crate::cluster::Cluster::connect(url)?;
     let mut cl = ClusterLake::new(&cluster, lake.raw, read, lake.progress)?;
     cl.file_column = lake.file_column.clone();
     let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
-    let (scoring, target_stats, keep, seed) = match sel {
-        SelectConfig::Dsir(sel) => {
-            let target = if sel.target.is_empty() { Vec::new() } else { expand_inputs(&sel.target)? };
-            let (model, stats) = match &sel.model {
-                Some(p) => (DsirModel::load(p)?, Vec::new()),
-                None => cl.fit_dsir(sel.params(), sel.budget(), &target, rejects.as_mut())?,
-            };
-            model.save(&out_dir.join("dsir_model.json"))?;
-            let keep = Keep { k: sel.k, require_fewer_than_eligible: true };
-            (Scoring::Dsir(Arc::new(model)), stats, keep, (!sel.top_k).then_some(cfg.seed))
+    /// Fit on the cluster; the scorer, the target's counts, k and the Gumbel seed.
+    struct Fit<'a, 'b> {
+        cl: &'a ClusterLake<'b>,
+        seed: u32,
+        out_dir: &'a Path,
+        rejects: Option<&'a mut RejectWriter>,
+    }
+    type Fitted = (Arc<dyn crate::score::Scorer>, Vec<crate::source::FileStats>, Keep, Option<u32>);
+    impl VisitSelecting<'_> for Fit<'_, '_> {
+        type Out = Result<Fitted>;
+        fn visit<M: Method>(self, s: &Selecting<M>) -> Result<Fitted> {
+            if !M::INFO.cluster {
+                return Err(not_on_cluster());
+            }
+            let fitted = self.cl.fit::<M>(&s.settings, self.rejects)?;
+            if let Some(f) = M::INFO.model_file {
+                crate::sink::write_atomic(&self.out_dir.join(f), &fitted.scorer.state()?)?;
+            }
+            let seed = crate::methods::pipeline_draw(&M::INFO, self.seed, s.top_k)?;
+            let keep = Keep { k: s.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+            Ok((fitted.scorer, fitted.target_stats, keep, seed))
         }
-        SelectConfig::Zipfit(sel) => {
-            let target = expand_inputs(&sel.target)?;
-            let (target, stats) = zipfit::load_target(&target, read, sel.params(), lake.progress, rejects.as_mut())?;
-            (Scoring::Zipfit(Arc::new(target)), stats, Keep { k: sel.k, require_fewer_than_eligible: false }, None)
-        }
-        _ => {
-            return Err(crate::Error::InvalidArgument(
-                "--cluster runs DSIR and ZIP-FIT selections; this pipeline's selection runs on one machine (drop --cluster)".into(),
-            ))
-        }
-    };
+    }
+    let fit = Fit { cl: &cl, seed: cfg.seed, out_dir, rejects: rejects.as_mut() };
+    let (scorer, target_stats, keep, seed) = sel.visit(fit).ok_or_else(not_on_cluster)??;
     let files = cl.file_stats(rejects.as_mut())?;
-    cl.score_to(&scoring, files.clone(), &out_dir.join("scores.parquet"))?;
-    let mut report = cl.select_to(&scoring, files, keep, seed, &out_dir.join("selected.parquet"))?;
+    cl.score_to(&scorer, files.clone(), &out_dir.join("scores.parquet"))?;
+    let mut report = cl.select_to(&scorer, files, keep, seed, &out_dir.join("selected.parquet"))?;
     report.target_files = target_stats;
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
     }
     Ok(report)
+}
+
+/// Why a selection does not run with `--cluster`.
+#[cfg(feature = "cluster")]
+fn not_on_cluster() -> Error {
+    Error::InvalidArgument(
+        "--cluster runs DSIR and ZIP-FIT selections; this pipeline's selection runs on one machine (drop --cluster)"
+            .into(),
+    )
 }
 
 #[cfg(not(feature = "cluster"))]

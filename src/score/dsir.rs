@@ -538,7 +538,7 @@ impl DsirModel {
     }
 }
 
-/// [`Scorer`] adding `dsir_logw` and `n_words`.
+/// [`Scorer`] adding `dsir_logw` and `n_words`; rows under `min_words` words are not eligible.
 pub struct DsirScorer {
     model: Arc<DsirModel>,
 }
@@ -547,10 +547,14 @@ impl DsirScorer {
     pub fn new(model: Arc<DsirModel>) -> Self {
         DsirScorer { model }
     }
+
+    pub fn model(&self) -> &Arc<DsirModel> {
+        &self.model
+    }
 }
 
 impl Scorer for DsirScorer {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "dsir"
     }
 
@@ -562,12 +566,62 @@ impl Scorer for DsirScorer {
         let text = text_column(batch)?;
         let mut logw = Vec::with_capacity(text.len());
         let mut words = Vec::with_capacity(text.len());
-        for t in text.iter() {
-            let (w, n) = self.model.score_text(t.unwrap_or(""));
+        for i in 0..text.len() {
+            let (w, n) = self.model.score_text(if text.is_valid(i) { text.value(i) } else { "" });
             logw.push(w);
             words.push(n);
         }
         Ok(vec![Arc::new(Float64Array::from(logw)), Arc::new(Int64Array::from(words))])
+    }
+
+    fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
+        let words = columns[1].as_any().downcast_ref::<Int64Array>().expect("n_words is int64");
+        words.value(i) >= self.model.params.min_words as i64
+    }
+
+    fn eligibility(&self) -> String {
+        format!("rows with at least {} words", self.model.params.min_words)
+    }
+
+    fn eligible_sql(&self) -> Option<(String, Option<Arc<dyn Scorer>>)> {
+        // Counting words needs no hashing: the cluster counts eligible rows with that alone.
+        let words = DsirWordsScorer { params: self.model.params.clone() };
+        Some((format!("s['{COL_N_WORDS}'] >= {}", self.model.params.min_words), Some(Arc::new(words))))
+    }
+
+    fn state(&self) -> Result<Vec<u8>> {
+        Ok(self.model.to_bytes())
+    }
+}
+
+/// DSIR's word count alone (`n_words`): tokenization without hashing, for counting the rows
+/// that may be selected.
+pub struct DsirWordsScorer {
+    pub params: DsirParams,
+}
+
+impl Scorer for DsirWordsScorer {
+    fn name(&self) -> &'static str {
+        "dsir_words"
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
+        vec![Field::new(COL_N_WORDS, DataType::Int64, false)]
+    }
+
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let text = text_column(batch)?;
+        let p = &self.params;
+        let words: Vec<i64> = with_featurizer(p, |fz| {
+            (0..text.len())
+                .map(|i| p.n_words(fz.count_words(if text.is_valid(i) { text.value(i) } else { "" })))
+                .collect()
+        });
+        Ok(vec![Arc::new(Int64Array::from(words))])
+    }
+
+    fn state(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&self.params).map_err(|e| Error::InvalidArgument(format!("encoding DSIR settings: {e}")))
     }
 }
 

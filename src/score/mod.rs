@@ -1,10 +1,12 @@
 //! Scorers: each adds columns to a batch of documents and does no IO.
 //!
-//! A scorer is shaped like a DataFusion scalar UDF (name, output fields, a pure function of
-//! the batch), so the same scorer can serve a pipeline stage and a SQL function.
+//! [`Scorer`] is the one trait every surface calls: the lake passes (`passes::scored`), the
+//! SQL functions (`sql::udf::scorer_udf`), the cluster's function and codec
+//! (`cluster::udf::ScorerUdf`). A method fits one ([`crate::methods`]) and hands it on.
 
 pub(crate) mod deflate_len;
 pub mod dsir;
+pub mod random;
 pub mod zipfit;
 
 use arrow::array::ArrayRef;
@@ -12,12 +14,36 @@ use arrow::datatypes::Field;
 
 use crate::batch::RecordBatch;
 use crate::error::Result;
+use crate::source::SourceBatch;
 
+/// A fitted scoring method: a pure function of a batch of documents (id, text, ...).
 pub trait Scorer: Send + Sync {
-    /// Short name, used in configs and messages.
-    fn name(&self) -> &str;
-    /// The columns `score` returns, in order.
+    /// The name of the scorer, as its method's ([`crate::methods`]) `scorers` decode it.
+    fn name(&self) -> &'static str;
+    /// The columns `score` returns, in order; the first one is the ranking score (float64).
     fn output_fields(&self) -> Vec<Field>;
-    /// Score every row of a source batch (id, text, ...), one array per output field.
+    /// Score every row of a batch, one array per output field.
     fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>>;
+    /// Score the rows of a lake pass (`b.first_row` says where they are in the lake): by
+    /// default [`Scorer::score`]; a scorer that kept what its fit saw of the lake uses it.
+    fn score_rows(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
+        self.score(&b.batch)
+    }
+    /// Whether row `i` (with these scores) may be selected.
+    fn eligible(&self, _columns: &[ArrayRef], _i: usize) -> bool {
+        true
+    }
+    /// Which rows are eligible, in words, for the error when k is too large.
+    fn eligibility(&self) -> String {
+        "rows".into()
+    }
+    /// [`Scorer::eligible`] in SQL, over `s`, the struct of the output fields (None: every
+    /// row), and a cheaper scorer whose output that condition can read instead (None: this
+    /// one): the cluster counts eligible rows with them before it selects.
+    fn eligible_sql(&self) -> Option<(String, Option<std::sync::Arc<dyn Scorer>>)> {
+        None
+    }
+    /// The fitted state, which its method's decoder turns back into this scorer (the cluster
+    /// ships it with the plan).
+    fn state(&self) -> Result<Vec<u8>>;
 }

@@ -728,8 +728,21 @@ impl ZipfitScorer {
     }
 }
 
+impl ZipfitScorer {
+    pub fn target(&self) -> &Arc<ZipfitTarget> {
+        &self.target
+    }
+}
+
+/// A ZIP-FIT scorer's state: the settings and the target texts.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ZipfitState {
+    pub params: ZipfitParams,
+    pub texts: Vec<String>,
+}
+
 impl Scorer for ZipfitScorer {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "zipfit"
     }
 
@@ -744,6 +757,12 @@ impl Scorer for ZipfitScorer {
             .map(|i| self.target.score_text(if text.is_valid(i) { text.value(i) } else { "" }))
             .collect::<Result<Vec<f64>>>()?;
         Ok(vec![Arc::new(Float64Array::from(scores))])
+    }
+
+    fn state(&self) -> Result<Vec<u8>> {
+        let texts = self.target.texts().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
+        serde_json::to_vec(&ZipfitState { params: self.target.params().clone(), texts })
+            .map_err(|e| Error::InvalidArgument(format!("encoding a ZIP-FIT target: {e}")))
     }
 }
 

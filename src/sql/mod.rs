@@ -214,21 +214,21 @@ impl Session {
         if remote.is_some() {
             return Ok(Session { ctx, tables, progress: opts.progress, remote });
         }
-        // A DSIR model: given, or the one an output directory holds.
+        // The scoring methods' functions ([`crate::methods`]): DSIR's from a model, given or the
+        // one an output directory holds; ZIP-FIT's from a target set.
         let model = opts
             .dsir_model
             .clone()
             .or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
-        if let Some(m) = model {
-            ctx.register_udf(udf::dsir_logw(Arc::new(crate::score::dsir::DsirModel::load(&m)?)));
-        }
+        let models: Vec<(&str, PathBuf)> = model.into_iter().map(|m| ("dsir", m)).collect();
+        let mut targets = Vec::new();
         if !opts.zipfit_target.is_empty() {
-            let files = crate::source::expand_inputs(&opts.zipfit_target)?;
-            let read = crate::source::ReadOptions::default();
-            let params = crate::score::zipfit::ZipfitParams::with(None, None, false);
-            let progress = crate::progress::Progress::new(true);
-            let (target, _) = crate::passes::zipfit::load_target(&files, &read, params, &progress, None)?;
-            ctx.register_udf(udf::zipfit(Arc::new(target)));
+            targets.push(("zipfit", crate::source::expand_inputs(&opts.zipfit_target)?));
+        }
+        let read = crate::source::ReadOptions::default();
+        let progress = crate::progress::Progress::new(true);
+        for scorer in crate::methods::sql_scorers(&models, &targets, &read, &progress)? {
+            ctx.register_udf(udf::scorer_udf(scorer));
         }
         Ok(Session { ctx, tables, progress: opts.progress, remote })
     }

@@ -2,23 +2,26 @@
 //!
 //! - `n_words(text)`: the wordpunct word count DSIR uses (always there);
 //! - `ncd(a, b)`: normalised compression distance with gzip 6, as ZIP-FIT computes it;
-//! - `dsir_logw(text)`: the log importance weight under a saved DSIR model (`--dsir-model`, or
-//!   the `dsir_model.json` of an output directory given as a path);
-//! - `zipfit(text)`: the alignment with a target set (`--zipfit-target`), gzip 6.
+//! - every scoring method that offers one ([`crate::methods::Info::sql`]), through one adapter
+//!   ([`scorer_udf`]): a function named after the scorer's first column, giving it. Today
+//!   `dsir_logw(text)`, the log importance weight under a saved DSIR model (`--dsir-model`, or
+//!   the `dsir_model.json` of an output directory given as a path), and `zipfit(text)`, the
+//!   alignment with a target set (`--zipfit-target`), gzip 6.
 //!
 //! Null in, null out. Each function runs on the rows of a batch in parallel (rayon).
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
+use arrow::array::{make_array, Array, ArrayRef, Float64Array, Int64Array, StringArray};
+use arrow::compute::{cast, concat};
 use arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use rayon::prelude::*;
 
-use crate::score::dsir::{DsirModel, DsirParams};
-use crate::score::zipfit::{ncd_texts, ZipfitParams, ZipfitTarget};
+use crate::score::dsir::DsirParams;
+use crate::score::zipfit::{ncd_texts, ZipfitParams};
+use crate::score::Scorer;
 
 fn strings(v: &ColumnarValue, n: usize) -> datafusion::error::Result<StringArray> {
     let a = v.to_array(n)?;
@@ -37,21 +40,6 @@ fn rows(args: &[ColumnarValue]) -> usize {
 
 fn ext(e: crate::error::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
-}
-
-/// A float function of one text column.
-fn text_to_f64(name: &str, f: impl Fn(&str) -> crate::error::Result<f64> + Send + Sync + 'static) -> ScalarUDF {
-    let fun = Arc::new(move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
-        let n = rows(args);
-        let texts = strings(&args[0], n)?;
-        let out: Vec<Option<f64>> = (0..texts.len())
-            .into_par_iter()
-            .map(|i| texts.is_valid(i).then(|| f(texts.value(i))).transpose())
-            .collect::<crate::error::Result<_>>()
-            .map_err(ext)?;
-        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out)) as ArrayRef))
-    });
-    create_udf(name, vec![DataType::Utf8], DataType::Float64, Volatility::Immutable, fun)
 }
 
 pub fn n_words() -> ScalarUDF {
@@ -89,10 +77,36 @@ pub fn ncd() -> ScalarUDF {
     create_udf("ncd", vec![DataType::Utf8, DataType::Utf8], DataType::Float64, Volatility::Immutable, fun)
 }
 
-pub fn dsir_logw(model: Arc<DsirModel>) -> ScalarUDF {
-    text_to_f64("dsir_logw", move |t| Ok(model.score_text(t).0))
+/// A fitted scorer as a SQL function of one text column: named after its first (ranking)
+/// column and giving it; the rows of a batch are scored in parallel parts.
+pub fn scorer_udf(scorer: Arc<dyn Scorer>) -> ScalarUDF {
+    let field = scorer.output_fields().swap_remove(0);
+    let (name, data_type) = (field.name().clone(), field.data_type().clone());
+    let fun = Arc::new(move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        let n = rows(args);
+        let texts = strings(&args[0], n)?;
+        let part = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let parts: Vec<ArrayRef> = (0..n.div_ceil(part))
+            .into_par_iter()
+            .map(|i| {
+                let slice = texts.slice(i * part, part.min(n - i * part));
+                let batch = crate::batch::text_batch(slice)?;
+                Ok(scorer.score(&batch)?.swap_remove(0))
+            })
+            .collect::<crate::error::Result<_>>()
+            .map_err(ext)?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        let all = if refs.is_empty() { arrow::array::new_empty_array(scorer_type(&scorer)) } else { concat(&refs)? };
+        // Null in, null out.
+        let data = all.to_data().into_builder().nulls(texts.nulls().cloned()).build()?;
+        Ok(ColumnarValue::Array(make_array(data)))
+    });
+    create_udf(&name, vec![DataType::Utf8], data_type, Volatility::Immutable, fun)
 }
 
-pub fn zipfit(target: Arc<ZipfitTarget>) -> ScalarUDF {
-    text_to_f64("zipfit", move |t| target.score_text(t))
+fn scorer_type(scorer: &Arc<dyn Scorer>) -> &'static DataType {
+    match scorer.output_fields()[0].data_type() {
+        DataType::Int64 => &DataType::Int64,
+        _ => &DataType::Float64,
+    }
 }
