@@ -100,11 +100,12 @@ fn every_method_is_reachable_from_the_command_line_a_pipeline_and_sql() {
         }
 
         // SQL: the function gives, for every row, exactly what `score` wrote.
-        if info.sql {
-            let flag = match info.fit {
-                FitPass::TargetAndLake => vec![format!("--{name}-model"), p(&d.join(format!("{name}.model")))],
-                _ => vec![format!("--{name}-target"), fixture("target/math.jsonl")],
+        if let Some(option) = info.sql {
+            let value = match info.model_file {
+                Some(_) => p(&d.join(format!("{name}.model"))),
+                None => fixture("target/math.jsonl"),
             };
+            let flag = vec![option.to_string(), value];
             let col = info.columns[0];
             let q = format!(
                 "SELECT count(*) AS n FROM lake JOIN {t} ON lake.id = {t}.id WHERE {col}(lake.text) = {t}.{col}",
@@ -165,4 +166,24 @@ fn the_pipeline_knows_exactly_the_registry_and_the_rules() {
     let mut want: Vec<&str> = REGISTRY.iter().map(|i| i.name).chain(["proxy", "scores"]).collect();
     want.sort();
     assert_eq!(listed, want, "{e}");
+}
+
+/// Moore-Lewis is DSIR's log weight per word, row by row, with DSIR's word counts.
+#[test]
+fn moore_lewis_is_dsirs_weight_per_word() {
+    let dir = tempdir();
+    let (dsir, ml) = (dir.path().join("dsir.parquet"), dir.path().join("ml.parquet"));
+    let target = fixture("target/math.jsonl");
+    ok(&syllabus(&["score", "dsir", "-q", "--target", &target, "--out", &p(&dsir), &fixture("lake")]));
+    ok(&syllabus(&["score", "moorelewis", "-q", "--target", &target, "--out", &p(&ml), &fixture("lake")]));
+    let (a, b) = (parquet_table(&dsir), parquet_table(&ml));
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(a["n_words"], b["n_words"]);
+    let num = |s: &String| s.parse::<f64>().unwrap();
+    for i in 0..a["id"].len() {
+        let want = num(&a["dsir_logw"][i]) / num(&a["n_words"][i]).max(1.0);
+        assert_eq!(num(&b["moore_lewis"][i]), want, "row {i}");
+    }
+    // Not DSIR's ranking: per word, long documents lose their advantage.
+    assert_ne!(a["dsir_logw"], b["moore_lewis"]);
 }

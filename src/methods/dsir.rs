@@ -127,7 +127,7 @@ impl Method for Dsir {
         sampling: Sampling::Gumbel { top_k_option: true },
         k_below_eligible: true,
         model_file: Some("dsir_model.json"),
-        sql: true,
+        sql: Some("--dsir-model"),
         cluster: true,
     };
     type Settings = Settings;

@@ -21,6 +21,7 @@
 //! a join of score tables ([`crate::select::rule`]).
 
 pub mod dsir;
+pub mod moore_lewis;
 pub mod random;
 pub mod zipfit;
 
@@ -47,6 +48,7 @@ macro_rules! for_each_method {
             Dsir: $crate::methods::dsir::Dsir,
             Zipfit: $crate::methods::zipfit::Zipfit,
             Random: $crate::methods::random::Random,
+            Moorelewis: $crate::methods::moore_lewis::MooreLewis,
         }
     };
 }
@@ -95,8 +97,9 @@ pub struct Info {
     /// The file a pipeline writes the fitted state to (`dsir_model.json`), and `--save-model`.
     pub model_file: Option<&'static str>,
     /// Whether `syllabus sql` offers the scorer as a function (named after its first column),
-    /// fitted from `--NAME-model` or `--NAME-target`.
-    pub sql: bool,
+    /// and the option it is fitted from: a saved model file (`--dsir-model`: the method's
+    /// `from_model_file` reads it) or a target set (`--zipfit-target`: `from_target`).
+    pub sql: Option<&'static str>,
     /// Whether `--cluster` runs it (scoring is a map over files).
     pub cluster: bool,
 }
@@ -219,6 +222,14 @@ pub fn check_k(k: u64) -> Result<()> {
     Ok(())
 }
 
+/// What `syllabus sql` was given for a method's function ([`Info::sql`]).
+pub enum SqlInput {
+    /// A saved model file.
+    Model(PathBuf),
+    /// A target set.
+    Target(Vec<InputFile>),
+}
+
 macro_rules! registry {
     ($($variant:ident: $method:ty),* $(,)?) => {
         /// Every method's [`Info`], in [`for_each_method!`]'s order.
@@ -235,26 +246,23 @@ macro_rules! registry {
             Err(Error::InvalidArgument(format!("no scoring method gives a scorer named {name}")))
         }
 
-        /// The SQL functions' scorers: for each method that offers one, fitted from a saved
-        /// state file given for its name, or from a target set given for its name.
+        /// The SQL functions' scorers: for each method that offers one, fitted from the file
+        /// given with its option (`Info::sql`): a saved model, or a target set.
         pub fn sql_scorers(
-            models: &[(&str, PathBuf)],
-            targets: &[(&str, Vec<InputFile>)],
+            given: &[(&str, SqlInput)],
             read: &ReadOptions,
             progress: &Progress,
         ) -> Result<Vec<Arc<dyn Scorer>>> {
             let mut out = Vec::new();
             $(
                 let info = &<$method as Method>::INFO;
-                if info.sql {
-                    if let Some((_, p)) = models.iter().find(|(n, _)| *n == info.name) {
-                        if let Some(s) = <$method as Method>::from_model_file(p) {
-                            out.push(s?);
-                        }
-                    } else if let Some((_, t)) = targets.iter().find(|(n, _)| *n == info.name) {
-                        if let Some(s) = <$method as Method>::from_target(t, read, progress) {
-                            out.push(s?);
-                        }
+                if let Some((_, input)) = given.iter().find(|(option, _)| Some(*option) == info.sql) {
+                    let scorer = match input {
+                        SqlInput::Model(p) => <$method as Method>::from_model_file(p),
+                        SqlInput::Target(files) => <$method as Method>::from_target(files, read, progress),
+                    };
+                    if let Some(s) = scorer {
+                        out.push(s?);
                     }
                 }
             )*

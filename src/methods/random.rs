@@ -31,7 +31,7 @@ impl Method for Random {
         sampling: Sampling::Gumbel { top_k_option: false },
         k_below_eligible: false,
         model_file: None,
-        sql: false,
+        sql: None,
         cluster: false,
     };
     type Settings = Settings;

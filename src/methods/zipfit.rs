@@ -56,7 +56,7 @@ impl Method for Zipfit {
         sampling: Sampling::TopK,
         k_below_eligible: false,
         model_file: None,
-        sql: true,
+        sql: Some("--zipfit-target"),
         cluster: true,
     };
     type Settings = Settings;

@@ -220,14 +220,17 @@ impl Session {
             .dsir_model
             .clone()
             .or_else(|| opts.paths.iter().map(|p| p.join("dsir_model.json")).find(|p| crate::store::is_file(p)));
-        let models: Vec<(&str, PathBuf)> = model.into_iter().map(|m| ("dsir", m)).collect();
-        let mut targets = Vec::new();
+        let mut given = Vec::new();
+        if let Some(m) = model {
+            given.push(("--dsir-model", crate::methods::SqlInput::Model(m)));
+        }
         if !opts.zipfit_target.is_empty() {
-            targets.push(("zipfit", crate::source::expand_inputs(&opts.zipfit_target)?));
+            let target = crate::source::expand_inputs(&opts.zipfit_target)?;
+            given.push(("--zipfit-target", crate::methods::SqlInput::Target(target)));
         }
         let read = crate::source::ReadOptions::default();
         let progress = crate::progress::Progress::new(true);
-        for scorer in crate::methods::sql_scorers(&models, &targets, &read, &progress)? {
+        for scorer in crate::methods::sql_scorers(&given, &read, &progress)? {
             ctx.register_udf(udf::scorer_udf(scorer));
         }
         Ok(Session { ctx, tables, progress: opts.progress, remote })
