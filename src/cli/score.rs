@@ -289,6 +289,33 @@ pub(super) struct SelectWith<M: Method> {
     io: SelectIo,
 }
 
+/// Store outputs are written to local staging paths first ([`crate::store::output`]): the
+/// method's own (`--save-model`), the rejects file and the output(s).
+fn stage_method_outputs<M: Method>(
+    settings: &mut M::Settings,
+    source: &mut SourceArgs,
+    o: &mut Outputs,
+) -> crate::error::Result<()> {
+    for p in M::outputs(settings) {
+        o.stage_opt(p)?;
+    }
+    source.stage_outputs(o)
+}
+
+impl<M: Method> ScoreWith<M> {
+    fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        stage_method_outputs::<M>(&mut self.settings, &mut self.source, o)?;
+        o.stage_in_place(&mut self.io.out)
+    }
+}
+
+impl<M: Method> SelectWith<M> {
+    fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        stage_method_outputs::<M>(&mut self.settings, &mut self.source, o)?;
+        self.io.stage_outputs(o)
+    }
+}
+
 macro_rules! method_commands {
     ($($variant:ident: $method:ty),* $(,)?) => {
         /// `score METHOD` for every method of the registry.
@@ -318,13 +345,7 @@ macro_rules! method_commands {
 
             fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
                 match self {
-                    $(MethodScore::$variant(a) => {
-                        for p in <$method as Method>::outputs(&mut a.settings) {
-                            o.stage_opt(p)?;
-                        }
-                        a.source.stage_outputs(o)?;
-                        o.stage_in_place(&mut a.io.out)
-                    })*
+                    $(MethodScore::$variant(a) => a.stage_outputs(o),)*
                 }
             }
         }
@@ -338,13 +359,7 @@ macro_rules! method_commands {
 
             fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
                 match self {
-                    $(MethodSelect::$variant(a) => {
-                        for p in <$method as Method>::outputs(&mut a.settings) {
-                            o.stage_opt(p)?;
-                        }
-                        a.source.stage_outputs(o)?;
-                        a.io.stage_outputs(o)
-                    })*
+                    $(MethodSelect::$variant(a) => a.stage_outputs(o),)*
                 }
             }
         }
@@ -392,23 +407,40 @@ fn score_with<M: Method>(a: ScoreWith<M>, progress: &Progress, start: Instant) -
     if let Some(url) = &a.cluster {
         return on_cluster::run::<M>(url, &a.settings, None, &a.source, &a.io.raw, &a.io.out, progress, start);
     }
-    let settings = format!("{:?} {:?} {:?}", a.settings, a.source, a.io);
-    let (opts, raw, work, mut rejects) = open_resumable(
-        &a.source,
-        &a.io.raw,
-        &a.io.out,
-        &what,
-        settings,
-        M::target(&a.settings),
-        M::model(&a.settings),
-    )?;
-    let fit = FitLake { raw: &raw, read: &opts, progress, work: work.as_ref(), counts: None };
-    let fitted = crate::methods::fit::<M>(&a.settings, &fit, rejects.as_mut())?;
+    let key = format!("{:?} {:?} {:?}", a.settings, a.source, a.io);
+    let Fitted { opts, raw, work, mut rejects, fitted } =
+        open_and_fit::<M>(&a.settings, &a.source, &a.io.raw, &a.io.out, &what, key, progress)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
     let mut report = lake.score_to(fitted.scorer.as_ref(), &a.io.out, rejects.as_mut())?;
     report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
     work.map(Work::finish).transpose()?;
     finish(&what, &a.io.out, report, fitted.target_stats, rejects, start, false)
+}
+
+/// A resumable `score` or `select` command's lake, work and rejects ([`open_resumable`]), with
+/// its method fitted (the fit keeps its progress in the work directory).
+struct Fitted {
+    opts: ReadOptions,
+    raw: Vec<InputFile>,
+    work: Option<Work>,
+    rejects: Option<RejectWriter>,
+    fitted: crate::methods::Fitted,
+}
+
+fn open_and_fit<M: Method>(
+    settings: &M::Settings,
+    source: &SourceArgs,
+    raw_inputs: &[String],
+    out: &Path,
+    what: &str,
+    key: String,
+    progress: &Progress,
+) -> anyhow::Result<Fitted> {
+    let (opts, raw, work, mut rejects) =
+        open_resumable(source, raw_inputs, out, what, key, M::target(settings), M::model(settings))?;
+    let fit = FitLake { raw: &raw, read: &opts, progress, work: work.as_ref(), counts: None };
+    let fitted = crate::methods::fit::<M>(settings, &fit, rejects.as_mut())?;
+    Ok(Fitted { opts, raw, work, rejects, fitted })
 }
 
 /// `select METHOD`: fit, then keep k rows by the method's score and draw; resumable.
@@ -425,18 +457,9 @@ fn select_with<M: Method>(a: SelectWith<M>, progress: &Progress, start: Instant)
         let job = Some((a.io.k, seed));
         return on_cluster::run::<M>(url, &a.settings, job, &a.source, &a.io.raw, &a.io.out, progress, start);
     }
-    let settings = format!("{:?} {:?} {:?} {:?} {}", a.settings, a.source, a.io, a.seed, a.top_k);
-    let (opts, raw, work, mut rejects) = open_resumable(
-        &a.source,
-        &a.io.raw,
-        &a.io.out,
-        &what,
-        settings,
-        M::target(&a.settings),
-        M::model(&a.settings),
-    )?;
-    let fit = FitLake { raw: &raw, read: &opts, progress, work: work.as_ref(), counts: None };
-    let fitted = crate::methods::fit::<M>(&a.settings, &fit, rejects.as_mut())?;
+    let key = format!("{:?} {:?} {:?} {:?} {}", a.settings, a.source, a.io, a.seed, a.top_k);
+    let Fitted { opts, raw, work, mut rejects, fitted } =
+        open_and_fit::<M>(&a.settings, &a.source, &a.io.raw, &a.io.out, &what, key, progress)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
     let keep = Keep { k: a.io.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
     let noise = seed.map_or(Noise::None, Noise::gumbel);
