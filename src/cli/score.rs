@@ -457,7 +457,7 @@ fn select_with<M: Method>(a: SelectWith<M>, progress: &Progress, start: Instant)
         let job = Some((a.io.k, seed));
         return on_cluster::run::<M>(url, &a.settings, job, &a.source, &a.io.raw, &a.io.out, progress, start);
     }
-    let key = format!("{:?} {:?} {:?} {:?} {}", a.settings, a.source, a.io, a.seed, a.top_k);
+    let key = format!("{:?} {:?} {:?} {:?}", a.settings, a.source, a.io, seed);
     let Fitted { opts, raw, work, mut rejects, fitted } =
         open_and_fit::<M>(&a.settings, &a.source, &a.io.raw, &a.io.out, &what, key, progress)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
@@ -544,7 +544,7 @@ mod on_cluster {
     use std::process::ExitCode;
     use std::time::Instant;
 
-    use super::super::{finish, SourceArgs};
+    use super::super::SourceArgs;
     use crate::methods::Method;
     use crate::progress::Progress;
 
@@ -565,27 +565,21 @@ mod on_cluster {
         if !M::INFO.cluster {
             anyhow::bail!("{name} runs on one machine: drop --cluster");
         }
-        let read = source.read_options()?;
-        let files = crate::source::expand_inputs(raw)?;
-        crate::sink::OutFormat::from_path(out)?;
-        let mut rejects = source.rejects.as_deref().map(crate::source::RejectWriter::create).transpose()?;
-        #[cfg(feature = "cluster")]
-        let (report, target_stats) = crate::cluster::jobs::run_method::<M>(
-            url,
-            settings,
-            select,
-            &files,
-            &read,
-            progress,
-            out,
-            rejects.as_mut(),
-        )?;
         #[cfg(not(feature = "cluster"))]
-        let (report, target_stats): (crate::passes::RunReport, Vec<crate::source::FileStats>) = {
-            let _ = (url, settings, &files, &read, progress);
+        {
+            let _ = (url, settings, select, source, raw, out, progress, start);
             anyhow::bail!("this syllabus was built without the `cluster` feature")
-        };
-        let what = format!("{} {name}", if select.is_some() { "select" } else { "score" });
-        finish(&what, out, report, target_stats, rejects, start, select.is_some())
+        }
+        #[cfg(feature = "cluster")]
+        {
+            let read = source.read_options()?;
+            let files = crate::source::expand_inputs(raw)?;
+            crate::sink::OutFormat::from_path(out)?;
+            let rejects = source.rejects.as_deref();
+            let (report, target_stats, rejects) =
+                crate::cluster::jobs::run_method::<M>(url, settings, select, &files, &read, progress, out, rejects)?;
+            let what = format!("{} {name}", if select.is_some() { "select" } else { "score" });
+            super::super::finish(&what, out, report, target_stats, rejects, start, select.is_some())
+        }
     }
 }

@@ -192,14 +192,11 @@ impl<'a> ClusterLake<'a> {
 
     /// Per file, its rows that may be selected: the scorer's condition over the output of the
     /// cheaper scorer it names (DSIR: a word count without hashing), or every kept row.
-    fn eligible_per_file(&self, scorer: &dyn Scorer, files: &[FileStats]) -> Result<Vec<u64>> {
+    fn eligible_per_file(&self, scorer: &Arc<dyn Scorer>, files: &[FileStats]) -> Result<Vec<u64>> {
         let Some((condition, cheaper)) = scorer.eligible_sql() else {
             return Ok(files.iter().map(|f| f.kept).collect());
         };
-        let f = match cheaper {
-            Some(c) => ScorerUdf::new(c),
-            None => return Err(Error::InvalidArgument("a scorer's eligibility needs its own pass".into())),
-        };
+        let f = ScorerUdf::new(cheaper.unwrap_or_else(|| scorer.clone()));
         let name = f.name().to_string();
         self.register_udf(ScalarUDF::new_from_impl(f));
         let sql = format!(
@@ -297,7 +294,7 @@ impl<'a> ClusterLake<'a> {
         seed: Option<u32>,
         out: &Path,
     ) -> Result<RunReport> {
-        let per_file = self.eligible_per_file(scorer.as_ref(), &files)?;
+        let per_file = self.eligible_per_file(scorer, &files)?;
         let eligible: u64 = per_file.iter().sum();
         let k = keep.k;
         if keep.require_fewer_than_eligible && k >= eligible {
@@ -385,8 +382,9 @@ impl ClusterLake<'_> {
 }
 
 /// `score METHOD --cluster` (`select`: None) and `select METHOD --cluster` (`select`: k and
-/// the Gumbel seed): fit, then score or select on the cluster at `url`. Returns the report and
-/// the target set's counts.
+/// the Gumbel seed): fit, then score or select on the cluster at `url`; bad records go to a
+/// rejects file at `rejects`, made once the cluster is reached. Returns the report, the target
+/// set's counts and the rejects file.
 #[allow(clippy::too_many_arguments)]
 pub fn run_method<M: Method>(
     url: &str,
@@ -396,12 +394,13 @@ pub fn run_method<M: Method>(
     read: &ReadOptions,
     progress: &Progress,
     out: &Path,
-    mut rejects: Option<&mut RejectWriter>,
-) -> Result<(RunReport, Vec<FileStats>)> {
+    rejects: Option<&Path>,
+) -> Result<(RunReport, Vec<FileStats>, Option<RejectWriter>)> {
     let cluster = Cluster::connect(url)?;
     let lake = ClusterLake::new(&cluster, files, read, progress)?;
-    let fitted = lake.fit::<M>(settings, rejects.as_deref_mut())?;
-    let stats = lake.file_stats(rejects)?;
+    let mut rejects = rejects.map(RejectWriter::create).transpose()?;
+    let fitted = lake.fit::<M>(settings, rejects.as_mut())?;
+    let stats = lake.file_stats(rejects.as_mut())?;
     let report = match select {
         None => lake.score_to(&fitted.scorer, stats, out)?,
         Some((k, seed)) => {
@@ -409,7 +408,7 @@ pub fn run_method<M: Method>(
             lake.select_to(&fitted.scorer, stats, keep, seed, out)?
         }
     };
-    Ok((report, fitted.target_stats))
+    Ok((report, fitted.target_stats, rejects))
 }
 
 #[cfg(test)]

@@ -69,7 +69,8 @@ fn default_feature_cache_mb() -> usize {
     DEFAULT_FEATURE_CACHE_MB
 }
 
-// An unset setting is written out (in a manifest's settings) as the value it stands for.
+// An unset setting is written out (in a manifest's settings) as the reference's default, as
+// the settings have always been recorded (with `model`, the model's own settings apply).
 fn buckets_or_default<S: Serializer>(v: &Option<u32>, s: S) -> std::result::Result<S::Ok, S::Error> {
     v.unwrap_or(DsirParams::default().buckets).serialize(s)
 }
@@ -107,10 +108,24 @@ impl Settings {
         }
     }
 
-    /// The model of `model`, with `min_words` applied where set.
+    /// The model of `model`, with `min_words` applied where set. A model brings its own
+    /// settings: one set here that disagrees with it is an error (the command line refuses
+    /// them with a model outright), one that agrees is accepted.
     fn saved_model(&self) -> Result<Option<DsirModel>> {
         let Some(p) = self.model.as_deref() else { return Ok(None) };
         let m = DsirModel::load(p)?;
+        let differs = [
+            ("buckets", self.buckets.is_some_and(|v| v != m.params.buckets)),
+            ("ngrams", self.ngrams.is_some_and(|v| v != m.params.ngrams)),
+            ("hash", self.hash.is_some_and(|v| v != m.params.hash)),
+            ("target_smoothing", self.target_smoothing.is_some_and(|v| v != m.params.target_smoothing)),
+        ];
+        if let Some((name, _)) = differs.iter().find(|(_, d)| *d) {
+            return Err(Error::Model {
+                path: p.into(),
+                message: format!("the model was fitted with other settings than `{name}` says: drop {name}"),
+            });
+        }
         let params = DsirParams { min_words: self.min_words.unwrap_or(m.params.min_words), ..m.params.clone() };
         Ok(Some(DsirModel::try_new(params, m.raw, m.target)?))
     }
@@ -137,21 +152,6 @@ impl Method for Dsir {
             return Err(Error::InvalidArgument(
                 "DSIR needs a target set (--target, `target`) or a saved model (--model, `model`)".into(),
             ));
-        }
-        if s.model.is_some() {
-            let set = [
-                ("target", !s.target.is_empty()),
-                ("buckets", s.buckets.is_some()),
-                ("ngrams", s.ngrams.is_some()),
-                ("hash", s.hash.is_some()),
-                ("target_smoothing", s.target_smoothing.is_some()),
-                ("fit_all", s.fit_all),
-            ];
-            if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
-                return Err(Error::InvalidArgument(format!(
-                    "DSIR: a saved model brings its own settings: drop {name} (or the model)"
-                )));
-            }
         }
         s.params().validate()
     }

@@ -94,7 +94,8 @@ pub struct Info {
     /// Whether k must be smaller than the eligible rows (DSIR's reference fails otherwise);
     /// if not, all eligible rows are kept when there are fewer.
     pub k_below_eligible: bool,
-    /// The file a pipeline writes the fitted state to (`dsir_model.json`), and `--save-model`.
+    /// The file a pipeline writes the fitted state to (`dsir_model.json`); the command line
+    /// saves it where `Method::save_to` says (`--save-model`).
     pub model_file: Option<&'static str>,
     /// Whether `syllabus sql` offers the scorer as a function (named after its first column),
     /// and the option it is fitted from: a saved model file (`--dsir-model`: the method's

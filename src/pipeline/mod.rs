@@ -1,7 +1,6 @@
 //! Jobs: the stages put together, for the CLI commands and for `syllabus run PIPELINE.toml`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::batch::COL_DOMAIN;
 use crate::config::{PipelineConfig, SelectConfig, VisitSelecting};
@@ -332,7 +331,7 @@ fn cluster_select(
         out_dir: &'a Path,
         rejects: Option<&'a mut RejectWriter>,
     }
-    type Fitted = (Arc<dyn crate::score::Scorer>, Vec<crate::source::FileStats>, Keep, Option<u32>);
+    type Fitted = (std::sync::Arc<dyn crate::score::Scorer>, Vec<crate::source::FileStats>, Keep, Option<u32>);
     impl VisitSelecting<'_> for Fit<'_, '_> {
         type Out = Result<Fitted>;
         fn visit<M: Method>(self, s: &Selecting<M>) -> Result<Fitted> {
@@ -364,7 +363,7 @@ fn cluster_select(
 #[cfg(feature = "cluster")]
 fn not_on_cluster() -> Error {
     Error::InvalidArgument(
-        "--cluster runs DSIR and ZIP-FIT selections; this pipeline's selection runs on one machine (drop --cluster)"
+        "--cluster runs the selections of the methods that run there (see `syllabus select --help`); this pipeline's selection runs on one machine (drop --cluster)"
             .into(),
     )
 }

@@ -18,7 +18,8 @@ use crate::source::SourceBatch;
 
 /// A fitted scoring method: a pure function of a batch of documents (id, text, ...).
 pub trait Scorer: Send + Sync {
-    /// The name of the scorer, as its method's ([`crate::methods`]) `scorers` decode it.
+    /// The scorer's name, by which its method's `decode` ([`crate::methods::Method`]) rebuilds
+    /// it from its state.
     fn name(&self) -> &'static str;
     /// The columns `score` returns, in order; the first one is the ranking score (float64).
     fn output_fields(&self) -> Vec<Field>;

@@ -53,7 +53,7 @@ impl SqlOptions {
     /// Whether these options can run on a remote (checked before connecting to one).
     pub fn check_remote(&self) -> Result<()> {
         if self.dsir_model.is_some() || !self.zipfit_target.is_empty() {
-            return Err(Error::InvalidArgument("dsir_logw and zipfit are not available with --cluster: score with `syllabus score dsir|zipfit --cluster` and query the scores".into()));
+            return Err(Error::InvalidArgument("the scoring functions (dsir_logw, moore_lewis, zipfit) are not available with --cluster: score with `syllabus score METHOD --cluster` and query the scores".into()));
         }
         Ok(())
     }

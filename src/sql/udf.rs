@@ -3,10 +3,10 @@
 //! - `n_words(text)`: the wordpunct word count DSIR uses (always there);
 //! - `ncd(a, b)`: normalised compression distance with gzip 6, as ZIP-FIT computes it;
 //! - every scoring method that offers one ([`crate::methods::Info::sql`]), through one adapter
-//!   ([`scorer_udf`]): a function named after the scorer's first column, giving it. Today
-//!   `dsir_logw(text)`, the log importance weight under a saved DSIR model (`--dsir-model`, or
-//!   the `dsir_model.json` of an output directory given as a path), and `zipfit(text)`, the
-//!   alignment with a target set (`--zipfit-target`), gzip 6.
+//!   ([`scorer_udf`]): a function named after the scorer's first column, giving it:
+//!   `dsir_logw(text)` and `moore_lewis(text)` under a saved DSIR model (`--dsir-model`, or the
+//!   `dsir_model.json` of an output directory given as a path), `zipfit(text)`, the alignment
+//!   with a target set (`--zipfit-target`), gzip 6.
 //!
 //! Null in, null out. Each function runs on the rows of a batch in parallel (rayon).
 
