@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use super::{finish, open_lake, SourceArgs};
 use crate::methods::{FitLake, Method, Sampling};
 use crate::passes::work::Work;
-use crate::passes::{Keep, RunReport, ScoredLake};
+use crate::passes::{RunReport, ScoredLake};
 use crate::progress::Progress;
 use crate::select::Noise;
 use crate::source::{expand_inputs, InputFile, ReadOptions, RejectWriter};
@@ -408,7 +408,7 @@ fn score_with<M: Method>(a: ScoreWith<M>, progress: &Progress, start: Instant) -
         return on_cluster::run::<M>(url, &a.settings, None, &a.source, &a.io.raw, &a.io.out, progress, start);
     }
     let key = format!("{:?} {:?} {:?}", a.settings, a.source, a.io);
-    let Fitted { opts, raw, work, mut rejects, fitted } =
+    let Opened { opts, raw, work, mut rejects, fitted } =
         open_and_fit::<M>(&a.settings, &a.source, &a.io.raw, &a.io.out, &what, key, progress)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
     let mut report = lake.score_to(fitted.scorer.as_ref(), &a.io.out, rejects.as_mut())?;
@@ -419,7 +419,7 @@ fn score_with<M: Method>(a: ScoreWith<M>, progress: &Progress, start: Instant) -
 
 /// A resumable `score` or `select` command's lake, work and rejects ([`open_resumable`]), with
 /// its method fitted (the fit keeps its progress in the work directory).
-struct Fitted {
+struct Opened {
     opts: ReadOptions,
     raw: Vec<InputFile>,
     work: Option<Work>,
@@ -435,12 +435,12 @@ fn open_and_fit<M: Method>(
     what: &str,
     key: String,
     progress: &Progress,
-) -> anyhow::Result<Fitted> {
+) -> anyhow::Result<Opened> {
     let (opts, raw, work, mut rejects) =
         open_resumable(source, raw_inputs, out, what, key, M::target(settings), M::model(settings))?;
     let fit = FitLake { raw: &raw, read: &opts, progress, work: work.as_ref(), counts: None };
     let fitted = crate::methods::fit::<M>(settings, &fit, rejects.as_mut())?;
-    Ok(Fitted { opts, raw, work, rejects, fitted })
+    Ok(Opened { opts, raw, work, rejects, fitted })
 }
 
 /// `select METHOD`: fit, then keep k rows by the method's score and draw; resumable.
@@ -458,10 +458,10 @@ fn select_with<M: Method>(a: SelectWith<M>, progress: &Progress, start: Instant)
         return on_cluster::run::<M>(url, &a.settings, job, &a.source, &a.io.raw, &a.io.out, progress, start);
     }
     let key = format!("{:?} {:?} {:?} {:?}", a.settings, a.source, a.io, seed);
-    let Fitted { opts, raw, work, mut rejects, fitted } =
+    let Opened { opts, raw, work, mut rejects, fitted } =
         open_and_fit::<M>(&a.settings, &a.source, &a.io.raw, &a.io.out, &what, key, progress)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: work.as_ref() };
-    let keep = Keep { k: a.io.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+    let keep = M::INFO.keep(a.io.k);
     let noise = seed.map_or(Noise::None, Noise::gumbel);
     let mut report =
         lake.select_to(fitted.scorer.as_ref(), keep, noise, &a.io.out, a.io.scores_out.as_deref(), rejects.as_mut())?;

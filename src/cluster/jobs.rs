@@ -176,6 +176,14 @@ impl<'a> ClusterLake<'a> {
         self.cluster.ctx.register_udf(f);
     }
 
+    /// Register `scorer` as a function ([`ScorerUdf`]); its name.
+    fn register_scorer(&self, scorer: Arc<dyn Scorer>) -> String {
+        let f = ScorerUdf::new(scorer);
+        let name = f.name().to_string();
+        self.register_udf(ScalarUDF::new_from_impl(f));
+        name
+    }
+
     /// The raw counts of the DSIR fit: every file's documents, each file up to its budget.
     pub fn dsir_raw_counts(&self, params: &DsirParams, per_file_limit: Option<u64>) -> Result<Counts> {
         self.cluster.ctx.register_udaf(AggregateUDF::new_from_impl(DsirCounts::new(params.clone(), per_file_limit)));
@@ -196,9 +204,7 @@ impl<'a> ClusterLake<'a> {
         let Some((condition, cheaper)) = scorer.eligible_sql() else {
             return Ok(files.iter().map(|f| f.kept).collect());
         };
-        let f = ScorerUdf::new(cheaper.unwrap_or_else(|| scorer.clone()));
-        let name = f.name().to_string();
-        self.register_udf(ScalarUDF::new_from_impl(f));
+        let name = self.register_scorer(cheaper.unwrap_or_else(|| scorer.clone()));
         let sql = format!(
             "SELECT __file, CAST(sum(CASE WHEN {condition} THEN 1 ELSE 0 END) AS BIGINT) FROM (SELECT __file, {name}({}) AS s FROM {TABLE}) GROUP BY __file",
             self.text
@@ -220,9 +226,7 @@ impl<'a> ClusterLake<'a> {
     /// Score every row and write `id` and the score columns in lake order, in the batches a
     /// local run writes. `files`: [`ClusterLake::file_stats`], for the report.
     pub fn score_to(&self, scorer: &Arc<dyn Scorer>, files: Vec<FileStats>, out: &Path) -> Result<RunReport> {
-        let f = ScorerUdf::new(scorer.clone());
-        let name = f.name().to_string();
-        self.register_udf(ScalarUDF::new_from_impl(f));
+        let name = self.register_scorer(scorer.clone());
         let sql = format!("SELECT __file, __batch, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc", self.text);
         let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
         fields.extend(scorer.output_fields());
@@ -303,9 +307,7 @@ impl<'a> ClusterLake<'a> {
                 scorer.eligibility()
             )));
         }
-        let f = ScorerUdf::new(scorer.clone());
-        let name = f.name().to_string();
-        self.register_udf(ScalarUDF::new_from_impl(f));
+        let name = self.register_scorer(scorer.clone());
         let field = scorer.output_fields()[0].clone();
         let rank = format!("s['{}']", field.name());
         let filter = scorer.eligible_sql().map(|(c, _)| format!("WHERE {c}")).unwrap_or_default();
@@ -403,10 +405,7 @@ pub fn run_method<M: Method>(
     let stats = lake.file_stats(rejects.as_mut())?;
     let report = match select {
         None => lake.score_to(&fitted.scorer, stats, out)?,
-        Some((k, seed)) => {
-            let keep = Keep { k, require_fewer_than_eligible: M::INFO.k_below_eligible };
-            lake.select_to(&fitted.scorer, stats, keep, seed, out)?
-        }
+        Some((k, seed)) => lake.select_to(&fitted.scorer, stats, M::INFO.keep(k), seed, out)?,
     };
     Ok((report, fitted.target_stats, rejects))
 }

@@ -105,6 +105,13 @@ pub struct Info {
     pub cluster: bool,
 }
 
+impl Info {
+    /// How many rows a selection by this method keeps, and what happens with fewer eligible.
+    pub fn keep(&self, k: u64) -> crate::passes::Keep {
+        crate::passes::Keep { k, require_fewer_than_eligible: self.k_below_eligible }
+    }
+}
+
 /// One scoring method: see the module doc.
 pub trait Method: Send + Sync + 'static {
     const INFO: Info;
@@ -218,7 +225,7 @@ pub fn pipeline_draw(info: &Info, seed: u32, top_k: bool) -> Result<Option<u32>>
 /// How many rows a selection keeps: at least one.
 pub fn check_k(k: u64) -> Result<()> {
     if k == 0 {
-        return Err(Error::InvalidArgument("k must be at least 1".into()));
+        return Err(Error::InvalidArgument("k: must be at least 1".into()));
     }
     Ok(())
 }
@@ -320,10 +327,8 @@ impl<M: Method> Selecting<M> {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.k == 0 {
-            return Err(Error::Config("select.k: must be at least 1".into()));
-        }
-        draw(&M::INFO, None, self.top_k).map_err(|e| Error::Config(format!("select: {e}")))?;
+        // `top_k` is read only where the method may take it (`keys`), so it needs no check here.
+        check_k(self.k).map_err(|e| Error::Config(format!("select.{e}")))?;
         M::validate(&self.settings).map_err(|e| match e {
             Error::Config(m) => Error::Config(m),
             e => Error::Config(format!("select: {e}")),

@@ -280,6 +280,20 @@ fn select(
     Ok(report)
 }
 
+/// A pipeline's selection by `M` once fitted, here or on a cluster: the fitted state saved
+/// where the method keeps one (`dsir_model.json`), how many to keep and the Gumbel seed.
+fn fitted_selection<M: Method>(
+    s: &Selecting<M>,
+    fitted: &crate::methods::Fitted,
+    seed: u32,
+    out_dir: &Path,
+) -> Result<(Keep, Option<u32>)> {
+    if let Some(f) = M::INFO.model_file {
+        crate::sink::write_atomic(&out_dir.join(f), &fitted.scorer.state()?)?;
+    }
+    Ok((M::INFO.keep(s.k), crate::methods::pipeline_draw(&M::INFO, seed, s.top_k)?))
+}
+
 /// A scoring method's selection here: fit, save the fitted state where the method keeps one,
 /// then score and keep k rows, writing `selected.parquet` and `scores.parquet`.
 struct SelectHere<'a, 'b> {
@@ -295,11 +309,8 @@ impl VisitSelecting<'_> for SelectHere<'_, '_> {
         let SelectHere { seed, lake, out_dir, mut rejects } = self;
         let fit = FitLake { raw: lake.raw, read: lake.read, progress: lake.progress, work: lake.work, counts: None };
         let fitted = crate::methods::fit::<M>(&s.settings, &fit, rejects.as_deref_mut())?;
-        if let Some(f) = M::INFO.model_file {
-            crate::sink::write_atomic(&out_dir.join(f), &fitted.scorer.state()?)?;
-        }
-        let noise = crate::methods::pipeline_draw(&M::INFO, seed, s.top_k)?.map_or(Noise::None, Noise::gumbel);
-        let keep = Keep { k: s.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+        let (keep, seed) = fitted_selection(s, &fitted, seed, out_dir)?;
+        let noise = seed.map_or(Noise::None, Noise::gumbel);
         let (selected, scores) = (out_dir.join("selected.parquet"), out_dir.join("scores.parquet"));
         let mut report = lake.select_to(fitted.scorer.as_ref(), keep, noise, &selected, Some(&scores), rejects)?;
         report.target_files = fitted.target_stats;
@@ -339,11 +350,7 @@ fn cluster_select(
                 return Err(not_on_cluster());
             }
             let fitted = self.cl.fit::<M>(&s.settings, self.rejects)?;
-            if let Some(f) = M::INFO.model_file {
-                crate::sink::write_atomic(&self.out_dir.join(f), &fitted.scorer.state()?)?;
-            }
-            let seed = crate::methods::pipeline_draw(&M::INFO, self.seed, s.top_k)?;
-            let keep = Keep { k: s.k, require_fewer_than_eligible: M::INFO.k_below_eligible };
+            let (keep, seed) = fitted_selection(s, &fitted, self.seed, self.out_dir)?;
             Ok((fitted.scorer, fitted.target_stats, keep, seed))
         }
     }

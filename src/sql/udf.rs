@@ -82,6 +82,7 @@ pub fn ncd() -> ScalarUDF {
 pub fn scorer_udf(scorer: Arc<dyn Scorer>) -> ScalarUDF {
     let field = scorer.output_fields().swap_remove(0);
     let (name, data_type) = (field.name().clone(), field.data_type().clone());
+    let out_type = data_type.clone();
     let fun = Arc::new(move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
         let n = rows(args);
         let texts = strings(&args[0], n)?;
@@ -96,17 +97,10 @@ pub fn scorer_udf(scorer: Arc<dyn Scorer>) -> ScalarUDF {
             .collect::<crate::error::Result<_>>()
             .map_err(ext)?;
         let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        let all = if refs.is_empty() { arrow::array::new_empty_array(scorer_type(&scorer)) } else { concat(&refs)? };
+        let all = if refs.is_empty() { arrow::array::new_empty_array(&out_type) } else { concat(&refs)? };
         // Null in, null out.
         let data = all.to_data().into_builder().nulls(texts.nulls().cloned()).build()?;
         Ok(ColumnarValue::Array(make_array(data)))
     });
     create_udf(&name, vec![DataType::Utf8], data_type, Volatility::Immutable, fun)
-}
-
-fn scorer_type(scorer: &Arc<dyn Scorer>) -> &'static DataType {
-    match scorer.output_fields()[0].data_type() {
-        DataType::Int64 => &DataType::Int64,
-        _ => &DataType::Float64,
-    }
 }
