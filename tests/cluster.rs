@@ -1,6 +1,7 @@
 //! Cluster mode: a Ballista scheduler and two executors, each a `syllabus cluster` process on
 //! 127.0.0.1, run DSIR and ZIP-FIT scoring and selection and SQL; every output is compared
 //! byte for byte with the local command's. An executor is killed in the middle of a job.
+//! Every cluster here requires a token (each its own), which the clients it runs carry.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,24 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::util::{fixture, ok, p, root, stderr, syllabus, tempdir};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Two consecutive free ports (an executor serves on PORT and PORT + 1).
-fn free_port_pair() -> u16 {
-    loop {
-        let a = free_port();
-        if a < u16::MAX
-            && TcpListener::bind(("127.0.0.1", a + 1)).is_ok()
-            && TcpListener::bind(("127.0.0.1", a)).is_ok()
-        {
-            return a;
-        }
-    }
-}
-
-fn wait_listening(port: u16, what: &str) {
+pub fn wait_listening(port: u16, what: &str) {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t.elapsed() < Duration::from_secs(30), "{what} did not start listening on {port}");
@@ -39,7 +27,48 @@ pub struct Cluster {
     scheduler: Child,
     executors: Vec<Option<Child>>,
     pub port: u16,
+    /// The executors' Arrow Flight ports.
+    pub executor_ports: Vec<u16>,
+    /// The cluster's token, which every client of [`Cluster::command`] carries.
+    pub token: String,
+    /// Whether the cluster serves TLS (with the certificates of fixtures/tls).
+    pub tls: bool,
     _dir: tempfile::TempDir,
+}
+
+/// A file of fixtures/tls.
+pub fn tls_file(name: &str) -> String {
+    p(&root().join("fixtures/tls").join(name))
+}
+
+/// A fresh random token.
+pub fn new_token() -> String {
+    use std::hash::BuildHasher;
+    let h = |i: u64| std::collections::hash_map::RandomState::new().hash_one(i);
+    format!("{:016x}{:016x}{:016x}", h(1), h(2), h(3))
+}
+
+/// `syllabus cluster ROLE` with the test's settings: the token of `token` (the scheduler
+/// reads it from a file, executors from the environment), and TLS when `tls`.
+pub fn server(role: &str, token: Option<&str>, tls: bool, dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
+    cmd.args(["cluster", role]).current_dir(root()).env_remove("SYLLABUS_CLUSTER_TOKEN").stdout(Stdio::null());
+    match token {
+        Some(t) if role == "scheduler" => {
+            let f = dir.join("token");
+            std::fs::write(&f, format!("{t}\n")).unwrap();
+            cmd.args(["--token-file", &p(&f)]);
+        }
+        Some(t) => {
+            cmd.env("SYLLABUS_CLUSTER_TOKEN", t);
+        }
+        None => {}
+    }
+    if tls {
+        let (cert, key, ca) = (tls_file("server.pem"), tls_file("server-key.pem"), tls_file("ca.pem"));
+        cmd.args(["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca]);
+    }
+    cmd
 }
 
 impl Cluster {
@@ -50,44 +79,61 @@ impl Cluster {
 
     /// [`Cluster::start`] with the scheduler logging at `level` (`SYLLABUS_LOG`).
     pub fn start_logged(executor_env: &[&[(&str, &str)]], level: &str) -> Cluster {
+        Cluster::start_with(executor_env, level, false)
+    }
+
+    /// [`Cluster::start_logged`], serving TLS when `tls`.
+    pub fn start_with(executor_env: &[&[(&str, &str)]], level: &str, tls: bool) -> Cluster {
         let dir = tempdir();
         let port = free_port();
+        let token = new_token();
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-        let scheduler = Command::new(env!("CARGO_BIN_EXE_syllabus"))
-            .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{port}"), "--executor-timeout", "6"])
+        let scheduler = server("scheduler", Some(&token), tls, dir.path())
+            .args(["--bind", &format!("127.0.0.1:{port}"), "--executor-timeout", "6"])
             .env("SYLLABUS_LOG", level)
-            .stdout(Stdio::null())
             .stderr(log("scheduler.log"))
             .spawn()
             .expect("start the scheduler");
         wait_listening(port, "the scheduler");
         let mut executors = Vec::new();
+        let mut executor_ports = Vec::new();
         for (i, env) in executor_env.iter().enumerate() {
-            let eport = free_port_pair();
+            let eport = free_port();
             let work = dir.path().join(format!("executor{i}"));
             std::fs::create_dir_all(&work).unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
-            cmd.args([
-                "cluster",
-                "executor",
-                "--scheduler",
-                &format!("127.0.0.1:{port}"),
-                "--bind",
-                &format!("127.0.0.1:{eport}"),
-            ])
-            .args(["--concurrency", "2", "--heartbeat", "1", "--work-dir", &p(&work)])
-            .current_dir(root())
-            .stdout(Stdio::null())
-            .stderr(log(&format!("executor{i}.log")));
+            let mut cmd = server("executor", Some(&token), tls, dir.path());
+            cmd.args(["--scheduler", &format!("127.0.0.1:{port}"), "--bind", &format!("127.0.0.1:{eport}")])
+                .args(["--concurrency", "2", "--heartbeat", "1", "--work-dir", &p(&work)])
+                .env("SYLLABUS_LOG", level)
+                .stderr(log(&format!("executor{i}.log")));
             for (k, v) in env.iter() {
                 cmd.env(k, v);
             }
             executors.push(Some(cmd.spawn().expect("start an executor")));
             wait_listening(eport, "an executor");
+            executor_ports.push(eport);
         }
         // Executors register with the scheduler as they start; give them a heartbeat.
         std::thread::sleep(Duration::from_millis(1500));
-        Cluster { scheduler, executors, port, _dir: dir }
+        Cluster { scheduler, executors, port, executor_ports, token, tls, _dir: dir }
+    }
+
+    /// A client of this cluster: `syllabus`, with its token (and its CA, with TLS).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syllabus"));
+        cmd.current_dir(root())
+            .env("SYLLABUS_CLUSTER_TOKEN", &self.token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if self.tls {
+            cmd.env("SYLLABUS_CLUSTER_CA", tls_file("ca.pem"));
+        }
+        cmd
+    }
+
+    /// `syllabus ARGS` as a client of this cluster ([`Cluster::command`]).
+    pub fn syllabus(&self, args: &[&str]) -> Output {
+        self.command().args(args).stdin(Stdio::null()).output().expect("run syllabus")
     }
 
     pub fn url(&self) -> String {
@@ -103,11 +149,23 @@ impl Cluster {
     }
 
     /// Everything the scheduler logged so far.
-    fn scheduler_log(&self) -> String {
+    pub fn scheduler_log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("scheduler.log")).unwrap_or_default()
     }
 
-    fn logs(&self) -> String {
+    /// Everything every process of the cluster logged so far.
+    pub fn all_logs(&self) -> String {
+        let mut s = String::new();
+        for e in std::fs::read_dir(self._dir.path()).unwrap() {
+            let e = e.unwrap().path();
+            if e.extension().is_some_and(|x| x == "log") {
+                s.push_str(&std::fs::read_to_string(&e).unwrap_or_default());
+            }
+        }
+        s
+    }
+
+    pub fn logs(&self) -> String {
         let mut s = String::new();
         for e in std::fs::read_dir(self._dir.path()).unwrap() {
             let e = e.unwrap().path();
@@ -126,7 +184,7 @@ impl Cluster {
         let url = self.url();
         let mut all = args.to_vec();
         all.extend_from_slice(&["--cluster", &url]);
-        let o = syllabus(&all);
+        let o = self.syllabus(&all);
         assert!(o.status.success(), "syllabus {all:?} failed:\n{}\n{}", stderr(&o), self.logs());
         o
     }
@@ -207,7 +265,7 @@ fn scores_selections_and_sql_on_a_cluster_are_the_local_ones() {
     };
     let local = stdout(syllabus(&["sql", "-q", "--format", "csv", "-c", q, &p(&scores)]));
     let url = c.url();
-    let remote = stdout(syllabus(&["sql", "-q", "--format", "csv", "--cluster", &url, "-c", q, &p(&scores)]));
+    let remote = stdout(c.syllabus(&["sql", "-q", "--format", "csv", "--cluster", &url, "-c", q, &p(&scores)]));
     assert_eq!(local, remote);
     assert!(local.lines().nth(1).is_some_and(|l| l.starts_with("1225,")), "{local}");
 }
@@ -222,7 +280,7 @@ fn cluster_errors_name_the_file_and_line() {
     std::fs::write(lake.join("b.jsonl"), "{\"id\": \"x\", \"text\": \"fine\"}\n{not json\n").unwrap();
     let url = c.url();
     let out = dir.path().join("s.parquet");
-    let o = syllabus(&[
+    let o = c.syllabus(&[
         "score",
         "dsir",
         "-q",
@@ -266,7 +324,7 @@ fn cluster_errors_name_the_file_and_line() {
             if cluster {
                 args.extend(["--cluster".to_string(), url.clone()]);
             }
-            let o = syllabus(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let o = c.syllabus(&args.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
             outs.push((std::fs::read(&o_path).unwrap(), std::fs::read_to_string(&r_path).unwrap()));
         }
@@ -338,12 +396,7 @@ fn an_executor_killed_mid_job_loses_nothing() {
     let url = c.url();
     let mut r = args.to_vec();
     r.extend_from_slice(&["--out", &rp, &lake, "--cluster", &url]);
-    let child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
-        .args(&r)
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = c.command().args(&r).stdout(Stdio::null()).spawn().unwrap();
     let t = Instant::now();
     while !stall.path().join("stalled").exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "executor 1 never took a task");
@@ -366,14 +419,8 @@ fn an_executor_killed_mid_job_loses_nothing() {
 
 /// `syllabus ARGS`, killed (and the test failed) if it runs past `limit`: what it checks is
 /// that the command does not hang.
-fn within(limit: Duration, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
-        .args(args)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn within(limit: Duration, mut cmd: Command, args: &[&str]) -> Output {
+    let mut child = cmd.args(args).spawn().unwrap();
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t.elapsed() > limit {
@@ -399,6 +446,7 @@ fn a_cluster_without_executors_fails_in_bounded_time_and_cancels_its_job() {
     let t = Instant::now();
     let o = within(
         Duration::from_secs(60),
+        c.command(),
         &[
             "--cluster-wait",
             "3",
@@ -431,7 +479,11 @@ fn a_cluster_without_executors_fails_in_bounded_time_and_cancels_its_job() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // SQL waits the same way.
-    let o = within(Duration::from_secs(60), &["--cluster-wait", "1", "sql", "-q", "--cluster", &url, "-c", "SELECT 1"]);
+    let o = within(
+        Duration::from_secs(60),
+        c.command(),
+        &["--cluster-wait", "1", "sql", "-q", "--cluster", &url, "-c", "SELECT 1"],
+    );
     assert!(crate::util::fails(&o, 1).contains("no executor of the cluster"));
 }
 
@@ -460,12 +512,7 @@ fn an_interrupted_client_cancels_its_job_on_the_scheduler() {
         "--cluster",
         &url,
     ];
-    let child = Command::new(env!("CARGO_BIN_EXE_syllabus"))
-        .args(args)
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = c.command().args(args).stdout(Stdio::null()).spawn().unwrap();
     let t = Instant::now();
     while !stall.path().join("stalled").exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "the executor never took a task:\n{}", c.logs());
@@ -492,7 +539,7 @@ fn what_the_cluster_cannot_run_is_refused_up_front() {
     let url = c.url();
     // SQL over jsonl: refused before any statement, with what works instead.
     let lake = fixture("lake");
-    let o = syllabus(&["sql", "-q", "--cluster", &url, "-c", "SELECT count(*) FROM lake", &lake]);
+    let o = c.syllabus(&["sql", "-q", "--cluster", &url, "-c", "SELECT count(*) FROM lake", &lake]);
     let err = crate::util::fails(&o, 1);
     assert!(err.contains("runs over Parquet files and directories") && err.contains("without --cluster"), "{err}");
     assert!(!err.contains("Internal error") && !err.contains("bug") && !err.contains(".cargo"), "{err}");
@@ -505,11 +552,11 @@ fn what_the_cluster_cannot_run_is_refused_up_front() {
         format!("name = \"r\"\nout_dir = \"{}\"\n[source]\npaths = [\"{lake}\"]\non_bad_record = \"skip\"\n[select]\nmethod = \"random\"\nk = 10\n", p(&out)),
     )
     .unwrap();
-    let o = syllabus(&["run", &p(&toml), "--cluster", &url]);
+    let o = c.syllabus(&["run", &p(&toml), "--cluster", &url]);
     let err = crate::util::fails(&o, 1);
     assert!(err.contains("a random selection") && err.contains("drop --cluster"), "{err}");
     assert!(!out.exists(), "a refused run wrote {}", out.display());
     // A scheduler named without its port.
-    let o = syllabus(&["sql", "-q", "--cluster", "df://127.0.0.1", "-c", "SELECT 1"]);
+    let o = c.syllabus(&["sql", "-q", "--cluster", "df://127.0.0.1", "-c", "SELECT 1"]);
     assert!(crate::util::fails(&o, 1).contains("give the scheduler's port too"));
 }

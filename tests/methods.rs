@@ -136,7 +136,7 @@ fn every_cluster_method_runs_on_a_cluster_as_it_runs_here() {
         let mut args: Vec<String> = vec!["select".into(), info.name.into(), "-q".into(), "--k".into(), K.into()];
         args.extend(fit_flags(info));
         args.extend(["--out".into(), p(&remote), fixture("lake"), "--cluster".into(), c.url()]);
-        let o = syllabus(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let o = c.syllabus(&args.iter().map(String::as_str).collect::<Vec<_>>());
         if info.cluster {
             ok(&o);
             assert!(

@@ -14,6 +14,8 @@ mod methods;
 mod pipeline;
 mod proxy;
 mod resume;
+#[cfg(feature = "cluster")]
+mod security;
 mod serve;
 mod sources;
 mod sql;

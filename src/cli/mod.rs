@@ -47,6 +47,16 @@ pub struct Cli {
     /// scheduler with no executor would otherwise queue the job forever).
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     cluster_wait: u64,
+    /// With --cluster: a file holding the cluster's token (read once, never printed); otherwise
+    /// the SYLLABUS_CLUSTER_TOKEN environment variable.
+    #[cfg(feature = "cluster")]
+    #[arg(long, global = true, value_name = "PATH")]
+    cluster_token_file: Option<std::path::PathBuf>,
+    /// With --cluster: the cluster's CA certificate (PEM), for a cluster that serves TLS;
+    /// otherwise the SYLLABUS_CLUSTER_CA environment variable.
+    #[cfg(feature = "cluster")]
+    #[arg(long, global = true, value_name = "PATH")]
+    cluster_ca: Option<std::path::PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
     #[command(subcommand)]
@@ -240,6 +250,12 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     crate::par::init_threads(cli.threads);
     #[cfg(feature = "cluster")]
     crate::cluster::set_wait(cli.cluster_wait);
+    #[cfg(feature = "cluster")]
+    crate::cluster::security::set_client(crate::cluster::security::Settings {
+        token_file: cli.cluster_token_file.clone(),
+        tls_ca: cli.cluster_ca.clone(),
+        ..Default::default()
+    });
     crate::store::configure(cli.store.settings(None)?)?;
     let progress = Progress::new(cli.quiet);
     let start = Instant::now();

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod jobs;
 pub mod lake;
+pub mod security;
 pub mod udf;
 
 use std::net::SocketAddr;
@@ -75,15 +76,50 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::InvalidArgument(format!("{s}: not a HOST:PORT address")))
 }
 
+/// Where a server listens: `--bind HOST[:PORT]` (an address or a host name), with `--port` or
+/// `default_port` when the bind names no port. Loopback unless the user says otherwise.
+pub fn bind_addr(bind: &str, port: Option<u16>, default_port: u16) -> Result<SocketAddr> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let with_port = |a: SocketAddr| match port {
+        Some(p) if p != a.port() => {
+            Err(Error::InvalidArgument(format!("--bind {bind} and --port {p} name different ports")))
+        }
+        _ => Ok(a),
+    };
+    if let Ok(a) = bind.parse::<SocketAddr>() {
+        return with_port(a);
+    }
+    let port = port.unwrap_or(default_port);
+    if let Ok(ip) = bind.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if bind.contains(':') {
+        let a = parse_addr(bind)?;
+        return with_port(a);
+    }
+    (bind, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::InvalidArgument(format!("--bind {bind}: not an address or a host name of this machine")))
+}
+
 /// The session settings every side uses: Ballista's, with no round-robin repartitioning (a
 /// file's rows stay in order in one partition, which the DSIR fit's budget and the Gumbel
-/// draws rely on).
+/// draws rely on), and the process's token and TLS on every client Ballista builds from them
+/// ([`security`]).
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new_with_ballista()
+    let config = SessionConfig::new_with_ballista()
         .with_round_robin_repartition(false)
         .with_ballista_adaptive_query_planner(false)
         .with_ballista_logical_extension_codec(Arc::new(codec::LogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(codec::PhysicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(codec::PhysicalCodec::default()));
+    let Some(sec) = security::loaded() else { return config };
+    let config = config.with_ballista_use_tls(sec.tls());
+    match sec.endpoint_override() {
+        Some(f) => config.with_ballista_override_create_grpc_client_endpoint(f),
+        None => config,
+    }
 }
 
 /// A runtime whose object stores are syllabus's (the same clients and settings as the readers).
@@ -129,36 +165,67 @@ fn init_log() {
 
 /// Settings of `syllabus cluster scheduler`.
 pub struct SchedulerOptions {
-    pub bind: String,
+    pub bind: SocketAddr,
     /// Seconds without a heartbeat before an executor is taken for lost and its tasks rerun.
     pub executor_timeout_secs: u64,
+    pub security: security::Settings,
 }
 
-/// Run a scheduler until the process ends.
+/// Run a scheduler until the process ends. Its gRPC service is served by syllabus's own tonic
+/// server, which checks each call's token ([`security`]); executors are pulled (they poll it).
 pub fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
+    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+    use ballista_core::utils::GrpcServerConfig;
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
+    use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
     init_log();
-    let addr = parse_addr(&opts.bind)?;
+    let addr = opts.bind;
+    let sec = security::activate(security::Security::load(&opts.security)?);
+    security::check_bind(addr, sec, "scheduler")?;
     let config = SchedulerConfig {
         bind_host: addr.ip().to_string(),
         bind_port: addr.port(),
         external_host: addr.ip().to_string(),
+        scheduling_policy: ballista_core::config::TaskSchedulingPolicy::PullStaged,
         override_config_producer: Some(Arc::new(session_config)),
         override_session_builder: Some(Arc::new(session_state)),
         override_logical_codec: Some(Arc::new(codec::LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(codec::PhysicalCodec::default())),
+        override_create_grpc_client_endpoint: sec.endpoint_override(),
         executor_timeout_seconds: opts.executor_timeout_secs,
-        expire_dead_executor_interval_seconds: opts.executor_timeout_secs.clamp(1, 15),
+        expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 2).clamp(1, 15),
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
         ..Default::default()
     };
+    config.validate().map_err(ballista_err)?;
+    let (max_enc, max_dec) =
+        (config.grpc_server_max_encoding_message_size as usize, config.grpc_server_max_decoding_message_size as usize);
+    // Ballista's own scheduler server has no request timeout; planning a large lake takes time.
+    let server_config = GrpcServerConfig { timeout_seconds: 24 * 3600, ..Default::default() };
+    let mut server = sec.server(&server_config)?;
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
     rt.block_on(async move {
+        let incoming = ballista_core::utils::create_grpc_server_incoming(addr, &server_config)
+            .map_err(|e| Error::InvalidArgument(format!("the scheduler cannot listen on {addr}: {e}")))?;
         let cluster = BallistaCluster::new_from_config(&config).await.map_err(ballista_err)?;
-        eprintln!("syllabus cluster scheduler: listening on {addr}");
-        ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(config)).await.map_err(ballista_err)
+        let scheduler = ballista_scheduler::scheduler_process::create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(
+            cluster,
+            Arc::new(config),
+        )
+        .await
+        .map_err(ballista_err)?;
+        let service = tonic::service::interceptor::InterceptedService::new(
+            SchedulerGrpcServer::new(scheduler).max_encoding_message_size(max_enc).max_decoding_message_size(max_dec),
+            sec.guard("scheduler"),
+        );
+        eprintln!(
+            "syllabus cluster scheduler: listening on {addr}{}{}",
+            if sec.token.is_some() { ", token required" } else { "" },
+            if sec.tls() { ", TLS" } else { "" }
+        );
+        server.add_service(service).serve_with_incoming(incoming).await.map_err(ballista_err)
     })
 }
 
@@ -166,37 +233,83 @@ pub fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
 pub struct ExecutorOptions {
     /// The scheduler, `HOST:PORT`.
     pub scheduler: String,
-    /// Where the executor serves its results (Arrow Flight), `HOST:PORT`; gRPC on PORT + 1.
-    pub bind: String,
+    /// Where the executor serves its results and shuffle files (Arrow Flight).
+    pub bind: SocketAddr,
+    /// The host name or address the scheduler, clients and other executors reach it by
+    /// (default: the bound address, or this machine's host name when bound to all interfaces).
+    pub advertise: Option<String>,
     /// Tasks run at once (default: the cores).
     pub concurrency: usize,
     /// Shuffle files and spills.
     pub work_dir: Option<String>,
     pub heartbeat_secs: u64,
+    pub security: security::Settings,
 }
 
-/// Run an executor until the process ends.
+/// This machine's host name, as an executor bound to all interfaces advertises itself.
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Run an executor until the process ends. It polls the scheduler for tasks (no gRPC server of
+/// its own) and serves results over Arrow Flight, from syllabus's own tonic server, which
+/// checks each call's token ([`security`]).
 pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
     use ballista_core::registry::BallistaFunctionRegistry;
     use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
     init_log();
-    let addr = parse_addr(&opts.bind)?;
+    let addr = opts.bind;
     let (scheduler_host, scheduler_port) = parse_url(&opts.scheduler)?;
+    let sec = security::activate(security::Security::load(&opts.security)?);
+    security::check_bind(addr, sec, "executor")?;
+    let advertise = match &opts.advertise {
+        Some(h) => h.clone(),
+        None if addr.ip().is_unspecified() => host_name().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "bound to {addr}, the executor must say under which name the others reach it: give --advertise HOST"
+            ))
+        })?,
+        None => addr.ip().to_string(),
+    };
     let mut registry = BallistaFunctionRegistry::default();
     for f in [crate::sql::udf::n_words(), crate::sql::udf::ncd()] {
         registry.scalar_functions.insert(f.name().to_string(), Arc::new(f));
     }
     let work_dir = opts.work_dir.clone();
+    let flight_sec = sec.clone();
+    let flight: Arc<ballista_executor::ArrowFlightServerProvider> =
+        Arc::new(move |work_dir, address, mut shutdown, server_config| {
+            let sec = flight_sec.clone();
+            tokio::spawn(async move {
+                use arrow_flight::flight_service_server::FlightServiceServer;
+                use ballista_core::error::BallistaError;
+                let service = tonic::service::interceptor::InterceptedService::new(
+                    FlightServiceServer::new(ballista_executor::flight_service::BallistaFlightService::new(work_dir))
+                        .max_decoding_message_size(usize::MAX)
+                        .max_encoding_message_size(usize::MAX),
+                    sec.guard("executor"),
+                );
+                let incoming = ballista_core::utils::create_grpc_server_incoming(address, &server_config)
+                    .map_err(|e| BallistaError::General(format!("the executor cannot listen on {address}: {e}")))?;
+                let mut server = sec.server(&server_config).map_err(|e| BallistaError::General(e.to_string()))?;
+                server
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, shutdown.recv())
+                    .await
+                    .map_err(BallistaError::TonicError)
+            })
+        });
     let config = ExecutorProcessConfig {
         bind_host: addr.ip().to_string(),
-        external_host: Some(addr.ip().to_string()),
+        external_host: Some(advertise.clone()),
         port: addr.port(),
-        grpc_port: addr
-            .port()
-            .checked_add(1)
-            .ok_or_else(|| Error::InvalidArgument("the executor's port must leave PORT + 1 free".into()))?,
+        // Pulled executors serve no task gRPC service; the port is only reported.
+        grpc_port: addr.port(),
         scheduler_host,
         scheduler_port,
+        task_scheduling_policy: ballista_core::config::TaskSchedulingPolicy::PullStaged,
         vcores: opts.concurrency,
         work_dir: opts.work_dir.clone(),
         executor_heartbeat_interval_seconds: opts.heartbeat_secs,
@@ -205,12 +318,60 @@ pub fn run_executor(opts: ExecutorOptions) -> Result<()> {
         override_function_registry: Some(Arc::new(registry)),
         override_logical_codec: Some(Arc::new(codec::LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(codec::PhysicalCodec::default())),
+        override_arrow_flight_service: Some(flight),
+        override_create_grpc_client_endpoint: sec.endpoint_override(),
         ..Default::default()
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
-    eprintln!("syllabus cluster executor: serving on {addr}, scheduler {}", opts.scheduler);
+    // A wrong token would only show as failed polls in the log, forever: ask once, and stop.
+    rt.block_on(check_admitted(&opts.scheduler, sec))?;
+    eprintln!("syllabus cluster executor: serving on {addr} as {advertise}, scheduler {}", opts.scheduler);
     rt.block_on(start_executor_process(Arc::new(config))).map_err(ballista_err)
+}
+
+/// Ask the scheduler at `url` whether it takes this process's token and speaks its TLS (a
+/// job-status question about no job): otherwise Ballista's poll loop would only log failed
+/// polls, forever. A scheduler that cannot be reached at all is left to Ballista's own error.
+async fn check_admitted(url: &str, sec: &security::Security) -> Result<()> {
+    let (host, port) = parse_url(url)?;
+    let Ok(mut client) = scheduler_client(&host, port, sec).await else { return Ok(()) };
+    let asked =
+        client.get_job_status(ballista_core::serde::protobuf::GetJobStatusParams { job_id: String::new() }).await;
+    let refused =
+        |why: String| Err(Error::InvalidArgument(format!("the scheduler at {url} refused this executor: {why}")));
+    match asked {
+        Err(s) if s.code() == tonic::Code::Unauthenticated => refused(if sec.token.is_some() {
+            "its cluster token is not the scheduler's (check SYLLABUS_CLUSTER_TOKEN or --token-file)".into()
+        } else {
+            "the cluster requires a token; set SYLLABUS_CLUSTER_TOKEN (or --token-file PATH)".into()
+        }),
+        Err(s) if std::error::Error::source(&s).is_some_and(|e| e.is::<tonic::transport::Error>()) => {
+            Err(Error::InvalidArgument(format!(
+                "cannot talk to the scheduler at {url} ({}): {}",
+                s.message(),
+                if sec.tls() {
+                    "this executor speaks TLS (--tls-ca); was the scheduler started with --tls-cert, and does its certificate name the host?"
+                } else {
+                    "if the scheduler serves TLS, give this executor --tls-cert, --tls-key and --tls-ca"
+                }
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A scheduler client of this process (its token and TLS).
+async fn scheduler_client(
+    host: &str,
+    port: u16,
+    sec: &security::Security,
+) -> Result<ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient<tonic::transport::Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
+        .and_then(|e| sec.configure(e.connect_timeout(std::time::Duration::from_secs(10))))
+        .map_err(ballista_err)?;
+    let channel = endpoint.connect().await.map_err(ballista_err)?;
+    Ok(ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient::new(channel))
 }
 
 /// A client's connection to a cluster, with its own runtime for the blocking commands.
@@ -251,12 +412,16 @@ pub async fn connect(host: &str, port: u16) -> Result<SessionContext> {
     .await
     .map_err(|e| Error::InvalidArgument(format!("cluster: {e}")))?
     .map_err(|e| Error::InvalidArgument(format!("cannot reach the cluster's scheduler at {url}: {e}")))?;
+    security::active()?;
     // The client polls its jobs' status (instead of a pushed stream) so that it knows each
     // job's id as soon as the scheduler accepts it, and can cancel it ([`cancel_jobs`]).
     let config = session_config().set_bool(ballista_core::config::BALLISTA_CLIENT_PULL, true);
     let state = session_state(config).map_err(ballista_err)?;
     let ctx = SessionContext::remote_with_state(&url, state).await.map_err(ballista_err)?;
-    await_executor(&ctx, host, port, wait()).await?;
+    await_executor(&ctx, host, port, wait()).await.map_err(|e| match security::explain(&url, &e.to_string()) {
+        Some(why) => Error::InvalidArgument(why),
+        None => e,
+    })?;
     Ok(ctx)
 }
 
@@ -333,7 +498,6 @@ pub fn execute(
 /// it took. Errors are reported, not returned: the caller is already failing.
 async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>]) -> usize {
     use ballista_core::execution_plans::DistributedQueryExec;
-    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
     use ballista_core::serde::protobuf::CancelJobParams;
     use datafusion_proto::protobuf::LogicalPlanNode;
     let jobs: Vec<&DistributedQueryExec<LogicalPlanNode>> = plans
@@ -353,7 +517,11 @@ async fn cancel_jobs(host: &str, port: u16, plans: &[Arc<dyn datafusion::physica
     if ids.is_empty() {
         return 0;
     }
-    let mut client = match SchedulerGrpcClient::connect(format!("http://{host}:{port}")).await {
+    let client = match security::active() {
+        Ok(sec) => scheduler_client(host, port, sec).await,
+        Err(e) => Err(e),
+    };
+    let mut client = match client {
         Ok(c) => c,
         Err(e) => {
             eprintln!("syllabus: could not cancel the cluster's jobs {}: {e}", ids.join(", "));
