@@ -224,22 +224,32 @@ fn both(c: &Cluster, dir: &Path, name: &str, args: &[&str], lake: &[&str]) -> (P
 
 #[test]
 fn scores_selections_and_sql_on_a_cluster_are_the_local_ones() {
-    let c = Cluster::start(&[&[], &[]]);
+    scores_selections_and_sql(&Cluster::start(&[&[], &[]]));
+}
+
+/// The same on a cluster that serves TLS: every call between the client, the scheduler and
+/// the executors (results and shuffle partitions included) is encrypted.
+#[test]
+fn scores_selections_and_sql_over_tls_are_the_local_ones() {
+    scores_selections_and_sql(&Cluster::start_with(&[&[], &[]], "warn", true));
+}
+
+fn scores_selections_and_sql(c: &Cluster) {
     let dir = tempdir();
     let d = dir.path();
     let lake = fixture("lake");
     let target = fixture("target");
     // DSIR: the fit's raw counts are an aggregate over the executors; with the reference's
     // budget (split over the files) and with every n-gram.
-    both(&c, d, "score-dsir", &["score", "dsir", "-q", "--target", &target], &[&lake]);
-    both(&c, d, "score-dsir-all", &["score", "dsir", "-q", "--fit-all", "--target", &target], &[&lake]);
+    both(c, d, "score-dsir", &["score", "dsir", "-q", "--target", &target], &[&lake]);
+    both(c, d, "score-dsir-all", &["score", "dsir", "-q", "--fit-all", "--target", &target], &[&lake]);
     // Gumbel top-k: numpy's draws by global position, whichever executor scores the file.
-    both(&c, d, "select-dsir", &["select", "dsir", "-q", "--k", "300", "--seed", "7", "--target", &target], &[&lake]);
-    both(&c, d, "select-dsir-topk", &["select", "dsir", "-q", "--k", "50", "--top-k", "--target", &target], &[&lake]);
+    both(c, d, "select-dsir", &["select", "dsir", "-q", "--k", "300", "--seed", "7", "--target", &target], &[&lake]);
+    both(c, d, "select-dsir-topk", &["select", "dsir", "-q", "--k", "50", "--top-k", "--target", &target], &[&lake]);
     // ZIP-FIT: the target texts travel with the plan.
     let small = fixture("target/docs.jsonl");
-    both(&c, d, "score-zipfit", &["score", "zipfit", "-q", "--target", &small], &[&lake]);
-    both(&c, d, "select-zipfit", &["select", "zipfit", "-q", "--k", "100", "--target", &small], &[&lake]);
+    both(c, d, "score-zipfit", &["score", "zipfit", "-q", "--target", &small], &[&lake]);
+    both(c, d, "select-zipfit", &["select", "zipfit", "-q", "--k", "100", "--target", &small], &[&lake]);
     // A saved model and small batches (more partitions' worth of batches to cut the same way).
     let model = d.join("model.json");
     ok(&syllabus(&[
@@ -254,7 +264,7 @@ fn scores_selections_and_sql_on_a_cluster_are_the_local_ones() {
         &p(&d.join("x.parquet")),
         &lake,
     ]));
-    both(&c, d, "score-dsir-model", &["score", "dsir", "-q", "--batch-rows", "100", "--model", &p(&model)], &[&lake]);
+    both(c, d, "score-dsir-model", &["score", "dsir", "-q", "--batch-rows", "100", "--model", &p(&model)], &[&lake]);
 
     // SQL: an aggregate over the scores, through the cluster and locally.
     let scores = d.join("score-dsir.local.parquet");
