@@ -292,19 +292,24 @@ pub struct KeepConfig {
     pub k: Option<Amount>,
     /// A quantile band [lo, hi) of the scores.
     pub band: Option<[f64; 2]>,
+    /// Every row whose score is below this value.
+    pub below: Option<f64>,
 }
 
 impl KeepConfig {
     pub fn rule(&self) -> Result<Rule> {
-        let rule = match (self.max, self.min, self.offset, self.band) {
-            (Some(k), None, None, None) if self.k.is_none() => Rule::KeepMax(k),
-            (None, Some(k), None, None) if self.k.is_none() => Rule::KeepMin(k),
-            (None, None, Some(skip), None) => Rule::Offset {
+        let rule = match (self.max, self.min, self.offset, self.band, self.below) {
+            (Some(k), None, None, None, None) if self.k.is_none() => Rule::KeepMax(k),
+            (None, Some(k), None, None, None) if self.k.is_none() => Rule::KeepMin(k),
+            (None, None, Some(skip), None, None) => Rule::Offset {
                 skip,
                 keep: self.k.ok_or_else(|| Error::Config("select.keep.offset needs select.keep.k".into()))?,
             },
-            (None, None, None, Some([lo, hi])) if self.k.is_none() => Rule::Band { lo, hi },
-            _ => return Err(Error::Config("select.keep: choose one of max, min, offset (with k) or band".into())),
+            (None, None, None, Some([lo, hi]), None) if self.k.is_none() => Rule::Band { lo, hi },
+            (None, None, None, None, Some(x)) if self.k.is_none() => Rule::Below(x),
+            _ => {
+                return Err(Error::Config("select.keep: choose one of max, min, offset (with k), band or below".into()))
+            }
         };
         rule.validate().map_err(|e| Error::Config(format!("select.keep: {e}")))?;
         Ok(rule)

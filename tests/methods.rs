@@ -16,7 +16,18 @@ const K: &str = "40";
 fn fit_flags(info: &Info) -> Vec<String> {
     match info.fit {
         FitPass::None => Vec::new(),
-        FitPass::Target | FitPass::TargetAndLake => vec!["--target".into(), fixture("target/math.jsonl")],
+        FitPass::Target | FitPass::TargetAndLake => {
+            vec![format!("--{}", info.target_option.replace('_', "-")), target_set(info)]
+        }
+    }
+}
+
+/// The set a method's fit reads: the math target set, or for a benchmark (`--against`) a file
+/// the lake holds, so that its rows are contaminated.
+fn target_set(info: &Info) -> String {
+    match info.target_option {
+        "against" => fixture("lake/prose.jsonl"),
+        _ => fixture("target/math.jsonl"),
     }
 }
 
@@ -77,7 +88,7 @@ fn every_method_is_reachable_from_the_command_line_a_pipeline_and_sql() {
         let out = d.join(format!("{name}-pipeline"));
         let target = match info.fit {
             FitPass::None => String::new(),
-            _ => format!("target = [{:?}]\n", fixture("target/math.jsonl")),
+            _ => format!("{} = [{:?}]\n", info.target_option, target_set(info)),
         };
         let toml = format!(
             "name = \"{name}\"\nout_dir = {:?}\n[source]\npaths = [{:?}]\n[select]\nmethod = \"{name}\"\nk = {K}\n{target}",
@@ -103,7 +114,7 @@ fn every_method_is_reachable_from_the_command_line_a_pipeline_and_sql() {
         if let Some(option) = info.sql {
             let value = match info.model_file {
                 Some(_) => p(&d.join(format!("{name}.model"))),
-                None => fixture("target/math.jsonl"),
+                None => target_set(info),
             };
             let flag = vec![option.to_string(), value];
             let col = info.columns[0];

@@ -4,6 +4,7 @@ mod util;
 
 #[cfg(feature = "cluster")]
 mod cluster;
+mod contamination;
 mod curriculum;
 mod determinism;
 mod dsir_parity;

@@ -130,6 +130,10 @@ pub(super) struct SelectArgs {
     /// Keep the quantile band [LO, HI) of the scores, e.g. --band 0.25 0.75.
     #[arg(long, num_args = 2, value_names = ["LO", "HI"], group = "rule", allow_negative_numbers = true)]
     band: Option<Vec<f64>>,
+    /// Keep every row whose score is below X, e.g. `--by contam_ngrams --below 1` drops the
+    /// rows that match a benchmark.
+    #[arg(long, value_name = "X", group = "rule", allow_negative_numbers = true)]
+    below: Option<f64>,
     /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
     #[arg(long, required = true)]
     out: Option<PathBuf>,
@@ -175,12 +179,13 @@ impl SelectArgs {
 
     fn rule(&self) -> anyhow::Result<crate::select::rule::Rule> {
         use crate::select::rule::Rule;
-        let rule = match (self.keep_max, self.keep_min, self.offset, &self.band) {
-            (Some(k), None, None, None) => Rule::KeepMax(k),
-            (None, Some(k), None, None) => Rule::KeepMin(k),
-            (None, None, Some(skip), None) => Rule::Offset { skip, keep: self.k.context("--offset needs --k")? },
-            (None, None, None, Some(b)) => Rule::Band { lo: b[0], hi: b[1] },
-            _ => bail!("choose one rule: --keep-max, --keep-min, --offset with --k, or --band"),
+        let rule = match (self.keep_max, self.keep_min, self.offset, &self.band, self.below) {
+            (Some(k), None, None, None, None) => Rule::KeepMax(k),
+            (None, Some(k), None, None, None) => Rule::KeepMin(k),
+            (None, None, Some(skip), None, None) => Rule::Offset { skip, keep: self.k.context("--offset needs --k")? },
+            (None, None, None, Some(b), None) => Rule::Band { lo: b[0], hi: b[1] },
+            (None, None, None, None, Some(x)) => Rule::Below(x),
+            _ => bail!("choose one rule: --keep-max, --keep-min, --offset with --k, --band or --below"),
         };
         rule.validate().map_err(anyhow::Error::msg)?;
         Ok(rule)

@@ -25,6 +25,10 @@ pub(super) struct SqlArgs {
     /// A target set for zipfit(text) (files, directories, globs).
     #[arg(long, num_args = 1..)]
     zipfit_target: Vec<String>,
+    /// Benchmark items for contam_frac(text), the overlap by the 13-gram rule (files,
+    /// directories, globs).
+    #[arg(long, num_args = 1..)]
+    against: Vec<String>,
     /// Memory for sorts, joins and aggregations before they spill to disk (MiB).
     #[arg(long, default_value_t = 2048)]
     memory_limit_mb: usize,
@@ -57,6 +61,7 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
             paths: args.paths.clone(),
             dsir_model: args.dsir_model.clone(),
             zipfit_target: args.zipfit_target.clone(),
+            against: args.against.clone(),
             memory_limit_mb: args.memory_limit_mb,
             schema_sample: crate::sql::tables::SchemaSample {
                 rows: args.schema_sample_rows,

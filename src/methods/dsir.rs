@@ -139,6 +139,7 @@ impl Method for Dsir {
         score_command: true,
         columns: &[COL_DSIR_LOGW, COL_N_WORDS],
         fit: FitPass::TargetAndLake,
+        target_option: "target",
         sampling: Sampling::Gumbel { top_k_option: true },
         k_below_eligible: true,
         model_file: Some("dsir_model.json"),

@@ -20,6 +20,7 @@
 //! ([`crate::proxy`]), and keeping by a score column (`select --scores`, `method = "scores"`),
 //! a join of score tables ([`crate::select::rule`]).
 
+pub mod contamination;
 pub mod dsir;
 pub mod moore_lewis;
 pub mod random;
@@ -49,6 +50,7 @@ macro_rules! for_each_method {
             Zipfit: $crate::methods::zipfit::Zipfit,
             Random: $crate::methods::random::Random,
             Moorelewis: $crate::methods::moore_lewis::MooreLewis,
+            Contamination: $crate::methods::contamination::Contamination,
         }
     };
 }
@@ -90,6 +92,9 @@ pub struct Info {
     /// The columns its scorer writes after `id`, in order; the first ranks.
     pub columns: &'static [&'static str],
     pub fit: FitPass,
+    /// The option (and pipeline key) that names the set a fit reads: `target`, or the
+    /// benchmark's `against`; empty when the method reads none.
+    pub target_option: &'static str,
     pub sampling: Sampling,
     /// Whether k must be smaller than the eligible rows (DSIR's reference fails otherwise);
     /// if not, all eligible rows are kept when there are fewer.

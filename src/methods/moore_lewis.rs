@@ -35,6 +35,7 @@ impl Method for MooreLewis {
         score_command: true,
         columns: &[COL_MOORE_LEWIS, COL_N_WORDS],
         fit: FitPass::TargetAndLake,
+        target_option: "target",
         sampling: Sampling::TopK,
         k_below_eligible: false,
         model_file: Some("dsir_model.json"),

@@ -28,6 +28,7 @@ impl Method for Random {
         score_command: false,
         columns: &[COL_RANDOM],
         fit: FitPass::None,
+        target_option: "",
         sampling: Sampling::Gumbel { top_k_option: false },
         k_below_eligible: false,
         model_file: None,

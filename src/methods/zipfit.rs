@@ -53,6 +53,7 @@ impl Method for Zipfit {
         score_command: true,
         columns: &[COL_ZIPFIT],
         fit: FitPass::Target,
+        target_option: "target",
         sampling: Sampling::TopK,
         k_below_eligible: false,
         model_file: None,

@@ -4,6 +4,7 @@
 //! SQL functions (`sql::udf::scorer_udf`), the cluster's function and codec
 //! (`cluster::udf::ScorerUdf`). A method fits one ([`crate::methods`]) and hands it on.
 
+pub mod contamination;
 pub(crate) mod deflate_len;
 pub mod dsir;
 pub mod random;

@@ -66,6 +66,9 @@ pub enum Rule {
         lo: f64,
         hi: f64,
     },
+    /// Keep every row whose score is below the value (`contam_ngrams` below 1: the rows that
+    /// match no benchmark item).
+    Below(f64),
 }
 
 impl Rule {
@@ -73,6 +76,11 @@ impl Rule {
         if let Rule::Band { lo, hi } = *self {
             if !((0.0..1.0).contains(&lo) && lo < hi && hi <= 1.0) {
                 return Err(format!("band {lo} {hi}: need 0 <= LO < HI <= 1"));
+            }
+        }
+        if let Rule::Below(x) = *self {
+            if x.is_nan() {
+                return Err("below: not a number".into());
             }
         }
         Ok(())
@@ -102,6 +110,10 @@ impl Rule {
                 let a = ((lo * n as f64).round() as u64).min(n);
                 let b = ((hi * n as f64).round() as u64).min(n);
                 (a, b.saturating_sub(a))
+            }
+            Rule::Below(x) => {
+                rows.retain(|r| r.score < x);
+                (0, n)
             }
         };
         let mut kept: Vec<Ranked> = rows.into_iter().skip(skip as usize).take(keep as usize).collect();
@@ -206,6 +218,9 @@ mod tests {
         // The middle third in ascending order: ranks 2..4 are 0.5 and 0.7.
         assert_eq!(kept(Rule::Band { lo: 1.0 / 3.0, hi: 2.0 / 3.0 }, &s), vec![0, 5]);
         assert_eq!(kept(Rule::KeepMax(Amount::Count(10)), &s).len(), 6);
+        assert_eq!(kept(Rule::Below(s[2]), &s), kept(Rule::KeepMin(Amount::Count(2)), &s));
+        assert_eq!(kept(Rule::Below(f64::INFINITY), &s).len(), 6);
+        assert!(kept(Rule::Below(f64::NEG_INFINITY), &s).is_empty());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct SqlOptions {
     pub paths: Vec<PathBuf>,
     pub dsir_model: Option<PathBuf>,
     pub zipfit_target: Vec<String>,
+    /// Benchmark items for `contam_frac(text)`.
+    pub against: Vec<String>,
     /// Memory for operators before they spill (MiB).
     pub memory_limit_mb: usize,
     /// How jsonl tables learn their columns.
@@ -52,8 +54,8 @@ pub struct SqlOptions {
 impl SqlOptions {
     /// Whether these options can run on a remote (checked before connecting to one).
     pub fn check_remote(&self) -> Result<()> {
-        if self.dsir_model.is_some() || !self.zipfit_target.is_empty() {
-            return Err(Error::InvalidArgument("the scoring functions (dsir_logw, moore_lewis, zipfit) are not available with --cluster: score with `syllabus score METHOD --cluster` and query the scores".into()));
+        if self.dsir_model.is_some() || !self.zipfit_target.is_empty() || !self.against.is_empty() {
+            return Err(Error::InvalidArgument("the scoring functions (dsir_logw, moore_lewis, zipfit, contam_frac) are not available with --cluster: score with `syllabus score METHOD --cluster` and query the scores".into()));
         }
         Ok(())
     }
@@ -227,6 +229,10 @@ impl Session {
         if !opts.zipfit_target.is_empty() {
             let target = crate::source::expand_inputs(&opts.zipfit_target)?;
             given.push(("--zipfit-target", crate::methods::SqlInput::Target(target)));
+        }
+        if !opts.against.is_empty() {
+            let items = crate::source::expand_inputs(&opts.against)?;
+            given.push(("--against", crate::methods::SqlInput::Target(items)));
         }
         let read = crate::source::ReadOptions::default();
         let progress = crate::progress::Progress::new(true);

@@ -142,6 +142,25 @@ fn final_sigma(chars: &[char], i: usize) -> bool {
     !after.is_some_and(|c| cased(*c))
 }
 
+/// The byte spans of Python's `re.findall(r"\w+", s)`: the runs of word characters.
+pub fn py_word_spans(s: &str, out: &mut Vec<(u32, u32)>) {
+    out.clear();
+    let mut start: Option<usize> = None;
+    for (i, c) in s.char_indices() {
+        match (is_py_word(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(b)) => {
+                out.push((b as u32, i as u32));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = start {
+        out.push((b as u32, s.len() as u32));
+    }
+}
+
 /// `s.lower()` as CPython 3.11 computes it, written into `out` (cleared first).
 pub fn py_lower_into(s: &str, out: &mut String) {
     out.clear();
