@@ -204,19 +204,20 @@ impl Benchmark {
     pub fn score_text(&self, text: &str, buf: &mut Buffers) -> (i64, f64, Option<u32>) {
         py_lower_into(text, &mut buf.lower);
         py_word_spans(&buf.lower, &mut buf.spans);
-        let lower = &buf.lower;
-        let words: Vec<&str> = buf.spans.iter().map(|&(a, z)| &lower[a as usize..z as usize]).collect();
-        prefix(words.iter().map(|w| word_hash(w)), &mut buf.prefix);
+        let (lower, spans) = (&buf.lower, &buf.spans);
+        let word = |k: usize| &lower[spans[k].0 as usize..spans[k].1 as usize];
+        let n_words = spans.len();
+        prefix((0..n_words).map(|k| word_hash(word(k))), &mut buf.prefix);
         if buf.pow.len() <= self.params.n {
             buf.pow =
                 std::iter::successors(Some(1u64), |x| Some(x.wrapping_mul(BASE))).take(self.params.n + 1).collect();
         }
         buf.counts.clear();
         let mut positions = 0i64;
-        for i in 0..words.len() {
+        for i in 0..n_words {
             buf.here.clear();
             for &len in &self.lengths {
-                if i + len > words.len() {
+                if i + len > n_words {
                     break;
                 }
                 let Some(bucket) = self.grams.get(&(len as u32, span_hash(&buf.prefix, &buf.pow, i, len))) else {
@@ -224,7 +225,7 @@ impl Benchmark {
                 };
                 for g in bucket {
                     let item = &self.words[g.item as usize][g.start as usize..][..len];
-                    if item.iter().zip(&words[i..i + len]).all(|(a, b)| **a == **b) {
+                    if item.iter().enumerate().all(|(k, w)| **w == *word(i + k)) {
                         buf.here.extend_from_slice(&g.items);
                     }
                 }
@@ -240,7 +241,7 @@ impl Benchmark {
             }
         }
         let best = buf.counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(&item, _)| item);
-        let denominator = (words.len() as i64 - self.params.n as i64 + 1).max(1);
+        let denominator = (n_words as i64 - self.params.n as i64 + 1).max(1);
         (positions, positions as f64 / denominator as f64, best)
     }
 }

@@ -142,12 +142,31 @@ fn final_sigma(chars: &[char], i: usize) -> bool {
     !after.is_some_and(|c| cased(*c))
 }
 
-/// The byte spans of Python's `re.findall(r"\w+", s)`: the runs of word characters.
+/// Python's `\w` for the ASCII bytes.
+const ASCII_WORD: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
+        c += 1;
+    }
+    t
+};
+
+/// The byte spans of Python's `re.findall(r"\w+", s)`: the runs of word characters. ASCII
+/// bytes are classified by a table, other characters by [`is_py_word`].
 pub fn py_word_spans(s: &str, out: &mut Vec<(u32, u32)>) {
     out.clear();
+    let bytes = s.as_bytes();
     let mut start: Option<usize> = None;
-    for (i, c) in s.char_indices() {
-        match (is_py_word(c), start) {
+    let mut i = 0;
+    while i < bytes.len() {
+        let (word, len) = match bytes[i] {
+            b if b < 0x80 => (ASCII_WORD[b as usize], 1),
+            // `i` is at a character boundary: every step is a whole character.
+            _ => s[i..].chars().next().map_or((false, 1), |c| (is_py_word(c), c.len_utf8())),
+        };
+        match (word, start) {
             (true, None) => start = Some(i),
             (false, Some(b)) => {
                 out.push((b as u32, i as u32));
@@ -155,6 +174,7 @@ pub fn py_word_spans(s: &str, out: &mut Vec<(u32, u32)>) {
             }
             _ => {}
         }
+        i += len;
     }
     if let Some(b) = start {
         out.push((b as u32, s.len() as u32));
@@ -189,6 +209,24 @@ pub fn py_lower_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_spans_are_re_w_plus() {
+        let spans = |s: &str| {
+            let mut v = Vec::new();
+            py_word_spans(s, &mut v);
+            v.iter().map(|&(a, b)| s[a as usize..b as usize].to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(spans("Don't stop_me, now! 42x"), ["Don", "t", "stop_me", "now", "42x"]);
+        assert_eq!(spans("naïve café—ΟΔΟΣ २३"), ["naïve", "café", "ΟΔΟΣ", "२३"]);
+        assert_eq!(spans(""), Vec::<String>::new());
+        assert_eq!(spans(" ... "), Vec::<String>::new());
+        // Each run agrees with the char classes, whatever the mix.
+        let mixed = "a\u{0301}b c\u{200b}d e\u{00a0}f";
+        let want: Vec<String> =
+            mixed.split(|c: char| !is_py_word(c)).filter(|w| !w.is_empty()).map(String::from).collect();
+        assert_eq!(spans(mixed), want);
+    }
 
     fn toks(s: &str) -> Vec<String> {
         wordpunct_tokens(s)
