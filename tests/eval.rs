@@ -344,3 +344,30 @@ pipeline = "pipelines/quickstart.toml"
     assert!(o.status.success());
     assert_eq!(std::fs::read(out.join("eval/summary.csv")).unwrap(), before);
 }
+
+#[test]
+fn a_candidate_that_holds_validation_text_is_warned_about() {
+    let tmp = tempdir();
+    // Two held-out documents among prose: the candidate learns part of what it is measured on.
+    let held = std::fs::read_to_string(fixture("heldout/math.jsonl")).unwrap();
+    let prose = std::fs::read_to_string(fixture("lake/prose.jsonl")).unwrap();
+    let lines: Vec<&str> = prose.lines().take(40).chain(held.lines().skip(3).take(2)).collect();
+    let leaky = tmp.path().join("leaky.jsonl");
+    std::fs::write(&leaky, lines.join("\n") + "\n").unwrap();
+    let out = tmp.path().join("ev");
+    let err = ok(&eval(
+        &out,
+        &[],
+        &[&format!("leaky={}", leaky.display()), &format!("prose={}", fixture("lake/prose.jsonl"))],
+    ));
+    assert!(
+        err.contains("warning: 2 of the 42 documents of candidate leaky share a 13-gram with the validation set math"),
+        "{err}"
+    );
+    assert!(!err.contains("candidate prose share"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["overlaps"],
+        serde_json::json!([{"candidate": "leaky", "valid": "math", "documents": 2, "of": 42}])
+    );
+}

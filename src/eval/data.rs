@@ -75,7 +75,7 @@ pub fn is_curriculum(path: &str) -> bool {
 }
 
 /// A syllabus output directory without a curriculum stands for its `selected.parquet`.
-fn table_paths(path: &str) -> Vec<String> {
+pub(super) fn table_paths(path: &str) -> Vec<String> {
     let sel = Path::new(path).join("selected.parquet");
     if crate::store::is_file(&sel) {
         vec![sel.display().to_string()]

@@ -19,6 +19,7 @@
 
 pub mod data;
 pub mod kl;
+pub mod overlap;
 pub mod plot;
 pub mod train;
 
@@ -244,6 +245,8 @@ pub struct EvalReport {
     pub curves: Vec<Vec<Vec<CurvePoint>>>,
     /// Runs kept from an interrupted eval.
     pub resumed_runs: usize,
+    /// Candidates that hold n-grams of a validation set ([`overlap`]).
+    pub overlaps: Vec<overlap::Overlap>,
 }
 
 /// Run the evaluation and write its outputs under `out`.
@@ -290,6 +293,13 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             return Err(Error::InvalidArgument(format!("candidate {} ({}): no tokens to train on", c.name, c.path)));
         }
         cands.push(s);
+    }
+    let overlaps = overlap::find(spec, read)?;
+    for o in &overlaps {
+        eprintln!(
+            "syllabus eval: warning: {} of the {} documents of candidate {} share a 13-gram with the validation set {} (benchmark contamination): its loss there partly measures memorisation",
+            o.documents, o.of, o.candidate, o.valid
+        );
     }
     let inputs = serde_json::json!({
         "tokenizer": { "path": spec.tokenizer.display().to_string(), "hash": tok.hash() },
@@ -338,7 +348,8 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         runs.push(per_seed);
     }
     bar.finish_and_clear();
-    let report = summarize(spec, &r, &cands, &valid, raw.as_ref().map(|(c, _)| c), &runs, inputs, resumed);
+    let mut report = summarize(spec, &r, &cands, &valid, raw.as_ref().map(|(c, _)| c), &runs, inputs, resumed);
+    report.overlaps = overlaps;
     write_curves(&out.join(CURVES_FILE), spec, &runs)?;
     crate::sink::write_atomic(&out.join(SUMMARY_FILE), summary_csv(&report.summary).as_bytes())?;
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::io(out, e.into()))?;
@@ -477,6 +488,7 @@ fn summarize(
         summary,
         curves,
         resumed_runs,
+        overlaps: Vec::new(),
     }
 }
 
