@@ -282,7 +282,15 @@ fn scores_selections_and_sql(c: &Cluster) {
 
 #[test]
 fn cluster_errors_name_the_file_and_line() {
-    let c = Cluster::start(&[&[]]);
+    cluster_errors(&Cluster::start(&[&[]]));
+}
+
+#[test]
+fn cluster_errors_name_the_file_and_line_over_tls() {
+    cluster_errors(&Cluster::start_with(&[&[]], "warn", true));
+}
+
+fn cluster_errors(c: &Cluster) {
     let dir = tempdir();
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
@@ -367,7 +375,15 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn the_quickstart_pipeline_selects_on_a_cluster() {
-    let c = Cluster::start(&[&[], &[]]);
+    quickstart_on(&Cluster::start(&[&[], &[]]));
+}
+
+#[test]
+fn the_quickstart_pipeline_selects_on_a_cluster_over_tls() {
+    quickstart_on(&Cluster::start_with(&[&[], &[]], "warn", true));
+}
+
+fn quickstart_on(c: &Cluster) {
     let dir = tempdir();
     let (local, remote) = (dir.path().join("local"), dir.path().join("cluster"));
     ok(&syllabus(&["run", "-q", "pipelines/quickstart.toml", "--out", &p(&local)]));

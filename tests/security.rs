@@ -4,7 +4,7 @@
 //! never shows in any output or log; with TLS on, the cluster still writes the local bytes.
 
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::{free_port, new_token, server, wait_listening, within, Cluster};
 use crate::util::{fails, fixture, p, stderr, tempdir};
@@ -21,18 +21,11 @@ fn listening_address(port: u16) -> Option<String> {
     })
 }
 
-/// The process's exit and what it printed, once it ends (killed after `limit`).
+/// The process's exit and what it printed, once it ends (killed, and the test failed, after
+/// `limit`).
 fn ends_within(mut cmd: std::process::Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: {}", stderr(&child.wait_with_output().unwrap()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    within(limit, cmd, &[])
 }
 
 #[test]

@@ -224,6 +224,11 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // An interrupt cancels the cluster's jobs, which fails them here: the signal's
+            // watcher ends the process as the signal would (130 or 143) once they are
+            // cancelled, not this error.
+            #[cfg(feature = "cluster")]
+            crate::cluster::wait_if_interrupted();
             // Whatever raised it, no credential inside a URL reaches the terminal.
             eprintln!("error: {}", crate::store::redact(&error_chain(&e)));
             ExitCode::from(1)

@@ -557,6 +557,18 @@ pub async fn cancel_live() -> usize {
     cancelled
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// If an interrupt is being handled ([`watch_signals`]), wait for its watcher to end the
+/// process; otherwise return at once.
+pub fn wait_if_interrupted() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// On SIGINT or SIGTERM, cancel the jobs this process sent to a scheduler, then end as the
 /// signal would (exit 130 or 143). Watched by a thread of its own for the rest of the process,
 /// so a client interrupted while it writes (after its jobs ended) still ends.
@@ -575,6 +587,7 @@ pub fn watch_signals() {
                     _ = int.recv() => 130,
                     _ = term.recv() => 143,
                 };
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
                 match tokio::time::timeout(std::time::Duration::from_secs(10), cancel_live()).await {
                     Ok(0) => {
                         eprintln!("syllabus: interrupted (no job of this command was left to cancel on the cluster)")
