@@ -61,24 +61,8 @@ fn load(
     progress: &Progress,
     rejects: Option<&mut RejectWriter>,
 ) -> Result<(Benchmark, Vec<crate::source::FileStats>)> {
-    use crate::batch::{id_column, text_column};
-    use crate::source::{Extras, LakeReader};
-    use arrow::array::Array;
     params.validate()?;
-    let bar = progress.rows("benchmark");
-    let mut reader = LakeReader::new(files, read, Extras::none(), rejects);
-    let (mut ids, mut texts) = (Vec::new(), Vec::new());
-    for b in reader.by_ref() {
-        let b = b?;
-        let (id, text) = (id_column(&b.batch)?, text_column(&b.batch)?);
-        for i in 0..b.batch.num_rows() {
-            ids.push(id.value(i).to_string());
-            texts.push(if text.is_null(i) { String::new() } else { text.value(i).to_string() });
-        }
-        bar.inc(b.batch.num_rows() as u64);
-    }
-    bar.finish_and_clear();
-    let stats = reader.into_stats();
+    let (ids, texts, stats) = crate::passes::contamination::read_items(files, read, progress, rejects)?;
     let bench = Benchmark::new(params, ids, texts)?;
     if bench.skipped > 0 {
         eprintln!(

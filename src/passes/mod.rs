@@ -3,6 +3,7 @@
 //! the lake ([`dsir`]), read a ZIP-FIT target set ([`zipfit`]), and keep each finished file
 //! so that an interrupted pass resumes ([`work`]).
 
+pub mod contamination;
 pub mod dsir;
 pub mod scored;
 pub mod work;

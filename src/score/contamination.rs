@@ -92,6 +92,8 @@ pub struct Benchmark {
     grams: FxHashMap<(u32, u64), Vec<Gram>>,
     /// The gram lengths present, ascending.
     lengths: Vec<usize>,
+    /// BASE^0 ..= BASE^n, for [`span_hash`].
+    pow: Vec<u64>,
     /// Items too short to match (fewer than `min_item_words` words).
     pub skipped: usize,
 }
@@ -134,6 +136,7 @@ impl Benchmark {
             words: Vec::with_capacity(texts.len()),
             grams: FxHashMap::default(),
             lengths: Vec::new(),
+            pow,
             skipped: 0,
         };
         let (mut lower, mut spans, mut p) = (String::new(), Vec::new(), Vec::new());
@@ -152,7 +155,7 @@ impl Benchmark {
             };
             prefix(words.iter().map(|w| word_hash(w)), &mut p);
             for start in 0..=words.len() - len {
-                let key = (len as u32, span_hash(&p, &pow, start, len));
+                let key = (len as u32, span_hash(&p, &b.pow, start, len));
                 let bucket = b.grams.entry(key).or_default();
                 let same = bucket.iter_mut().find(|g| {
                     b.words.get(g.item as usize).map_or(&words, |w| w)[g.start as usize..][..len]
@@ -208,10 +211,6 @@ impl Benchmark {
         let word = |k: usize| &lower[spans[k].0 as usize..spans[k].1 as usize];
         let n_words = spans.len();
         prefix((0..n_words).map(|k| word_hash(word(k))), &mut buf.prefix);
-        if buf.pow.len() <= self.params.n {
-            buf.pow =
-                std::iter::successors(Some(1u64), |x| Some(x.wrapping_mul(BASE))).take(self.params.n + 1).collect();
-        }
         buf.counts.clear();
         let mut positions = 0i64;
         for i in 0..n_words {
@@ -220,7 +219,7 @@ impl Benchmark {
                 if i + len > n_words {
                     break;
                 }
-                let Some(bucket) = self.grams.get(&(len as u32, span_hash(&buf.prefix, &buf.pow, i, len))) else {
+                let Some(bucket) = self.grams.get(&(len as u32, span_hash(&buf.prefix, &self.pow, i, len))) else {
                     continue;
                 };
                 for g in bucket {
@@ -252,7 +251,6 @@ pub struct Buffers {
     lower: String,
     spans: Vec<(u32, u32)>,
     prefix: Vec<u64>,
-    pow: Vec<u64>,
     here: Vec<u32>,
     counts: FxHashMap<u32, u32>,
 }
