@@ -310,24 +310,16 @@ impl tonic::service::Interceptor for Guard {
         m.remove("authorization");
         m.remove("user-agent");
         let Some(mine) = &self.token else { return Ok(req) };
-        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "an unknown address".into());
-        match token {
-            Some(t) if mine.matches(&t) => Ok(req),
-            Some(_) => {
-                log::warn!("syllabus {}: refused a call from {peer}: its cluster token is wrong", self.server);
-                Err(Status::unauthenticated(format!(
-                    "the syllabus cluster's {} refused the call: the cluster token it carries is wrong (set {TOKEN_ENV}, or --cluster-token-file / --token-file, to the token the cluster was started with)",
-                    self.server
-                )))
-            }
-            None => {
-                log::warn!("syllabus {}: refused a call from {peer}: it carries no cluster token", self.server);
-                Err(Status::unauthenticated(format!(
-                    "the syllabus cluster's {} refused the call: it carries no cluster token (set {TOKEN_ENV}, or --cluster-token-file / --token-file, to the token the cluster was started with)",
-                    self.server
-                )))
-            }
+        if token.as_deref().is_some_and(|t| mine.matches(t)) {
+            return Ok(req);
         }
+        let why = if token.is_some() { "its cluster token is wrong" } else { "it carries no cluster token" };
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "an unknown address".into());
+        log::warn!("syllabus {}: refused a call from {peer}: {why}", self.server);
+        Err(Status::unauthenticated(format!(
+            "the syllabus cluster's {} refused the call: {why} (set {TOKEN_ENV}, or --cluster-token-file / --token-file, to the token the cluster was started with)",
+            self.server
+        )))
     }
 }
 
