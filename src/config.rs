@@ -47,6 +47,14 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub threads: usize,
     pub source: SourceConfig,
+    /// `[decontaminate]`: rows that share an n-gram with a benchmark are removed before
+    /// anything else (the contamination rule; `against`, `ngram`, `min_item_words`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decontaminate: Option<crate::methods::contamination::Settings>,
+    /// `[dedup]`: all but the first row of each exact or near-duplicate cluster are removed
+    /// before scoring and selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<crate::dedup::DedupSettings>,
     /// Scoring and selection; without it every document of the lake goes on.
     pub select: Option<SelectConfig>,
     /// The curriculum stages: they run when `[tokenize]` is there.
@@ -212,6 +220,7 @@ impl SourceConfig {
             on_bad_record: self.on_bad_record,
             max_record_bytes: self.max_record_bytes,
             read_text: true,
+            exclude: None,
         }
     }
 }
@@ -375,6 +384,10 @@ impl PipelineConfig {
         if let Some(m) = v.as_object_mut() {
             m.remove("out_dir");
             m.remove("threads");
+            // Memory changes where the dedup join sorts, never what it finds.
+            if let Some(d) = m.get_mut("dedup").and_then(|d| d.as_object_mut()) {
+                d.remove("memory_limit");
+            }
         }
         v
     }
@@ -388,6 +401,8 @@ impl PipelineConfig {
             seed: self.seed,
             threads: self.threads,
             source: self.source.clone(),
+            decontaminate: self.decontaminate.clone(),
+            dedup: self.dedup.clone(),
             select: Some(select.clone()),
             reweight: None,
             schedule: None,
@@ -470,8 +485,23 @@ impl PipelineConfig {
             check.validate(&names)?;
         }
         crate::limits::THREADS.check(self.threads as u64).map_err(Error::Config)?;
-        if self.select.is_none() && self.tokenize.is_none() && self.eval.is_none() {
-            return Err(Error::Config("nothing to do: add a [select], [tokenize] or [eval] stage".into()));
+        if self.select.is_none()
+            && self.tokenize.is_none()
+            && self.eval.is_none()
+            && self.dedup.is_none()
+            && self.decontaminate.is_none()
+        {
+            return Err(Error::Config(
+                "nothing to do: add a [dedup], [decontaminate], [select], [tokenize] or [eval] stage".into(),
+            ));
+        }
+        if let Some(d) = &self.dedup {
+            d.validate().map_err(|e| Error::Config(e.to_string()))?;
+        }
+        if let Some(c) = &self.decontaminate {
+            use crate::methods::Method;
+            crate::methods::contamination::Contamination::validate(c)
+                .map_err(|e| Error::Config(format!("decontaminate: {e}")))?;
         }
         if let Some(e) = &self.eval {
             self.validate_eval(e)?;
@@ -648,6 +678,8 @@ mod reference_doc {
             ("(top)".to_string(), keys::<PipelineConfig>()),
             ("source".into(), keys::<SourceConfig>()),
             ("source.domains".into(), any()),
+            ("decontaminate".into(), keys::<crate::methods::contamination::Settings>()),
+            ("dedup".into(), keys::<crate::dedup::DedupSettings>()),
             ("order".into(), keys::<OrderConfig>()),
             ("schedule".into(), keys::<ScheduleConfig>()),
             ("schedule.phases".into(), keys::<crate::curriculum::PhaseConfig>()),

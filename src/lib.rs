@@ -20,6 +20,7 @@
 //!    |
 //! loader/      serve: shared-memory staging, DUMP / Skill-It steering -> Python client (python/)
 //!
+//! dedup/       exact and MinHash-LSH near duplicates: signatures per file, an external-sort join, components
 //! sql/         DataFusion over every output above and over raw lakes, with the scorers as UDFs
 //! eval/        which selection trains the better model: equal-compute runs of the lm proxy's
 //!              model per candidate, validation curves, KL reduction, curves.png
@@ -40,7 +41,7 @@
 //! pipeline/                     `syllabus run`: a pipeline's stages in order; eval's candidates
 //! cluster/                      Ballista jobs, the scorers as functions, the plan codec
 //! config.rs  sql/               pipelines/*.toml, parsed and checked | DataFusion sessions (a cluster plugs in as a Remote)
-//! eval/  methods/               equal-compute candidate training | the scoring methods and their registry
+//! eval/  methods/  dedup/       equal-compute candidate training | the scoring methods and their registry | duplicates
 //! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
 //! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
 //! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
@@ -58,6 +59,7 @@ pub mod cli;
 pub(crate) mod cluster;
 pub mod config;
 pub mod curriculum;
+pub mod dedup;
 pub mod error;
 pub mod eval;
 pub(crate) mod failpoint;

@@ -6,6 +6,7 @@ mod util;
 mod cluster;
 mod contamination;
 mod curriculum;
+mod dedup;
 mod determinism;
 mod dsir_parity;
 mod eval;

@@ -1,6 +1,7 @@
 """Every Parquet output of every shipped pipeline opens in pyarrow, as users open it, with
 unique column names (pyarrow, pandas, polars and Hugging Face datasets refuse duplicates);
-eval's curves, summary and plot open as a user's tools open them."""
+eval's curves, summary and plot open as a user's tools open them; the duplicate and
+contamination tables open in pyarrow, pandas, polars and DuckDB with the same rows."""
 
 import csv
 import glob
@@ -9,9 +10,12 @@ import subprocess
 import tempfile
 import unittest
 
+import duckdb
+import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 
-from helpers import REPO, binary
+from helpers import FIXTURES, REPO, binary, syllabus
 
 
 class ShippedPipelineOutputs(unittest.TestCase):
@@ -66,6 +70,63 @@ class ShippedPipelineOutputs(unittest.TestCase):
             head = f.read(24)
         self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
         self.assertEqual((int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")), (1440, 480))
+
+
+class DedupAndContaminationTables(unittest.TestCase):
+    """`score dedup`, `select dedup` and `pipelines/clean.toml` write tables every tool reads the same."""
+
+    def same_everywhere(self, path, columns):
+        arrow = pq.read_table(path)
+        self.assertEqual(arrow.schema.names, columns)
+        pandas = pd.read_parquet(path)
+        polars = pl.read_parquet(path)
+        con = duckdb.connect()
+        n = con.execute("SELECT count(*) FROM read_parquet(?)", [path]).fetchone()[0]
+        self.assertEqual((len(pandas), polars.height, n), (arrow.num_rows,) * 3)
+        self.assertEqual(list(pandas.columns), columns)
+        self.assertEqual(polars.columns, columns)
+        self.assertEqual(pandas["id"].tolist(), arrow.column("id").to_pylist())
+        self.assertEqual(polars["id"].to_list(), arrow.column("id").to_pylist())
+        return arrow, pandas, polars, con
+
+    def test_dedup_table_opens_in_pyarrow_pandas_polars_and_duckdb(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "dups.parquet")
+            r = syllabus("score", "dedup", "--out", out, os.path.join(FIXTURES, "dedup", "lake"))
+            arrow, pandas, polars, con = self.same_everywhere(out, ["id", "dup_exact", "dup_cluster", "dup_count", "dup_keep"])
+            self.assertEqual(str(arrow.schema.field("dup_keep").type), "bool")
+            self.assertEqual(str(arrow.schema.field("dup_count").type), "uint64")
+            removed = int((~pandas["dup_keep"]).sum())
+            self.assertEqual(removed, polars.filter(~pl.col("dup_keep")).height)
+            self.assertIn(f"{arrow.num_rows - removed} kept", r.stderr)
+            # One kept row per cluster, and dup_count is the cluster's size, in SQL.
+            bad = con.execute(
+                "SELECT dup_cluster FROM read_parquet(?) GROUP BY dup_cluster "
+                "HAVING sum(dup_keep::INT) <> 1 OR count(*) <> min(dup_count) OR count(*) <> max(dup_count)",
+                [out],
+            ).fetchall()
+            self.assertEqual(bad, [])
+            kept = os.path.join(tmp, "kept.parquet")
+            syllabus("select", "dedup", "--out", kept, os.path.join(FIXTURES, "dedup", "lake"))
+            self.assertEqual(pd.read_parquet(kept)["id"].tolist(), pandas.loc[pandas["dup_keep"], "id"].tolist())
+
+    def test_clean_pipeline_tables_open_everywhere(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "clean")
+            r = subprocess.run([binary(), "run", os.path.join(REPO, "pipelines", "clean.toml"), "--out", out, "-q"],
+                               cwd=REPO, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.same_everywhere(os.path.join(out, "dedup.parquet"), ["id", "dup_exact", "dup_cluster", "dup_count", "dup_keep"])
+            _, contam, _, _ = self.same_everywhere(
+                os.path.join(out, "contamination.parquet"), ["id", "contam_frac", "contam_ngrams", "contam_item"])
+            self.assertEqual(len(contam), 1225)
+            con = duckdb.connect()
+            # Nothing removed by dedup reaches the selection.
+            leaked = con.execute(
+                "SELECT count(*) FROM read_parquet(?) s JOIN read_parquet(?) d USING (id) WHERE NOT d.dup_keep",
+                [os.path.join(out, "selected.parquet"), os.path.join(out, "dedup.parquet")],
+            ).fetchone()[0]
+            self.assertEqual(leaked, 0)
 
 
 if __name__ == "__main__":

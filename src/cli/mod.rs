@@ -207,6 +207,7 @@ impl SourceArgs {
             on_bad_record: self.on_bad_record,
             max_record_bytes: self.max_record_bytes,
             read_text: true,
+            exclude: None,
         })
     }
 }

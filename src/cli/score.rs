@@ -108,7 +108,7 @@ impl ProxyArgs {
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(super) struct SelectArgs {
     #[command(subcommand)]
-    method: Option<MethodSelect>,
+    method: Option<SelectCommand>,
     /// Score tables with `id` and the column (what `syllabus score` writes), joined by id.
     #[arg(long, num_args = 1.., required = true)]
     scores: Vec<String>,
@@ -149,7 +149,8 @@ impl ScoreCommand {
     pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
         match self {
             ScoreCommand::Method(m) => m.stage_outputs(o),
-            ScoreCommand::El2n { source, io, .. }
+            ScoreCommand::Dedup { source, io, .. }
+            | ScoreCommand::El2n { source, io, .. }
             | ScoreCommand::Grand { source, io, .. }
             | ScoreCommand::Loss { source, io, .. } => {
                 source.stage_outputs(o)?;
@@ -226,9 +227,63 @@ pub(super) enum ScoreCommand {
         #[command(flatten)]
         io: ScoreIo,
     },
+    /// Exact and near duplicates (MinHash-LSH): dup_exact, dup_cluster, dup_count, dup_keep.
+    Dedup {
+        #[command(flatten)]
+        settings: crate::dedup::DedupSettings,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        io: ScoreIo,
+    },
     /// The scoring methods of the registry: `score dsir`, `score zipfit`, ...
     #[command(flatten)]
     Method(MethodScore),
+}
+
+/// `select METHOD`: dedup, or a method of the registry.
+#[derive(Subcommand)]
+pub(super) enum SelectCommand {
+    /// The lake without its duplicates: the first row of each exact or near-duplicate cluster.
+    Dedup {
+        #[command(flatten)]
+        settings: crate::dedup::DedupSettings,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write every row's dup_exact, dup_cluster, dup_count and dup_keep here.
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
+        /// Raw data: files, directories or globs.
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
+    #[command(flatten)]
+    Method(MethodSelect),
+}
+
+impl SelectCommand {
+    fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
+        match self {
+            SelectCommand::Method(m) => m.stage_outputs(o),
+            SelectCommand::Dedup { source, out, scores_out, .. } => {
+                source.stage_outputs(o)?;
+                o.stage_in_place(out)?;
+                o.stage_opt(scores_out)
+            }
+        }
+    }
+
+    fn run(self, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
+        match self {
+            SelectCommand::Method(m) => m.run(progress, start),
+            SelectCommand::Dedup { settings, source, out, scores_out, raw } => {
+                dedup_command(&settings, &source, &raw, &out, scores_out.as_deref(), true, progress, start)
+            }
+        }
+    }
 }
 
 /// Inputs and output of a `score` command.
@@ -375,6 +430,9 @@ crate::methods::for_each_method!(method_commands);
 pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
     match cmd {
         ScoreCommand::Method(m) => m.run(progress, start),
+        ScoreCommand::Dedup { settings, source, io } => {
+            dedup_command(&settings, &source, &io.raw, &io.out, None, false, progress, start)
+        }
         ScoreCommand::El2n { proxy, source, io } => {
             score_proxy(crate::proxy::ScoreKind::El2n, proxy.spec(false), &source, &io, progress, start)
         }
@@ -473,6 +531,58 @@ fn select_with<M: Method>(a: SelectWith<M>, progress: &Progress, start: Instant)
     report.resumed = work.as_ref().and_then(|w| w.resumed.clone());
     work.map(Work::finish).transpose()?;
     finish(&what, &a.io.out, report, fitted.target_stats, rejects, start, true)
+}
+
+/// `score dedup` (`selecting`: false; the per-row table to `out`) and `select dedup` (the kept
+/// rows to `out`, the per-row table to `scores_out`); resumable: the signatures of finished
+/// files are kept in `OUT.work`.
+#[allow(clippy::too_many_arguments)]
+fn dedup_command(
+    settings: &crate::dedup::DedupSettings,
+    source: &SourceArgs,
+    raw_inputs: &[String],
+    out: &Path,
+    scores_out: Option<&Path>,
+    selecting: bool,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    settings.validate()?;
+    let what = if selecting { "select dedup" } else { "score dedup" };
+    let key = format!("{settings:?} {source:?}");
+    let (opts, raw, work, mut rejects) = open_resumable(source, raw_inputs, out, what, key, &[], None)?;
+    if selecting && raw.iter().any(|f| f.name == "-") {
+        bail!("select dedup reads the lake twice: give it files, not stdin (or run `score dedup`)");
+    }
+    // A lake from stdin has no work directory of its own: its signatures go to a temporary one.
+    let tmp;
+    let work = match work {
+        Some(w) => w,
+        None => {
+            tmp = tempfile::tempdir().context("a temporary work directory")?;
+            Work::at(tmp.path().join("dedup.work"), what.into())?
+        }
+    };
+    let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
+    let found = crate::dedup::find(&lake, settings, rejects.as_mut())?;
+    let files = found.files.clone();
+    let table = if selecting { scores_out } else { Some(out) };
+    let outcome = found.decide(&lake, settings, table)?;
+    let d = &outcome.report;
+    let mut report = RunReport {
+        eligible: d.rows,
+        selected: d.kept,
+        selected_per_file: d.per_file.iter().map(|f| f.rows - f.removed_exact - f.removed_near).collect(),
+        files,
+        ..Default::default()
+    };
+    if selecting {
+        crate::dedup::write_kept(&lake, &report.files, outcome.removed, out)?;
+    }
+    report.resumed = work.resumed.clone();
+    work.finish()?;
+    crate::dedup::print_report(what, d);
+    super::finish(what, out, report, Vec::new(), rejects, start, selecting)
 }
 
 /// `score el2n|grand|loss`: train the proxies, score every row, write the table.

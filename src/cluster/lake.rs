@@ -98,6 +98,7 @@ impl LakeSpec {
             on_bad_record: if self.skip_bad { BadRecordPolicy::Skip } else { BadRecordPolicy::Fail },
             max_record_bytes: self.max_record_bytes,
             read_text: true,
+            exclude: None,
         }
     }
 

@@ -169,7 +169,7 @@ const COL_LOC: &str = "__loc";
 
 impl ScoredLake<'_> {
     /// Score every row; `each` gets the rows and their score columns, in input order.
-    fn score_pass(
+    pub(crate) fn score_pass(
         &self,
         scorer: &dyn Scorer,
         rejects: Option<&mut RejectWriter>,
@@ -252,6 +252,19 @@ impl ScoredLake<'_> {
         bar.finish_and_clear();
         // Without a work directory the reader's counts are the run's.
         Ok(if self.work.is_some() { stats } else { reader.into_stats() })
+    }
+
+    /// Hand every row of a finished [`ScoredLake::score_pass`] to `each` again, in input order,
+    /// from the parts kept in the work directory (`fields`: the scorer's output fields).
+    pub(crate) fn replay(&self, fields: &[Field], mut each: impl FnMut(&Scored) -> Result<()>) -> Result<()> {
+        let work =
+            self.work.ok_or_else(|| Error::InvalidArgument("replaying a pass needs its work directory".into()))?;
+        let schema = part_schema(fields);
+        let mut first_row = 0u64;
+        for i in 0..self.raw.len() {
+            first_row = replay_part(&work.part_path(i), &schema, i, first_row, &mut each)?;
+        }
+        Ok(())
     }
 
     /// Write `id` and the score columns for every row, in input order.

@@ -1,5 +1,7 @@
 //! Jobs: the stages put together, for the CLI commands and for `syllabus run PIPELINE.toml`.
 
+pub mod filters;
+
 use std::path::{Path, PathBuf};
 
 use crate::batch::COL_DOMAIN;
@@ -23,6 +25,12 @@ pub struct RunSummary {
     /// The selection method, when the pipeline selects.
     pub method: Option<&'static str>,
     pub report: RunReport,
+    /// What `[decontaminate]` removed, per file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decontaminate: Option<filters::DecontamReport>,
+    /// What `[dedup]` removed, per file and reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<crate::dedup::DedupReport>,
     /// The curriculum's totals, when the pipeline writes one.
     pub curriculum: Option<crate::shard::manifest::Totals>,
     /// Files written, relative to the output directory.
@@ -44,7 +52,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     crate::par::init_threads(cfg.threads);
     let out_dir = out_dir.unwrap_or(&cfg.out_dir);
     crate::sink::output_dir(out_dir)?;
-    let own = cfg.select.is_some() || cfg.tokenize.is_some();
+    let own = cfg.select.is_some() || cfg.tokenize.is_some() || cfg.dedup.is_some() || cfg.decontaminate.is_some();
     let mut summary = if own {
         run_stages(cfg, out_dir, progress)?
     } else {
@@ -52,6 +60,8 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
             name: cfg.name.clone(),
             method: None,
             report: RunReport::default(),
+            decontaminate: None,
+            dedup: None,
             curriculum: None,
             outputs: Vec::new(),
             eval: None,
@@ -130,7 +140,7 @@ fn run_eval(
 
 /// The pipeline's own stages: selection and curriculum.
 fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Result<RunSummary> {
-    let read = cfg.source.read_options();
+    let mut read = cfg.source.read_options();
     let (raw, domains) = cfg.source.lake()?;
     let spec = cfg.curriculum();
     let config = cfg.manifest_config();
@@ -156,7 +166,29 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let rejects_path = out_dir.join("rejects.jsonl");
     let skip = read.on_bad_record == BadRecordPolicy::Skip;
     let selected = out_dir.join("selected.parquet");
+    // Rows removed first, by [decontaminate] and [dedup]: no later stage reads them.
+    let reads_lake_later = cfg.select.is_some() || cfg.tokenize.is_some();
+    let filter_rejects = (skip && !reads_lake_later).then_some(rejects_path.as_path());
+    let filtered = filters::run(cfg, &raw, &mut read, &work, &key, out_dir, filter_rejects, progress)?;
+    outputs.extend(filtered.outputs.iter().cloned());
+    if filter_rejects.is_some() {
+        outputs.push(rejects_path.clone());
+    }
     let (method, report) = match &cfg.select {
+        None if !reads_lake_later && read.exclude.is_some() => {
+            // Only rows removed: the rest of the lake is the selection.
+            let report = match load_marker::<RunReport>(&work, "select.json") {
+                Some(r) => r,
+                None => {
+                    let lake = ScoredLake { raw: &raw, read: &read, progress, file_column: None, work: None };
+                    let r = kept_rows(&lake, &selected)?;
+                    save_marker(&work, "select.json", &r)?;
+                    r
+                }
+            };
+            outputs.push(selected.clone());
+            (None, report)
+        }
         None => (None, RunReport::default()),
         Some(sel) => {
             let method = sel.method();
@@ -231,7 +263,29 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     }
     // Relative to the output directory, so the summary is the same wherever the run writes.
     let outputs = outputs.into_iter().map(|o| o.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or(o)).collect();
-    Ok(RunSummary { name: cfg.name.clone(), method, report, curriculum, outputs, eval: None })
+    Ok(RunSummary {
+        name: cfg.name.clone(),
+        method,
+        report,
+        decontaminate: filtered.decontaminate,
+        dedup: filtered.dedup,
+        curriculum,
+        outputs,
+        eval: None,
+    })
+}
+
+/// The lake's rows that `lake.read` does not leave out, all columns, to `out` (a pipeline
+/// whose only stages remove rows).
+fn kept_rows(lake: &ScoredLake, out: &Path) -> Result<RunReport> {
+    let mut reader = crate::source::LakeReader::new(lake.raw, lake.read, crate::source::Extras::none(), None);
+    for b in reader.by_ref() {
+        b?;
+    }
+    let files = reader.into_stats();
+    let per_file = crate::dedup::write_kept(lake, &files, crate::source::Exclusions::default(), out)?;
+    let selected = per_file.iter().sum();
+    Ok(RunReport { eligible: selected, selected, selected_per_file: per_file, files, ..Default::default() })
 }
 
 /// The selection stage of a pipeline: `selected.parquet` and `scores.parquet`.

@@ -17,7 +17,8 @@
 //!
 //! Bad records follow [`BadRecordPolicy`]: `Fail` stops with an error naming the file and the
 //! line (jsonl, 1-based) or row (Parquet, 0-based); `Skip` counts each one, writes it to the
-//! rejects file when one is given and goes on. Per file, `read = kept + rejected` always holds.
+//! rejects file when one is given and goes on. Per file, `read = kept + rejected + removed`
+//! always holds (`removed`: rows an earlier stage left out, [`Exclusions`]).
 
 mod codec;
 mod inspect;
@@ -267,6 +268,57 @@ pub struct ReadOptions {
     /// a proxy mlp trains on), the text column is not read at all and every row's text is
     /// empty.
     pub read_text: bool,
+    /// Rows an earlier stage removed (`[dedup]`, `[decontaminate]`): every reader of these
+    /// options skips them and counts them as `removed`.
+    pub exclude: Option<Arc<Exclusions>>,
+}
+
+/// Rows to leave out of every read: per file (by path), the sorted locations (line or row, as
+/// in [`SourceBatch::locations`]). Memory: 8 bytes per removed row.
+#[derive(Default, PartialEq, Eq)]
+pub struct Exclusions {
+    per_file: std::collections::HashMap<PathBuf, Vec<u64>>,
+}
+
+impl Exclusions {
+    /// Leave out `locations` (sorted) of the file at `path`.
+    pub fn insert(&mut self, path: PathBuf, locations: Vec<u64>) {
+        debug_assert!(locations.windows(2).all(|w| w[0] < w[1]));
+        if !locations.is_empty() {
+            self.per_file.insert(path, locations);
+        }
+    }
+
+    /// The locations left out of the file at `path`.
+    pub fn of(&self, path: &Path) -> &[u64] {
+        self.per_file.get(path).map_or(&[], Vec::as_slice)
+    }
+
+    /// Rows left out in all.
+    pub fn len(&self) -> u64 {
+        self.per_file.values().map(|v| v.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.per_file.is_empty()
+    }
+
+    /// Both sets' rows: `self`'s and `other`'s.
+    pub fn union(mut self, other: &Exclusions) -> Exclusions {
+        for (p, locs) in &other.per_file {
+            let mine = self.per_file.entry(p.clone()).or_default();
+            mine.extend_from_slice(locs);
+            mine.sort_unstable();
+            mine.dedup();
+        }
+        self
+    }
+}
+
+impl std::fmt::Debug for Exclusions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Exclusions({} rows in {} files)", self.len(), self.per_file.len())
+    }
 }
 
 impl ReadOptions {
@@ -285,11 +337,12 @@ impl Default for ReadOptions {
             on_bad_record: BadRecordPolicy::Fail,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             read_text: true,
+            exclude: None,
         }
     }
 }
 
-/// Counts for one input file. `read = kept + rejected`.
+/// Counts for one input file. `read = kept + rejected + removed`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
     pub file: String,
@@ -297,9 +350,16 @@ pub struct FileStats {
     pub read: u64,
     pub kept: u64,
     pub rejected: u64,
+    /// Rows an earlier stage removed (duplicates, contaminated rows: [`Exclusions`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub removed: u64,
     /// Top-level jsonl fields other than id and text, in order of first appearance.
     #[serde(skip)]
     pub fields_seen: IndexSet<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A batch, the file it came from and where in that file each row is.
@@ -599,6 +659,17 @@ impl<'a> LakeReader<'a> {
             };
             let next = reader.next_batch(&mut ctx)?;
             let position = reader.position();
+            let next = match (next, &self.opts.exclude) {
+                (Some((batch, locations)), Some(ex)) => {
+                    let (batch, locations) =
+                        exclude_rows(batch, locations, ex.of(&self.files[i].path), &mut self.stats[i])?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    Some((batch, locations))
+                }
+                (next, _) => next,
+            };
             match next {
                 Some((mut batch, locations)) => {
                     if let Some(c) = &self.file_column {
@@ -629,6 +700,32 @@ impl<'a> LakeReader<'a> {
             }
         }
     }
+}
+
+/// `batch` without the rows at `excluded` (sorted locations), counted as removed.
+fn exclude_rows(
+    batch: RecordBatch,
+    locations: Vec<u64>,
+    excluded: &[u64],
+    stats: &mut FileStats,
+) -> Result<(RecordBatch, Vec<u64>)> {
+    let (Some(&first), Some(&last)) = (locations.first(), locations.last()) else {
+        return Ok((batch, locations));
+    };
+    let lo = excluded.partition_point(|&l| l < first);
+    let hi = excluded.partition_point(|&l| l <= last);
+    let excluded = &excluded[lo..hi];
+    if excluded.is_empty() {
+        return Ok((batch, locations));
+    }
+    let keep: Vec<bool> = locations.iter().map(|l| excluded.binary_search(l).is_err()).collect();
+    let removed = keep.iter().filter(|k| !**k).count() as u64;
+    let mask = arrow::array::BooleanArray::from(keep.clone());
+    let batch = arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| Error::arrow("removing rows", e))?;
+    let locations = locations.into_iter().zip(keep).filter_map(|(l, k)| k.then_some(l)).collect();
+    stats.kept -= removed;
+    stats.removed += removed;
+    Ok((batch, locations))
 }
 
 impl Iterator for LakeReader<'_> {

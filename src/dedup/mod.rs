@@ -1,0 +1,688 @@
+//! Exact and near-duplicate removal: `syllabus score dedup`, `select dedup` and a pipeline's
+//! `[dedup]` stage.
+//!
+//! Three steps, a map over files and a small reduce:
+//! 1. **Signatures** (a map over files, resumable per file): for each row, its exact key (a
+//!    128-bit hash of the normalized text: Unicode NFC, Python's lowercase, whitespace runs to
+//!    one space, trimmed; [`minhash::exact_key`]) and its `bands` LSH keys, each a 64-bit hash
+//!    of `rows` MinHash values over the row's word n-grams ([`minhash`]). They are kept per
+//!    file in the run's work directory, so a killed run resumes at the file it was on.
+//! 2. **The join** (an external sort, [`sort`]): `(band key, row)` and `(exact key, row)`
+//!    entries are sorted under `--memory-limit` (sorted runs spilled to disk beyond it) and
+//!    merged; rows that share a key are candidate pairs, linked to the group's first row.
+//! 3. **Components** ([`components`]): union-find over the rows in candidate pairs only; a
+//!    cluster's first row in lake order is its id and the one row kept.
+//!
+//! Per row: `dup_exact` (the id of the first row with the same normalized text), `dup_cluster`
+//! (the id of its cluster's first row), `dup_count` (rows in its cluster) and `dup_keep` (true
+//! for the first row of each cluster). Natively, exact copies are always in one cluster (also
+//! documents without words); with `--compat datatrove` clusters are the LSH components alone,
+//! as datatrove's are ([`datatrove`]), and `dup_exact` is reported beside them.
+//!
+//! Memory: the sort buffers (half of `--memory-limit`), batches in flight, and, for the rows
+//! that have a duplicate only, their cluster (about 50 bytes per such row); nothing else grows
+//! with the lake. Disk: per row its id and keys in the work directory (about `24 + 8 x bands`
+//! bytes plus the id), and the spilled runs.
+
+pub mod components;
+pub mod datatrove;
+#[rustfmt::skip]
+mod datatrove_tables;
+pub mod minhash;
+pub mod sort;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, FixedSizeListArray, StringBuilder, UInt64Array};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{text_column, RecordBatch, COL_ID};
+use crate::error::{Error, Result};
+use crate::passes::ScoredLake;
+use crate::score::Scorer;
+use crate::sink::TableWriter;
+use crate::source::{Exclusions, FileStats, RejectWriter};
+use components::UnionFind;
+use minhash::{Banding, Scratch};
+use sort::{BandEntry, ExactEntry, ExternalSort};
+
+pub const COL_DUP_EXACT: &str = "dup_exact";
+pub const COL_DUP_CLUSTER: &str = "dup_cluster";
+pub const COL_DUP_COUNT: &str = "dup_count";
+pub const COL_DUP_KEEP: &str = "dup_keep";
+
+/// Whose shingles and hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    /// syllabus's words (`\w+` of the lowercased NFC text) and hashes; exact copies always
+    /// clustered.
+    #[default]
+    Syllabus,
+    /// datatrove 0.10.1's MinHash dedup decisions: its normalization, word tokenizer, hashes
+    /// and permutations; clusters are LSH components alone.
+    Datatrove,
+}
+
+/// `score dedup`, `select dedup`, `[dedup]`: the shingles, the banding, the memory.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSettings {
+    /// Words per shingle.
+    #[arg(long, default_value_t = 5)]
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// LSH bands (keys per document).
+    #[arg(long, default_value_t = 14)]
+    #[serde(default = "default_bands")]
+    pub bands: usize,
+    /// MinHash values per band: two documents are candidates when all of one band's agree.
+    #[arg(long, default_value_t = 8)]
+    #[serde(default = "default_hashes_per_band")]
+    pub hashes_per_band: usize,
+    /// Seed of the MinHash permutations.
+    #[arg(long = "minhash-seed", default_value_t = 1)]
+    #[serde(default = "default_seed")]
+    pub minhash_seed: u64,
+    /// Whose shingles and hashes: syllabus's, or datatrove 0.10.1's (same rows removed).
+    #[arg(long, value_enum, default_value_t = Compat::Syllabus)]
+    #[serde(default)]
+    pub compat: Compat,
+    /// Memory for the join's sort buffers (half of it) and the rest of the stage; beyond it
+    /// sorted runs go to disk. Bytes, or with KB, MB, GB.
+    #[arg(long, default_value = "2GB", value_parser = parse_bytes)]
+    #[serde(default = "default_memory_limit", deserialize_with = "bytes_de", serialize_with = "bytes_ser")]
+    pub memory_limit: u64,
+}
+
+fn default_ngram() -> usize {
+    5
+}
+fn default_bands() -> usize {
+    14
+}
+fn default_hashes_per_band() -> usize {
+    8
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_memory_limit() -> u64 {
+    2 << 30
+}
+
+impl Default for DedupSettings {
+    fn default() -> Self {
+        DedupSettings {
+            ngram: default_ngram(),
+            bands: default_bands(),
+            hashes_per_band: default_hashes_per_band(),
+            minhash_seed: default_seed(),
+            compat: Compat::default(),
+            memory_limit: default_memory_limit(),
+        }
+    }
+}
+
+/// `2GB`, `512MB`, `64KB` or a number of bytes (powers of 1024).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let (num, mult) = [
+        ("GB", 1u64 << 30),
+        ("G", 1 << 30),
+        ("MB", 1 << 20),
+        ("M", 1 << 20),
+        ("KB", 1 << 10),
+        ("K", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find(|(suffix, _)| upper.ends_with(suffix))
+    .map_or((t, 1), |(suffix, m)| (&t[..t.len() - suffix.len()], *m));
+    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?}: a size in bytes, or with KB, MB, GB"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("{s:?}: a positive size"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn bytes_de<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match Size::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn bytes_ser<S: serde::Serializer>(n: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
+impl DedupSettings {
+    pub fn banding(&self) -> Banding {
+        Banding { bands: self.bands, rows: self.hashes_per_band }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.ngram == 0 || self.ngram > 64 {
+            return bad(format!("dedup: ngram must be 1..=64, not {}", self.ngram));
+        }
+        if self.bands == 0 || self.bands > 255 {
+            return bad(format!("dedup: bands must be 1..=255, not {}", self.bands));
+        }
+        if self.hashes_per_band == 0 || self.hashes_per_band > 32 {
+            return bad(format!("dedup: hashes_per_band must be 1..=32, not {}", self.hashes_per_band));
+        }
+        if self.memory_limit < 1 << 20 {
+            return bad(format!("dedup: memory_limit must be at least 1MB, not {} bytes", self.memory_limit));
+        }
+        if self.compat == Compat::Datatrove {
+            datatrove::check_settings(self)?;
+        }
+        Ok(())
+    }
+
+    /// The signer these settings describe.
+    fn signer(&self) -> Result<Arc<dyn Sign>> {
+        Ok(match self.compat {
+            Compat::Syllabus => Arc::new(NativeSigner {
+                shingles: minhash::WordShingles { n: self.ngram },
+                perms: minhash::Permutations::new(self.banding().hashes(), self.minhash_seed),
+            }),
+            Compat::Datatrove => Arc::new(datatrove::Signer::new(self)?),
+        })
+    }
+}
+
+/// Computes a document's MinHash signature.
+pub trait Sign: Send + Sync {
+    /// The signature of `text` into `sig` (m values); false when the document has no shingles
+    /// (it has no signature and no near duplicates).
+    fn sign(&self, text: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool;
+    /// Whether exact copies join one cluster whatever their shingles.
+    fn cluster_exact(&self) -> bool;
+    /// Whether bands are joined by their values in datatrove's order (else by a 64-bit key).
+    fn band_values(&self) -> bool {
+        false
+    }
+}
+
+struct NativeSigner {
+    shingles: minhash::WordShingles,
+    perms: minhash::Permutations,
+}
+
+impl Sign for NativeSigner {
+    fn sign(&self, text: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool {
+        use minhash::Shingler;
+        let mut shingles = std::mem::take(&mut buf.shingles);
+        self.shingles.shingles(text, buf, &mut shingles);
+        sig.clear();
+        sig.resize(self.perms.len(), u64::MAX);
+        self.perms.update(sig, &shingles);
+        let signed = !shingles.is_empty();
+        buf.shingles = shingles;
+        signed
+    }
+    fn cluster_exact(&self) -> bool {
+        true
+    }
+}
+
+/// The signature pass as a [`Scorer`]: per row, the exact key and the band keys (null without
+/// shingles), so that the lake passes read, count, keep per file and resume it like any score.
+struct SignaturePass {
+    signer: Arc<dyn Sign>,
+    banding: Banding,
+}
+
+const COL_EXACT_HI: &str = "exact_hi";
+const COL_EXACT_LO: &str = "exact_lo";
+const COL_BANDS: &str = "bands";
+
+impl SignaturePass {
+    fn band_field() -> Arc<Field> {
+        Arc::new(Field::new("item", DataType::UInt64, false))
+    }
+
+    /// Values kept per row: a key per band, or (datatrove) the whole signature.
+    fn width(&self) -> usize {
+        if self.signer.band_values() {
+            self.banding.hashes()
+        } else {
+            self.banding.bands
+        }
+    }
+}
+
+impl Scorer for SignaturePass {
+    fn name(&self) -> &'static str {
+        "minhash"
+    }
+
+    fn output_fields(&self) -> Vec<Field> {
+        vec![
+            Field::new(COL_EXACT_HI, DataType::UInt64, false),
+            Field::new(COL_EXACT_LO, DataType::UInt64, false),
+            Field::new(COL_BANDS, DataType::FixedSizeList(Self::band_field(), self.width() as i32), true),
+        ]
+    }
+
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let text = text_column(batch)?;
+        let n = batch.num_rows();
+        let b = self.banding.bands;
+        let width = self.width();
+        let values = self.signer.band_values();
+        let (mut hi, mut lo) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut keys = Vec::with_capacity(n * width);
+        let mut valid = Vec::with_capacity(n);
+        let mut buf = Scratch::default();
+        let mut sig = Vec::new();
+        for i in 0..n {
+            let t = if text.is_null(i) { "" } else { text.value(i) };
+            let k = minhash::exact_key(t, &mut buf);
+            hi.push((k >> 64) as u64);
+            lo.push(k as u64);
+            let signed = self.signer.sign(t, &mut buf, &mut sig);
+            valid.push(signed);
+            if values {
+                keys.extend(sig.iter().map(|&v| if signed { v } else { 0 }));
+            } else {
+                for j in 0..b {
+                    keys.push(if signed { self.banding.band_key(j, &sig) } else { 0 });
+                }
+            }
+        }
+        let keys = Arc::new(UInt64Array::from(keys));
+        let bands = FixedSizeListArray::try_new(Self::band_field(), width as i32, keys, Some(NullBuffer::from(valid)))
+            .map_err(|e| Error::arrow("building band keys", e))?;
+        Ok(vec![Arc::new(UInt64Array::from(hi)), Arc::new(UInt64Array::from(lo)), Arc::new(bands)])
+    }
+
+    fn state(&self) -> Result<Vec<u8>> {
+        Err(Error::InvalidArgument("the dedup signature pass is not shipped to a cluster".into()))
+    }
+}
+
+/// Why a row is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// An exact copy (after normalization) of an earlier row.
+    Exact,
+    /// In the near-duplicate cluster of an earlier row.
+    Near,
+}
+
+/// Per input file: rows read, and rows removed by reason.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileRemoved {
+    pub file: String,
+    pub rows: u64,
+    pub removed_exact: u64,
+    pub removed_near: u64,
+}
+
+/// What the dedup stage found, for summaries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DedupReport {
+    pub rows: u64,
+    pub kept: u64,
+    pub removed_exact: u64,
+    pub removed_near: u64,
+    /// Rows without shingles (no words): only their exact copies are found.
+    pub without_shingles: u64,
+    /// Clusters of more than one row.
+    pub clusters: u64,
+    /// Rows that share a band key with an earlier row (the candidate links).
+    pub candidate_links: u64,
+    /// Sorted runs the join spilled to disk (0: it fit in memory).
+    pub spilled_runs: u64,
+    pub per_file: Vec<FileRemoved>,
+}
+
+/// A cluster of more than one row: its first row in lake order and its size.
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    first: u64,
+    size: u64,
+}
+
+/// The clusters of a lake, after the join.
+pub struct Found {
+    pub files: Vec<FileStats>,
+    /// Row -> the row its cluster keeps, for rows in a cluster of more than one.
+    kept_of: FxHashMap<u64, u64>,
+    /// By the row each keeps.
+    clusters: FxHashMap<u64, Cluster>,
+    /// Row -> the first row with its exact key, for rows with an exact copy.
+    exact: FxHashMap<u64, u64>,
+    report: DedupReport,
+}
+
+/// The rows `find` decided on, written and counted.
+pub struct Outcome {
+    pub report: DedupReport,
+    /// The rows removed, per file, for later readers to leave out.
+    pub removed: Exclusions,
+}
+
+/// The band join's sorter: 64-bit band keys (syllabus), or datatrove's sorted band values.
+enum Bands {
+    Keys(ExternalSort<BandEntry>),
+    Values(ExternalSort<datatrove::BandRecord>),
+}
+
+/// Run steps 1-3 over `lake` (which must have a work directory: the signatures are kept
+/// there, and the spilled runs under it).
+pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut RejectWriter>) -> Result<Found> {
+    settings.validate()?;
+    let work = lake.work.ok_or_else(|| Error::InvalidArgument("dedup needs a work directory".into()))?;
+    let banding = settings.banding();
+    let signer = settings.signer()?;
+    let cluster_exact = signer.cluster_exact();
+    let by_values = signer.band_values();
+    let pass = SignaturePass { signer, banding };
+    let spill = work.dir().join("spill");
+    if spill.exists() {
+        std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
+    }
+    // Half the limit for the two sort buffers, shared by their entries' sizes.
+    let budget = (settings.memory_limit / 2) as usize;
+    let entry = if by_values { std::mem::size_of::<datatrove::BandRecord>() } else { std::mem::size_of::<BandEntry>() };
+    let band_bytes = banding.bands * entry;
+    let band_budget = budget / (band_bytes + std::mem::size_of::<ExactEntry>()) * band_bytes;
+    let mut bands = if by_values {
+        Bands::Values(ExternalSort::new(&spill, "band", band_budget))
+    } else {
+        Bands::Keys(ExternalSort::new(&spill, "band", band_budget))
+    };
+    let mut exact: ExternalSort<ExactEntry> = ExternalSort::new(&spill, "exact", budget - band_budget);
+    let mut without_shingles = 0u64;
+    let r = banding.rows;
+    let files = lake.score_pass(&pass, rejects, |b| {
+        let (hi, lo, keys) = signature_columns(b.columns)?;
+        let values = keys.values().as_any().downcast_ref::<UInt64Array>().expect("u64 band keys").values();
+        let width = keys.value_length() as usize;
+        for i in 0..b.ids.len() {
+            let row = b.first_row + i as u64;
+            exact.push(ExactEntry { hi: hi.value(i), lo: lo.value(i), row })?;
+            if keys.is_null(i) {
+                without_shingles += 1;
+                continue;
+            }
+            let v = &values[i * width..(i + 1) * width];
+            match &mut bands {
+                Bands::Keys(s) => {
+                    for &key in v {
+                        s.push(BandEntry { key, row })?;
+                    }
+                }
+                Bands::Values(s) => {
+                    for j in 0..banding.bands {
+                        let mut values = [0u64; datatrove::MAX_ROWS];
+                        values[..r].copy_from_slice(&v[j * r..(j + 1) * r]);
+                        s.push(datatrove::BandRecord { band: j as u64, values, row })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let rows: u64 = files.iter().map(|f| f.kept).sum();
+    let bar = lake.progress.rows("join");
+    let mut candidate_links = 0u64;
+    let (spilled_runs, mut kept_of) = match bands {
+        Bands::Keys(s) => {
+            let runs = s.runs() + exact.runs();
+            let mut uf = UnionFind::default();
+            s.groups(|g| {
+                // Every row of a group to its first: the components are the same as any
+                // spanning links', and the root (the smallest row) does not depend on them.
+                for e in &g[1..] {
+                    candidate_links += 1;
+                    uf.union(g[0].row, e.row);
+                }
+                bar.inc(g.len() as u64);
+                Ok(())
+            })?;
+            (runs, Either::Min(uf))
+        }
+        Bands::Values(s) => {
+            let runs = s.runs() + exact.runs();
+            let mut uf = datatrove::SizeUnion::default();
+            s.groups(|g| {
+                // datatrove links neighbours in sorted order, and its union depends on the order.
+                for w in g.windows(2) {
+                    candidate_links += 1;
+                    uf.union(w[0].row, w[1].row);
+                }
+                bar.inc(g.len() as u64);
+                Ok(())
+            })?;
+            (runs, Either::BySize(uf))
+        }
+    };
+    let mut exact_of: FxHashMap<u64, u64> = FxHashMap::default();
+    exact.groups(|g| {
+        let first = g[0].row;
+        for e in g {
+            exact_of.insert(e.row, first);
+            if cluster_exact && e.row != first {
+                if let Either::Min(uf) = &mut kept_of {
+                    uf.union(first, e.row);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&spill);
+    let kept_of = kept_of.roots();
+    let mut clusters: FxHashMap<u64, Cluster> = FxHashMap::default();
+    for (&row, &kept) in &kept_of {
+        let c = clusters.entry(kept).or_insert(Cluster { first: row, size: 0 });
+        c.first = c.first.min(row);
+        c.size += 1;
+    }
+    let report = DedupReport {
+        rows,
+        without_shingles,
+        candidate_links,
+        spilled_runs: spilled_runs as u64,
+        clusters: clusters.len() as u64,
+        ..Default::default()
+    };
+    Ok(Found { files, kept_of, clusters, exact: exact_of, report })
+}
+
+/// The union-find of either join.
+enum Either {
+    Min(UnionFind),
+    BySize(datatrove::SizeUnion),
+}
+
+impl Either {
+    fn roots(self) -> FxHashMap<u64, u64> {
+        match self {
+            Either::Min(uf) => uf.roots(),
+            Either::BySize(uf) => uf.roots(),
+        }
+    }
+}
+
+fn signature_columns(c: &[ArrayRef]) -> Result<(&UInt64Array, &UInt64Array, &FixedSizeListArray)> {
+    let bad = || Error::InvalidArgument("the dedup signature part has other columns: remove its work directory".into());
+    let hi = c.first().and_then(|a| a.as_any().downcast_ref::<UInt64Array>()).ok_or_else(bad)?;
+    let lo = c.get(1).and_then(|a| a.as_any().downcast_ref::<UInt64Array>()).ok_or_else(bad)?;
+    let keys = c.get(2).and_then(|a| a.as_any().downcast_ref::<FixedSizeListArray>()).ok_or_else(bad)?;
+    Ok((hi, lo, keys))
+}
+
+/// The output table of `score dedup`.
+pub fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(COL_ID, DataType::Utf8, false),
+        Field::new(COL_DUP_EXACT, DataType::Utf8, false),
+        Field::new(COL_DUP_CLUSTER, DataType::Utf8, false),
+        Field::new(COL_DUP_COUNT, DataType::UInt64, false),
+        Field::new(COL_DUP_KEEP, DataType::Boolean, false),
+    ]))
+}
+
+impl Found {
+    /// Decide every row (in lake order, from the kept signatures), write the per-row table
+    /// to `out` if given, and count.
+    pub fn decide(self, lake: &ScoredLake, settings: &DedupSettings, out: Option<&Path>) -> Result<Outcome> {
+        let schema = output_schema();
+        let mut writer = out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
+        // Rows later rows name (a cluster's first, an exact group's first): their ids, kept
+        // from when they are read.
+        let named: rustc_hash::FxHashSet<u64> = self
+            .clusters
+            .values()
+            .map(|c| c.first)
+            .chain(self.exact.iter().filter(|(r, f)| r == f).map(|(r, _)| *r))
+            .collect();
+        let mut names: FxHashMap<u64, String> = FxHashMap::default();
+        let mut per_file: Vec<FileRemoved> = self
+            .files
+            .iter()
+            .map(|f| FileRemoved { file: f.file.clone(), rows: f.kept, ..Default::default() })
+            .collect();
+        let mut removed_locs: Vec<Vec<u64>> = vec![Vec::new(); self.files.len()];
+        let fields = SignaturePass { signer: settings.signer()?, banding: settings.banding() }.output_fields();
+        let bar = lake.progress.rows("decide");
+        lake.replay(&fields, |b| {
+            let n = b.ids.len();
+            let (mut exact_col, mut cluster_col) = (StringBuilder::new(), StringBuilder::new());
+            let (mut counts, mut keep) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for i in 0..n {
+                let row = b.first_row + i as u64;
+                let id = b.ids.value(i);
+                if named.contains(&row) {
+                    names.insert(row, id.to_string());
+                }
+                let exact_first = self.exact.get(&row).copied().unwrap_or(row);
+                let kept = self.kept_of.get(&row).copied().unwrap_or(row);
+                let cluster = self.clusters.get(&kept).copied().unwrap_or(Cluster { first: row, size: 1 });
+                let name = |r: u64| -> Result<&str> {
+                    if r == row {
+                        return Ok(id);
+                    }
+                    names.get(&r).map(String::as_str).ok_or_else(|| {
+                        Error::InvalidArgument(format!("dedup: row {row} names row {r}, which was not read before it"))
+                    })
+                };
+                exact_col.append_value(name(exact_first)?);
+                cluster_col.append_value(name(cluster.first)?);
+                counts.push(cluster.size);
+                keep.push(kept == row);
+                if kept != row {
+                    removed_locs[b.file].push(b.locations[i]);
+                    if exact_first != row {
+                        per_file[b.file].removed_exact += 1;
+                    } else {
+                        per_file[b.file].removed_near += 1;
+                    }
+                }
+            }
+            if let Some(w) = writer.as_mut() {
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(b.ids.clone()),
+                    Arc::new(exact_col.finish()),
+                    Arc::new(cluster_col.finish()),
+                    Arc::new(UInt64Array::from(counts)),
+                    Arc::new(BooleanArray::from(keep)),
+                ];
+                let batch = RecordBatch::try_new(schema.clone(), columns)
+                    .map_err(|e| Error::arrow("building dedup rows", e))?;
+                w.write(&batch)?;
+            }
+            bar.inc(n as u64);
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        let mut report = self.report;
+        report.removed_exact = per_file.iter().map(|f| f.removed_exact).sum();
+        report.removed_near = per_file.iter().map(|f| f.removed_near).sum();
+        report.kept = report.rows - report.removed_exact - report.removed_near;
+        report.per_file = per_file;
+        let mut removed = Exclusions::default();
+        for (f, locs) in lake.raw.iter().zip(removed_locs) {
+            removed.insert(f.path.clone(), locs);
+        }
+        Ok(Outcome { report, removed })
+    }
+}
+
+/// Write the rows of `lake` that `removed` does not name, with all their columns, in lake
+/// order (the second read of `select dedup`); rows written per file.
+pub fn write_kept(lake: &ScoredLake, files: &[FileStats], removed: Exclusions, out: &Path) -> Result<Vec<u64>> {
+    let removed = Arc::new(removed.union(lake.read.exclude.as_deref().unwrap_or(&Exclusions::default())));
+    let read = crate::source::ReadOptions { exclude: Some(removed), ..lake.read.clone() };
+    let extras = crate::source::lake_extras(lake.raw, files, &read)?;
+    let mut reader =
+        crate::source::LakeReader::new(lake.raw, &read, extras, None).with_file_column(lake.file_column.clone());
+    let mut writer = TableWriter::create(out, reader.schema())?;
+    let mut per_file = vec![0u64; lake.raw.len()];
+    let bar = lake.progress.rows("write");
+    for b in reader.by_ref() {
+        let b = b?;
+        per_file[b.file] += b.batch.num_rows() as u64;
+        bar.inc(b.batch.num_rows() as u64);
+        writer.write(&b.batch)?;
+    }
+    bar.finish_and_clear();
+    writer.finish()?;
+    Ok(per_file)
+}
+
+/// The stage's counts on stderr: rows removed per file and reason.
+pub fn print_report(what: &str, d: &DedupReport) {
+    eprintln!(
+        "syllabus {what}: {} rows, {} kept; removed {} exact and {} near duplicates in {} clusters ({} rows without words; {} spilled runs)",
+        d.rows, d.kept, d.removed_exact, d.removed_near, d.clusters, d.without_shingles, d.spilled_runs
+    );
+    let width = d.per_file.iter().map(|f| f.file.len()).max().unwrap_or(4).max(4);
+    if d.per_file.len() > 1 {
+        eprintln!("  {:<width$}  {:>9} {:>9} {:>9}", "file", "rows", "exact", "near");
+        for f in &d.per_file {
+            eprintln!("  {:<width$}  {:>9} {:>9} {:>9}", f.file, f.rows, f.removed_exact, f.removed_near);
+        }
+    }
+}
+
+/// Where the stage of a pipeline keeps its work: `OUT/work/dedup`.
+pub fn stage_dir(work: &Path) -> PathBuf {
+    work.join("dedup")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("2GB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512mb"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("1.5K"), Ok(1536));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1GB").is_err());
+    }
+}
