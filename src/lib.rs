@@ -50,7 +50,7 @@
 //! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs
 //! sink/                         table writers, atomic files
 //! batch.rs                      column names and batch helpers
-//! error.rs  failpoint.rs  limits.rs  progress.rs  text/
+//! error.rs  failpoint.rs  limits.rs  progress.rs  simd.rs  text/
 //! ```
 
 pub mod batch;
@@ -75,6 +75,7 @@ pub(crate) mod resume;
 pub mod score;
 pub mod select;
 pub mod shard;
+pub(crate) mod simd;
 pub(crate) mod sink;
 pub mod source;
 pub mod sql;

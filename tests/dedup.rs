@@ -71,7 +71,7 @@ fn compat_datatrove_normalizes_splits_and_signs_as_datatrove() {
         let want: Vec<&str> = v["words"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
         assert_eq!(w, want, "{text:?}");
         let mut sig = Vec::new();
-        let signed = signer.sign(text, &mut buf, &mut sig);
+        let signed = signer.sign(text, "", &mut buf, &mut sig);
         match v["signature"].as_array() {
             None => assert!(!signed, "{text:?} has fewer than 5 words"),
             Some(bands) => {

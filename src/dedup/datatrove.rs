@@ -192,6 +192,12 @@ pub fn words(text: &str, out: &mut Vec<String>) {
             out.extend(toks.iter().map(|t| t.to_string()));
             continue;
         }
+        // Most chunks are ASCII letters: no prefix, suffix or infix applies to them (those need
+        // a symbol, or a digit before a unit), and an exception was looked up above.
+        if chunk.bytes().all(|b| b.is_ascii_lowercase()) {
+            out.push(chunk.to_string());
+            continue;
+        }
         let mut s: Vec<char> = chunk.chars().collect();
         let (mut pre, mut suf): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         let mut last = usize::MAX;
@@ -335,7 +341,7 @@ impl Signer {
 }
 
 impl Sign for Signer {
-    fn sign(&self, text: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool {
+    fn sign(&self, text: &str, _lower: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool {
         let mut sh = std::mem::take(&mut buf.shingles);
         self.shingles(text, buf, &mut sh);
         sig.clear();

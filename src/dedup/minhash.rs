@@ -111,9 +111,17 @@ impl Permutations {
 
     /// Fold every shingle hash into the running minima `sig` (u32 values kept as u64).
     pub fn update(&self, sig: &mut [u64], shingle_hashes: &[u64]) {
-        let m = self.a.len();
-        let (a, b, sig) = (&self.a[..m], &self.b[..m], &mut sig[..m]);
-        for &h in shingle_hashes {
+        fold_minima(&self.a, &self.b, sig, shingle_hashes);
+    }
+}
+
+crate::simd::simd! {
+    /// `sig[i] = min(sig[i], (a[i] * fold32(h) + b[i]) >> 32)` over the hashes h: 112 lanes of
+    /// independent work per shingle, vectorised (with AVX2: 4 lanes a register).
+    fn fold_minima(a: &[u64], b: &[u64], sig: &mut [u64], hashes: &[u64]) {
+        let m = sig.len();
+        let (a, b) = (&a[..m], &b[..m]);
+        for &h in hashes {
             let x = (h ^ (h >> 32)) & 0xFFFF_FFFF;
             for i in 0..m {
                 let v = a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32;
@@ -163,17 +171,35 @@ pub struct WordShingles {
     pub n: usize,
 }
 
-impl Shingler for WordShingles {
-    fn shingles(&self, text: &str, buf: &mut Scratch, out: &mut Vec<u64>) {
+impl WordShingles {
+    /// The shingle hashes of a text already in NFC and lowercased ([`lower_nfc`]).
+    pub fn shingles_of_lower(
+        &self,
+        lower: &str,
+        spans: &mut Vec<(u32, u32)>,
+        words: &mut Vec<u64>,
+        out: &mut Vec<u64>,
+    ) {
         out.clear();
-        let Scratch { norm, lower, spans, words, .. } = buf;
-        let t = nfc(text, norm);
-        py_lower_into(t, lower);
         py_word_spans(lower, spans);
         words.clear();
         words.extend(spans.iter().map(|&(s, e)| xxh3_64(&lower.as_bytes()[s as usize..e as usize])));
         shingle_hashes(words, self.n, out);
     }
+}
+
+impl Shingler for WordShingles {
+    fn shingles(&self, text: &str, buf: &mut Scratch, out: &mut Vec<u64>) {
+        let Scratch { norm, lower, spans, words, .. } = buf;
+        lower_nfc(text, norm, lower);
+        self.shingles_of_lower(lower, spans, words, out);
+    }
+}
+
+/// `text` in NFC and lowercased as Python's `str.lower()`, into `out` (`norm`: scratch).
+pub fn lower_nfc(text: &str, norm: &mut String, out: &mut String) {
+    let t = nfc(text, norm);
+    py_lower_into(t, out);
 }
 
 /// The hashes of the n-grams of `words` (word hashes): each hashed from its n word hashes;
@@ -201,9 +227,23 @@ pub(crate) fn shingle_hashes(words: &[u64], n: usize, out: &mut Vec<u64>) {
 /// lowercase, runs of whitespace as one space, trimmed).
 pub fn exact_key(text: &str, buf: &mut Scratch) -> u128 {
     let Scratch { norm, lower, bytes, .. } = buf;
-    let t = nfc(text, norm);
-    py_lower_into(t, lower);
+    lower_nfc(text, norm, lower);
+    key_of_lower(lower, bytes)
+}
+
+/// [`exact_key`] of a text already in NFC and lowercased.
+pub fn key_of_lower(lower: &str, bytes: &mut Vec<u8>) -> u128 {
     bytes.clear();
+    if lower.is_ascii() {
+        let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f);
+        for run in lower.as_bytes().split(space).filter(|r| !r.is_empty()) {
+            if !bytes.is_empty() {
+                bytes.push(b' ');
+            }
+            bytes.extend_from_slice(run);
+        }
+        return xxh3_128(bytes);
+    }
     let mut space = false;
     for c in lower.chars() {
         if is_py_space(c) {

@@ -207,9 +207,10 @@ impl DedupSettings {
 
 /// Computes a document's MinHash signature.
 pub trait Sign: Send + Sync {
-    /// The signature of `text` into `sig` (m values); false when the document has no shingles
-    /// (it has no signature and no near duplicates).
-    fn sign(&self, text: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool;
+    /// The signature of `text` (`lower`: its NFC, lowercased, as [`minhash::lower_nfc`] gives
+    /// it) into `sig` (m values); false when the document has no shingles (it has no signature
+    /// and no near duplicates).
+    fn sign(&self, text: &str, lower: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool;
     /// Whether exact copies join one cluster whatever their shingles.
     fn cluster_exact(&self) -> bool;
     /// Whether bands are joined by their values in datatrove's order (else by a 64-bit key).
@@ -224,10 +225,9 @@ struct NativeSigner {
 }
 
 impl Sign for NativeSigner {
-    fn sign(&self, text: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool {
-        use minhash::Shingler;
+    fn sign(&self, _text: &str, lower: &str, buf: &mut Scratch, sig: &mut Vec<u64>) -> bool {
         let mut shingles = std::mem::take(&mut buf.shingles);
-        self.shingles.shingles(text, buf, &mut shingles);
+        self.shingles.shingles_of_lower(lower, &mut buf.spans, &mut buf.words, &mut shingles);
         sig.clear();
         sig.resize(self.perms.len(), u64::MAX);
         self.perms.update(sig, &shingles);
@@ -289,13 +289,14 @@ impl Scorer for SignaturePass {
         let mut keys = Vec::with_capacity(n * width);
         let mut valid = Vec::with_capacity(n);
         let mut buf = Scratch::default();
-        let mut sig = Vec::new();
+        let (mut sig, mut lower) = (Vec::new(), String::new());
         for i in 0..n {
             let t = if text.is_null(i) { "" } else { text.value(i) };
-            let k = minhash::exact_key(t, &mut buf);
+            minhash::lower_nfc(t, &mut buf.norm, &mut lower);
+            let k = minhash::key_of_lower(&lower, &mut buf.bytes);
             hi.push((k >> 64) as u64);
             lo.push(k as u64);
-            let signed = self.signer.sign(t, &mut buf, &mut sig);
+            let signed = self.signer.sign(t, &lower, &mut buf, &mut sig);
             valid.push(signed);
             if values {
                 keys.extend(sig.iter().map(|&v| if signed { v } else { 0 }));

@@ -335,14 +335,16 @@ async fn register_data(ctx: &SessionContext, name: &str, path: &Path, sample: Sc
     Ok(())
 }
 
-/// A syllabus output directory: `selected`, `scores`, `curriculum`, `rejects`, and from the
-/// manifest `phases` (one row per phase and domain), `shards` (one row per file) and
+/// A syllabus output directory: `selected`, `scores`, `curriculum`, `rejects`, `dedup` and
+/// `contamination` (a pipeline's `[dedup]` and `[decontaminate]` tables), and from the manifest `phases` (one row per phase and domain), `shards` (one row per file) and
 /// `sequences` (one row per sequence, read from the shards).
 async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registered>) -> Result<()> {
     for (file, name) in [
         ("selected.parquet", "selected"),
         ("scores.parquet", "scores"),
         ("curriculum.parquet", "curriculum"),
+        ("dedup.parquet", "dedup"),
+        ("contamination.parquet", "contamination"),
         ("rejects.jsonl", "rejects"),
     ] {
         let p = dir.join(file);
