@@ -137,6 +137,56 @@ fn zipfit(c: &mut Criterion) {
     g.finish();
 }
 
+fn dedup(c: &mut Criterion) {
+    use syllabus::dedup::minhash::{self, Scratch};
+    use syllabus::dedup::sort::{BandEntry, ExternalSort};
+    use syllabus::dedup::{Compat, DedupSettings};
+    let texts = fixture_texts();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let mut g = c.benchmark_group("dedup");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    for (name, compat) in [("signature", Compat::Syllabus), ("signature_datatrove", Compat::Datatrove)] {
+        let signer = DedupSettings { compat, ..Default::default() }.signer().unwrap();
+        g.bench_function(name, |b| {
+            let (mut buf, mut sig, mut lower) = (Scratch::default(), Vec::new(), String::new());
+            b.iter(|| {
+                for t in &texts {
+                    minhash::lower_nfc(t, &mut String::new(), &mut lower);
+                    black_box(minhash::key_of_lower(&lower, &mut Vec::new()));
+                    black_box(signer.sign(t, &lower, &mut buf, &mut sig));
+                }
+            })
+        });
+    }
+    g.finish();
+    // The join: 1M (band key, row) entries sorted in memory and merged into groups.
+    let mut g = c.benchmark_group("dedup");
+    g.throughput(Throughput::Elements(1 << 20));
+    g.sample_size(10);
+    let tmp = tempfile::tempdir().unwrap();
+    g.bench_function("join_1m_entries", |b| {
+        b.iter_batched(
+            || (0..1u64 << 20).map(|row| BandEntry { key: (row * 0x9E37_79B9_7F4A_7C15) % 900_001, row }).collect::<Vec<_>>(),
+            |entries| {
+                let mut s = ExternalSort::new(tmp.path(), "bench", 1 << 30);
+                for e in entries {
+                    s.push(e).unwrap();
+                }
+                let mut groups = 0u64;
+                s.groups(|_| {
+                    groups += 1;
+                    Ok(())
+                })
+                .unwrap();
+                groups
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 fn curriculum(c: &mut Criterion) {
     use syllabus::curriculum::emit::ShardBuilder;
     use syllabus::curriculum::order::{sort_file, sort_key, Rec, RecWriter};
@@ -346,5 +396,5 @@ fn loader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit, curriculum, proxy, eval, loader);
+criterion_group!(benches, source, dsir, select, zipfit, dedup, curriculum, proxy, eval, loader);
 criterion_main!(benches);
