@@ -167,7 +167,11 @@ fn dedup(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     g.bench_function("join_1m_entries", |b| {
         b.iter_batched(
-            || (0..1u64 << 20).map(|row| BandEntry { key: (row * 0x9E37_79B9_7F4A_7C15) % 900_001, row }).collect::<Vec<_>>(),
+            || {
+                (0..1u64 << 20)
+                    .map(|row| BandEntry { key: (row * 0x9E37_79B9_7F4A_7C15) % 900_001, row })
+                    .collect::<Vec<_>>()
+            },
             |entries| {
                 let mut s = ExternalSort::new(tmp.path(), "bench", 1 << 30);
                 for e in entries {

@@ -265,6 +265,10 @@ fn scores_selections_and_sql(c: &Cluster) {
         &lake,
     ]));
     both(c, d, "score-dsir-model", &["score", "dsir", "-q", "--batch-rows", "100", "--model", &p(&model)], &[&lake]);
+    // Dedup: signatures on the executors, the band and exact joins as group-bys shuffled by
+    // key, components on the client; every format, and planted copies across files.
+    both(c, d, "score-dedup", &["score", "dedup", "-q"], &[&lake]);
+    both(c, d, "score-dedup-planted", &["score", "dedup", "-q", "--batch-rows", "100"], &[&fixture("dedup/lake")]);
 
     // SQL: an aggregate over the scores, through the cluster and locally.
     let scores = d.join("score-dsir.local.parquet");
@@ -582,6 +586,19 @@ fn what_the_cluster_cannot_run_is_refused_up_front() {
     let err = crate::util::fails(&o, 1);
     assert!(err.contains("a random selection") && err.contains("drop --cluster"), "{err}");
     assert!(!out.exists(), "a refused run wrote {}", out.display());
+    // datatrove's dedup decisions follow each band's sorted order: one machine.
+    let dups = dir.path().join("dups.parquet");
+    let o = c.syllabus(&["score", "dedup", "--compat", "datatrove", "--cluster", &url, "--out", &p(&dups), &lake]);
+    assert!(crate::util::fails(&o, 1).contains("--compat datatrove runs on one machine"));
+    // A pipeline's [dedup] stage runs on one machine too.
+    let toml = dir.path().join("dedup.toml");
+    std::fs::write(
+        &toml,
+        format!("name = \"d\"\nout_dir = \"{}\"\n[source]\npaths = [\"{lake}\"]\n[dedup]\n[select]\nmethod = \"dsir\"\ntarget = [\"{}\"]\nk = 10\n", p(&out), fixture("target")),
+    )
+    .unwrap();
+    let err = crate::util::fails(&c.syllabus(&["run", &p(&toml), "--cluster", &url]), 1);
+    assert!(err.contains("[dedup] and [decontaminate] run on one machine"), "{err}");
     // A scheduler named without its port.
     let o = c.syllabus(&["sql", "-q", "--cluster", "df://127.0.0.1", "-c", "SELECT 1"]);
     assert!(crate::util::fails(&o, 1).contains("give the scheduler's port too"));

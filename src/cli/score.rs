@@ -233,6 +233,9 @@ pub(super) enum ScoreCommand {
         settings: crate::dedup::DedupSettings,
         #[command(flatten)]
         source: SourceArgs,
+        /// Run on a cluster (`syllabus cluster`): df://HOST:PORT. Same output, byte for byte.
+        #[arg(long, value_name = "df://HOST:PORT")]
+        cluster: Option<String>,
         #[command(flatten)]
         io: ScoreIo,
     },
@@ -430,7 +433,10 @@ crate::methods::for_each_method!(method_commands);
 pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
     match cmd {
         ScoreCommand::Method(m) => m.run(progress, start),
-        ScoreCommand::Dedup { settings, source, io } => {
+        ScoreCommand::Dedup { settings, source, cluster: Some(url), io } => {
+            dedup_on_cluster(&url, &settings, &source, &io, progress, start)
+        }
+        ScoreCommand::Dedup { settings, source, cluster: None, io } => {
             dedup_command(&settings, &source, &io.raw, &io.out, None, false, progress, start)
         }
         ScoreCommand::El2n { proxy, source, io } => {
@@ -583,6 +589,40 @@ fn dedup_command(
     work.finish()?;
     crate::dedup::print_report(what, d);
     super::finish(what, out, report, Vec::new(), rejects, start, selecting)
+}
+
+/// `score dedup --cluster`: signatures and joins on the cluster, components here.
+fn dedup_on_cluster(
+    url: &str,
+    settings: &crate::dedup::DedupSettings,
+    source: &SourceArgs,
+    io: &ScoreIo,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (url, settings, source, io, progress, start);
+        bail!("this syllabus was built without the `cluster` feature")
+    }
+    #[cfg(feature = "cluster")]
+    {
+        settings.validate()?;
+        let read = source.read_options()?;
+        let files = expand_inputs(&io.raw)?;
+        crate::sink::OutFormat::from_path(&io.out)?;
+        let (report, dedup, rejects) = crate::cluster::jobs::run_dedup(
+            url,
+            settings,
+            &files,
+            &read,
+            progress,
+            &io.out,
+            source.rejects.as_deref(),
+        )?;
+        crate::dedup::print_report("score dedup", &dedup);
+        super::finish("score dedup", &io.out, report, Vec::new(), rejects, start, false)
+    }
 }
 
 /// `score el2n|grand|loss`: train the proxies, score every row, write the table.

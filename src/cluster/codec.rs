@@ -103,7 +103,12 @@ fn decode_udf(kind: u8, body: &[u8]) -> Result<Arc<ScalarUDF>> {
             })?;
             let name = std::str::from_utf8(&body[..nul])
                 .map_err(|e| DataFusionError::Internal(format!("decoding a syllabus plan node: {e}")))?;
-            ScalarUDF::new_from_impl(ScorerUdf::new(crate::methods::decode(name, &body[nul + 1..]).map_err(ext)?))
+            let state = &body[nul + 1..];
+            let scorer = match crate::dedup::decode_scorer(name, state) {
+                Some(s) => s,
+                None => crate::methods::decode(name, state),
+            };
+            ScalarUDF::new_from_impl(ScorerUdf::new(scorer.map_err(ext)?))
         }
         k if k == Kind::Gumbel as u8 => {
             let b: GumbelBody = from_json(body)?;

@@ -410,6 +410,155 @@ pub fn run_method<M: Method>(
     Ok((report, fitted.target_stats, rejects))
 }
 
+/// A row of the cluster's dedup join: its file and location, in lake order.
+fn row_key(file: u32, loc: u64) -> u64 {
+    (u64::from(file) << 40) | loc
+}
+
+const ROW_KEY_SQL: &str = "(CAST(__file AS BIGINT) * 1099511627776 + CAST(__loc AS BIGINT))";
+
+impl ClusterLake<'_> {
+    /// `score dedup --cluster`: the signatures where the files are (map), the band and exact
+    /// joins as group-bys on the key (Ballista's hash-repartitioned shuffle: only rows that
+    /// share a key come back), the components here, then every row's decision written in lake
+    /// order in the local run's batches. `files`: [`ClusterLake::file_stats`].
+    pub fn dedup_to(
+        &self,
+        settings: &crate::dedup::DedupSettings,
+        files: Vec<FileStats>,
+        out: &Path,
+    ) -> Result<(RunReport, crate::dedup::DedupReport)> {
+        use crate::dedup::{Columns, Decider, Found, Join};
+        if settings.compat != crate::dedup::Compat::Syllabus {
+            return Err(Error::InvalidArgument(
+                "--compat datatrove runs on one machine (its pairs follow each band's sorted order): drop --cluster"
+                    .into(),
+            ));
+        }
+        for f in &files {
+            if f.read >= 1 << 40 {
+                return Err(Error::InvalidArgument(format!("{}: more than 2^40 rows", f.file)));
+            }
+        }
+        let name = self.register_scorer(crate::dedup::signature_scorer(settings)?);
+        let sigs = format!("SELECT {ROW_KEY_SQL} AS r, {name}({}) AS s FROM {TABLE}", self.text);
+        let rows_of = |b: &RecordBatch, i: usize| -> Result<Vec<u64>> {
+            let lists: &arrow::array::ListArray = column(b, 0)?;
+            let v = lists.value(i);
+            let v = v
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| Error::InvalidArgument("the cluster's groups are not row numbers".into()))?;
+            let mut rows: Vec<u64> = v.values().iter().map(|&r| r as u64).collect();
+            rows.sort_unstable();
+            Ok(rows)
+        };
+        let mut join = Join::new(true, false);
+        let bar = self.progress.rows("join (cluster)");
+        let bands = format!(
+            "SELECT array_agg(r) FROM (SELECT r, unnest(s['bands']) AS k FROM ({sigs})) GROUP BY k HAVING count(*) > 1"
+        );
+        for b in self.collect(&bands)? {
+            for i in 0..b.num_rows() {
+                let rows = rows_of(&b, i)?;
+                bar.inc(rows.len() as u64);
+                join.band_group(rows.into_iter());
+            }
+        }
+        // Exact groups, and the rows without shingles (alone or not) to count them.
+        let exact = format!(
+            "SELECT array_agg(r), CAST(sum(CASE WHEN s['bands'] IS NULL THEN 1 ELSE 0 END) AS BIGINT) FROM ({sigs}) \
+             GROUP BY s['exact_hi'], s['exact_lo'] HAVING count(*) > 1 OR sum(CASE WHEN s['bands'] IS NULL THEN 1 ELSE 0 END) > 0"
+        );
+        let mut without_shingles = 0u64;
+        for b in self.collect(&exact)? {
+            let nulls: &Int64Array = column(&b, 1)?;
+            for i in 0..b.num_rows() {
+                without_shingles += nulls.value(i) as u64;
+                let rows = rows_of(&b, i)?;
+                if rows.len() > 1 {
+                    join.exact_group(rows.into_iter());
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let found = Found::from_join(join, files, without_shingles);
+        let mut per_file = found.per_file();
+        let mut decider = Decider::new(&found);
+        let mut writer = TableWriter::create(out, crate::dedup::output_schema())?;
+        let mut columns = Columns::default();
+        let bar = self.progress.rows("decide (cluster)");
+        let sql = format!("SELECT __file, __batch, __loc, id FROM {TABLE} ORDER BY __file, __loc");
+        self.cluster.block_on(async {
+            let mut s = self.stream(&sql).await?;
+            let mut key: Option<(u32, u32)> = None;
+            while let Some(b) = s.next().await {
+                let b = b.map_err(err)?;
+                let file: &UInt32Array = column(&b, 0)?;
+                let batch: &UInt32Array = column(&b, 1)?;
+                let loc: &UInt64Array = column(&b, 2)?;
+                let ids: &StringArray = column(&b, 3)?;
+                for i in 0..b.num_rows() {
+                    // Cut where the (file, batch) of the local reader changes.
+                    let k = (file.value(i), batch.value(i));
+                    if key != Some(k) && !columns.is_empty() {
+                        writer.write(&columns.finish()?)?;
+                    }
+                    key = Some(k);
+                    let d = decider.row(row_key(k.0, loc.value(i)), ids.value(i))?;
+                    if !d.keep {
+                        let f = per_file
+                            .get_mut(k.0 as usize)
+                            .ok_or_else(|| Error::InvalidArgument("the cluster returned an unknown file".into()))?;
+                        if d.exact_copy {
+                            f.removed_exact += 1;
+                        } else {
+                            f.removed_near += 1;
+                        }
+                    }
+                    columns.push(ids.value(i), &d);
+                }
+                bar.inc(b.num_rows() as u64);
+            }
+            if !columns.is_empty() {
+                writer.write(&columns.finish()?)?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        bar.finish_and_clear();
+        writer.finish()?;
+        let report = found.report(per_file);
+        let d = &report;
+        let run = RunReport {
+            eligible: d.rows,
+            selected: d.kept,
+            selected_per_file: d.per_file.iter().map(|f| f.rows - f.removed_exact - f.removed_near).collect(),
+            files: found.files.clone(),
+            ..Default::default()
+        };
+        Ok((run, report))
+    }
+}
+
+/// `score dedup --cluster`: the report, the dedup counts and the rejects file.
+pub fn run_dedup(
+    url: &str,
+    settings: &crate::dedup::DedupSettings,
+    files: &[InputFile],
+    read: &ReadOptions,
+    progress: &Progress,
+    out: &Path,
+    rejects: Option<&Path>,
+) -> Result<(RunReport, crate::dedup::DedupReport, Option<RejectWriter>)> {
+    settings.validate()?;
+    let cluster = Cluster::connect(url)?;
+    let lake = ClusterLake::new(&cluster, files, read, progress)?;
+    let mut rejects = rejects.map(RejectWriter::create).transpose()?;
+    let stats = lake.file_stats(rejects.as_mut())?;
+    let (report, dedup) = lake.dedup_to(settings, stats, out)?;
+    Ok((report, dedup, rejects))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,7 +194,7 @@ impl DedupSettings {
     }
 
     /// The signer these settings describe.
-    fn signer(&self) -> Result<Arc<dyn Sign>> {
+    pub fn signer(&self) -> Result<Arc<dyn Sign>> {
         Ok(match self.compat {
             Compat::Syllabus => Arc::new(NativeSigner {
                 shingles: minhash::WordShingles { n: self.ngram },
@@ -245,6 +245,32 @@ impl Sign for NativeSigner {
 struct SignaturePass {
     signer: Arc<dyn Sign>,
     banding: Banding,
+    settings: DedupSettings,
+}
+
+/// The name of the signature pass as a scorer (the cluster's function).
+pub const SIGNATURE_SCORER: &str = "minhash";
+
+/// The signature pass as a scorer: per row `exact_hi`, `exact_lo` and `bands` (the band keys;
+/// null without shingles), the cluster's map step.
+pub fn signature_scorer(settings: &DedupSettings) -> Result<Arc<dyn Scorer>> {
+    Ok(Arc::new(SignaturePass::new(settings)?))
+}
+
+/// [`signature_scorer`] from its state (the cluster's codec); None for another scorer's name.
+pub fn decode_scorer(name: &str, state: &[u8]) -> Option<Result<Arc<dyn Scorer>>> {
+    (name == SIGNATURE_SCORER).then(|| {
+        let settings: DedupSettings = serde_json::from_slice(state)
+            .map_err(|e| Error::InvalidArgument(format!("decoding dedup settings: {e}")))?;
+        signature_scorer(&settings)
+    })
+}
+
+impl SignaturePass {
+    fn new(settings: &DedupSettings) -> Result<Self> {
+        settings.validate()?;
+        Ok(SignaturePass { signer: settings.signer()?, banding: settings.banding(), settings: settings.clone() })
+    }
 }
 
 const COL_EXACT_HI: &str = "exact_hi";
@@ -268,7 +294,7 @@ impl SignaturePass {
 
 impl Scorer for SignaturePass {
     fn name(&self) -> &'static str {
-        "minhash"
+        SIGNATURE_SCORER
     }
 
     fn output_fields(&self) -> Vec<Field> {
@@ -313,7 +339,7 @@ impl Scorer for SignaturePass {
     }
 
     fn state(&self) -> Result<Vec<u8>> {
-        Err(Error::InvalidArgument("the dedup signature pass is not shipped to a cluster".into()))
+        serde_json::to_vec(&self.settings).map_err(|e| Error::InvalidArgument(format!("dedup settings: {e}")))
     }
 }
 
@@ -355,7 +381,7 @@ pub struct DedupReport {
 
 /// A cluster of more than one row: its first row in lake order and its size.
 #[derive(Debug, Clone, Copy)]
-struct Cluster {
+pub struct Cluster {
     first: u64,
     size: u64,
 }
@@ -394,7 +420,7 @@ pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut Re
     let signer = settings.signer()?;
     let cluster_exact = signer.cluster_exact();
     let by_values = signer.band_values();
-    let pass = SignaturePass { signer, banding };
+    let pass = SignaturePass { signer, banding, settings: settings.clone() };
     let spill = work.dir().join("spill");
     if spill.exists() {
         std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
@@ -443,60 +469,35 @@ pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut Re
     })?;
     let rows: u64 = files.iter().map(|f| f.kept).sum();
     let bar = lake.progress.rows("join");
-    let mut candidate_links = 0u64;
-    let (spilled_runs, mut kept_of) = match bands {
+    let (spilled_runs, mut join) = match bands {
         Bands::Keys(s) => {
             let runs = s.runs() + exact.runs();
-            let mut uf = UnionFind::default();
+            let mut join = Join::new(cluster_exact, false);
             s.groups(|g| {
-                // Every row of a group to its first: the components are the same as any
-                // spanning links', and the root (the smallest row) does not depend on them.
-                for e in &g[1..] {
-                    candidate_links += 1;
-                    uf.union(g[0].row, e.row);
-                }
+                join.band_group(g.iter().map(|e| e.row));
                 bar.inc(g.len() as u64);
                 Ok(())
             })?;
-            (runs, Either::Min(uf))
+            (runs, join)
         }
         Bands::Values(s) => {
             let runs = s.runs() + exact.runs();
-            let mut uf = datatrove::SizeUnion::default();
+            let mut join = Join::new(cluster_exact, true);
             s.groups(|g| {
-                // datatrove links neighbours in sorted order, and its union depends on the order.
-                for w in g.windows(2) {
-                    candidate_links += 1;
-                    uf.union(w[0].row, w[1].row);
-                }
+                join.band_group(g.iter().map(|e| e.row));
                 bar.inc(g.len() as u64);
                 Ok(())
             })?;
-            (runs, Either::BySize(uf))
+            (runs, join)
         }
     };
-    let mut exact_of: FxHashMap<u64, u64> = FxHashMap::default();
     exact.groups(|g| {
-        let first = g[0].row;
-        for e in g {
-            exact_of.insert(e.row, first);
-            if cluster_exact && e.row != first {
-                if let Either::Min(uf) = &mut kept_of {
-                    uf.union(first, e.row);
-                }
-            }
-        }
+        join.exact_group(g.iter().map(|e| e.row));
         Ok(())
     })?;
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&spill);
-    let kept_of = kept_of.roots();
-    let mut clusters: FxHashMap<u64, Cluster> = FxHashMap::default();
-    for (&row, &kept) in &kept_of {
-        let c = clusters.entry(kept).or_insert(Cluster { first: row, size: 0 });
-        c.first = c.first.min(row);
-        c.size += 1;
-    }
+    let (kept_of, clusters, exact_of, candidate_links) = join.finish();
     let report = DedupReport {
         rows,
         without_shingles,
@@ -506,6 +507,81 @@ pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut Re
         ..Default::default()
     };
     Ok(Found { files, kept_of, clusters, exact: exact_of, report })
+}
+
+/// The reduce: groups of rows that share a band key or an exact key (rows ascending, any
+/// number for a row, a key's group whole) in, clusters out. Rows are any numbers in lake order
+/// (a row's index here, a file and location on a cluster).
+pub struct Join {
+    uf: Either,
+    exact_of: FxHashMap<u64, u64>,
+    cluster_exact: bool,
+    candidate_links: u64,
+}
+
+impl Join {
+    /// `datatrove`: its union by size over neighbours, in the order the groups come (each
+    /// band's groups in its sorted order); else components rooted at their first row.
+    pub fn new(cluster_exact: bool, datatrove: bool) -> Self {
+        let uf =
+            if datatrove { Either::BySize(datatrove::SizeUnion::default()) } else { Either::Min(UnionFind::default()) };
+        Join { uf, exact_of: FxHashMap::default(), cluster_exact, candidate_links: 0 }
+    }
+
+    /// Rows that share a band key.
+    pub fn band_group(&mut self, rows: impl Iterator<Item = u64>) {
+        let mut prev: Option<u64> = None;
+        let mut first: Option<u64> = None;
+        for r in rows {
+            match &mut self.uf {
+                // Every row to the group's first: the components are those of any spanning
+                // links, and their root (the smallest row) does not depend on which.
+                Either::Min(uf) => {
+                    if let Some(f) = first {
+                        uf.union(f, r);
+                        self.candidate_links += 1;
+                    }
+                }
+                // datatrove links neighbours in sorted order, and its union depends on the order.
+                Either::BySize(uf) => {
+                    if let Some(p) = prev {
+                        uf.union(p, r);
+                        self.candidate_links += 1;
+                    }
+                }
+            }
+            first.get_or_insert(r);
+            prev = Some(r);
+        }
+    }
+
+    /// Rows with the same exact key.
+    pub fn exact_group(&mut self, rows: impl Iterator<Item = u64>) {
+        let mut first: Option<u64> = None;
+        for r in rows {
+            let f = *first.get_or_insert(r);
+            self.exact_of.insert(r, f);
+            if self.cluster_exact && r != f {
+                if let Either::Min(uf) = &mut self.uf {
+                    uf.union(f, r);
+                }
+            }
+        }
+    }
+
+    /// Row -> kept row (rows in clusters), the clusters by kept row, row -> first exact copy,
+    /// and the candidate links counted.
+    #[allow(clippy::type_complexity)]
+    fn finish(self) -> (FxHashMap<u64, u64>, FxHashMap<u64, Cluster>, FxHashMap<u64, u64>, u64) {
+        let kept_of = self.uf.roots();
+        let mut clusters: FxHashMap<u64, Cluster> = FxHashMap::default();
+        for (&row, &kept) in &kept_of {
+            let c = clusters.entry(kept).or_insert(Cluster { first: row, size: 0 });
+            c.first = c.first.min(row);
+            c.size += 1;
+        }
+        (kept_of, clusters, self.exact_of, self.candidate_links)
+    }
 }
 
 /// The union-find of either join.
@@ -542,87 +618,166 @@ pub fn output_schema() -> SchemaRef {
     ]))
 }
 
-impl Found {
-    /// Decide every row (in lake order, from the kept signatures), write the per-row table
-    /// to `out` if given, and count.
-    pub fn decide(self, lake: &ScoredLake, settings: &DedupSettings, out: Option<&Path>) -> Result<Outcome> {
-        let schema = output_schema();
-        let mut writer = out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
-        // Rows later rows name (a cluster's first, an exact group's first): their ids, kept
-        // from when they are read.
-        let named: rustc_hash::FxHashSet<u64> = self
+/// A row's decision.
+pub struct Decision<'a> {
+    pub exact: &'a str,
+    pub cluster: &'a str,
+    pub count: u64,
+    pub keep: bool,
+    /// Removed as an exact copy of an earlier row (else, when removed, as a near duplicate).
+    pub exact_copy: bool,
+}
+
+/// Decides the rows of a [`Found`] one by one, in lake order, naming the rows they point to.
+pub struct Decider<'f> {
+    found: &'f Found,
+    /// Rows later rows name (a cluster's first, an exact group's first).
+    named: rustc_hash::FxHashSet<u64>,
+    names: FxHashMap<u64, String>,
+}
+
+impl<'f> Decider<'f> {
+    pub fn new(found: &'f Found) -> Self {
+        let named = found
             .clusters
             .values()
             .map(|c| c.first)
-            .chain(self.exact.iter().filter(|(r, f)| r == f).map(|(r, _)| *r))
+            .chain(found.exact.iter().filter(|(r, f)| r == f).map(|(r, _)| *r))
             .collect();
-        let mut names: FxHashMap<u64, String> = FxHashMap::default();
-        let mut per_file: Vec<FileRemoved> = self
-            .files
-            .iter()
-            .map(|f| FileRemoved { file: f.file.clone(), rows: f.kept, ..Default::default() })
-            .collect();
+        Decider { found, named, names: FxHashMap::default() }
+    }
+
+    /// The decision for `row` (its number in the join) with id `id`; rows come in lake order.
+    pub fn row<'a>(&'a mut self, row: u64, id: &'a str) -> Result<Decision<'a>> {
+        if self.named.contains(&row) {
+            self.names.insert(row, id.to_string());
+        }
+        let f = self.found;
+        let exact_first = f.exact.get(&row).copied().unwrap_or(row);
+        let kept = f.kept_of.get(&row).copied().unwrap_or(row);
+        let cluster = f.clusters.get(&kept).copied().unwrap_or(Cluster { first: row, size: 1 });
+        let names = &self.names;
+        let name = |r: u64| -> Result<&'a str> {
+            if r == row {
+                return Ok(id);
+            }
+            names.get(&r).map(String::as_str).ok_or_else(|| {
+                Error::InvalidArgument(format!("dedup: row {row} names row {r}, which was not read before it"))
+            })
+        };
+        Ok(Decision {
+            exact: name(exact_first)?,
+            cluster: name(cluster.first)?,
+            count: cluster.size,
+            keep: kept == row,
+            exact_copy: exact_first != row,
+        })
+    }
+}
+
+/// The per-row table's columns, built a batch at a time.
+#[derive(Default)]
+pub struct Columns {
+    ids: StringBuilder,
+    exact: StringBuilder,
+    cluster: StringBuilder,
+    counts: Vec<u64>,
+    keep: Vec<bool>,
+}
+
+impl Columns {
+    pub fn push(&mut self, id: &str, d: &Decision) {
+        self.ids.append_value(id);
+        self.exact.append_value(d.exact);
+        self.cluster.append_value(d.cluster);
+        self.counts.push(d.count);
+        self.keep.push(d.keep);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The batch so far (and start a new one).
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ids.finish()),
+            Arc::new(self.exact.finish()),
+            Arc::new(self.cluster.finish()),
+            Arc::new(UInt64Array::from(std::mem::take(&mut self.counts))),
+            Arc::new(BooleanArray::from(std::mem::take(&mut self.keep))),
+        ];
+        RecordBatch::try_new(output_schema(), columns).map_err(|e| Error::arrow("building dedup rows", e))
+    }
+}
+
+impl Found {
+    /// Join results made elsewhere (a cluster's group-by): `rows` and `files` for the report.
+    pub fn from_join(join: Join, files: Vec<FileStats>, without_shingles: u64) -> Found {
+        let rows = files.iter().map(|f| f.kept).sum();
+        let (kept_of, clusters, exact, candidate_links) = join.finish();
+        let report = DedupReport {
+            rows,
+            without_shingles,
+            candidate_links,
+            clusters: clusters.len() as u64,
+            ..Default::default()
+        };
+        Found { files, kept_of, clusters, exact, report }
+    }
+
+    /// The report, once every row was decided: removed rows per file and reason.
+    pub fn report(&self, per_file: Vec<FileRemoved>) -> DedupReport {
+        let mut report = self.report.clone();
+        report.removed_exact = per_file.iter().map(|f| f.removed_exact).sum();
+        report.removed_near = per_file.iter().map(|f| f.removed_near).sum();
+        report.kept = report.rows - report.removed_exact - report.removed_near;
+        report.per_file = per_file;
+        report
+    }
+
+    /// Per file, no rows removed yet.
+    pub fn per_file(&self) -> Vec<FileRemoved> {
+        self.files.iter().map(|f| FileRemoved { file: f.file.clone(), rows: f.kept, ..Default::default() }).collect()
+    }
+
+    /// Decide every row (in lake order, from the kept signatures), write the per-row table
+    /// to `out` if given, and count.
+    pub fn decide(self, lake: &ScoredLake, settings: &DedupSettings, out: Option<&Path>) -> Result<Outcome> {
+        let mut writer = out.map(|p| TableWriter::create(p, output_schema())).transpose()?;
+        let mut per_file = self.per_file();
         let mut removed_locs: Vec<Vec<u64>> = vec![Vec::new(); self.files.len()];
-        let fields = SignaturePass { signer: settings.signer()?, banding: settings.banding() }.output_fields();
+        let fields = SignaturePass::new(settings)?.output_fields();
         let bar = lake.progress.rows("decide");
+        let mut decider = Decider::new(&self);
+        let mut columns = Columns::default();
         lake.replay(&fields, |b| {
-            let n = b.ids.len();
-            let (mut exact_col, mut cluster_col) = (StringBuilder::new(), StringBuilder::new());
-            let (mut counts, mut keep) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            for i in 0..n {
-                let row = b.first_row + i as u64;
+            for i in 0..b.ids.len() {
                 let id = b.ids.value(i);
-                if named.contains(&row) {
-                    names.insert(row, id.to_string());
-                }
-                let exact_first = self.exact.get(&row).copied().unwrap_or(row);
-                let kept = self.kept_of.get(&row).copied().unwrap_or(row);
-                let cluster = self.clusters.get(&kept).copied().unwrap_or(Cluster { first: row, size: 1 });
-                let name = |r: u64| -> Result<&str> {
-                    if r == row {
-                        return Ok(id);
-                    }
-                    names.get(&r).map(String::as_str).ok_or_else(|| {
-                        Error::InvalidArgument(format!("dedup: row {row} names row {r}, which was not read before it"))
-                    })
-                };
-                exact_col.append_value(name(exact_first)?);
-                cluster_col.append_value(name(cluster.first)?);
-                counts.push(cluster.size);
-                keep.push(kept == row);
-                if kept != row {
+                let d = decider.row(b.first_row + i as u64, id)?;
+                if !d.keep {
                     removed_locs[b.file].push(b.locations[i]);
-                    if exact_first != row {
+                    if d.exact_copy {
                         per_file[b.file].removed_exact += 1;
                     } else {
                         per_file[b.file].removed_near += 1;
                     }
                 }
+                if writer.is_some() {
+                    columns.push(id, &d);
+                }
             }
             if let Some(w) = writer.as_mut() {
-                let columns: Vec<ArrayRef> = vec![
-                    Arc::new(b.ids.clone()),
-                    Arc::new(exact_col.finish()),
-                    Arc::new(cluster_col.finish()),
-                    Arc::new(UInt64Array::from(counts)),
-                    Arc::new(BooleanArray::from(keep)),
-                ];
-                let batch = RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| Error::arrow("building dedup rows", e))?;
-                w.write(&batch)?;
+                w.write(&columns.finish()?)?;
             }
-            bar.inc(n as u64);
+            bar.inc(b.ids.len() as u64);
             Ok(())
         })?;
         bar.finish_and_clear();
         if let Some(w) = writer {
             w.finish()?;
         }
-        let mut report = self.report;
-        report.removed_exact = per_file.iter().map(|f| f.removed_exact).sum();
-        report.removed_near = per_file.iter().map(|f| f.removed_near).sum();
-        report.kept = report.rows - report.removed_exact - report.removed_near;
-        report.per_file = per_file;
+        let report = self.report(per_file);
         let mut removed = Exclusions::default();
         for (f, locs) in lake.raw.iter().zip(removed_locs) {
             removed.insert(f.path.clone(), locs);
