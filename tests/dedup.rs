@@ -313,3 +313,36 @@ fn the_clean_pipeline_removes_rows_before_selection() {
     assert_eq!(removed, removed_here + decontaminated);
     assert_eq!(scores["id"].len() as u64, 1225 - removed);
 }
+
+/// In SQL: `dedup_key` groups the exact copies `score dedup` finds, and `minhash_jaccard`
+/// estimates `jaccard` within its binomial bound (112 values: sd = sqrt(J(1-J)/112)).
+#[test]
+fn sql_finds_the_same_exact_copies_and_explains_similarity() {
+    let lake = fixture("dedup/lake");
+    let sql = |q: &str| {
+        let o = syllabus(&["sql", "-q", "--format", "csv", &lake, "-c", q]);
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let dir = tempdir();
+    let out = dir.path().join("d.parquet");
+    ok(&syllabus(&["score", "dedup", "-q", "--out", &p(&out), &lake]));
+    let t = parquet_table(&out);
+    let exact_copies = (0..t["id"].len()).filter(|&i| t["dup_exact"][i] != t["id"][i]).count();
+    let got = sql(
+        "SELECT sum(n) - count(*) FROM (SELECT dedup_key(text) k, count(*) n FROM lake GROUP BY k HAVING count(*) > 1)",
+    );
+    assert_eq!(got.lines().nth(1).unwrap(), exact_copies.to_string(), "{got}");
+    let pairs = sql("SELECT jaccard(a.text, b.text), minhash_jaccard(a.text, b.text), jaccard(a.text, a.text) \
+         FROM lake a JOIN lake b ON b.id = a.id || '~edit0'");
+    let mut n = 0;
+    for line in pairs.lines().skip(1) {
+        let v: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        let (j, est, same) = (v[0], v[1], v[2]);
+        assert_eq!(same, 1.0);
+        let sd = (j * (1.0 - j) / 112.0).sqrt();
+        assert!((est - j).abs() <= 4.0 * sd + 1e-9, "estimate {est} of {j}");
+        n += 1;
+    }
+    assert!(n >= 20, "{n} pairs");
+}

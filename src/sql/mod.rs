@@ -234,6 +234,10 @@ impl Session {
             let items = crate::source::expand_inputs(&opts.against)?;
             given.push(("--against", crate::methods::SqlInput::Target(items)));
         }
+        // Duplicates: exact keys and shingle similarity (here only: not in a cluster's plans).
+        ctx.register_udf(udf::dedup_key());
+        ctx.register_udf(udf::jaccard(false));
+        ctx.register_udf(udf::jaccard(true));
         let read = crate::source::ReadOptions::default();
         let progress = crate::progress::Progress::new(true);
         for scorer in crate::methods::sql_scorers(&given, &read, &progress)? {

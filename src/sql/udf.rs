@@ -2,6 +2,12 @@
 //!
 //! - `n_words(text)`: the wordpunct word count DSIR uses (always there);
 //! - `ncd(a, b)`: normalised compression distance with gzip 6, as ZIP-FIT computes it;
+//! - `dedup_key(text)`: the exact-duplicate key of `score dedup` (32 hex digits: equal keys,
+//!   equal texts after NFC, lowercase and whitespace folding), to find exact copies in SQL;
+//! - `jaccard(a, b)`: the Jaccard similarity of two texts' shingle sets (word 5-grams, as
+//!   `score dedup` makes them), and `minhash_jaccard(a, b)`: its estimate from their 112-value
+//!   MinHash signatures (the share of equal values; a pair is a candidate at 14 bands x 8 with
+//!   probability `1 - (1 - s^8)^14`), to see why two documents were or were not clustered;
 //! - every scoring method that offers one ([`crate::methods::Info::sql`]), through one adapter
 //!   ([`scorer_udf`]): a function named after the scorer's first column, giving it:
 //!   `dsir_logw(text)` and `moore_lewis(text)` under a saved DSIR model (`--dsir-model`, or the
@@ -75,6 +81,67 @@ pub fn ncd() -> ScalarUDF {
         Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out)) as ArrayRef))
     });
     create_udf("ncd", vec![DataType::Utf8, DataType::Utf8], DataType::Float64, Volatility::Immutable, fun)
+}
+
+pub fn dedup_key() -> ScalarUDF {
+    let fun = Arc::new(move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        let n = rows(args);
+        let texts = strings(&args[0], n)?;
+        let out: Vec<Option<String>> = (0..texts.len())
+            .into_par_iter()
+            .map_init(crate::dedup::minhash::Scratch::default, |buf, i| {
+                texts.is_valid(i).then(|| format!("{:032x}", crate::dedup::minhash::exact_key(texts.value(i), buf)))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out)) as ArrayRef))
+    });
+    create_udf("dedup_key", vec![DataType::Utf8], DataType::Utf8, Volatility::Immutable, fun)
+}
+
+/// `jaccard(a, b)` (`estimate`: false) or `minhash_jaccard(a, b)` with `score dedup`'s defaults.
+pub fn jaccard(estimate: bool) -> ScalarUDF {
+    use crate::dedup::minhash::{Scratch, Shingler, WordShingles};
+    let settings = crate::dedup::DedupSettings::default();
+    let shingles = WordShingles { n: settings.ngram };
+    let signer = settings.signer().expect("the default dedup settings are valid");
+    let fun = Arc::new(move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        let n = rows(args);
+        let (a, b) = (strings(&args[0], n)?, strings(&args[1], n)?);
+        let out: Vec<Option<f64>> = (0..n)
+            .into_par_iter()
+            .map_init(Scratch::default, |buf, i| {
+                if !(a.is_valid(i) && b.is_valid(i)) {
+                    return None;
+                }
+                let (x, y) = (a.value(i), b.value(i));
+                if estimate {
+                    let mut lower = String::new();
+                    let mut sig = |t: &str| {
+                        crate::dedup::minhash::lower_nfc(t, &mut String::new(), &mut lower);
+                        let mut s = Vec::new();
+                        signer.sign(t, &lower, buf, &mut s).then_some(s)
+                    };
+                    let (sx, sy) = (sig(x), sig(y));
+                    Some(match (sx, sy) {
+                        (Some(sx), Some(sy)) => crate::dedup::minhash::jaccard_estimate(&sx, &sy),
+                        _ => 0.0,
+                    })
+                } else {
+                    let mut set = |t: &str| {
+                        let mut v = Vec::new();
+                        shingles.shingles(t, buf, &mut v);
+                        v.into_iter().collect::<std::collections::HashSet<u64>>()
+                    };
+                    let (sx, sy) = (set(x), set(y));
+                    let union = sx.union(&sy).count();
+                    Some(if union == 0 { 0.0 } else { sx.intersection(&sy).count() as f64 / union as f64 })
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out)) as ArrayRef))
+    });
+    let name = if estimate { "minhash_jaccard" } else { "jaccard" };
+    create_udf(name, vec![DataType::Utf8, DataType::Utf8], DataType::Float64, Volatility::Immutable, fun)
 }
 
 /// A fitted scorer as a SQL function of one text column: named after its first (ranking)
