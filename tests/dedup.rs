@@ -204,6 +204,11 @@ fn spilling_and_threads_change_nothing() {
     assert_eq!(memory, spilled, "the spilled join finds the same clusters");
     let (one, _) = run("one.parquet", &["--threads", "1"]);
     assert_eq!(memory, one, "one thread or two, the same bytes");
+    // datatrove's join sorts whole band values (80-byte records): spilled, the same.
+    let (dt_memory, _) = run("dt-memory.parquet", &["--compat", "datatrove"]);
+    let (dt_spilled, err) = run("dt-spilled.parquet", &["--compat", "datatrove", "--memory-limit", "1MB"]);
+    assert!(!err.contains("; 0 spilled runs"), "{err}");
+    assert_eq!(dt_memory, dt_spilled);
     // Every tenth document is a copy: 600 removed (a few generated texts may repeat too).
     let t = parquet_table(&d.join("memory.parquet"));
     let gone = t["dup_keep"].iter().filter(|k| *k == "false").count();
@@ -276,6 +281,42 @@ fn bad_settings_and_wordless_documents() {
     assert!(err.contains("up to 8 per band"), "{err}");
 }
 
+/// A pipeline that only removes rows writes the rest as `selected.parquet`, and its bad
+/// records once, also when it runs again.
+#[test]
+fn a_dedup_only_pipeline_writes_the_rest_and_its_rejects_once() {
+    let dir = tempdir();
+    let d = dir.path();
+    let lake = d.join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let good = std::fs::read_to_string(fixture("dedup/lake/part-003.jsonl")).unwrap();
+    std::fs::write(lake.join("a.jsonl"), format!("{good}{{not json\n{good}")).unwrap();
+    let out = d.join("out");
+    let toml = d.join("p.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "name = \"d\"\nout_dir = \"{}\"\n[source]\npaths = [\"{}\"]\non_bad_record = \"skip\"\n[dedup]\n",
+            p(&out),
+            p(&lake)
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        fails(&syllabus(&["run", &p(&toml), "-q"]), 3);
+        let rejects = std::fs::read_to_string(out.join("rejects.jsonl")).unwrap();
+        assert_eq!(rejects.lines().count(), 1, "{rejects}");
+        let kept = parquet_table(&out.join("selected.parquet"));
+        let rows = good.lines().count();
+        let t = parquet_table(&out.join("dedup.parquet"));
+        assert_eq!(t["id"].len(), 2 * rows);
+        let keep = t["dup_keep"].iter().filter(|k| *k == "true").count();
+        assert_eq!(kept["id"].len(), keep);
+        // The second copy of every row is an exact duplicate of the first.
+        assert!(t["dup_keep"][rows..].iter().all(|k| k == "false"));
+    }
+}
+
 /// `pipelines/clean.toml`: decontamination, then dedup, then DSIR; the removed rows reach
 /// nothing after them and every count reconciles.
 #[test]
@@ -345,4 +386,42 @@ fn sql_finds_the_same_exact_copies_and_explains_similarity() {
         n += 1;
     }
     assert!(n >= 20, "{n} pairs");
+}
+
+/// `--min-jaccard`: confirmed clusters are a refinement of the unconfirmed ones (every
+/// confirmed link is a candidate link), copies whose signatures agree are still removed, and a
+/// threshold of 1 keeps only identical signatures together.
+#[test]
+fn min_jaccard_confirms_candidates() {
+    let dir = tempdir();
+    let d = dir.path();
+    let lake = fixture("dedup/lake");
+    let run = |name: &str, extra: &[&str]| {
+        let out = d.join(name);
+        let mut args = vec!["score", "dedup", "-q"];
+        args.extend_from_slice(extra);
+        let o = p(&out);
+        args.extend_from_slice(&["--out", &o, &lake]);
+        let err = ok(&syllabus(&args));
+        (parquet_table(&out), err)
+    };
+    let (all, _) = run("all.parquet", &[]);
+    let (half, err) = run("half.parquet", &["--min-jaccard", "0.5"]);
+    let (one, _) = run("one.parquet", &["--min-jaccard", "1"]);
+    assert!(err.contains("agreed with none of its group's representatives"), "{err}");
+    let removed = |t: &HashMap<String, Vec<String>>| t["dup_keep"].iter().filter(|k| *k == "false").count();
+    assert!(removed(&one) < removed(&half) && removed(&half) <= removed(&all));
+    for t in [&half, &one] {
+        for i in 0..t["id"].len() {
+            // A confirmed cluster lies within an unconfirmed one.
+            let head = &t["dup_cluster"][i];
+            let j = t["id"].iter().position(|x| x == head).unwrap();
+            assert_eq!(all["dup_cluster"][i], all["dup_cluster"][j], "{} and {head}", t["id"][i]);
+            if t["id"][i].contains("~exact") || t["id"][i].contains("~case") {
+                assert_eq!(t["dup_keep"][i], "false", "{}", t["id"][i]);
+            }
+        }
+    }
+    let err = fails(&syllabus(&["score", "dedup", "--min-jaccard", "0", "--out", &p(&d.join("x.parquet")), &lake]), 1);
+    assert!(err.contains("min_jaccard must be in (0, 1]"), "{err}");
 }

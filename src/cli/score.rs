@@ -555,7 +555,9 @@ fn dedup_command(
 ) -> anyhow::Result<ExitCode> {
     settings.validate()?;
     let what = if selecting { "select dedup" } else { "score dedup" };
-    let key = format!("{settings:?} {source:?}");
+    // Memory changes where the join sorts, never the signatures kept: a run killed for its
+    // memory resumes with a smaller limit.
+    let key = format!("{:?} {source:?}", crate::dedup::DedupSettings { memory_limit: 0, ..settings.clone() });
     let (opts, raw, work, mut rejects) = open_resumable(source, raw_inputs, out, what, key, &[], None)?;
     if selecting && raw.iter().any(|f| f.name == "-") {
         bail!("select dedup reads the lake twice: give it files, not stdin (or run `score dedup`)");

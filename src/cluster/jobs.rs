@@ -429,12 +429,7 @@ impl ClusterLake<'_> {
         out: &Path,
     ) -> Result<(RunReport, crate::dedup::DedupReport)> {
         use crate::dedup::{Columns, Decider, Found, Join};
-        if settings.compat != crate::dedup::Compat::Syllabus {
-            return Err(Error::InvalidArgument(
-                "--compat datatrove runs on one machine (its pairs follow each band's sorted order): drop --cluster"
-                    .into(),
-            ));
-        }
+        check_dedup(settings, self.raw.len())?;
         for f in &files {
             if f.read >= 1 << 40 {
                 return Err(Error::InvalidArgument(format!("{}: more than 2^40 rows", f.file)));
@@ -540,6 +535,26 @@ impl ClusterLake<'_> {
     }
 }
 
+/// What `score dedup --cluster` cannot run, refused before the cluster is reached.
+fn check_dedup(settings: &crate::dedup::DedupSettings, files: usize) -> Result<()> {
+    settings.validate()?;
+    if settings.min_jaccard.is_some() {
+        return Err(Error::InvalidArgument(
+            "--min-jaccard runs on one machine (it reads the signatures of every candidate): drop --cluster".into(),
+        ));
+    }
+    if settings.compat != crate::dedup::Compat::Syllabus {
+        return Err(Error::InvalidArgument(
+            "--compat datatrove runs on one machine (its pairs follow each band's sorted order): drop --cluster".into(),
+        ));
+    }
+    // A row's number is its file's index above 40 bits of its location, in a BIGINT.
+    if files >= 1 << 23 {
+        return Err(Error::InvalidArgument(format!("dedup --cluster takes at most 2^23 files, not {files}")));
+    }
+    Ok(())
+}
+
 /// `score dedup --cluster`: the report, the dedup counts and the rejects file.
 pub fn run_dedup(
     url: &str,
@@ -550,7 +565,7 @@ pub fn run_dedup(
     out: &Path,
     rejects: Option<&Path>,
 ) -> Result<(RunReport, crate::dedup::DedupReport, Option<RejectWriter>)> {
-    settings.validate()?;
+    check_dedup(settings, files.len())?;
     let cluster = Cluster::connect(url)?;
     let lake = ClusterLake::new(&cluster, files, read, progress)?;
     let mut rejects = rejects.map(RejectWriter::create).transpose()?;

@@ -20,9 +20,12 @@
 //! as datatrove's are ([`datatrove`]), and `dup_exact` is reported beside them.
 //!
 //! Memory: the sort buffers (half of `--memory-limit`), batches in flight, and, for the rows
-//! that have a duplicate only, their cluster (about 50 bytes per such row); nothing else grows
-//! with the lake. Disk: per row its id and keys in the work directory (about `24 + 8 x bands`
-//! bytes plus the id), and the spilled runs.
+//! that have a duplicate only, their cluster (about 50 bytes per such row); with
+//! `--min-jaccard` also the signature of every row that shares a band key (4 bytes per value,
+//! 448 for 112, and its entry in a set); nothing else grows with the lake. Disk: per row its
+//! id and keys in the work directory (`16 + 8 x bands` bytes plus the id; `--compat datatrove`
+//! keeps the whole signature, `8 x bands x hashes_per_band`; `--min-jaccard` adds 4 bytes per
+//! value), the spilled runs, and with `--min-jaccard` the band groups.
 
 pub mod components;
 pub mod datatrove;
@@ -97,6 +100,13 @@ pub struct DedupSettings {
     #[arg(long, default_value = "2GB", value_parser = parse_bytes)]
     #[serde(default = "default_memory_limit", deserialize_with = "bytes_de", serialize_with = "bytes_ser")]
     pub memory_limit: u64,
+    /// Confirm candidates: a row joins a cluster only through a row whose signature agrees
+    /// with its own on at least this share of values (the estimated Jaccard similarity),
+    /// which drops the pairs that share a band by chance. Costs the signatures' memory for
+    /// the rows that share a band.
+    #[arg(long, value_name = "J")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_jaccard: Option<f64>,
 }
 
 fn default_ngram() -> usize {
@@ -124,6 +134,7 @@ impl Default for DedupSettings {
             minhash_seed: default_seed(),
             compat: Compat::default(),
             memory_limit: default_memory_limit(),
+            min_jaccard: None,
         }
     }
 }
@@ -186,6 +197,17 @@ impl DedupSettings {
         }
         if self.memory_limit < 1 << 20 {
             return bad(format!("dedup: memory_limit must be at least 1MB, not {} bytes", self.memory_limit));
+        }
+        if let Some(j) = self.min_jaccard {
+            if !(j > 0.0 && j <= 1.0) {
+                return bad(format!("dedup: min_jaccard must be in (0, 1], not {j}"));
+            }
+            if self.compat == Compat::Datatrove {
+                return bad(
+                    "dedup: datatrove does not confirm candidates: --min-jaccard is not a --compat datatrove setting"
+                        .into(),
+                );
+            }
         }
         if self.compat == Compat::Datatrove {
             datatrove::check_settings(self)?;
@@ -276,6 +298,8 @@ impl SignaturePass {
 const COL_EXACT_HI: &str = "exact_hi";
 const COL_EXACT_LO: &str = "exact_lo";
 const COL_BANDS: &str = "bands";
+/// The whole signature (`--min-jaccard` only; native values fit in 32 bits).
+const COL_SIGNATURE: &str = "signature";
 
 impl SignaturePass {
     fn band_field() -> Arc<Field> {
@@ -298,11 +322,16 @@ impl Scorer for SignaturePass {
     }
 
     fn output_fields(&self) -> Vec<Field> {
-        vec![
+        let mut f = vec![
             Field::new(COL_EXACT_HI, DataType::UInt64, false),
             Field::new(COL_EXACT_LO, DataType::UInt64, false),
             Field::new(COL_BANDS, DataType::FixedSizeList(Self::band_field(), self.width() as i32), true),
-        ]
+        ];
+        if self.settings.min_jaccard.is_some() {
+            let item = Arc::new(Field::new("item", DataType::UInt32, false));
+            f.push(Field::new(COL_SIGNATURE, DataType::FixedSizeList(item, self.banding.hashes() as i32), true));
+        }
+        f
     }
 
     fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
@@ -316,6 +345,8 @@ impl Scorer for SignaturePass {
         let mut valid = Vec::with_capacity(n);
         let mut buf = Scratch::default();
         let (mut sig, mut lower) = (Vec::new(), String::new());
+        let confirm = self.settings.min_jaccard.is_some();
+        let mut sigs: Vec<u32> = Vec::with_capacity(if confirm { n * self.banding.hashes() } else { 0 });
         for i in 0..n {
             let t = if text.is_null(i) { "" } else { text.value(i) };
             minhash::lower_nfc(t, &mut buf.norm, &mut lower);
@@ -324,6 +355,9 @@ impl Scorer for SignaturePass {
             lo.push(k as u64);
             let signed = self.signer.sign(t, &lower, &mut buf, &mut sig);
             valid.push(signed);
+            if confirm {
+                sigs.extend(sig.iter().map(|&v| if signed { v as u32 } else { 0 }));
+            }
             if values {
                 keys.extend(sig.iter().map(|&v| if signed { v } else { 0 }));
             } else {
@@ -333,9 +367,21 @@ impl Scorer for SignaturePass {
             }
         }
         let keys = Arc::new(UInt64Array::from(keys));
-        let bands = FixedSizeListArray::try_new(Self::band_field(), width as i32, keys, Some(NullBuffer::from(valid)))
+        let nulls = NullBuffer::from(valid);
+        let bands = FixedSizeListArray::try_new(Self::band_field(), width as i32, keys, Some(nulls.clone()))
             .map_err(|e| Error::arrow("building band keys", e))?;
-        Ok(vec![Arc::new(UInt64Array::from(hi)), Arc::new(UInt64Array::from(lo)), Arc::new(bands)])
+        let mut out: Vec<ArrayRef> =
+            vec![Arc::new(UInt64Array::from(hi)), Arc::new(UInt64Array::from(lo)), Arc::new(bands)];
+        if confirm {
+            let item = Arc::new(Field::new("item", DataType::UInt32, false));
+            let values = Arc::new(arrow::array::UInt32Array::from(sigs));
+            let m = self.banding.hashes() as i32;
+            out.push(Arc::new(
+                FixedSizeListArray::try_new(item, m, values, Some(nulls))
+                    .map_err(|e| Error::arrow("building signatures", e))?,
+            ));
+        }
+        Ok(out)
     }
 
     fn state(&self) -> Result<Vec<u8>> {
@@ -374,6 +420,10 @@ pub struct DedupReport {
     pub clusters: u64,
     /// Rows that share a band key with an earlier row (the candidate links).
     pub candidate_links: u64,
+    /// With `--min-jaccard`: times a row shared a band key but agreed with none of the band
+    /// group's representatives (a row can count once per band).
+    #[serde(default)]
+    pub unconfirmed: u64,
     /// Sorted runs the join spilled to disk (0: it fit in memory).
     pub spilled_runs: u64,
     pub per_file: Vec<FileRemoved>,
@@ -473,11 +523,51 @@ pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut Re
         Bands::Keys(s) => {
             let runs = s.runs() + exact.runs();
             let mut join = Join::new(cluster_exact, false);
-            s.groups(|g| {
-                join.band_group(g.iter().map(|e| e.row));
-                bar.inc(g.len() as u64);
-                Ok(())
-            })?;
+            match settings.min_jaccard {
+                None => s.groups(|g| {
+                    join.band_group(g.iter().map(|e| e.row));
+                    bar.inc(g.len() as u64);
+                    Ok(())
+                })?,
+                Some(threshold) => {
+                    // The groups go to disk (with the set of their rows), then the signatures
+                    // of those rows are read back, then each group is confirmed.
+                    std::fs::create_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
+                    let path = spill.join("groups.bin");
+                    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?);
+                    let mut candidates = rustc_hash::FxHashSet::default();
+                    s.groups(|g| {
+                        use std::io::Write;
+                        w.write_all(&(g.len() as u64).to_le_bytes()).map_err(|e| Error::io(&path, e))?;
+                        for e in g {
+                            w.write_all(&e.row.to_le_bytes()).map_err(|e| Error::io(&path, e))?;
+                            candidates.insert(e.row);
+                        }
+                        bar.inc(g.len() as u64);
+                        Ok(())
+                    })?;
+                    std::io::Write::flush(&mut w).map_err(|e| Error::io(&path, e))?;
+                    drop(w);
+                    let sigs = signatures_of(lake, &pass, candidates)?;
+                    let mut r = std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?);
+                    let mut word = || -> Result<Option<u64>> {
+                        let mut b = [0u8; 8];
+                        match std::io::Read::read_exact(&mut r, &mut b) {
+                            Ok(()) => Ok(Some(u64::from_le_bytes(b))),
+                            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                            Err(e) => Err(Error::io(&path, e)),
+                        }
+                    };
+                    let mut group = Vec::new();
+                    while let Some(n) = word()? {
+                        group.clear();
+                        for _ in 0..n {
+                            group.push(word()?.ok_or_else(|| Error::InvalidArgument("a truncated group file".into()))?);
+                        }
+                        join.confirmed_group(&group, &sigs, threshold);
+                    }
+                }
+            }
             (runs, join)
         }
         Bands::Values(s) => {
@@ -497,17 +587,45 @@ pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut Re
     })?;
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&spill);
-    let (kept_of, clusters, exact_of, candidate_links) = join.finish();
+    let (kept_of, clusters, exact_of, (candidate_links, unconfirmed)) = join.finish();
     let report = DedupReport {
         rows,
         without_shingles,
         candidate_links,
+        unconfirmed,
         spilled_runs: spilled_runs as u64,
         clusters: clusters.len() as u64,
         ..Default::default()
     };
     Ok(Found { files, kept_of, clusters, exact: exact_of, report })
 }
+
+/// The signatures of `rows`, from the kept signature pass (`--min-jaccard`).
+fn signatures_of(
+    lake: &ScoredLake,
+    pass: &SignaturePass,
+    rows: rustc_hash::FxHashSet<u64>,
+) -> Result<FxHashMap<u64, Box<[u32]>>> {
+    let mut out: FxHashMap<u64, Box<[u32]>> = FxHashMap::default();
+    lake.replay(&pass.output_fields(), |b| {
+        let sig = b.columns.get(3).and_then(|a| a.as_any().downcast_ref::<FixedSizeListArray>()).ok_or_else(|| {
+            Error::InvalidArgument("the dedup signature part has no signatures: remove its work directory".into())
+        })?;
+        let values = sig.values().as_any().downcast_ref::<arrow::array::UInt32Array>().expect("u32 values").values();
+        let m = sig.value_length() as usize;
+        for i in 0..b.ids.len() {
+            let row = b.first_row + i as u64;
+            if rows.contains(&row) {
+                out.insert(row, values[i * m..(i + 1) * m].into());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The most rows of a band group that others are compared with (`--min-jaccard`).
+pub const MAX_REPRESENTATIVES: usize = 64;
 
 /// The reduce: groups of rows that share a band key or an exact key (rows ascending, any
 /// number for a row, a key's group whole) in, clusters out. Rows are any numbers in lake order
@@ -517,6 +635,8 @@ pub struct Join {
     exact_of: FxHashMap<u64, u64>,
     cluster_exact: bool,
     candidate_links: u64,
+    /// Rows of a band group that agreed with none of its earlier rows (`--min-jaccard`).
+    unconfirmed: u64,
 }
 
 impl Join {
@@ -525,7 +645,7 @@ impl Join {
     pub fn new(cluster_exact: bool, datatrove: bool) -> Self {
         let uf =
             if datatrove { Either::BySize(datatrove::SizeUnion::default()) } else { Either::Min(UnionFind::default()) };
-        Join { uf, exact_of: FxHashMap::default(), cluster_exact, candidate_links: 0 }
+        Join { uf, exact_of: FxHashMap::default(), cluster_exact, candidate_links: 0, unconfirmed: 0 }
     }
 
     /// Rows that share a band key.
@@ -555,6 +675,35 @@ impl Join {
         }
     }
 
+    /// Rows that share a band key, each joined only to a row whose signature agrees with its
+    /// own on at least `threshold` of the values: every row is compared with the group's
+    /// representatives (rows that matched none before them, the first [`MAX_REPRESENTATIVES`])
+    /// in order and joins the first that agrees, or becomes one. Copies cost one comparison
+    /// each, and no group costs more than [`MAX_REPRESENTATIVES`] comparisons a row.
+    pub fn confirmed_group(&mut self, rows: &[u64], sigs: &FxHashMap<u64, Box<[u32]>>, threshold: f64) {
+        let Either::Min(uf) = &mut self.uf else { unreachable!("validated: datatrove does not confirm") };
+        let mut reps: Vec<(u64, &[u32])> = Vec::new();
+        for &r in rows {
+            let Some(sr) = sigs.get(&r) else { continue };
+            let m = sr.len().max(1) as f64;
+            let agrees = |s: &[u32]| s.iter().zip(sr.iter()).filter(|(a, b)| a == b).count() as f64 / m >= threshold;
+            match reps.iter().find(|(_, s)| agrees(s)) {
+                Some(&(rep, _)) => {
+                    uf.union(rep, r);
+                    self.candidate_links += 1;
+                }
+                None => {
+                    if !reps.is_empty() {
+                        self.unconfirmed += 1;
+                    }
+                    if reps.len() < MAX_REPRESENTATIVES {
+                        reps.push((r, sr));
+                    }
+                }
+            }
+        }
+    }
+
     /// Rows with the same exact key.
     pub fn exact_group(&mut self, rows: impl Iterator<Item = u64>) {
         let mut first: Option<u64> = None;
@@ -570,9 +719,9 @@ impl Join {
     }
 
     /// Row -> kept row (rows in clusters), the clusters by kept row, row -> first exact copy,
-    /// and the candidate links counted.
+    /// and the links made and the rows no link was confirmed for.
     #[allow(clippy::type_complexity)]
-    fn finish(self) -> (FxHashMap<u64, u64>, FxHashMap<u64, Cluster>, FxHashMap<u64, u64>, u64) {
+    fn finish(self) -> (FxHashMap<u64, u64>, FxHashMap<u64, Cluster>, FxHashMap<u64, u64>, (u64, u64)) {
         let kept_of = self.uf.roots();
         let mut clusters: FxHashMap<u64, Cluster> = FxHashMap::default();
         for (&row, &kept) in &kept_of {
@@ -580,7 +729,7 @@ impl Join {
             c.first = c.first.min(row);
             c.size += 1;
         }
-        (kept_of, clusters, self.exact_of, self.candidate_links)
+        (kept_of, clusters, self.exact_of, (self.candidate_links, self.unconfirmed))
     }
 }
 
@@ -715,11 +864,12 @@ impl Found {
     /// Join results made elsewhere (a cluster's group-by): `rows` and `files` for the report.
     pub fn from_join(join: Join, files: Vec<FileStats>, without_shingles: u64) -> Found {
         let rows = files.iter().map(|f| f.kept).sum();
-        let (kept_of, clusters, exact, candidate_links) = join.finish();
+        let (kept_of, clusters, exact, (candidate_links, unconfirmed)) = join.finish();
         let report = DedupReport {
             rows,
             without_shingles,
             candidate_links,
+            unconfirmed,
             clusters: clusters.len() as u64,
             ..Default::default()
         };
@@ -814,6 +964,12 @@ pub fn print_report(what: &str, d: &DedupReport) {
         "syllabus {what}: {} rows, {} kept; removed {} exact and {} near duplicates in {} clusters ({} rows without words; {} spilled runs)",
         d.rows, d.kept, d.removed_exact, d.removed_near, d.clusters, d.without_shingles, d.spilled_runs
     );
+    if d.unconfirmed > 0 {
+        eprintln!(
+            "  {} times a row shared a band key but agreed with none of its group's representatives on --min-jaccard of the values",
+            d.unconfirmed
+        );
+    }
     let width = d.per_file.iter().map(|f| f.file.len()).max().unwrap_or(4).max(4);
     if d.per_file.len() > 1 {
         eprintln!("  {:<width$}  {:>9} {:>9} {:>9}", "file", "rows", "exact", "near");

@@ -12,7 +12,11 @@ use rayon::slice::ParallelSliceMut;
 
 use crate::error::{Error, Result};
 
-/// A sortable entry: a key and the row it belongs to, of a fixed size on disk.
+/// The largest entry on disk, in bytes.
+const MAX_ENTRY: usize = 128;
+
+/// A sortable entry: a key and the row it belongs to, of a fixed size on disk (at most
+/// [`MAX_ENTRY`] bytes).
 pub trait Entry: Copy + Ord + Send + Sync {
     const SIZE: usize;
     fn write(&self, out: &mut [u8]);
@@ -94,6 +98,7 @@ pub struct ExternalSort<E: Entry> {
 
 impl<E: Entry> ExternalSort<E> {
     pub fn new(dir: &Path, name: &'static str, budget: usize) -> Self {
+        const { assert!(E::SIZE <= MAX_ENTRY) };
         let cap = (budget / std::mem::size_of::<E>()).max(256);
         ExternalSort { buf: Vec::new(), cap, dir: dir.to_path_buf(), name, runs: Vec::new(), total: 0 }
     }
@@ -101,6 +106,11 @@ impl<E: Entry> ExternalSort<E> {
     pub fn push(&mut self, e: E) -> Result<()> {
         if self.buf.len() >= self.cap {
             self.spill()?;
+        }
+        if self.buf.len() == self.buf.capacity() {
+            // Grow by doubling, but never past the budget.
+            let add = self.buf.len().max(1024).min(self.cap - self.buf.len()).max(1);
+            self.buf.reserve_exact(add);
         }
         self.buf.push(e);
         self.total += 1;
@@ -178,7 +188,7 @@ impl<E: Entry> Source<E> {
         match self {
             Source::Memory(it) => Ok(it.next()),
             Source::Run { r, path } => {
-                let mut b = [0u8; 64];
+                let mut b = [0u8; MAX_ENTRY];
                 let b = &mut b[..E::SIZE];
                 match r.read_exact(b) {
                     Ok(()) => Ok(Some(E::read(b))),

@@ -52,8 +52,8 @@ pub struct Filtered {
 }
 
 /// Run `[decontaminate]` and `[dedup]` where the pipeline has them, and make `read` leave out
-/// what they removed. `rejects`: where bad records go when no later stage reads the lake.
-#[allow(clippy::too_many_arguments)]
+/// what they removed. Bad records are counted here and written by the stage that reads the
+/// lake next (the selection, or the rows kept), so the rejects file has each once.
 pub fn run(
     cfg: &PipelineConfig,
     raw: &[InputFile],
@@ -61,7 +61,6 @@ pub fn run(
     work: &Path,
     key: &str,
     out_dir: &Path,
-    rejects: Option<&Path>,
     progress: &Progress,
 ) -> Result<Filtered> {
     let mut f = Filtered::default();
@@ -70,7 +69,6 @@ pub fn run(
             "[dedup] and [decontaminate] run on one machine: run the pipeline without --cluster".into(),
         ));
     }
-    let mut rejects = rejects.map(RejectWriter::create).transpose()?;
     if let Some(c) = &cfg.decontaminate {
         let table = out_dir.join("contamination.parquet");
         let (report, removed) =
@@ -80,7 +78,7 @@ pub fn run(
                 _ => {
                     let w = Work::at(work.join("decontaminate"), key.to_string())?;
                     let lake = ScoredLake { raw, read, progress, file_column: None, work: Some(&w) };
-                    let (r, removed) = decontaminate(c, &lake, &table, rejects.as_mut())?;
+                    let (r, removed) = decontaminate(c, &lake, &table, None)?;
                     save_removed(work, "decontaminate", raw, &removed)?;
                     save_marker(work, "decontaminate.json", &r)?;
                     w.finish()?;
@@ -103,7 +101,7 @@ pub fn run(
             _ => {
                 let w = Work::at(work.join("dedup"), key.to_string())?;
                 let lake = ScoredLake { raw, read, progress, file_column: None, work: Some(&w) };
-                let found = crate::dedup::find(&lake, d, rejects.as_mut())?;
+                let found = crate::dedup::find(&lake, d, None)?;
                 let outcome = found.decide(&lake, d, Some(&table))?;
                 save_removed(work, "dedup", raw, &outcome.removed)?;
                 save_marker(work, "dedup.json", &outcome.report)?;
@@ -115,9 +113,6 @@ pub fn run(
         exclude(read, removed);
         f.dedup = Some(report);
         f.outputs.push(table);
-    }
-    if let Some(r) = rejects {
-        r.finish()?;
     }
     Ok(f)
 }

@@ -168,12 +168,8 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let selected = out_dir.join("selected.parquet");
     // Rows removed first, by [decontaminate] and [dedup]: no later stage reads them.
     let reads_lake_later = cfg.select.is_some() || cfg.tokenize.is_some();
-    let filter_rejects = (skip && !reads_lake_later).then_some(rejects_path.as_path());
-    let filtered = filters::run(cfg, &raw, &mut read, &work, &key, out_dir, filter_rejects, progress)?;
+    let filtered = filters::run(cfg, &raw, &mut read, &work, &key, out_dir, progress)?;
     outputs.extend(filtered.outputs.iter().cloned());
-    if filter_rejects.is_some() {
-        outputs.push(rejects_path.clone());
-    }
     let (method, report) = match &cfg.select {
         None if !reads_lake_later && read.exclude.is_some() => {
             // Only rows removed: the rest of the lake is the selection.
@@ -181,12 +177,15 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
                 Some(r) => r,
                 None => {
                     let lake = ScoredLake { raw: &raw, read: &read, progress, file_column: None, work: None };
-                    let r = kept_rows(&lake, &selected)?;
+                    let r = kept_rows(&lake, &selected, skip.then_some(rejects_path.as_path()))?;
                     save_marker(&work, "select.json", &r)?;
                     r
                 }
             };
             outputs.push(selected.clone());
+            if skip {
+                outputs.push(rejects_path.clone());
+            }
             (None, report)
         }
         None => (None, RunReport::default()),
@@ -276,16 +275,26 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
 }
 
 /// The lake's rows that `lake.read` does not leave out, all columns, to `out` (a pipeline
-/// whose only stages remove rows).
-fn kept_rows(lake: &ScoredLake, out: &Path) -> Result<RunReport> {
-    let mut reader = crate::source::LakeReader::new(lake.raw, lake.read, crate::source::Extras::none(), None);
+/// whose only stages remove rows); bad records to `rejects` when given.
+fn kept_rows(lake: &ScoredLake, out: &Path, rejects: Option<&Path>) -> Result<RunReport> {
+    let mut rejects = rejects.map(RejectWriter::create).transpose()?;
+    let mut reader =
+        crate::source::LakeReader::new(lake.raw, lake.read, crate::source::Extras::none(), rejects.as_mut());
     for b in reader.by_ref() {
         b?;
     }
     let files = reader.into_stats();
     let per_file = crate::dedup::write_kept(lake, &files, crate::source::Exclusions::default(), out)?;
     let selected = per_file.iter().sum();
-    Ok(RunReport { eligible: selected, selected, selected_per_file: per_file, files, ..Default::default() })
+    let rejects_written = rejects.map(RejectWriter::finish).transpose()?.unwrap_or(0);
+    Ok(RunReport {
+        eligible: selected,
+        selected,
+        selected_per_file: per_file,
+        files,
+        rejects_written,
+        ..Default::default()
+    })
 }
 
 /// The selection stage of a pipeline: `selected.parquet` and `scores.parquet`.
