@@ -7,7 +7,7 @@
 # (benches/reference_dedup.py quality). datatrove's removed rows are also compared with
 # syllabus --compat datatrove's.
 #   benches/compare_dedup.sh DUP_DIR [THREADS]     (DUP_DIR: make_dup_lake.py's output)
-# Needs a venv with datasketch==2.0.0, datatrove==0.10.1, spacy, orjson, pyarrow (BENCH_PY).
+# Needs the bench venv (benches/requirements.txt: datasketch, datatrove, spacy; `make bench-venv`).
 set -euo pipefail
 dir=$1; threads=${2:-2}
 bin=${SYLLABUS_BIN:-${CARGO_TARGET_DIR:-target}/release/syllabus}

@@ -43,6 +43,54 @@ fn source(c: &mut Criterion) {
     g.finish();
 }
 
+/// The featurizer's pieces measured apart, per core, on the fixture texts (issue #28 item 7):
+/// decompressing zstd jsonl, splitting words (`\w+` after Python's lowercase), hashing them.
+fn featurize(c: &mut Criterion) {
+    use syllabus::text::wordpunct::{py_lower_into, py_word_spans};
+    let texts = fixture_texts();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let mut g = c.benchmark_group("featurize");
+    g.sample_size(10);
+    let zst = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lake/code.jsonl.zst")).unwrap();
+    let plain = zstd::decode_all(&zst[..]).unwrap();
+    g.throughput(Throughput::Bytes(plain.len() as u64));
+    g.bench_function("zstd_decompress", |b| b.iter(|| black_box(zstd::decode_all(&zst[..]).unwrap().len())));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("lower_and_split_words", |b| {
+        let (mut lower, mut spans) = (String::new(), Vec::new());
+        b.iter(|| {
+            let mut n = 0;
+            for t in &texts {
+                py_lower_into(t, &mut lower);
+                py_word_spans(&lower, &mut spans);
+                n += spans.len();
+            }
+            black_box(n)
+        })
+    });
+    g.bench_function("hash_words_xxh3", |b| {
+        let (mut lower, mut spans) = (String::new(), Vec::new());
+        let words: Vec<(String, Vec<(u32, u32)>)> = texts
+            .iter()
+            .map(|t| {
+                py_lower_into(t, &mut lower);
+                py_word_spans(&lower, &mut spans);
+                (lower.clone(), spans.clone())
+            })
+            .collect();
+        b.iter(|| {
+            let mut h = 0u64;
+            for (t, spans) in &words {
+                for &(s, e) in spans {
+                    h ^= xxhash_rust::xxh3::xxh3_64(&t.as_bytes()[s as usize..e as usize]);
+                }
+            }
+            black_box(h)
+        })
+    });
+    g.finish();
+}
+
 fn dsir(c: &mut Criterion) {
     let texts = fixture_texts();
     let bytes: usize = texts.iter().map(String::len).sum();
@@ -400,5 +448,5 @@ fn loader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, dsir, select, zipfit, dedup, curriculum, proxy, eval, loader);
+criterion_group!(benches, source, featurize, dsir, select, zipfit, dedup, curriculum, proxy, eval, loader);
 criterion_main!(benches);
