@@ -98,6 +98,10 @@ fn is_number_separator(c: char) -> bool {
 
 /// `simplify_text` with the default `TextNormConfig`, into `out`.
 pub fn simplify(text: &str, buf: &mut Scratch, out: &mut String) {
+    if text.is_ascii() {
+        simplify_ascii(text.as_bytes(), out);
+        return;
+    }
     py_lower_into(text, &mut buf.lower);
     // Numbers to `0`, punctuation to spaces (one pass: neither makes what the other reads).
     let chars: Vec<char> = buf.lower.chars().collect();
@@ -151,6 +155,48 @@ pub fn simplify(text: &str, buf: &mut Scratch, out: &mut String) {
     if trimmed.len() != out.len() {
         *out = trimmed.to_string();
     }
+}
+
+/// [`simplify`] of an ASCII text, in one pass over its bytes: lowercase, digit runs (with one
+/// `.` or `,` and a second run) to `0`, punctuation, controls and whitespace to one space,
+/// trimmed. NFD changes no ASCII character and none is a mark.
+fn simplify_ascii(b: &[u8], out: &mut String) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    bytes.clear();
+    let mut space = false;
+    let push = |c: u8, bytes: &mut Vec<u8>, space: &mut bool| {
+        if *space && !bytes.is_empty() {
+            bytes.push(b' ');
+        }
+        *space = false;
+        bytes.push(c);
+    };
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i + 1 < b.len() && matches!(b[i], b'.' | b',') && b[i + 1].is_ascii_digit() {
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            push(b'0', &mut bytes, &mut space);
+            continue;
+        }
+        i += 1;
+        if c.is_ascii_alphabetic() {
+            push(c.to_ascii_lowercase(), &mut bytes, &mut space);
+        } else if in_ranges(PUNCT, c as char) || is_py_space(c as char) {
+            space = true;
+        } else {
+            push(c, &mut bytes, &mut space);
+        }
+    }
+    *out = String::from_utf8(bytes).expect("ASCII in, ASCII out");
 }
 
 fn special(s: &str) -> Option<&'static [&'static str]> {
