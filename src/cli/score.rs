@@ -576,20 +576,13 @@ fn dedup_command(
     let files = found.files.clone();
     let table = if selecting { scores_out } else { Some(out) };
     let outcome = found.decide(&lake, settings, table)?;
-    let d = &outcome.report;
-    let mut report = RunReport {
-        eligible: d.rows,
-        selected: d.kept,
-        selected_per_file: d.per_file.iter().map(|f| f.rows - f.removed_exact - f.removed_near).collect(),
-        files,
-        ..Default::default()
-    };
+    let mut report = outcome.report.run_report(files);
     if selecting {
         crate::dedup::write_kept(&lake, &report.files, outcome.removed, out)?;
     }
     report.resumed = work.resumed.clone();
     work.finish()?;
-    crate::dedup::print_report(what, d);
+    crate::dedup::print_report(what, &outcome.report);
     super::finish(what, out, report, Vec::new(), rejects, start, selecting)
 }
 

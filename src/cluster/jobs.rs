@@ -523,15 +523,7 @@ impl ClusterLake<'_> {
         bar.finish_and_clear();
         writer.finish()?;
         let report = found.report(per_file);
-        let d = &report;
-        let run = RunReport {
-            eligible: d.rows,
-            selected: d.kept,
-            selected_per_file: d.per_file.iter().map(|f| f.rows - f.removed_exact - f.removed_near).collect(),
-            files: found.files.clone(),
-            ..Default::default()
-        };
-        Ok((run, report))
+        Ok((report.run_report(found.files.clone()), report))
     }
 }
 

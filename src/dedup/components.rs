@@ -37,29 +37,10 @@ impl UnionFind {
         }
     }
 
-    /// Rows in some pair.
-    pub fn len(&self) -> usize {
-        self.parent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parent.is_empty()
-    }
-
     /// Every row in a pair, with its root.
     pub fn roots(mut self) -> FxHashMap<u64, u64> {
         let rows: Vec<u64> = self.parent.keys().copied().collect();
         rows.into_iter().map(|r| (r, self.find(r))).collect()
-    }
-
-    /// Each root's component size (rows in no pair are not listed: their size is 1).
-    pub fn sizes(&mut self) -> FxHashMap<u64, u64> {
-        let rows: Vec<u64> = self.parent.keys().copied().collect();
-        let mut sizes = FxHashMap::default();
-        for r in rows {
-            *sizes.entry(self.find(r)).or_insert(0) += 1;
-        }
-        sizes
     }
 }
 
@@ -78,7 +59,10 @@ mod tests {
         assert_eq!([uf.find(8), uf.find(3)], [3, 3]);
         assert_eq!([uf.find(20), uf.find(21), uf.find(22), uf.find(2)], [2, 2, 2, 2]);
         assert_eq!(uf.find(100), 100);
-        let sizes = uf.sizes();
+        let mut sizes: FxHashMap<u64, u64> = FxHashMap::default();
+        for (_, root) in uf.roots() {
+            *sizes.entry(root).or_insert(0) += 1;
+        }
         assert_eq!(sizes.get(&5), Some(&3));
         assert_eq!(sizes.get(&3), Some(&2));
         assert_eq!(sizes.get(&2), Some(&4));

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{text_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
-use crate::passes::ScoredLake;
+use crate::passes::{RunReport, ScoredLake};
 use crate::score::Scorer;
 use crate::sink::TableWriter;
 use crate::source::{Exclusions, FileStats, RejectWriter};
@@ -436,6 +436,20 @@ pub struct Cluster {
     size: u64,
 }
 
+impl DedupReport {
+    /// The counts of a command's summary over `files`: every row is eligible, the kept ones
+    /// selected.
+    pub fn run_report(&self, files: Vec<FileStats>) -> RunReport {
+        RunReport {
+            eligible: self.rows,
+            selected: self.kept,
+            selected_per_file: self.per_file.iter().map(|f| f.rows - f.removed_exact - f.removed_near).collect(),
+            files,
+            ..Default::default()
+        }
+    }
+}
+
 /// The clusters of a lake, after the join.
 pub struct Found {
     pub files: Vec<FileStats>,
@@ -464,13 +478,11 @@ enum Bands {
 /// Run steps 1-3 over `lake` (which must have a work directory: the signatures are kept
 /// there, and the spilled runs under it).
 pub fn find(lake: &ScoredLake, settings: &DedupSettings, rejects: Option<&mut RejectWriter>) -> Result<Found> {
-    settings.validate()?;
     let work = lake.work.ok_or_else(|| Error::InvalidArgument("dedup needs a work directory".into()))?;
-    let banding = settings.banding();
-    let signer = settings.signer()?;
-    let cluster_exact = signer.cluster_exact();
-    let by_values = signer.band_values();
-    let pass = SignaturePass { signer, banding, settings: settings.clone() };
+    let pass = SignaturePass::new(settings)?;
+    let banding = pass.banding;
+    let cluster_exact = pass.signer.cluster_exact();
+    let by_values = pass.signer.band_values();
     let spill = work.dir().join("spill");
     if spill.exists() {
         std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
