@@ -43,22 +43,32 @@ pub struct DsirJob<'a> {
 /// Default size bound of the feature cache.
 pub const DEFAULT_FEATURE_CACHE_MB: usize = 256;
 
-/// Bucket ids of the documents of a prefix of the lake, in feature order.
+/// Bucket ids of the documents of a prefix of the lake, in feature order, kept as the batches
+/// pass 1 made them (appending a batch copies nothing; one growing vector would copy and
+/// re-fault the whole cache at every doubling).
 #[derive(Debug, Default)]
 pub struct FeatureCache {
-    buckets: Vec<u16>,
-    /// Per document: end offset into `buckets`, and word count.
-    ends: Vec<usize>,
-    words: Vec<i64>,
+    /// The recorded batches, in row order, each with the row number of its first document.
+    chunks: Vec<(u64, BatchFeatures)>,
+    rows: u64,
+    bytes: usize,
     limit_bytes: usize,
     closed: bool,
 }
 
 /// The features of one batch, recorded in pass 1.
+#[derive(Debug, Default)]
 struct BatchFeatures {
     buckets: Vec<u16>,
+    /// Per document: end offset into `buckets`, and word count.
     ends: Vec<usize>,
     words: Vec<i64>,
+}
+
+impl BatchFeatures {
+    fn bytes(&self) -> usize {
+        self.buckets.len() * 2 + self.ends.len() * 16
+    }
 }
 
 impl FeatureCache {
@@ -68,14 +78,6 @@ impl FeatureCache {
         FeatureCache { limit_bytes, closed: !usable, ..Default::default() }
     }
 
-    fn rows(&self) -> u64 {
-        self.words.len() as u64
-    }
-
-    fn bytes(&self) -> usize {
-        self.buckets.len() * 2 + self.ends.len() * 8 + self.words.len() * 8
-    }
-
     fn recording(&self) -> bool {
         !self.closed
     }
@@ -83,18 +85,19 @@ impl FeatureCache {
     /// Append the features of the batch starting at `first_row`, if it continues the cached
     /// prefix and fits; otherwise stop caching for good.
     fn push(&mut self, first_row: u64, f: Option<BatchFeatures>) {
-        let Some(f) = f.filter(|_| !self.closed && first_row == self.rows()) else {
+        let Some(f) = f.filter(|_| !self.closed && first_row == self.rows) else {
             self.close();
             return;
         };
-        if self.bytes() + f.buckets.len() * 2 + f.ends.len() * 16 > self.limit_bytes {
+        if self.bytes + f.bytes() > self.limit_bytes {
             self.close();
             return;
         }
-        let base = self.buckets.len();
-        self.buckets.extend_from_slice(&f.buckets);
-        self.ends.extend(f.ends.iter().map(|e| base + e));
-        self.words.extend_from_slice(&f.words);
+        self.rows += f.words.len() as u64;
+        self.bytes += f.bytes();
+        if !f.words.is_empty() {
+            self.chunks.push((first_row, f));
+        }
     }
 
     fn close(&mut self) {
@@ -103,15 +106,27 @@ impl FeatureCache {
 
     /// Scores of rows `first_row..first_row + n` if they are all cached.
     fn score(&self, model: &DsirModel, first_row: u64, n: usize) -> Option<(Float64Array, Int64Array)> {
-        let start = usize::try_from(first_row).ok()?;
-        if start + n > self.words.len() {
+        if first_row + n as u64 > self.rows {
             return None;
         }
-        let logw = (start..start + n).map(|i| {
-            let from = if i == 0 { 0 } else { self.ends[i - 1] };
-            model.score_buckets(&self.buckets[from..self.ends[i]])
-        });
-        Some((Float64Array::from_iter_values(logw), Int64Array::from(self.words[start..start + n].to_vec())))
+        let mut logw = Vec::with_capacity(n);
+        let mut words = Vec::with_capacity(n);
+        // The chunk holding `first_row`, then on through the following ones.
+        let mut chunk = self.chunks.partition_point(|(first, _)| *first <= first_row).checked_sub(1)?;
+        let mut row = first_row;
+        while logw.len() < n {
+            let (first, f) = self.chunks.get(chunk)?;
+            let i = usize::try_from(row - first).ok()?;
+            let Some(&end) = f.ends.get(i) else {
+                chunk += 1;
+                continue;
+            };
+            let from = if i == 0 { 0 } else { f.ends[i - 1] };
+            logw.push(model.score_buckets(&f.buckets[from..end]));
+            words.push(f.words[i]);
+            row += 1;
+        }
+        Some((Float64Array::from(logw), Int64Array::from(words)))
     }
 }
 
@@ -336,5 +351,63 @@ impl Scorer for CachedDsir {
 
     fn state(&self) -> Result<Vec<u8>> {
         self.scorer.state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(docs: &[&[u16]]) -> BatchFeatures {
+        let mut f = BatchFeatures::default();
+        for d in docs {
+            f.buckets.extend_from_slice(d);
+            f.ends.push(f.buckets.len());
+            f.words.push(d.len() as i64);
+        }
+        f
+    }
+
+    #[test]
+    fn cache_scores_any_row_range_across_batches() {
+        let params = DsirParams { buckets: 4, ..DsirParams::default() };
+        let model = DsirModel::try_new(
+            params,
+            Counts { counts: vec![1, 2, 3, 4] },
+            Counts { counts: vec![4, 3, 2, 1] },
+        )
+        .unwrap();
+        let docs: Vec<&[u16]> = vec![&[0, 1], &[], &[3, 3, 2], &[1], &[2, 0], &[0, 0, 0], &[3]];
+        let mut cache = FeatureCache::new(1 << 20, 4);
+        // Batches of 3, 0 and 4 documents, as pass 1 may cut them.
+        cache.push(0, Some(batch(&docs[..3])));
+        cache.push(3, Some(batch(&[])));
+        cache.push(3, Some(batch(&docs[3..])));
+        assert!(cache.recording());
+        for first in 0..docs.len() {
+            for n in 0..=docs.len() - first {
+                let (logw, words) = cache.score(&model, first as u64, n).expect("cached");
+                for j in 0..n {
+                    let d = docs[first + j];
+                    assert_eq!(logw.value(j), model.score_buckets(d), "row {}", first + j);
+                    assert_eq!(words.value(j), d.len() as i64);
+                }
+            }
+        }
+        assert!(cache.score(&model, 5, 3).is_none(), "past the cached rows");
+        // A batch that does not continue the prefix closes the cache; what it held stays.
+        cache.push(9, Some(batch(&docs[..1])));
+        assert!(!cache.recording());
+        assert!(cache.score(&model, 6, 1).is_some());
+    }
+
+    #[test]
+    fn cache_stops_at_its_byte_limit() {
+        let mut cache = FeatureCache::new(40, 4);
+        cache.push(0, Some(batch(&[&[0, 1, 2]])));
+        assert!(cache.recording());
+        cache.push(1, Some(batch(&[&[0; 20]])));
+        assert!(!cache.recording());
+        assert_eq!(cache.rows, 1);
     }
 }
