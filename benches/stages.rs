@@ -187,7 +187,7 @@ fn zipfit(c: &mut Criterion) {
 
 fn dedup(c: &mut Criterion) {
     use syllabus::dedup::minhash::{self, Scratch};
-    use syllabus::dedup::sort::{BandEntry, ExternalSort};
+    use syllabus::extsort::{BandEntry, ExternalSort};
     use syllabus::dedup::{Compat, DedupSettings};
     let texts = fixture_texts();
     let bytes: usize = texts.iter().map(String::len).sum();

@@ -21,6 +21,7 @@
 //! loader/      serve: shared-memory staging, DUMP / Skill-It steering -> Python client (python/)
 //!
 //! dedup/       exact and MinHash-LSH near duplicates: signatures per file, an external-sort join, components
+//! kmeans/      clusters: spherical k-means over TF-IDF vectors; cluster-balanced and D4 selection
 //! sql/         DataFusion over every output above and over raw lakes, with the scorers as UDFs
 //! eval/        which selection trains the better model: equal-compute runs of the lm proxy's
 //!              model per candidate, validation curves, KL reduction, curves.png
@@ -41,7 +42,7 @@
 //! pipeline/                     `syllabus run`: a pipeline's stages in order; eval's candidates
 //! cluster/                      Ballista jobs, the scorers as functions, the plan codec
 //! config.rs  sql/               pipelines/*.toml, parsed and checked | DataFusion sessions (a cluster plugs in as a Remote)
-//! eval/  methods/  dedup/       equal-compute candidate training | the scoring methods and their registry | duplicates
+//! eval/  methods/  dedup/  kmeans/   equal-compute candidate training | the scoring methods and their registry | duplicates | clusters
 //! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
 //! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
 //! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
@@ -49,7 +50,7 @@
 //! shard/  source/               shard formats and manifest | lake readers, rejects
 //! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs
 //! sink/                         table writers, atomic files
-//! batch.rs                      column names and batch helpers
+//! batch.rs  extsort.rs          column names and batch helpers | external sort: sorted runs on disk, merged
 //! error.rs  failpoint.rs  limits.rs  progress.rs  simd.rs  text/
 //! ```
 
@@ -62,7 +63,9 @@ pub mod curriculum;
 pub mod dedup;
 pub mod error;
 pub mod eval;
+pub mod extsort;
 pub(crate) mod failpoint;
+pub mod kmeans;
 pub mod limits;
 pub mod loader;
 pub mod methods;

@@ -118,6 +118,46 @@ pub fn check_memory(what: &str, estimate: f64) -> Result<(), String> {
     }
 }
 
+/// `2GB`, `512MB`, `64KB` or a number of bytes (powers of 1024).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let (num, mult) = [
+        ("GB", 1u64 << 30),
+        ("G", 1 << 30),
+        ("MB", 1 << 20),
+        ("M", 1 << 20),
+        ("KB", 1 << 10),
+        ("K", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find(|(suffix, _)| upper.ends_with(suffix))
+    .map_or((t, 1), |(suffix, m)| (&t[..t.len() - suffix.len()], *m));
+    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?}: a size in bytes, or with KB, MB, GB"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("{s:?}: a positive size"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+pub fn bytes_de<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match <Size as serde::Deserialize>::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+pub fn bytes_ser<S: serde::Serializer>(n: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ mod determinism;
 mod dsir_parity;
 mod eval;
 mod hardening;
+mod kmeans;
 mod layers;
 mod methods;
 mod pipeline;

@@ -149,6 +149,11 @@ impl ScoreCommand {
     pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
         match self {
             ScoreCommand::Method(m) => m.stage_outputs(o),
+            ScoreCommand::Cluster { settings, source, io } => {
+                source.stage_outputs(o)?;
+                o.stage_opt(&mut settings.save_model)?;
+                o.stage_in_place(&mut io.out)
+            }
             ScoreCommand::Dedup { source, io, .. }
             | ScoreCommand::El2n { source, io, .. }
             | ScoreCommand::Grand { source, io, .. }
@@ -239,6 +244,16 @@ pub(super) enum ScoreCommand {
         #[command(flatten)]
         io: ScoreIo,
     },
+    /// Clusters: spherical k-means over TF-IDF vectors of hashed unigrams and bigrams;
+    /// cluster, cluster_dist (cosine distance to its centroid), cluster_rank (1 = nearest).
+    Cluster {
+        #[command(flatten)]
+        settings: crate::kmeans::ClusterSettings,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        io: ScoreIo,
+    },
     /// The scoring methods of the registry: `score dsir`, `score zipfit`, ...
     #[command(flatten)]
     Method(MethodScore),
@@ -263,6 +278,55 @@ pub(super) enum SelectCommand {
         #[arg(required = true)]
         raw: Vec<String>,
     },
+    /// k rows balanced over clusters (Diversify and Conquer): a budget per cluster, then the
+    /// best rows by --by (or a seeded draw) within each.
+    ClusterBalanced {
+        /// Cluster tables (`syllabus score cluster`), joined to the lake by id.
+        #[arg(long, required = true, num_args = 1..)]
+        clusters: Vec<String>,
+        /// Rows to keep.
+        #[arg(long)]
+        k: u64,
+        /// How k is split: equal, size (size^alpha) or mean (the cluster's mean --by score).
+        #[arg(long, value_enum, default_value = "equal")]
+        budget: crate::kmeans::balance::BudgetRule,
+        #[arg(long, default_value_t = 1.0)]
+        alpha: f64,
+        /// Within a cluster, the highest of this score first (from --scores, or the cluster
+        /// tables); without it, a seeded uniform draw.
+        #[arg(long, value_name = "COLUMN")]
+        by: Option<String>,
+        /// Score tables holding --by (default: the cluster tables).
+        #[arg(long, num_args = 1..)]
+        scores: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw data: files, directories or globs.
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
+    /// D4: every row but the share of each cluster nearest its centroid (the most redundant).
+    D4 {
+        /// Cluster tables (`syllabus score cluster`), joined to the lake by id.
+        #[arg(long, required = true, num_args = 1..)]
+        clusters: Vec<String>,
+        /// The share of each cluster to drop, nearest the centroid first.
+        #[arg(long, default_value_t = 0.2)]
+        drop: f64,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output file: .parquet (default), .jsonl, .jsonl.zst or .jsonl.gz.
+        #[arg(long)]
+        out: PathBuf,
+        /// Raw data: files, directories or globs.
+        #[arg(required = true)]
+        raw: Vec<String>,
+    },
     #[command(flatten)]
     Method(MethodSelect),
 }
@@ -276,6 +340,10 @@ impl SelectCommand {
                 o.stage_in_place(out)?;
                 o.stage_opt(scores_out)
             }
+            SelectCommand::ClusterBalanced { source, out, .. } | SelectCommand::D4 { source, out, .. } => {
+                source.stage_outputs(o)?;
+                o.stage_in_place(out)
+            }
         }
     }
 
@@ -284,6 +352,32 @@ impl SelectCommand {
             SelectCommand::Method(m) => m.run(progress, start),
             SelectCommand::Dedup { settings, source, out, scores_out, raw } => {
                 dedup_command(&settings, &source, &raw, &out, scores_out.as_deref(), true, progress, start)
+            }
+            SelectCommand::ClusterBalanced { clusters, k, budget, alpha, by, scores, seed, source, out, raw } => {
+                let b = crate::kmeans::Balanced { k, budget, alpha, by, seed };
+                let (opts, raw, mut rejects) = open_lake(&source, &raw)?;
+                let mut table = crate::kmeans::read_cluster_table(&expand_inputs(&clusters)?, &[])?;
+                if let Some(by) = &b.by {
+                    let from = if scores.is_empty() { &clusters } else { &scores };
+                    let s = crate::select::rule::read_score_columns(&expand_inputs(from)?, &[by], true)?;
+                    for (id, v) in table.iter_mut() {
+                        let x = s.get(id).and_then(|x| x[0]);
+                        *v = vec![v[0], x].into_boxed_slice();
+                    }
+                }
+                let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
+                let (report, budgets) = crate::kmeans::select_balanced(&lake, &table, &b, rejects.as_mut(), &out)?;
+                let used = budgets.iter().filter(|&&n| n > 0).count();
+                eprintln!("  budgets: {} rows over {used} of {} clusters", budgets.iter().sum::<u64>(), budgets.len());
+                finish("select cluster-balanced", &out, report, Vec::new(), rejects, start, true)
+            }
+            SelectCommand::D4 { clusters, drop, source, out, raw } => {
+                let (opts, raw, mut rejects) = open_lake(&source, &raw)?;
+                let cols = [crate::kmeans::COL_RANK, crate::kmeans::COL_DIST];
+                let table = crate::kmeans::read_cluster_table(&expand_inputs(&clusters)?, &cols)?;
+                let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
+                let report = crate::kmeans::select_d4(&lake, &table, drop, rejects.as_mut(), &out)?;
+                finish("select d4", &out, report, Vec::new(), rejects, start, true)
             }
         }
     }
@@ -439,6 +533,7 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
         ScoreCommand::Dedup { settings, source, cluster: None, io } => {
             dedup_command(&settings, &source, &io.raw, &io.out, None, false, progress, start)
         }
+        ScoreCommand::Cluster { settings, source, io } => cluster_command(&settings, &source, &io, progress, start),
         ScoreCommand::El2n { proxy, source, io } => {
             score_proxy(crate::proxy::ScoreKind::El2n, proxy.spec(false), &source, &io, progress, start)
         }
@@ -584,6 +679,42 @@ fn dedup_command(
     work.finish()?;
     crate::dedup::print_report(what, &outcome.report);
     super::finish(what, out, report, Vec::new(), rejects, start, selecting)
+}
+
+/// `score cluster`: fit (or load) the k-means model, assign every row, rank within clusters;
+/// resumable: the model and the finished files' assignments are kept in `OUT.work`.
+fn cluster_command(
+    settings: &crate::kmeans::ClusterSettings,
+    source: &SourceArgs,
+    io: &ScoreIo,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    settings.validate()?;
+    let what = "score cluster";
+    let key = format!("{} {source:?}", settings.resume_key());
+    let (opts, raw, work, mut rejects) =
+        open_resumable(source, &io.raw, &io.out, what, key, &[], settings.model.as_deref())?;
+    if raw.iter().any(|f| f.name == "-") {
+        bail!("score cluster reads the lake once per pass: give it files, not stdin");
+    }
+    let tmp;
+    let work = match work {
+        Some(w) => w,
+        None => {
+            tmp = tempfile::tempdir().context("a temporary work directory")?;
+            Work::at(tmp.path().join("cluster.work"), what.into())?
+        }
+    };
+    let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
+    let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
+    let (mut report, mut clusters) =
+        crate::kmeans::assign_to(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out)?;
+    clusters.fit = fit;
+    report.resumed = work.resumed.clone();
+    work.finish()?;
+    crate::kmeans::print_report(&clusters);
+    finish(what, &io.out, report, Vec::new(), rejects, start, false)
 }
 
 /// `score dedup --cluster`: signatures and joins on the cluster, components here.

@@ -33,9 +33,9 @@ use xxhash_rust::xxh64::xxh64;
 
 use super::datatrove_tables::{ALPHA, INFIX_ICON, MN, ND, PREFIX, PUNCT, SPECIAL, STRIPPED, SUFFIX, UNITS};
 use super::minhash::Scratch;
-use super::sort::Entry;
 use super::{DedupSettings, Sign};
 use crate::error::{Error, Result};
+use crate::extsort::Entry;
 use crate::select::mt19937::Mt19937;
 use crate::text::wordpunct::{is_py_space, py_lower_into};
 

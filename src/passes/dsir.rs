@@ -371,12 +371,9 @@ mod tests {
     #[test]
     fn cache_scores_any_row_range_across_batches() {
         let params = DsirParams { buckets: 4, ..DsirParams::default() };
-        let model = DsirModel::try_new(
-            params,
-            Counts { counts: vec![1, 2, 3, 4] },
-            Counts { counts: vec![4, 3, 2, 1] },
-        )
-        .unwrap();
+        let model =
+            DsirModel::try_new(params, Counts { counts: vec![1, 2, 3, 4] }, Counts { counts: vec![4, 3, 2, 1] })
+                .unwrap();
         let docs: Vec<&[u16]> = vec![&[0, 1], &[], &[3, 3, 2], &[1], &[2, 0], &[0, 0, 0], &[3]];
         let mut cache = FeatureCache::new(1 << 20, 4);
         // Batches of 3, 0 and 4 documents, as pass 1 may cut them.

@@ -126,11 +126,26 @@ impl Rule {
 /// score` writes them) into a map. A duplicate id, a missing or non-numeric score is an error
 /// naming the file and row or line.
 pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>> {
+    let map = read_score_columns(files, &[by], false)?;
+    Ok(map.into_iter().map(|(id, v)| (id, v[0].expect("nulls refused"))).collect())
+}
+
+/// [`read_scores`] of several columns at once; with `allow_null`, a null (or missing, in
+/// jsonl) value is None instead of an error.
+pub fn read_score_columns(
+    files: &[InputFile],
+    cols: &[&str],
+    allow_null: bool,
+) -> Result<HashMap<String, Box<[Option<f64>]>>> {
     let mut map = HashMap::new();
     for f in files {
-        let mut put = |id: String, v: Option<f64>, loc: Location| -> Result<()> {
+        let mut put = |id: String, v: Box<[Option<f64>]>, loc: Location| -> Result<()> {
             let bad = |reason: String| Error::BadRecord { file: f.path.clone(), location: loc, offset: None, reason };
-            let v = v.filter(|x| !x.is_nan()).ok_or_else(|| bad(format!("no numeric {by:?} score")))?;
+            for (x, by) in v.iter().zip(cols) {
+                if x.is_some_and(f64::is_nan) || (!allow_null && x.is_none()) {
+                    return Err(bad(format!("no numeric {by:?} score")));
+                }
+            }
             if map.insert(id.clone(), v).is_some() {
                 return Err(bad(format!("the id {id:?} has a second score")));
             }
@@ -153,11 +168,15 @@ pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>
                     };
                     let ids = col(crate::batch::COL_ID, &DataType::Utf8)?;
                     let ids = ids.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-                    let vals = col(by, &DataType::Float64)?;
-                    let vals = vals.as_any().downcast_ref::<Float64Array>().expect("cast to Float64");
+                    let vals = cols.iter().map(|c| col(c, &DataType::Float64)).collect::<Result<Vec<_>>>()?;
+                    let vals: Vec<&Float64Array> = vals
+                        .iter()
+                        .map(|v| v.as_any().downcast_ref::<Float64Array>().expect("cast to Float64"))
+                        .collect();
                     for i in 0..b.num_rows() {
                         let id = if ids.is_valid(i) { ids.value(i).to_string() } else { String::new() };
-                        put(id, vals.is_valid(i).then(|| vals.value(i)), Location::Row(row))?;
+                        let v = vals.iter().map(|v| v.is_valid(i).then(|| v.value(i))).collect();
+                        put(id, v, Location::Row(row))?;
                         row += 1;
                     }
                 }
@@ -179,7 +198,8 @@ pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>
                     let id = v
                         .get(crate::batch::COL_ID)
                         .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()));
-                    put(id.unwrap_or_default(), v.get(by).and_then(serde_json::Value::as_f64), loc)?;
+                    let vals = cols.iter().map(|c| v.get(*c).and_then(serde_json::Value::as_f64)).collect();
+                    put(id.unwrap_or_default(), vals, loc)?;
                 }
             }
         }

@@ -1,7 +1,8 @@
-//! The band join and the exact join as an external sort: `(key, row)` entries are buffered up
-//! to a memory budget, sorted (in parallel) and spilled as sorted runs; a k-way merge then
-//! hands on each group of equal keys, rows ascending. Memory: the buffer (the budget) and one
-//! read buffer per run; disk: every entry once.
+//! An external sort of fixed-size entries (dedup's band and exact joins, k-means' ranks within a
+//! cluster): entries are buffered up to a memory budget, sorted (in parallel) and spilled as
+//! sorted runs; a k-way merge then hands them on in order ([`ExternalSort::merged`]) or as
+//! groups of equal keys, rows ascending ([`ExternalSort::groups`]). Memory: the buffer (the
+//! budget) and one read buffer per run; disk: every entry once.
 
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -141,7 +142,27 @@ impl<E: Entry> ExternalSort<E> {
 
     /// Merge everything and call `group` with each run of equal keys (rows ascending) that has
     /// at least two rows. Spilled runs are removed afterwards.
-    pub fn groups(mut self, mut group: impl FnMut(&[E]) -> Result<()>) -> Result<()> {
+    pub fn groups(self, mut group: impl FnMut(&[E]) -> Result<()>) -> Result<()> {
+        let mut merged = self.merged()?;
+        let mut current: Vec<E> = Vec::new();
+        while let Some(e) = merged.next_entry()? {
+            if current.last().is_some_and(|l| !l.same_key(&e)) {
+                if current.len() > 1 {
+                    group(&current)?;
+                }
+                current.clear();
+            }
+            current.push(e);
+        }
+        if current.len() > 1 {
+            group(&current)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry, in order: a k-way merge of the spilled runs and the buffer. The runs are
+    /// removed when the merge is dropped.
+    pub fn merged(mut self) -> Result<Merged<E>> {
         self.buf.par_sort_unstable();
         let mut sources: Vec<Source<E>> = Vec::with_capacity(self.runs.len() + 1);
         for p in &self.runs {
@@ -155,26 +176,34 @@ impl<E: Entry> ExternalSort<E> {
                 heap.push(std::cmp::Reverse((e, i)));
             }
         }
-        let mut current: Vec<E> = Vec::new();
-        while let Some(std::cmp::Reverse((e, i))) = heap.pop() {
-            if let Some(n) = sources[i].next()? {
-                heap.push(std::cmp::Reverse((n, i)));
-            }
-            if current.last().is_some_and(|l| !l.same_key(&e)) {
-                if current.len() > 1 {
-                    group(&current)?;
-                }
-                current.clear();
-            }
-            current.push(e);
+        Ok(Merged { sources, heap, runs: std::mem::take(&mut self.runs) })
+    }
+}
+
+/// The merge of an [`ExternalSort`]: its entries in order.
+pub struct Merged<E: Entry> {
+    sources: Vec<Source<E>>,
+    heap: BinaryHeap<std::cmp::Reverse<(E, usize)>>,
+    runs: Vec<PathBuf>,
+}
+
+impl<E: Entry> Merged<E> {
+    /// The next entry; None when all are done.
+    pub fn next_entry(&mut self) -> Result<Option<E>> {
+        let Some(std::cmp::Reverse((e, i))) = self.heap.pop() else { return Ok(None) };
+        if let Some(n) = self.sources[i].next()? {
+            self.heap.push(std::cmp::Reverse((n, i)));
         }
-        if current.len() > 1 {
-            group(&current)?;
-        }
+        Ok(Some(e))
+    }
+}
+
+impl<E: Entry> Drop for Merged<E> {
+    fn drop(&mut self) {
+        self.sources.clear();
         for p in &self.runs {
             let _ = std::fs::remove_file(p);
         }
-        Ok(())
     }
 }
 
@@ -233,5 +262,28 @@ mod tests {
         assert_eq!(mem, disk);
         assert_eq!(mem.len(), 3001);
         assert!(mem.iter().all(|g| g.windows(2).all(|w| w[0] < w[1])), "rows ascend within a group");
+    }
+
+    /// The merge hands on every entry once, in order, spilled or not, and removes the runs.
+    #[test]
+    fn merged_is_the_sorted_entries() {
+        let entries: Vec<BandEntry> = (0..5_000u64).map(|row| BandEntry { key: (row * 31) % 97, row }).collect();
+        let mut want = entries.clone();
+        want.sort();
+        for budget in [1 << 30, 1024] {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = ExternalSort::new(tmp.path(), "m", budget);
+            for e in &entries {
+                s.push(*e).unwrap();
+            }
+            let mut merged = s.merged().unwrap();
+            let mut got = Vec::new();
+            while let Some(e) = merged.next_entry().unwrap() {
+                got.push(e);
+            }
+            drop(merged);
+            assert_eq!(got, want);
+            assert_eq!(std::fs::read_dir(tmp.path()).map_or(0, |d| d.count()), 0, "runs are removed");
+        }
     }
 }

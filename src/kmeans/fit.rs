@@ -1,0 +1,413 @@
+//! The k-means fit: document frequencies and a seeded sample (pass 0), k-means++ seeding on the
+//! sample, one streaming mini-batch pass, then Lloyd passes over the whole lake.
+//!
+//! - Pass 0 counts each feature's document frequency over the lake (for the IDF) and keeps
+//!   the `sample` documents with the smallest `xxh3(row, seed)`: a uniform sample that does not
+//!   depend on how the lake is cut into batches or threads.
+//! - k-means++ (Arthur and Vassilvitskii 2007): the first centre is a uniform draw from the
+//!   sample; each next one is drawn with probability proportional to `D(x)^2`, the squared
+//!   Euclidean distance of unit vectors to their nearest chosen centre, `2 (1 - cos)`.
+//! - Pass 1, mini-batch (Sculley 2010) over the reader's batches: each batch is assigned to the
+//!   centres as they are at its start, then each document moves its centre by `1/n_c` towards
+//!   itself, in lake order. Kept as sums, which point where the running means do; the
+//!   assignment is by cosine, so only the direction matters (spherical k-means).
+//! - Passes 2.. are Lloyd's: every document is assigned to the centres of the pass before, and
+//!   each centre becomes the normalised sum of its documents (a centre left without any keeps
+//!   its place).
+//!
+//! Deterministic: the sample, the draws (SplitMix64 from the seed) and every sum follow the
+//! lake's row order, never the thread count. Memory: the k centre sums (`8 * dims * k` bytes,
+//! twice during a Lloyd pass), the sample's vectors, and the batches in flight.
+
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+
+use super::model::KMeansModel;
+use super::vectors::{counts, feature_params, idf, tfidf, Sparse};
+use crate::batch::text_column;
+use crate::error::{Error, Result};
+use crate::par::{for_each_ordered, Flow};
+use crate::progress::Progress;
+use crate::source::{Extras, InputFile, LakeReader, ReadOptions};
+
+/// What the fit needs to know.
+#[derive(Debug, Clone)]
+pub struct FitParams {
+    pub k: usize,
+    pub dims: u32,
+    pub sample: usize,
+    pub passes: usize,
+    pub seed: u64,
+}
+
+/// What the fit saw, for the report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FitReport {
+    /// Documents with at least one word (the ones clustered).
+    pub docs: u64,
+    pub without_words: u64,
+    /// The sample k-means++ seeded from.
+    pub sample: u64,
+    /// Mean cosine distance to the assigned centre, per pass (the mini-batch pass's against
+    /// the centres each batch saw).
+    pub mean_dist: Vec<f64>,
+}
+
+/// SplitMix64: the seeded draws of the k-means++ seeding.
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// k-means++ on unit vectors: the indices of the k chosen centres, in the order drawn.
+pub fn kmeans_pp(sample: &[Sparse], k: usize, dims: u32, seed: u64) -> Result<Vec<usize>> {
+    if sample.len() < k {
+        return Err(Error::InvalidArgument(format!(
+            "k = {k} clusters, but only {} documents with words to seed them from",
+            sample.len()
+        )));
+    }
+    let mut rng = SplitMix64::new(seed);
+    let first = (rng.next_f64() * sample.len() as f64) as usize;
+    let mut chosen = vec![first.min(sample.len() - 1)];
+    let mut dense = vec![0f64; dims as usize];
+    let mut d2 = vec![f64::INFINITY; sample.len()];
+    for _ in 1..k {
+        let c = &sample[*chosen.last().expect("one chosen")];
+        for (&j, &x) in c.idx.iter().zip(&c.val) {
+            dense[j as usize] = f64::from(x);
+        }
+        d2.par_iter_mut().zip(sample).for_each(|(d, x)| *d = d.min((2.0 * (1.0 - x.dot(&dense))).max(0.0)));
+        for &j in &c.idx {
+            dense[j as usize] = 0.0;
+        }
+        let total: f64 = d2.iter().sum();
+        if total.is_nan() || total <= 1e-12 {
+            return Err(Error::InvalidArgument(format!(
+                "k = {k} clusters, but the documents have only {} distinct vectors",
+                chosen.len()
+            )));
+        }
+        let target = rng.next_f64() * total;
+        let mut acc = 0.0;
+        // The last point with weight is the fallback should rounding leave the walk short.
+        let mut pick = d2.iter().rposition(|&d| d > 0.0).expect("total > 0");
+        for (i, &d) in d2.iter().enumerate() {
+            acc += d;
+            if acc > target && d > 0.0 {
+                pick = i;
+                break;
+            }
+        }
+        chosen.push(pick);
+    }
+    Ok(chosen)
+}
+
+/// Centre sums, feature-major (`sums[j * k + c]`), with each centre's squared norm and count.
+struct Centres {
+    k: usize,
+    sums: Vec<f64>,
+    norm2: Vec<f64>,
+    count: Vec<u64>,
+}
+
+impl Centres {
+    fn new(k: usize, dims: u32) -> Self {
+        Centres { k, sums: vec![0.0; dims as usize * k], norm2: vec![0.0; k], count: vec![0; k] }
+    }
+
+    /// The nearest centre by cosine (ties to the lower) and the cosine distance.
+    fn nearest(&self, v: &Sparse, sims: &mut Vec<f64>) -> (usize, f64) {
+        let k = self.k;
+        sims.clear();
+        sims.resize(k, 0.0);
+        for (&j, &x) in v.idx.iter().zip(&v.val) {
+            let row = &self.sums[j as usize * k..(j as usize + 1) * k];
+            let x = f64::from(x);
+            for (s, &w) in sims.iter_mut().zip(row) {
+                *s += x * w;
+            }
+        }
+        let mut best = 0;
+        let mut best_sim = f64::NEG_INFINITY;
+        for (c, (&s, &n)) in sims.iter().zip(&self.norm2).enumerate() {
+            let sim = if n > 0.0 { s / n.sqrt() } else { 0.0 };
+            if sim > best_sim {
+                best = c;
+                best_sim = sim;
+            }
+        }
+        (best, (1.0 - best_sim).clamp(0.0, 2.0))
+    }
+
+    /// Add `v` to centre `c`.
+    fn add(&mut self, c: usize, v: &Sparse) {
+        let k = self.k;
+        let mut dot = 0.0;
+        let mut vv = 0.0;
+        for (&j, &x) in v.idx.iter().zip(&v.val) {
+            let s = &mut self.sums[j as usize * k + c];
+            let x = f64::from(x);
+            dot += *s * x;
+            vv += x * x;
+            *s += x;
+        }
+        self.norm2[c] += 2.0 * dot + vv;
+        self.count[c] += 1;
+    }
+
+    fn recompute_norms(&mut self) {
+        self.norm2.iter_mut().for_each(|n| *n = 0.0);
+        for row in self.sums.chunks_exact(self.k) {
+            for (n, x) in self.norm2.iter_mut().zip(row) {
+                *n += x * x;
+            }
+        }
+    }
+}
+
+/// A lake to fit on.
+pub struct FitLake<'a> {
+    pub raw: &'a [InputFile],
+    pub read: &'a ReadOptions,
+    pub progress: &'a Progress,
+}
+
+impl FitLake<'_> {
+    fn reader(&self) -> LakeReader<'_> {
+        LakeReader::new(self.raw, self.read, Extras::none(), None)
+    }
+}
+
+/// Fit k centres on the lake.
+pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
+    let fp = feature_params(p.dims);
+    let mut report = FitReport::default();
+
+    // Pass 0: document frequencies and the sample.
+    let mut df = vec![0u64; p.dims as usize];
+    let mut heap: BinaryHeap<(u64, u64)> = BinaryHeap::new();
+    let mut kept: rustc_hash::FxHashMap<u64, Sparse> = Default::default();
+    let bar = lake.progress.rows("cluster: idf and sample");
+    let mut reader = lake.reader();
+    for_each_ordered(
+        &mut reader,
+        |b| {
+            let text = text_column(&b.batch)?;
+            let mut scratch = Vec::new();
+            Ok(text.iter().map(|t| counts(&fp, t.unwrap_or(""), &mut scratch)).collect::<Vec<_>>())
+        },
+        |b, vs| {
+            bar.inc(vs.len() as u64);
+            for (i, v) in vs.into_iter().enumerate() {
+                if v.is_empty() {
+                    report.without_words += 1;
+                    continue;
+                }
+                report.docs += 1;
+                for &j in &v.idx {
+                    df[j as usize] += 1;
+                }
+                let row = b.first_row + i as u64;
+                let key = xxhash_rust::xxh3::xxh3_64_with_seed(&row.to_le_bytes(), p.seed);
+                if heap.len() < p.sample {
+                    heap.push((key, row));
+                    kept.insert(row, v);
+                } else if heap.peek().is_some_and(|&top| (key, row) < top) {
+                    let (_, out) = heap.pop().expect("full");
+                    kept.remove(&out);
+                    heap.push((key, row));
+                    kept.insert(row, v);
+                }
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    bar.finish_and_clear();
+    if (report.docs as usize) < p.k {
+        return Err(Error::InvalidArgument(format!(
+            "k = {} clusters, but the lake has {} documents with words",
+            p.k, report.docs
+        )));
+    }
+    let idf = idf(&df, report.docs);
+    drop(df);
+    let mut rows: Vec<u64> = kept.keys().copied().collect();
+    rows.sort_unstable();
+    let sample: Vec<Sparse> = rows.iter().map(|r| tfidf(kept.remove(r).expect("kept"), &idf)).collect();
+    drop(kept);
+    report.sample = sample.len() as u64;
+
+    // Seeding.
+    let chosen = kmeans_pp(&sample, p.k, p.dims, p.seed)?;
+    let mut centres = Centres::new(p.k, p.dims);
+    for (c, &i) in chosen.iter().enumerate() {
+        centres.add(c, &sample[i]);
+    }
+    drop(sample);
+
+    // Pass 1: mini-batch.
+    let vectors = |b: &crate::source::SourceBatch| -> Result<Vec<Sparse>> {
+        let text = text_column(&b.batch)?;
+        let mut scratch = Vec::new();
+        Ok(text.iter().map(|t| tfidf(counts(&fp, t.unwrap_or(""), &mut scratch), &idf)).collect())
+    };
+    let bar = lake.progress.rows("cluster: mini-batch pass");
+    let mut reader = lake.reader();
+    let (mut dist_sum, mut n) = (0.0, 0u64);
+    for_each_ordered(&mut reader, vectors, |b, vs| {
+        bar.inc(b.batch.num_rows() as u64);
+        let assigned: Vec<Option<(usize, f64)>> =
+            vs.par_iter().map_init(Vec::new, |sims, v| (!v.is_empty()).then(|| centres.nearest(v, sims))).collect();
+        for (v, a) in vs.iter().zip(assigned) {
+            if let Some((c, d)) = a {
+                centres.add(c, v);
+                dist_sum += d;
+                n += 1;
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    bar.finish_and_clear();
+    report.mean_dist.push(dist_sum / n.max(1) as f64);
+    centres.recompute_norms();
+
+    // Passes 2..: Lloyd.
+    for pass in 1..p.passes {
+        let bar = lake.progress.rows(&format!("cluster: pass {}", pass + 1));
+        let mut next = Centres::new(p.k, p.dims);
+        let (mut dist_sum, mut n) = (0.0, 0u64);
+        let mut reader = lake.reader();
+        let now = &centres;
+        for_each_ordered(
+            &mut reader,
+            |b| {
+                let vs = vectors(b)?;
+                let mut sims = Vec::new();
+                let a: Vec<Option<(usize, f64)>> =
+                    vs.iter().map(|v| (!v.is_empty()).then(|| now.nearest(v, &mut sims))).collect();
+                Ok((vs, a))
+            },
+            |b, (vs, a)| {
+                bar.inc(b.batch.num_rows() as u64);
+                for (v, a) in vs.iter().zip(a) {
+                    if let Some((c, d)) = a {
+                        next.add(c, v);
+                        dist_sum += d;
+                        n += 1;
+                    }
+                }
+                Ok(Flow::Continue)
+            },
+        )?;
+        bar.finish_and_clear();
+        report.mean_dist.push(dist_sum / n.max(1) as f64);
+        // A centre without documents keeps its place.
+        let k = p.k;
+        for c in (0..k).filter(|&c| next.count[c] == 0) {
+            for j in 0..p.dims as usize {
+                next.sums[j * k + c] = centres.sums[j * k + c];
+            }
+        }
+        next.recompute_norms();
+        centres = next;
+    }
+    let model = KMeansModel::from_sums(p.dims, p.k, report.docs, idf, &centres.sums);
+    Ok((model, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(idx: &[u32], val: &[f32]) -> Sparse {
+        let n = val.iter().map(|x| x * x).sum::<f32>().sqrt();
+        Sparse { idx: idx.to_vec(), val: val.iter().map(|x| x / n).collect() }
+    }
+
+    /// Two well-separated blobs, k = 2: every seed puts one centre in each.
+    #[test]
+    fn kmeans_pp_finds_both_blobs_for_every_seed() {
+        let mut sample = Vec::new();
+        for i in 0..50 {
+            let e = (i % 7) as f32 * 0.01;
+            sample.push(unit(&[0, 1], &[1.0, e]));
+            sample.push(unit(&[5, 6], &[1.0, e]));
+        }
+        for seed in 0..200 {
+            let c = kmeans_pp(&sample, 2, 8, seed).unwrap();
+            let blob = |i: usize| sample[i].idx[0];
+            assert_ne!(blob(c[0]), blob(c[1]), "seed {seed}");
+        }
+    }
+
+    /// The second centre is drawn with probability proportional to D(x)^2.
+    #[test]
+    fn kmeans_pp_draws_by_squared_distance() {
+        // x0 = e0 (first centre for the seeds counted), x1 at cos 0.5 (D^2 = 1), x2 orthogonal (D^2 = 2).
+        let s3 = 3f32.sqrt() / 2.0;
+        let sample = vec![unit(&[0], &[1.0]), unit(&[0, 1], &[0.5, s3]), unit(&[1, 2], &[0.0, 1.0])];
+        let (mut n1, mut n2, mut runs) = (0, 0, 0);
+        for seed in 0..30_000 {
+            let c = kmeans_pp(&sample, 2, 4, seed).unwrap();
+            if c[0] != 0 {
+                continue;
+            }
+            runs += 1;
+            match c[1] {
+                1 => n1 += 1,
+                2 => n2 += 1,
+                other => panic!("drew the first centre again: {other}"),
+            }
+        }
+        // P(x2) = 2/3; the binomial sd over ~10,000 runs is about 0.005.
+        let share = n2 as f64 / runs as f64;
+        assert!(runs > 8_000 && (share - 2.0 / 3.0).abs() < 0.025, "{n1} {n2} {share}");
+    }
+
+    #[test]
+    fn too_few_distinct_documents_is_an_error() {
+        let sample = vec![unit(&[0], &[1.0]); 5];
+        let e = kmeans_pp(&sample, 2, 2, 0).unwrap_err().to_string();
+        assert!(e.contains("only 1 distinct"), "{e}");
+        let e = kmeans_pp(&sample, 6, 2, 0).unwrap_err().to_string();
+        assert!(e.contains("only 5 documents"), "{e}");
+    }
+
+    /// Centre sums and their incremental norms agree with a recomputation; assignment by cosine.
+    #[test]
+    fn centres_add_and_assign() {
+        let mut c = Centres::new(2, 3);
+        c.add(0, &unit(&[0], &[1.0]));
+        c.add(1, &unit(&[2], &[1.0]));
+        c.add(0, &unit(&[0, 1], &[1.0, 1.0]));
+        let norms = c.norm2.clone();
+        c.recompute_norms();
+        for (a, b) in norms.iter().zip(&c.norm2) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        let mut sims = Vec::new();
+        let (best, d) = c.nearest(&unit(&[0, 1], &[1.0, 0.2]), &mut sims);
+        assert_eq!(best, 0);
+        assert!(d < 0.1);
+        assert_eq!(c.nearest(&unit(&[2], &[1.0]), &mut sims).0, 1);
+    }
+}
