@@ -187,8 +187,8 @@ fn zipfit(c: &mut Criterion) {
 
 fn dedup(c: &mut Criterion) {
     use syllabus::dedup::minhash::{self, Scratch};
-    use syllabus::extsort::{BandEntry, ExternalSort};
     use syllabus::dedup::{Compat, DedupSettings};
+    use syllabus::extsort::{BandEntry, ExternalSort};
     let texts = fixture_texts();
     let bytes: usize = texts.iter().map(String::len).sum();
     let mut g = c.benchmark_group("dedup");

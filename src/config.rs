@@ -55,6 +55,12 @@ pub struct PipelineConfig {
     /// before scoring and selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<crate::dedup::DedupSettings>,
+    /// `[clusters]`: k-means clusters of the lake (after `[dedup]` and `[decontaminate]`),
+    /// written to `OUT/clusters.parquet`: what `method = "cluster-balanced"` and `"d4"` use
+    /// unless they name tables or settings of their own, and the domains of
+    /// `source.domain_field = "cluster"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<crate::kmeans::ClusterSettings>,
     /// Scoring and selection; without it every document of the lake goes on.
     pub select: Option<SelectConfig>,
     /// The curriculum stages: they run when `[tokenize]` is there.
@@ -238,6 +244,11 @@ macro_rules! select_config {
             Proxy(ProxySelectConfig),
             /// Keep by a column of existing score tables (joined by id) and a rule.
             Scores(ScoresSelectConfig),
+            /// k rows balanced over k-means clusters (Diversify and Conquer).
+            #[serde(rename = "cluster-balanced")]
+            ClusterBalanced(BalancedSelectConfig),
+            /// Every row but the share of each cluster nearest its centroid (D4).
+            D4(D4SelectConfig),
         }
 
         impl SelectConfig {
@@ -247,6 +258,8 @@ macro_rules! select_config {
                     $(SelectConfig::$variant(_) => <$method as Method>::INFO.name,)*
                     SelectConfig::Proxy(_) => "proxy",
                     SelectConfig::Scores(_) => "scores",
+                    SelectConfig::ClusterBalanced(_) => "cluster-balanced",
+                    SelectConfig::D4(_) => "d4",
                 }
             }
 
@@ -255,7 +268,10 @@ macro_rules! select_config {
             pub fn visit<'a, V: VisitSelecting<'a>>(&'a self, v: V) -> Option<V::Out> {
                 match self {
                     $(SelectConfig::$variant(s) => Some(v.visit(s)),)*
-                    SelectConfig::Proxy(_) | SelectConfig::Scores(_) => None,
+                    SelectConfig::Proxy(_)
+                    | SelectConfig::Scores(_)
+                    | SelectConfig::ClusterBalanced(_)
+                    | SelectConfig::D4(_) => None,
                 }
             }
         }
@@ -283,9 +299,69 @@ impl SelectConfig {
         match self {
             SelectConfig::Proxy(p) => &p.proxy.train_on,
             SelectConfig::Scores(s) => &s.scores,
+            SelectConfig::ClusterBalanced(b) if b.clusters.is_empty() => &b.scores,
+            SelectConfig::ClusterBalanced(b) => &b.clusters,
+            SelectConfig::D4(d) => &d.clusters,
             other => other.visit(Target).unwrap_or(&[]),
         }
     }
+
+    /// Whether the selection writes every row's scores to `OUT/scores.parquet`.
+    pub fn writes_scores(&self) -> bool {
+        !matches!(self, SelectConfig::Scores(_) | SelectConfig::ClusterBalanced(_) | SelectConfig::D4(_))
+    }
+
+    /// The clusters a cluster selection uses: its tables, its own settings, or (None, None)
+    /// for the pipeline's `[clusters]`.
+    pub fn cluster_source(&self) -> Option<(&[String], Option<&crate::kmeans::ClusterSettings>)> {
+        match self {
+            SelectConfig::ClusterBalanced(b) => Some((&b.clusters, b.cluster.as_ref())),
+            SelectConfig::D4(d) => Some((&d.clusters, d.cluster.as_ref())),
+            _ => None,
+        }
+    }
+}
+
+/// `method = "cluster-balanced"`: k rows, a budget per cluster (`equal`, `size` with `alpha`,
+/// or `mean` of `by`), within a cluster the highest `by` (from `scores`, or the cluster
+/// tables) or a seeded draw. The clusters: `clusters` (tables `syllabus score cluster` wrote),
+/// else `[select.cluster]` (settings: clustered here), else the pipeline's `[clusters]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancedSelectConfig {
+    pub k: u64,
+    #[serde(default = "default_budget")]
+    pub budget: crate::kmeans::balance::BudgetRule,
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    pub by: Option<String>,
+    #[serde(default)]
+    pub scores: Vec<String>,
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    pub cluster: Option<crate::kmeans::ClusterSettings>,
+}
+
+fn default_budget() -> crate::kmeans::balance::BudgetRule {
+    crate::kmeans::balance::BudgetRule::Equal
+}
+fn default_alpha() -> f64 {
+    1.0
+}
+fn default_drop() -> f64 {
+    0.2
+}
+
+/// `method = "d4"`: drop the `drop` share of each cluster nearest its centroid. Clusters as
+/// for `cluster-balanced`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct D4SelectConfig {
+    #[serde(default = "default_drop")]
+    pub drop: f64,
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    pub cluster: Option<crate::kmeans::ClusterSettings>,
 }
 
 /// `keep = { max = 0.5 }`: which rows a score keeps (counts, or fractions like 0.5).
@@ -384,9 +460,12 @@ impl PipelineConfig {
         if let Some(m) = v.as_object_mut() {
             m.remove("out_dir");
             m.remove("threads");
-            // Memory changes where the dedup join sorts, never what it finds.
-            if let Some(d) = m.get_mut("dedup").and_then(|d| d.as_object_mut()) {
-                d.remove("memory_limit");
+            // Memory changes where the dedup join and the cluster ranks sort, never the result.
+            for stage in ["dedup", "clusters"] {
+                if let Some(d) = m.get_mut(stage).and_then(|d| d.as_object_mut()) {
+                    d.remove("memory_limit");
+                    d.remove("save_model");
+                }
             }
         }
         v
@@ -403,6 +482,7 @@ impl PipelineConfig {
             source: self.source.clone(),
             decontaminate: self.decontaminate.clone(),
             dedup: self.dedup.clone(),
+            clusters: self.clusters.clone(),
             select: Some(select.clone()),
             reweight: None,
             schedule: None,
@@ -460,6 +540,12 @@ impl PipelineConfig {
         if self.source.domain_field.is_some() && !self.source.domains.is_empty() {
             return Err(Error::Config("source.domain_field and source.domains: choose one".into()));
         }
+        if self.source.domain_field.as_deref() == Some(crate::kmeans::COL_CLUSTER) && self.clusters.is_none() {
+            return Err(Error::Config("source.domain_field = \"cluster\" needs a [clusters] stage".into()));
+        }
+        if let Some(c) = &self.clusters {
+            c.validate().map_err(|e| Error::Config(format!("clusters: {e}")))?;
+        }
         if self.tokenize.is_none() {
             for (key, there) in [
                 ("reweight", self.reweight.is_some()),
@@ -490,9 +576,11 @@ impl PipelineConfig {
             && self.eval.is_none()
             && self.dedup.is_none()
             && self.decontaminate.is_none()
+            && self.clusters.is_none()
         {
             return Err(Error::Config(
-                "nothing to do: add a [dedup], [decontaminate], [select], [tokenize] or [eval] stage".into(),
+                "nothing to do: add a [dedup], [decontaminate], [clusters], [select], [tokenize] or [eval] stage"
+                    .into(),
             ));
         }
         if let Some(d) = &self.dedup {
@@ -521,6 +609,28 @@ impl PipelineConfig {
                 sc.keep.rule()?;
                 if sc.scores.is_empty() {
                     return Err(Error::Config("select.scores: at least one score table is needed".into()));
+                }
+            }
+            Some(sel @ (SelectConfig::ClusterBalanced(_) | SelectConfig::D4(_))) => {
+                let (tables, own) = sel.cluster_source().expect("a cluster selection");
+                if let Some(c) = own {
+                    c.validate().map_err(|e| Error::Config(format!("select.cluster: {e}")))?;
+                }
+                if tables.is_empty() && own.is_none() && self.clusters.is_none() {
+                    return Err(Error::Config(format!(
+                        "select method {:?} needs clusters: `clusters = [tables]`, `[select.cluster]` settings, or a [clusters] stage",
+                        sel.method()
+                    )));
+                }
+                if let SelectConfig::D4(d) = sel {
+                    if !(0.0..1.0).contains(&d.drop) {
+                        return Err(Error::Config(format!("select.drop {}: a share in [0, 1)", d.drop)));
+                    }
+                }
+                if let SelectConfig::ClusterBalanced(b) = sel {
+                    if b.budget == crate::kmeans::balance::BudgetRule::Mean && b.by.is_none() {
+                        return Err(Error::Config("select.budget = \"mean\" needs select.by".into()));
+                    }
                 }
             }
             Some(sel) => {
@@ -669,6 +779,9 @@ mod reference_doc {
                 (format!("{prefix}.proxy.model"), keys::<crate::proxy::ProxyParams>()),
                 (format!("{prefix}:scores"), with_method(keys::<ScoresSelectConfig>())),
                 (format!("{prefix}.keep"), keys::<KeepConfig>()),
+                (format!("{prefix}:cluster-balanced"), with_method(keys::<BalancedSelectConfig>())),
+                (format!("{prefix}:d4"), with_method(keys::<D4SelectConfig>())),
+                (format!("{prefix}.cluster"), keys::<crate::kmeans::ClusterSettings>()),
             ];
             v.extend(tables.iter().map(|(name, keys)| (format!("{prefix}:{name}"), keys.clone())));
             v
@@ -680,6 +793,7 @@ mod reference_doc {
             ("source.domains".into(), any()),
             ("decontaminate".into(), keys::<crate::methods::contamination::Settings>()),
             ("dedup".into(), keys::<crate::dedup::DedupSettings>()),
+            ("clusters".into(), keys::<crate::kmeans::ClusterSettings>()),
             ("order".into(), keys::<OrderConfig>()),
             ("schedule".into(), keys::<ScheduleConfig>()),
             ("schedule.phases".into(), keys::<crate::curriculum::PhaseConfig>()),

@@ -259,3 +259,70 @@ fn two_topics_by_hand_and_a_spilled_rank_sort() {
     ok(&syllabus(&["score", "cluster", "--k", "2", "--memory-limit", "4KB", "--out", &p(&spilled), &p(&lake)]));
     assert_eq!(std::fs::read(&spilled).unwrap(), first.unwrap());
 }
+
+/// `pipelines/clusters.toml`: [dedup], [clusters], a balanced selection and a curriculum whose
+/// domains are the clusters; a rerun skips the finished stages.
+#[test]
+fn the_clusters_pipeline_uses_clusters_as_domains() {
+    let dir = tempdir();
+    let out = dir.path().join("out");
+    let err = ok(&syllabus(&["run", "pipelines/clusters.toml", "--out", &p(&out)]));
+    assert!(err.contains("6 clusters: sizes"), "{err}");
+    let c = parquet_table(&out.join("clusters.parquet"));
+    let cluster_of: HashMap<&String, &String> = c["id"].iter().zip(&c["cluster"]).collect();
+    assert_eq!(c["id"].len(), 1213, "the rows [dedup] kept");
+    let mut sizes: HashMap<&String, u64> = HashMap::new();
+    c["cluster"].iter().for_each(|k| *sizes.entry(k).or_default() += 1);
+    let s = parquet_table(&out.join("selected.parquet"));
+    assert_eq!(s["id"].len(), 600);
+    // The curriculum's domain of each document is its cluster.
+    let cur = parquet_table(&out.join("curriculum.parquet"));
+    assert_eq!(cur["id"].len(), 600);
+    let mut per_domain: HashMap<&String, u64> = HashMap::new();
+    for (id, domain) in cur["id"].iter().zip(&cur["domain"]) {
+        assert_eq!(cluster_of[id], domain, "{id}");
+        *per_domain.entry(domain).or_default() += 1;
+    }
+    // Equal budgets of 100, water-filled past the clusters smaller than that.
+    let small: u64 = sizes.values().filter(|&&n| n < 100).sum();
+    let n_small = sizes.values().filter(|&&n| n < 100).count() as u64;
+    let share = (600 - small) as f64 / (6 - n_small) as f64;
+    for (k, n) in &per_domain {
+        let want = if sizes[k] < 100 { sizes[k] as f64 } else { share };
+        assert!((*n as f64 - want).abs() <= 1.0, "cluster {k}: {n} of {} (share {share})", sizes[k]);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["domains"], serde_json::json!(["0", "1", "2", "3", "4", "5"]));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["clusters"]["sizes"].as_array().unwrap().len(), 6);
+    // A rerun finds every stage done: the clusters are not fitted again.
+    let before = std::fs::read(out.join("clusters.parquet")).unwrap();
+    let err = ok(&syllabus(&["run", "pipelines/clusters.toml", "--out", &p(&out)]));
+    assert!(!err.contains("clusters: wrote"), "{err}");
+    assert_eq!(std::fs::read(out.join("clusters.parquet")).unwrap(), before);
+}
+
+#[test]
+fn a_cluster_selection_needs_clusters_and_d4_clusters_on_its_own() {
+    let dir = tempdir();
+    let d = dir.path();
+    let cfg = d.join("p.toml");
+    let base = "name = \"t\"\nout_dir = \"o\"\n[source]\npaths = [\"fixtures/lake\"]\n";
+    std::fs::write(&cfg, format!("{base}[select]\nmethod = \"d4\"\n")).unwrap();
+    let err = fails(&syllabus(&["run", &p(&cfg)]), 1);
+    assert!(err.contains("needs clusters"), "{err}");
+    std::fs::write(&cfg, format!("{base}domain_field = \"cluster\"\n[select]\nmethod = \"random\"\nk = 5\n")).unwrap();
+    let err = fails(&syllabus(&["run", &p(&cfg)]), 1);
+    assert!(err.contains("needs a [clusters] stage"), "{err}");
+    std::fs::write(&cfg, format!("{base}[select]\nmethod = \"d4\"\ndrop = 0.5\ncluster = {{ k = 3 }}\n")).unwrap();
+    let out = d.join("out");
+    ok(&syllabus(&["run", &p(&cfg), "--out", &p(&out)]));
+    let c = parquet_table(&out.join("clusters.parquet"));
+    let s = parquet_table(&out.join("selected.parquet"));
+    let mut sizes: HashMap<&String, usize> = HashMap::new();
+    c["cluster"].iter().for_each(|k| *sizes.entry(k).or_default() += 1);
+    let want: usize = sizes.values().map(|&n| n - (0.5 * n as f64).round() as usize).sum();
+    assert_eq!(s["id"].len(), want);
+    assert!(out.join("kmeans_model.bin").exists());
+}

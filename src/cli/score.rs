@@ -356,15 +356,11 @@ impl SelectCommand {
             SelectCommand::ClusterBalanced { clusters, k, budget, alpha, by, scores, seed, source, out, raw } => {
                 let b = crate::kmeans::Balanced { k, budget, alpha, by, seed };
                 let (opts, raw, mut rejects) = open_lake(&source, &raw)?;
-                let mut table = crate::kmeans::read_cluster_table(&expand_inputs(&clusters)?, &[])?;
-                if let Some(by) = &b.by {
-                    let from = if scores.is_empty() { &clusters } else { &scores };
-                    let s = crate::select::rule::read_score_columns(&expand_inputs(from)?, &[by], true)?;
-                    for (id, v) in table.iter_mut() {
-                        let x = s.get(id).and_then(|x| x[0]);
-                        *v = vec![v[0], x].into_boxed_slice();
-                    }
-                }
+                let table = crate::kmeans::balanced_table(
+                    &expand_inputs(&clusters)?,
+                    b.by.as_deref(),
+                    &if scores.is_empty() { Vec::new() } else { expand_inputs(&scores)? },
+                )?;
                 let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
                 let (report, budgets) = crate::kmeans::select_balanced(&lake, &table, &b, rejects.as_mut(), &out)?;
                 let used = budgets.iter().filter(|&&n| n > 0).count();

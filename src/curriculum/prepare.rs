@@ -40,6 +40,9 @@ pub enum DomainOf {
     Column(String, Vec<String>),
     /// One domain per input file (`of_file[i]` indexes `names`).
     PerFile { names: Vec<String>, of_file: Vec<usize> },
+    /// Each document's domain looked up by its id (k-means clusters); `what` names the table
+    /// in errors. Names are ordered as numbers where they are numbers.
+    ById { what: String, by_id: std::sync::Arc<std::collections::HashMap<String, String>> },
 }
 
 /// What prepare produced; saved as its completion marker.
@@ -149,6 +152,17 @@ impl Prepare<'_> {
                     })
                     .collect::<Result<Vec<_>>>()?
             }
+            DomainOf::ById { what, by_id } => {
+                let ids = id_column(&b.batch)?;
+                let file = &self.files[b.file];
+                (0..n)
+                    .map(|i| match by_id.get(ids.value(i)) {
+                        Some(d) => Ok(Some(d.clone())),
+                        None => Err(file
+                            .bad_record(b.locations[i], format!("the document {:?} is not in {what}", ids.value(i)))),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
             _ => vec![None; n],
         };
         let score = self.numbers(b, self.order_by.as_deref(), "order")?;
@@ -179,6 +193,7 @@ impl Prepare<'_> {
                     DomainOf::Single(n) => vec![n.clone()],
                     DomainOf::PerFile { names, .. } => names.clone(),
                     DomainOf::Column(_, preset) => preset.clone(),
+                    DomainOf::ById { .. } => Vec::new(),
                 };
                 let out = Outputs {
                     tokens: Store::create(&work.join(TOKENS_FILE))?,
@@ -244,8 +259,13 @@ impl Prepare<'_> {
         // Domain ids: as configured, then the names found in a column sorted (stable whatever
         // the row order).
         let mut ids: Vec<usize> = (0..names.len()).collect();
-        if let DomainOf::Column(_, preset) = &self.domains {
-            ids[preset.len()..].sort_by(|&a, &b| names[a].cmp(&names[b]));
+        match &self.domains {
+            DomainOf::Column(_, preset) => ids[preset.len()..].sort_by(|&a, &b| names[a].cmp(&names[b])),
+            DomainOf::ById { .. } => {
+                let key = |s: &str| (s.parse::<u64>().map_or(u64::MAX, |n| n), s.to_string());
+                ids.sort_by_key(|&i| key(&names[i]));
+            }
+            _ => {}
         }
         Ok(Prepared {
             domains: ids.iter().map(|&i| names[i].clone()).collect(),
@@ -297,20 +317,22 @@ impl Prepare<'_> {
             let d = match (&self.domains, &batch_out.domain[i]) {
                 (DomainOf::Single(_), _) => 0,
                 (DomainOf::PerFile { of_file, .. }, _) => of_file[b.file],
-                (DomainOf::Column(..), Some(name)) => match st.names.iter().position(|n| n == name) {
-                    Some(d) => d,
-                    None => {
-                        if st.names.len() >= u16::MAX as usize {
-                            return Err(Error::InvalidArgument("more than 65,535 domains".into()));
+                (DomainOf::Column(..) | DomainOf::ById { .. }, Some(name)) => {
+                    match st.names.iter().position(|n| n == name) {
+                        Some(d) => d,
+                        None => {
+                            if st.names.len() >= u16::MAX as usize {
+                                return Err(Error::InvalidArgument("more than 65,535 domains".into()));
+                            }
+                            st.names.push(name.clone());
+                            out.records.push(RecWriter::create(&rec_path(work, st.names.len() - 1))?);
+                            st.documents.push(0);
+                            st.tokens.push(0);
+                            st.names.len() - 1
                         }
-                        st.names.push(name.clone());
-                        out.records.push(RecWriter::create(&rec_path(work, st.names.len() - 1))?);
-                        st.documents.push(0);
-                        st.tokens.push(0);
-                        st.names.len() - 1
                     }
-                },
-                (DomainOf::Column(..), None) => unreachable!("domains are read for every row"),
+                }
+                (DomainOf::Column(..) | DomainOf::ById { .. }, None) => unreachable!("domains are read for every row"),
             };
             let id = ids.value(i).as_bytes();
             let n_tokens = u32::try_from(toks.len())

@@ -361,6 +361,26 @@ pub fn read_cluster_table(files: &[crate::source::InputFile], cols: &[&str]) -> 
     crate::select::rule::read_score_columns(files, &all, true)
 }
 
+/// The table `select cluster-balanced` reads: `cluster` from `clusters`, and with `by` that
+/// column from `scores` (or from the cluster tables when `scores` is empty).
+pub fn balanced_table(
+    clusters: &[crate::source::InputFile],
+    by: Option<&str>,
+    scores: &[crate::source::InputFile],
+) -> Result<ClusterTable> {
+    let Some(by) = by else { return read_cluster_table(clusters, &[]) };
+    if scores.is_empty() {
+        return read_cluster_table(clusters, &[by]);
+    }
+    let mut table = read_cluster_table(clusters, &[])?;
+    let s = crate::select::rule::read_score_columns(scores, &[by], true)?;
+    for (id, v) in table.iter_mut() {
+        let x = s.get(id).and_then(|x| x[0]);
+        *v = vec![v[0], x].into_boxed_slice();
+    }
+    Ok(table)
+}
+
 /// Every row of the lake with its table values (`cluster` first), in lake order; a row the
 /// table lacks is an error naming its file and line or row.
 fn join_rows(

@@ -31,6 +31,9 @@ pub struct RunSummary {
     /// What `[dedup]` removed, per file and reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup: Option<crate::dedup::DedupReport>,
+    /// What `[clusters]` found: sizes and the fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<crate::kmeans::ClusterReport>,
     /// The curriculum's totals, when the pipeline writes one.
     pub curriculum: Option<crate::shard::manifest::Totals>,
     /// Files written, relative to the output directory.
@@ -52,7 +55,11 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     crate::par::init_threads(cfg.threads);
     let out_dir = out_dir.unwrap_or(&cfg.out_dir);
     crate::sink::output_dir(out_dir)?;
-    let own = cfg.select.is_some() || cfg.tokenize.is_some() || cfg.dedup.is_some() || cfg.decontaminate.is_some();
+    let own = cfg.select.is_some()
+        || cfg.tokenize.is_some()
+        || cfg.dedup.is_some()
+        || cfg.decontaminate.is_some()
+        || cfg.clusters.is_some();
     let mut summary = if own {
         run_stages(cfg, out_dir, progress)?
     } else {
@@ -62,6 +69,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
             report: RunReport::default(),
             decontaminate: None,
             dedup: None,
+            clusters: None,
             curriculum: None,
             outputs: Vec::new(),
             eval: None,
@@ -170,6 +178,13 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let reads_lake_later = cfg.select.is_some() || cfg.tokenize.is_some();
     let filtered = filters::run(cfg, &raw, &mut read, &work, &key, out_dir, progress)?;
     outputs.extend(filtered.outputs.iter().cloned());
+    let clusters = match &cfg.clusters {
+        Some(settings) => {
+            outputs.extend([out_dir.join(CLUSTERS_FILE), out_dir.join(KMEANS_MODEL_FILE)]);
+            Some(cluster_stage(settings, &raw, &read, &work, &key, out_dir, progress)?)
+        }
+        None => None,
+    };
     let (method, report) = match &cfg.select {
         None if !reads_lake_later && read.exclude.is_some() => {
             // Only rows removed: the rest of the lake is the selection.
@@ -192,8 +207,11 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         Some(sel) => {
             let method = sel.method();
             outputs.push(selected.clone());
-            if !matches!(sel, SelectConfig::Scores(_)) {
+            if sel.writes_scores() {
                 outputs.push(out_dir.join("scores.parquet"));
+            }
+            if sel.cluster_source().is_some_and(|(tables, own)| tables.is_empty() && own.is_some()) {
+                outputs.extend([out_dir.join(CLUSTERS_FILE), out_dir.join(KMEANS_MODEL_FILE)]);
             }
             if let Some(f) = crate::methods::info(method).and_then(|i| i.model_file) {
                 outputs.push(out_dir.join(f));
@@ -227,6 +245,13 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
             };
             (Some(method), report)
         }
+    };
+    // `domain_field = "cluster"`: each document's domain is its cluster, by id.
+    let domains = match &domains {
+        DomainOf::Column(c, _) if c == crate::kmeans::COL_CLUSTER && cfg.clusters.is_some() => {
+            cluster_domains(&out_dir.join(CLUSTERS_FILE))?
+        }
+        _ => domains,
     };
     let mut curriculum = None;
     if let Some(spec) = &spec {
@@ -268,6 +293,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         report,
         decontaminate: filtered.decontaminate,
         dedup: filtered.dedup,
+        clusters,
         curriculum,
         outputs,
         eval: None,
@@ -306,6 +332,9 @@ fn select(
     out_dir: &Path,
     rejects_path: Option<&Path>,
 ) -> Result<RunReport> {
+    if let Some((tables, own)) = sel.cluster_source() {
+        return cluster_selection(sel, tables, own, cfg.seed, lake, out_dir, rejects_path);
+    }
     if let Some(url) = &cfg.cluster {
         return cluster_select(url, cfg, sel, lake, read, out_dir, rejects_path);
     }
@@ -336,6 +365,116 @@ fn select(
             let local = SelectHere { seed: cfg.seed, lake, out_dir, rejects: rejects.as_mut() };
             method.visit(local).expect("a scoring method")?
         }
+    };
+    if let Some(r) = rejects {
+        report.rejects_written = r.finish()?;
+    }
+    Ok(report)
+}
+
+const CLUSTERS_FILE: &str = "clusters.parquet";
+const KMEANS_MODEL_FILE: &str = "kmeans_model.bin";
+
+/// `[clusters]`: every row's cluster to `OUT/clusters.parquet`, the model beside it; a marker
+/// in `OUT/work` skips it on a rerun, and a killed run resumes with its fit and finished files.
+fn cluster_stage(
+    settings: &crate::kmeans::ClusterSettings,
+    raw: &[InputFile],
+    read: &crate::source::ReadOptions,
+    work: &Path,
+    key: &str,
+    out_dir: &Path,
+    progress: &Progress,
+) -> Result<crate::kmeans::ClusterReport> {
+    if let Some(r) = load_marker::<crate::kmeans::ClusterReport>(work, "clusters.json") {
+        return Ok(r);
+    }
+    let w = Work::at(work.join("clusters"), key.to_string())?;
+    let lake = ScoredLake { raw, read, progress, file_column: None, work: Some(&w) };
+    let r = cluster_to(settings, &lake, out_dir)?;
+    eprintln!("syllabus run: clusters: wrote {}", out_dir.join(CLUSTERS_FILE).display());
+    crate::kmeans::print_report(&r);
+    save_marker(work, "clusters.json", &r)?;
+    w.finish()?;
+    Ok(r)
+}
+
+/// Fit (or load) and assign: `OUT/clusters.parquet` and `OUT/kmeans_model.bin`. Bad records
+/// are counted, not written: the stage that reads the lake next writes them.
+fn cluster_to(
+    settings: &crate::kmeans::ClusterSettings,
+    lake: &ScoredLake,
+    out_dir: &Path,
+) -> Result<crate::kmeans::ClusterReport> {
+    let s = crate::kmeans::ClusterSettings { save_model: Some(out_dir.join(KMEANS_MODEL_FILE)), ..settings.clone() };
+    let (model, fit) = crate::kmeans::model_for(lake, &s)?;
+    if !out_dir.join(KMEANS_MODEL_FILE).exists() {
+        model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
+    }
+    let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &out_dir.join(CLUSTERS_FILE))?;
+    report.fit = fit;
+    Ok(report)
+}
+
+/// The domains of `source.domain_field = "cluster"`: each id's cluster from the table (rows
+/// without words: the domain "none"). Memory: every id of the table.
+fn cluster_domains(table: &Path) -> Result<DomainOf> {
+    let t = crate::kmeans::read_cluster_table(&[InputFile::new(table)?], &[])?;
+    let by_id = t
+        .into_iter()
+        .map(|(id, v)| (id, v[0].map_or_else(|| "none".to_string(), |c| format!("{}", c as u32))))
+        .collect();
+    Ok(DomainOf::ById { what: "the [clusters] table".into(), by_id: std::sync::Arc::new(by_id) })
+}
+
+/// A selection by clusters (`cluster-balanced`, `d4`), always here: from the named tables,
+/// from clusters made here with the selection's own settings, or from `[clusters]`.
+fn cluster_selection(
+    sel: &SelectConfig,
+    tables: &[String],
+    own: Option<&crate::kmeans::ClusterSettings>,
+    seed: u32,
+    lake: &ScoredLake,
+    out_dir: &Path,
+    rejects_path: Option<&Path>,
+) -> Result<RunReport> {
+    let files = match (tables, own) {
+        ([], Some(settings)) => {
+            cluster_to(settings, lake, out_dir)?;
+            vec![InputFile::new(&out_dir.join(CLUSTERS_FILE))?]
+        }
+        ([], None) => vec![InputFile::new(&out_dir.join(CLUSTERS_FILE))?],
+        (t, _) => expand_inputs(t)?,
+    };
+    let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
+    let selected = out_dir.join("selected.parquet");
+    // The join reads the lake once more, without the work directory's parts.
+    let plain = ScoredLake {
+        raw: lake.raw,
+        read: lake.read,
+        progress: lake.progress,
+        file_column: lake.file_column.clone(),
+        work: None,
+    };
+    let mut report = match sel {
+        SelectConfig::ClusterBalanced(b) => {
+            let scores = if b.scores.is_empty() { Vec::new() } else { expand_inputs(&b.scores)? };
+            let table = crate::kmeans::balanced_table(&files, b.by.as_deref(), &scores)?;
+            let how = crate::kmeans::Balanced {
+                k: b.k,
+                budget: b.budget,
+                alpha: b.alpha,
+                by: b.by.clone(),
+                seed: u64::from(seed),
+            };
+            crate::kmeans::select_balanced(&plain, &table, &how, rejects.as_mut(), &selected)?.0
+        }
+        SelectConfig::D4(d) => {
+            let cols = [crate::kmeans::COL_RANK, crate::kmeans::COL_DIST];
+            let table = crate::kmeans::read_cluster_table(&files, &cols)?;
+            crate::kmeans::select_d4(&plain, &table, d.drop, rejects.as_mut(), &selected)?
+        }
+        _ => unreachable!("a cluster selection"),
     };
     if let Some(r) = rejects {
         report.rejects_written = r.finish()?;
