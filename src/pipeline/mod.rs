@@ -441,9 +441,9 @@ fn cluster_selection(
     let files = match (tables, own) {
         ([], Some(settings)) => {
             cluster_to(settings, lake, out_dir)?;
-            vec![InputFile::new(&out_dir.join(CLUSTERS_FILE))?]
+            vec![InputFile::new(out_dir.join(CLUSTERS_FILE))?]
         }
-        ([], None) => vec![InputFile::new(&out_dir.join(CLUSTERS_FILE))?],
+        ([], None) => vec![InputFile::new(out_dir.join(CLUSTERS_FILE))?],
         (t, _) => expand_inputs(t)?,
     };
     let mut rejects = rejects_path.map(RejectWriter::create).transpose()?;
