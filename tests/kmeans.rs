@@ -296,6 +296,21 @@ fn the_clusters_pipeline_uses_clusters_as_domains() {
     assert_eq!(manifest["domains"], serde_json::json!(["0", "1", "2", "3", "4", "5"]));
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["clusters"]["sizes"].as_array().unwrap().len(), 6);
+    // One row per cluster: its size, its top terms, and its nearest rows (rank 1 first).
+    let terms = parquet_table(&out.join("cluster_terms.parquet"));
+    assert_eq!(terms["cluster"], ["0", "1", "2", "3", "4", "5"]);
+    let rank: HashMap<&String, &String> = c["id"].iter().zip(&c["cluster_rank"]).collect();
+    for (i, k) in terms["cluster"].iter().enumerate() {
+        assert_eq!(terms["size"][i].parse::<u64>().unwrap(), sizes[k]);
+        let nearest: Vec<&str> = terms["nearest"][i].split(", ").collect();
+        assert_eq!(nearest.len(), 3.min(sizes[k] as usize));
+        for (r, id) in nearest.iter().enumerate() {
+            assert_eq!(rank[&id.to_string()], &(r + 1).to_string());
+            assert_eq!(cluster_of[&id.to_string()], k);
+        }
+    }
+    // HOL Light's tactics name the math cluster.
+    assert!(terms["top_terms"].iter().any(|t| t.contains("rewrite_tac")), "{:?}", terms["top_terms"]);
     // A rerun finds every stage done: the clusters are not fitted again.
     let before = std::fs::read(out.join("clusters.parquet")).unwrap();
     let err = ok(&syllabus(&["run", "pipelines/clusters.toml", "--out", &p(&out)]));

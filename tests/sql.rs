@@ -12,7 +12,7 @@ fn outputs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempdir().keep();
-        for name in ["quickstart", "domain_upsampling", "clean"] {
+        for name in ["quickstart", "domain_upsampling", "clean", "clusters"] {
             let cfg = format!("pipelines/{name}.toml");
             ok(&syllabus(&["run", &cfg, "--out", &p(&dir.join(name)), "-q"]));
         }

@@ -105,7 +105,8 @@ enum Command {
     Tokenizer(TokenizerCommand),
     /// SQL over documents, scores, selections and curricula (DataFusion): an interactive shell,
     /// or -c QUERY / -f FILE. Paths become tables: a syllabus output directory gives selected,
-    /// scores, curriculum, rejects, phases, shards and sequences; any jsonl(.gz/.zst) or
+    /// scores, curriculum, rejects, phases, shards and sequences (and dedup, contamination,
+    /// clusters and cluster_terms after those stages); any jsonl(.gz/.zst) or
     /// Parquet file or directory gives a table named after it.
     Sql(Box<SqlArgs>),
     /// Which selection trains the better model: the same small LM trained on each candidate

@@ -149,9 +149,10 @@ impl ScoreCommand {
     pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
         match self {
             ScoreCommand::Method(m) => m.stage_outputs(o),
-            ScoreCommand::Cluster { settings, source, io } => {
+            ScoreCommand::Cluster { settings, terms_out, source, io } => {
                 source.stage_outputs(o)?;
                 o.stage_opt(&mut settings.save_model)?;
+                o.stage_opt(terms_out)?;
                 o.stage_in_place(&mut io.out)
             }
             ScoreCommand::Dedup { source, io, .. }
@@ -249,6 +250,9 @@ pub(super) enum ScoreCommand {
     Cluster {
         #[command(flatten)]
         settings: crate::kmeans::ClusterSettings,
+        /// Also write one row per cluster here: its size, top terms and nearest documents.
+        #[arg(long, value_name = "FILE")]
+        terms_out: Option<PathBuf>,
         #[command(flatten)]
         source: SourceArgs,
         #[command(flatten)]
@@ -529,7 +533,9 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
         ScoreCommand::Dedup { settings, source, cluster: None, io } => {
             dedup_command(&settings, &source, &io.raw, &io.out, None, false, progress, start)
         }
-        ScoreCommand::Cluster { settings, source, io } => cluster_command(&settings, &source, &io, progress, start),
+        ScoreCommand::Cluster { settings, terms_out, source, io } => {
+            cluster_command(&settings, terms_out, &source, &io, progress, start)
+        }
         ScoreCommand::El2n { proxy, source, io } => {
             score_proxy(crate::proxy::ScoreKind::El2n, proxy.spec(false), &source, &io, progress, start)
         }
@@ -681,6 +687,7 @@ fn dedup_command(
 /// resumable: the model and the finished files' assignments are kept in `OUT.work`.
 fn cluster_command(
     settings: &crate::kmeans::ClusterSettings,
+    terms_out: Option<PathBuf>,
     source: &SourceArgs,
     io: &ScoreIo,
     progress: &Progress,
@@ -705,7 +712,7 @@ fn cluster_command(
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
     let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
     let (mut report, mut clusters) =
-        crate::kmeans::assign_to(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out)?;
+        crate::kmeans::assign_to(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out, terms_out.as_deref())?;
     clusters.fit = fit;
     report.resumed = work.resumed.clone();
     work.finish()?;

@@ -24,12 +24,15 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use super::model::KMeansModel;
-use super::vectors::{counts, feature_params, idf, tfidf, Sparse};
+use super::vectors::{counts, feature_params, for_each_term, idf, tfidf, Sparse, TermScratch, Terms};
 use crate::batch::text_column;
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::source::{Extras, InputFile, LakeReader, ReadOptions};
+
+/// Documents whose words name the features (the first ones of the lake).
+const TERM_DOCS: u64 = 20_000;
 
 /// What the fit needs to know.
 #[derive(Debug, Clone)]
@@ -206,6 +209,9 @@ pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
     let mut df = vec![0u64; p.dims as usize];
     let mut heap: BinaryHeap<(u64, u64)> = BinaryHeap::new();
     let mut kept: rustc_hash::FxHashMap<u64, Sparse> = Default::default();
+    // Readable terms from the lake's first documents (bounded work, whatever the lake).
+    let mut terms = Terms::new(p.dims);
+    let mut term_scratch = TermScratch::default();
     let bar = lake.progress.rows("cluster: idf and sample");
     let mut reader = lake.reader();
     for_each_ordered(
@@ -217,6 +223,12 @@ pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
         },
         |b, vs| {
             bar.inc(vs.len() as u64);
+            if b.first_row < TERM_DOCS {
+                let text = text_column(&b.batch)?;
+                for t in text.iter().take((TERM_DOCS - b.first_row) as usize) {
+                    for_each_term(t.unwrap_or(""), p.dims, &mut term_scratch, |j, term| terms.see(j, term));
+                }
+            }
             for (i, v) in vs.into_iter().enumerate() {
                 if v.is_empty() {
                     report.without_words += 1;
@@ -330,7 +342,8 @@ pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
         next.recompute_norms();
         centres = next;
     }
-    let model = KMeansModel::from_sums(p.dims, p.k, report.docs, idf, &centres.sums);
+    let mut model = KMeansModel::from_sums(p.dims, p.k, report.docs, idf, &centres.sums);
+    model.terms = terms.into_terms();
     Ok((model, report))
 }
 

@@ -256,12 +256,17 @@ fn assignment_columns(columns: &[ArrayRef]) -> Result<(&Int32Array, &Float64Arra
 /// Assign every row of the lake to a cluster of `model` and write `id`, `cluster`,
 /// `cluster_dist` and `cluster_rank` to `out`, in lake order. Needs the lake's work directory
 /// (the assignments are kept there per file, and read back to add the ranks).
+///
+/// With `terms_out`, also a table of one row per cluster there: `cluster`, `size`,
+/// `top_terms` (the ten features of greatest centroid weight, as words) and `nearest` (the ids
+/// of its three rows nearest the centroid), so that a user can name the clusters.
 pub fn assign_to(
     lake: &ScoredLake,
     model: Arc<KMeansModel>,
     memory_limit: u64,
     rejects: Option<&mut RejectWriter>,
     out: &Path,
+    terms_out: Option<&Path>,
 ) -> Result<(RunReport, ClusterReport)> {
     let work = lake.work.ok_or_else(|| Error::InvalidArgument("clustering needs a work directory".into()))?;
     let spill = work.dir().join("spill");
@@ -269,7 +274,7 @@ pub fn assign_to(
         std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
     }
     let k = model.k;
-    let scorer = Assign { model };
+    let scorer = Assign { model: model.clone() };
     let budget = (memory_limit / 2) as usize;
     let mut by_distance: ExternalSort<ByDistance> = ExternalSort::new(&spill, "dist", budget);
     let mut report = ClusterReport { k, sizes: vec![0; k as usize], ..Default::default() };
@@ -290,13 +295,19 @@ pub fn assign_to(
     let mut by_row: ExternalSort<RowRank> = ExternalSort::new(&spill, "rank", budget);
     let mut merged = by_distance.merged()?;
     let (mut cluster, mut rank) = (u32::MAX, 0u64);
+    // The rows nearest each centroid, whose ids the terms table shows.
+    let mut nearest: rustc_hash::FxHashMap<u64, (u32, u64)> = Default::default();
     while let Some(e) = merged.next_entry()? {
         if e.cluster != cluster {
             (cluster, rank) = (e.cluster, 0);
         }
         rank += 1;
+        if rank <= NEAREST {
+            nearest.insert(e.row, (e.cluster, rank));
+        }
         by_row.push(RowRank { row: e.row, rank })?;
     }
+    let mut nearest_ids: Vec<Vec<(u64, String)>> = vec![Vec::new(); k as usize];
     drop(merged);
     let mut ranks = by_row.merged()?;
     let schema = output_schema();
@@ -310,6 +321,9 @@ pub fn assign_to(
                 continue;
             }
             let row = b.first_row + i as u64;
+            if let Some(&(c, r)) = nearest.get(&row) {
+                nearest_ids[c as usize].push((r, b.ids.value(i).to_string()));
+            }
             match ranks.next_entry()? {
                 Some(r) if r.row == row => col.append_value(r.rank as i64),
                 other => {
@@ -329,9 +343,51 @@ pub fn assign_to(
     drop(ranks);
     writer.finish()?;
     let _ = std::fs::remove_dir_all(&spill);
+    if let Some(path) = terms_out {
+        write_terms(&model, &report.sizes, nearest_ids, path)?;
+    }
     let eligible = report.sizes.iter().sum();
     let run = RunReport { selected_per_file: vec![0; files.len()], files, eligible, ..Default::default() };
     Ok((run, report))
+}
+
+/// Rows per cluster whose ids the terms table shows.
+const NEAREST: u64 = 3;
+/// Terms per cluster in the terms table.
+const TOP_TERMS: usize = 10;
+
+/// The columns of the terms table.
+pub fn terms_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(COL_CLUSTER, DataType::Int32, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("top_terms", DataType::Utf8, false),
+        Field::new("nearest", DataType::Utf8, false),
+    ]))
+}
+
+fn write_terms(model: &KMeansModel, sizes: &[u64], mut nearest: Vec<Vec<(u64, String)>>, path: &Path) -> Result<()> {
+    use arrow::array::{Int32Array, Int64Array, StringArray};
+    let k = model.k as usize;
+    let top: Vec<String> = (0..k).map(|c| model.top_terms(c, TOP_TERMS).join(", ")).collect();
+    let near: Vec<String> = nearest
+        .iter_mut()
+        .map(|v| {
+            v.sort();
+            v.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>().join(", ")
+        })
+        .collect();
+    let schema = terms_schema();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(0..k as i32)),
+        Arc::new(Int64Array::from_iter_values(sizes.iter().map(|&n| n as i64))),
+        Arc::new(StringArray::from(top)),
+        Arc::new(StringArray::from(near)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow("the terms table", e))?;
+    let mut w = TableWriter::create(path, schema)?;
+    w.write(&batch)?;
+    w.finish().map(|_| ())
 }
 
 /// Print what a clustering run found.

@@ -35,6 +35,9 @@ struct Header {
     k: u32,
     /// Documents the IDF was counted over.
     docs: u64,
+    /// A readable term per feature ("" for none): what the top terms of a cluster show.
+    #[serde(default)]
+    terms: Vec<String>,
 }
 
 /// IDF weights and unit centroids.
@@ -46,6 +49,8 @@ pub struct KMeansModel {
     pub idf: Vec<f32>,
     /// Feature-major: `centroids[j * k + c]` is centroid c's weight of feature j.
     pub centroids: Vec<f32>,
+    /// A readable term per feature, "" where none was seen (empty: none kept).
+    pub terms: Vec<String>,
 }
 
 impl KMeansModel {
@@ -61,7 +66,25 @@ impl KMeansModel {
         let inv: Vec<f64> = norm2.iter().map(|&n| if n > 0.0 { 1.0 / n.sqrt() } else { 0.0 }).collect();
         let centroids =
             sums.chunks_exact(k).flat_map(|row| row.iter().zip(&inv).map(|(x, i)| (x * i) as f32)).collect();
-        KMeansModel { dims, k: k as u32, docs, idf, centroids }
+        KMeansModel { dims, k: k as u32, docs, idf, centroids, terms: Vec::new() }
+    }
+
+    /// The `n` terms that set cluster `c` apart: by its centroid weight less the mean weight of
+    /// all centroids (common words weigh alike everywhere), terms with a letter or digit only
+    /// (ties: lower feature).
+    pub fn top_terms(&self, c: usize, n: usize) -> Vec<&str> {
+        let k = self.k as usize;
+        let mut feats: Vec<(f32, usize)> = (0..self.dims as usize)
+            .filter(|&j| self.terms.get(j).is_some_and(|t| t.chars().any(char::is_alphanumeric)))
+            .map(|j| {
+                let row = &self.centroids[j * k..(j + 1) * k];
+                let mean = row.iter().sum::<f32>() / k as f32;
+                (row[c] - mean, j)
+            })
+            .filter(|&(w, _)| w > 0.0)
+            .collect();
+        feats.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        feats.iter().take(n).map(|&(_, j)| self.terms[j].as_str()).collect()
     }
 
     /// The vector of a text under this model's features and IDF.
@@ -95,7 +118,8 @@ impl KMeansModel {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header = serde_json::to_vec(&Header { dims: self.dims, k: self.k, docs: self.docs }).expect("plain struct");
+        let header = Header { dims: self.dims, k: self.k, docs: self.docs, terms: self.terms.clone() };
+        let header = serde_json::to_vec(&header).expect("plain struct");
         let mut out = Vec::with_capacity(32 + header.len() + 4 * (self.idf.len() + self.centroids.len()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -133,6 +157,9 @@ impl KMeansModel {
         if header.dims == 0 || header.k == 0 {
             return Err(bad("dims and k must be at least 1".into()));
         }
+        if !header.terms.is_empty() && header.terms.len() != header.dims as usize {
+            return Err(bad(format!("{} terms for {} dims", header.terms.len(), header.dims)));
+        }
         let floats = (header.dims as u64) * (1 + u64::from(header.k));
         let rest = &body[start + hlen..];
         if rest.len() as u64 != 4 * floats {
@@ -150,7 +177,7 @@ impl KMeansModel {
         if idf.iter().chain(&centroids).any(|x| !x.is_finite()) {
             return Err(bad("a weight is not a finite number".into()));
         }
-        Ok(KMeansModel { dims: header.dims, k: header.k, docs: header.docs, idf, centroids })
+        Ok(KMeansModel { dims: header.dims, k: header.k, docs: header.docs, idf, centroids, terms: header.terms })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -237,8 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn top_terms_by_centroid_weight() {
+        // Centroids (0.6, 0.8, 0) and (0, 0, 1): means 0.3, 0.4, 0.5 per feature.
+        let mut m = model();
+        m.terms = vec!["x".into(), "".into(), "z".into()];
+        assert_eq!(m.top_terms(0, 5), vec!["x"]);
+        assert_eq!(m.top_terms(1, 5), vec!["z"]);
+        m.terms[1] = "y".into();
+        assert_eq!(m.top_terms(0, 1), vec!["y"]);
+        m.terms[1] = "--".into();
+        assert_eq!(m.top_terms(0, 5), vec!["x"], "no term without a letter or digit");
+    }
+
+    #[test]
     fn file_round_trips_and_damage_is_an_error() {
-        let m = model();
+        let mut m = model();
+        m.terms = vec!["a".into(), "b c".into(), "".into()];
         let bytes = m.to_bytes();
         assert_eq!(KMeansModel::from_bytes(&bytes, "m").unwrap(), m);
         for cut in [0, 5, 20, bytes.len() - 9, bytes.len() - 1] {

@@ -6,7 +6,8 @@
 //! + 1` (scikit-learn's smoothed IDF), `N` the documents the fit read and `df[j]` how many of
 //! them have feature `j`; then divided by its L2 norm. A document without words has no vector.
 
-use crate::score::dsir::{with_featurizer, DsirParams, NgramHash};
+use crate::score::dsir::{fast_bucket, with_featurizer, DsirParams, NgramHash};
+use crate::text::{py_lower_into, wordpunct_spans};
 
 /// A sparse vector: sorted feature indices and their values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +56,60 @@ pub fn counts(params: &DsirParams, text: &str, scratch: &mut Vec<u32>) -> Sparse
     out
 }
 
+/// Scratch buffers of [`for_each_term`].
+#[derive(Default)]
+pub struct TermScratch {
+    lower: String,
+    spans: Vec<(u32, u32)>,
+    key: String,
+}
+
+/// Every feature of `text` as the featurizer makes it (each word, then each pair of adjacent
+/// words joined by a space), with its bucket: what the centroid weights are weights of.
+pub fn for_each_term(text: &str, dims: u32, s: &mut TermScratch, mut f: impl FnMut(u32, &str)) {
+    py_lower_into(text, &mut s.lower);
+    s.spans.clear();
+    wordpunct_spans(&s.lower, &mut s.spans);
+    let word = |&(a, b): &(u32, u32)| &s.lower[a as usize..b as usize];
+    for span in &s.spans {
+        let w = word(span);
+        f(fast_bucket(w.as_bytes(), dims), w);
+    }
+    for pair in s.spans.windows(2) {
+        s.key.clear();
+        s.key.push_str(word(&pair[0]));
+        s.key.push(' ');
+        s.key.push_str(word(&pair[1]));
+        f(fast_bucket(s.key.as_bytes(), dims), &s.key);
+    }
+}
+
+/// A readable term for each bucket: the majority term among those seen there (the
+/// Boyer-Moore vote: the majority one whenever there is one), or none.
+pub struct Terms {
+    slots: Vec<Option<(Box<str>, u32)>>,
+}
+
+impl Terms {
+    pub fn new(dims: u32) -> Self {
+        Terms { slots: vec![None; dims as usize] }
+    }
+
+    pub fn see(&mut self, bucket: u32, term: &str) {
+        let slot = &mut self.slots[bucket as usize];
+        match slot {
+            Some((t, c)) if &**t == term => *c += 1,
+            Some((_, c)) if *c > 1 => *c -= 1,
+            _ => *slot = Some((term.into(), 1)),
+        }
+    }
+
+    /// The terms, "" where a bucket saw none.
+    pub fn into_terms(self) -> Vec<String> {
+        self.slots.into_iter().map(|s| s.map_or_else(String::new, |(t, _)| t.into())).collect()
+    }
+}
+
 /// scikit-learn's smoothed IDF of every feature, from document frequencies over `docs`.
 pub fn idf(df: &[u64], docs: u64) -> Vec<f32> {
     let n = docs as f64;
@@ -92,6 +147,39 @@ mod tests {
         assert!(v.idx.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(v.nnz(), 6);
         assert!(counts(&p, "  ", &mut scratch).is_empty());
+    }
+
+    #[test]
+    fn terms_are_the_featurizers_features() {
+        let p = feature_params(1 << 10);
+        let text = "Ünïcödé words, and MORE words: more!";
+        let mut buckets = Vec::new();
+        let mut s = TermScratch::default();
+        let mut terms = Vec::new();
+        for_each_term(text, 1 << 10, &mut s, |b, t| {
+            buckets.push(b);
+            terms.push(t.to_string());
+        });
+        let mut scratch = Vec::new();
+        let c = counts(&p, text, &mut scratch);
+        buckets.sort_unstable();
+        let mut want: Vec<u32> = Vec::new();
+        for (&i, &n) in c.idx.iter().zip(&c.val) {
+            want.extend(std::iter::repeat_n(i, n as usize));
+        }
+        assert_eq!(buckets, want);
+        assert!(terms.contains(&"ünïcödé".to_string()) && terms.contains(&"more words".to_string()), "{terms:?}");
+    }
+
+    #[test]
+    fn a_buckets_term_is_its_majority() {
+        let mut t = Terms::new(2);
+        for term in ["a", "b", "a", "c", "a", "a"] {
+            t.see(0, term);
+        }
+        t.see(1, "x");
+        t.see(1, "y");
+        assert_eq!(t.into_terms(), vec!["a".to_string(), "y".to_string()]);
     }
 
     #[test]

@@ -180,7 +180,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     outputs.extend(filtered.outputs.iter().cloned());
     let clusters = match &cfg.clusters {
         Some(settings) => {
-            outputs.extend([out_dir.join(CLUSTERS_FILE), out_dir.join(KMEANS_MODEL_FILE)]);
+            outputs.extend([CLUSTERS_FILE, KMEANS_MODEL_FILE, CLUSTER_TERMS_FILE].map(|f| out_dir.join(f)));
             Some(cluster_stage(settings, &raw, &read, &work, &key, out_dir, progress)?)
         }
         None => None,
@@ -211,7 +211,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
                 outputs.push(out_dir.join("scores.parquet"));
             }
             if sel.cluster_source().is_some_and(|(tables, own)| tables.is_empty() && own.is_some()) {
-                outputs.extend([out_dir.join(CLUSTERS_FILE), out_dir.join(KMEANS_MODEL_FILE)]);
+                outputs.extend([CLUSTERS_FILE, KMEANS_MODEL_FILE, CLUSTER_TERMS_FILE].map(|f| out_dir.join(f)));
             }
             if let Some(f) = crate::methods::info(method).and_then(|i| i.model_file) {
                 outputs.push(out_dir.join(f));
@@ -374,6 +374,7 @@ fn select(
 
 const CLUSTERS_FILE: &str = "clusters.parquet";
 const KMEANS_MODEL_FILE: &str = "kmeans_model.bin";
+const CLUSTER_TERMS_FILE: &str = "cluster_terms.parquet";
 
 /// `[clusters]`: every row's cluster to `OUT/clusters.parquet`, the model beside it; a marker
 /// in `OUT/work` skips it on a rerun, and a killed run resumes with its fit and finished files.
@@ -411,7 +412,9 @@ fn cluster_to(
     if !out_dir.join(KMEANS_MODEL_FILE).exists() {
         model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
     }
-    let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &out_dir.join(CLUSTERS_FILE))?;
+    let table = out_dir.join(CLUSTERS_FILE);
+    let terms = out_dir.join(CLUSTER_TERMS_FILE);
+    let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &table, Some(&terms))?;
     report.fit = fit;
     Ok(report)
 }

@@ -335,8 +335,9 @@ async fn register_data(ctx: &SessionContext, name: &str, path: &Path, sample: Sc
     Ok(())
 }
 
-/// A syllabus output directory: `selected`, `scores`, `curriculum`, `rejects`, `dedup` and
-/// `contamination` (a pipeline's `[dedup]` and `[decontaminate]` tables), and from the manifest `phases` (one row per phase and domain), `shards` (one row per file) and
+/// A syllabus output directory: `selected`, `scores`, `curriculum`, `rejects`, `dedup`,
+/// `contamination`, `clusters` and `cluster_terms` (a pipeline's `[dedup]`, `[decontaminate]`
+/// and `[clusters]` tables), and from the manifest `phases` (one row per phase and domain), `shards` (one row per file) and
 /// `sequences` (one row per sequence, read from the shards).
 async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registered>) -> Result<()> {
     for (file, name) in [
@@ -345,6 +346,8 @@ async fn register_output(ctx: &SessionContext, dir: &Path, out: &mut Vec<Registe
         ("curriculum.parquet", "curriculum"),
         ("dedup.parquet", "dedup"),
         ("contamination.parquet", "contamination"),
+        ("clusters.parquet", "clusters"),
+        ("cluster_terms.parquet", "cluster_terms"),
         ("rejects.jsonl", "rejects"),
     ] {
         let p = dir.join(file);
