@@ -546,6 +546,13 @@ impl PipelineConfig {
         if let Some(c) = &self.clusters {
             c.validate().map_err(|e| Error::Config(format!("clusters: {e}")))?;
         }
+        if self.order.as_ref().is_some_and(|o| o.method == crate::curriculum::OrderMethod::Related)
+            && self.clusters.is_none()
+        {
+            return Err(Error::Config(
+                "order.method = \"related\" needs a [clusters] stage (its model's vectors)".into(),
+            ));
+        }
         if self.tokenize.is_none() {
             for (key, there) in [
                 ("reweight", self.reweight.is_some()),

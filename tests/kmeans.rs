@@ -341,3 +341,70 @@ fn a_cluster_selection_needs_clusters_and_d4_clusters_on_its_own() {
     assert_eq!(s["id"].len(), want);
     assert!(out.join("kmeans_model.bin").exists());
 }
+
+/// `pipelines/related.toml`: every document once, neighbours more alike than in input order,
+/// the same bytes on one thread and two; and `syllabus curriculum --order related`.
+#[test]
+fn the_related_order_keeps_neighbours_together() {
+    let dir = tempdir();
+    let d = dir.path();
+    let (one, two) = (d.join("one"), d.join("two"));
+    let err = ok(&syllabus(&["run", "pipelines/related.toml", "--out", &p(&two), "--threads", "2"]));
+    assert!(err.contains("related order: 1225 documents"), "{err}");
+    ok(&syllabus(&["run", "pipelines/related.toml", "--out", &p(&one), "--threads", "1"]));
+    for f in ["curriculum.parquet", "clusters.parquet"] {
+        assert_eq!(std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap(), "{f}");
+    }
+    let cur = parquet_table(&two.join("curriculum.parquet"));
+    let mut ids = cur["id"].clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1225, "every document exactly once");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(two.join("summary.json")).unwrap()).unwrap();
+    let r = &summary["related"];
+    assert!(r["mean_cos_related"].as_f64().unwrap() > r["mean_cos_input"].as_f64().unwrap() + 0.05, "{r}");
+    // Neighbours in the curriculum share their cluster far more often than in input order.
+    let c = parquet_table(&two.join("clusters.parquet"));
+    let cluster_of: HashMap<&String, &String> = c["id"].iter().zip(&c["cluster"]).collect();
+    let same = |ids: &[String]| {
+        ids.windows(2).filter(|w| cluster_of[&w[0]] == cluster_of[&w[1]]).count() as f64 / (ids.len() - 1) as f64
+    };
+    let (related, input) = (same(&cur["id"]), same(&c["id"]));
+    assert!(related > 0.95 && related > input, "{related} vs {input}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["ordering"]["method"], "related");
+
+    // The command: the same order from the pipeline's model.
+    let out = d.join("cmd");
+    let model = two.join("kmeans_model.bin");
+    let args = [
+        "curriculum",
+        "--tokenizer",
+        "fixtures/tokenizer.json",
+        "--seq-len",
+        "512",
+        "--order",
+        "related",
+        "--kmeans-model",
+        &p(&model),
+        "--out",
+        &p(&out),
+        &fixture("lake"),
+    ];
+    let err = ok(&syllabus(&args));
+    assert!(err.contains("related order"), "{err}");
+    let cmd = parquet_table(&out.join("curriculum.parquet"));
+    assert_eq!(cmd["id"], cur["id"]);
+    let err = fails(
+        &syllabus(
+            &args[..args.len() - 5]
+                .iter()
+                .chain(&["--out", &p(&d.join("x")), &fixture("lake")])
+                .copied()
+                .collect::<Vec<_>>(),
+        ),
+        1,
+    );
+    assert!(err.contains("--order related and --kmeans-model go together"), "{err}");
+}

@@ -56,6 +56,10 @@ pub(super) struct CurriculumArgs {
     /// Folding passes L.
     #[arg(long, default_value_t = 3)]
     fold_passes: usize,
+    /// --order related: the k-means model (`syllabus score cluster --save-model`) whose
+    /// vectors and centroids find each document's neighbours.
+    #[arg(long, value_name = "FILE")]
+    kmeans_model: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     sort_memory_mb: usize,
     /// Domain of each document from this column.
@@ -277,7 +281,15 @@ pub(super) fn curriculum_command(
     let source = args.source()?;
     let read = source.read_options();
     let (files, domains) = source.lake()?;
-    let config = serde_json::json!({ "source": source, "curriculum": spec });
+    let related = spec.order.method == crate::curriculum::OrderMethod::Related;
+    if related != args.kmeans_model.is_some() {
+        anyhow::bail!("--order related and --kmeans-model go together");
+    }
+    let model_hash = match &args.kmeans_model {
+        Some(m) => Some(xxhash_rust::xxh3::xxh3_128(&crate::store::read(m)?).to_string()),
+        None => None,
+    };
+    let config = serde_json::json!({ "source": source, "curriculum": spec, "kmeans_model": model_hash });
     let tok_bytes = crate::store::read(&spec.tokenize.tokenizer)
         .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;
     let key = crate::shard::manifest::json_hash(&serde_json::json!({
@@ -288,7 +300,7 @@ pub(super) fn curriculum_command(
     }));
     let work = crate::resume::begin_work(&args.out, &key)?;
     let rejects = args.source.rejects.clone();
-    let manifest = crate::curriculum::Build {
+    let mut build = crate::curriculum::Build {
         spec: &spec,
         config,
         files: &files,
@@ -298,8 +310,14 @@ pub(super) fn curriculum_command(
         work: &work,
         rejects: rejects.as_deref(),
         progress,
+        order_positions: None,
+    };
+    if let (Some(m), false) = (&args.kmeans_model, build.prepared()) {
+        let memory = spec.order.sort_memory_mb as u64 * 1048576;
+        let (positions, _) = crate::kmeans::related::positions_for(&files, &read, m, memory, &work, progress)?;
+        build.order_positions = Some(positions);
     }
-    .run()?;
+    let manifest = build.run()?;
     print_totals("curriculum", &manifest.totals, start);
     eprintln!("  wrote {}", crate::store::output::shown(&args.out.join(crate::shard::manifest::MANIFEST_FILE)));
     if manifest.totals.rejected > 0 {

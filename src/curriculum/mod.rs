@@ -108,6 +108,9 @@ pub enum OrderMethod {
     Random,
     /// DELT folding: ascending, then L passes taking every L-th document.
     Folding,
+    /// Related documents next to each other (In-Context Pretraining): the positions of a
+    /// traversal that the caller computes (`Build::order_positions`).
+    Related,
 }
 
 /// `[order]`.
@@ -274,7 +277,7 @@ impl CurriculumSpec {
                     format!("{:?} ordering needs a score column", o.method).to_lowercase(),
                 ));
             }
-            OrderMethod::Input | OrderMethod::Random if o.by.is_some() => {
+            OrderMethod::Input | OrderMethod::Random | OrderMethod::Related if o.by.is_some() => {
                 return Err(cfg_err("order.by", "only ascending, descending and folding use a score column"));
             }
             _ => {}
@@ -336,6 +339,8 @@ pub struct Build<'a> {
     /// Where bad records of the table go (`on_bad_record = "skip"`).
     pub rejects: Option<&'a Path>,
     pub progress: &'a Progress,
+    /// `order.method = "related"`: each document's position (by its row in the table).
+    pub order_positions: Option<std::sync::Arc<Vec<u32>>>,
 }
 
 impl Build<'_> {
@@ -389,6 +394,12 @@ impl Build<'_> {
         .map_err(|e| cfg_err("order.sort_memory_mb", e))
     }
 
+    /// Whether an earlier run finished the prepare pass (the table is tokenized and ordered
+    /// already: what it read is not needed again).
+    pub fn prepared(&self) -> bool {
+        self.work.join("prepare.json").exists()
+    }
+
     pub fn run(&self) -> Result<Manifest> {
         let spec = self.spec;
         spec.validate()?;
@@ -397,6 +408,12 @@ impl Build<'_> {
         let pad = tok.special_id(spec.tokenize.pad.as_deref(), PAD_CANDIDATES, "padding")?.unwrap_or(eos);
         self.check_disk(tok.vocab_size())?;
         self.check_memory()?;
+        if spec.order.method == OrderMethod::Related && self.order_positions.is_none() && !self.prepared() {
+            return Err(cfg_err(
+                "order.method",
+                "\"related\" needs the documents' positions (a [clusters] stage, or --kmeans-model)",
+            ));
+        }
         let prepared: Prepared = match crate::resume::load_marker(self.work, "prepare.json") {
             Some(p) => p,
             None => {
@@ -405,6 +422,7 @@ impl Build<'_> {
                     read: self.read,
                     domains: self.domains.clone(),
                     order_by: spec.order.by.clone(),
+                    order_positions: self.order_positions.clone(),
                     loss_by: spec.reweight.as_ref().map(|r| r.by.clone()),
                     tok: &tok,
                     progress: self.progress,

@@ -85,7 +85,7 @@ fn ordered_bits(x: f64) -> u64 {
 pub fn sort_key(method: OrderMethod, seed: u32, pass: u32, r: &Rec) -> (u64, u64) {
     match method {
         OrderMethod::Input => (0, r.doc),
-        OrderMethod::Ascending | OrderMethod::Folding => (ordered_bits(r.score), r.doc),
+        OrderMethod::Ascending | OrderMethod::Folding | OrderMethod::Related => (ordered_bits(r.score), r.doc),
         OrderMethod::Descending => (ordered_bits(-r.score), r.doc),
         OrderMethod::Random => {
             let mut b = [0u8; 16];

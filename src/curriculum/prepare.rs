@@ -90,6 +90,8 @@ pub struct Prepare<'a> {
     pub read: &'a ReadOptions,
     pub domains: DomainOf,
     pub order_by: Option<String>,
+    /// The order score of each row by position instead of a column (`related`).
+    pub order_positions: Option<std::sync::Arc<Vec<u32>>>,
     pub loss_by: Option<String>,
     pub tok: &'a Tok,
     pub progress: &'a Progress,
@@ -165,7 +167,16 @@ impl Prepare<'_> {
             }
             _ => vec![None; n],
         };
-        let score = self.numbers(b, self.order_by.as_deref(), "order")?;
+        let score = match &self.order_positions {
+            Some(p) => (0..n as u64)
+                .map(|i| {
+                    p.get((b.first_row + i) as usize).map(|&x| f64::from(x)).ok_or_else(|| {
+                        Error::InvalidArgument(format!("row {} has no position in the related order", b.first_row + i))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => self.numbers(b, self.order_by.as_deref(), "order")?,
+        };
         let loss = self.numbers(b, self.loss_by.as_deref(), "loss")?;
         Ok(BatchOut { tokens, domain, score, loss })
     }

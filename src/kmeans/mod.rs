@@ -14,6 +14,7 @@
 pub mod balance;
 pub mod fit;
 pub mod model;
+pub mod related;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};

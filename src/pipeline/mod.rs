@@ -34,6 +34,9 @@ pub struct RunSummary {
     /// What `[clusters]` found: sizes and the fit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clusters: Option<crate::kmeans::ClusterReport>,
+    /// `[order] method = "related"`: how similar neighbouring documents are, against input order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related: Option<crate::kmeans::related::RelatedReport>,
     /// The curriculum's totals, when the pipeline writes one.
     pub curriculum: Option<crate::shard::manifest::Totals>,
     /// Files written, relative to the output directory.
@@ -70,6 +73,7 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
             decontaminate: None,
             dedup: None,
             clusters: None,
+            related: None,
             curriculum: None,
             outputs: Vec::new(),
             eval: None,
@@ -254,6 +258,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         _ => domains,
     };
     let mut curriculum = None;
+    let mut related = None;
     if let Some(spec) = &spec {
         // After a selection, the curriculum is built from the selected rows.
         let selected_files;
@@ -270,7 +275,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         if rejects.is_some() {
             outputs.push(rejects_path.clone());
         }
-        let manifest = crate::curriculum::Build {
+        let mut build = crate::curriculum::Build {
             spec,
             config: config.clone(),
             files,
@@ -280,8 +285,24 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
             work: &work,
             rejects,
             progress,
+            order_positions: None,
+        };
+        if spec.order.method == crate::curriculum::OrderMethod::Related {
+            related = load_marker::<crate::kmeans::related::RelatedReport>(&work, "related.json");
+            if !build.prepared() {
+                let (positions, r) = crate::kmeans::related::positions_for(
+                    files,
+                    &read,
+                    &out_dir.join(KMEANS_MODEL_FILE),
+                    spec.order.sort_memory_mb as u64 * 1048576,
+                    &work,
+                    progress,
+                )?;
+                save_marker(&work, "related.json", &r)?;
+                (build.order_positions, related) = (Some(positions), Some(r));
+            }
         }
-        .run()?;
+        let manifest = build.run()?;
         outputs.extend([out_dir.join(MANIFEST_FILE), out_dir.join("curriculum.parquet")]);
         curriculum = Some(manifest.totals);
     }
@@ -294,6 +315,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         decontaminate: filtered.decontaminate,
         dedup: filtered.dedup,
         clusters,
+        related,
         curriculum,
         outputs,
         eval: None,
