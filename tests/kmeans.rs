@@ -79,6 +79,17 @@ fn an_interrupted_clustering_keeps_its_model_and_finished_files() {
     assert!(err.contains("kept the k-means model an interrupted run fitted"), "{err}");
     assert!(err.contains("resumed an interrupted run: kept the scores of 2 of 4 files"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
+
+    // Killed inside the fit, after its second pass: the resumed fit reads the lake for the
+    // third pass only, and ends with the same model and the same table.
+    let out = d.join("mid-fit.parquet");
+    let args = ["score", "cluster", "--k", "3", "--out", &p(&out), &fixture("lake")];
+    assert!(!syllabus_at(&args, Some("kmeans-pass-2")).status.success());
+    assert!(d.join("mid-fit.parquet.work/kmeans_fit.state").exists());
+    assert!(!d.join("mid-fit.parquet.work/kmeans_model.bin").exists());
+    let err = ok(&syllabus(&args));
+    assert!(err.contains("the k-means fit resumes after 2 of 3 passes"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean).unwrap());
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //! twice during a Lloyd pass), the sample's vectors, and the batches in flight.
 
 use std::collections::BinaryHeap;
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -200,12 +201,113 @@ impl FitLake<'_> {
     }
 }
 
-/// Fit k centres on the lake.
-pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
+/// The fit between passes: what a killed fit resumes from.
+struct FitState {
+    /// Passes over the lake finished after the seeding (0: seeded only).
+    passes_done: usize,
+    report: FitReport,
+    idf: Vec<f32>,
+    terms: Vec<String>,
+    /// Centre sums, feature-major.
+    sums: Vec<f64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateHeader {
+    /// The settings the state belongs to.
+    params: String,
+    passes_done: usize,
+    report: FitReport,
+    terms: Vec<String>,
+}
+
+const STATE_MAGIC: &[u8; 8] = b"SYLKMFIT";
+
+impl FitState {
+    fn save(&self, path: &Path, p: &FitParams) -> Result<()> {
+        let header = StateHeader {
+            params: format!("{p:?}"),
+            passes_done: self.passes_done,
+            report: self.report.clone(),
+            terms: self.terms.clone(),
+        };
+        let header = serde_json::to_vec(&header).expect("plain struct");
+        let mut out = Vec::with_capacity(16 + header.len() + 4 * self.idf.len() + 8 * self.sums.len());
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        self.idf.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        self.sums.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        let sum = xxhash_rust::xxh3::xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        crate::sink::write_atomic(path, &out)
+    }
+
+    /// The state saved at `path` for these settings; None when there is none, it is damaged,
+    /// or it belongs to other settings (the fit then starts over).
+    fn load(path: &Path, p: &FitParams) -> Option<Self> {
+        let bytes = std::fs::read(path).ok()?;
+        let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
+        if xxhash_rust::xxh3::xxh3_64(body) != u64::from_le_bytes(sum.try_into().ok()?)
+            || !body.starts_with(STATE_MAGIC)
+        {
+            return None;
+        }
+        let hlen = usize::try_from(u64::from_le_bytes(body.get(8..16)?.try_into().ok()?)).ok()?;
+        let header: StateHeader = serde_json::from_slice(body.get(16..16 + hlen.min(body.len()))?).ok()?;
+        if header.params != format!("{p:?}") {
+            return None;
+        }
+        let rest = &body[16 + hlen..];
+        let (dims, k) = (p.dims as usize, p.k);
+        if rest.len() != 4 * dims + 8 * dims * k {
+            return None;
+        }
+        let idf = rest[..4 * dims].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
+        let sums = rest[4 * dims..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect();
+        Some(FitState { passes_done: header.passes_done, report: header.report, idf, terms: header.terms, sums })
+    }
+}
+
+/// Fit k centres on the lake. With `checkpoint`, the state after the seeding and after each
+/// pass is saved there, and a fit started again with the same settings goes on from the last
+/// one saved (the same model as without the interruption).
+pub fn fit(lake: &FitLake, p: &FitParams, checkpoint: Option<&Path>) -> Result<(KMeansModel, FitReport)> {
+    let mut state = match checkpoint.and_then(|c| FitState::load(c, p)) {
+        Some(s) => {
+            eprintln!("syllabus: the k-means fit resumes after {} of {} passes", s.passes_done, p.passes);
+            s
+        }
+        None => {
+            let s = seed(lake, p)?;
+            if let Some(c) = checkpoint {
+                s.save(c, p)?;
+            }
+            s
+        }
+    };
+    while state.passes_done < p.passes {
+        if state.passes_done == 0 {
+            mini_batch_pass(lake, p, &mut state)?;
+        } else {
+            lloyd_pass(lake, p, &mut state)?;
+        }
+        state.passes_done += 1;
+        if let Some(c) = checkpoint.filter(|_| state.passes_done < p.passes) {
+            state.save(c, p)?;
+            crate::failpoint::hit(format_args!("kmeans-pass-{}", state.passes_done));
+        }
+    }
+    let FitState { report, idf, terms, sums, .. } = state;
+    let mut model = KMeansModel::from_sums(p.dims, p.k, report.docs, idf, &sums);
+    model.terms = terms;
+    Ok((model, report))
+}
+
+/// Pass 0 and the seeding: document frequencies, the sample, readable terms, k-means++.
+fn seed(lake: &FitLake, p: &FitParams) -> Result<FitState> {
     let fp = feature_params(p.dims);
     let mut report = FitReport::default();
-
-    // Pass 0: document frequencies and the sample.
     let mut df = vec![0u64; p.dims as usize];
     let mut heap: BinaryHeap<(u64, u64)> = BinaryHeap::new();
     let mut kept: rustc_hash::FxHashMap<u64, Sparse> = Default::default();
@@ -267,84 +369,98 @@ pub fn fit(lake: &FitLake, p: &FitParams) -> Result<(KMeansModel, FitReport)> {
     let sample: Vec<Sparse> = rows.iter().map(|r| tfidf(kept.remove(r).expect("kept"), &idf)).collect();
     drop(kept);
     report.sample = sample.len() as u64;
-
-    // Seeding.
     let chosen = kmeans_pp(&sample, p.k, p.dims, p.seed)?;
     let mut centres = Centres::new(p.k, p.dims);
     for (c, &i) in chosen.iter().enumerate() {
         centres.add(c, &sample[i]);
     }
-    drop(sample);
+    Ok(FitState { passes_done: 0, report, idf, terms: terms.into_terms(), sums: centres.sums })
+}
 
-    // Pass 1: mini-batch.
-    let vectors = |b: &crate::source::SourceBatch| -> Result<Vec<Sparse>> {
-        let text = text_column(&b.batch)?;
-        let mut scratch = Vec::new();
-        Ok(text.iter().map(|t| tfidf(counts(&fp, t.unwrap_or(""), &mut scratch), &idf)).collect())
-    };
+/// The unit TF-IDF vectors of a batch.
+fn vectors(b: &crate::source::SourceBatch, dims: u32, idf: &[f32]) -> Result<Vec<Sparse>> {
+    let fp = feature_params(dims);
+    let text = text_column(&b.batch)?;
+    let mut scratch = Vec::new();
+    Ok(text.iter().map(|t| tfidf(counts(&fp, t.unwrap_or(""), &mut scratch), idf)).collect())
+}
+
+/// Pass 1: mini-batch updates from the seeds (each seed counts as one document).
+fn mini_batch_pass(lake: &FitLake, p: &FitParams, state: &mut FitState) -> Result<()> {
+    let mut centres = Centres::new(p.k, p.dims);
+    centres.sums = std::mem::take(&mut state.sums);
+    centres.recompute_norms();
+    centres.count.iter_mut().for_each(|n| *n = 1);
     let bar = lake.progress.rows("cluster: mini-batch pass");
     let mut reader = lake.reader();
     let (mut dist_sum, mut n) = (0.0, 0u64);
-    for_each_ordered(&mut reader, vectors, |b, vs| {
-        bar.inc(b.batch.num_rows() as u64);
-        let assigned: Vec<Option<(usize, f64)>> =
-            vs.par_iter().map_init(Vec::new, |sims, v| (!v.is_empty()).then(|| centres.nearest(v, sims))).collect();
-        for (v, a) in vs.iter().zip(assigned) {
-            if let Some((c, d)) = a {
-                centres.add(c, v);
-                dist_sum += d;
-                n += 1;
-            }
-        }
-        Ok(Flow::Continue)
-    })?;
-    bar.finish_and_clear();
-    report.mean_dist.push(dist_sum / n.max(1) as f64);
-    centres.recompute_norms();
-
-    // Passes 2..: Lloyd.
-    for pass in 1..p.passes {
-        let bar = lake.progress.rows(&format!("cluster: pass {}", pass + 1));
-        let mut next = Centres::new(p.k, p.dims);
-        let (mut dist_sum, mut n) = (0.0, 0u64);
-        let mut reader = lake.reader();
-        let now = &centres;
-        for_each_ordered(
-            &mut reader,
-            |b| {
-                let vs = vectors(b)?;
-                let mut sims = Vec::new();
-                let a: Vec<Option<(usize, f64)>> =
-                    vs.iter().map(|v| (!v.is_empty()).then(|| now.nearest(v, &mut sims))).collect();
-                Ok((vs, a))
-            },
-            |b, (vs, a)| {
-                bar.inc(b.batch.num_rows() as u64);
-                for (v, a) in vs.iter().zip(a) {
-                    if let Some((c, d)) = a {
-                        next.add(c, v);
-                        dist_sum += d;
-                        n += 1;
-                    }
+    let idf = &state.idf;
+    for_each_ordered(
+        &mut reader,
+        |b| vectors(b, p.dims, idf),
+        |b, vs| {
+            bar.inc(b.batch.num_rows() as u64);
+            let assigned: Vec<Option<(usize, f64)>> =
+                vs.par_iter().map_init(Vec::new, |sims, v| (!v.is_empty()).then(|| centres.nearest(v, sims))).collect();
+            for (v, a) in vs.iter().zip(assigned) {
+                if let Some((c, d)) = a {
+                    centres.add(c, v);
+                    dist_sum += d;
+                    n += 1;
                 }
-                Ok(Flow::Continue)
-            },
-        )?;
-        bar.finish_and_clear();
-        report.mean_dist.push(dist_sum / n.max(1) as f64);
-        // A centre without documents keeps its place.
-        let k = p.k;
-        for c in (0..k).filter(|&c| next.count[c] == 0) {
-            for j in 0..p.dims as usize {
-                next.sums[j * k + c] = centres.sums[j * k + c];
             }
+            Ok(Flow::Continue)
+        },
+    )?;
+    bar.finish_and_clear();
+    state.report.mean_dist.push(dist_sum / n.max(1) as f64);
+    state.sums = centres.sums;
+    Ok(())
+}
+
+/// A Lloyd pass: assign to the centres as they are, then each centre is the sum of its rows.
+fn lloyd_pass(lake: &FitLake, p: &FitParams, state: &mut FitState) -> Result<()> {
+    let mut centres = Centres::new(p.k, p.dims);
+    centres.sums = std::mem::take(&mut state.sums);
+    centres.recompute_norms();
+    let pass = state.passes_done + 1;
+    let bar = lake.progress.rows(&format!("cluster: pass {pass}"));
+    let mut next = Centres::new(p.k, p.dims);
+    let (mut dist_sum, mut n) = (0.0, 0u64);
+    let mut reader = lake.reader();
+    let (now, idf) = (&centres, &state.idf);
+    for_each_ordered(
+        &mut reader,
+        |b| {
+            let vs = vectors(b, p.dims, idf)?;
+            let mut sims = Vec::new();
+            let a: Vec<Option<(usize, f64)>> =
+                vs.iter().map(|v| (!v.is_empty()).then(|| now.nearest(v, &mut sims))).collect();
+            Ok((vs, a))
+        },
+        |b, (vs, a)| {
+            bar.inc(b.batch.num_rows() as u64);
+            for (v, a) in vs.iter().zip(a) {
+                if let Some((c, d)) = a {
+                    next.add(c, v);
+                    dist_sum += d;
+                    n += 1;
+                }
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    bar.finish_and_clear();
+    state.report.mean_dist.push(dist_sum / n.max(1) as f64);
+    // A centre without documents keeps its place.
+    let k = p.k;
+    for c in (0..k).filter(|&c| next.count[c] == 0) {
+        for j in 0..p.dims as usize {
+            next.sums[j * k + c] = centres.sums[j * k + c];
         }
-        next.recompute_norms();
-        centres = next;
     }
-    let mut model = KMeansModel::from_sums(p.dims, p.k, report.docs, idf, &centres.sums);
-    model.terms = terms.into_terms();
-    Ok((model, report))
+    state.sums = next.sums;
+    Ok(())
 }
 
 #[cfg(test)]

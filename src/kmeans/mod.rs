@@ -8,8 +8,9 @@
 //! how; the model file ([`model`]) assigns new files identically (`--model`).
 //!
 //! Memory: the fit's centre sums (`8 * dims * k` bytes) and sample; the ranks are an external
-//! sort under `--memory-limit` (24 bytes a row, spilled past it). A killed run keeps its fitted
-//! model and the finished files' assignments in `OUT.work` and resumes from them.
+//! sort under `--memory-limit` (24 bytes a row, spilled past it). A killed run keeps in
+//! `OUT.work` the fit's state after its last finished pass (or the fitted model) and the
+//! finished files' assignments, and resumes from them.
 
 pub mod balance;
 pub mod fit;
@@ -144,6 +145,7 @@ pub struct ClusterReport {
 
 const MODEL_FILE: &str = "kmeans_model.bin";
 const FIT_REPORT_FILE: &str = "kmeans_fit.json";
+const FIT_STATE_FILE: &str = "kmeans_fit.state";
 
 /// The model for a run: the given one, the one an interrupted run fitted, or a new fit (saved
 /// in the work directory, and where `--save-model` says).
@@ -167,12 +169,17 @@ pub fn model_for(lake: &ScoredLake, s: &ClusterSettings) -> Result<(Arc<KMeansMo
         }
     }
     let fit_lake = fit::FitLake { raw: lake.raw, read: lake.read, progress: lake.progress };
-    let (model, report) = fit::fit(&fit_lake, &s.fit_params())?;
+    let checkpoint = work.map(|w| w.dir().join(FIT_STATE_FILE));
     if let Some(w) = work {
         w.ready()?;
-        model.save(&w.dir().join(MODEL_FILE))?;
+    }
+    let (model, report) = fit::fit(&fit_lake, &s.fit_params(), checkpoint.as_deref())?;
+    if let Some(w) = work {
+        w.ready()?;
         let json = serde_json::to_vec_pretty(&report).expect("plain struct");
         crate::sink::write_atomic(&w.dir().join(FIT_REPORT_FILE), &json)?;
+        model.save(&w.dir().join(MODEL_FILE))?;
+        let _ = std::fs::remove_file(w.dir().join(FIT_STATE_FILE));
     }
     if let Some(p) = &s.save_model {
         model.save(p)?;
