@@ -25,7 +25,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::model::KMeansModel;
-use super::vectors::{counts, feature_params, for_each_term, idf, tfidf, Sparse, TermScratch, Terms};
+use super::vectors::{counts, feature_params, for_each_term, idf, tfidf, Counter, Sparse, TermScratch, Terms};
 use crate::batch::text_column;
 use crate::error::{Error, Result};
 use crate::par::{for_each_ordered, Flow};
@@ -320,7 +320,7 @@ fn seed(lake: &FitLake, p: &FitParams) -> Result<FitState> {
         &mut reader,
         |b| {
             let text = text_column(&b.batch)?;
-            let mut scratch = Vec::new();
+            let mut scratch = Counter::default();
             Ok(text.iter().map(|t| counts(&fp, t.unwrap_or(""), &mut scratch)).collect::<Vec<_>>())
         },
         |b, vs| {
@@ -381,7 +381,7 @@ fn seed(lake: &FitLake, p: &FitParams) -> Result<FitState> {
 fn vectors(b: &crate::source::SourceBatch, dims: u32, idf: &[f32]) -> Result<Vec<Sparse>> {
     let fp = feature_params(dims);
     let text = text_column(&b.batch)?;
-    let mut scratch = Vec::new();
+    let mut scratch = Counter::default();
     Ok(text.iter().map(|t| tfidf(counts(&fp, t.unwrap_or(""), &mut scratch), idf)).collect())
 }
 

@@ -15,7 +15,7 @@ use arrow::array::{Array, ArrayRef, Float64Builder, Int32Builder};
 use arrow::datatypes::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
-use super::vectors::{counts, feature_params, tfidf, Sparse};
+use super::vectors::{counts, feature_params, tfidf, Counter, Sparse};
 use crate::batch::{text_column, RecordBatch};
 use crate::error::{Error, Result};
 use crate::score::Scorer;
@@ -88,7 +88,7 @@ impl KMeansModel {
     }
 
     /// The vector of a text under this model's features and IDF.
-    pub fn vector(&self, text: &str, scratch: &mut Vec<u32>) -> Sparse {
+    pub fn vector(&self, text: &str, scratch: &mut Counter) -> Sparse {
         tfidf(counts(&feature_params(self.dims), text, scratch), &self.idf)
     }
 
@@ -208,7 +208,7 @@ impl Scorer for Assign {
         let text = text_column(batch)?;
         let mut cluster = Int32Builder::with_capacity(text.len());
         let mut dist = Float64Builder::with_capacity(text.len());
-        let (mut scratch, mut sims) = (Vec::new(), Vec::new());
+        let (mut scratch, mut sims) = (Counter::default(), Vec::new());
         for t in text.iter() {
             let v = self.model.vector(t.unwrap_or(""), &mut scratch);
             match self.model.assign(&v, &mut sims) {

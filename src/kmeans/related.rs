@@ -149,7 +149,7 @@ pub fn related_order(
         &mut reader,
         |b| {
             let text = crate::batch::text_column(&b.batch)?;
-            let (mut scratch, mut sims) = (Vec::new(), Vec::new());
+            let (mut scratch, mut sims) = (super::vectors::Counter::default(), Vec::new());
             Ok(text
                 .iter()
                 .map(|t| {

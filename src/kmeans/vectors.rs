@@ -6,10 +6,11 @@
 //! + 1` (scikit-learn's smoothed IDF), `N` the documents the fit read and `df[j]` how many of
 //! them have feature `j`; then divided by its L2 norm. A document without words has no vector.
 
-use crate::score::dsir::{fast_bucket, with_featurizer, DsirParams, NgramHash};
+use crate::score::dsir::{fast_bucket_with, DsirParams, FastMod, NgramHash};
 use crate::text::{py_lower_into, wordpunct_spans};
 
-/// A sparse vector: sorted feature indices and their values.
+/// A sparse vector: distinct feature indices (in the order a document first has them, so that
+/// every sum over them is the same wherever it is computed) and their values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sparse {
     pub idx: Vec<u32>,
@@ -37,21 +38,36 @@ pub fn feature_params(dims: u32) -> DsirParams {
     DsirParams { buckets: dims, ngrams: 2, hash: NgramHash::Fast, ..DsirParams::default() }
 }
 
-/// The feature counts of `text`: sorted bucket ids and how often each occurs. `scratch` is
-/// reused between calls.
-pub fn counts(params: &DsirParams, text: &str, scratch: &mut Vec<u32>) -> Sparse {
-    scratch.clear();
-    with_featurizer(params, |fz| fz.for_each_bucket(text, |b| scratch.push(b)));
-    scratch.sort_unstable();
-    let mut out = Sparse::default();
-    for &b in scratch.iter() {
-        match out.idx.last() {
-            Some(&last) if last == b => *out.val.last_mut().expect("same length") += 1.0,
-            _ => {
-                out.idx.push(b);
-                out.val.push(1.0);
-            }
+/// Scratch of [`counts`]: a counter per bucket (zero between calls) and the buckets touched.
+#[derive(Default)]
+pub struct Counter {
+    counts: Vec<u32>,
+    touched: Vec<u32>,
+    terms: TermScratch,
+}
+
+/// The feature counts of `text`: each bucket it touches, in the order first touched, and how
+/// often. The same buckets as DSIR's featurizer with `hash = "fast"` (tested), hashed here
+/// without its caches: for xxh3 a cache lookup costs about what the hash does.
+pub fn counts(params: &DsirParams, text: &str, c: &mut Counter) -> Sparse {
+    let dims = params.buckets;
+    if c.counts.len() != dims as usize {
+        c.counts = vec![0; dims as usize];
+    }
+    c.touched.clear();
+    let (counts, touched) = (&mut c.counts, &mut c.touched);
+    for_each_term(text, dims, &mut c.terms, |b, _| {
+        let n = &mut counts[b as usize];
+        if *n == 0 {
+            touched.push(b);
         }
+        *n += 1;
+    });
+    let mut out = Sparse { idx: Vec::with_capacity(touched.len()), val: Vec::with_capacity(touched.len()) };
+    for &b in touched.iter() {
+        out.idx.push(b);
+        out.val.push(counts[b as usize] as f32);
+        counts[b as usize] = 0;
     }
     out
 }
@@ -71,16 +87,17 @@ pub fn for_each_term(text: &str, dims: u32, s: &mut TermScratch, mut f: impl FnM
     s.spans.clear();
     wordpunct_spans(&s.lower, &mut s.spans);
     let word = |&(a, b): &(u32, u32)| &s.lower[a as usize..b as usize];
+    let m = FastMod::new(dims);
     for span in &s.spans {
         let w = word(span);
-        f(fast_bucket(w.as_bytes(), dims), w);
+        f(fast_bucket_with(w.as_bytes(), m), w);
     }
     for pair in s.spans.windows(2) {
         s.key.clear();
         s.key.push_str(word(&pair[0]));
         s.key.push(' ');
         s.key.push_str(word(&pair[1]));
-        f(fast_bucket(s.key.as_bytes(), dims), &s.key);
+        f(fast_bucket_with(s.key.as_bytes(), m), &s.key);
     }
 }
 
@@ -139,14 +156,26 @@ mod tests {
     #[test]
     fn counts_are_the_featurizers_buckets() {
         let p = feature_params(1 << 12);
-        let mut scratch = Vec::new();
-        let v = counts(&p, "The cat. the CAT", &mut scratch);
+        let mut c = Counter::default();
+        let v = counts(&p, "The cat. the CAT", &mut c);
         // Words: the cat . the cat -> unigrams the x2, cat x2, . x1; bigrams: "the cat" x2,
         // "cat ." x1, ". the" x1: 6 distinct features (barring collisions), 9 occurrences.
         assert_eq!(v.val.iter().sum::<f32>(), 9.0);
-        assert!(v.idx.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(v.nnz(), 6);
-        assert!(counts(&p, "  ", &mut scratch).is_empty());
+        assert!(counts(&p, "  ", &mut c).is_empty());
+        // The same buckets and counts as DSIR's featurizer, for any text.
+        for text in ["Ünïcödé words, and MORE words: more!", "a a a b", "x", "Σ ΟΔΟΣ. don't stop_me 42x"] {
+            let mut want: Vec<u32> = Vec::new();
+            crate::score::dsir::with_featurizer(&p, |fz| fz.for_each_bucket(text, |b| want.push(b)));
+            want.sort_unstable();
+            let v = counts(&p, text, &mut c);
+            let mut got: Vec<u32> = Vec::new();
+            for (&i, &n) in v.idx.iter().zip(&v.val) {
+                got.extend(std::iter::repeat_n(i, n as usize));
+            }
+            got.sort_unstable();
+            assert_eq!(got, want, "{text}");
+        }
     }
 
     #[test]
@@ -160,13 +189,13 @@ mod tests {
             buckets.push(b);
             terms.push(t.to_string());
         });
-        let mut scratch = Vec::new();
-        let c = counts(&p, text, &mut scratch);
+        let c = counts(&p, text, &mut Counter::default());
         buckets.sort_unstable();
         let mut want: Vec<u32> = Vec::new();
         for (&i, &n) in c.idx.iter().zip(&c.val) {
             want.extend(std::iter::repeat_n(i, n as usize));
         }
+        want.sort_unstable();
         assert_eq!(buckets, want);
         assert!(terms.contains(&"ünïcödé".to_string()) && terms.contains(&"more words".to_string()), "{terms:?}");
     }

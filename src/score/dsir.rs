@@ -118,19 +118,19 @@ impl DsirParams {
 
 /// `x mod m` for a fixed `m` by multiplication (Barrett reduction), for the hot path.
 #[derive(Debug, Clone, Copy)]
-struct FastMod {
+pub struct FastMod {
     m: u64,
     inv: u64,
 }
 
 impl FastMod {
-    fn new(m: u32) -> Self {
+    pub fn new(m: u32) -> Self {
         let m = u64::from(m.max(1));
         FastMod { m, inv: u64::MAX / m }
     }
 
     #[inline]
-    fn rem(self, x: u64) -> u64 {
+    pub fn rem(self, x: u64) -> u64 {
         // q underestimates x / m by at most 2, so at most two corrections.
         let q = ((u128::from(x) * u128::from(self.inv)) >> 64) as u64;
         let mut r = x - q * self.m;
@@ -180,6 +180,12 @@ fn sha256_bucket_with(key: &[u8], m: FastMod) -> u32 {
 /// Bucket of a key under xxh3-64.
 pub fn fast_bucket(key: &[u8], buckets: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key) % u64::from(buckets)) as u32
+}
+
+/// [`fast_bucket`] with the modulus prepared once (no division per key).
+#[inline]
+pub fn fast_bucket_with(key: &[u8], m: FastMod) -> u32 {
+    m.rem(xxhash_rust::xxh3::xxh3_64(key)) as u32
 }
 
 /// Turns text into bucket ids, with the scratch buffers and n-gram caches of one thread.
@@ -237,7 +243,7 @@ impl Featurizer {
     fn hash_key(&self, key: &str) -> u32 {
         match self.hash {
             NgramHash::Sha256 => sha256_bucket_with(key.as_bytes(), self.modulus),
-            NgramHash::Fast => fast_bucket(key.as_bytes(), self.buckets),
+            NgramHash::Fast => fast_bucket_with(key.as_bytes(), self.modulus),
         }
     }
 
