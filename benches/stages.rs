@@ -185,6 +185,42 @@ fn zipfit(c: &mut Criterion) {
     g.finish();
 }
 
+fn kmeans(c: &mut Criterion) {
+    use syllabus::kmeans::model::KMeansModel;
+    use syllabus::kmeans::related::simhash;
+    use syllabus::kmeans::vectors::{counts, feature_params, tfidf, Counter};
+    let texts = fixture_texts();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let dims = 1u32 << 15;
+    let p = feature_params(dims);
+    // A model of 64 centroids made of the fixture documents themselves (the assignment's cost
+    // does not depend on where the centroids come from).
+    let idf = vec![1.0f32; dims as usize];
+    let mut counter = Counter::default();
+    let vectors: Vec<_> = texts.iter().map(|t| tfidf(counts(&p, t, &mut counter), &idf)).collect();
+    let k = 64;
+    let mut sums = vec![0f64; dims as usize * k];
+    for (i, v) in vectors.iter().enumerate() {
+        for (&j, &x) in v.idx.iter().zip(&v.val) {
+            sums[j as usize * k + i % k] += f64::from(x);
+        }
+    }
+    let model = KMeansModel::from_sums(dims, k, texts.len() as u64, idf, &sums);
+    let mut g = c.benchmark_group("kmeans");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    g.bench_function("vectors", |b| {
+        let mut c = Counter::default();
+        b.iter(|| texts.iter().map(|t| black_box(counts(&p, t, &mut c)).nnz()).sum::<usize>())
+    });
+    g.bench_function("assign_k64", |b| {
+        let mut sims = Vec::new();
+        b.iter(|| vectors.iter().filter_map(|v| model.assign(v, &mut sims)).map(|(c, _)| c as u64).sum::<u64>())
+    });
+    g.bench_function("simhash", |b| b.iter(|| vectors.iter().map(|v| simhash(v)[0]).fold(0, |a, x| a ^ x)));
+    g.finish();
+}
+
 fn dedup(c: &mut Criterion) {
     use syllabus::dedup::minhash::{self, Scratch};
     use syllabus::dedup::{Compat, DedupSettings};
@@ -448,5 +484,5 @@ fn loader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, featurize, dsir, select, zipfit, dedup, curriculum, proxy, eval, loader);
+criterion_group!(benches, source, featurize, dsir, select, zipfit, kmeans, dedup, curriculum, proxy, eval, loader);
 criterion_main!(benches);

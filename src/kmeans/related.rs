@@ -238,13 +238,18 @@ pub fn positions_for(
     work: &Path,
     progress: &Progress,
 ) -> Result<(std::sync::Arc<Vec<u32>>, RelatedReport)> {
+    let start = std::time::Instant::now();
     let model = KMeansModel::load(model)?;
     let spill = work.join("related-spill");
     let (positions, report) = related_order(files, read, &model, BLOCK, sort_memory, &spill, progress)?;
     let _ = std::fs::remove_dir_all(&spill);
     eprintln!(
-        "  related order: {} documents ({} without words, last); mean cosine of neighbours {:.3}, in input order {:.3} (SimHash estimates)",
-        report.documents, report.without_words, report.mean_cos_related, report.mean_cos_input
+        "  related order: {} documents ({} without words, last); mean cosine of neighbours {:.3}, in input order {:.3} (SimHash estimates); {:.1} s",
+        report.documents,
+        report.without_words,
+        report.mean_cos_related,
+        report.mean_cos_input,
+        start.elapsed().as_secs_f64()
     );
     Ok((std::sync::Arc::new(positions), report))
 }
