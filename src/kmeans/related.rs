@@ -42,10 +42,11 @@ pub fn simhash(v: &Sparse) -> Sketch {
         let lo = xxhash_rust::xxh3::xxh3_128_with_seed(&b, 0x5EED);
         let hi = xxhash_rust::xxh3::xxh3_128_with_seed(&b, 0x5EED + 1);
         let words = [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64];
-        for (i, word) in words.iter().enumerate() {
-            for bit in 0..64 {
-                let sign = if word >> bit & 1 == 1 { w } else { -w };
-                acc[i * 64 + bit] += sign;
+        let w2 = 2.0 * w;
+        for (i, &word) in words.iter().enumerate() {
+            // +w where the bit is set, -w where not; branchless, so it vectorizes.
+            for (bit, a) in acc[i * 64..(i + 1) * 64].iter_mut().enumerate() {
+                *a += w2 * ((word >> bit) & 1) as f32 - w;
             }
         }
     }

@@ -6,7 +6,7 @@
 //! + 1` (scikit-learn's smoothed IDF), `N` the documents the fit read and `df[j]` how many of
 //! them have feature `j`; then divided by its L2 norm. A document without words has no vector.
 
-use crate::score::dsir::{fast_bucket_with, DsirParams, FastMod, NgramHash};
+use crate::score::dsir::{fast_bucket_with, with_featurizer, DsirParams, FastMod, NgramHash};
 use crate::text::{py_lower_into, wordpunct_spans};
 
 /// A sparse vector: distinct feature indices (in the order a document first has them, so that
@@ -43,12 +43,10 @@ pub fn feature_params(dims: u32) -> DsirParams {
 pub struct Counter {
     counts: Vec<u32>,
     touched: Vec<u32>,
-    terms: TermScratch,
 }
 
 /// The feature counts of `text`: each bucket it touches, in the order first touched, and how
-/// often. The same buckets as DSIR's featurizer with `hash = "fast"` (tested), hashed here
-/// without its caches: for xxh3 a cache lookup costs about what the hash does.
+/// often: DSIR's featurizer with `hash = "fast"` (its word and bigram caches included).
 pub fn counts(params: &DsirParams, text: &str, c: &mut Counter) -> Sparse {
     let dims = params.buckets;
     if c.counts.len() != dims as usize {
@@ -56,12 +54,14 @@ pub fn counts(params: &DsirParams, text: &str, c: &mut Counter) -> Sparse {
     }
     c.touched.clear();
     let (counts, touched) = (&mut c.counts, &mut c.touched);
-    for_each_term(text, dims, &mut c.terms, |b, _| {
-        let n = &mut counts[b as usize];
-        if *n == 0 {
-            touched.push(b);
-        }
-        *n += 1;
+    with_featurizer(params, |fz| {
+        fz.for_each_bucket(text, |b| {
+            let n = &mut counts[b as usize];
+            if *n == 0 {
+                touched.push(b);
+            }
+            *n += 1;
+        })
     });
     let mut out = Sparse { idx: Vec::with_capacity(touched.len()), val: Vec::with_capacity(touched.len()) };
     for &b in touched.iter() {
