@@ -130,7 +130,7 @@ impl FastMod {
     }
 
     #[inline]
-    pub fn rem(self, x: u64) -> u64 {
+    pub fn reduce(self, x: u64) -> u64 {
         // q underestimates x / m by at most 2, so at most two corrections.
         let q = ((u128::from(x) * u128::from(self.inv)) >> 64) as u64;
         let mut r = x - q * self.m;
@@ -174,7 +174,7 @@ fn sha256_words(key: &[u8]) -> [u32; 8] {
 #[inline]
 fn sha256_bucket_with(key: &[u8], m: FastMod) -> u32 {
     // Horner's rule over 32-bit big-endian limbs: r < m < 2^32, so (r << 32 | limb) fits a u64.
-    sha256_words(key).iter().fold(0u64, |r, &limb| m.rem((r << 32) | u64::from(limb))) as u32
+    sha256_words(key).iter().fold(0u64, |r, &limb| m.reduce((r << 32) | u64::from(limb))) as u32
 }
 
 /// Bucket of a key under xxh3-64.
@@ -185,7 +185,7 @@ pub fn fast_bucket(key: &[u8], buckets: u32) -> u32 {
 /// [`fast_bucket`] with the modulus prepared once (no division per key).
 #[inline]
 pub fn fast_bucket_with(key: &[u8], m: FastMod) -> u32 {
-    m.rem(xxhash_rust::xxh3::xxh3_64(key)) as u32
+    m.reduce(xxhash_rust::xxh3::xxh3_64(key)) as u32
 }
 
 /// Turns text into bucket ids, with the scratch buffers and n-gram caches of one thread.
@@ -653,7 +653,7 @@ mod tests {
 
         #[test]
         fn fast_mod_is_mod(x in proptest::num::u64::ANY, m in 1u32..=u32::MAX) {
-            proptest::prop_assert_eq!(FastMod::new(m).rem(x), x % u64::from(m));
+            proptest::prop_assert_eq!(FastMod::new(m).reduce(x), x % u64::from(m));
         }
     }
 
