@@ -286,9 +286,9 @@ pub trait VisitSelecting<'a> {
 }
 
 impl SelectConfig {
-    /// The files a selection reads besides the lake (a target set, score tables, a proxy's
-    /// training set): part of a run's key.
-    pub fn inputs(&self) -> &[String] {
+    /// The data files a selection reads besides the lake (a target set, score tables, a
+    /// proxy's training set, cluster tables): part of a run's key.
+    pub fn inputs(&self) -> Vec<String> {
         struct Target;
         impl<'a> VisitSelecting<'a> for Target {
             type Out = &'a [String];
@@ -297,13 +297,18 @@ impl SelectConfig {
             }
         }
         match self {
-            SelectConfig::Proxy(p) => &p.proxy.train_on,
-            SelectConfig::Scores(s) => &s.scores,
-            SelectConfig::ClusterBalanced(b) if b.clusters.is_empty() => &b.scores,
-            SelectConfig::ClusterBalanced(b) => &b.clusters,
-            SelectConfig::D4(d) => &d.clusters,
-            other => other.visit(Target).unwrap_or(&[]),
+            SelectConfig::Proxy(p) => p.proxy.train_on.clone(),
+            SelectConfig::Scores(s) => s.scores.clone(),
+            SelectConfig::ClusterBalanced(b) => b.clusters.iter().chain(&b.scores).cloned().collect(),
+            SelectConfig::D4(d) => d.clusters.clone(),
+            other => other.visit(Target).unwrap_or(&[]).to_vec(),
         }
+    }
+
+    /// A saved k-means model the selection assigns with (`[select.cluster] model`): its bytes
+    /// are part of a run's key.
+    pub fn model_file(&self) -> Option<&std::path::Path> {
+        self.cluster_source().and_then(|(_, own)| own?.model.as_deref())
     }
 
     /// Whether the selection writes every row's scores to `OUT/scores.parquet`.
@@ -622,6 +627,12 @@ impl PipelineConfig {
                 let (tables, own) = sel.cluster_source().expect("a cluster selection");
                 if let Some(c) = own {
                     c.validate().map_err(|e| Error::Config(format!("select.cluster: {e}")))?;
+                }
+                if own.is_some() && self.clusters.is_some() {
+                    return Err(Error::Config(
+                        "[select.cluster] and a [clusters] stage: choose one (both would write clusters.parquet)"
+                            .into(),
+                    ));
                 }
                 if tables.is_empty() && own.is_none() && self.clusters.is_none() {
                     return Err(Error::Config(format!(

@@ -59,6 +59,10 @@ fn clusters_ranks_and_saved_models() {
     let again = d.join("again.parquet");
     ok(&syllabus(&["score", "cluster", "--model", &p(&model), "--out", &p(&again), &fixture("lake")]));
     assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&out).unwrap());
+    // The reader's batch size decides nothing: mini-batches are runs of rows in lake order.
+    let small = d.join("small.parquet");
+    ok(&syllabus(&["score", "cluster", "--k", "4", "--batch-rows", "77", "--out", &p(&small), &fixture("lake")]));
+    assert_eq!(std::fs::read(&small).unwrap(), std::fs::read(&out).unwrap());
     // Another seed is another fit.
     let other = d.join("other.parquet");
     ok(&syllabus(&["score", "cluster", "--k", "4", "--seed", "9", "--out", &p(&other), &fixture("lake")]));
@@ -111,6 +115,17 @@ fn bad_settings_and_wordless_documents() {
     assert!(err.contains("--k"), "{err}");
     let err = fails(&syllabus(&["score", "cluster", "--k", "2", "--passes", "0", "--out", &p(&out), &p(&lake)]), 1);
     assert!(err.contains("passes must be at least 1"), "{err}");
+    // Copies of two texts cannot make three clusters.
+    let copies = d.join("copies.jsonl");
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            let text = ["one two three four", "five six seven"][i % 2];
+            serde_json::json!({"id": format!("c{i}"), "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(&copies, lines.join("\n") + "\n").unwrap();
+    let err = fails(&syllabus(&["score", "cluster", "--k", "3", "--out", &p(&out), &p(&copies)]), 1);
+    assert!(err.contains("only 2 distinct vectors"), "{err}");
     let bad_model = d.join("bad.bin");
     std::fs::write(&bad_model, b"SYLKMEANS\x01\x00\x00\x00garbage").unwrap();
     let err = fails(&syllabus(&["score", "cluster", "--model", &p(&bad_model), "--out", &p(&out), &p(&lake)]), 1);
@@ -230,6 +245,29 @@ fn balanced_and_d4_selections() {
         let n = sizes[cluster_of[id] as usize] as f64;
         assert!(rank[id] as f64 > (0.2 * n).round(), "{id} is among the nearest");
     }
+    // A cluster number no clustering writes is refused, not allocated for.
+    let odd = d.join("odd.jsonl");
+    let rows: Vec<String> = t["id"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| serde_json::json!({"id": id, "cluster": if i == 0 { 3e9 } else { 1.0 }}).to_string())
+        .collect();
+    std::fs::write(&odd, rows.join("\n") + "\n").unwrap();
+    let err = fails(
+        &syllabus(&[
+            "select",
+            "cluster-balanced",
+            "--clusters",
+            &p(&odd),
+            "--k",
+            "5",
+            "--out",
+            &p(&d4),
+            &fixture("lake"),
+        ]),
+        1,
+    );
+    assert!(err.contains("cluster 3000000000 is not a cluster number"), "{err}");
     let err = fails(
         &syllabus(&["select", "d4", "--clusters", &p(&clusters), "--drop", "1.5", "--out", &p(&d4), &fixture("lake")]),
         1,
@@ -341,6 +379,10 @@ fn a_cluster_selection_needs_clusters_and_d4_clusters_on_its_own() {
     std::fs::write(&cfg, format!("{base}domain_field = \"cluster\"\n[select]\nmethod = \"random\"\nk = 5\n")).unwrap();
     let err = fails(&syllabus(&["run", &p(&cfg)]), 1);
     assert!(err.contains("needs a [clusters] stage"), "{err}");
+    std::fs::write(&cfg, format!("{base}[clusters]\nk = 3\n[select]\nmethod = \"d4\"\ncluster = {{ k = 3 }}\n"))
+        .unwrap();
+    let err = fails(&syllabus(&["run", &p(&cfg)]), 1);
+    assert!(err.contains("choose one"), "{err}");
     std::fs::write(&cfg, format!("{base}[select]\nmethod = \"d4\"\ndrop = 0.5\ncluster = {{ k = 3 }}\n")).unwrap();
     let out = d.join("out");
     ok(&syllabus(&["run", &p(&cfg), "--out", &p(&out)]));

@@ -161,7 +161,8 @@ fn every_cluster_method_runs_on_a_cluster_as_it_runs_here() {
     }
 }
 
-/// A pipeline's `[select] method` takes exactly the registry's methods and the two rules.
+/// A pipeline's `[select] method` takes exactly the registry's methods, the two rules and the
+/// two selections by clusters.
 #[test]
 fn the_pipeline_knows_exactly_the_registry_and_the_rules() {
     let dir = tempdir();
@@ -174,7 +175,8 @@ fn the_pipeline_knows_exactly_the_registry_and_the_rules() {
     let e = fails(&syllabus(&["run", &p(&pipeline)]), 1);
     let mut listed: Vec<&str> = e.split('`').skip(3).step_by(2).collect();
     listed.sort();
-    let mut want: Vec<&str> = REGISTRY.iter().map(|i| i.name).chain(["proxy", "scores"]).collect();
+    let mut want: Vec<&str> =
+        REGISTRY.iter().map(|i| i.name).chain(["proxy", "scores", "cluster-balanced", "d4"]).collect();
     want.sort();
     assert_eq!(listed, want, "{e}");
 }

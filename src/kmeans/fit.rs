@@ -7,9 +7,9 @@
 //! - k-means++ (Arthur and Vassilvitskii 2007): the first centre is a uniform draw from the
 //!   sample; each next one is drawn with probability proportional to `D(x)^2`, the squared
 //!   Euclidean distance of unit vectors to their nearest chosen centre, `2 (1 - cos)`.
-//! - Pass 1, mini-batch (Sculley 2010) over the reader's batches: each batch is assigned to the
-//!   centres as they are at its start, then each document moves its centre by `1/n_c` towards
-//!   itself, in lake order. Kept as sums, which point where the running means do; the
+//! - Pass 1, mini-batch (Sculley 2010) over runs of 1024 rows in lake order (whatever the
+//!   reader's batches): each is assigned to the centres as they are at its start, then each
+//!   document moves its centre by `1/n_c` towards itself, in lake order. Kept as sums, which point where the running means do; the
 //!   assignment is by cosine, so only the direction matters (spherical k-means).
 //! - Passes 2.. are Lloyd's: every document is assigned to the centres of the pass before, and
 //!   each centre becomes the normalised sum of its documents (a centre left without any keeps
@@ -98,12 +98,16 @@ pub fn kmeans_pp(sample: &[Sparse], k: usize, dims: u32, seed: u64) -> Result<Ve
         for (&j, &x) in c.idx.iter().zip(&c.val) {
             dense[j as usize] = f64::from(x);
         }
-        d2.par_iter_mut().zip(sample).for_each(|(d, x)| *d = d.min((2.0 * (1.0 - x.dot(&dense))).max(0.0)));
+        // A distance within f32 rounding of 0 is 0: a copy of a chosen centre is never drawn.
+        d2.par_iter_mut().zip(sample).for_each(|(d, x)| {
+            let to_c = 2.0 * (1.0 - x.dot(&dense));
+            *d = d.min(if to_c < 1e-6 { 0.0 } else { to_c });
+        });
         for &j in &c.idx {
             dense[j as usize] = 0.0;
         }
         let total: f64 = d2.iter().sum();
-        if total.is_nan() || total <= 1e-12 {
+        if total.is_nan() || total <= 0.0 {
             return Err(Error::InvalidArgument(format!(
                 "k = {k} clusters, but the documents have only {} distinct vectors",
                 chosen.len()
@@ -385,7 +389,12 @@ fn vectors(b: &crate::source::SourceBatch, dims: u32, idf: &[f32]) -> Result<Vec
     Ok(text.iter().map(|t| tfidf(counts(&fp, t.unwrap_or(""), &mut scratch), idf)).collect())
 }
 
-/// Pass 1: mini-batch updates from the seeds (each seed counts as one document).
+/// Rows per mini-batch: fixed, so that the model does not depend on how the reader cuts the
+/// lake into batches.
+const MINI_BATCH: usize = 1024;
+
+/// Pass 1: mini-batch updates from the seeds (each seed counts as one document), over runs of
+/// [`MINI_BATCH`] rows in lake order.
 fn mini_batch_pass(lake: &FitLake, p: &FitParams, state: &mut FitState) -> Result<()> {
     let mut centres = Centres::new(p.k, p.dims);
     centres.sums = std::mem::take(&mut state.sums);
@@ -395,23 +404,34 @@ fn mini_batch_pass(lake: &FitLake, p: &FitParams, state: &mut FitState) -> Resul
     let mut reader = lake.reader();
     let (mut dist_sum, mut n) = (0.0, 0u64);
     let idf = &state.idf;
+    let mut pending: Vec<Sparse> = Vec::with_capacity(2 * MINI_BATCH);
+    // Assign a mini-batch to the centres as they stand, then move them, row by row.
+    let mut step = |batch: &[Sparse], centres: &mut Centres| {
+        let assigned: Vec<Option<(usize, f64)>> =
+            batch.par_iter().map_init(Vec::new, |sims, v| (!v.is_empty()).then(|| centres.nearest(v, sims))).collect();
+        for (v, a) in batch.iter().zip(assigned) {
+            if let Some((c, d)) = a {
+                centres.add(c, v);
+                dist_sum += d;
+                n += 1;
+            }
+        }
+    };
     for_each_ordered(
         &mut reader,
         |b| vectors(b, p.dims, idf),
         |b, vs| {
             bar.inc(b.batch.num_rows() as u64);
-            let assigned: Vec<Option<(usize, f64)>> =
-                vs.par_iter().map_init(Vec::new, |sims, v| (!v.is_empty()).then(|| centres.nearest(v, sims))).collect();
-            for (v, a) in vs.iter().zip(assigned) {
-                if let Some((c, d)) = a {
-                    centres.add(c, v);
-                    dist_sum += d;
-                    n += 1;
-                }
+            pending.extend(vs);
+            let full = pending.len() / MINI_BATCH * MINI_BATCH;
+            for chunk in pending[..full].chunks(MINI_BATCH) {
+                step(chunk, &mut centres);
             }
+            pending.drain(..full);
             Ok(Flow::Continue)
         },
     )?;
+    step(&pending, &mut centres);
     bar.finish_and_clear();
     state.report.mean_dist.push(dist_sum / n.max(1) as f64);
     state.sums = centres.sums;

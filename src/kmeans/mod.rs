@@ -165,7 +165,11 @@ pub fn model_for(lake: &ScoredLake, s: &ClusterSettings) -> Result<(Arc<KMeansMo
                 serde_json::from_slice(&b).map_err(|e| Error::InvalidArgument(format!("{}: {e}", r.display())))
             })?;
             eprintln!("syllabus: kept the k-means model an interrupted run fitted ({})", m.display());
-            return Ok((Arc::new(KMeansModel::load(&m)?), Some(report)));
+            let model = KMeansModel::load(&m)?;
+            if let Some(p) = &s.save_model {
+                model.save(p)?;
+            }
+            return Ok((Arc::new(model), Some(report)));
         }
     }
     let fit_lake = fit::FitLake { raw: lake.raw, read: lake.read, progress: lake.progress };
@@ -472,11 +476,17 @@ fn join_rows(
     Ok(reader.into_stats())
 }
 
+/// The largest cluster number a selection takes (its tables are per cluster).
+const MAX_CLUSTER: f64 = (1u32 << 24) as f64;
+
 fn cluster_of(v: Option<f64>) -> Result<Option<u32>> {
     match v {
         None => Ok(None),
-        Some(c) if c >= 0.0 && c < f64::from(u32::MAX) && c.fract() == 0.0 => Ok(Some(c as u32)),
-        Some(c) => Err(Error::InvalidArgument(format!("cluster {c} is not a cluster number"))),
+        Some(c) if c >= 0.0 && c < MAX_CLUSTER && c.fract() == 0.0 => Ok(Some(c as u32)),
+        Some(c) => Err(Error::InvalidArgument(format!(
+            "cluster {c} is not a cluster number (0 to {}, as score cluster writes them)",
+            MAX_CLUSTER as u64 - 1
+        ))),
     }
 }
 

@@ -160,8 +160,14 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     if let Some(sel) = &cfg.select {
         let target = sel.inputs();
         if !target.is_empty() {
-            fingerprint.push(inputs_fingerprint(&expand_inputs(target)?));
+            fingerprint.push(inputs_fingerprint(&expand_inputs(&target)?));
         }
+    }
+    // Saved k-means models by their bytes: a file replaced at the same path is another run.
+    let models = cfg.clusters.as_ref().and_then(|c| c.model.as_deref()).into_iter();
+    for m in models.chain(cfg.select.as_ref().and_then(SelectConfig::model_file)) {
+        let bytes = crate::store::read(m)?;
+        fingerprint.push(serde_json::json!(xxhash_rust::xxh3::xxh3_128(&bytes).to_string()));
     }
     if let Some(spec) = &spec {
         let t = &spec.tokenize.tokenizer;
@@ -429,11 +435,10 @@ fn cluster_to(
     lake: &ScoredLake,
     out_dir: &Path,
 ) -> Result<crate::kmeans::ClusterReport> {
-    let s = crate::kmeans::ClusterSettings { save_model: Some(out_dir.join(KMEANS_MODEL_FILE)), ..settings.clone() };
-    let (model, fit) = crate::kmeans::model_for(lake, &s)?;
-    if !out_dir.join(KMEANS_MODEL_FILE).exists() {
-        model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
-    }
+    let s = settings;
+    let (model, fit) = crate::kmeans::model_for(lake, s)?;
+    // The model this run used, whatever an earlier run left there.
+    model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
     let table = out_dir.join(CLUSTERS_FILE);
     let terms = out_dir.join(CLUSTER_TERMS_FILE);
     let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &table, Some(&terms))?;
