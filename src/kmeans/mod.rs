@@ -482,7 +482,7 @@ const MAX_CLUSTER: f64 = (1u32 << 24) as f64;
 fn cluster_of(v: Option<f64>) -> Result<Option<u32>> {
     match v {
         None => Ok(None),
-        Some(c) if c >= 0.0 && c < MAX_CLUSTER && c.fract() == 0.0 => Ok(Some(c as u32)),
+        Some(c) if (0.0..MAX_CLUSTER).contains(&c) && c.fract() == 0.0 => Ok(Some(c as u32)),
         Some(c) => Err(Error::InvalidArgument(format!(
             "cluster {c} is not a cluster number (0 to {}, as score cluster writes them)",
             MAX_CLUSTER as u64 - 1
