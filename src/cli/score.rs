@@ -660,14 +660,7 @@ fn dedup_command(
         bail!("select dedup reads the lake twice: give it files, not stdin (or run `score dedup`)");
     }
     // A lake from stdin has no work directory of its own: its signatures go to a temporary one.
-    let tmp;
-    let work = match work {
-        Some(w) => w,
-        None => {
-            tmp = tempfile::tempdir().context("a temporary work directory")?;
-            Work::at(tmp.path().join("dedup.work"), what.into())?
-        }
-    };
+    let (work, _tmp) = work_or_temp(work, what)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
     let found = crate::dedup::find(&lake, settings, rejects.as_mut())?;
     let files = found.files.clone();
@@ -681,6 +674,18 @@ fn dedup_command(
     work.finish()?;
     crate::dedup::print_report(what, &outcome.report);
     super::finish(what, out, report, Vec::new(), rejects, start, selecting)
+}
+
+/// The run's work directory, or a temporary one (kept alive by the second value) for a run
+/// that has none of its own.
+fn work_or_temp(work: Option<Work>, what: &str) -> anyhow::Result<(Work, Option<tempfile::TempDir>)> {
+    Ok(match work {
+        Some(w) => (w, None),
+        None => {
+            let tmp = tempfile::tempdir().context("a temporary work directory")?;
+            (Work::at(tmp.path().join("run.work"), what.into())?, Some(tmp))
+        }
+    })
 }
 
 /// `score cluster`: fit (or load) the k-means model, assign every row, rank within clusters;
@@ -701,14 +706,7 @@ fn cluster_command(
     if raw.iter().any(|f| f.name == "-") {
         bail!("score cluster reads the lake once per pass: give it files, not stdin");
     }
-    let tmp;
-    let work = match work {
-        Some(w) => w,
-        None => {
-            tmp = tempfile::tempdir().context("a temporary work directory")?;
-            Work::at(tmp.path().join("cluster.work"), what.into())?
-        }
-    };
+    let (work, _tmp) = work_or_temp(work, what)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
     let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
     let (mut report, mut clusters) =

@@ -155,11 +155,11 @@ mod tests {
         assert_eq!(budgets(&[3, 4], &[1.0, 1.0], 50), vec![3, 4]);
         // A cluster without weight gets nothing.
         assert_eq!(budgets(&[5, 5], &[0.0, 1.0], 4), vec![0, 4]);
-        let mut rng = crate::kmeans::fit::SplitMix64::new(7);
+        let mut rng = crate::proxy::nn::Rng::from_state(7);
         for _ in 0..500 {
             let n = 1 + (rng.next_u64() % 12) as usize;
             let sizes: Vec<u64> = (0..n).map(|_| rng.next_u64() % 40).collect();
-            let w: Vec<f64> = (0..n).map(|_| rng.next_f64() + 0.01).collect();
+            let w: Vec<f64> = (0..n).map(|_| rng.uniform() + 0.01).collect();
             let k = rng.next_u64() % 300;
             let b = budgets(&sizes, &w, k);
             assert_eq!(b.iter().sum::<u64>(), k.min(sizes.iter().sum()), "{sizes:?} {w:?} {k}");

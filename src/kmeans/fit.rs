@@ -58,28 +58,6 @@ pub struct FitReport {
     pub mean_dist: Vec<f64>,
 }
 
-/// SplitMix64: the seeded draws of the k-means++ seeding.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), 53 bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// k-means++ on unit vectors: the indices of the k chosen centres, in the order drawn.
 pub fn kmeans_pp(sample: &[Sparse], k: usize, dims: u32, seed: u64) -> Result<Vec<usize>> {
     if sample.len() < k {
@@ -88,8 +66,8 @@ pub fn kmeans_pp(sample: &[Sparse], k: usize, dims: u32, seed: u64) -> Result<Ve
             sample.len()
         )));
     }
-    let mut rng = SplitMix64::new(seed);
-    let first = (rng.next_f64() * sample.len() as f64) as usize;
+    let mut rng = crate::proxy::nn::Rng::from_state(seed);
+    let first = (rng.uniform() * sample.len() as f64) as usize;
     let mut chosen = vec![first.min(sample.len() - 1)];
     let mut dense = vec![0f64; dims as usize];
     let mut d2 = vec![f64::INFINITY; sample.len()];
@@ -113,7 +91,7 @@ pub fn kmeans_pp(sample: &[Sparse], k: usize, dims: u32, seed: u64) -> Result<Ve
                 chosen.len()
             )));
         }
-        let target = rng.next_f64() * total;
+        let target = rng.uniform() * total;
         let mut acc = 0.0;
         // The last point with weight is the fallback should rounding leave the walk short.
         let mut pick = d2.iter().rposition(|&d| d > 0.0).expect("total > 0");

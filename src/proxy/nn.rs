@@ -13,6 +13,11 @@ impl Rng {
         Rng(seed ^ 0x5EED_5EED_5EED_5EED)
     }
 
+    /// The SplitMix64 stream that starts at `state` itself (k-means++'s draws).
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
