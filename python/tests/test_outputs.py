@@ -48,6 +48,9 @@ class ShippedPipelineOutputs(unittest.TestCase):
                         self.assertEqual(len(names), len(set(names)), f"duplicate columns in {f}: {names}")
                         if os.path.basename(f) == "curves.parquet":
                             self.assertEqual(names, ["candidate", "seed", "tokens", "valid", "loss"])
+                        elif os.path.basename(f) == "cluster_terms.parquet":
+                            # One row per cluster, not per document.
+                            self.assertEqual(names, ["cluster", "size", "top_terms", "nearest"])
                         else:
                             self.assertIn("id", names)
                         table.to_pylist()  # every value decodes
@@ -58,14 +61,15 @@ class ShippedPipelineOutputs(unittest.TestCase):
         curves = pq.read_table(os.path.join(out, "curves.parquet")).to_pylist()
         with open(os.path.join(out, "summary.csv"), newline="") as f:
             rows = list(csv.DictReader(f))
-        candidates = ["random", "dsir", "zipfit", "zipfit-fast", "el2n", "ppl-band"]
+        candidates = ["random", "dsir", "zipfit", "zipfit-fast", "balanced", "d4", "el2n", "ppl-band"]
         self.assertEqual([r["candidate"] for r in rows], candidates + candidates)
         for r in rows:
             finals = [c["loss"] for c in curves
                       if c["candidate"] == r["candidate"] and c["valid"] == r["valid"] and c["tokens"] == 2048]
             self.assertEqual(len(finals), 1)
             self.assertAlmostEqual(float(r["final_loss_mean"]), finals[0], places=5)
-            self.assertEqual(int(r["candidate_documents"]), 300)
+            selected = os.path.join(os.path.dirname(out), "candidates", r["candidate"], "selected.parquet")
+            self.assertEqual(int(r["candidate_documents"]), pq.read_metadata(selected).num_rows)
         with open(os.path.join(out, "curves.png"), "rb") as f:
             head = f.read(24)
         self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
