@@ -460,4 +460,25 @@ fn the_related_order_keeps_neighbours_together() {
         1,
     );
     assert!(err.contains("--order related and --kmeans-model go together"), "{err}");
+
+    // Clusters as domains from the command line.
+    let by_cluster = d.join("by-cluster");
+    let table = two.join("clusters.parquet");
+    ok(&syllabus(&[
+        "curriculum",
+        "--tokenizer",
+        "fixtures/tokenizer.json",
+        "--seq-len",
+        "512",
+        "--domain-from-clusters",
+        &p(&table),
+        "--out",
+        &p(&by_cluster),
+        &fixture("lake"),
+    ]));
+    let bc = parquet_table(&by_cluster.join("curriculum.parquet"));
+    assert_eq!(bc["id"].len(), 1225);
+    for (id, domain) in bc["id"].iter().zip(&bc["domain"]) {
+        assert_eq!(cluster_of[id], domain, "{id}");
+    }
 }

@@ -68,6 +68,10 @@ pub(super) struct CurriculumArgs {
     /// NAME=PATH: the files of a domain (file, directory or glob); repeat per domain.
     #[arg(long)]
     domain: Vec<String>,
+    /// Each document's domain is its cluster in this table (`syllabus score cluster`'s output,
+    /// joined by id): clusters as domains.
+    #[arg(long, value_name = "TABLE", conflicts_with_all = ["domain", "domain_field"])]
+    domain_from_clusters: Option<PathBuf>,
     /// Token budget T (default: every document once).
     #[arg(long)]
     budget_tokens: Option<u64>,
@@ -280,7 +284,12 @@ pub(super) fn curriculum_command(
     let spec = args.spec()?;
     let source = args.source()?;
     let read = source.read_options();
-    let (files, domains) = source.lake()?;
+    let (files, mut domains) = source.lake()?;
+    let mut cluster_table_hash = None;
+    if let Some(t) = &args.domain_from_clusters {
+        cluster_table_hash = Some(xxhash_rust::xxh3::xxh3_128(&crate::store::read(t)?).to_string());
+        domains = crate::kmeans::cluster_domains(t)?;
+    }
     let related = spec.order.method == crate::curriculum::OrderMethod::Related;
     if related != args.kmeans_model.is_some() {
         anyhow::bail!("--order related and --kmeans-model go together");
@@ -289,7 +298,12 @@ pub(super) fn curriculum_command(
         Some(m) => Some(xxhash_rust::xxh3::xxh3_128(&crate::store::read(m)?).to_string()),
         None => None,
     };
-    let config = serde_json::json!({ "source": source, "curriculum": spec, "kmeans_model": model_hash });
+    let config = serde_json::json!({
+        "source": source,
+        "curriculum": spec,
+        "kmeans_model": model_hash,
+        "domain_from_clusters": cluster_table_hash,
+    });
     let tok_bytes = crate::store::read(&spec.tokenize.tokenizer)
         .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;
     let key = crate::shard::manifest::json_hash(&serde_json::json!({

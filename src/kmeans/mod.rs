@@ -449,6 +449,18 @@ pub fn balanced_table(
     Ok(table)
 }
 
+/// Clusters as a curriculum's domains: each id's cluster from the table (rows without words:
+/// the domain "none"). Memory: every id of the table.
+pub fn cluster_domains(table: &Path) -> Result<crate::curriculum::prepare::DomainOf> {
+    let t = read_cluster_table(&[crate::source::InputFile::new(table)?], &[])?;
+    let by_id = t
+        .into_iter()
+        .map(|(id, v)| Ok((id, cluster_of(v[0])?.map_or_else(|| "none".to_string(), |c| c.to_string()))))
+        .collect::<Result<_>>()?;
+    let what = format!("the cluster table {}", table.display());
+    Ok(crate::curriculum::prepare::DomainOf::ById { what, by_id: Arc::new(by_id) })
+}
+
 /// Every row of the lake with its table values (`cluster` first), in lake order; a row the
 /// table lacks is an error naming its file and line or row.
 fn join_rows(

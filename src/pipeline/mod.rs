@@ -259,7 +259,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     // `domain_field = "cluster"`: each document's domain is its cluster, by id.
     let domains = match &domains {
         DomainOf::Column(c, _) if c == crate::kmeans::COL_CLUSTER && cfg.clusters.is_some() => {
-            cluster_domains(&out_dir.join(CLUSTERS_FILE))?
+            crate::kmeans::cluster_domains(&out_dir.join(CLUSTERS_FILE))?
         }
         _ => domains,
     };
@@ -444,17 +444,6 @@ fn cluster_to(
     let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &table, Some(&terms))?;
     report.fit = fit;
     Ok(report)
-}
-
-/// The domains of `source.domain_field = "cluster"`: each id's cluster from the table (rows
-/// without words: the domain "none"). Memory: every id of the table.
-fn cluster_domains(table: &Path) -> Result<DomainOf> {
-    let t = crate::kmeans::read_cluster_table(&[InputFile::new(table)?], &[])?;
-    let by_id = t
-        .into_iter()
-        .map(|(id, v)| (id, v[0].map_or_else(|| "none".to_string(), |c| format!("{}", c as u32))))
-        .collect();
-    Ok(DomainOf::ById { what: "the [clusters] table".into(), by_id: std::sync::Arc::new(by_id) })
 }
 
 /// A selection by clusters (`cluster-balanced`, `d4`), always here: from the named tables,
