@@ -126,8 +126,7 @@ impl Rule {
 /// score` writes them) into a map. A duplicate id, a missing or non-numeric score is an error
 /// naming the file and row or line.
 pub fn read_scores(files: &[InputFile], by: &str) -> Result<HashMap<String, f64>> {
-    let map = read_score_columns(files, &[by], false)?;
-    Ok(map.into_iter().map(|(id, v)| (id, v[0].expect("nulls refused"))).collect())
+    read_into(files, &[by], false, |v| v[0].expect("nulls are refused"))
 }
 
 /// [`read_scores`] of several columns at once; with `allow_null`, a null (or missing, in
@@ -137,16 +136,28 @@ pub fn read_score_columns(
     cols: &[&str],
     allow_null: bool,
 ) -> Result<HashMap<String, Box<[Option<f64>]>>> {
+    read_into(files, cols, allow_null, |v| v.into())
+}
+
+/// Each row's values of `cols` by id, kept as `keep` makes them (one f64 for a single score
+/// column: no allocation per row).
+fn read_into<V>(
+    files: &[InputFile],
+    cols: &[&str],
+    allow_null: bool,
+    keep: impl Fn(&[Option<f64>]) -> V,
+) -> Result<HashMap<String, V>> {
     let mut map = HashMap::new();
+    let mut vals_buf: Vec<Option<f64>> = Vec::with_capacity(cols.len());
     for f in files {
-        let mut put = |id: String, v: Box<[Option<f64>]>, loc: Location| -> Result<()> {
+        let mut put = |id: String, v: &[Option<f64>], loc: Location| -> Result<()> {
             let bad = |reason: String| Error::BadRecord { file: f.path.clone(), location: loc, offset: None, reason };
             for (x, by) in v.iter().zip(cols) {
                 if x.is_some_and(f64::is_nan) || (!allow_null && x.is_none()) {
                     return Err(bad(format!("no numeric {by:?} score")));
                 }
             }
-            if map.insert(id.clone(), v).is_some() {
+            if map.insert(id.clone(), keep(v)).is_some() {
                 return Err(bad(format!("the id {id:?} has a second score")));
             }
             Ok(())
@@ -175,8 +186,9 @@ pub fn read_score_columns(
                         .collect();
                     for i in 0..b.num_rows() {
                         let id = if ids.is_valid(i) { ids.value(i).to_string() } else { String::new() };
-                        let v = vals.iter().map(|v| v.is_valid(i).then(|| v.value(i))).collect();
-                        put(id, v, Location::Row(row))?;
+                        vals_buf.clear();
+                        vals_buf.extend(vals.iter().map(|v| v.is_valid(i).then(|| v.value(i))));
+                        put(id, &vals_buf, Location::Row(row))?;
                         row += 1;
                     }
                 }
@@ -198,8 +210,9 @@ pub fn read_score_columns(
                     let id = v
                         .get(crate::batch::COL_ID)
                         .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()));
-                    let vals = cols.iter().map(|c| v.get(*c).and_then(serde_json::Value::as_f64)).collect();
-                    put(id.unwrap_or_default(), vals, loc)?;
+                    vals_buf.clear();
+                    vals_buf.extend(cols.iter().map(|c| v.get(*c).and_then(serde_json::Value::as_f64)));
+                    put(id.unwrap_or_default(), &vals_buf, loc)?;
                 }
             }
         }
