@@ -122,16 +122,7 @@ impl Centres {
 
     /// The nearest centre by cosine (ties to the lower) and the cosine distance.
     fn nearest(&self, v: &Sparse, sims: &mut Vec<f64>) -> (usize, f64) {
-        let k = self.k;
-        sims.clear();
-        sims.resize(k, 0.0);
-        for (&j, &x) in v.idx.iter().zip(&v.val) {
-            let row = &self.sums[j as usize * k..(j as usize + 1) * k];
-            let x = f64::from(x);
-            for (s, &w) in sims.iter_mut().zip(row) {
-                *s += x * w;
-            }
-        }
+        super::vectors::dots(v, &self.sums, self.k, sims);
         let mut best = 0;
         let mut best_sim = f64::NEG_INFINITY;
         for (c, (&s, &n)) in sims.iter().zip(&self.norm2).enumerate() {

@@ -99,15 +99,7 @@ impl KMeansModel {
             return None;
         }
         let k = self.k as usize;
-        sims.clear();
-        sims.resize(k, 0.0);
-        for (&j, &x) in v.idx.iter().zip(&v.val) {
-            let row = &self.centroids[j as usize * k..(j as usize + 1) * k];
-            let x = f64::from(x);
-            for (s, &w) in sims.iter_mut().zip(row) {
-                *s += x * f64::from(w);
-            }
-        }
+        super::vectors::dots(v, &self.centroids, k, sims);
         let mut best = 0;
         for c in 1..k {
             if sims[c] > sims[best] {

@@ -33,6 +33,21 @@ impl Sparse {
     }
 }
 
+/// The dot products of `v` with k vectors stored feature-major (`table[j * k + c]`: centroids,
+/// centre sums), into `sims`.
+#[inline]
+pub fn dots<W: Copy + Into<f64>>(v: &Sparse, table: &[W], k: usize, sims: &mut Vec<f64>) {
+    sims.clear();
+    sims.resize(k, 0.0);
+    for (&j, &x) in v.idx.iter().zip(&v.val) {
+        let row = &table[j as usize * k..(j as usize + 1) * k];
+        let x = f64::from(x);
+        for (s, &w) in sims.iter_mut().zip(row) {
+            *s += x * w.into();
+        }
+    }
+}
+
 /// The featurizer's settings for `dims` buckets: unigrams and bigrams under xxh3.
 pub fn feature_params(dims: u32) -> DsirParams {
     DsirParams { buckets: dims, ngrams: 2, hash: NgramHash::Fast, ..DsirParams::default() }
