@@ -461,31 +461,9 @@ pub fn cluster_domains(table: &Path) -> Result<crate::curriculum::prepare::Domai
     Ok(crate::curriculum::prepare::DomainOf::ById { what, by_id: Arc::new(by_id) })
 }
 
-/// Every row of the lake with its table values (`cluster` first), in lake order; a row the
-/// table lacks is an error naming its file and line or row.
-fn join_rows(
-    lake: &ScoredLake,
-    table: &ClusterTable,
-    rejects: Option<&mut RejectWriter>,
-    mut each: impl FnMut(u64, u32, u64, &[Option<f64>]),
-) -> Result<Vec<crate::source::FileStats>> {
-    let bar = lake.progress.rows("join");
-    let mut reader = crate::source::LakeReader::new(lake.raw, lake.read, crate::source::Extras::none(), rejects);
-    for b in reader.by_ref() {
-        let b = b?;
-        let ids = crate::batch::id_column(&b.batch)?;
-        for i in 0..b.batch.num_rows() {
-            let id = ids.value(i);
-            let Some(v) = table.get(id) else {
-                let reason = format!("the document {id:?} is not in the cluster table");
-                return Err(lake.raw[b.file].bad_record(b.locations[i], reason));
-            };
-            each(b.first_row + i as u64, b.file as u32, b.locations[i], v);
-        }
-        bar.inc(b.batch.num_rows() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(reader.into_stats())
+/// Why a lake row the cluster table lacks is a bad record.
+fn not_in_table(id: &str) -> String {
+    format!("the document {id:?} is not in the cluster table")
 }
 
 /// The largest cluster number a selection takes (its tables are per cluster).
@@ -529,7 +507,7 @@ pub fn select_balanced(
     }
     let mut rows: Vec<balance::Member> = Vec::new();
     let mut bad = None;
-    let files = join_rows(lake, table, rejects, |row, file, loc, v| match cluster_of(v[0]) {
+    let files = lake.join_by_id(table, not_in_table, rejects, |row, file, loc, v| match cluster_of(v[0]) {
         Ok(Some(cluster)) => {
             let (key, score) = match &b.by {
                 Some(_) => match v[1] {
@@ -580,18 +558,19 @@ pub fn select_d4(
     // (cluster, rank, dist) per row; sizes counted over the lake's rows.
     let mut rows: Vec<(u32, u64, crate::select::Ranked)> = Vec::new();
     let mut bad = None;
-    let files = join_rows(lake, table, rejects, |row, file, loc, v| match (cluster_of(v[0]), v[1], v[2]) {
-        (Ok(Some(c)), Some(rank), Some(dist)) => {
-            rows.push((c, rank as u64, crate::select::Ranked { key: dist, row, score: dist, file, loc }));
-        }
-        (Ok(None), _, _) => {}
-        (Ok(Some(_)), _, _) => {
-            bad.get_or_insert_with(|| format!("row {row} has a cluster but no {COL_RANK} or {COL_DIST}"));
-        }
-        (Err(e), _, _) => {
-            bad.get_or_insert_with(|| e.to_string());
-        }
-    })?;
+    let files =
+        lake.join_by_id(table, not_in_table, rejects, |row, file, loc, v| match (cluster_of(v[0]), v[1], v[2]) {
+            (Ok(Some(c)), Some(rank), Some(dist)) => {
+                rows.push((c, rank as u64, crate::select::Ranked { key: dist, row, score: dist, file, loc }));
+            }
+            (Ok(None), _, _) => {}
+            (Ok(Some(_)), _, _) => {
+                bad.get_or_insert_with(|| format!("row {row} has a cluster but no {COL_RANK} or {COL_DIST}"));
+            }
+            (Err(e), _, _) => {
+                bad.get_or_insert_with(|| e.to_string());
+            }
+        })?;
     if let Some(why) = bad {
         return Err(Error::InvalidArgument(why));
     }

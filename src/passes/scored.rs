@@ -338,6 +338,27 @@ impl ScoredLake<'_> {
         rejects: Option<&mut RejectWriter>,
     ) -> Result<RunReport> {
         let mut rows: Vec<Ranked> = Vec::new();
+        let missing = |id: &str| format!("the document {id:?} has no {by:?} score in the score table");
+        let files = self.join_by_id(scores, missing, rejects, |row, file, loc, &score| {
+            rows.push(Ranked { key: score, row, score, file, loc });
+        })?;
+        let eligible = rows.len() as u64;
+        let chosen = rule.apply(rows);
+        let field = Field::new(by, DataType::Float64, false);
+        let selected_per_file = self.write_rows(&files, &chosen, field, out)?;
+        Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+    }
+
+    /// Every row of the lake with its value in `table` (by id), in lake order: `each` gets the
+    /// row's index, file, line or row in it, and the value. A row the table lacks is an error
+    /// naming its file and location, with `missing(id)` as the reason.
+    pub fn join_by_id<V>(
+        &self,
+        table: &std::collections::HashMap<String, V>,
+        missing: impl Fn(&str) -> String,
+        rejects: Option<&mut RejectWriter>,
+        mut each: impl FnMut(u64, u32, u64, &V),
+    ) -> Result<Vec<FileStats>> {
         let bar = self.progress.rows("join");
         let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
         for b in reader.by_ref() {
@@ -345,22 +366,15 @@ impl ScoredLake<'_> {
             let ids = id_column(&b.batch)?;
             for i in 0..b.batch.num_rows() {
                 let id = ids.value(i);
-                let Some(&score) = scores.get(id) else {
-                    let reason = format!("the document {id:?} has no {by:?} score in the score table");
-                    return Err(self.raw[b.file].bad_record(b.locations[i], reason));
+                let Some(v) = table.get(id) else {
+                    return Err(self.raw[b.file].bad_record(b.locations[i], missing(id)));
                 };
-                let row = b.first_row + i as u64;
-                rows.push(Ranked { key: score, row, score, file: b.file as u32, loc: b.locations[i] });
+                each(b.first_row + i as u64, b.file as u32, b.locations[i], v);
             }
             bar.inc(b.batch.num_rows() as u64);
         }
         bar.finish_and_clear();
-        let files = reader.into_stats();
-        let eligible = rows.len() as u64;
-        let chosen = rule.apply(rows);
-        let field = Field::new(by, DataType::Float64, false);
-        let selected_per_file = self.write_rows(&files, &chosen, field, out)?;
-        Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
+        Ok(reader.into_stats())
     }
 
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
