@@ -360,11 +360,7 @@ impl SelectCommand {
             SelectCommand::ClusterBalanced { clusters, k, budget, alpha, by, scores, seed, source, out, raw } => {
                 let b = crate::kmeans::Balanced { k, budget, alpha, by, seed };
                 let (opts, raw, mut rejects) = open_lake(&source, &raw)?;
-                let table = crate::kmeans::balanced_table(
-                    &expand_inputs(&clusters)?,
-                    b.by.as_deref(),
-                    &if scores.is_empty() { Vec::new() } else { expand_inputs(&scores)? },
-                )?;
+                let table = crate::kmeans::balanced_table(&expand_inputs(&clusters)?, b.by.as_deref(), &scores)?;
                 let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
                 let (report, budgets) = crate::kmeans::select_balanced(&lake, &table, &b, rejects.as_mut(), &out)?;
                 let used = budgets.iter().filter(|&&n| n > 0).count();
@@ -373,8 +369,7 @@ impl SelectCommand {
             }
             SelectCommand::D4 { clusters, drop, source, out, raw } => {
                 let (opts, raw, mut rejects) = open_lake(&source, &raw)?;
-                let cols = [crate::kmeans::COL_RANK, crate::kmeans::COL_DIST];
-                let table = crate::kmeans::read_cluster_table(&expand_inputs(&clusters)?, &cols)?;
+                let table = crate::kmeans::d4_table(&expand_inputs(&clusters)?)?;
                 let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: None };
                 let report = crate::kmeans::select_d4(&lake, &table, drop, rejects.as_mut(), &out)?;
                 finish("select d4", &out, report, Vec::new(), rejects, start, true)

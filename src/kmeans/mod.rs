@@ -430,23 +430,29 @@ pub fn read_cluster_table(files: &[crate::source::InputFile], cols: &[&str]) -> 
 }
 
 /// The table `select cluster-balanced` reads: `cluster` from `clusters`, and with `by` that
-/// column from `scores` (or from the cluster tables when `scores` is empty).
+/// column from the `scores` tables (files, directories, globs; when there are none, from the
+/// cluster tables).
 pub fn balanced_table(
     clusters: &[crate::source::InputFile],
     by: Option<&str>,
-    scores: &[crate::source::InputFile],
+    scores: &[String],
 ) -> Result<ClusterTable> {
     let Some(by) = by else { return read_cluster_table(clusters, &[]) };
     if scores.is_empty() {
         return read_cluster_table(clusters, &[by]);
     }
     let mut table = read_cluster_table(clusters, &[])?;
-    let s = crate::select::rule::read_score_columns(scores, &[by], true)?;
+    let s = crate::select::rule::read_score_columns(&crate::source::expand_inputs(scores)?, &[by], true)?;
     for (id, v) in table.iter_mut() {
         let x = s.get(id).and_then(|x| x[0]);
         *v = vec![v[0], x].into_boxed_slice();
     }
     Ok(table)
+}
+
+/// The table `select d4` reads: `cluster`, `cluster_rank` and `cluster_dist`.
+pub fn d4_table(clusters: &[crate::source::InputFile]) -> Result<ClusterTable> {
+    read_cluster_table(clusters, &[COL_RANK, COL_DIST])
 }
 
 /// Clusters as a curriculum's domains: each id's cluster from the table (rows without words:

@@ -477,8 +477,7 @@ fn cluster_selection(
     };
     let mut report = match sel {
         SelectConfig::ClusterBalanced(b) => {
-            let scores = if b.scores.is_empty() { Vec::new() } else { expand_inputs(&b.scores)? };
-            let table = crate::kmeans::balanced_table(&files, b.by.as_deref(), &scores)?;
+            let table = crate::kmeans::balanced_table(&files, b.by.as_deref(), &b.scores)?;
             let how = crate::kmeans::Balanced {
                 k: b.k,
                 budget: b.budget,
@@ -489,8 +488,7 @@ fn cluster_selection(
             crate::kmeans::select_balanced(&plain, &table, &how, rejects.as_mut(), &selected)?.0
         }
         SelectConfig::D4(d) => {
-            let cols = [crate::kmeans::COL_RANK, crate::kmeans::COL_DIST];
-            let table = crate::kmeans::read_cluster_table(&files, &cols)?;
+            let table = crate::kmeans::d4_table(&files)?;
             crate::kmeans::select_d4(&plain, &table, d.drop, rejects.as_mut(), &selected)?
         }
         _ => unreachable!("a cluster selection"),
