@@ -35,7 +35,7 @@ $(VENV)/.ready: python/requirements-test.txt
 test-python: $(VENV)/.ready
 	$(CARGO) test --release --locked --no-run
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
-	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader test_outputs
+	cd python/tests && SYLLABUS_BIN=$(abspath $(TARGET_DIR))/release/syllabus ../../$(VENV)/bin/python -m unittest -v test_loader test_outputs test_classifier
 
 # The torch adapter, where torch is installed (not part of `make test`: torch is a 1+ GB
 # download that the client does not need). TORCH_PYTHON: a Python with torch.

@@ -22,6 +22,7 @@
 //!
 //! dedup/       exact and MinHash-LSH near duplicates: signatures per file, an external-sort join, components
 //! kmeans/      clusters: spherical k-means over TF-IDF vectors; cluster-balanced and D4 selection
+//! classifier/  fastText-compatible quality classifiers: read, apply, train (DCLM, BETR)
 //! sql/         DataFusion over every output above and over raw lakes, with the scorers as UDFs
 //! eval/        which selection trains the better model: equal-compute runs of the lm proxy's
 //!              model per candidate, validation curves, KL reduction, curves.png
@@ -45,7 +46,7 @@
 //! eval/  methods/  dedup/  kmeans/   equal-compute candidate training | the scoring methods and their registry | duplicates | clusters
 //! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
 //! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
-//! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
+//! curriculum/  proxy/  classifier/   prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss | fastText classifiers
 //! par.rs  resume.rs  score/  tokenize/  ordered parallel map | work directories and markers | the Scorer trait and scorers | tokenizers
 //! shard/  source/               shard formats and manifest | lake readers, rejects
 //! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs
@@ -55,6 +56,7 @@
 //! ```
 
 pub mod batch;
+pub mod classifier;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;

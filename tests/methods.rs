@@ -16,17 +16,20 @@ const K: &str = "40";
 fn fit_flags(info: &Info) -> Vec<String> {
     match info.fit {
         FitPass::None => Vec::new(),
+        FitPass::Model => vec![format!("--{}", info.target_option), target_set(info)],
         FitPass::Target | FitPass::TargetAndLake => {
             vec![format!("--{}", info.target_option.replace('_', "-")), target_set(info)]
         }
     }
 }
 
-/// The set a method's fit reads: the math target set, or for a benchmark (`--against`) a file
-/// the lake holds, so that its rows are contaminated.
+/// The set a method's fit reads: the math target set, for a benchmark (`--against`) a file
+/// the lake holds, so that its rows are contaminated, or the model a classifier applies.
 fn target_set(info: &Info) -> String {
     match info.target_option {
         "against" => fixture("lake/prose.jsonl"),
+        // A fastText classifier trained on the lake's domains (its first label: docs).
+        "model" => fixture("classifier/softmax.bin"),
         _ => fixture("target/math.jsonl"),
     }
 }
@@ -88,6 +91,7 @@ fn every_method_is_reachable_from_the_command_line_a_pipeline_and_sql() {
         let out = d.join(format!("{name}-pipeline"));
         let target = match info.fit {
             FitPass::None => String::new(),
+            FitPass::Model => format!("{} = {:?}\n", info.target_option, target_set(info)),
             _ => format!("{} = [{:?}]\n", info.target_option, target_set(info)),
         };
         let toml = format!(

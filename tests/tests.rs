@@ -4,6 +4,7 @@ mod util;
 
 #[cfg(feature = "cluster")]
 mod cluster;
+mod classifier;
 mod contamination;
 mod curriculum;
 mod dedup;

@@ -20,6 +20,7 @@ use crate::progress::Progress;
 use crate::source::{expand_inputs, inspect_file, BadRecordPolicy, InputFile, ReadOptions, RejectWriter};
 use crate::store::output::Outputs;
 
+mod classifier;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod curriculum;
@@ -103,6 +104,9 @@ enum Command {
     /// Tokenizers.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// fastText-compatible quality classifiers (score them with `score classifier`).
+    #[command(subcommand)]
+    Classifier(classifier::ClassifierCommand),
     /// SQL over documents, scores, selections and curricula (DataFusion): an interactive shell,
     /// or -c QUERY / -f FILE. Paths become tables: a syllabus output directory gives selected,
     /// scores, curriculum, rejects, phases, shards and sequences (and dedup, contamination,
@@ -276,7 +280,11 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(cmd) => cmd.stage_outputs(&mut outs)?,
         Command::Eval(args) => args.stage_outputs(&mut outs)?,
         Command::Sql(args) => args.stage_outputs(&mut outs)?,
-        Command::Run { .. } | Command::Serve(_) | Command::Verify { .. } | Command::Inspect { .. } => {}
+        Command::Run { .. }
+        | Command::Serve(_)
+        | Command::Verify { .. }
+        | Command::Inspect { .. }
+        | Command::Classifier(_) => {}
         #[cfg(feature = "cluster")]
         Command::Cluster(_) => {}
     }
@@ -292,6 +300,7 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster(cmd) => cluster::cluster_command(cmd),
         Command::Verify { dir } => curriculum::verify_command(&dir),
         Command::Tokenizer(cmd) => curriculum::tokenizer_command(cmd, start),
+        Command::Classifier(cmd) => classifier::classifier_command(cmd, &progress, start),
         Command::Inspect { source, paths } => {
             let opts = source.read_options()?;
             for f in expand_inputs(&paths)? {

@@ -29,6 +29,9 @@ pub(super) struct SqlArgs {
     /// directories, globs).
     #[arg(long, num_args = 1..)]
     against: Vec<String>,
+    /// A fastText classifier (.bin, .ftz) for clf_prob(text): its first label's probability.
+    #[arg(long)]
+    classifier_model: Option<PathBuf>,
     /// Memory for sorts, joins and aggregations before they spill to disk (MiB).
     #[arg(long, default_value_t = 2048)]
     memory_limit_mb: usize,
@@ -62,6 +65,7 @@ pub(super) fn sql_command(args: SqlArgs, quiet: bool) -> anyhow::Result<ExitCode
             dsir_model: args.dsir_model.clone(),
             zipfit_target: args.zipfit_target.clone(),
             against: args.against.clone(),
+            classifier_model: args.classifier_model.clone(),
             memory_limit_mb: args.memory_limit_mb,
             schema_sample: crate::sql::tables::SchemaSample {
                 rows: args.schema_sample_rows,

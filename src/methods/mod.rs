@@ -20,6 +20,7 @@
 //! ([`crate::proxy`]), and keeping by a score column (`select --scores`, `method = "scores"`),
 //! a join of score tables ([`crate::select::rule`]).
 
+pub mod classifier;
 pub mod contamination;
 pub mod dsir;
 pub mod moore_lewis;
@@ -51,6 +52,7 @@ macro_rules! for_each_method {
             Random: $crate::methods::random::Random,
             Moorelewis: $crate::methods::moore_lewis::MooreLewis,
             Contamination: $crate::methods::contamination::Contamination,
+            Classifier: $crate::methods::classifier::Classifier,
         }
     };
 }
@@ -66,6 +68,8 @@ pub enum FitPass {
     /// A target set and counts over the lake itself, a map over files and a small reduce
     /// (DSIR's raw n-gram counts); on a cluster the counts run there.
     TargetAndLake,
+    /// A model file the user brings (a fastText classifier): nothing is read to fit.
+    Model,
 }
 
 /// How a selection by a method draws.

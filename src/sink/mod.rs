@@ -247,12 +247,17 @@ pub fn append_at(path: &Path, len: u64) -> Result<File> {
 /// Like a table, only a regular file (or a link to one) is replaced, and a failed write leaves
 /// no `NAME.tmp` behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes to the file (a file too large to hold in memory).
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
     let path = &output_target(path)?;
     create_parent(path)?;
     let tmp = tmp_path(path);
     let r = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        write(&mut f).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();

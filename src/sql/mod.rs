@@ -43,6 +43,8 @@ pub struct SqlOptions {
     pub zipfit_target: Vec<String>,
     /// Benchmark items for `contam_frac(text)`.
     pub against: Vec<String>,
+    /// A fastText classifier for `clf_prob(text)`.
+    pub classifier_model: Option<PathBuf>,
     /// Memory for operators before they spill (MiB).
     pub memory_limit_mb: usize,
     /// How jsonl tables learn their columns.
@@ -54,8 +56,12 @@ pub struct SqlOptions {
 impl SqlOptions {
     /// Whether these options can run on a remote (checked before connecting to one).
     pub fn check_remote(&self) -> Result<()> {
-        if self.dsir_model.is_some() || !self.zipfit_target.is_empty() || !self.against.is_empty() {
-            return Err(Error::InvalidArgument("the scoring functions (dsir_logw, moore_lewis, zipfit, contam_frac) are not available with --cluster: score with `syllabus score METHOD --cluster` and query the scores".into()));
+        if self.dsir_model.is_some()
+            || !self.zipfit_target.is_empty()
+            || !self.against.is_empty()
+            || self.classifier_model.is_some()
+        {
+            return Err(Error::InvalidArgument("the scoring functions (dsir_logw, moore_lewis, zipfit, contam_frac, clf_prob) are not available with --cluster: score with `syllabus score METHOD --cluster` and query the scores".into()));
         }
         Ok(())
     }
@@ -233,6 +239,9 @@ impl Session {
         if !opts.against.is_empty() {
             let items = crate::source::expand_inputs(&opts.against)?;
             given.push(("--against", crate::methods::SqlInput::Target(items)));
+        }
+        if let Some(m) = &opts.classifier_model {
+            given.push(("--classifier-model", crate::methods::SqlInput::Model(m.clone())));
         }
         // Duplicates: exact keys and shingle similarity (here only: not in a cluster's plans).
         ctx.register_udf(udf::dedup_key());

@@ -1,0 +1,476 @@
+//! Supervised training with fastText's model, losses and hyperparameters, deterministic
+//! whatever the thread count, written as a `.bin` fastText's `load_model` reads.
+//!
+//! fastText trains with Hogwild: threads update the shared matrices without locks, so two runs
+//! differ. syllabus keeps fastText's updates and learning-rate schedule but takes the examples
+//! in rounds of [`ROUND`]: every example of a round computes its gradient against the matrices
+//! as the round found them (in parallel), then the updates are applied in example order, the
+//! input rows partitioned among the threads (every row still sees its updates in the same
+//! order). The result depends on the seed and the data only; the speed is the threads'. Within
+//! a round, an example does not see the round's earlier updates, the staleness Hogwild has
+//! with [`ROUND`] threads.
+//!
+//! Differences from fastText that change the numbers, not the model's kind: the whole input
+//! matrix starts uniform in `[-1/dim, 1/dim]` (fastText with fewer than ten threads leaves part
+//! of it zero), the examples are shuffled once with the seed (fastText reads its file in
+//! order, so users shuffle it), negatives are drawn by `sqrt(count)` from a seeded generator,
+//! and a label of a document's own text is not a label.
+//!
+//! Memory: the model plus the training set's input rows (4 bytes per row of every example);
+//! the training set is what the user sampled (`--sample`), not the lake.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use super::fasttext::{std_log, Args, Dictionary, Entry, Loss, Matrix, Model, Newlines, EOS, LABEL_PREFIX};
+use crate::error::{Error, Result};
+
+/// Examples per round (see the module doc).
+pub const ROUND: usize = 32;
+
+/// fastText's supervised hyperparameters (`train_supervised`'s defaults).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Hyper {
+    pub lr: f64,
+    pub dim: usize,
+    pub epoch: usize,
+    pub min_count: u64,
+    pub word_ngrams: usize,
+    /// Hash buckets of word and character n-grams (0 when there are none, as fastText sets it).
+    pub bucket: usize,
+    pub minn: usize,
+    pub maxn: usize,
+    pub loss: Loss,
+    pub neg: usize,
+    pub seed: u64,
+    pub newlines: Newlines,
+}
+
+impl Default for Hyper {
+    fn default() -> Self {
+        Hyper {
+            lr: 0.1,
+            dim: 100,
+            epoch: 5,
+            min_count: 1,
+            word_ngrams: 1,
+            bucket: 2_000_000,
+            minn: 0,
+            maxn: 0,
+            loss: Loss::Softmax,
+            neg: 5,
+            seed: 0,
+            newlines: Newlines::Space,
+        }
+    }
+}
+
+impl Hyper {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("--lr {}: must be positive", self.lr));
+        }
+        if self.dim == 0 || self.dim > 1 << 12 {
+            return bad(format!("--dim {}: must be 1 to 4096", self.dim));
+        }
+        if self.epoch == 0 {
+            return bad("--epoch: must be at least 1".into());
+        }
+        if self.word_ngrams == 0 || self.word_ngrams > 16 {
+            return bad(format!("--word-ngrams {}: must be 1 to 16", self.word_ngrams));
+        }
+        if self.maxn > 0 && (self.minn == 0 || self.minn > self.maxn || self.maxn > 32) {
+            return bad(format!("--minn {} --maxn {}: need 1 <= minn <= maxn <= 32", self.minn, self.maxn));
+        }
+        if self.bucket > i32::MAX as usize / 2 {
+            return bad(format!("--bucket {}: too large", self.bucket));
+        }
+        if self.loss == Loss::Ns && self.neg == 0 {
+            return bad("--neg: negative sampling needs at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The bucket count the model gets: none without n-grams (fastText's rule).
+    fn buckets(&self) -> usize {
+        if self.word_ngrams <= 1 && self.maxn == 0 {
+            0
+        } else {
+            self.bucket
+        }
+    }
+}
+
+/// A labelled document.
+pub struct Example<'a> {
+    pub label: usize,
+    pub text: &'a str,
+}
+
+/// splitmix64: the seeded draws (initialisation, shuffle, negatives).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 32) * n as u64 >> 32) as usize
+    }
+}
+
+/// The examples as input rows: one flat array and offsets.
+struct Encoded {
+    rows: Vec<i32>,
+    offsets: Vec<usize>,
+    labels: Vec<u32>,
+    /// fastText's token count of each line (label, words, `</s>`), for the learning rate.
+    tokens: Vec<u32>,
+}
+
+/// Count the vocabulary as fastText's `readFromFile` does over the training file.
+fn dictionary(examples: &[Example], labels: &[String], h: &Hyper, args: &Args) -> Result<(Dictionary, u64)> {
+    // word -> (count, first seen)
+    let mut words: std::collections::HashMap<&[u8], (i64, usize)> = std::collections::HashMap::new();
+    let mut label_counts = vec![0i64; labels.len()];
+    let mut ntokens = 0u64;
+    let space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
+    for e in examples {
+        label_counts[e.label] += 1;
+        ntokens += 2;
+        for w in e.text.as_bytes().split(|&b| space(b)).filter(|w| !w.is_empty()) {
+            if w.starts_with(LABEL_PREFIX.as_bytes()) {
+                continue;
+            }
+            let n = words.len();
+            words.entry(w).or_insert((0, n)).0 += 1;
+            ntokens += 1;
+        }
+        let n = words.len();
+        words.entry(EOS).or_insert((0, n)).0 += 1;
+        if h.newlines == Newlines::Eos {
+            let lines = e.text.bytes().filter(|&b| b == b'\n').count() as i64;
+            words.get_mut(EOS).expect("counted").0 += lines;
+            ntokens += lines as u64;
+        }
+    }
+    let mut kept: Vec<(&[u8], (i64, usize))> =
+        words.into_iter().filter(|(_, (c, _))| *c as u64 >= h.min_count.max(1)).collect();
+    kept.sort_by_key(|&(_, (c, first))| (std::cmp::Reverse(c), first));
+    let mut entries: Vec<Entry> =
+        kept.into_iter().map(|(w, (count, _))| Entry { word: w.into(), count, label: false }).collect();
+    for (l, &count) in labels.iter().zip(&label_counts) {
+        entries.push(Entry { word: format!("{LABEL_PREFIX}{l}").into_bytes().into(), count, label: true });
+    }
+    Ok((Dictionary::new(entries, ntokens as i64, None, args), ntokens))
+}
+
+fn encode(examples: &[Example], dict: &Dictionary, h: &Hyper) -> Encoded {
+    let mut e = Encoded { rows: Vec::new(), offsets: vec![0], labels: Vec::new(), tokens: Vec::new() };
+    let (mut rows, mut hashes, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    for x in examples {
+        dict.line(x.text.as_bytes(), h.newlines, &mut rows, &mut hashes, &mut scratch);
+        e.rows.extend_from_slice(&rows);
+        e.offsets.push(e.rows.len());
+        e.labels.push(x.label as u32);
+        e.tokens.push((hashes.len() + 1).min(u32::MAX as usize) as u32);
+    }
+    e
+}
+
+/// One example's gradient, computed against the round's matrices.
+#[derive(Default, Clone)]
+struct Step {
+    /// The gradient every input row of the example gets (already scaled by 1/rows).
+    grad: Vec<f32>,
+    hidden: Vec<f32>,
+    /// Output rows and their step: `W_out[row] += alpha * hidden`.
+    out: Vec<(u32, f32)>,
+}
+
+/// Train a classifier on `examples` (labels index `labels`; the first is the model's first
+/// label, the one `clf_prob` reads by default). `progress` is told the examples done.
+pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn Fn(u64) + Sync)) -> Result<Model> {
+    h.validate()?;
+    if labels.len() < 2 {
+        return Err(Error::InvalidArgument("a classifier needs at least two labels".into()));
+    }
+    for l in labels {
+        let n = examples.iter().filter(|e| labels[e.label] == *l).count();
+        if n == 0 {
+            return Err(Error::InvalidArgument(format!("no training document has the label {l:?}")));
+        }
+    }
+    let args = Args {
+        dim: h.dim as i32,
+        ws: 5,
+        epoch: h.epoch as i32,
+        min_count: h.min_count as i32,
+        neg: h.neg as i32,
+        word_ngrams: h.word_ngrams as i32,
+        loss: h.loss,
+        bucket: h.buckets() as i32,
+        minn: h.minn as i32,
+        maxn: h.maxn as i32,
+        lr_update_rate: 100,
+        t: 1e-4,
+    };
+    let (dict, ntokens) = dictionary(examples, labels, h, &args)?;
+    let data = encode(examples, &dict, h);
+    let dim = h.dim;
+    let nin = dict.nwords + h.buckets();
+    let mut rng = Rng(h.seed ^ 0x5EED_F00D);
+    let a = 1.0 / dim as f64;
+    let mut win: Vec<f32> = (0..nin * dim).map(|_| ((rng.unit() * 2.0 - 1.0) * a) as f32).collect();
+    let nout = labels.len();
+    let mut wout = vec![0f32; nout * dim];
+
+    // One order for every epoch, seeded (fastText reads its file in order).
+    let mut order: Vec<u32> = (0..examples.len() as u32).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let template = Model::from_parts(args.clone(), dict.clone(), Matrix::Dense { m: 0, n: dim, data: Vec::new() }, Matrix::Dense { m: 0, n: dim, data: Vec::new() });
+    let parents = template.hs_parents();
+    let paths: Vec<Vec<(usize, bool)>> = (0..nout).map(|l| template.hs_path(l, &parents)).collect();
+    let neg_cdf: Vec<f64> = {
+        let mut acc = 0.0;
+        dict.entries[dict.nwords..]
+            .iter()
+            .map(|e| {
+                acc += (e.count as f64).sqrt();
+                acc
+            })
+            .collect()
+    };
+
+    let total = (h.epoch as u64 * ntokens) as f64;
+    let mut seen = 0u64;
+    let threads = rayon::current_num_threads().max(1);
+    let mut steps = vec![Step::default(); ROUND];
+    let done = AtomicUsize::new(0);
+    for epoch in 0..h.epoch {
+        for (r, round) in order.chunks(ROUND).enumerate() {
+            let lr = (h.lr * (1.0 - seen as f64 / total)).max(0.0) as f32;
+            {
+                let (win, wout) = (&win, &wout);
+                steps[..round.len()].par_iter_mut().zip(round.par_iter()).enumerate().for_each(|(j, (st, &ex))| {
+                    let ex = ex as usize;
+                    let rows = &data.rows[data.offsets[ex]..data.offsets[ex + 1]];
+                    let example_seed = h.seed ^ ((epoch as u64) << 40) ^ ((r * ROUND + j) as u64).wrapping_mul(0x9E37_79B9);
+                    gradient(&template, win, wout, rows, data.labels[ex] as usize, lr, &paths, &neg_cdf, example_seed, h, st);
+                });
+            }
+            // Apply in example order: output rows (few) here, input rows partitioned by row.
+            for (st, &ex) in steps.iter().zip(round) {
+                let ex = ex as usize;
+                if data.offsets[ex] == data.offsets[ex + 1] {
+                    continue;
+                }
+                for &(row, alpha) in &st.out {
+                    let w = &mut wout[row as usize * dim..(row as usize + 1) * dim];
+                    for (x, hv) in w.iter_mut().zip(&st.hidden) {
+                        *x += alpha * hv;
+                    }
+                }
+            }
+            let shared = SharedRows(win.as_mut_ptr());
+            (0..threads).into_par_iter().for_each(|t| {
+                let shared = &shared;
+                for (st, &ex) in steps.iter().zip(round) {
+                    let ex = ex as usize;
+                    for &row in &data.rows[data.offsets[ex]..data.offsets[ex + 1]] {
+                        if row as usize % threads != t {
+                            continue;
+                        }
+                        // SAFETY: thread t alone writes the rows congruent to t modulo `threads`,
+                        // and nothing reads `win` until every thread is done.
+                        let w = unsafe { std::slice::from_raw_parts_mut(shared.0.add(row as usize * dim), dim) };
+                        for (x, g) in w.iter_mut().zip(&st.grad) {
+                            *x += g;
+                        }
+                    }
+                }
+            });
+            seen += round.iter().map(|&ex| data.tokens[ex as usize] as u64).sum::<u64>();
+            let d = done.fetch_add(round.len(), Ordering::Relaxed) + round.len();
+            progress(d as u64);
+        }
+    }
+    let input = Matrix::Dense { m: nin, n: dim, data: win };
+    let output = Matrix::Dense { m: nout, n: dim, data: wout };
+    Ok(Model::from_parts(args, dict, input, output))
+}
+
+struct SharedRows(*mut f32);
+// SAFETY: used only as `train` says: disjoint rows per thread.
+unsafe impl Sync for SharedRows {}
+
+/// fastText's forward and backward pass of one example, against fixed matrices: fills `st`.
+#[allow(clippy::too_many_arguments)]
+fn gradient(
+    m: &Model,
+    win: &[f32],
+    wout: &[f32],
+    rows: &[i32],
+    target: usize,
+    lr: f32,
+    paths: &[Vec<(usize, bool)>],
+    neg_cdf: &[f64],
+    seed: u64,
+    h: &Hyper,
+    st: &mut Step,
+) {
+    let dim = h.dim;
+    st.grad.clear();
+    st.grad.resize(dim, 0.0);
+    st.hidden.clear();
+    st.hidden.resize(dim, 0.0);
+    st.out.clear();
+    if rows.is_empty() {
+        return;
+    }
+    for &r in rows {
+        for (x, w) in st.hidden.iter_mut().zip(&win[r as usize * dim..(r as usize + 1) * dim]) {
+            *x += w;
+        }
+    }
+    let inv = (1.0f64 / rows.len() as f64) as f32;
+    st.hidden.iter_mut().for_each(|x| *x *= inv);
+    let dot = |row: usize, hv: &[f32]| -> f32 {
+        let mut d = 0f32;
+        for (a, b) in wout[row * dim..(row + 1) * dim].iter().zip(hv) {
+            d += a * b;
+        }
+        d
+    };
+    let logistic = |row: usize, positive: bool, st: &mut Step| {
+        let s = m.sigmoid(dot(row, &st.hidden));
+        let alpha = lr * (positive as u8 as f32 - s);
+        for (g, w) in st.grad.iter_mut().zip(&wout[row * dim..(row + 1) * dim]) {
+            *g += alpha * w;
+        }
+        st.out.push((row as u32, alpha));
+    };
+    let nout = paths.len();
+    match h.loss {
+        Loss::Softmax => {
+            let mut o: Vec<f32> = (0..nout).map(|i| dot(i, &st.hidden)).collect();
+            let max = o.iter().fold(o[0], |a, &b| if b > a { b } else { a });
+            let mut z = 0f32;
+            for x in &mut o {
+                *x = ((*x - max) as f64).exp() as f32;
+                z += *x;
+            }
+            for (i, x) in o.iter().enumerate() {
+                let alpha = lr * ((i == target) as u8 as f32 - x / z);
+                for (g, w) in st.grad.iter_mut().zip(&wout[i * dim..(i + 1) * dim]) {
+                    *g += alpha * w;
+                }
+                st.out.push((i as u32, alpha));
+            }
+        }
+        Loss::Ova => {
+            for i in 0..nout {
+                logistic(i, i == target, st);
+            }
+        }
+        Loss::Ns => {
+            logistic(target, true, st);
+            let mut rng = Rng(seed);
+            let total = *neg_cdf.last().expect("labels");
+            for _ in 0..h.neg {
+                let neg = loop {
+                    let x = rng.unit() * total;
+                    let n = neg_cdf.partition_point(|&c| c <= x).min(nout - 1);
+                    if n != target {
+                        break n;
+                    }
+                };
+                logistic(neg, false, st);
+            }
+        }
+        Loss::Hs => {
+            for &(row, right) in &paths[target] {
+                logistic(row, right, st);
+            }
+        }
+    }
+    st.grad.iter_mut().for_each(|g| *g *= inv);
+}
+
+/// The log loss of a model on labelled examples (mean of `-ln(p(label) + 1e-5)`), for reports.
+pub fn log_loss(m: &Model, examples: &[Example], newlines: Newlines) -> Result<f64> {
+    let mut s = super::fasttext::Scratch::default();
+    let mut sum = 0.0;
+    for e in examples {
+        m.predict(e.text.as_bytes(), newlines, &mut s)?;
+        let score = s.heap.iter().find(|p| p.1 as usize == e.label).map(|p| p.0).unwrap_or(std_log(0.0));
+        sum -= score as f64;
+    }
+    Ok(sum / examples.len().max(1) as f64)
+}
+
+/// Every document's text of `files` (the positives or the negatives of a training set).
+pub fn read_texts(
+    files: &[crate::source::InputFile],
+    read: &crate::source::ReadOptions,
+    mut rejects: Option<&mut crate::source::RejectWriter>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let reader = crate::source::LakeReader::new(files, read, crate::source::Extras::none(), rejects.as_deref_mut());
+    for b in reader {
+        let b = b?;
+        let t = crate::batch::text_column(&b.batch)?;
+        out.extend(t.iter().map(|s| s.unwrap_or("").to_string()));
+    }
+    Ok(out)
+}
+
+/// A seeded sample of `n` documents of a lake (the negatives of DCLM's recipe): the `n` whose
+/// hash of (seed, id) is smallest, ties by lake order, in lake order. Memory: the `n` kept.
+pub fn sample_texts(
+    files: &[crate::source::InputFile],
+    read: &crate::source::ReadOptions,
+    n: u64,
+    seed: u64,
+    rejects: Option<&mut crate::source::RejectWriter>,
+) -> Result<Vec<String>> {
+    use std::collections::BinaryHeap;
+    let mut heap: BinaryHeap<(u64, u64, String)> = BinaryHeap::new();
+    let mut row = 0u64;
+    let reader = crate::source::LakeReader::new(files, read, crate::source::Extras::none(), rejects);
+    for b in reader {
+        let b = b?;
+        let (ids, texts) = (crate::batch::id_column(&b.batch)?, crate::batch::text_column(&b.batch)?);
+        for i in 0..b.batch.num_rows() {
+            use arrow::array::Array;
+            let key = xxhash_rust::xxh3::xxh3_64_with_seed(ids.value(i).as_bytes(), seed);
+            if (heap.len() as u64) < n {
+                heap.push((key, row, texts.value(i).to_string()));
+            } else if let Some(top) = heap.peek() {
+                if (key, row) < (top.0, top.1) {
+                    heap.pop();
+                    heap.push((key, row, texts.value(i).to_string()));
+                }
+            }
+            let _ = texts.is_null(i);
+            row += 1;
+        }
+    }
+    let mut kept = heap.into_vec();
+    kept.sort_by_key(|k| k.1);
+    Ok(kept.into_iter().map(|k| k.2).collect())
+}
