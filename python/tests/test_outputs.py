@@ -61,7 +61,8 @@ class ShippedPipelineOutputs(unittest.TestCase):
         curves = pq.read_table(os.path.join(out, "curves.parquet")).to_pylist()
         with open(os.path.join(out, "summary.csv"), newline="") as f:
             rows = list(csv.DictReader(f))
-        candidates = ["random", "dsir", "zipfit", "zipfit-fast", "balanced", "d4", "el2n", "ppl-band"]
+        candidates = ["random", "dsir", "zipfit", "zipfit-fast", "classifier", "betr", "balanced", "d4", "el2n",
+                      "ppl-band"]
         self.assertEqual([r["candidate"] for r in rows], candidates + candidates)
         for r in rows:
             finals = [c["loss"] for c in curves

@@ -779,6 +779,16 @@ impl Model {
         })
     }
 
+    /// The `.bin` file's bytes (dense matrices only).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let (Matrix::Dense { .. }, Matrix::Dense { .. }) = (&self.input, &self.output) else {
+            return Err(Error::InvalidArgument("syllabus writes dense (.bin) models only".into()));
+        };
+        let mut out = Vec::new();
+        self.write(&mut out).map_err(|e| Error::io("a classifier in memory", e))?;
+        Ok(out)
+    }
+
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
         let a = &self.args;
         for v in [MAGIC, VERSION, a.dim, a.ws, a.epoch, a.min_count, a.neg, a.word_ngrams, a.loss.code(), MODEL_SUP] {

@@ -15,6 +15,7 @@ pub mod fasttext;
 pub mod train;
 
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Builder, StringBuilder};
@@ -50,15 +51,37 @@ pub struct ScoreOptions {
 /// A fastText model as a scorer.
 pub struct ClassifierScorer {
     model: Arc<Model>,
-    /// The model file's bytes, for the cluster's codec (kept only when asked for).
-    path: PathBuf,
+    /// Where the model came from: its file, the bytes a cluster shipped, or training.
+    source: Source,
     options: ScoreOptions,
     /// `options.labels` as label indices.
     chosen: Vec<usize>,
+    /// The labels without `__label__`.
+    names: Vec<String>,
+}
+
+/// Where a model's bytes are when the scorer's state or saved model is asked for.
+#[derive(Clone)]
+pub enum Source {
+    /// A file (read again when needed: a large model is not held twice).
+    File(PathBuf),
+    /// A file's bytes, as a cluster worker gets them.
+    Bytes(PathBuf, Arc<Vec<u8>>),
+    /// Trained here: written from the model (dense, fastText's `.bin`).
+    Trained,
+}
+
+impl Source {
+    fn name(&self) -> PathBuf {
+        match self {
+            Source::File(p) | Source::Bytes(p, _) => p.clone(),
+            Source::Trained => PathBuf::from("trained classifier"),
+        }
+    }
 }
 
 impl ClassifierScorer {
-    pub fn new(model: Arc<Model>, path: PathBuf, options: ScoreOptions) -> Result<ClassifierScorer> {
+    pub fn new(model: Arc<Model>, source: Source, options: ScoreOptions) -> Result<ClassifierScorer> {
         let names: Vec<String> = (0..model.nlabels()).map(|i| label_name(model.dict.label(i))).collect();
         let chosen = if options.labels.is_empty() {
             vec![0]
@@ -71,19 +94,28 @@ impl ClassifierScorer {
                     names.iter().position(|n| n == l).ok_or_else(|| {
                         Error::InvalidArgument(format!(
                             "{}: no label {l:?} (the model's labels: {})",
-                            path.display(),
+                            source.name().display(),
                             names.join(", ")
                         ))
                     })
                 })
                 .collect::<Result<_>>()?
         };
-        Ok(ClassifierScorer { model, path, options, chosen })
+        Ok(ClassifierScorer { model, source, options, chosen, names })
     }
 
     /// Read the model at `path`.
     pub fn open(path: &Path, options: ScoreOptions) -> Result<ClassifierScorer> {
-        ClassifierScorer::new(Arc::new(Model::load(path)?), path.to_path_buf(), options)
+        ClassifierScorer::new(Arc::new(Model::load(path)?), Source::File(path.to_path_buf()), options)
+    }
+
+    /// The model file's bytes (a trained model written as fastText's `.bin`).
+    pub fn model_bytes(&self) -> Result<Vec<u8>> {
+        match &self.source {
+            Source::File(p) => std::fs::read(p).map_err(|e| Error::io(p, e)),
+            Source::Bytes(_, b) => Ok(b.to_vec()),
+            Source::Trained => self.model.to_bytes(),
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -91,8 +123,8 @@ impl ClassifierScorer {
     }
 
     /// The labels' names (without `__label__`), in the model's order.
-    pub fn labels(&self) -> Vec<String> {
-        (0..self.model.nlabels()).map(|i| label_name(self.model.dict.label(i))).collect()
+    pub fn labels(&self) -> &[String] {
+        &self.names
     }
 }
 
@@ -110,9 +142,11 @@ mod serde_bytes_b64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(b.len() * 2);
         for x in b {
-            out.push_str(&format!("{x:02x}"));
+            out.push(HEX[(x >> 4) as usize] as char);
+            out.push(HEX[(x & 15) as usize] as char);
         }
         s.serialize_str(&out)
     }
@@ -134,7 +168,7 @@ pub fn decode(state: &[u8]) -> Result<ClassifierScorer> {
     let s: State =
         serde_json::from_slice(state).map_err(|e| Error::InvalidArgument(format!("decoding a classifier: {e}")))?;
     let model = Model::from_bytes(&s.model, &s.name)?;
-    ClassifierScorer::new(Arc::new(model), s.name, s.options)
+    ClassifierScorer::new(Arc::new(model), Source::Bytes(s.name, Arc::new(s.model)), s.options)
 }
 
 impl Scorer for ClassifierScorer {
@@ -157,7 +191,7 @@ impl Scorer for ClassifierScorer {
         let text = text_column(batch)?;
         let n = text.len();
         let nl = self.model.nlabels();
-        let names = self.labels();
+        let names = &self.names;
         let mut prob = Float64Builder::with_capacity(n);
         let mut label = StringBuilder::with_capacity(n, n * 8);
         let mut all: Vec<Float64Builder> =
@@ -186,8 +220,11 @@ impl Scorer for ClassifierScorer {
     }
 
     fn state(&self) -> Result<Vec<u8>> {
-        let model = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let s = State { options: self.options.clone(), name: self.path.clone(), model };
+        let s = State { options: self.options.clone(), name: self.source.name(), model: self.model_bytes()? };
         serde_json::to_vec(&s).map_err(|e| Error::InvalidArgument(format!("encoding a classifier: {e}")))
+    }
+
+    fn saved(&self) -> Result<Vec<u8>> {
+        self.model_bytes()
     }
 }

@@ -72,6 +72,10 @@ pub(super) struct CurriculumArgs {
     /// joined by id): clusters as domains.
     #[arg(long, value_name = "TABLE", conflicts_with_all = ["domain", "domain_field"])]
     domain_from_clusters: Option<PathBuf>,
+    /// Each document's domain is its top label in this table (`syllabus score classifier`'s
+    /// clf_label, joined by id): a language-id or topic classifier's labels as domains.
+    #[arg(long, value_name = "TABLE", conflicts_with_all = ["domain", "domain_field", "domain_from_clusters"])]
+    domain_from_label: Option<PathBuf>,
     /// Token budget T (default: every document once).
     #[arg(long)]
     budget_tokens: Option<u64>,
@@ -290,6 +294,11 @@ pub(super) fn curriculum_command(
         cluster_table_hash = Some(xxhash_rust::xxh3::xxh3_128(&crate::store::read(t)?).to_string());
         domains = crate::kmeans::cluster_domains(t)?;
     }
+    let mut label_table_hash = None;
+    if let Some(t) = &args.domain_from_label {
+        label_table_hash = Some(xxhash_rust::xxh3::xxh3_128(&crate::store::read(t)?).to_string());
+        domains = crate::methods::classifier::label_domains(t)?;
+    }
     let related = spec.order.method == crate::curriculum::OrderMethod::Related;
     if related != args.kmeans_model.is_some() {
         anyhow::bail!("--order related and --kmeans-model go together");
@@ -303,6 +312,7 @@ pub(super) fn curriculum_command(
         "curriculum": spec,
         "kmeans_model": model_hash,
         "domain_from_clusters": cluster_table_hash,
+        "domain_from_label": label_table_hash,
     });
     let tok_bytes = crate::store::read(&spec.tokenize.tokenizer)
         .with_context(|| format!("reading {}", spec.tokenize.tokenizer.display()))?;

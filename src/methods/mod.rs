@@ -68,7 +68,8 @@ pub enum FitPass {
     /// A target set and counts over the lake itself, a map over files and a small reduce
     /// (DSIR's raw n-gram counts); on a cluster the counts run there.
     TargetAndLake,
-    /// A model file the user brings (a fastText classifier): nothing is read to fit.
+    /// A model file the user brings (a fastText classifier), or a target set and a sample of
+    /// the lake the method trains one on.
     Model,
 }
 
@@ -202,7 +203,7 @@ pub struct Fitted {
 pub fn fit<M: Method>(s: &M::Settings, lake: &FitLake, rejects: Option<&mut RejectWriter>) -> Result<Fitted> {
     let fitted = M::fit(s, lake, rejects)?;
     if let Some(p) = M::save_to(s) {
-        crate::sink::write_atomic(p, &fitted.scorer.state()?)?;
+        crate::sink::write_atomic(p, &fitted.scorer.saved()?)?;
     }
     Ok(fitted)
 }

@@ -261,6 +261,12 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         DomainOf::Column(c, _) if c == crate::kmeans::COL_CLUSTER && cfg.clusters.is_some() => {
             crate::kmeans::cluster_domains(&out_dir.join(CLUSTERS_FILE))?
         }
+        // `domain_field = "clf_label"` after a classifier's selection: its top label, by id.
+        DomainOf::Column(c, _)
+            if c == crate::classifier::COL_CLF_LABEL && cfg.select.as_ref().is_some_and(|s| s.method() == "classifier") =>
+        {
+            crate::methods::classifier::label_domains(&out_dir.join("scores.parquet"))?
+        }
         _ => domains,
     };
     let mut curriculum = None;
@@ -508,7 +514,7 @@ fn fitted_selection<M: Method>(
     out_dir: &Path,
 ) -> Result<(Keep, Option<u32>)> {
     if let Some(f) = M::INFO.model_file {
-        crate::sink::write_atomic(&out_dir.join(f), &fitted.scorer.state()?)?;
+        crate::sink::write_atomic(&out_dir.join(f), &fitted.scorer.saved()?)?;
     }
     Ok((M::INFO.keep(s.k), crate::methods::pipeline_draw(&M::INFO, seed, s.top_k)?))
 }

@@ -48,4 +48,9 @@ pub trait Scorer: Send + Sync {
     /// The fitted state, which its method's decoder turns back into this scorer (the cluster
     /// ships it with the plan).
     fn state(&self) -> Result<Vec<u8>>;
+    /// What `--save-model` and a pipeline's model file keep: by default the state; a scorer
+    /// whose model has a format of its own (a fastText classifier's `.bin`) writes that.
+    fn saved(&self) -> Result<Vec<u8>> {
+        self.state()
+    }
 }
