@@ -1,14 +1,15 @@
 """The fastText side of benches/compare_classifier.sh, and the data both sides use.
 
-    python reference_classifier.py prepare LAKE.jsonl DIR   # train/test split, both tools' files
+    python reference_classifier.py prepare LAKE.jsonl DIR DOMAINS   # train/test split, both tools' files
     python reference_classifier.py train DIR THREADS        # fastText train_supervised -> DIR/ft.bin
     python reference_classifier.py score MODEL LAKE.jsonl OUT.tsv   # batch predict of every document
     python reference_classifier.py auroc DIR FT.tsv SYL.parquet     # held-out AUROC of both models
 
-The task is DCLM's target-vs-lake: positives are the lake's natural-language documents (Python
-reference docs and prose), negatives a seeded random sample of the lake (so about 5% of them
-are natural language too); the held-out fifth of the lake (by a hash of the id) is labelled by
-its domain. Hyperparameters are fastText's defaults with DCLM's word bigrams.
+The task is DCLM's target-vs-lake: positives are the lake's documents of DOMAINS (comma-
+separated: `docs,prose`, the natural-language ones, 1,452 documents; or `code`, 14,550), negatives
+as many drawn at random from the lake (so some of them are of DOMAINS too); the held-out fifth
+of the lake (by a hash of the id) is labelled by its domain. Hyperparameters are fastText's
+defaults with DCLM's word bigrams.
 """
 import hashlib
 import json
@@ -17,14 +18,15 @@ import sys
 import time
 
 HYPER = dict(lr=0.1, dim=100, epoch=5, minCount=1, wordNgrams=2, bucket=2000000, loss="softmax")
-POSITIVE = {"docs", "prose"}
+POSITIVE = set()
 
 
 def held_out(doc_id):
     return hashlib.sha1(doc_id.encode()).digest()[0] < 52  # about a fifth
 
 
-def prepare(lake, out):
+def prepare(lake, out, domains):
+    POSITIVE.update(domains.split(","))
     train_pos, train_all, test = [], [], []
     with open(lake) as f:
         for line in f:
@@ -74,7 +76,8 @@ def score(model, lake, out):
     print(f"{time.time() - t:.2f}", file=sys.stderr)
 
 
-def auroc(out, ft_tsv, syl_parquet):
+def auroc(out, ft_tsv, syl_parquet, domains):
+    POSITIVE.update(domains.split(","))
     import pyarrow.parquet as pq
     from sklearn.metrics import roc_auc_score
     truth = {}

@@ -221,6 +221,42 @@ fn kmeans(c: &mut Criterion) {
     g.finish();
 }
 
+fn classifier(c: &mut Criterion) {
+    use syllabus::classifier::fasttext::{Model, Newlines, Scratch};
+    use syllabus::classifier::train::{train, Example, Hyper};
+    let texts = fixture_texts();
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/classifier");
+    let mut g = c.benchmark_group("classifier");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    // fastText's own models of the fixture lake: softmax over words, with bigrams, quantized.
+    for name in ["softmax.bin", "bigrams.bin", "quantized.ftz"] {
+        let m = Model::load(&root.join(name)).unwrap();
+        g.bench_function(format!("predict_{name}"), |b| {
+            let mut s = Scratch::default();
+            b.iter(|| {
+                texts
+                    .iter()
+                    .map(|t| {
+                        m.predict(t.as_bytes(), Newlines::Space, &mut s).unwrap();
+                        s.heap.len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
+    // One epoch over the fixture lake, four labels by the text's length (what is learnt does
+    // not change the cost), dimension 16 with bigrams.
+    let labels: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+    let examples: Vec<Example> = texts.iter().map(|t| Example { label: t.len() % 4, text: t }).collect();
+    let h = Hyper { dim: 16, epoch: 1, word_ngrams: 2, bucket: 1 << 16, ..Hyper::default() };
+    g.bench_function("train_epoch_dim16", |b| {
+        b.iter(|| black_box(train(&examples, &labels, &h, &|_| {}).unwrap().nlabels()))
+    });
+    g.finish();
+}
+
 fn dedup(c: &mut Criterion) {
     use syllabus::dedup::minhash::{self, Scratch};
     use syllabus::dedup::{Compat, DedupSettings};
@@ -484,5 +520,7 @@ fn loader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, source, featurize, dsir, select, zipfit, kmeans, dedup, curriculum, proxy, eval, loader);
+criterion_group!(
+    benches, source, featurize, dsir, select, zipfit, kmeans, classifier, dedup, curriculum, proxy, eval, loader
+);
 criterion_main!(benches);

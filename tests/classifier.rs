@@ -75,7 +75,10 @@ fn every_kind_of_model_predicts_what_fasttext_predicts() {
                 }
             }
         }
-        assert!(checked >= 215 * 4 || model.starts_with("quantized_out") || model.starts_with("hs"), "{model}: {checked}");
+        assert!(
+            checked >= 215 * 4 || model.starts_with("quantized_out") || model.starts_with("hs"),
+            "{model}: {checked}"
+        );
         // clf_prob is the model's first label's probability by default (fastText orders labels
         // by count: prose has the most documents).
         if !model.starts_with("quantized_out") {
@@ -88,19 +91,35 @@ fn every_kind_of_model_predicts_what_fasttext_predicts() {
 fn clf_prob_sums_the_chosen_labels_and_unknown_labels_are_named() {
     let dir = tempdir();
     let t = score("softmax.bin", &dir.path().join("a.parquet"), &["--label", "math", "--label", "__label__code"]);
-    for i in 0..t["id"].len() {
-        let f = |c: &str| t[c][i].parse::<f64>().unwrap();
-        assert_eq!(f("clf_prob"), f("clf_math") + f("clf_code"));
+    let f = |c: &str| t[c].iter().map(|x| x.parse::<f64>().unwrap()).collect::<Vec<_>>();
+    let (prob, math, code) = (f("clf_prob"), f("clf_math"), f("clf_code"));
+    assert_eq!(prob.len(), 215);
+    for ((p, m), c) in prob.iter().zip(&math).zip(&code) {
+        assert_eq!(*p, m + c);
     }
     let m = fixture("classifier/softmax.bin");
-    let e = fails(&syllabus(&["score", "classifier", "--model", &m, "--label", "poetry", "--out", &p(&dir.path().join("b.parquet")), &fixture("target")]), 1);
+    let e = fails(
+        &syllabus(&[
+            "score",
+            "classifier",
+            "--model",
+            &m,
+            "--label",
+            "poetry",
+            "--out",
+            &p(&dir.path().join("b.parquet")),
+            &fixture("target"),
+        ]),
+        1,
+    );
     assert!(e.contains("no label \"poetry\"") && e.contains("prose, code, math, docs"), "{e}");
 }
 
 fn train(dir: &Path, name: &str, threads: &str, extra: &[&str]) -> Vec<u8> {
     let out = dir.join(name);
     let (pos, lake, o) = (fixture("target/math.jsonl"), fixture("lake"), p(&out));
-    let mut args = vec!["--threads", threads, "classifier", "train", "-q", "--positive", &pos, "--negatives-from", &lake];
+    let mut args =
+        vec!["--threads", threads, "classifier", "train", "-q", "--positive", &pos, "--negatives-from", &lake];
     args.extend(["--sample", "300", "--epoch", "20", "--lr", "0.5", "--dim", "16", "--out", &o]);
     args.extend_from_slice(extra);
     ok(&syllabus(&args));
@@ -121,14 +140,26 @@ fn training_is_deterministic_whatever_the_threads_and_learns_the_target() {
 
     // Held-out math (never trained on) scores far above the lake's prose and code.
     let out = d.join("s.parquet");
-    let (m, h, pr, c) = (p(&d.join("softmax2.bin")), fixture("heldout"), fixture("lake/prose.jsonl"), fixture("lake/code.jsonl.zst"));
+    let (m, h, pr, c) =
+        (p(&d.join("softmax2.bin")), fixture("heldout"), fixture("lake/prose.jsonl"), fixture("lake/code.jsonl.zst"));
     ok(&syllabus(&["score", "classifier", "-q", "--model", &m, "--out", &p(&out), &h, &pr, &c]));
     let t = parquet_table(&out);
     let mean = |prefix: &str| {
-        let v: Vec<f64> = t["id"].iter().zip(&t["clf_prob"]).filter(|(i, _)| i.starts_with(prefix)).map(|(_, x)| x.parse().unwrap()).collect();
+        let v: Vec<f64> = t["id"]
+            .iter()
+            .zip(&t["clf_prob"])
+            .filter(|(i, _)| i.starts_with(prefix))
+            .map(|(_, x)| x.parse().unwrap())
+            .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(mean("hmath") > 0.5 && mean("prose") < 0.05 && mean("code") < 0.05, "{} {} {}", mean("hmath"), mean("prose"), mean("code"));
+    assert!(
+        mean("hmath") > 0.5 && mean("prose") < 0.05 && mean("code") < 0.05,
+        "{} {} {}",
+        mean("hmath"),
+        mean("prose"),
+        mean("code")
+    );
     // clf_label is the top label.
     assert!(t["clf_label"].iter().all(|l| l == "positive" || l == "negative"));
 }
@@ -142,12 +173,80 @@ fn bad_models_and_training_sets_are_clear_errors() {
     let o = p(&d.join("o.parquet"));
     let e = fails(&syllabus(&["score", "classifier", "--model", &p(&bad), "--out", &o, &fixture("heldout")]), 1);
     assert!(e.contains("bad.bin") && e.contains("not a fastText model"), "{e}");
-    let e = fails(&syllabus(&["score", "classifier", "--model", &p(&d.join("none.bin")), "--out", &o, &fixture("heldout")]), 1);
+    let e = fails(
+        &syllabus(&["score", "classifier", "--model", &p(&d.join("none.bin")), "--out", &o, &fixture("heldout")]),
+        1,
+    );
     assert!(e.contains("none.bin"), "{e}");
     let empty = d.join("empty.jsonl");
     std::fs::write(&empty, b"").unwrap();
-    let e = fails(&syllabus(&["classifier", "train", "--positive", &p(&empty), "--negative", &fixture("heldout"), "--out", &p(&d.join("m.bin"))]), 1);
+    let e = fails(
+        &syllabus(&[
+            "classifier",
+            "train",
+            "--positive",
+            &p(&empty),
+            "--negative",
+            &fixture("heldout"),
+            "--out",
+            &p(&d.join("m.bin")),
+        ]),
+        1,
+    );
     assert!(e.contains("--positive: no documents"), "{e}");
-    let e = fails(&syllabus(&["classifier", "train", "--positive", &fixture("heldout"), "--negative", &fixture("target"), "--dim", "0", "--out", &p(&d.join("m.bin"))]), 1);
+    let e = fails(
+        &syllabus(&[
+            "classifier",
+            "train",
+            "--positive",
+            &fixture("heldout"),
+            "--negative",
+            &fixture("target"),
+            "--dim",
+            "0",
+            "--out",
+            &p(&d.join("m.bin")),
+        ]),
+        1,
+    );
     assert!(e.contains("--dim 0"), "{e}");
+}
+
+/// A classifier's top label as the curriculum's domain (`--domain-from-label`), and in a
+/// pipeline (`domain_field = "clf_label"` after a classifier's selection).
+#[test]
+fn a_classifiers_labels_are_domains() {
+    let dir = tempdir();
+    let d = dir.path();
+    let table = d.join("labels.parquet");
+    let m = fixture("classifier/softmax.bin");
+    ok(&syllabus(&["score", "classifier", "-q", "--model", &m, "--out", &p(&table), &fixture("lake")]));
+    let t = parquet_table(&table);
+    let label_of: HashMap<&String, &String> = t["id"].iter().zip(&t["clf_label"]).collect();
+    let out = d.join("c");
+    let args =
+        ["curriculum", "-q", "--tokenizer", "fixtures/tokenizer.json", "--seq-len", "512", "--domain-from-label"];
+    ok(&syllabus(&[&args[..], &[&p(&table), "--out", &p(&out), &fixture("lake")]].concat()));
+    let c = parquet_table(&out.join("curriculum.parquet"));
+    assert_eq!(c["id"].len(), 1225);
+    for (id, domain) in c["id"].iter().zip(&c["domain"]) {
+        assert_eq!(label_of[id], domain, "{id}");
+    }
+    // The classifier trained on the lake's domains mostly agrees with them.
+    let agree = c["id"].iter().zip(&c["domain"]).filter(|(id, dom)| id.starts_with(dom.as_str())).count();
+    assert!(agree > 1000, "{agree} of 1225");
+
+    let pipeline = d.join("p.toml");
+    let toml = format!(
+        "name = \"p\"\nout_dir = {:?}\n[source]\npaths = [{:?}]\ndomain_field = \"clf_label\"\n[select]\nmethod = \"classifier\"\nmodel = {m:?}\nk = 200\n[tokenize]\ntokenizer = \"fixtures/tokenizer.json\"\nseq_len = 256\n",
+        p(&d.join("po")),
+        fixture("lake")
+    );
+    std::fs::write(&pipeline, toml).unwrap();
+    ok(&syllabus(&["run", "-q", &p(&pipeline)]));
+    let c = parquet_table(&d.join("po/curriculum.parquet"));
+    assert_eq!(c["id"].len(), 200);
+    for (id, domain) in c["id"].iter().zip(&c["domain"]) {
+        assert_eq!(label_of[id], domain, "{id}");
+    }
 }

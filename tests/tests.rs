@@ -2,9 +2,9 @@
 
 mod util;
 
+mod classifier;
 #[cfg(feature = "cluster")]
 mod cluster;
-mod classifier;
 mod contamination;
 mod curriculum;
 mod dedup;

@@ -177,10 +177,8 @@ impl Scorer for ClassifierScorer {
     }
 
     fn output_fields(&self) -> Vec<Field> {
-        let mut f = vec![
-            Field::new(COL_CLF_PROB, DataType::Float64, false),
-            Field::new(COL_CLF_LABEL, DataType::Utf8, true),
-        ];
+        let mut f =
+            vec![Field::new(COL_CLF_PROB, DataType::Float64, false), Field::new(COL_CLF_LABEL, DataType::Utf8, true)];
         if self.options.all_labels {
             f.extend(self.labels().iter().map(|l| Field::new(format!("clf_{l}"), DataType::Float64, false)));
         }
@@ -194,8 +192,11 @@ impl Scorer for ClassifierScorer {
         let names = &self.names;
         let mut prob = Float64Builder::with_capacity(n);
         let mut label = StringBuilder::with_capacity(n, n * 8);
-        let mut all: Vec<Float64Builder> =
-            if self.options.all_labels { (0..nl).map(|_| Float64Builder::with_capacity(n)).collect() } else { Vec::new() };
+        let mut all: Vec<Float64Builder> = if self.options.all_labels {
+            (0..nl).map(|_| Float64Builder::with_capacity(n)).collect()
+        } else {
+            Vec::new()
+        };
         let mut s = fasttext::Scratch::default();
         let mut p = vec![0f64; nl];
         for i in 0..n {

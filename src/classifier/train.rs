@@ -127,7 +127,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -233,7 +233,20 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     let nin = dict.nwords + h.buckets();
     let mut rng = Rng(h.seed ^ 0x5EED_F00D);
     let a = 1.0 / dim as f64;
-    let mut win: Vec<f32> = (0..nin * dim).map(|_| ((rng.unit() * 2.0 - 1.0) * a) as f32).collect();
+    // Uniform in [-a, a], drawn in fixed chunks of their own seeds: the same numbers on any
+    // number of threads, and the pages touched in parallel.
+    let mut win = vec![0f32; nin * dim];
+    win.par_chunks_mut(1 << 16).enumerate().for_each(|(c, chunk)| {
+        let mut r = Rng(h.seed ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        // Two 24-bit uniforms per draw.
+        let (scale, a) = (2.0 / (1u32 << 24) as f32, a as f32);
+        for pair in chunk.chunks_mut(2) {
+            let bits = r.next();
+            for (x, b) in pair.iter_mut().zip([bits >> 40, (bits >> 8) & 0xFF_FFFF]) {
+                *x = (b as f32 * scale - 1.0) * a;
+            }
+        }
+    });
     let nout = labels.len();
     let mut wout = vec![0f32; nout * dim];
 
@@ -242,7 +255,12 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i + 1));
     }
-    let template = Model::from_parts(args.clone(), dict.clone(), Matrix::Dense { m: 0, n: dim, data: Vec::new() }, Matrix::Dense { m: 0, n: dim, data: Vec::new() });
+    let template = Model::from_parts(
+        args.clone(),
+        dict.clone(),
+        Matrix::Dense { m: 0, n: dim, data: Vec::new() },
+        Matrix::Dense { m: 0, n: dim, data: Vec::new() },
+    );
     let parents = template.hs_parents();
     let paths: Vec<Vec<(usize, bool)>> = (0..nout).map(|l| template.hs_path(l, &parents)).collect();
     let neg_cdf: Vec<f64> = {
@@ -269,8 +287,21 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
                 steps[..round.len()].par_iter_mut().zip(round.par_iter()).enumerate().for_each(|(j, (st, &ex))| {
                     let ex = ex as usize;
                     let rows = &data.rows[data.offsets[ex]..data.offsets[ex + 1]];
-                    let example_seed = h.seed ^ ((epoch as u64) << 40) ^ ((r * ROUND + j) as u64).wrapping_mul(0x9E37_79B9);
-                    gradient(&template, win, wout, rows, data.labels[ex] as usize, lr, &paths, &neg_cdf, example_seed, h, st);
+                    let example_seed =
+                        h.seed ^ ((epoch as u64) << 40) ^ ((r * ROUND + j) as u64).wrapping_mul(0x9E37_79B9);
+                    gradient(
+                        &template,
+                        win,
+                        wout,
+                        rows,
+                        data.labels[ex] as usize,
+                        lr,
+                        &paths,
+                        &neg_cdf,
+                        example_seed,
+                        h,
+                        st,
+                    );
                 });
             }
             // Apply in example order: output rows (few) here, input rows partitioned by row.
@@ -287,16 +318,24 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
                 }
             }
             let shared = SharedRows(win.as_mut_ptr());
+            let owner = |row: i32| (((row as u32).wrapping_mul(0x9E37_79B1) as u64 * threads as u64) >> 32) as usize;
             (0..threads).into_par_iter().for_each(|t| {
                 let shared = &shared;
                 for (st, &ex) in steps.iter().zip(round) {
                     let ex = ex as usize;
-                    for &row in &data.rows[data.offsets[ex]..data.offsets[ex + 1]] {
-                        if row as usize % threads != t {
+                    let rows = &data.rows[data.offsets[ex]..data.offsets[ex + 1]];
+                    for (i, &row) in rows.iter().enumerate() {
+                        if let Some(&next) = rows.get(i + AHEAD) {
+                            if owner(next) == t {
+                                // SAFETY: a prefetch reads nothing; the address is inside `win`.
+                                prefetch(unsafe { shared.0.add(next as usize * dim) }, dim);
+                            }
+                        }
+                        if owner(row) != t {
                             continue;
                         }
-                        // SAFETY: thread t alone writes the rows congruent to t modulo `threads`,
-                        // and nothing reads `win` until every thread is done.
+                        // SAFETY: thread t alone writes the rows it owns (`owner`), and nothing
+                        // reads `win` until every thread is done.
                         let w = unsafe { std::slice::from_raw_parts_mut(shared.0.add(row as usize * dim), dim) };
                         for (x, g) in w.iter_mut().zip(&st.grad) {
                             *x += g;
@@ -312,6 +351,21 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     let input = Matrix::Dense { m: nin, n: dim, data: win };
     let output = Matrix::Dense { m: nout, n: dim, data: wout };
     Ok(Model::from_parts(args, dict, input, output))
+}
+
+/// Rows fetched ahead of their sum or update (the matrix is too large for the caches).
+const AHEAD: usize = 6;
+
+/// Ask the cache for the `n` floats at `p` (a hint: no effect on results).
+#[inline]
+fn prefetch(p: *const f32, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for k in (0..n).step_by(16) {
+        // SAFETY: a prefetch reads nothing and never faults.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(k).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, n);
 }
 
 struct SharedRows(*mut f32);
@@ -342,7 +396,10 @@ fn gradient(
     if rows.is_empty() {
         return;
     }
-    for &r in rows {
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&next) = rows.get(i + AHEAD) {
+            prefetch(win[next as usize * dim..].as_ptr(), dim);
+        }
         for (x, w) in st.hidden.iter_mut().zip(&win[r as usize * dim..(r as usize + 1) * dim]) {
             *x += w;
         }
@@ -411,11 +468,14 @@ fn gradient(
     st.grad.iter_mut().for_each(|g| *g *= inv);
 }
 
-/// The log loss of a model on labelled examples (mean of `-ln(p(label) + 1e-5)`), for reports.
+/// The log loss of a model on labelled examples (mean of `-ln(p(label) + 1e-5)`), for reports:
+/// over at most 2000 of them, evenly spaced.
 pub fn log_loss(m: &Model, examples: &[Example], newlines: Newlines) -> Result<f64> {
     let mut s = super::fasttext::Scratch::default();
     let mut sum = 0.0;
-    for e in examples {
+    let step = examples.len().div_ceil(2000).max(1);
+    let examples: Vec<&Example> = examples.iter().step_by(step).collect();
+    for e in &examples {
         m.predict(e.text.as_bytes(), newlines, &mut s)?;
         let score = s.heap.iter().find(|p| p.1 as usize == e.label).map(|p| p.0).unwrap_or(std_log(0.0));
         sum -= score as f64;
@@ -427,10 +487,10 @@ pub fn log_loss(m: &Model, examples: &[Example], newlines: Newlines) -> Result<f
 pub fn read_texts(
     files: &[crate::source::InputFile],
     read: &crate::source::ReadOptions,
-    mut rejects: Option<&mut crate::source::RejectWriter>,
+    rejects: Option<&mut crate::source::RejectWriter>,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let reader = crate::source::LakeReader::new(files, read, crate::source::Extras::none(), rejects.as_deref_mut());
+    let reader = crate::source::LakeReader::new(files, read, crate::source::Extras::none(), rejects);
     for b in reader {
         let b = b?;
         let t = crate::batch::text_column(&b.batch)?;

@@ -72,7 +72,11 @@ pub(super) struct TrainArgs {
     source: SourceArgs,
 }
 
-pub(super) fn classifier_command(cmd: ClassifierCommand, progress: &Progress, start: Instant) -> anyhow::Result<ExitCode> {
+pub(super) fn classifier_command(
+    cmd: ClassifierCommand,
+    progress: &Progress,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
     let ClassifierCommand::Train(a) = cmd;
     let hyper = Hyper {
         lr: a.lr,
@@ -117,7 +121,7 @@ pub(super) fn classifier_command(cmd: ClassifierCommand, progress: &Progress, st
     model.save(&a.out)?;
     let loss = train::log_loss(&model, &examples, a.newlines)?;
     eprintln!(
-        "syllabus classifier train: {} positives, {} negatives, {} words, {} buckets; training log loss {loss:.4}; wrote {} ({:.2} s)",
+        "syllabus classifier train: {} positives, {} negatives, {} words, {} buckets; log loss on the training set {loss:.4}; wrote {} ({:.2} s)",
         positives.len(),
         negatives.len(),
         model.dict.nwords,

@@ -332,7 +332,7 @@ pub(super) enum SelectCommand {
         raw: Vec<String>,
     },
     #[command(flatten)]
-    Method(MethodSelect),
+    Method(Box<MethodSelect>),
 }
 
 impl SelectCommand {

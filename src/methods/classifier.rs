@@ -146,17 +146,22 @@ impl Method for Classifier {
     fn validate(s: &Settings) -> Result<()> {
         match (&s.model, s.target.is_empty()) {
             (Some(_), false) => {
-                return Err(Error::InvalidArgument("the classifier takes a model or a target set to train on, not both".into()))
+                return Err(Error::InvalidArgument(
+                    "the classifier takes a model or a target set to train on, not both".into(),
+                ))
             }
             (None, true) => {
                 return Err(Error::InvalidArgument(
-                    "the classifier needs a model (--model, `model`) or a target set to train on (--target, `target`)".into(),
+                    "the classifier needs a model (--model, `model`) or a target set to train on (--target, `target`)"
+                        .into(),
                 ))
             }
             _ => {}
         }
         if s.model.is_some() && (s.label_by.is_some() || s.sample.is_some()) {
-            return Err(Error::InvalidArgument("--sample and --label-by train a classifier: they need --target, not --model".into()));
+            return Err(Error::InvalidArgument(
+                "--sample and --label-by train a classifier: they need --target, not --model".into(),
+            ));
         }
         let f = s.positive_fraction();
         if !(f > 0.0 && f < 1.0) {
@@ -256,9 +261,16 @@ fn betr_labels(
         .ok_or_else(|| Error::InvalidArgument("a ranking score is float64".into()))?;
     // Rows a method would never select (DSIR's short documents) rank last.
     let mut order: Vec<usize> = (0..sample.len()).collect();
-    let key = |i: usize| if scorer.eligible(&cols, i) && !score.value(i).is_nan() { score.value(i) } else { f64::NEG_INFINITY };
+    let key = |i: usize| {
+        if scorer.eligible(&cols, i) && !score.value(i).is_nan() {
+            score.value(i)
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
     order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
-    let top = ((sample.len() as f64 * s.positive_fraction()).round() as usize).clamp(1, sample.len().saturating_sub(1).max(1));
+    let top = ((sample.len() as f64 * s.positive_fraction()).round() as usize)
+        .clamp(1, sample.len().saturating_sub(1).max(1));
     let mut positive = vec![false; sample.len()];
     for &i in &order[..top] {
         positive[i] = true;
@@ -289,7 +301,10 @@ pub fn label_domains(table: &Path) -> Result<crate::curriculum::prepare::DomainO
         let b = b?;
         let ids = crate::batch::id_column(&b.batch)?;
         let col = b.batch.column_by_name(COL_CLF_LABEL).ok_or_else(|| {
-            Error::InvalidArgument(format!("{}: no {COL_CLF_LABEL} column (a `score classifier` table?)", table.display()))
+            Error::InvalidArgument(format!(
+                "{}: no {COL_CLF_LABEL} column (a `score classifier` table?)",
+                table.display()
+            ))
         })?;
         let labels = col.as_any().downcast_ref::<arrow::array::StringArray>().ok_or_else(|| {
             Error::InvalidArgument(format!("{}: {COL_CLF_LABEL} is not a string column", table.display()))
@@ -297,7 +312,11 @@ pub fn label_domains(table: &Path) -> Result<crate::curriculum::prepare::DomainO
         for i in 0..ids.len() {
             let label = if labels.is_null(i) { "none".to_string() } else { labels.value(i).to_string() };
             if by_id.insert(ids.value(i).to_string(), label).is_some() {
-                return Err(Error::InvalidArgument(format!("{}: the id {:?} appears twice", table.display(), ids.value(i))));
+                return Err(Error::InvalidArgument(format!(
+                    "{}: the id {:?} appears twice",
+                    table.display(),
+                    ids.value(i)
+                )));
             }
         }
     }

@@ -263,7 +263,8 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
         }
         // `domain_field = "clf_label"` after a classifier's selection: its top label, by id.
         DomainOf::Column(c, _)
-            if c == crate::classifier::COL_CLF_LABEL && cfg.select.as_ref().is_some_and(|s| s.method() == "classifier") =>
+            if c == crate::classifier::COL_CLF_LABEL
+                && cfg.select.as_ref().is_some_and(|s| s.method() == "classifier") =>
         {
             crate::methods::classifier::label_domains(&out_dir.join("scores.parquet"))?
         }
