@@ -129,6 +129,14 @@ print(con.execute(\"select count(*), avg(length(text)) from read_json('$data/zst
     row sql-jsonl "sql over 4 jsonl.zst files (4,900 docs) vs DuckDB read_json" "$o s" "$s s" "$(ratio "$o" "$s")"
 fi
 
+if wanted classifier-score; then
+    # fastText's own model of the fixture lake (word bigrams), over the 4,900 documents.
+    o=$(secs clf_ref "$py" benches/reference_classifier.py score fixtures/classifier/bigrams.bin "$data/lake.jsonl" "$tmp/o_clf_ref.tsv")
+    s=$(secs clf_syl "$bin" score classifier -q --threads "$cores" --model fixtures/classifier/bigrams.bin \
+        --out "$tmp/o_clf_syl.parquet" "$data/lake.jsonl")
+    row classifier-score "score classifier (fastText's own bigram model), 4,900 docs vs fastText 0.9.2 predict" "$o s" "$s s" "$(ratio "$o" "$s")"
+fi
+
 if wanted curriculum; then
     o=$(secs cur_ref "$py" benches/reference_curriculum.py "$data/lake.jsonl" fixtures/tokenizer.json "$cores" "$tmp/o_cur_ref/data")
     s=$(secs cur_syl "$bin" curriculum -q --threads "$cores" --tokenizer fixtures/tokenizer.json --seq-len 2048 --format megatron \

@@ -250,3 +250,58 @@ fn a_classifiers_labels_are_domains() {
         assert_eq!(label_of[id], domain, "{id}");
     }
 }
+
+/// `classifier train --input`: fastText's training format, any labels and prefix.
+#[test]
+fn training_from_fasttext_format_text_learns_every_label() {
+    let dir = tempdir();
+    let d = dir.path();
+    // The fixture lake's prose and math, labelled by domain, fastText style, and a line without
+    // a label (skipped and counted).
+    let mut text = String::new();
+    for (domain, file) in [("prose", "lake/prose.jsonl"), ("math", "target/math.jsonl")] {
+        for r in read_jsonl(Path::new(&fixture(file))) {
+            text.push_str(&format!("@@{domain} {}\n", r["text"].as_str().unwrap().replace('\n', " ")));
+        }
+    }
+    text.push_str("no label here\n");
+    let input = d.join("train.txt");
+    std::fs::write(&input, text).unwrap();
+    let model = d.join("m.bin");
+    let e = ok(&syllabus(&[
+        "classifier",
+        "train",
+        "--input",
+        &p(&input),
+        "--label-prefix",
+        "@@",
+        "--epoch",
+        "20",
+        "--lr",
+        "0.5",
+        "--dim",
+        "16",
+        "--out",
+        &p(&model),
+    ]));
+    assert!(e.contains("461 labelled lines (2 labels; 1 lines without a label skipped)"), "{e}");
+    let out = d.join("s.parquet");
+    ok(&syllabus(&[
+        "score",
+        "classifier",
+        "-q",
+        "--model",
+        &p(&model),
+        "--all-labels",
+        "--out",
+        &p(&out),
+        &fixture("heldout"),
+    ]));
+    let t = parquet_table(&out);
+    // Labels keep their prefix (only fastText's own is taken off); prose, the more frequent, is first.
+    let math = t["clf_label"].iter().filter(|l| *l == "@@math").count();
+    assert!(math >= 24 && t["clf_label"].iter().all(|l| l == "@@math" || l == "@@prose"), "{:?}", t["clf_label"]);
+    assert_eq!(t["clf_prob"], t["clf_@@prose"]);
+    let e = fails(&syllabus(&["classifier", "train", "--input", &p(&input), "--out", &p(&model)]), 1);
+    assert!(e.contains("0 label(s) found"), "{e}");
+}

@@ -47,6 +47,28 @@ class FastTextReadsSyllabusModels(unittest.TestCase):
                     self.assertEqual(r["clf_label"], preds[0][1].removeprefix("__label__"))
                     self.assertEqual(r["clf_prob"], r["clf_positive"])
 
+    def test_fasttext_reads_a_model_trained_from_its_own_format(self):
+        docs = {**texts(os.path.join(FIXTURES, "target", "math.jsonl")),
+                **texts(os.path.join(FIXTURES, "target", "docs.jsonl"))}
+        with tempfile.TemporaryDirectory() as tmp:
+            train = os.path.join(tmp, "train.txt")
+            with open(train, "w") as f:
+                for doc_id, text in docs.items():
+                    f.write(f"__label__{doc_id[:5]} {text.replace(chr(10), ' ')}\n")
+            model = os.path.join(tmp, "m.bin")
+            syllabus("classifier", "train", "--input", train, "--dim", "8", "--word-ngrams", "2",
+                     "--bucket", "1000", "--loss", "ova", "--out", model)
+            out = os.path.join(tmp, "s.parquet")
+            syllabus("score", "classifier", "--model", model, "--all-labels", "--out", out,
+                     os.path.join(FIXTURES, "heldout"))
+            ft = fasttext.load_model(model)
+            self.assertEqual(sorted(ft.labels), ["__label__tdocs", "__label__tmath"])
+            heldout = texts(os.path.join(FIXTURES, "heldout", "math.jsonl"))
+            for r in pq.read_table(out).to_pylist():
+                preds = ft.f.predict(heldout[r["id"]].replace("\n", " ") + "\n", -1, 0.0, "strict")
+                for p, label in preds:
+                    self.assertEqual(r[f"clf_{label.removeprefix('__label__')}"], p)
+
 
 if __name__ == "__main__":
     unittest.main()

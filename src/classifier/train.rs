@@ -172,7 +172,7 @@ fn dictionary(examples: &[Example], labels: &[String], h: &Hyper, args: &Args) -
     let mut entries: Vec<Entry> =
         kept.into_iter().map(|(w, (count, _))| Entry { word: w.into(), count, label: false }).collect();
     for (l, &count) in labels.iter().zip(&label_counts) {
-        entries.push(Entry { word: format!("{LABEL_PREFIX}{l}").into_bytes().into(), count, label: true });
+        entries.push(Entry { word: l.as_bytes().into(), count, label: true });
     }
     Ok((Dictionary::new(entries, ntokens as i64, None, args), ntokens))
 }
@@ -200,12 +200,16 @@ struct Step {
     out: Vec<(u32, f32)>,
 }
 
-/// Train a classifier on `examples` (labels index `labels`; the first is the model's first
-/// label, the one `clf_prob` reads by default). `progress` is told the examples done.
+/// Train a classifier on `examples` (labels index `labels`, written as they are: with their
+/// prefix, `__label__positive`; the first is the model's first label, the one `clf_prob` reads
+/// by default). `progress` is told the examples done.
 pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn Fn(u64) + Sync)) -> Result<Model> {
     h.validate()?;
     if labels.len() < 2 {
         return Err(Error::InvalidArgument("a classifier needs at least two labels".into()));
+    }
+    if let Some(l) = labels.iter().find(|l| l.is_empty() || l.bytes().any(|b| b == 0 || b.is_ascii_whitespace())) {
+        return Err(Error::InvalidArgument(format!("label {l:?}: a label is one word")));
     }
     for l in labels {
         let n = examples.iter().filter(|e| labels[e.label] == *l).count();
@@ -533,4 +537,72 @@ pub fn sample_texts(
     let mut kept = heap.into_vec();
     kept.sort_by_key(|k| k.1);
     Ok(kept.into_iter().map(|k| k.2).collect())
+}
+
+/// Labelled lines in fastText's training format: each line's words that start with `prefix`
+/// are its labels, the others its text. A line's first label is its example's (fastText draws
+/// one of a line's labels per pass; one-vs-all takes them all); lines without a label are
+/// skipped and counted. The labels come out in fastText's order (most frequent first, ties
+/// by first appearance), written as they are in the file.
+pub struct Labelled {
+    pub labels: Vec<String>,
+    /// (label index, text without its labels).
+    pub lines: Vec<(usize, String)>,
+    pub unlabelled: u64,
+}
+
+pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Labelled> {
+    use std::io::BufRead;
+    if prefix.is_empty() {
+        return Err(Error::InvalidArgument("--label-prefix: must not be empty".into()));
+    }
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    let (mut lines, mut unlabelled) = (Vec::new(), 0u64);
+    for path in paths {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+            let line = line.map_err(|e| Error::io(path, e))?;
+            let line = String::from_utf8(line).map_err(|_| Error::BadRecord {
+                file: path.clone(),
+                location: crate::error::Location::Line(n as u64 + 1),
+                offset: None,
+                reason: "invalid UTF-8".into(),
+            })?;
+            let mut first = None;
+            let mut text = String::with_capacity(line.len());
+            for w in line.split(|c: char| c.is_ascii_whitespace() || c == '\0').filter(|w| !w.is_empty()) {
+                if w.starts_with(prefix) {
+                    let i = *index.entry(w.to_string()).or_insert_with(|| {
+                        names.push(w.to_string());
+                        counts.push(0);
+                        names.len() - 1
+                    });
+                    counts[i] += 1;
+                    first.get_or_insert(i);
+                } else {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(w);
+                }
+            }
+            match first {
+                Some(i) => lines.push((i, text)),
+                None => unlabelled += 1,
+            }
+        }
+    }
+    // Most frequent first, ties by first appearance.
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(counts[i]), i));
+    let mut rank = vec![0; names.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    for l in &mut lines {
+        l.0 = rank[l.0];
+    }
+    Ok(Labelled { labels: order.iter().map(|&i| names[i].clone()).collect(), lines, unlabelled })
 }

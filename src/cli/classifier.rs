@@ -15,18 +15,27 @@ use crate::progress::Progress;
 pub(super) enum ClassifierCommand {
     /// Train a classifier, positives (a target set) against negatives (files, or a seeded sample
     /// of a lake: DCLM's recipe), and write a fastText .bin (labels __label__positive, then
-    /// __label__negative) that fastText's load_model reads and `score classifier` applies.
+    /// __label__negative) that fastText's load_model reads and `score classifier` applies; or
+    /// from fastText-format labelled text (--input).
     Train(Box<TrainArgs>),
 }
 
 #[derive(Args)]
 pub(super) struct TrainArgs {
     /// Positive documents: files, directories or globs.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "input", conflicts_with = "input")]
     positive: Vec<String>,
     /// Negative documents.
-    #[arg(long, num_args = 1.., required_unless_present = "negatives_from", conflicts_with = "negatives_from")]
+    #[arg(long, num_args = 1.., required_unless_present_any = ["negatives_from", "input"], conflicts_with_all = ["negatives_from", "input"])]
     negative: Vec<String>,
+    /// Instead: text files in fastText's training format (a line: its labels, words starting
+    /// with --label-prefix, and its text), as `fasttext supervised -input` reads them; any
+    /// number of labels.
+    #[arg(long, num_args = 1.., conflicts_with = "negatives_from")]
+    input: Vec<PathBuf>,
+    /// The prefix that marks a label in --input (written into the model as it is).
+    #[arg(long, default_value = "__label__", requires = "input")]
+    label_prefix: String,
     /// Draw the negatives from this lake (a seeded sample of --sample documents).
     #[arg(long, num_args = 1..)]
     negatives_from: Vec<String>,
@@ -93,6 +102,47 @@ pub(super) fn classifier_command(
         newlines: a.newlines,
     };
     hyper.validate()?;
+    let (labels, owned, counts) = if a.input.is_empty() {
+        let (positives, negatives) = documents(&a)?;
+        let counts = format!("{} positives, {} negatives", positives.len(), negatives.len());
+        let mut owned: Vec<(usize, String)> = positives.into_iter().map(|t| (0, t)).collect();
+        owned.extend(negatives.into_iter().map(|t| (1, t)));
+        (vec!["__label__positive".to_string(), "__label__negative".to_string()], owned, counts)
+    } else {
+        let l = train::read_labelled(&a.input, &a.label_prefix)?;
+        if l.labels.len() < 2 {
+            anyhow::bail!(
+                "--input: {} label(s) found (prefix {:?}); a classifier needs two",
+                l.labels.len(),
+                a.label_prefix
+            );
+        }
+        let counts = format!(
+            "{} labelled lines ({} labels; {} lines without a label skipped)",
+            l.lines.len(),
+            l.labels.len(),
+            l.unlabelled
+        );
+        (l.labels, l.lines, counts)
+    };
+    let examples: Vec<Example> = owned.iter().map(|(label, text)| Example { label: *label, text }).collect();
+    let bar = progress.counted("training", (examples.len() * a.epoch) as u64);
+    let model = train::train(&examples, &labels, &hyper, &|d| bar.set_position(d))?;
+    bar.finish_and_clear();
+    model.save(&a.out)?;
+    let loss = train::log_loss(&model, &examples, a.newlines)?;
+    eprintln!(
+        "syllabus classifier train: {counts}, {} words, {} buckets; log loss on the training set {loss:.4}; wrote {} ({:.2} s)",
+        model.dict.nwords,
+        model.args.bucket,
+        a.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The positives and negatives of --positive and --negative or --negatives-from.
+fn documents(a: &TrainArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let (read, positive, mut rejects) = open_lake(&a.source, &a.positive)?;
     let positives = train::read_texts(&positive, &read, rejects.as_mut())?;
     if positives.is_empty() {
@@ -112,22 +162,5 @@ pub(super) fn classifier_command(
     if let Some(w) = rejects {
         w.finish()?;
     }
-    let mut examples: Vec<Example> = positives.iter().map(|t| Example { label: 0, text: t }).collect();
-    examples.extend(negatives.iter().map(|t| Example { label: 1, text: t }));
-    let labels = vec!["positive".to_string(), "negative".to_string()];
-    let bar = progress.counted("training", (examples.len() * a.epoch) as u64);
-    let model = train::train(&examples, &labels, &hyper, &|d| bar.set_position(d))?;
-    bar.finish_and_clear();
-    model.save(&a.out)?;
-    let loss = train::log_loss(&model, &examples, a.newlines)?;
-    eprintln!(
-        "syllabus classifier train: {} positives, {} negatives, {} words, {} buckets; log loss on the training set {loss:.4}; wrote {} ({:.2} s)",
-        positives.len(),
-        negatives.len(),
-        model.dict.nwords,
-        model.args.bucket,
-        a.out.display(),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((positives, negatives))
 }

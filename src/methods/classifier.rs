@@ -195,7 +195,7 @@ impl Method for Classifier {
         }
         let h = s.hyper();
         let target = expand_inputs(&s.target)?;
-        let labels = vec!["positive".to_string(), "negative".to_string()];
+        let labels = vec!["__label__positive".to_string(), "__label__negative".to_string()];
         let (positives, negatives) = match s.label_by {
             None => {
                 let positives = read_texts(&target, lake.read, rejects.as_deref_mut())?;
