@@ -249,7 +249,8 @@ fn classifier(c: &mut Criterion) {
     // One epoch over the fixture lake, four labels by the text's length (what is learnt does
     // not change the cost), dimension 16 with bigrams.
     let labels: Vec<String> = (0..4).map(|i| i.to_string()).collect();
-    let examples: Vec<Example> = texts.iter().map(|t| Example { label: t.len() % 4, text: t }).collect();
+    let ids: Vec<[u32; 1]> = texts.iter().map(|t| [(t.len() % 4) as u32]).collect();
+    let examples: Vec<Example> = texts.iter().zip(&ids).map(|(t, l)| Example { labels: l, text: t }).collect();
     let h = Hyper { dim: 16, epoch: 1, word_ngrams: 2, bucket: 1 << 16, ..Hyper::default() };
     g.bench_function("train_epoch_dim16", |b| {
         b.iter(|| black_box(train(&examples, &labels, &h, &|_| {}).unwrap().nlabels()))

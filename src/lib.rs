@@ -45,8 +45,8 @@
 //! config.rs  sql/               pipelines/*.toml, parsed and checked | DataFusion sessions (a cluster plugs in as a Remote)
 //! eval/  methods/  dedup/  kmeans/   equal-compute candidate training | the scoring methods and their registry | duplicates | clusters
 //! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
-//! loader/  select/              serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns
-//! curriculum/  proxy/  classifier/   prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss | fastText classifiers
+//! loader/  select/  classifier/   serve and steer a curriculum | Gumbel top-k, top-k, rules over score columns | fastText classifiers
+//! curriculum/  proxy/           prepare, order, schedule, reweight, emit | small models: EL2N, GraNd, loss
 //! par.rs  resume.rs  score/  tokenize/  ordered parallel map | work directories and markers | the Scorer trait and scorers | tokenizers
 //! shard/  source/               shard formats and manifest | lake readers, rejects
 //! store/                        object stores (S3, GCS, Azure, HTTP) and staged outputs

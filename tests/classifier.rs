@@ -265,6 +265,9 @@ fn training_from_fasttext_format_text_learns_every_label() {
         }
     }
     text.push_str("no label here\n");
+    // A line of two labels, one of them on no other line: one-vs-all learns both at once,
+    // the other losses one per pass.
+    text.push_str("@@math @@rare let x = 1 in x\n");
     let input = d.join("train.txt");
     std::fs::write(&input, text).unwrap();
     let model = d.join("m.bin");
@@ -284,7 +287,21 @@ fn training_from_fasttext_format_text_learns_every_label() {
         "--out",
         &p(&model),
     ]));
-    assert!(e.contains("461 labelled lines (2 labels; 1 lines without a label skipped)"), "{e}");
+    assert!(e.contains("462 labelled lines (3 labels; 1 lines without a label skipped)"), "{e}");
+    let ova = d.join("ova.bin");
+    ok(&syllabus(&[
+        "classifier",
+        "train",
+        "-q",
+        "--input",
+        &p(&input),
+        "--label-prefix",
+        "@@",
+        "--loss",
+        "ova",
+        "--out",
+        &p(&ova),
+    ]));
     let out = d.join("s.parquet");
     ok(&syllabus(&[
         "score",
@@ -304,4 +321,59 @@ fn training_from_fasttext_format_text_learns_every_label() {
     assert_eq!(t["clf_prob"], t["clf_@@prose"]);
     let e = fails(&syllabus(&["classifier", "train", "--input", &p(&input), "--out", &p(&model)]), 1);
     assert!(e.contains("0 label(s) found"), "{e}");
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let dir = tempdir();
+    let d = dir.path();
+    let m = p(&d.join("m.bin"));
+    let (pos, neg) = (fixture("target/math.jsonl"), fixture("lake/prose.jsonl"));
+    let e = fails(
+        &syllabus(&[
+            "classifier",
+            "train",
+            "--positive",
+            &pos,
+            "--negative",
+            &neg,
+            "--word-ngrams",
+            "2",
+            "--bucket",
+            "0",
+            "--out",
+            &m,
+        ]),
+        1,
+    );
+    assert!(e.contains("--bucket 0"), "{e}");
+    // BETR needs a sample to label.
+    let o = p(&d.join("o.parquet"));
+    let e = fails(
+        &syllabus(&[
+            "select",
+            "classifier",
+            "--target",
+            &pos,
+            "--label-by",
+            "zipfit",
+            "--sample",
+            "1",
+            "--k",
+            "5",
+            "--out",
+            &o,
+            &fixture("heldout"),
+        ]),
+        1,
+    );
+    assert!(e.contains("at least 2 needed"), "{e}");
+    // A label named `prob` would write clf_prob twice with --all-labels.
+    let input = d.join("t.txt");
+    std::fs::write(&input, "__label__prob a b c\n__label__other d e f\n").unwrap();
+    ok(&syllabus(&["classifier", "train", "-q", "--input", &p(&input), "--out", &m]));
+    let e =
+        fails(&syllabus(&["score", "classifier", "--model", &m, "--all-labels", "--out", &o, &fixture("heldout")]), 1);
+    assert!(e.contains("column clf_prob twice"), "{e}");
+    ok(&syllabus(&["score", "classifier", "-q", "--model", &m, "--out", &o, &fixture("heldout")]));
 }

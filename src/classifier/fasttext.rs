@@ -165,10 +165,11 @@ impl Dictionary {
             maxn: args.maxn.max(0) as usize,
             word_ngrams: args.word_ngrams.max(1) as usize,
         };
+        // A word twice (only in a damaged file) finds its later entry, as in fastText.
         for i in 0..d.entries.len() {
             let h = hash(&d.entries[i].word);
             let mut s = h as usize & (size - 1);
-            while d.slots[s] >= 0 {
+            while d.slots[s] >= 0 && d.entries[d.slots[s] as usize].word != d.entries[i].word {
                 s = (s + 1) & (size - 1);
             }
             d.slots[s] = i as i32;
@@ -683,6 +684,10 @@ impl Model {
             return;
         }
         let f = self.output.dot_row(&s.hidden, node - self.dict.nlabels);
+        if f.is_nan() {
+            // fastText stops here; a NaN would rank nowhere sensible (a damaged model).
+            return;
+        }
         let f = (1.0f64 / (1f32 + (-f).exp()) as f64) as f32;
         self.dfs(k, n.left as usize, score + std_log((1.0f64 - f as f64) as f32), s);
         self.dfs(k, n.right as usize, score + std_log(f), s);
@@ -762,6 +767,9 @@ impl Model {
                 t => return Err(bad(r, format!("bad dictionary entry type {t}"))),
             };
             entries.push(Entry { word: word.clone().into_boxed_slice(), count, label });
+        }
+        if let Some(e) = entries.iter().find(|e| !(0..HUGE_COUNT).contains(&e.count)) {
+            return Err(bad(r, format!("bad count {} of {:?}", e.count, String::from_utf8_lossy(&e.word))));
         }
         if entries[..nwords as usize].iter().any(|e| e.label) || entries[nwords as usize..].iter().any(|e| !e.label) {
             return Err(bad(r, "dictionary entries out of order (words, then labels)".into()));
@@ -930,12 +938,15 @@ fn write_floats(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
     }
 }
 
-/// The Huffman tree of the label counts, as fastText builds it (equal counts prefer the
-/// internal node); for one label, the label alone.
+/// fastText's count of a tree node not built yet; every real count is below it.
+const HUGE_COUNT: i64 = 1_000_000_000_000_000;
+
+/// The Huffman tree of the label counts (each below [`HUGE_COUNT`]), as fastText builds it
+/// (equal counts prefer the internal node); for one label, the label alone.
 fn build_tree(counts: &[i64]) -> Vec<Node> {
     let osz = counts.len();
     let mut nodes = vec![Node { left: -1, right: -1 }; 2 * osz - 1];
-    let mut count: Vec<i64> = vec![1_000_000_000_000_000; 2 * osz - 1];
+    let mut count: Vec<i64> = vec![HUGE_COUNT; 2 * osz - 1];
     count[..osz].copy_from_slice(counts);
     let (mut leaf, mut node) = (osz as i64 - 1, osz);
     for i in osz..2 * osz - 1 {
@@ -1173,6 +1184,13 @@ mod tests {
         assert!(with(32, &9i32.to_le_bytes()).contains("unknown loss 9"));
         assert!(with(36, &2i32.to_le_bytes()).contains("word-vector model"));
         assert!(with(8, &i32::MAX.to_le_bytes()).contains("dimension"));
+        // A label count at fastText's "no node yet" (1e15) would break the Huffman tree.
+        let m = Model::from_bytes(&bytes, Path::new("m.bin")).unwrap();
+        let label = m.dict.label(0).to_vec();
+        let at =
+            bytes.windows(label.len() + 1).position(|w| w[..label.len()] == label[..] && w[label.len()] == 0).unwrap();
+        let e = with(at + label.len() + 1, &1_000_000_000_000_000i64.to_le_bytes());
+        assert!(e.contains("bad count"), "{e}");
         // A dictionary of two billion entries, in a file of 144 kB.
         let e = with(64, &i32::MAX.to_le_bytes());
         assert!(e.contains("dictionary sizes") || e.contains("claims"), "{e}");

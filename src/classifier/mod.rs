@@ -99,8 +99,25 @@ impl ClassifierScorer {
                         ))
                     })
                 })
-                .collect::<Result<_>>()?
+                .collect::<Result<Vec<usize>>>()?
         };
+        let mut chosen = chosen;
+        chosen.sort_unstable();
+        chosen.dedup();
+        if options.all_labels {
+            let mut columns: Vec<String> = names.iter().map(|n| format!("clf_{n}")).collect();
+            columns.extend([COL_CLF_PROB.to_string(), COL_CLF_LABEL.to_string()]);
+            let mut sorted = columns.clone();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: --all-labels would write the column {} twice (the model's labels: {})",
+                    source.name().display(),
+                    w[0],
+                    names.join(", ")
+                )));
+            }
+        }
         Ok(ClassifierScorer { model, source, options, chosen, names })
     }
 
@@ -156,10 +173,8 @@ mod serde_bytes_b64 {
         if s.len() % 2 != 0 {
             return Err(serde::de::Error::custom("odd hex length"));
         }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
+        let digit = |c: u8| (c as char).to_digit(16).ok_or_else(|| serde::de::Error::custom("not a hex digit"));
+        s.as_bytes().chunks(2).map(|p| Ok((digit(p[0])? * 16 + digit(p[1])?) as u8)).collect()
     }
 }
 

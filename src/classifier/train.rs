@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use super::fasttext::{std_log, Args, Dictionary, Entry, Loss, Matrix, Model, Newlines, EOS, LABEL_PREFIX};
 use crate::error::{Error, Result};
+use crate::proxy::nn::Rng;
 
 /// Examples per round (see the module doc).
 pub const ROUND: usize = 32;
@@ -84,6 +85,9 @@ impl Hyper {
         if self.maxn > 0 && (self.minn == 0 || self.minn > self.maxn || self.maxn > 32) {
             return bad(format!("--minn {} --maxn {}: need 1 <= minn <= maxn <= 32", self.minn, self.maxn));
         }
+        if (self.word_ngrams > 1 || self.maxn > 0) && self.bucket == 0 {
+            return bad("--bucket 0: word and character n-grams need buckets".into());
+        }
         if self.bucket > i32::MAX as usize / 2 {
             return bad(format!("--bucket {}: too large", self.bucket));
         }
@@ -103,32 +107,23 @@ impl Hyper {
     }
 }
 
-/// A labelled document.
+/// A labelled document: one label, or several (a fastText line may have many: softmax,
+/// negative sampling and hierarchical softmax learn one of them per pass, drawn with the seed;
+/// one-vs-all all of them at once).
 pub struct Example<'a> {
-    pub label: usize,
+    /// Indices into the labels, at least one.
+    pub labels: &'a [u32],
     pub text: &'a str,
 }
 
-/// splitmix64: the seeded draws (initialisation, shuffle, negatives).
-struct Rng(u64);
+/// The seeded draws (initialisation, shuffle, negatives): the SplitMix64 stream from a state.
+fn seeded(state: u64) -> Rng {
+    Rng::from_state(state)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
+/// Uniform in `0..n`.
+fn below(r: &mut Rng, n: usize) -> usize {
+    (((r.next_u64() >> 32) * n as u64) >> 32) as usize
 }
 
 /// The examples as input rows: one flat array and offsets.
@@ -136,6 +131,7 @@ struct Encoded {
     rows: Vec<i32>,
     offsets: Vec<usize>,
     labels: Vec<u32>,
+    label_offsets: Vec<usize>,
     /// fastText's token count of each line (label, words, `</s>`), for the learning rate.
     tokens: Vec<u32>,
 }
@@ -148,8 +144,10 @@ fn dictionary(examples: &[Example], labels: &[String], h: &Hyper, args: &Args) -
     let mut ntokens = 0u64;
     let space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
     for e in examples {
-        label_counts[e.label] += 1;
-        ntokens += 2;
+        for &l in e.labels {
+            label_counts[l as usize] += 1;
+        }
+        ntokens += e.labels.len() as u64 + 1;
         for w in e.text.as_bytes().split(|&b| space(b)).filter(|w| !w.is_empty()) {
             if w.starts_with(LABEL_PREFIX.as_bytes()) {
                 continue;
@@ -178,14 +176,16 @@ fn dictionary(examples: &[Example], labels: &[String], h: &Hyper, args: &Args) -
 }
 
 fn encode(examples: &[Example], dict: &Dictionary, h: &Hyper) -> Encoded {
-    let mut e = Encoded { rows: Vec::new(), offsets: vec![0], labels: Vec::new(), tokens: Vec::new() };
+    let mut e =
+        Encoded { rows: Vec::new(), offsets: vec![0], labels: Vec::new(), label_offsets: vec![0], tokens: Vec::new() };
     let (mut rows, mut hashes, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
     for x in examples {
         dict.line(x.text.as_bytes(), h.newlines, &mut rows, &mut hashes, &mut scratch);
         e.rows.extend_from_slice(&rows);
         e.offsets.push(e.rows.len());
-        e.labels.push(x.label as u32);
-        e.tokens.push((hashes.len() + 1).min(u32::MAX as usize) as u32);
+        e.labels.extend_from_slice(x.labels);
+        e.label_offsets.push(e.labels.len());
+        e.tokens.push((hashes.len() + x.labels.len()).min(u32::MAX as usize) as u32);
     }
     e
 }
@@ -208,14 +208,24 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     if labels.len() < 2 {
         return Err(Error::InvalidArgument("a classifier needs at least two labels".into()));
     }
-    if let Some(l) = labels.iter().find(|l| l.is_empty() || l.bytes().any(|b| b == 0 || b.is_ascii_whitespace())) {
+    if let Some(l) = labels
+        .iter()
+        .find(|l| l.is_empty() || l.bytes().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)))
+    {
         return Err(Error::InvalidArgument(format!("label {l:?}: a label is one word")));
     }
-    for l in labels {
-        let n = examples.iter().filter(|e| labels[e.label] == *l).count();
-        if n == 0 {
-            return Err(Error::InvalidArgument(format!("no training document has the label {l:?}")));
+    let mut seen = vec![false; labels.len()];
+    for e in examples {
+        if e.labels.is_empty() {
+            return Err(Error::InvalidArgument("a training document without a label".into()));
         }
+        for &l in e.labels {
+            let bad = || Error::InvalidArgument(format!("label index {l} of {}", labels.len()));
+            *seen.get_mut(l as usize).ok_or_else(bad)? = true;
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(Error::InvalidArgument(format!("no training document has the label {:?}", labels[i])));
     }
     let args = Args {
         dim: h.dim as i32,
@@ -235,17 +245,17 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     let data = encode(examples, &dict, h);
     let dim = h.dim;
     let nin = dict.nwords + h.buckets();
-    let mut rng = Rng(h.seed ^ 0x5EED_F00D);
+    let mut rng = seeded(h.seed ^ 0x5EED_F00D);
     let a = 1.0 / dim as f64;
     // Uniform in [-a, a], drawn in fixed chunks of their own seeds: the same numbers on any
     // number of threads, and the pages touched in parallel.
     let mut win = vec![0f32; nin * dim];
     win.par_chunks_mut(1 << 16).enumerate().for_each(|(c, chunk)| {
-        let mut r = Rng(h.seed ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut r = seeded(h.seed ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         // Two 24-bit uniforms per draw.
         let (scale, a) = (2.0 / (1u32 << 24) as f32, a as f32);
         for pair in chunk.chunks_mut(2) {
-            let bits = r.next();
+            let bits = r.next_u64();
             for (x, b) in pair.iter_mut().zip([bits >> 40, (bits >> 8) & 0xFF_FFFF]) {
                 *x = (b as f32 * scale - 1.0) * a;
             }
@@ -257,7 +267,7 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     // One order for every epoch, seeded (fastText reads its file in order).
     let mut order: Vec<u32> = (0..examples.len() as u32).collect();
     for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
+        order.swap(i, below(&mut rng, i + 1));
     }
     let template = Model::from_parts(
         args.clone(),
@@ -293,12 +303,18 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
                     let rows = &data.rows[data.offsets[ex]..data.offsets[ex + 1]];
                     let example_seed =
                         h.seed ^ ((epoch as u64) << 40) ^ ((r * ROUND + j) as u64).wrapping_mul(0x9E37_79B9);
+                    let targets = &data.labels[data.label_offsets[ex]..data.label_offsets[ex + 1]];
+                    // One of a line's labels per pass (fastText's uniform draw); one-vs-all takes all.
+                    let target = match targets {
+                        [one] => *one as usize,
+                        _ => targets[below(&mut seeded(example_seed ^ 0x1ABE_1ABE), targets.len())] as usize,
+                    };
                     gradient(
                         &template,
                         win,
                         wout,
                         rows,
-                        data.labels[ex] as usize,
+                        Targets { target, all: targets },
                         lr,
                         &paths,
                         &neg_cdf,
@@ -376,6 +392,13 @@ struct SharedRows(*mut f32);
 // SAFETY: used only as `train` says: disjoint rows per thread.
 unsafe impl Sync for SharedRows {}
 
+/// An example's label this pass, and all of its labels (one-vs-all's positives).
+#[derive(Clone, Copy)]
+struct Targets<'a> {
+    target: usize,
+    all: &'a [u32],
+}
+
 /// fastText's forward and backward pass of one example, against fixed matrices: fills `st`.
 #[allow(clippy::too_many_arguments)]
 fn gradient(
@@ -383,7 +406,7 @@ fn gradient(
     win: &[f32],
     wout: &[f32],
     rows: &[i32],
-    target: usize,
+    targets: Targets,
     lr: f32,
     paths: &[Vec<(usize, bool)>],
     neg_cdf: &[f64],
@@ -392,6 +415,7 @@ fn gradient(
     st: &mut Step,
 ) {
     let dim = h.dim;
+    let target = targets.target;
     st.grad.clear();
     st.grad.resize(dim, 0.0);
     st.hidden.clear();
@@ -445,16 +469,16 @@ fn gradient(
         }
         Loss::Ova => {
             for i in 0..nout {
-                logistic(i, i == target, st);
+                logistic(i, targets.all.contains(&(i as u32)), st);
             }
         }
         Loss::Ns => {
             logistic(target, true, st);
-            let mut rng = Rng(seed);
+            let mut rng = seeded(seed);
             let total = *neg_cdf.last().expect("labels");
             for _ in 0..h.neg {
                 let neg = loop {
-                    let x = rng.unit() * total;
+                    let x = rng.uniform() * total;
                     let n = neg_cdf.partition_point(|&c| c <= x).min(nout - 1);
                     if n != target {
                         break n;
@@ -481,7 +505,7 @@ pub fn log_loss(m: &Model, examples: &[Example], newlines: Newlines) -> Result<f
     let examples: Vec<&Example> = examples.iter().step_by(step).collect();
     for e in &examples {
         m.predict(e.text.as_bytes(), newlines, &mut s)?;
-        let score = s.heap.iter().find(|p| p.1 as usize == e.label).map(|p| p.0).unwrap_or(std_log(0.0));
+        let score = s.heap.iter().find(|p| p.1 as u32 == e.labels[0]).map(|p| p.0).unwrap_or(std_log(0.0));
         sum -= score as f64;
     }
     Ok(sum / examples.len().max(1) as f64)
@@ -540,14 +564,13 @@ pub fn sample_texts(
 }
 
 /// Labelled lines in fastText's training format: each line's words that start with `prefix`
-/// are its labels, the others its text. A line's first label is its example's (fastText draws
-/// one of a line's labels per pass; one-vs-all takes them all); lines without a label are
+/// are its labels (every one: see [`Example`]), the others its text; lines without a label are
 /// skipped and counted. The labels come out in fastText's order (most frequent first, ties
 /// by first appearance), written as they are in the file.
 pub struct Labelled {
     pub labels: Vec<String>,
-    /// (label index, text without its labels).
-    pub lines: Vec<(usize, String)>,
+    /// (label indices, text without its labels).
+    pub lines: Vec<(Vec<u32>, String)>,
     pub unlabelled: u64,
 }
 
@@ -570,9 +593,10 @@ pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Label
                 offset: None,
                 reason: "invalid UTF-8".into(),
             })?;
-            let mut first = None;
+            let mut mine: Vec<u32> = Vec::new();
             let mut text = String::with_capacity(line.len());
-            for w in line.split(|c: char| c.is_ascii_whitespace() || c == '\0').filter(|w| !w.is_empty()) {
+            let space = |c: char| matches!(c, ' ' | '\n' | '\r' | '\t' | '\x0b' | '\x0c' | '\0');
+            for w in line.split(space).filter(|w| !w.is_empty()) {
                 if w.starts_with(prefix) {
                     let i = *index.entry(w.to_string()).or_insert_with(|| {
                         names.push(w.to_string());
@@ -580,7 +604,7 @@ pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Label
                         names.len() - 1
                     });
                     counts[i] += 1;
-                    first.get_or_insert(i);
+                    mine.push(i as u32);
                 } else {
                     if !text.is_empty() {
                         text.push(' ');
@@ -588,9 +612,10 @@ pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Label
                     text.push_str(w);
                 }
             }
-            match first {
-                Some(i) => lines.push((i, text)),
-                None => unlabelled += 1,
+            if mine.is_empty() {
+                unlabelled += 1;
+            } else {
+                lines.push((mine, text));
             }
         }
     }
@@ -602,7 +627,9 @@ pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Label
         rank[i] = r;
     }
     for l in &mut lines {
-        l.0 = rank[l.0];
+        for x in &mut l.0 {
+            *x = rank[*x as usize] as u32;
+        }
     }
     Ok(Labelled { labels: order.iter().map(|&i| names[i].clone()).collect(), lines, unlabelled })
 }

@@ -105,8 +105,8 @@ pub(super) fn classifier_command(
     let (labels, owned, counts) = if a.input.is_empty() {
         let (positives, negatives) = documents(&a)?;
         let counts = format!("{} positives, {} negatives", positives.len(), negatives.len());
-        let mut owned: Vec<(usize, String)> = positives.into_iter().map(|t| (0, t)).collect();
-        owned.extend(negatives.into_iter().map(|t| (1, t)));
+        let mut owned: Vec<(Vec<u32>, String)> = positives.into_iter().map(|t| (vec![0], t)).collect();
+        owned.extend(negatives.into_iter().map(|t| (vec![1], t)));
         (vec!["__label__positive".to_string(), "__label__negative".to_string()], owned, counts)
     } else {
         let l = train::read_labelled(&a.input, &a.label_prefix)?;
@@ -125,7 +125,7 @@ pub(super) fn classifier_command(
         );
         (l.labels, l.lines, counts)
     };
-    let examples: Vec<Example> = owned.iter().map(|(label, text)| Example { label: *label, text }).collect();
+    let examples: Vec<Example> = owned.iter().map(|(labels, text)| Example { labels, text }).collect();
     let bar = progress.counted("training", (examples.len() * a.epoch) as u64);
     let model = train::train(&examples, &labels, &hyper, &|d| bar.set_position(d))?;
     bar.finish_and_clear();

@@ -212,8 +212,8 @@ impl Method for Classifier {
                 negatives.len()
             )));
         }
-        let mut examples: Vec<Example> = positives.iter().map(|t| Example { label: 0, text: t }).collect();
-        examples.extend(negatives.iter().map(|t| Example { label: 1, text: t }));
+        let mut examples: Vec<Example> = positives.iter().map(|t| Example { labels: &[0], text: t }).collect();
+        examples.extend(negatives.iter().map(|t| Example { labels: &[1], text: t }));
         let bar = lake.progress.counted("training the classifier", (examples.len() * h.epoch) as u64);
         let model = train(&examples, &labels, &h, &|d| bar.set_position(d))?;
         bar.finish_and_clear();
@@ -241,6 +241,12 @@ fn betr_labels(
 ) -> Result<(Vec<String>, Vec<String>)> {
     let h = s.hyper();
     let sample = sample_texts(lake.raw, lake.read, s.sample.unwrap_or(2000), h.seed, rejects.as_deref_mut())?;
+    if sample.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "BETR labels a sample of the lake: {} document(s) drawn, at least 2 needed",
+            sample.len()
+        )));
+    }
     let settings = serde_json::json!({ "target": s.target });
     let fit = FitLake { raw: lake.raw, read: lake.read, progress: lake.progress, work: None, counts: lake.counts };
     let scorer = match by {
