@@ -110,6 +110,14 @@ pub struct EvalConfig {
     #[serde(default)]
     pub model: crate::proxy::ProxyParams,
     #[serde(default)]
+    pub lr_schedule: crate::eval::train::LrSchedule,
+    #[serde(default)]
+    pub final_lr: Option<f64>,
+    #[serde(default = "crate::eval::default_warmup")]
+    pub warmup: f64,
+    #[serde(default = "crate::eval::default_decay")]
+    pub decay: f64,
+    #[serde(default)]
     pub candidates: Vec<CandidateConfig>,
 }
 
@@ -138,6 +146,10 @@ impl EvalConfig {
             every: self.every,
             valid_tokens: self.valid_tokens,
             model: self.model.clone(),
+            lr_schedule: self.lr_schedule,
+            final_lr: self.final_lr,
+            warmup: self.warmup,
+            decay: self.decay,
         }
     }
 }

@@ -371,3 +371,26 @@ fn a_candidate_that_holds_validation_text_is_warned_about() {
         serde_json::json!([{"candidate": "leaky", "valid": "math", "documents": 2, "of": 42}])
     );
 }
+
+/// `--lr-schedule`: every candidate trains under the schedule asked for; eval.json records it,
+/// and a different schedule is a different run (not a resumed one).
+#[test]
+fn the_learning_rate_schedule_is_chosen_and_recorded() {
+    let tmp = tempdir();
+    let cand = format!("math={}", fixture("target/math.jsonl"));
+    let (cos, wsd) = (tmp.path().join("cos"), tmp.path().join("wsd"));
+    ok(&eval(&cos, &[], &[&cand]));
+    ok(&eval(&wsd, &["--lr-schedule", "wsd", "--final-lr", "0", "--decay", "0.5"], &[&cand]));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(wsd.join("eval.json")).unwrap()).unwrap();
+    let s = &j["settings"]["schedule"];
+    assert_eq!(
+        (s["kind"].as_str(), s["final_lr"].as_f64(), s["decay"].as_f64()),
+        (Some("wsd"), Some(0.0), Some(0.5)),
+        "{j}"
+    );
+    let loss = |d: &Path| summary(d)[0]["final_loss_mean"].parse::<f64>().unwrap();
+    assert_ne!(loss(&cos), loss(&wsd), "the schedule changes the training");
+    let e = String::from_utf8_lossy(&eval(&wsd, &["--lr-schedule", "constant", "--final-lr", "0.1"], &[&cand]).stderr)
+        .to_string();
+    assert!(e.contains("a constant schedule has none"), "{e}");
+}

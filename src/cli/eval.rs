@@ -47,6 +47,19 @@ pub(super) struct EvalArgs {
     /// 3e-3, no weight decay).
     #[command(flatten)]
     model: super::score::ModelArgs,
+    /// The learning-rate schedule, the same for every candidate: cosine (to --final-lr),
+    /// linear, constant, or wsd (warm-up, stable, then a linear decay over --decay).
+    #[arg(long, value_enum, default_value = "cosine")]
+    lr_schedule: crate::eval::train::LrSchedule,
+    /// The learning rate at the end (default: a tenth of --lr; not with constant).
+    #[arg(long)]
+    final_lr: Option<f64>,
+    /// The share of the steps the rate warms up over.
+    #[arg(long, default_value_t = crate::eval::default_warmup())]
+    warmup: f64,
+    /// wsd: the share of the steps, at the end, the rate decays over.
+    #[arg(long, default_value_t = crate::eval::default_decay())]
+    decay: f64,
     #[command(flatten)]
     source: SourceArgs,
     /// NAME=PATH: a document table (file, directory, glob; `text` and, where present, `weight`),
@@ -79,6 +92,10 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
             every: args.every,
             valid_tokens: args.valid_tokens,
             model: args.model.params(None, None),
+            lr_schedule: args.lr_schedule,
+            final_lr: args.final_lr,
+            warmup: args.warmup,
+            decay: args.decay,
         },
         seed: args.seed,
     };

@@ -85,6 +85,25 @@ pub struct EvalParams {
     /// weight_decay); `epochs` and `seeds` do not apply.
     #[serde(default)]
     pub model: ProxyParams,
+    /// The learning-rate schedule every candidate trains under.
+    #[serde(default)]
+    pub lr_schedule: train::LrSchedule,
+    /// The learning rate at the end (cosine, linear, wsd); default: a tenth of `lr`.
+    #[serde(default)]
+    pub final_lr: Option<f64>,
+    /// The share of the steps the learning rate warms up over, linearly from 0.
+    #[serde(default = "default_warmup")]
+    pub warmup: f64,
+    /// wsd: the share of the steps it decays over, at the end (stable before).
+    #[serde(default = "default_decay")]
+    pub decay: f64,
+}
+
+pub fn default_warmup() -> f64 {
+    0.05
+}
+pub fn default_decay() -> f64 {
+    0.2
 }
 
 pub fn default_seeds() -> u32 {
@@ -119,6 +138,7 @@ pub struct Resolved {
     /// `epochs` and `seeds` (eval's budget is `tokens`, its seeds are `seeds`).
     #[serde(serialize_with = "model_used")]
     pub model: crate::proxy::Resolved,
+    pub schedule: train::Schedule,
 }
 
 /// What eval records of its model: only the settings it uses.
@@ -175,6 +195,8 @@ impl EvalParams {
             Some(k) => k.div_ceil(step_tokens) * step_tokens,
             None => steps.div_ceil(10).max(1) * step_tokens,
         };
+        let schedule = train::Schedule::new(self.lr_schedule, model.lr, self.final_lr, self.warmup, self.decay)
+            .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
         Ok(Resolved {
             tokens: self.tokens,
             seeds: self.seeds,
@@ -182,6 +204,7 @@ impl EvalParams {
             step_tokens,
             valid_tokens: self.valid_tokens,
             model,
+            schedule,
         })
     }
 }
@@ -338,9 +361,10 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             }
             bar.set_message(format!("{} seed {seed}", c.name));
             let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
-            let result = train::train(shape, &r.model, seed, s, &valid_units, r.tokens, r.every, &backend, |t| {
-                bar.set_position(done + t)
-            })?;
+            let result =
+                train::train(shape, &r.model, &r.schedule, seed, s, &valid_units, r.tokens, r.every, &backend, |t| {
+                    bar.set_position(done + t)
+                })?;
             work.save(&marker, &result)?;
             crate::failpoint::hit(format_args!("eval-run-{ci}-{k}"));
             per_seed.push(result);
@@ -656,9 +680,31 @@ mod tests {
         }
     }
 
+    /// A params value with the schedule's defaults (the rest overwritten by the caller).
+    fn schedule_defaults() -> EvalParams {
+        EvalParams {
+            tokens: 1,
+            seeds: 1,
+            every: None,
+            valid_tokens: 1,
+            model: ProxyParams::default(),
+            lr_schedule: train::LrSchedule::Cosine,
+            final_lr: None,
+            warmup: default_warmup(),
+            decay: default_decay(),
+        }
+    }
+
     #[test]
     fn eval_records_only_the_model_settings_it_uses() {
-        let p = EvalParams { tokens: 4096, seeds: 2, every: None, valid_tokens: 100, model: ProxyParams::default() };
+        let p = EvalParams {
+            tokens: 4096,
+            seeds: 2,
+            every: None,
+            valid_tokens: 100,
+            model: ProxyParams::default(),
+            ..schedule_defaults()
+        };
         let j = serde_json::to_value(p.resolve().unwrap()).unwrap();
         let model = j["model"].as_object().unwrap();
         assert!(!model.contains_key("seeds") && !model.contains_key("epochs"), "{j}");
@@ -671,14 +717,27 @@ mod tests {
         assert!(check_valid_size("v", &["a.jsonl".into()], 64, 64).is_ok());
         let e = check_valid_size("v", &["a.jsonl".into()], 4, 64).unwrap_err().to_string();
         assert!(e.contains("v (a.jsonl) has 4 predictions") && e.contains("context window (64)"), "{e}");
-        let p = EvalParams { tokens: 4096, seeds: 1, every: None, valid_tokens: 10, model: ProxyParams::default() };
+        let p = EvalParams {
+            tokens: 4096,
+            seeds: 1,
+            every: None,
+            valid_tokens: 10,
+            model: ProxyParams::default(),
+            ..schedule_defaults()
+        };
         assert!(p.resolve().unwrap_err().to_string().contains("valid_tokens (10)"));
     }
 
     #[test]
     fn every_is_rounded_to_whole_steps() {
-        let p =
-            |every| EvalParams { tokens: 10_000, seeds: 1, every, valid_tokens: 100, model: ProxyParams::default() };
+        let p = |every| EvalParams {
+            tokens: 10_000,
+            seeds: 1,
+            every,
+            valid_tokens: 100,
+            model: ProxyParams::default(),
+            ..schedule_defaults()
+        };
         let r = p(None).resolve().unwrap();
         assert_eq!(r.step_tokens, 16 * 64);
         assert_eq!(r.every, 1024, "10 steps: a point every step");

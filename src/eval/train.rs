@@ -10,9 +10,10 @@
 //! Passes after the first are repeats, counted.
 //!
 //! The step loss is Σ weight · cross-entropy over the step's predictions, divided by their
-//! number. AdamW at the proxy's learning rate, with a linear warm-up over the first 5% of the
-//! steps (at least one) and a cosine decay to a tenth of it at the end: the same schedule for
-//! every candidate.
+//! number. AdamW at the proxy's learning rate under one schedule for every candidate
+//! ([`Schedule`]): by default a linear warm-up over the first 5% of the steps (at least one)
+//! and a cosine decay to a tenth of it at the end; or a linear decay, a constant rate, or
+//! warm-up, stable and decay (WSD).
 
 use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -211,17 +212,87 @@ impl Model {
     }
 }
 
-/// The learning rate at `step` of `steps`: linear warm-up over 5% of the steps, then a cosine
-/// decay from `lr` to `lr / 10`.
-pub fn lr_at(step: usize, steps: usize, lr: f64) -> f64 {
-    let warmup = (steps / 20).max(1);
-    if step < warmup {
-        return lr * (step + 1) as f64 / warmup as f64;
+/// A learning-rate schedule's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Half a cosine from the peak to the final rate.
+    #[default]
+    Cosine,
+    /// A straight line from the peak to the final rate.
+    Linear,
+    /// The peak throughout (after the warm-up).
+    Constant,
+    /// Warm-up, stable at the peak, then a linear decay to the final rate over the last
+    /// `decay` share of the steps.
+    Wsd,
+}
+
+/// A schedule with its numbers, checked.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Schedule {
+    pub kind: LrSchedule,
+    pub peak: f64,
+    /// The rate at the last step (the peak for `constant`).
+    pub final_lr: f64,
+    /// Shares of the steps: warming up, and (wsd) decaying at the end.
+    pub warmup: f64,
+    pub decay: f64,
+}
+
+impl Schedule {
+    pub fn new(kind: LrSchedule, peak: f64, final_lr: Option<f64>, warmup: f64, decay: f64) -> Result<Schedule> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(0.0..1.0).contains(&warmup) {
+            return bad(format!("warmup {warmup}: a share of the steps, at least 0 and below 1"));
+        }
+        if !(decay > 0.0 && decay <= 1.0) {
+            return bad(format!("decay {decay}: a share of the steps, above 0 and at most 1"));
+        }
+        if kind == LrSchedule::Constant && final_lr.is_some() {
+            return bad("final_lr: a constant schedule has none".into());
+        }
+        let final_lr = match final_lr {
+            None if kind == LrSchedule::Constant => peak,
+            None => peak / 10.0,
+            Some(f) if f.is_finite() && f >= 0.0 => f,
+            Some(f) => return bad(format!("final_lr {f}: must be 0 or more")),
+        };
+        Ok(Schedule { kind, peak, final_lr, warmup, decay })
     }
-    let span = (steps - warmup).max(1) as f64;
-    let progress = ((step - warmup) as f64 / span).min(1.0);
-    let min = lr / 10.0;
-    min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+
+    /// The default: cosine from `peak` to a tenth of it after a 5% warm-up.
+    pub fn cosine(peak: f64) -> Schedule {
+        Schedule { kind: LrSchedule::Cosine, peak, final_lr: peak / 10.0, warmup: 0.05, decay: 0.2 }
+    }
+
+    /// The learning rate at `step` of `steps`.
+    pub fn at(&self, step: usize, steps: usize) -> f64 {
+        let (lr, min) = (self.peak, self.final_lr);
+        let warmup = if self.warmup > 0.0 { ((steps as f64 * self.warmup + 1e-9) as usize).max(1) } else { 0 };
+        if step < warmup {
+            return lr * (step + 1) as f64 / warmup as f64;
+        }
+        let span = (steps - warmup).max(1) as f64;
+        let progress = ((step - warmup) as f64 / span).min(1.0);
+        match self.kind {
+            LrSchedule::Cosine => min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * progress).cos()),
+            LrSchedule::Linear => lr + (min - lr) * progress,
+            LrSchedule::Constant => lr,
+            LrSchedule::Wsd => {
+                // The last `decay` share of all the steps decays; a step there goes from lr
+                // (its first) to min (the last step).
+                let decay_steps = ((steps as f64 * self.decay + 1e-9) as usize).clamp(1, steps.max(1));
+                let start = steps - decay_steps;
+                if step < start.max(warmup) {
+                    lr
+                } else {
+                    let d = (step - start) as f64 / (decay_steps.saturating_sub(1).max(1)) as f64;
+                    lr + (min - lr) * d.min(1.0)
+                }
+            }
+        }
+    }
 }
 
 /// Train from `seed` on exactly `tokens` predictions of `cand`, validating on `valid` at
@@ -230,6 +301,7 @@ pub fn lr_at(step: usize, steps: usize, lr: f64) -> f64 {
 pub fn train(
     shape: LmShape,
     r: &Resolved,
+    schedule: &Schedule,
     seed: u32,
     cand: &Streams,
     valid: &[&[Unit]],
@@ -252,7 +324,7 @@ pub fn train(
     for step in 0..steps {
         let want = step_tokens.min(tokens - seen);
         let pieces = stream.take(want as usize);
-        model.step(&batch(&cand.units, &pieces, true), pieces.len(), want as f64, lr_at(step, steps, r.lr))?;
+        model.step(&batch(&cand.units, &pieces, true), pieces.len(), want as f64, schedule.at(step, steps))?;
         seen += want;
         if seen.is_multiple_of(every) || seen == tokens {
             points.push(Point { tokens: seen, loss: validate(&mut model)? });
@@ -340,7 +412,8 @@ mod tests {
         .resolve(crate::proxy::ProxyKind::Lm)
         .unwrap();
         let shape = LmShape { vocab: 600, width: 32, layers: 1, context: 8 };
-        let run = |b: Backend| train(shape, &r, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
+        let sched = Schedule::cosine(r.lr);
+        let run = |b: Backend| train(shape, &r, &sched, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
         let (engine, candle) = (run(Backend::Engine), run(Backend::Candle(Device::Cpu)));
         assert_eq!(engine.len(), 6);
         for (a, b) in engine.iter().zip(&candle) {
@@ -353,10 +426,50 @@ mod tests {
     #[test]
     fn the_schedule_warms_up_and_decays_to_a_tenth() {
         let steps = 200;
-        assert!((lr_at(0, steps, 1.0) - 0.1).abs() < 1e-12);
-        assert!((lr_at(9, steps, 1.0) - 1.0).abs() < 1e-12);
-        assert!((lr_at(steps - 1, steps, 1.0) - 0.1).abs() < 0.01);
-        assert!((1..steps).all(|s| s < 10 || lr_at(s, steps, 1.0) <= lr_at(s - 1, steps, 1.0) + 1e-12));
-        assert!((lr_at(0, 1, 1.0) - 1.0).abs() < 1e-12);
+        let c = Schedule::cosine(1.0);
+        assert_eq!(Schedule::new(LrSchedule::Cosine, 1.0, None, 0.05, 0.2).unwrap(), c, "the default");
+        let lr_at = |s: usize, n: usize| c.at(s, n);
+        assert!((lr_at(0, steps) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, steps) - 1.0).abs() < 1e-12);
+        assert!((lr_at(steps - 1, steps) - 0.1).abs() < 0.01);
+        assert!((1..steps).all(|s| s < 10 || lr_at(s, steps) <= lr_at(s - 1, steps) + 1e-12));
+        assert!((lr_at(0, 1) - 1.0).abs() < 1e-12);
+        // Exactly the schedule eval had before schedules could be chosen (5% warm-up by whole
+        // steps, cosine to a tenth), so default runs keep their numbers.
+        let before = |step: usize, steps: usize| {
+            let warmup = (steps / 20).max(1);
+            if step < warmup {
+                return (step + 1) as f64 / warmup as f64;
+            }
+            let progress = ((step - warmup) as f64 / (steps - warmup).max(1) as f64).min(1.0);
+            0.1 + 0.5 * 0.9 * (1.0 + (std::f64::consts::PI * progress).cos())
+        };
+        for n in 1..600 {
+            assert!((0..n).all(|s| lr_at(s, n) == before(s, n)), "{n} steps");
+        }
+    }
+
+    #[test]
+    fn linear_constant_and_wsd_schedules() {
+        let steps = 100;
+        let lin = Schedule::new(LrSchedule::Linear, 1.0, Some(0.0), 0.0, 0.2).unwrap();
+        assert_eq!(lin.at(0, steps), 1.0);
+        assert!((lin.at(50, steps) - 0.5).abs() < 1e-12);
+        assert!((lin.at(99, steps) - 0.01).abs() < 1e-12);
+        let k = Schedule::new(LrSchedule::Constant, 0.3, None, 0.05, 0.2).unwrap();
+        assert!((k.at(0, steps) - 0.06).abs() < 1e-12, "warms up");
+        assert!((5..steps).all(|s| k.at(s, steps) == 0.3));
+        // WSD: 5 warm-up steps, stable to step 79, the last 20 steps decay to 0.1.
+        let w = Schedule::new(LrSchedule::Wsd, 1.0, None, 0.05, 0.2).unwrap();
+        assert!((w.at(4, steps) - 1.0).abs() < 1e-12);
+        assert!((5..80).all(|s| w.at(s, steps) == 1.0));
+        assert_eq!(w.at(80, steps), 1.0);
+        assert!((w.at(99, steps) - 0.1).abs() < 1e-12);
+        assert!((81..steps).all(|s| w.at(s, steps) < w.at(s - 1, steps)));
+        // Bad settings.
+        assert!(Schedule::new(LrSchedule::Constant, 1.0, Some(0.1), 0.05, 0.2).is_err());
+        assert!(Schedule::new(LrSchedule::Wsd, 1.0, None, 1.0, 0.2).is_err());
+        assert!(Schedule::new(LrSchedule::Wsd, 1.0, None, 0.05, 0.0).is_err());
+        assert!(Schedule::new(LrSchedule::Cosine, 1.0, Some(-1.0), 0.05, 0.2).is_err());
     }
 }
