@@ -118,6 +118,8 @@ pub struct EvalConfig {
     #[serde(default = "crate::eval::default_decay")]
     pub decay: f64,
     #[serde(default)]
+    pub average_last: Option<u32>,
+    #[serde(default)]
     pub candidates: Vec<CandidateConfig>,
 }
 
@@ -150,6 +152,7 @@ impl EvalConfig {
             final_lr: self.final_lr,
             warmup: self.warmup,
             decay: self.decay,
+            average_last: self.average_last,
         }
     }
 }

@@ -394,3 +394,40 @@ fn the_learning_rate_schedule_is_chosen_and_recorded() {
         .to_string();
     assert!(e.contains("a constant schedule has none"), "{e}");
 }
+
+/// `--average-last N`: the uniform average of the last N checkpoints' weights is validated as
+/// one more point per run, marked in curves.parquet and summarised in summary.csv.
+#[test]
+fn the_last_checkpoints_are_averaged_into_a_point_of_their_own() {
+    let tmp = tempdir();
+    let cand = format!("math={}", fixture("target/math.jsonl"));
+    let out = tmp.path().join("avg");
+    let avg = ["--lr-schedule", "constant", "--every", "1024", "--average-last", "3"];
+    ok(&eval(&out, &avg, &[&cand]));
+    let rows = summary(&out);
+    let (last, averaged): (f64, f64) =
+        (rows[0]["final_loss_mean"].parse().unwrap(), rows[0]["averaged_loss_mean"].parse().unwrap());
+    assert!(averaged.is_finite() && averaged != last, "{last} vs {averaged}");
+    let f = std::fs::File::open(out.join("curves.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let (mut marked, mut total) = (0, 0);
+    for b in reader {
+        let b = b.unwrap();
+        let col = b.column_by_name("averaged").unwrap().as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap().clone();
+        let tokens = b.column_by_name("tokens").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap().clone();
+        for i in 0..b.num_rows() {
+            total += 1;
+            if col.value(i) {
+                marked += 1;
+                assert_eq!(tokens.value(i), 6144, "the averaged point sits at the end");
+            }
+        }
+    }
+    assert_eq!((marked, total), (1, 8), "0, six checkpoints, and the average");
+    // Without it, the summary's columns are empty; too many checkpoints is refused.
+    let plain = tmp.path().join("plain");
+    ok(&eval(&plain, &["--every", "1024"], &[&cand]));
+    assert_eq!(summary(&plain)[0]["averaged_loss_mean"], "");
+    let e = String::from_utf8_lossy(&eval(&plain, &["--every", "3072", "--average-last", "3"], &[&cand]).stderr).to_string();
+    assert!(e.contains("average_last 3: between 2 and the 2 checkpoints"), "{e}");
+}

@@ -60,6 +60,10 @@ pub(super) struct EvalArgs {
     /// wsd: the share of the steps, at the end, the rate decays over.
     #[arg(long, default_value_t = crate::eval::default_decay())]
     decay: f64,
+    /// Also validate the uniform average of the last N checkpoints' weights (the validation
+    /// points; at least 2), as one more point at the end (CPU engine).
+    #[arg(long, value_name = "N")]
+    average_last: Option<u32>,
     #[command(flatten)]
     source: SourceArgs,
     /// NAME=PATH: a document table (file, directory, glob; `text` and, where present, `weight`),
@@ -96,6 +100,7 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
             final_lr: args.final_lr,
             warmup: args.warmup,
             decay: args.decay,
+            average_last: args.average_last,
         },
         seed: args.seed,
     };

@@ -97,6 +97,10 @@ pub struct EvalParams {
     /// wsd: the share of the steps it decays over, at the end (stable before).
     #[serde(default = "default_decay")]
     pub decay: f64,
+    /// Also validate the uniform average of the last N checkpoints' weights (the validation
+    /// points, the last one included): one more point per run, at the end.
+    #[serde(default)]
+    pub average_last: Option<u32>,
 }
 
 pub fn default_warmup() -> f64 {
@@ -139,6 +143,8 @@ pub struct Resolved {
     #[serde(serialize_with = "model_used")]
     pub model: crate::proxy::Resolved,
     pub schedule: train::Schedule,
+    /// Checkpoints averaged into one more point at the end (none: no average).
+    pub average_last: Option<u32>,
 }
 
 /// What eval records of its model: only the settings it uses.
@@ -197,6 +203,15 @@ impl EvalParams {
         };
         let schedule = train::Schedule::new(self.lr_schedule, model.lr, self.final_lr, self.warmup, self.decay)
             .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
+        if let Some(n) = self.average_last {
+            // Checkpoints: every `every` tokens and the end.
+            let checkpoints = self.tokens.div_ceil(every);
+            if n < 2 || n as u64 > checkpoints {
+                return bad(format!(
+                    "average_last {n}: between 2 and the {checkpoints} checkpoints of the run (validation points after 0; more with a smaller every)"
+                ));
+            }
+        }
         Ok(Resolved {
             tokens: self.tokens,
             seeds: self.seeds,
@@ -205,6 +220,7 @@ impl EvalParams {
             valid_tokens: self.valid_tokens,
             model,
             schedule,
+            average_last: self.average_last,
         })
     }
 }
@@ -222,6 +238,9 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub points: Vec<Point>,
+    /// With `average_last`: the averaged weights' losses, at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averaged: Option<Point>,
 }
 
 /// Per candidate and validation set.
@@ -252,6 +271,9 @@ pub struct SummaryRow {
     pub epochs: f64,
     /// Training tokens that repeat earlier ones: max(0, tokens − candidate tokens).
     pub repeated_tokens: u64,
+    /// With `average_last`: the final loss of the averaged weights, mean and sd over seeds.
+    pub averaged_loss_mean: Option<f64>,
+    pub averaged_loss_sd: Option<f64>,
 }
 
 /// What `eval` found.
@@ -361,10 +383,19 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             }
             bar.set_message(format!("{} seed {seed}", c.name));
             let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
-            let result =
-                train::train(shape, &r.model, &r.schedule, seed, s, &valid_units, r.tokens, r.every, &backend, |t| {
-                    bar.set_position(done + t)
-                })?;
+            let result = train::train(
+                shape,
+                &r.model,
+                &r.schedule,
+                r.average_last,
+                seed,
+                s,
+                &valid_units,
+                r.tokens,
+                r.every,
+                &backend,
+                |t| bar.set_position(done + t),
+            )?;
             work.save(&marker, &result)?;
             crate::failpoint::hit(format_args!("eval-run-{ci}-{k}"));
             per_seed.push(result);
@@ -482,6 +513,9 @@ fn summarize(
         let reached = reaches(&(0..spec.candidates.len()).map(mean_curve).collect::<Vec<_>>(), baseline);
         for (c, cand) in spec.candidates.iter().enumerate() {
             let (m, sd) = mean_sd(&finals(c));
+            let averaged: Option<Vec<f64>> =
+                runs[c].iter().map(|run| run.averaged.as_ref().map(|p| p.loss[v])).collect();
+            let averaged = averaged.map(|a| mean_sd(&a));
             let (reach, sooner) = reached[c];
             let kl_c = kl::kl(&p_t, &Distribution::from_counts(&cands[c].counts));
             let ctoks = cands[c].predictions();
@@ -500,6 +534,8 @@ fn summarize(
                 candidate_tokens: ctoks,
                 epochs: r.tokens as f64 / ctoks as f64,
                 repeated_tokens: r.tokens.saturating_sub(ctoks),
+                averaged_loss_mean: averaged.map(|a| a.0),
+                averaged_loss_sd: averaged.map(|a| a.1),
             });
         }
     }
@@ -518,17 +554,19 @@ fn summarize(
 
 /// `curves.parquet`: one row per (candidate, seed, tokens, valid set).
 fn write_curves(path: &Path, spec: &EvalSpec, runs: &[Vec<RunResult>]) -> Result<()> {
-    let (mut cand, mut seed, mut tokens, mut valid, mut loss) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cand, mut seed, mut tokens, mut valid, mut loss, mut averaged) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (c, per_seed) in runs.iter().enumerate() {
         for (k, run) in per_seed.iter().enumerate() {
-            for p in &run.points {
+            let points = run.points.iter().map(|p| (p, false)).chain(run.averaged.iter().map(|p| (p, true)));
+            for (p, avg) in points {
                 for (v, (vname, _)) in spec.valid.iter().enumerate() {
                     cand.push(spec.candidates[c].name.as_str());
                     seed.push(spec.seed.wrapping_add(k as u32));
                     tokens.push(p.tokens);
                     valid.push(vname.as_str());
                     loss.push(p.loss[v]);
+                    averaged.push(avg);
                 }
             }
         }
@@ -539,6 +577,7 @@ fn write_curves(path: &Path, spec: &EvalSpec, runs: &[Vec<RunResult>]) -> Result
         Arc::new(UInt64Array::from(tokens)),
         Arc::new(StringArray::from(valid)),
         Arc::new(Float64Array::from(loss)),
+        Arc::new(arrow::array::BooleanArray::from(averaged)),
     ];
     let schema = Arc::new(Schema::new(vec![
         Field::new("candidate", DataType::Utf8, false),
@@ -546,6 +585,7 @@ fn write_curves(path: &Path, spec: &EvalSpec, runs: &[Vec<RunResult>]) -> Result
         Field::new("tokens", DataType::UInt64, false),
         Field::new("valid", DataType::Utf8, false),
         Field::new("loss", DataType::Float64, false),
+        Field::new("averaged", DataType::Boolean, false),
     ]));
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building curves", e))?;
     let mut w = crate::sink::TableWriter::create(path, schema)?;
@@ -569,11 +609,11 @@ fn csv_field(s: &str) -> String {
 /// `summary.csv`: fixed decimals, so equal results are equal bytes.
 pub fn summary_csv(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
-        "candidate,valid,valid_predictions,final_loss_mean,final_loss_sd,seeds,tokens_to_baseline,sooner_pct,kl,kl_reduction,candidate_documents,candidate_tokens,epochs,repeated_tokens\n",
+        "candidate,valid,valid_predictions,final_loss_mean,final_loss_sd,seeds,tokens_to_baseline,sooner_pct,kl,kl_reduction,candidate_documents,candidate_tokens,epochs,repeated_tokens,averaged_loss_mean,averaged_loss_sd\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{:.6},{:.6},{},{},{},{:.6},{},{},{},{:.4},{}\n",
+            "{},{},{},{:.6},{:.6},{},{},{},{:.6},{},{},{},{:.4},{},{},{}\n",
             csv_field(&r.candidate),
             csv_field(&r.valid),
             r.valid_predictions,
@@ -587,7 +627,9 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
             r.candidate_documents,
             r.candidate_tokens,
             r.epochs,
-            r.repeated_tokens
+            r.repeated_tokens,
+            opt(r.averaged_loss_mean, 6),
+            opt(r.averaged_loss_sd, 6)
         ));
     }
     s
@@ -692,6 +734,7 @@ mod tests {
             final_lr: None,
             warmup: default_warmup(),
             decay: default_decay(),
+            average_last: None,
         }
     }
 

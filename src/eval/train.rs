@@ -302,6 +302,7 @@ pub fn train(
     shape: LmShape,
     r: &Resolved,
     schedule: &Schedule,
+    average_last: Option<u32>,
     seed: u32,
     cand: &Streams,
     valid: &[&[Unit]],
@@ -320,6 +321,14 @@ pub fn train(
         |model: &mut Model| valid.iter().map(|v| model.mean_loss(v, shape.context)).collect::<Result<Vec<f64>>>();
     let mut points = vec![Point { tokens: 0, loss: validate(&mut model)? }];
     on_point(0);
+    // The last `average_last` checkpoints' weights (the CPU engine's flat parameters).
+    let keep = average_last.map_or(0, |n| n as usize);
+    if keep > 0 && !matches!(model, Model::Cpu { .. }) {
+        return Err(Error::InvalidArgument(
+            "average_last: the averaged checkpoints need the CPU engine (the GPU backend keeps its weights on the device)".into(),
+        ));
+    }
+    let mut kept: std::collections::VecDeque<Vec<f32>> = std::collections::VecDeque::new();
     let mut seen = 0u64;
     for step in 0..steps {
         let want = step_tokens.min(tokens - seen);
@@ -328,10 +337,31 @@ pub fn train(
         seen += want;
         if seen.is_multiple_of(every) || seen == tokens {
             points.push(Point { tokens: seen, loss: validate(&mut model)? });
+            if let (true, Model::Cpu { m, .. }) = (keep > 0, &model) {
+                if kept.len() == keep {
+                    kept.pop_front();
+                }
+                kept.push_back(m.params.clone());
+            }
             on_point(seen);
         }
     }
-    Ok(RunResult { points })
+    let averaged = match &mut model {
+        Model::Cpu { m, .. } if keep > 0 => {
+            // Uniform average, summed in f64 in checkpoint order.
+            let mut sum = vec![0f64; m.params.len()];
+            for w in &kept {
+                for (a, &b) in sum.iter_mut().zip(w) {
+                    *a += f64::from(b);
+                }
+            }
+            let n = kept.len() as f64;
+            m.params = sum.iter().map(|&a| (a / n) as f32).collect();
+            Some(Point { tokens: seen, loss: validate(&mut model)? })
+        }
+        _ => None,
+    };
+    Ok(RunResult { points, averaged })
 }
 
 #[cfg(test)]
@@ -413,7 +443,7 @@ mod tests {
         .unwrap();
         let shape = LmShape { vocab: 600, width: 32, layers: 1, context: 8 };
         let sched = Schedule::cosine(r.lr);
-        let run = |b: Backend| train(shape, &r, &sched, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
+        let run = |b: Backend| train(shape, &r, &sched, None, 1, &s, &valid, 320, 64, &b, |_| {}).unwrap().points;
         let (engine, candle) = (run(Backend::Engine), run(Backend::Candle(Device::Cpu)));
         assert_eq!(engine.len(), 6);
         for (a, b) in engine.iter().zip(&candle) {
