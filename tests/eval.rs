@@ -413,8 +413,15 @@ fn the_last_checkpoints_are_averaged_into_a_point_of_their_own() {
     let (mut marked, mut total) = (0, 0);
     for b in reader {
         let b = b.unwrap();
-        let col = b.column_by_name("averaged").unwrap().as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap().clone();
-        let tokens = b.column_by_name("tokens").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap().clone();
+        let col = b
+            .column_by_name("averaged")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .unwrap()
+            .clone();
+        let tokens =
+            b.column_by_name("tokens").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap().clone();
         for i in 0..b.num_rows() {
             total += 1;
             if col.value(i) {
@@ -428,6 +435,7 @@ fn the_last_checkpoints_are_averaged_into_a_point_of_their_own() {
     let plain = tmp.path().join("plain");
     ok(&eval(&plain, &["--every", "1024"], &[&cand]));
     assert_eq!(summary(&plain)[0]["averaged_loss_mean"], "");
-    let e = String::from_utf8_lossy(&eval(&plain, &["--every", "3072", "--average-last", "3"], &[&cand]).stderr).to_string();
+    let e = String::from_utf8_lossy(&eval(&plain, &["--every", "3072", "--average-last", "3"], &[&cand]).stderr)
+        .to_string();
     assert!(e.contains("average_last 3: between 2 and the 2 checkpoints"), "{e}");
 }
