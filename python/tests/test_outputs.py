@@ -47,7 +47,9 @@ class ShippedPipelineOutputs(unittest.TestCase):
                         names = table.schema.names
                         self.assertEqual(len(names), len(set(names)), f"duplicate columns in {f}: {names}")
                         if os.path.basename(f) == "curves.parquet":
-                            self.assertEqual(names, ["candidate", "seed", "tokens", "valid", "loss"])
+                            self.assertEqual(names, ["candidate", "seed", "tokens", "valid", "loss", "averaged"])
+                            # No [eval] average_last here: no averaged point.
+                            self.assertFalse(any(table.column("averaged").to_pylist()))
                         elif os.path.basename(f) == "cluster_terms.parquet":
                             # One row per cluster, not per document.
                             self.assertEqual(names, ["cluster", "size", "top_terms", "nearest"])
