@@ -107,8 +107,8 @@ pub fn hash(bytes: &[u8]) -> u32 {
     h
 }
 
-/// fastText's whitespace: what separates tokens.
-fn is_space(b: u8) -> bool {
+/// fastText's whitespace: what separates tokens (reading and training alike).
+pub(crate) fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
 }
 
@@ -412,7 +412,7 @@ impl Matrix {
             Matrix::Dense { n, data, .. } => {
                 for (i, &r) in rows.iter().enumerate() {
                     if let Some(&next) = rows.get(i + AHEAD) {
-                        prefetch(&data[next as usize * n..(next as usize + 1) * n]);
+                        prefetch(data[next as usize * n..].as_ptr(), *n);
                     }
                     let row = &data[r as usize * n..(r as usize + 1) * n];
                     for (a, b) in x.iter_mut().zip(row) {
@@ -453,16 +453,17 @@ impl Matrix {
     }
 }
 
-/// Ask the cache for `row` (a hint: no effect on results).
+/// Ask the cache for the `n` floats at `p` (a hint: no effect on results; prediction's and
+/// training's row sums).
 #[inline]
-fn prefetch(row: &[f32]) {
+pub(crate) fn prefetch(p: *const f32, n: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        // SAFETY: prefetching reads nothing; the address is inside `row`.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    for k in (0..n).step_by(16) {
+        // SAFETY: a prefetch reads nothing and never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(k).cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = (p, n);
 }
 
 /// A node of the hierarchical softmax's Huffman tree.
@@ -473,7 +474,7 @@ struct Node {
 }
 
 /// fastText's sigmoid table: 513 values over [-8, 8].
-pub(crate) struct SigmoidTable([f32; 513]);
+pub struct SigmoidTable([f32; 513]);
 
 impl SigmoidTable {
     pub(crate) fn new() -> SigmoidTable {
@@ -828,15 +829,12 @@ impl Model {
                 ),
             ));
         }
-        let counts: Vec<i64> = dict.entries[dict.nwords..].iter().map(|e| e.count).collect();
-        Ok(Model { tree: build_tree(&counts), args, dict, input, output, sigmoid: SigmoidTable::new() })
+        Ok(Model::from_parts(args, dict, input, output))
     }
 
     /// Write the model as fastText writes a `.bin` (dense matrices only).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let (Matrix::Dense { .. }, Matrix::Dense { .. }) = (&self.input, &self.output) else {
-            return Err(Error::InvalidArgument("syllabus writes dense (.bin) models only".into()));
-        };
+        self.check_dense()?;
         crate::sink::write_atomic_with(path, |f| {
             let mut w = BufWriter::with_capacity(1 << 20, f);
             self.write(&mut w)?;
@@ -846,12 +844,18 @@ impl Model {
 
     /// The `.bin` file's bytes (dense matrices only).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let (Matrix::Dense { .. }, Matrix::Dense { .. }) = (&self.input, &self.output) else {
-            return Err(Error::InvalidArgument("syllabus writes dense (.bin) models only".into()));
-        };
+        self.check_dense()?;
         let mut out = Vec::new();
         self.write(&mut out).map_err(|e| Error::io("a classifier in memory", e))?;
         Ok(out)
+    }
+
+    /// What [`Model::write`] can write: dense matrices (a quantized model is read, not written).
+    fn check_dense(&self) -> Result<()> {
+        match (&self.input, &self.output) {
+            (Matrix::Dense { .. }, Matrix::Dense { .. }) => Ok(()),
+            _ => Err(Error::InvalidArgument("syllabus writes dense (.bin) models only".into())),
+        }
     }
 
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -886,39 +890,40 @@ impl Model {
         Ok(())
     }
 
-    /// A model from its parts (training).
+    /// A model from its parts (training, and a file once read and checked).
     pub fn from_parts(args: Args, dict: Dictionary, input: Matrix, output: Matrix) -> Model {
-        let counts: Vec<i64> = dict.entries[dict.nwords..].iter().map(|e| e.count).collect();
-        Model { tree: build_tree(&counts), args, dict, input, output, sigmoid: SigmoidTable::new() }
+        Model { tree: build_tree(&label_counts(&dict)), args, dict, input, output, sigmoid: SigmoidTable::new() }
     }
+}
 
-    /// The hierarchical softmax's path of label `l`: (output row, branch) from leaf to root.
-    pub(crate) fn hs_path(&self, l: usize, parents: &[(i32, bool)]) -> Vec<(usize, bool)> {
-        let osz = self.dict.nlabels;
-        let mut out = Vec::new();
-        let mut n = l;
-        while parents[n].0 >= 0 {
-            out.push((parents[n].0 as usize - osz, parents[n].1));
-            n = parents[n].0 as usize;
+/// The labels' counts, in the dictionary's order (what the Huffman tree is built from).
+pub(crate) fn label_counts(dict: &Dictionary) -> Vec<i64> {
+    dict.entries[dict.nwords..].iter().map(|e| e.count).collect()
+}
+
+/// Hierarchical softmax's path of every label: (output row, branch) from leaf to root, over
+/// the Huffman tree of `counts` that prediction uses.
+pub(crate) fn hs_paths(counts: &[i64]) -> Vec<Vec<(usize, bool)>> {
+    let tree = build_tree(counts);
+    let osz = counts.len();
+    // Each node's parent and whether it is its parent's right child.
+    let mut parent = vec![(-1i32, false); tree.len()];
+    for (i, n) in tree.iter().enumerate() {
+        if n.left >= 0 {
+            parent[n.left as usize] = (i as i32, false);
+            parent[n.right as usize] = (i as i32, true);
         }
-        out
     }
-
-    /// Each tree node's parent and whether it is its parent's right child.
-    pub(crate) fn hs_parents(&self) -> Vec<(i32, bool)> {
-        let mut p = vec![(-1i32, false); self.tree.len()];
-        for (i, n) in self.tree.iter().enumerate() {
-            if n.left >= 0 {
-                p[n.left as usize] = (i as i32, false);
-                p[n.right as usize] = (i as i32, true);
+    (0..osz)
+        .map(|l| {
+            let (mut out, mut n) = (Vec::new(), l);
+            while parent[n].0 >= 0 {
+                out.push((parent[n].0 as usize - osz, parent[n].1));
+                n = parent[n].0 as usize;
             }
-        }
-        p
-    }
-
-    pub(crate) fn sigmoid(&self, x: f32) -> f32 {
-        self.sigmoid.get(x)
-    }
+            out
+        })
+        .collect()
 }
 
 /// `data` as little-endian f32s.

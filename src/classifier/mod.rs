@@ -83,7 +83,7 @@ impl Source {
 impl ClassifierScorer {
     pub fn new(model: Arc<Model>, source: Source, options: ScoreOptions) -> Result<ClassifierScorer> {
         let names: Vec<String> = (0..model.nlabels()).map(|i| label_name(model.dict.label(i))).collect();
-        let chosen = if options.labels.is_empty() {
+        let mut chosen = if options.labels.is_empty() {
             vec![0]
         } else {
             options
@@ -101,19 +101,15 @@ impl ClassifierScorer {
                 })
                 .collect::<Result<Vec<usize>>>()?
         };
-        let mut chosen = chosen;
         chosen.sort_unstable();
         chosen.dedup();
         if options.all_labels {
-            let mut columns: Vec<String> = names.iter().map(|n| format!("clf_{n}")).collect();
-            columns.extend([COL_CLF_PROB.to_string(), COL_CLF_LABEL.to_string()]);
-            let mut sorted = columns.clone();
-            sorted.sort();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            let mut seen: std::collections::HashSet<String> =
+                [COL_CLF_PROB.to_string(), COL_CLF_LABEL.to_string()].into();
+            if let Some(twice) = names.iter().map(|n| format!("clf_{n}")).find(|c| !seen.insert(c.clone())) {
                 return Err(Error::InvalidArgument(format!(
-                    "{}: --all-labels would write the column {} twice (the model's labels: {})",
+                    "{}: --all-labels would write the column {twice} twice (the model's labels: {})",
                     source.name().display(),
-                    w[0],
                     names.join(", ")
                 )));
             }
@@ -133,10 +129,6 @@ impl ClassifierScorer {
             Source::Bytes(_, b) => Ok(b.to_vec()),
             Source::Trained => self.model.to_bytes(),
         }
-    }
-
-    pub fn model(&self) -> &Model {
-        &self.model
     }
 
     /// The labels' names (without `__label__`), in the model's order.

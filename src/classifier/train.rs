@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::fasttext::{std_log, Args, Dictionary, Entry, Loss, Matrix, Model, Newlines, EOS, LABEL_PREFIX};
+use super::fasttext::{
+    hs_paths, is_space, label_counts, prefetch, std_log, Args, Dictionary, Entry, Loss, Matrix, Model, Newlines,
+    SigmoidTable, EOS, LABEL_PREFIX,
+};
 use crate::error::{Error, Result};
 use crate::proxy::nn::Rng;
 
@@ -142,13 +145,12 @@ fn dictionary(examples: &[Example], labels: &[String], h: &Hyper, args: &Args) -
     let mut words: std::collections::HashMap<&[u8], (i64, usize)> = std::collections::HashMap::new();
     let mut label_counts = vec![0i64; labels.len()];
     let mut ntokens = 0u64;
-    let space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
     for e in examples {
         for &l in e.labels {
             label_counts[l as usize] += 1;
         }
         ntokens += e.labels.len() as u64 + 1;
-        for w in e.text.as_bytes().split(|&b| space(b)).filter(|w| !w.is_empty()) {
+        for w in e.text.as_bytes().split(|&b| is_space(b)).filter(|w| !w.is_empty()) {
             if w.starts_with(LABEL_PREFIX.as_bytes()) {
                 continue;
             }
@@ -208,10 +210,7 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     if labels.len() < 2 {
         return Err(Error::InvalidArgument("a classifier needs at least two labels".into()));
     }
-    if let Some(l) = labels
-        .iter()
-        .find(|l| l.is_empty() || l.bytes().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)))
-    {
+    if let Some(l) = labels.iter().find(|l| l.is_empty() || l.bytes().any(is_space)) {
         return Err(Error::InvalidArgument(format!("label {l:?}: a label is one word")));
     }
     let mut seen = vec![false; labels.len()];
@@ -269,14 +268,8 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
     for i in (1..order.len()).rev() {
         order.swap(i, below(&mut rng, i + 1));
     }
-    let template = Model::from_parts(
-        args.clone(),
-        dict.clone(),
-        Matrix::Dense { m: 0, n: dim, data: Vec::new() },
-        Matrix::Dense { m: 0, n: dim, data: Vec::new() },
-    );
-    let parents = template.hs_parents();
-    let paths: Vec<Vec<(usize, bool)>> = (0..nout).map(|l| template.hs_path(l, &parents)).collect();
+    let paths = hs_paths(&label_counts(&dict));
+    let sigmoid = SigmoidTable::new();
     let neg_cdf: Vec<f64> = {
         let mut acc = 0.0;
         dict.entries[dict.nwords..]
@@ -310,7 +303,7 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
                         _ => targets[below(&mut seeded(example_seed ^ 0x1ABE_1ABE), targets.len())] as usize,
                     };
                     gradient(
-                        &template,
+                        &sigmoid,
                         win,
                         wout,
                         rows,
@@ -376,18 +369,6 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
 /// Rows fetched ahead of their sum or update (the matrix is too large for the caches).
 const AHEAD: usize = 6;
 
-/// Ask the cache for the `n` floats at `p` (a hint: no effect on results).
-#[inline]
-fn prefetch(p: *const f32, n: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for k in (0..n).step_by(16) {
-        // SAFETY: a prefetch reads nothing and never faults.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(k).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, n);
-}
-
 struct SharedRows(*mut f32);
 // SAFETY: used only as `train` says: disjoint rows per thread.
 unsafe impl Sync for SharedRows {}
@@ -402,7 +383,7 @@ struct Targets<'a> {
 /// fastText's forward and backward pass of one example, against fixed matrices: fills `st`.
 #[allow(clippy::too_many_arguments)]
 fn gradient(
-    m: &Model,
+    sigmoid: &SigmoidTable,
     win: &[f32],
     wout: &[f32],
     rows: &[i32],
@@ -442,7 +423,7 @@ fn gradient(
         d
     };
     let logistic = |row: usize, positive: bool, st: &mut Step| {
-        let s = m.sigmoid(dot(row, &st.hidden));
+        let s = sigmoid.get(dot(row, &st.hidden));
         let alpha = lr * (positive as u8 as f32 - s);
         for (g, w) in st.grad.iter_mut().zip(&wout[row * dim..(row + 1) * dim]) {
             *g += alpha * w;
@@ -544,7 +525,6 @@ pub fn sample_texts(
         let b = b?;
         let (ids, texts) = (crate::batch::id_column(&b.batch)?, crate::batch::text_column(&b.batch)?);
         for i in 0..b.batch.num_rows() {
-            use arrow::array::Array;
             let key = xxhash_rust::xxh3::xxh3_64_with_seed(ids.value(i).as_bytes(), seed);
             if (heap.len() as u64) < n {
                 heap.push((key, row, texts.value(i).to_string()));
@@ -554,7 +534,6 @@ pub fn sample_texts(
                     heap.push((key, row, texts.value(i).to_string()));
                 }
             }
-            let _ = texts.is_null(i);
             row += 1;
         }
     }
@@ -595,8 +574,7 @@ pub fn read_labelled(paths: &[std::path::PathBuf], prefix: &str) -> Result<Label
             })?;
             let mut mine: Vec<u32> = Vec::new();
             let mut text = String::with_capacity(line.len());
-            let space = |c: char| matches!(c, ' ' | '\n' | '\r' | '\t' | '\x0b' | '\x0c' | '\0');
-            for w in line.split(space).filter(|w| !w.is_empty()) {
+            for w in line.split(|c: char| c.is_ascii() && is_space(c as u8)).filter(|w| !w.is_empty()) {
                 if w.starts_with(prefix) {
                     let i = *index.entry(w.to_string()).or_insert_with(|| {
                         names.push(w.to_string());
