@@ -34,6 +34,10 @@ use crate::source::{expand_inputs, BadRecordPolicy, InputFile, ReadOptions};
 /// The domain of every document when no domains are configured.
 pub const DEFAULT_DOMAIN: &str = "all";
 
+/// The sequence length an ordered `[eval]` candidate is packed into: eval cuts its windows
+/// from the sequences in order, so this only bounds how far one window's text may run on.
+pub const CANDIDATE_SEQ_LEN: u32 = 1024;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -119,6 +123,10 @@ pub struct EvalConfig {
     pub decay: f64,
     #[serde(default)]
     pub average_last: Option<u32>,
+    /// Model scales to run every candidate at, `"WIDTHxLAYERS[:context=N][:tokens=N]"`, and
+    /// compare the rankings of (none: the one scale of `model`).
+    #[serde(default)]
+    pub scales: Vec<crate::eval::scales::Scale>,
     #[serde(default)]
     pub candidates: Vec<CandidateConfig>,
 }
@@ -138,6 +146,27 @@ pub struct CandidateConfig {
     pub select: Option<SelectConfig>,
     /// Another pipeline, run with its output in `OUT/candidates/NAME`.
     pub pipeline: Option<PathBuf>,
+    /// With `select`: the selection in this order, as a curriculum (tokenized with eval's
+    /// tokenizer), so that candidates can differ by order alone.
+    pub order: Option<OrderConfig>,
+    /// This candidate's own schedule and averaging, in place of `[eval]`'s.
+    pub lr_schedule: Option<crate::eval::train::LrSchedule>,
+    pub final_lr: Option<f64>,
+    pub warmup: Option<f64>,
+    pub decay: Option<f64>,
+    pub average_last: Option<u32>,
+}
+
+impl CandidateConfig {
+    pub fn train_override(&self) -> crate::eval::TrainOverride {
+        crate::eval::TrainOverride {
+            lr_schedule: self.lr_schedule,
+            final_lr: self.final_lr,
+            warmup: self.warmup,
+            decay: self.decay,
+            average_last: self.average_last,
+        }
+    }
 }
 
 impl EvalConfig {
@@ -493,9 +522,39 @@ impl PipelineConfig {
 
     /// The pipeline that selects `select` from this one's source, writing to `out_dir` (an
     /// `[eval]` candidate).
-    pub fn candidate_pipeline(&self, name: &str, select: &SelectConfig, out_dir: PathBuf) -> PipelineConfig {
-        PipelineConfig {
-            name: format!("{}-{name}", self.name),
+    /// The pipeline that makes one `[eval]` candidate from this pipeline's source: its
+    /// selection and, with an order, the curriculum of it in that order.
+    pub fn candidate_pipeline(
+        &self,
+        c: &CandidateConfig,
+        select: &SelectConfig,
+        out_dir: PathBuf,
+    ) -> Result<PipelineConfig> {
+        let (tokenize, output) = match &c.order {
+            None => (None, None),
+            Some(_) => {
+                let tokenizer = match (self.eval.as_ref().and_then(|e| e.tokenizer.clone()), &self.tokenize) {
+                    (Some(t), _) => t,
+                    (None, Some(t)) => t.tokenizer.clone(),
+                    (None, None) => {
+                        return Err(Error::Config(format!(
+                            "eval.candidates {}: an order needs eval's tokenizer (eval.tokenizer)",
+                            c.name
+                        )))
+                    }
+                };
+                let tokenize = TokenizeConfig {
+                    tokenizer,
+                    seq_len: CANDIDATE_SEQ_LEN,
+                    eos: None,
+                    pad: None,
+                    packing: Default::default(),
+                };
+                (Some(tokenize), Some(OutputConfig::default()))
+            }
+        };
+        Ok(PipelineConfig {
+            name: format!("{}-{}", self.name, c.name),
             out_dir,
             seed: self.seed,
             threads: self.threads,
@@ -506,14 +565,14 @@ impl PipelineConfig {
             select: Some(select.clone()),
             reweight: None,
             schedule: None,
-            order: None,
-            tokenize: None,
-            output: None,
+            order: c.order.clone(),
+            tokenize,
+            output,
             feedback: None,
             eval: None,
             store: self.store.clone(),
             cluster: self.cluster.clone(),
-        }
+        })
     }
 
     fn validate_eval(&self, e: &EvalConfig) -> Result<()> {
@@ -525,6 +584,12 @@ impl PipelineConfig {
             return err("at least one validation set is needed (eval.valid = { NAME = [PATHS] })".into());
         }
         e.params().resolve().map_err(|x| Error::Config(x.to_string()))?;
+        if e.scales.len() == 1 {
+            return err("scales: at least two to compare (or none)".into());
+        }
+        for s in &e.scales {
+            s.params(&e.params()).resolve().map_err(|x| Error::Config(format!("eval.scales {}: {x}", s.label)))?;
+        }
         let own = self.select.is_some() || self.tokenize.is_some();
         if e.candidates.is_empty() && !own {
             return err("no candidates: add [[eval.candidates]], or stages whose output to evaluate".into());
@@ -540,12 +605,19 @@ impl PipelineConfig {
             match (&c.path, &c.select, &c.pipeline) {
                 (Some(_), None, None) | (None, None, Some(_)) => {}
                 (None, Some(sel), None) => {
-                    self.candidate_pipeline(&c.name, sel, self.out_dir.clone())
+                    self.candidate_pipeline(c, sel, self.out_dir.clone())?
                         .validate()
                         .map_err(|x| Error::Config(format!("eval.candidates {}: {x}", c.name)))?;
                 }
                 _ => return err(format!("candidate {}: give exactly one of path, select or pipeline", c.name)),
             }
+            if c.order.is_some() && c.select.is_none() {
+                return err(format!("candidate {}: order applies to a select candidate", c.name));
+            }
+            e.params()
+                .resolve()
+                .and_then(|r| r.for_candidate(&c.train_override()))
+                .map_err(|x| Error::Config(format!("eval.candidates {}: {x}", c.name)))?;
         }
         Ok(())
     }

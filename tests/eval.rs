@@ -439,3 +439,159 @@ fn the_last_checkpoints_are_averaged_into_a_point_of_their_own() {
         .to_string();
     assert!(e.contains("average_last 3: between 2 and the 2 checkpoints"), "{e}");
 }
+
+/// Candidates that differ by order and schedule alone: the same selection as a table, and as
+/// a curriculum in ascending order, each under eval's cosine and under its own constant rate
+/// with averaging. The ordered candidate is a curriculum of the same documents; each candidate
+/// trains under its own schedule, recorded in eval.json; a candidate's schedule is checked
+/// before anything runs.
+#[test]
+fn candidates_differ_by_order_and_schedule_alone() {
+    let tmp = tempdir();
+    let out = tmp.path().join("o");
+    let sel = format!(r#"{{ method = "dsir", target = ["{}"], k = 60, top_k = true }}"#, fixture("target/math.jsonl"));
+    let toml = |extra: &str| {
+        format!(
+            r#"
+name = "ord"
+out_dir = "{out}"
+[source]
+paths = ["{lake}"]
+[eval]
+tokenizer = "{tok}"
+valid = {{ math = ["{valid}"] }}
+tokens = 4096
+every = 1024
+seeds = 1
+valid_tokens = 1024
+model = {{ width = 32, layers = 1, batch_size = 8 }}
+[[eval.candidates]]
+name = "random"
+select = {sel}
+[[eval.candidates]]
+name = "ascending"
+select = {sel}
+order = {{ method = "ascending", by = "dsir_logw" }}
+[[eval.candidates]]
+name = "random-const"
+select = {sel}
+lr_schedule = "constant"
+average_last = 3
+[[eval.candidates]]
+name = "ascending-const"
+select = {sel}
+order = {{ method = "ascending", by = "dsir_logw" }}
+lr_schedule = "constant"
+average_last = 3
+{extra}
+"#,
+            out = out.display(),
+            lake = fixture("lake"),
+            tok = fixture("tokenizer.json"),
+            valid = fixture("heldout/math.jsonl"),
+        )
+    };
+    let p = tmp.path().join("ord.toml");
+    std::fs::write(&p, toml("")).unwrap();
+    let o = syllabus(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = summary(&out.join("eval"));
+    let row = |c: &str| rows.iter().find(|r| r["candidate"] == c).unwrap().clone();
+    for c in ["random", "ascending", "random-const", "ascending-const"] {
+        assert_eq!(row(c)["candidate_documents"], "60", "{c}: the same selection");
+    }
+    // Averaging where a candidate asked for it, not elsewhere.
+    assert_eq!(row("random")["averaged_loss_mean"], "");
+    assert!(row("ascending-const")["averaged_loss_mean"].parse::<f64>().unwrap().is_finite());
+    // The same documents in two orders are two different runs; so are two schedules.
+    assert_ne!(row("random")["final_loss_mean"], row("ascending")["final_loss_mean"]);
+    assert_ne!(row("random")["final_loss_mean"], row("random-const")["final_loss_mean"]);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
+    let cands = j["inputs"]["candidates"].as_array().unwrap();
+    assert_eq!(
+        cands.iter().map(|c| c["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["table", "curriculum", "table", "curriculum"]
+    );
+    assert!(cands[0].get("schedule").is_none(), "eval's own schedule is in settings");
+    assert_eq!(cands[2]["schedule"]["kind"], "constant");
+    assert_eq!(cands[2]["average_last"], 3);
+    assert_eq!(j["settings"]["schedule"]["kind"], "cosine");
+    // The curriculum holds the selection's documents, most target-like last.
+    assert!(out.join("candidates/ascending/manifest.json").exists());
+    // A candidate's schedule is checked up front.
+    std::fs::write(
+        &p,
+        toml("[[eval.candidates]]\nname = \"bad\"\nselect = { method = \"random\", k = 5 }\naverage_last = 9\n"),
+    )
+    .unwrap();
+    let o = syllabus(&["run", p.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("eval.candidates bad") && e.contains("average_last 9"), "{e}");
+    std::fs::write(
+        &p,
+        toml("[[eval.candidates]]\nname = \"bad\"\npath = \"x\"\norder = { method = \"ascending\", by = \"x\" }\n"),
+    )
+    .unwrap();
+    let e = String::from_utf8_lossy(&syllabus(&["run", p.to_str().unwrap()]).stderr).to_string();
+    assert!(e.contains("order applies to a select candidate"), "{e}");
+}
+
+/// `--scales`: every candidate at each scale, in a directory of its own, and the comparison of
+/// the rankings: one row per pair of scales, one decision per scale, figures that follow from
+/// the per-scale summaries.
+#[test]
+fn scales_rank_the_same_candidates_and_say_how_far_they_agree() {
+    let tmp = tempdir();
+    let out = tmp.path().join("sc");
+    let cands = [
+        format!("prose={}", fixture("lake/prose.jsonl")),
+        format!("math={}", fixture("lake/math.jsonl.gz")),
+        format!("code={}", fixture("lake/code.jsonl.zst")),
+    ];
+    let cands: Vec<&str> = cands.iter().map(String::as_str).collect();
+    let o = eval(&out, &["--scales", "16x1,32x1:tokens=4096"], &cands);
+    let err = ok(&o);
+    assert!(err.contains("2 scales"), "{err}");
+    let small = summary(&out.join("16x1"));
+    let large = summary(&out.join("32x1_tokens4096"));
+    assert_eq!((small.len(), large.len()), (3, 3));
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("32x1_tokens4096/eval.json")).unwrap()).unwrap();
+    assert_eq!((j["settings"]["model"]["width"].as_u64(), j["settings"]["tokens"].as_u64()), (Some(32), Some(4096)));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("16x1/eval.json")).unwrap()).unwrap();
+    assert_eq!((j["settings"]["model"]["width"].as_u64(), j["settings"]["tokens"].as_u64()), (Some(16), Some(6144)));
+    // The agreement row follows from the two summaries.
+    let loss = |rows: &[std::collections::HashMap<String, String>], c: &str| {
+        rows.iter().find(|r| r["candidate"] == c).unwrap()["final_loss_mean"].parse::<f64>().unwrap()
+    };
+    let names = ["prose", "math", "code"];
+    let mut agree = 0;
+    for i in 0..3 {
+        for k in i + 1..3 {
+            let a = loss(&small, names[i]) < loss(&small, names[k]);
+            let b = loss(&large, names[i]) < loss(&large, names[k]);
+            agree += (a == b) as usize;
+        }
+    }
+    let text = std::fs::read_to_string(out.join("scales.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "valid,scale_a,scale_b,pairs,agree,pairwise_agreement,kendall_tau,same_winner");
+    assert_eq!(lines.len(), 2, "{text}");
+    let f: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((f[0], f[1], f[2], f[3]), ("math", "16x1", "32x1:tokens=4096", "3"));
+    assert_eq!(f[4].parse::<usize>().unwrap(), agree);
+    // Without ties, tau = (C - D) / pairs.
+    let tau: f64 = f[6].parse().unwrap();
+    assert!((tau - (2.0 * agree as f64 - 3.0) / 3.0).abs() < 1e-4, "{tau} vs {agree} of 3");
+    // Math data wins on held-out math at both scales.
+    let d = std::fs::read_to_string(out.join("decisions.csv")).unwrap();
+    assert!(d.lines().nth(1).unwrap().starts_with("math,16x1,math,"), "{d}");
+    assert!(d.lines().nth(2).unwrap().starts_with("math,32x1:tokens=4096,math,"), "{d}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("math: 16x1 vs 32x1:tokens=4096"), "{stdout}");
+    // One scale is no comparison; a bad scale is refused before anything trains.
+    let e = String::from_utf8_lossy(&eval(&tmp.path().join("x"), &["--scales", "16x1"], &cands).stderr).to_string();
+    assert!(e.contains("at least two scales"), "{e}");
+    let e = String::from_utf8_lossy(&eval(&tmp.path().join("x"), &["--scales", "16x1,16"], &cands).stderr).to_string();
+    assert!(e.contains("WIDTHxLAYERS"), "{e}");
+}

@@ -11,20 +11,25 @@ use super::SourceArgs;
 use crate::eval::{EvalParams, EvalSpec, Named};
 use crate::progress::Progress;
 
+/// The training every eval, mix and mix graph run shares: the tokenizer, the validation
+/// sets, the budget, the seeds, the model and its schedule. (`tokenizer` and `tokens` are
+/// required on the command line; they are options here only because `mix`'s own flags are
+/// parsed, empty, when `mix graph` runs.)
 #[derive(Args)]
-pub(super) struct EvalArgs {
+pub(super) struct TrainArgs {
     /// The tokenizer.json every candidate and validation set is tokenized with (a curriculum's
     /// own: its manifest names it).
-    #[arg(long)]
-    tokenizer: PathBuf,
+    #[arg(long, required = true)]
+    tokenizer: Option<PathBuf>,
     /// A validation set, NAME=PATH (a file, directory or glob); repeat for more.
     #[arg(long = "valid", value_name = "NAME=PATH", value_parser = Named::parse, required = true)]
     valid: Vec<Named>,
-    /// Training tokens (predictions) per candidate and seed: every candidate trains on exactly
-    /// this many, repeating itself if it is shorter.
-    #[arg(long)]
-    tokens: u64,
-    /// Seeds per candidate (seed, seed + 1, ...): the same initialisation for every candidate.
+    /// Training tokens (predictions) per run: every run trains on exactly this many,
+    /// repeating its data if it is shorter.
+    #[arg(long, required = true)]
+    tokens: Option<u64>,
+    /// Seeds per candidate or checked mixture (seed, seed + 1, ...): the same initialisation
+    /// for every one.
     #[arg(long, default_value_t = crate::eval::default_seeds())]
     seeds: u32,
     /// The first seed.
@@ -36,19 +41,12 @@ pub(super) struct EvalArgs {
     /// At most this many predictions of each validation set (whole documents in file order).
     #[arg(long, default_value_t = crate::eval::default_valid_tokens())]
     valid_tokens: u64,
-    /// The raw pool the candidates were chosen from (repeat for more paths): adds KL reduction
-    /// (DSIR's data metric).
-    #[arg(long)]
-    raw: Vec<String>,
-    /// Output directory: curves.parquet, summary.csv, eval.json, curves.png.
-    #[arg(long, default_value = "out/eval")]
-    out: PathBuf,
     /// The model: the lm proxy's (width 64, 2 blocks, context 64, 16 windows a step, AdamW
     /// 3e-3, no weight decay).
     #[command(flatten)]
     model: super::score::ModelArgs,
-    /// The learning-rate schedule, the same for every candidate: cosine (to --final-lr),
-    /// linear, constant, or wsd (warm-up, stable, then a linear decay over --decay).
+    /// The learning-rate schedule, the same for every run: cosine (to --final-lr), linear,
+    /// constant, or wsd (warm-up, stable, then a linear decay over --decay).
     #[arg(long, value_enum, default_value = "cosine")]
     lr_schedule: crate::eval::train::LrSchedule,
     /// The learning rate at the end (default: a tenth of --lr; not with constant).
@@ -60,10 +58,58 @@ pub(super) struct EvalArgs {
     /// wsd: the share of the steps, at the end, the rate decays over.
     #[arg(long, default_value_t = crate::eval::default_decay())]
     decay: f64,
+}
+
+impl TrainArgs {
+    pub(super) fn params(&self, average_last: Option<u32>) -> EvalParams {
+        EvalParams {
+            tokens: self.tokens.unwrap_or_default(),
+            seeds: self.seeds,
+            every: self.every,
+            valid_tokens: self.valid_tokens,
+            model: self.model.params(None, None),
+            lr_schedule: self.lr_schedule,
+            final_lr: self.final_lr,
+            warmup: self.warmup,
+            decay: self.decay,
+            average_last,
+        }
+    }
+
+    pub(super) fn tokenizer(&self) -> PathBuf {
+        self.tokenizer.clone().unwrap_or_default()
+    }
+
+    pub(super) fn seed(&self) -> u32 {
+        self.seed
+    }
+
+    /// The validation sets as (name, paths).
+    pub(super) fn valid(&self) -> Vec<(String, Vec<String>)> {
+        self.valid.iter().map(|n| (n.name.clone(), vec![n.path.clone()])).collect()
+    }
+}
+
+#[derive(Args)]
+pub(super) struct EvalArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// The raw pool the candidates were chosen from (repeat for more paths): adds KL reduction
+    /// (DSIR's data metric).
+    #[arg(long)]
+    raw: Vec<String>,
+    /// Output directory: curves.parquet, summary.csv, eval.json, curves.png.
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
     /// Also validate the uniform average of the last N checkpoints' weights (the validation
     /// points; at least 2), as one more point at the end (CPU engine).
     #[arg(long, value_name = "N")]
     average_last: Option<u32>,
+    /// Model scales, WIDTHxLAYERS[:context=N][:tokens=N], comma-separated (e.g. 64x2,128x4):
+    /// every candidate is trained at each (OUT/SCALE/, `:` as `_`, no `=`), and scales.csv says how far their
+    /// rankings agree (pairs, Kendall's tau) and decisions.csv what each would pick.
+    #[arg(long, value_delimiter = ',', value_parser = crate::eval::scales::Scale::parse)]
+    scales: Vec<crate::eval::scales::Scale>,
     #[command(flatten)]
     source: SourceArgs,
     /// NAME=PATH: a document table (file, directory, glob; `text` and, where present, `weight`),
@@ -86,24 +132,31 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
     }
     let read = args.source.read_options()?;
     let spec = EvalSpec {
-        tokenizer: args.tokenizer,
-        candidates: args.candidates,
-        valid: args.valid.into_iter().map(|n| (n.name, vec![n.path])).collect(),
+        tokenizer: args.train.tokenizer(),
+        candidates: args.candidates.into_iter().map(Into::into).collect(),
+        valid: args.train.valid(),
         raw: args.raw,
-        params: EvalParams {
-            tokens: args.tokens,
-            seeds: args.seeds,
-            every: args.every,
-            valid_tokens: args.valid_tokens,
-            model: args.model.params(None, None),
-            lr_schedule: args.lr_schedule,
-            final_lr: args.final_lr,
-            warmup: args.warmup,
-            decay: args.decay,
-            average_last: args.average_last,
-        },
-        seed: args.seed,
+        params: args.train.params(args.average_last),
+        seed: args.train.seed(),
     };
+    if !args.scales.is_empty() {
+        let report = crate::eval::scales::run(&spec, &args.scales, &read, &args.out, progress)?;
+        for (s, r) in args.scales.iter().zip(&report.reports) {
+            println!("scale {}", s.label);
+            print!("{}", crate::eval::render_table(&r.summary));
+        }
+        print!("{}", crate::eval::scales::render(&report));
+        eprintln!(
+            "syllabus eval: {} scales; wrote {}/{{SCALE/, {}, {}, {}}}; {:.2} s",
+            args.scales.len(),
+            crate::store::output::shown(&args.out),
+            crate::eval::scales::SCALES_FILE,
+            crate::eval::scales::DECISIONS_FILE,
+            crate::eval::scales::SCALES_JSON,
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = crate::eval::run(&spec, &read, &args.out, progress)?;
     print!("{}", crate::eval::render_table(&report.summary));
     print_done(&args.out, &report, start);

@@ -21,6 +21,7 @@ pub mod data;
 pub mod kl;
 pub mod overlap;
 pub mod plot;
+pub mod scales;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,45 @@ impl Named {
             Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(Named { name: n.to_string(), path: p.to_string() }),
             _ => Err(format!("{s:?}: expected NAME=PATH")),
         }
+    }
+}
+
+/// A candidate: its name, its data, and the schedule it trains under where that is its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub path: String,
+    pub train: TrainOverride,
+}
+
+impl From<Named> for Candidate {
+    fn from(n: Named) -> Candidate {
+        Candidate { name: n.name, path: n.path, train: TrainOverride::default() }
+    }
+}
+
+/// A candidate's own learning-rate schedule and averaging, in place of eval's (the model, the
+/// budget, the checkpoints and the seeds stay the same for every candidate). A candidate that
+/// names its own `lr_schedule` takes its `final_lr` from here too (none: the schedule's
+/// default); the other settings fall back to eval's one by one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_schedule: Option<train::LrSchedule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_last: Option<u32>,
+}
+
+impl TrainOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == TrainOverride::default()
     }
 }
 
@@ -121,7 +161,7 @@ pub fn default_valid_tokens() -> u64 {
 #[derive(Debug, Clone)]
 pub struct EvalSpec {
     pub tokenizer: PathBuf,
-    pub candidates: Vec<Named>,
+    pub candidates: Vec<Candidate>,
     /// Validation sets: name and paths.
     pub valid: Vec<(String, Vec<String>)>,
     /// The raw pool for KL reduction (none: KL only).
@@ -203,15 +243,7 @@ impl EvalParams {
         };
         let schedule = train::Schedule::new(self.lr_schedule, model.lr, self.final_lr, self.warmup, self.decay)
             .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
-        if let Some(n) = self.average_last {
-            // Checkpoints: every `every` tokens and the end.
-            let checkpoints = self.tokens.div_ceil(every);
-            if n < 2 || n as u64 > checkpoints {
-                return bad(format!(
-                    "average_last {n}: between 2 and the {checkpoints} checkpoints of the run (validation points after 0; more with a smaller every)"
-                ));
-            }
-        }
+        check_average_last(self.average_last, self.tokens, every)?;
         Ok(Resolved {
             tokens: self.tokens,
             seeds: self.seeds,
@@ -222,6 +254,45 @@ impl EvalParams {
             schedule,
             average_last: self.average_last,
         })
+    }
+}
+
+/// `average_last`: between 2 and the run's checkpoints (every `every` tokens and the end).
+fn check_average_last(n: Option<u32>, tokens: u64, every: u64) -> Result<()> {
+    let checkpoints = tokens.div_ceil(every);
+    match n {
+        Some(n) if n < 2 || n as u64 > checkpoints => Err(Error::InvalidArgument(format!(
+            "eval: average_last {n}: between 2 and the {checkpoints} checkpoints of the run (validation points after 0; more with a smaller every)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Resolved {
+    /// The schedule and averaging one candidate trains under: eval's, with the candidate's
+    /// own settings in their place.
+    pub fn for_candidate(&self, o: &TrainOverride) -> Result<(train::Schedule, Option<u32>)> {
+        if o.is_empty() {
+            return Ok((self.schedule, self.average_last));
+        }
+        let base = &self.schedule;
+        let (kind, final_lr) = match o.lr_schedule {
+            Some(kind) => (kind, o.final_lr),
+            None if o.final_lr.is_some() => (base.kind, o.final_lr),
+            None if base.kind == train::LrSchedule::Constant => (base.kind, None),
+            None => (base.kind, Some(base.final_lr)),
+        };
+        let schedule = train::Schedule::new(
+            kind,
+            base.peak,
+            final_lr,
+            o.warmup.unwrap_or(base.warmup),
+            o.decay.unwrap_or(base.decay),
+        )
+        .map_err(|e| Error::InvalidArgument(format!("eval: {e}")))?;
+        let average_last = o.average_last.or(self.average_last);
+        check_average_last(average_last, self.tokens, self.every)?;
+        Ok((schedule, average_last))
     }
 }
 
@@ -321,6 +392,11 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         context: r.model.context,
     };
     crate::proxy::check_lm_memory(shape, &r.model)?;
+    let schedules: Vec<(train::Schedule, Option<u32>)> = spec
+        .candidates
+        .iter()
+        .map(|c| r.for_candidate(&c.train).map_err(|e| Error::InvalidArgument(format!("candidate {}: {e}", c.name))))
+        .collect::<Result<_>>()?;
     let valid: Vec<Streams> = spec
         .valid
         .iter()
@@ -348,10 +424,18 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     }
     let inputs = serde_json::json!({
         "tokenizer": { "path": spec.tokenizer.display().to_string(), "hash": tok.hash() },
-        "candidates": spec.candidates.iter().zip(&cands).map(|(c, s)| serde_json::json!({
-            "name": c.name, "path": c.path, "kind": s.kind, "hash": s.hash,
-            "documents": s.documents, "tokens": s.predictions(),
-        })).collect::<Vec<_>>(),
+        "candidates": spec.candidates.iter().zip(&cands).zip(&schedules).map(|((c, s), (sched, avg))| {
+            let mut j = serde_json::json!({
+                "name": c.name, "path": c.path, "kind": s.kind, "hash": s.hash,
+                "documents": s.documents, "tokens": s.predictions(),
+            });
+            // A candidate's own schedule, where it has one (the settings hold eval's).
+            if !c.train.is_empty() {
+                j["schedule"] = serde_json::json!(sched);
+                j["average_last"] = serde_json::json!(avg);
+            }
+            j
+        }).collect::<Vec<_>>(),
         "valid": spec.valid.iter().zip(&valid).map(|((n, p), s)| serde_json::json!({
             "name": n, "paths": p, "hash": s.hash, "tokens": s.predictions(),
         })).collect::<Vec<_>>(),
@@ -383,11 +467,12 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
             }
             bar.set_message(format!("{} seed {seed}", c.name));
             let done = (ci as u64 * r.seeds as u64 + k as u64) * r.tokens;
+            let (schedule, average_last) = &schedules[ci];
             let result = train::train(
                 shape,
                 &r.model,
-                &r.schedule,
-                r.average_last,
+                schedule,
+                *average_last,
                 seed,
                 s,
                 &valid_units,
@@ -598,7 +683,7 @@ fn opt(x: Option<f64>, digits: usize) -> String {
 }
 
 /// Quote a CSV field where it needs it.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -649,7 +734,13 @@ pub fn render_table(summary: &[SummaryRow]) -> String {
         "epochs".into(),
         "repeated".into(),
     ];
-    let mut rows = vec![header.to_vec()];
+    // With checkpoint averaging anywhere, a column for it (blank where a candidate has none).
+    let averaged = summary.iter().any(|r| r.averaged_loss_mean.is_some());
+    let mut header = header.to_vec();
+    if averaged {
+        header.insert(3, "averaged".into());
+    }
+    let mut rows = vec![header];
     for r in summary {
         rows.push(vec![
             r.candidate.clone(),
@@ -666,6 +757,14 @@ pub fn render_table(summary: &[SummaryRow]) -> String {
             format!("{:.2}", r.epochs),
             r.repeated_tokens.to_string(),
         ]);
+        if averaged {
+            let cell = match (r.averaged_loss_mean, r.averaged_loss_sd) {
+                (Some(m), Some(sd)) if r.seeds > 1 => format!("{m:.4} ± {sd:.4}"),
+                (Some(m), _) => format!("{m:.4}"),
+                _ => String::new(),
+            };
+            rows.last_mut().expect("just pushed").insert(3, cell);
+        }
     }
     let widths: Vec<usize> =
         (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
@@ -789,6 +888,39 @@ mod tests {
         let mut e = p(None);
         e.model.epochs = Some(1.0);
         assert!(e.resolve().is_err());
+    }
+
+    #[test]
+    fn a_candidate_schedule_replaces_evals_setting_by_setting() {
+        let base = EvalParams {
+            tokens: 10_240,
+            every: Some(1024),
+            valid_tokens: 100,
+            final_lr: Some(1e-4),
+            average_last: Some(2),
+            ..schedule_defaults()
+        };
+        let r = base.resolve().unwrap();
+        let lr = r.model.lr;
+        assert_eq!(r.for_candidate(&TrainOverride::default()).unwrap(), (r.schedule, Some(2)));
+        // Its own kind: its own final rate only (a constant schedule has none to inherit).
+        let (s, avg) = r
+            .for_candidate(&TrainOverride {
+                lr_schedule: Some(train::LrSchedule::Constant),
+                average_last: Some(4),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((s.kind, s.final_lr, s.warmup, avg), (train::LrSchedule::Constant, lr, 0.05, Some(4)));
+        let (s, _) = r
+            .for_candidate(&TrainOverride { lr_schedule: Some(train::LrSchedule::Linear), ..Default::default() })
+            .unwrap();
+        assert_eq!(s.final_lr, lr / 10.0, "the schedule's default, not eval's 1e-4");
+        // Only the warm-up: eval's kind and final rate stay.
+        let (s, _) = r.for_candidate(&TrainOverride { warmup: Some(0.0), ..Default::default() }).unwrap();
+        assert_eq!((s.kind, s.final_lr, s.warmup), (train::LrSchedule::Cosine, 1e-4, 0.0));
+        let e = r.for_candidate(&TrainOverride { average_last: Some(11), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("between 2 and the 10 checkpoints"), "{e}");
     }
 
     #[test]

@@ -73,12 +73,17 @@ pub fn size(panels: usize) -> (u32, u32) {
     (PANEL.0 * cols, PANEL.1 * rows)
 }
 
-pub fn draw(path: &Path, report: &EvalReport) -> Result<()> {
+/// Make the built-in font plotters' "sans-serif" (once per process).
+pub fn register_font() {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
         // The font is the one built in: it parses, or the build is broken.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+pub fn draw(path: &Path, report: &EvalReport) -> Result<()> {
+    register_font();
     let n = report.valid.len();
     let (w, h) = size(n);
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();

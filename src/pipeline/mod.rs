@@ -81,8 +81,23 @@ pub fn run(cfg: &PipelineConfig, out_dir: Option<&Path>, progress: &Progress) ->
     };
     if let Some(e) = &cfg.eval {
         let report = run_eval(cfg, e, out_dir, own, progress)?;
-        for f in [crate::eval::CURVES_FILE, crate::eval::SUMMARY_FILE, crate::eval::EVAL_FILE, crate::eval::PLOT_FILE] {
-            summary.outputs.push(Path::new("eval").join(f));
+        let files =
+            [crate::eval::CURVES_FILE, crate::eval::SUMMARY_FILE, crate::eval::EVAL_FILE, crate::eval::PLOT_FILE];
+        if e.scales.is_empty() {
+            summary.outputs.extend(files.iter().map(|f| Path::new("eval").join(f)));
+        } else {
+            // Each scale's eval in its own directory, then the comparison; the summary keeps
+            // the largest (last) scale's table.
+            for s in &e.scales {
+                summary.outputs.extend(files.iter().map(|f| Path::new("eval").join(s.dir_name()).join(f)));
+            }
+            for f in [
+                crate::eval::scales::SCALES_FILE,
+                crate::eval::scales::DECISIONS_FILE,
+                crate::eval::scales::SCALES_JSON,
+            ] {
+                summary.outputs.push(Path::new("eval").join(f));
+            }
         }
         summary.eval = Some(report.summary);
     }
@@ -105,7 +120,7 @@ fn run_eval(
         let path = match (&c.path, &c.select, &c.pipeline) {
             (Some(p), _, _) => p.clone(),
             (None, Some(sel), _) => {
-                run(&cfg.candidate_pipeline(&c.name, sel, dir.clone()), None, progress)?;
+                run(&cfg.candidate_pipeline(c, sel, dir.clone())?, None, progress)?;
                 dir.display().to_string()
             }
             (None, None, Some(p)) => {
@@ -124,10 +139,14 @@ fn run_eval(
                 return Err(Error::Config(format!("eval.candidates {}: no path, select or pipeline", c.name)))
             }
         };
-        candidates.push(crate::eval::Named { name: c.name.clone(), path });
+        candidates.push(crate::eval::Candidate { name: c.name.clone(), path, train: c.train_override() });
     }
     if own {
-        candidates.push(crate::eval::Named { name: cfg.name.clone(), path: out_dir.display().to_string() });
+        candidates.push(crate::eval::Candidate {
+            name: cfg.name.clone(),
+            path: out_dir.display().to_string(),
+            train: Default::default(),
+        });
     }
     let tokenizer = match (&e.tokenizer, &cfg.tokenize) {
         (Some(t), _) => t.clone(),
@@ -147,7 +166,13 @@ fn run_eval(
         params: e.params(),
         seed: cfg.seed,
     };
-    crate::eval::run(&spec, &cfg.source.read_options(), &out_dir.join("eval"), progress)
+    let (read, out) = (cfg.source.read_options(), out_dir.join("eval"));
+    if e.scales.is_empty() {
+        return crate::eval::run(&spec, &read, &out, progress);
+    }
+    let report = crate::eval::scales::run(&spec, &e.scales, &read, &out, progress)?;
+    eprint!("{}", crate::eval::scales::render(&report));
+    Ok(report.reports.into_iter().last().expect("at least two scales"))
 }
 
 /// The pipeline's own stages: selection and curriculum.
