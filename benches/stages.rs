@@ -496,6 +496,32 @@ fn eval(c: &mut Criterion) {
     g.finish();
 }
 
+fn mix(c: &mut Criterion) {
+    use syllabus::mix::{allocate, fit};
+    use syllabus::proxy::nn::Rng;
+    // mix's reduce: the three families fitted with leave-one-out penalties over 32 runs of
+    // 8 domains, and the constrained minimum of one fit's prediction (20,000 starts, then
+    // pairwise transfers). Training dominates a search; this is what it adds.
+    let k = 8;
+    let natural: Vec<f64> = (1..=k).map(|i| i as f64 / (k * (k + 1) / 2) as f64).collect();
+    let mut rng = Rng::new(1);
+    let w: Vec<Vec<f64>> =
+        (0..32).map(|_| fit::dirichlet(&mut rng, &natural.iter().map(|n| n * 8.0).collect::<Vec<_>>())).collect();
+    let loss: Vec<f64> = w
+        .iter()
+        .map(|x| 4.0 - x.iter().enumerate().map(|(i, v)| (v + 0.01).ln() * 0.02 * i as f64).sum::<f64>())
+        .collect();
+    let mut g = c.benchmark_group("mix");
+    g.sample_size(10);
+    g.bench_function("fit_3_families_32_runs_8_domains", |b| b.iter(|| fit::fit_all(black_box(&w), black_box(&loss))));
+    let (fits, chosen) = fit::fit_all(&w, &loss);
+    let f = fits[chosen.unwrap()].clone();
+    let space = fit::Feasible { cap: vec![0.5; k], natural: natural.clone(), max_kl: None };
+    g.bench_function("minimise_8_domains", |b| b.iter(|| fit::minimise(|x| f.predict(x), &space, 0, 20_000)));
+    g.bench_function("allocate_8_domains", |b| b.iter(|| allocate(black_box(&natural), 1 << 30)));
+    g.finish();
+}
+
 fn loader(c: &mut Criterion) {
     use syllabus::loader::feedback::{dump_mixture, Planner};
     // serve's re-planning: positions per second dealt out under a steered mixture of four
@@ -522,6 +548,6 @@ fn loader(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, source, featurize, dsir, select, zipfit, kmeans, classifier, dedup, curriculum, proxy, eval, loader
+    benches, source, featurize, dsir, select, zipfit, kmeans, classifier, dedup, curriculum, proxy, eval, mix, loader
 );
 criterion_main!(benches);

@@ -25,7 +25,9 @@
 //! classifier/  fastText-compatible quality classifiers: read, apply, train (DCLM, BETR)
 //! sql/         DataFusion over every output above and over raw lakes, with the scorers as UDFs
 //! eval/        which selection trains the better model: equal-compute runs of the lm proxy's
-//!              model per candidate, validation curves, KL reduction, curves.png
+//!              model per candidate, validation curves, KL reduction, curves.png; --scales
+//! mix/         which mixture of domains: RegMix-style proxy runs, a fitted regression, a
+//!              constrained proposal checked by training; Skill-It's graph from data
 //! ```
 //!
 //! Every stage streams batches: memory is bounded by the batch size and, where an algorithm
@@ -42,6 +44,7 @@
 //! cli/                          parses arguments and calls the library (main.rs runs it)
 //! pipeline/                     `syllabus run`: a pipeline's stages in order; eval's candidates
 //! cluster/                      Ballista jobs, the scorers as functions, the plan codec
+//! mix/                          mixture search and Skill-It's graph, on eval's training runs
 //! config.rs  sql/               pipelines/*.toml, parsed and checked | DataFusion sessions (a cluster plugs in as a Remote)
 //! eval/  methods/  dedup/  kmeans/   equal-compute candidate training | the scoring methods and their registry | duplicates | clusters
 //! passes/                       lake passes: score and keep the best, DSIR fit, ZIP-FIT target, per-file resume
@@ -71,6 +74,7 @@ pub mod kmeans;
 pub mod limits;
 pub mod loader;
 pub mod methods;
+pub mod mix;
 pub(crate) mod par;
 pub(crate) mod passes;
 pub mod pipeline;

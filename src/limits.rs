@@ -32,6 +32,7 @@ pub const PROXY_CONTEXT: Limit = Limit { name: "context", max: 1 << 16, why: "at
 pub const PROXY_BATCH: Limit =
     Limit { name: "batch_size", max: 1 << 20, why: "a batch's activations are held in memory" };
 pub const PROXY_SEEDS: Limit = Limit { name: "seeds", max: 1024, why: "each seed trains a model" };
+pub const MIX_RUNS: Limit = Limit { name: "runs", max: 100_000, why: "each run trains a model and is kept in memory" };
 pub const EVAL_TOKENS: Limit =
     Limit { name: "tokens", max: 1 << 40, why: "each candidate and seed trains on this many tokens" };
 pub const PROXY_EPOCHS: f64 = 10_000.0;

@@ -15,6 +15,7 @@ mod hardening;
 mod kmeans;
 mod layers;
 mod methods;
+mod mix;
 mod pipeline;
 mod proxy;
 mod resume;

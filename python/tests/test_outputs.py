@@ -26,14 +26,19 @@ class ShippedPipelineOutputs(unittest.TestCase):
             for pipeline in pipelines:
                 name = os.path.splitext(os.path.basename(pipeline))[0]
                 out = os.path.join(tmp, name)
-                if name == "compare":
-                    # The real candidates, a tiny training budget (the full one takes minutes).
+                # The real candidates, a tiny training budget (the full one takes a minute or more).
+                tiny = {
+                    "compare": [("tokens = 163840", "tokens = 2048\nvalid_tokens = 512"), ("seeds = 2", "seeds = 1")],
+                    "ordering": [("tokens = 194560", "tokens = 4096\nvalid_tokens = 512"),
+                                 ("every = 19456", "every = 1024"), ("seeds = 3", "seeds = 1")],
+                }
+                if name in tiny:
                     with open(pipeline) as f:
                         text = f.read()
-                    for old, new in [("tokens = 163840", "tokens = 2048\nvalid_tokens = 512"), ("seeds = 2", "seeds = 1")]:
+                    for old, new in tiny[name]:
                         self.assertIn(old, text)
                         text = text.replace(old, new)
-                    pipeline = os.path.join(tmp, "compare.toml")
+                    pipeline = os.path.join(tmp, f"{name}.toml")
                     with open(pipeline, "w") as f:
                         f.write(text)
                 r = subprocess.run([binary(), "run", pipeline, "--out", out, "-q"], cwd=REPO,
@@ -48,8 +53,12 @@ class ShippedPipelineOutputs(unittest.TestCase):
                         self.assertEqual(len(names), len(set(names)), f"duplicate columns in {f}: {names}")
                         if os.path.basename(f) == "curves.parquet":
                             self.assertEqual(names, ["candidate", "seed", "tokens", "valid", "loss", "averaged"])
-                            # No [eval] average_last here: no averaged point.
-                            self.assertFalse(any(table.column("averaged").to_pylist()))
+                            # An averaged point only for candidates that average (ordering's
+                            # constant-rate ones).
+                            averaged = {c for c, a in zip(table.column("candidate").to_pylist(),
+                                                          table.column("averaged").to_pylist()) if a}
+                            self.assertEqual(averaged, {"random-constant-avg", "ascending-constant-avg",
+                                                        "folding-constant-avg"} if name == "ordering" else set())
                         elif os.path.basename(f) == "cluster_terms.parquet":
                             # One row per cluster, not per document.
                             self.assertEqual(names, ["cluster", "size", "top_terms", "nearest"])
@@ -116,6 +125,40 @@ class DedupAndContaminationTables(unittest.TestCase):
             kept = os.path.join(tmp, "kept.parquet")
             syllabus("select", "dedup", "--out", kept, os.path.join(FIXTURES, "dedup", "lake"))
             self.assertEqual(pd.read_parquet(kept)["id"].tolist(), pandas.loc[pandas["dup_keep"], "id"].tolist())
+
+    def test_mix_outputs_open_everywhere(self):
+        """mix's runs.parquet in pyarrow, pandas, polars and DuckDB; summary.csv with csv;
+        proposal.toml with tomllib, its shares summing to 1."""
+        import tomllib
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "mix")
+            lake = os.path.join(FIXTURES, "lake")
+            syllabus("mix", "--tokenizer", os.path.join(FIXTURES, "tokenizer.json"),
+                     "--valid", "math=" + os.path.join(FIXTURES, "heldout", "math.jsonl"),
+                     "--domain", "math=" + os.path.join(lake, "math.jsonl.gz"),
+                     "--domain", "prose=" + os.path.join(lake, "prose.jsonl"),
+                     "--tokens", "2048", "--runs", "5", "--seeds", "1", "--width", "32", "--layers", "1",
+                     "--batch-size", "8", "--valid-tokens", "512", "--out", out)
+            runs = os.path.join(out, "runs.parquet")
+            arrow = pq.read_table(runs)
+            self.assertEqual(arrow.schema.names, ["phase", "mixture", "scale", "seed", "tokens", "valid", "loss",
+                                                  "share_math", "share_prose"])
+            self.assertEqual(arrow.num_rows, 5 + 3)
+            pandas = pd.read_parquet(runs)
+            polars = pl.read_parquet(runs)
+            self.assertEqual(pandas["loss"].tolist(), polars["loss"].to_list())
+            (n,) = duckdb.connect().execute(
+                "SELECT count(*) FROM read_parquet(?) WHERE abs(share_math + share_prose - 1) < 1e-9", [runs]).fetchone()
+            self.assertEqual(n, 8)
+            with open(os.path.join(out, "summary.csv")) as f:
+                rows = list(csv.DictReader(f))
+            self.assertEqual([r["mixture"] for r in rows], ["proposal", "natural", "uniform"])
+            with open(os.path.join(out, "proposal.toml"), "rb") as f:
+                schedule = tomllib.load(f)["schedule"]
+            mixture = schedule["phases"][0]["mixture"]
+            self.assertEqual(set(mixture), {"math", "prose"})
+            self.assertAlmostEqual(sum(mixture.values()), 1.0, places=9)
+            self.assertAlmostEqual(mixture["math"], float(rows[0]["share_math"]), places=5)
 
     def test_clean_pipeline_tables_open_everywhere(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ mod classifier;
 mod cluster;
 mod curriculum;
 mod eval;
+mod mix;
 mod score;
 mod serve;
 mod sql;
@@ -116,6 +117,11 @@ enum Command {
     /// Which selection trains the better model: the same small LM trained on each candidate
     /// for the same number of tokens, validation loss curves, KL reduction, a plot.
     Eval(Box<EvalArgs>),
+    /// Which mixture of domains to train on: small equal-compute runs on sampled mixtures
+    /// (RegMix), a regression from mixture to validation loss, the mixture it predicts best
+    /// within a cap on passes over each domain, checked by training it beside the natural and
+    /// uniform mixtures; writes a [schedule] block. `mix graph`: Skill-It's graph from data.
+    Mix(Box<mix::MixArgs>),
     /// Serve a curriculum to the trainer ranks of this node: verify its shards, stage them
     /// once into shared memory, take the trainer's reports and steer the mixture (DUMP,
     /// Skill-It). Runs until SIGINT/SIGTERM, then removes the segment. Ranks attach with the
@@ -279,6 +285,7 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Curriculum(args) => args.stage_outputs(&mut outs)?,
         Command::Tokenizer(cmd) => cmd.stage_outputs(&mut outs)?,
         Command::Eval(args) => args.stage_outputs(&mut outs)?,
+        Command::Mix(args) => args.stage_outputs(&mut outs)?,
         Command::Sql(args) => args.stage_outputs(&mut outs)?,
         Command::Run { .. }
         | Command::Serve(_)
@@ -294,6 +301,7 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Curriculum(args) => curriculum::curriculum_command(&args, &progress, start),
         Command::Eval(args) => eval::eval_command(*args, &progress, start),
+        Command::Mix(args) => mix::mix_command(*args, &progress, start),
         Command::Sql(args) => sql::sql_command(*args, cli.quiet),
         Command::Serve(args) => serve::serve_command(*args, cli.quiet),
         #[cfg(feature = "cluster")]
