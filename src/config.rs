@@ -34,8 +34,8 @@ use crate::source::{expand_inputs, BadRecordPolicy, InputFile, ReadOptions};
 /// The domain of every document when no domains are configured.
 pub const DEFAULT_DOMAIN: &str = "all";
 
-/// The sequence length an ordered `[eval]` candidate is packed into: eval cuts its windows
-/// from the sequences in order, so this only bounds how far one window's text may run on.
+/// The shortest sequence an ordered `[eval]` candidate is packed into (longer where a context
+/// is): eval cuts its windows from the sequences in order, never across two.
 pub const CANDIDATE_SEQ_LEN: u32 = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +123,9 @@ pub struct EvalConfig {
     pub decay: f64,
     #[serde(default)]
     pub average_last: Option<u32>,
+    /// Curriculum candidates' sequences in a seeded random order (false: manifest order).
+    #[serde(default)]
+    pub shuffle_sequences: bool,
     /// Model scales to run every candidate at, `"WIDTHxLAYERS[:context=N][:tokens=N]"`, and
     /// compare the rankings of (none: the one scale of `model`).
     #[serde(default)]
@@ -182,6 +185,7 @@ impl EvalConfig {
             warmup: self.warmup,
             decay: self.decay,
             average_last: self.average_last,
+            shuffle_sequences: self.shuffle_sequences,
         }
     }
 }
@@ -520,8 +524,6 @@ impl PipelineConfig {
         v
     }
 
-    /// The pipeline that selects `select` from this one's source, writing to `out_dir` (an
-    /// `[eval]` candidate).
     /// The pipeline that makes one `[eval]` candidate from this pipeline's source: its
     /// selection and, with an order, the curriculum of it in that order.
     pub fn candidate_pipeline(
@@ -543,13 +545,14 @@ impl PipelineConfig {
                         )))
                     }
                 };
-                let tokenize = TokenizeConfig {
-                    tokenizer,
-                    seq_len: CANDIDATE_SEQ_LEN,
-                    eos: None,
-                    pad: None,
-                    packing: Default::default(),
-                };
+                // Sequences at least one window long at every scale eval trains at, so that an
+                // ordered candidate's windows are as long as a table's.
+                let contexts = self.eval.iter().flat_map(|e| {
+                    let base = e.params().resolve().map_or(64, |r| r.model.context);
+                    std::iter::once(base).chain(e.scales.iter().map(move |s| s.context.unwrap_or(base)))
+                });
+                let seq_len = contexts.map(|c| c as u32 + 1).fold(CANDIDATE_SEQ_LEN, u32::max);
+                let tokenize = TokenizeConfig { tokenizer, seq_len, eos: None, pad: None, packing: Default::default() };
                 (Some(tokenize), Some(OutputConfig::default()))
             }
         };
@@ -588,7 +591,12 @@ impl PipelineConfig {
             return err("scales: at least two to compare (or none)".into());
         }
         for s in &e.scales {
-            s.params(&e.params()).resolve().map_err(|x| Error::Config(format!("eval.scales {}: {x}", s.label)))?;
+            let r =
+                s.params(&e.params()).resolve().map_err(|x| Error::Config(format!("eval.scales {}: {x}", s.label)))?;
+            for c in &e.candidates {
+                r.for_candidate(&c.train_override())
+                    .map_err(|x| Error::Config(format!("eval.scales {}, candidate {}: {x}", s.label, c.name)))?;
+            }
         }
         let own = self.select.is_some() || self.tokenize.is_some();
         if e.candidates.is_empty() && !own {

@@ -256,6 +256,40 @@ fn a_curriculum_candidate_is_read_in_manifest_order() {
     ok(&eval(&out, &[], &[&format!("cur={}", cur.display())]));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["inputs"]["candidates"][0]["kind"], "curriculum");
+    // A curriculum as a validation set: its packed sequences, in manifest order, are the
+    // validation windows (capped at --valid-tokens whole sequences, the last cut short).
+    let out = tmp.path().join("ev-valid");
+    let tok_path = fixture("tokenizer.json");
+    let (vcur, cand) = (format!("packed={}", cur.display()), format!("math={}", fixture("target/math.jsonl")));
+    let mut args = vec!["eval", "--tokenizer", &tok_path, "--valid", &vcur, "--tokens", "2048", "--seeds", "1"];
+    let out_s = out.display().to_string();
+    args.extend([
+        "--width",
+        "32",
+        "--layers",
+        "1",
+        "--batch-size",
+        "8",
+        "--valid-tokens",
+        "1000",
+        "--out",
+        &out_s,
+        &cand,
+    ]);
+    ok(&syllabus(&args));
+    let row = &summary(&out)[0];
+    assert_eq!(row["valid"], "packed");
+    let packed: u64 = s.units.iter().map(|u| u.predictions()).sum();
+    assert_eq!(row["valid_predictions"].parse::<u64>().unwrap(), packed.min(1000));
+    // --shuffle-sequences: the same curriculum's sequences in a seeded order, another run.
+    let (plain, shuffled) = (tmp.path().join("in-order"), tmp.path().join("shuffled"));
+    let c = format!("cur={}", cur.display());
+    ok(&eval(&plain, &[], &[&c]));
+    ok(&eval(&shuffled, &["--shuffle-sequences"], &[&c]));
+    let loss = |d: &Path| summary(d)[0]["final_loss_mean"].clone();
+    assert_ne!(loss(&plain), loss(&shuffled));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(shuffled.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(j["settings"]["shuffle_sequences"], true);
     // Another tokenizer than the curriculum's is refused.
     let other = tmp.path().join("other.json");
     let mut t: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("tokenizer.json")).unwrap()).unwrap();

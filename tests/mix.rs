@@ -197,3 +197,48 @@ fn mix_graph_measures_how_each_domain_helps_the_others() {
     let e = String::from_utf8_lossy(&syllabus(&args).stderr).to_string();
     assert!(e.contains("no validation set for domain \"docs\""), "{e}");
 }
+
+/// Clusters as domains: a cluster table splits the lake, the domains are the cluster numbers,
+/// and the proposal's keys are those numbers (what a pipeline with `domain_field = "cluster"`
+/// names its domains).
+#[test]
+fn clusters_are_domains_to_mix() {
+    let tmp = tempdir();
+    let table = tmp.path().join("clusters.parquet");
+    let lake = fixture("lake");
+    ok(&syllabus(&[
+        "score",
+        "cluster",
+        "--k",
+        "3",
+        "--on-bad-record",
+        "skip",
+        "--out",
+        table.to_str().unwrap(),
+        &lake,
+    ]));
+    let out = tmp.path().join("m");
+    let (tok, valid) = (fixture("tokenizer.json"), format!("math={}", fixture("heldout/math.jsonl")));
+    let mut args = vec!["mix", "--clusters", table.to_str().unwrap(), "--lake", &lake, "--on-bad-record", "skip"];
+    args.extend(["--tokenizer", &tok, "--valid", &valid, "--tokens", "2048", "--runs", "4", "--seeds", "1"]);
+    let o = out.display().to_string();
+    args.extend(["--out", &o]);
+    args.extend_from_slice(TINY);
+    ok(&syllabus(&args));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("mix.json")).unwrap()).unwrap();
+    let names: Vec<&str> = j["domains"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(names.len() >= 2 && names.iter().all(|n| n.parse::<u32>().map_or(*n == "none", |c| c < 3)), "{names:?}");
+    // Every lake document is in exactly one domain: the domains' documents add up to the table's rows.
+    let docs: u64 = j["inputs"]["domains"].as_array().unwrap().iter().map(|d| d["documents"].as_u64().unwrap()).sum();
+    assert_eq!(docs as usize, parquet_table(&table)["id"].len());
+    let proposal = std::fs::read_to_string(out.join("proposal.toml")).unwrap();
+    let t: toml::Table = toml::from_str(&proposal).unwrap();
+    let mixture = t["schedule"]["phases"][0]["mixture"].as_table().unwrap();
+    assert_eq!(mixture.keys().map(String::as_str).collect::<Vec<_>>(), names);
+    // --clusters without --lake is refused by the parser.
+    let e = String::from_utf8_lossy(
+        &syllabus(&["mix", "--clusters", "x", "--tokenizer", &tok, "--valid", &valid, "--tokens", "1"]).stderr,
+    )
+    .to_string();
+    assert!(e.contains("--lake"), "{e}");
+}

@@ -61,7 +61,7 @@ pub(super) struct TrainArgs {
 }
 
 impl TrainArgs {
-    pub(super) fn params(&self, average_last: Option<u32>) -> EvalParams {
+    pub(super) fn params(&self, average_last: Option<u32>, shuffle_sequences: bool) -> EvalParams {
         EvalParams {
             tokens: self.tokens.unwrap_or_default(),
             seeds: self.seeds,
@@ -73,6 +73,7 @@ impl TrainArgs {
             warmup: self.warmup,
             decay: self.decay,
             average_last,
+            shuffle_sequences,
         }
     }
 
@@ -105,6 +106,11 @@ pub(super) struct EvalArgs {
     /// points; at least 2), as one more point at the end (CPU engine).
     #[arg(long, value_name = "N")]
     average_last: Option<u32>,
+    /// Read curriculum candidates' packed sequences in a seeded random order (afresh each
+    /// pass) instead of their manifest order: the packing kept, the order of the contexts not
+    /// (In-Context Pretraining shuffles its related contexts).
+    #[arg(long)]
+    shuffle_sequences: bool,
     /// Model scales, WIDTHxLAYERS[:context=N][:tokens=N], comma-separated (e.g. 64x2,128x4):
     /// every candidate is trained at each (OUT/SCALE/, `:` as `_`, no `=`), and scales.csv says how far their
     /// rankings agree (pairs, Kendall's tau) and decisions.csv what each would pick.
@@ -136,7 +142,7 @@ pub(super) fn eval_command(args: EvalArgs, progress: &Progress, start: Instant) 
         candidates: args.candidates.into_iter().map(Into::into).collect(),
         valid: args.train.valid(),
         raw: args.raw,
-        params: args.train.params(args.average_last),
+        params: args.train.params(args.average_last, args.shuffle_sequences),
         seed: args.train.seed(),
     };
     if !args.scales.is_empty() {

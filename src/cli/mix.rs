@@ -32,11 +32,18 @@ enum MixCommand {
 #[derive(Args)]
 struct SearchArgs {
     /// A domain, NAME=PATH (a file, directory or glob); repeat for each.
-    #[arg(long = "domain", value_name = "NAME=PATH", value_parser = Named::parse, required_unless_present = "pipeline")]
+    #[arg(long = "domain", value_name = "NAME=PATH", value_parser = Named::parse, required_unless_present_any = ["pipeline", "clusters"])]
     domains: Vec<Named>,
     /// Take the domains (and how to read them) from this pipeline's [source.domains].
-    #[arg(long, conflicts_with = "domains")]
+    #[arg(long, conflicts_with_all = ["domains", "clusters"])]
     pipeline: Option<PathBuf>,
+    /// Clusters as domains: this cluster table (`score cluster`'s) splits the --lake files by
+    /// id; the domains are named by the cluster numbers.
+    #[arg(long, value_name = "TABLE", requires = "lake", conflicts_with = "domains")]
+    clusters: Option<PathBuf>,
+    /// The lake the --clusters table was made of (files, directories, globs).
+    #[arg(long, requires = "clusters")]
+    lake: Vec<String>,
     /// Mixtures searched: the natural and the uniform ones and seeded Dirichlet draws around
     /// the natural token shares.
     #[arg(long, default_value_t = 32)]
@@ -138,13 +145,14 @@ fn search_command(args: SearchArgs, progress: &Progress, start: Instant) -> anyh
     let spec = crate::mix::MixSpec {
         tokenizer: args.train.tokenizer(),
         domains,
+        clusters: args.clusters.map(|table| crate::mix::ClusterDomains { table, lake: args.lake }),
         valid: args.train.valid(),
         target: args.target,
         runs: args.runs,
         budget: args.budget,
         max_passes: args.max_passes,
         max_kl: args.max_kl,
-        params: args.train.params(None),
+        params: args.train.params(None, false),
         check_scale: args.check_scale,
         seed: args.train.seed(),
     };
@@ -180,7 +188,7 @@ fn graph_command(args: GraphArgs, progress: &Progress, start: Instant) -> anyhow
         tokenizer: args.train.tokenizer(),
         domains,
         valid: args.train.valid(),
-        params: args.train.params(None),
+        params: args.train.params(None, false),
         seed: args.train.seed(),
     };
     let report = crate::mix::graph::run(&spec, &read, &args.out, progress)?;

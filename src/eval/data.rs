@@ -103,6 +103,18 @@ pub fn load_table(
     weights: bool,
     progress: &Progress,
 ) -> Result<Streams> {
+    load_rows(paths, read, tok, weights, false, progress).map(|(s, _)| s)
+}
+
+/// [`load_table`], and with `ids` each unit's document id beside it (else none).
+pub fn load_rows(
+    paths: &[String],
+    read: &ReadOptions,
+    tok: &Tok,
+    weights: bool,
+    ids: bool,
+    progress: &Progress,
+) -> Result<(Streams, Vec<String>)> {
     let files = expand_inputs(paths)?;
     let eos = tok.eos_id(None)?;
     let params = super::kl::params();
@@ -116,11 +128,18 @@ pub fn load_table(
         counts: Counts::new(params.buckets),
         hash: files_hash(&files)?,
     };
+    let mut out_ids = Vec::new();
     let bar = progress.rows("tokenize");
     for_each_ordered(
         &mut reader,
         |b: &SourceBatch| {
             let t = text_column(&b.batch)?;
+            let batch_ids: Vec<String> = if ids {
+                let c = crate::batch::id_column(&b.batch)?;
+                (0..c.len()).map(|i| c.value(i).to_string()).collect()
+            } else {
+                Vec::new()
+            };
             let w = b.utf8_column(COL_WEIGHT);
             let mut counts = Counts::new(params.buckets);
             let mut units = Vec::with_capacity(t.len());
@@ -150,10 +169,11 @@ pub fn load_table(
                 tokens.push(eos);
                 units.push(Unit { tokens, weight });
             }
-            Ok((units, counts))
+            Ok((units, counts, batch_ids))
         },
-        |b, (units, counts)| {
+        |b, (units, counts, batch_ids)| {
             out.units.extend(units);
+            out_ids.extend(batch_ids);
             out.counts.merge(&counts);
             out.documents += b.batch.num_rows() as u64;
             bar.inc(b.batch.num_rows() as u64);
@@ -161,7 +181,7 @@ pub fn load_table(
         },
     )?;
     bar.finish_and_clear();
-    Ok(out)
+    Ok((out, out_ids))
 }
 
 /// Read a curriculum's syllabus shards in manifest order (each checked against its size and
@@ -228,8 +248,14 @@ pub fn load_curriculum(dir: &Path, tok: &Tok) -> Result<Streams> {
 
 /// Validation units: the documents of a table, cut to at most `cap` predictions (whole
 /// documents in file order, the last one cut short), and the n-gram counts of all of them.
+/// A curriculum directory gives its packed sequences instead, in manifest order: validation
+/// windows that hold what the packing put together (In-Context Pretraining's related
+/// documents, for one).
 pub fn load_valid(paths: &[String], read: &ReadOptions, tok: &Tok, cap: u64, progress: &Progress) -> Result<Streams> {
-    let mut s = load_table(paths, read, tok, false, progress)?;
+    let mut s = match paths {
+        [one] if is_curriculum(one) => load_curriculum(Path::new(one), tok)?,
+        _ => load_table(paths, read, tok, false, progress)?,
+    };
     let mut left = cap;
     let mut units = Vec::new();
     for mut u in std::mem::take(&mut s.units) {

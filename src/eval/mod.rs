@@ -141,6 +141,11 @@ pub struct EvalParams {
     /// points, the last one included): one more point per run, at the end.
     #[serde(default)]
     pub average_last: Option<u32>,
+    /// Read a curriculum candidate's packed sequences in a seeded random order, afresh each
+    /// pass, as a table's documents are (the packing kept: In-Context Pretraining trains on
+    /// its related contexts shuffled); false: in manifest order.
+    #[serde(default)]
+    pub shuffle_sequences: bool,
 }
 
 pub fn default_warmup() -> f64 {
@@ -185,6 +190,7 @@ pub struct Resolved {
     pub schedule: train::Schedule,
     /// Checkpoints averaged into one more point at the end (none: no average).
     pub average_last: Option<u32>,
+    pub shuffle_sequences: bool,
 }
 
 /// What eval records of its model: only the settings it uses.
@@ -253,6 +259,7 @@ impl EvalParams {
             model,
             schedule,
             average_last: self.average_last,
+            shuffle_sequences: self.shuffle_sequences,
         })
     }
 }
@@ -413,6 +420,11 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         if s.predictions() == 0 {
             return Err(Error::InvalidArgument(format!("candidate {} ({}): no tokens to train on", c.name, c.path)));
         }
+        let mut s = s;
+        if r.shuffle_sequences {
+            // A curriculum's sequences, shuffled as a table's documents are.
+            s.kind = data::Kind::Table;
+        }
         cands.push(s);
     }
     let overlaps = overlap::find(spec, read)?;
@@ -449,6 +461,14 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     crate::sink::output_dir(out)?;
     let work = Work::at(out.join("work"), key)?;
     let backend = crate::proxy::Backend::for_device(&crate::proxy::device());
+    if !matches!(backend, crate::proxy::Backend::Engine) {
+        if let Some(c) = spec.candidates.iter().zip(&schedules).find(|(_, s)| s.1.is_some()).map(|(c, _)| c) {
+            return Err(Error::InvalidArgument(format!(
+                "candidate {}: average_last needs the CPU engine (the GPU backend keeps its weights on the device)",
+                c.name
+            )));
+        }
+    }
     let valid_units: Vec<&[data::Unit]> = valid.iter().map(|v| v.units.as_slice()).collect();
     let mut runs: Vec<Vec<RunResult>> = Vec::new();
     let mut resumed = 0;
@@ -834,6 +854,7 @@ mod tests {
             warmup: default_warmup(),
             decay: default_decay(),
             average_last: None,
+            shuffle_sequences: false,
         }
     }
 

@@ -4,7 +4,7 @@
 //! of what it is measured on, and its loss there says less about the selection. `eval`
 //! warns, and `eval.json` records each pair's count (`overlaps`).
 //!
-//! Candidates that are curricula (token shards, no text) are not checked. A validation set is
+//! Candidates and validation sets that are curricula (token shards, no text) are not checked. A validation set is
 //! taken whole (all its files' documents, not only the `valid_tokens` that are scored), so the
 //! check errs towards warning. Memory: every validation set's index (validation sets are
 //! small), and one batch of a candidate.
@@ -45,6 +45,13 @@ pub fn find(spec: &EvalSpec, read: &ReadOptions) -> Result<Vec<Overlap>> {
     let quiet = Progress::new(true);
     let mut scorers = Vec::new();
     for (valid, paths) in &spec.valid {
+        // A curriculum as a validation set is token shards, not text: not checked (as a
+        // curriculum candidate is not).
+        if let [one] = paths.as_slice() {
+            if is_curriculum(one) {
+                continue;
+            }
+        }
         let (ids, texts, _) = read_items(&expand_inputs(paths)?, read, &quiet, None)?;
         // A validation set whose documents are all shorter than an item may be cannot match.
         if let Ok(bench) = Benchmark::new(ContamParams::default(), ids, texts) {

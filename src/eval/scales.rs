@@ -106,8 +106,8 @@ pub struct Agreement {
     pub pairs: usize,
     /// Pairs both scales order the same way (a tie at either scale is not agreement).
     pub agree: usize,
-    /// `agree / pairs`.
-    pub pairwise_agreement: f64,
+    /// `agree / pairs` (None with fewer than two candidates).
+    pub pairwise_agreement: Option<f64>,
     /// Kendall's tau-b of the two rankings (None where one scale ties every pair).
     pub kendall_tau: Option<f64>,
     /// Whether both pick the same winner.
@@ -147,7 +147,9 @@ fn pair_counts(x: &[f64], y: &[f64]) -> (usize, usize, usize, usize) {
     let (mut c, mut d, mut tx, mut ty) = (0, 0, 0, 0);
     for i in 0..x.len() {
         for j in i + 1..x.len() {
-            let (sx, sy) = ((x[i] - x[j]).partial_cmp(&0.0), (y[i] - y[j]).partial_cmp(&0.0));
+            // NaN compares as nothing: a tie (callers rank it as +inf, see `ranked`).
+            let cmp = |v: &[f64]| v[i].partial_cmp(&v[j]).or(Some(std::cmp::Ordering::Equal));
+            let (sx, sy) = (cmp(x), cmp(y));
             use std::cmp::Ordering::Equal;
             match (sx, sy) {
                 (Some(Equal), Some(Equal)) => {}
@@ -175,6 +177,15 @@ pub fn pairwise_agreement(x: &[f64], y: &[f64]) -> (usize, usize) {
     (pair_counts(x, y).0, pairs)
 }
 
+/// A loss as ranked: a diverged run's (NaN or infinite) ranks last, tied with the others.
+fn ranked(l: f64) -> f64 {
+    if l.is_finite() {
+        l
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// Candidate indices from the lowest loss to the highest (stable: the earlier on a tie).
 fn ranking(losses: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..losses.len()).collect();
@@ -197,8 +208,14 @@ pub fn run(
         if scales[..i].iter().any(|o| o.dir_name() == s.dir_name()) {
             return Err(Error::InvalidArgument(format!("eval --scales: {} is given twice", s.label)));
         }
-        // Every scale's settings are checked before the first trains.
-        s.apply(spec).params.resolve()?;
+        // Every scale's settings, with every candidate's own, are checked before the first
+        // trains.
+        let r =
+            s.apply(spec).params.resolve().map_err(|e| Error::InvalidArgument(format!("scale {}: {e}", s.label)))?;
+        for c in &spec.candidates {
+            r.for_candidate(&c.train)
+                .map_err(|e| Error::InvalidArgument(format!("scale {}, candidate {}: {e}", s.label, c.name)))?;
+        }
     }
     crate::sink::output_dir(out)?;
     let mut reports = Vec::with_capacity(scales.len());
@@ -227,7 +244,7 @@ pub fn compare(scales: &[Scale], reports: Vec<EvalReport>) -> ScalesReport {
     for v in &valid {
         let losses: Vec<Vec<f64>> = reports
             .iter()
-            .map(|r| candidates.iter().map(|c| stat(r, v, c, |row| row.final_loss_mean)).collect())
+            .map(|r| candidates.iter().map(|c| ranked(stat(r, v, c, |row| row.final_loss_mean))).collect())
             .collect();
         for (si, (s, r)) in scales.iter().zip(&reports).enumerate() {
             let l = &losses[si];
@@ -256,7 +273,7 @@ pub fn compare(scales: &[Scale], reports: Vec<EvalReport>) -> ScalesReport {
                     b: scales[b].label.clone(),
                     pairs,
                     agree,
-                    pairwise_agreement: if pairs > 0 { agree as f64 / pairs as f64 } else { 1.0 },
+                    pairwise_agreement: (pairs > 0).then(|| agree as f64 / pairs as f64),
                     kendall_tau: kendall_tau_b(&losses[a], &losses[b]),
                     same_winner: ranking(&losses[a])[0] == ranking(&losses[b])[0],
                 });
@@ -275,13 +292,13 @@ pub fn agreement_csv(rows: &[Agreement]) -> String {
     let mut s = String::from("valid,scale_a,scale_b,pairs,agree,pairwise_agreement,kendall_tau,same_winner\n");
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{:.4},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             super::csv_field(&r.valid),
             r.a,
             r.b,
             r.pairs,
             r.agree,
-            r.pairwise_agreement,
+            opt(r.pairwise_agreement),
             opt(r.kendall_tau),
             r.same_winner
         ));
@@ -316,13 +333,13 @@ pub fn render(report: &ScalesReport) -> String {
     }
     for a in &report.agreement {
         s.push_str(&format!(
-            "{}: {} vs {}: {}/{} pairs agree ({:.0}%), Kendall's tau {}, {}\n",
+            "{}: {} vs {}: {}/{} pairs agree ({}), Kendall's tau {}, {}\n",
             a.valid,
             a.a,
             a.b,
             a.agree,
             a.pairs,
-            100.0 * a.pairwise_agreement,
+            a.pairwise_agreement.map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
             a.kendall_tau.map_or("-".into(), |t| format!("{t:.3}")),
             if a.same_winner { "same winner" } else { "different winners" }
         ));
@@ -360,7 +377,12 @@ mod tests {
     }
 
     #[test]
-    fn ranking_is_stable() {
+    fn ranking_is_stable_and_a_diverged_run_ranks_last() {
         assert_eq!(ranking(&[2.0, 1.0, 2.0, 0.5]), [3, 1, 0, 2]);
+        let l: Vec<f64> = [f64::NAN, 1.0, -f64::NAN, 0.5].into_iter().map(ranked).collect();
+        assert_eq!(ranking(&l), [3, 1, 0, 2]);
+        // Two diverged runs are tied, not in agreement.
+        let (a, b) = ([1.0, f64::INFINITY, f64::INFINITY], [1.0, f64::INFINITY, f64::INFINITY]);
+        assert_eq!(pairwise_agreement(&a, &b), (2, 3));
     }
 }

@@ -72,6 +72,11 @@ pub fn run(spec: &GraphSpec, read: &ReadOptions, out: &Path, progress: &Progress
             return bad(format!("two domains are named {n:?}"));
         }
     }
+    for (i, (n, _)) in spec.valid.iter().enumerate() {
+        if spec.valid[..i].iter().any(|(o, _)| o == n) {
+            return bad(format!("two validation sets are named {n:?}"));
+        }
+    }
     // The validation sets in the domains' order, one each.
     let mut valid_paths = Vec::with_capacity(spec.domains.len());
     for (d, _) in &spec.domains {

@@ -20,8 +20,9 @@
 //! `proposal.toml` (a `[schedule]` block a pipeline uses as it is), `mix.json` (settings,
 //! fits, the proposal, every run) and `mix.png` ([`plot`]). A run killed part way keeps every
 //! finished run in `OUT/work/` and trains only the rest when started again with the same
-//! settings and inputs. The same inputs and seed give byte-identical outputs whatever the
-//! thread count.
+//! settings and inputs (one key for all: changing the target or the check re-runs the search
+//! too); it ends with the same outputs, `mix.json` differing only in its count of kept runs.
+//! The same inputs and seed give byte-identical outputs whatever the thread count.
 //!
 //! Memory: every domain's token ids (4 bytes a token, as eval holds a candidate's) and one
 //! mixture's (at most `tokens`) at a time.
@@ -60,12 +61,22 @@ const REDRAWS: usize = 1000;
 /// Draws the minimiser starts from.
 const MINIMISER_DRAWS: usize = 20_000;
 
+/// Clusters as domains: a lake split by a cluster table (`score cluster`'s, by id).
+#[derive(Debug, Clone)]
+pub struct ClusterDomains {
+    pub table: PathBuf,
+    pub lake: Vec<String>,
+}
+
 /// Everything `mix` needs.
 #[derive(Debug, Clone)]
 pub struct MixSpec {
     pub tokenizer: PathBuf,
-    /// Domains: name and paths.
+    /// Domains: name and paths (none with `clusters`).
     pub domains: Vec<(String, Vec<String>)>,
+    /// Or the clusters of a lake as its domains, named by their numbers ("none": documents
+    /// without words).
+    pub clusters: Option<ClusterDomains>,
     /// Validation sets: name and paths.
     pub valid: Vec<(String, Vec<String>)>,
     /// The validation set whose loss the proposal minimises (default: the first).
@@ -248,7 +259,10 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 /// Check the spec before anything is read.
 fn check(spec: &MixSpec) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(format!("mix: {m}")));
-    if spec.domains.len() < 2 {
+    if spec.clusters.is_some() && !spec.domains.is_empty() {
+        return bad("domains by --domain or by clusters: choose one".into());
+    }
+    if spec.clusters.is_none() && spec.domains.len() < 2 {
         return bad("at least two domains (--domain NAME=PATH) to mix".into());
     }
     if spec.valid.is_empty() {
@@ -310,15 +324,24 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     for ((name, paths), v) in spec.valid.iter().zip(&valid) {
         crate::eval::check_valid_size(name, paths, v.predictions(), r.model.context.max(rc.model.context))?;
     }
-    let mut domains = Vec::with_capacity(spec.domains.len());
-    for (name, paths) in &spec.domains {
-        let s = data::load_table(paths, read, &tok, false, progress)
-            .map_err(|e| Error::InvalidArgument(format!("domain {name}: {e}")))?;
-        if s.predictions() == 0 {
-            return Err(Error::InvalidArgument(format!("mix: domain {name} ({}) has no tokens", paths.join(" "))));
+    let (names, domains) = match &spec.clusters {
+        Some(c) => split_by_clusters(c, read, &tok, progress)?,
+        None => {
+            let mut domains = Vec::with_capacity(spec.domains.len());
+            for (name, paths) in &spec.domains {
+                let s = data::load_table(paths, read, &tok, false, progress)
+                    .map_err(|e| Error::InvalidArgument(format!("domain {name}: {e}")))?;
+                if s.predictions() == 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "mix: domain {name} ({}) has no tokens",
+                        paths.join(" ")
+                    )));
+                }
+                domains.push(s);
+            }
+            (spec.domains.iter().map(|(n, _)| n.clone()).collect(), domains)
         }
-        domains.push(s);
-    }
+    };
     let domain_tokens: Vec<u64> = domains.iter().map(Streams::predictions).collect();
     let total: u64 = domain_tokens.iter().sum();
     let natural: Vec<f64> = domain_tokens.iter().map(|&d| d as f64 / total as f64).collect();
@@ -341,9 +364,13 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     };
     let inputs = serde_json::json!({
         "tokenizer": { "path": spec.tokenizer.display().to_string(), "hash": tok.hash() },
-        "domains": spec.domains.iter().zip(&domains).map(|((n, p), s)| serde_json::json!({
-            "name": n, "paths": p, "hash": s.hash, "documents": s.documents, "tokens": s.predictions(),
+        "domains": names.iter().zip(&domains).map(|(n, s)| serde_json::json!({
+            "name": n, "hash": s.hash, "documents": s.documents, "tokens": s.predictions(),
         })).collect::<Vec<_>>(),
+        "paths": spec.domains.iter().map(|(n, p)| serde_json::json!([n, p])).collect::<Vec<_>>(),
+        "clusters": spec.clusters.as_ref().map(|c| serde_json::json!({
+            "table": c.table.display().to_string(), "lake": c.lake,
+        })),
         "valid": spec.valid.iter().zip(&valid).map(|((n, p), s)| serde_json::json!({
             "name": n, "paths": p, "hash": s.hash, "tokens": s.predictions(),
         })).collect::<Vec<_>>(),
@@ -413,8 +440,17 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
         .iter()
         .enumerate()
         .map(|(v, (name, _))| {
-            let loss: Vec<f64> = runs.iter().map(|m| m.loss[v]).collect();
-            let (fits, chosen) = fit::fit_all(&ws, &loss);
+            // A diverged run (a loss that is not finite) says nothing the fit can use.
+            let (w, loss): (Vec<Vec<f64>>, Vec<f64>) =
+                ws.iter().zip(&runs).filter(|(_, m)| m.loss[v].is_finite()).map(|(w, m)| (w.clone(), m.loss[v])).unzip();
+            if loss.len() < ws.len() {
+                eprintln!(
+                    "syllabus mix: warning: {} of {} search runs diverged on {name} and are left out of its fit (try a lower --lr)",
+                    ws.len() - loss.len(),
+                    ws.len()
+                );
+            }
+            let (fits, chosen) = fit::fit_all(&w, &loss);
             ValidFit { valid: name.clone(), fits, chosen }
         })
         .collect();
@@ -473,7 +509,7 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
         }
     }
     let report = MixReport {
-        domains: spec.domains.iter().map(|(n, _)| n.clone()).collect(),
+        domains: names,
         domain_tokens,
         natural,
         valid: spec.valid.iter().map(|(n, _)| n.clone()).collect(),
@@ -501,6 +537,60 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     plot::draw(&out.join(PLOT_FILE), &report)?;
     work.finish()?;
     Ok(report)
+}
+
+/// A lake's documents as domains by their cluster (the table's numbers, in numeric order;
+/// "none" last for rows without words); a document the table lacks is an error. The domains'
+/// hashes cover the lake's files and the table's bytes.
+fn split_by_clusters(
+    c: &ClusterDomains,
+    read: &ReadOptions,
+    tok: &Tok,
+    progress: &Progress,
+) -> Result<(Vec<String>, Vec<Streams>)> {
+    let crate::curriculum::prepare::DomainOf::ById { by_id, .. } = crate::kmeans::cluster_domains(&c.table)? else {
+        unreachable!("cluster_domains looks domains up by id")
+    };
+    let table_hash = xxhash_rust::xxh3::xxh3_128(&crate::store::read(&c.table)?);
+    let (all, ids) = data::load_rows(&c.lake, read, tok, false, true, progress)?;
+    let mut names: Vec<String> =
+        by_id.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    names.sort_by_key(|n| (n == "none", n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+    let index: std::collections::HashMap<&str, usize> =
+        names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let hash = format!("{}+xxh3:{table_hash:032x}", all.hash);
+    let mut domains: Vec<Streams> = names
+        .iter()
+        .map(|_| Streams {
+            kind: Kind::Table,
+            units: Vec::new(),
+            documents: 0,
+            counts: crate::score::dsir::Counts::new(crate::eval::kl::params().buckets),
+            hash: hash.clone(),
+        })
+        .collect();
+    for (unit, id) in all.units.into_iter().zip(&ids) {
+        let Some(name) = by_id.get(id) else {
+            return Err(Error::InvalidArgument(format!(
+                "mix: the document {id:?} is not in the cluster table {}",
+                c.table.display()
+            )));
+        };
+        let d = &mut domains[index[name.as_str()]];
+        d.units.push(unit);
+        d.documents += 1;
+    }
+    // A cluster of the table with no document of this lake, or none with a token, is no domain.
+    let (names, domains): (Vec<String>, Vec<Streams>) =
+        names.into_iter().zip(domains).filter(|(_, d)| d.predictions() > 0).unzip();
+    if names.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "mix: the lake's documents fall in {} cluster(s) of {}: at least two to mix",
+            names.len(),
+            c.table.display()
+        )));
+    }
+    Ok((names, domains))
 }
 
 /// `runs.parquet`: one row per run and validation set.
@@ -595,13 +685,22 @@ pub fn micro_shares(w: &[f64]) -> Vec<u64> {
     allocate(w, 1_000_000)
 }
 
-/// A TOML key: bare where TOML allows it, quoted otherwise.
+/// A TOML key: bare where TOML allows it, otherwise a basic string with TOML's own escapes.
 fn toml_key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        k.to_string()
-    } else {
-        format!("{:?}", k)
+        return k.to_string();
     }
+    let mut s = String::from("\"");
+    for c in k.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if c.is_control() => s.push_str(&format!("\\u{:04X}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
 }
 
 /// `proposal.toml`: the proposal as a pipeline's `[schedule]`, with what backs it in comments.
@@ -741,5 +840,8 @@ mod tests {
         let p: P = toml::from_str(toml).unwrap();
         assert_eq!(p.schedule.phases[0].mixture.values().sum::<f64>(), 1.0);
         assert_eq!(toml_key("b c"), "\"b c\"");
+        assert_eq!(toml_key("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
+        let parsed: toml::Table = toml::from_str(&format!("{} = 1", toml_key("x\u{301}\"\u{7}"))).unwrap();
+        assert!(parsed.contains_key("x\u{301}\"\u{7}"));
     }
 }
