@@ -859,31 +859,10 @@ impl Model {
     }
 
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-        let a = &self.args;
-        for v in [MAGIC, VERSION, a.dim, a.ws, a.epoch, a.min_count, a.neg, a.word_ngrams, a.loss.code(), MODEL_SUP] {
-            w.write_all(&v.to_le_bytes())?;
-        }
-        for v in [a.bucket, a.minn, a.maxn, a.lr_update_rate] {
-            w.write_all(&v.to_le_bytes())?;
-        }
-        w.write_all(&a.t.to_le_bytes())?;
-        let d = &self.dict;
-        for v in [d.entries.len() as i32, d.nwords as i32, d.nlabels as i32] {
-            w.write_all(&v.to_le_bytes())?;
-        }
-        w.write_all(&d.ntokens.to_le_bytes())?;
-        w.write_all(&(-1i64).to_le_bytes())?;
-        for e in &d.entries {
-            w.write_all(&e.word)?;
-            w.write_all(&[0])?;
-            w.write_all(&e.count.to_le_bytes())?;
-            w.write_all(&[e.label as u8])?;
-        }
+        write_head(w, &self.args, &self.dict)?;
         for m in [&self.input, &self.output] {
-            w.write_all(&[0])?;
             if let Matrix::Dense { m, n, data } = m {
-                w.write_all(&(*m as i64).to_le_bytes())?;
-                w.write_all(&(*n as i64).to_le_bytes())?;
+                write_matrix_head(w, *m, *n)?;
                 write_floats(w, data)?;
             }
         }
@@ -895,6 +874,39 @@ impl Model {
         Model { tree: build_tree(&label_counts(&dict)), args, dict, input, output, sigmoid: SigmoidTable::new() }
     }
 }
+
+/// A `.bin` file's header and dictionary: everything before the two matrices.
+pub(crate) fn write_head(w: &mut impl Write, a: &Args, d: &Dictionary) -> std::io::Result<()> {
+    for v in [MAGIC, VERSION, a.dim, a.ws, a.epoch, a.min_count, a.neg, a.word_ngrams, a.loss.code(), MODEL_SUP] {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    for v in [a.bucket, a.minn, a.maxn, a.lr_update_rate] {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.write_all(&a.t.to_le_bytes())?;
+    for v in [d.entries.len() as i32, d.nwords as i32, d.nlabels as i32] {
+        w.write_all(&v.to_le_bytes())?;
+    }
+    w.write_all(&d.ntokens.to_le_bytes())?;
+    w.write_all(&(-1i64).to_le_bytes())?;
+    for e in &d.entries {
+        w.write_all(&e.word)?;
+        w.write_all(&[0])?;
+        w.write_all(&e.count.to_le_bytes())?;
+        w.write_all(&[e.label as u8])?;
+    }
+    Ok(())
+}
+
+/// A dense matrix's head (not quantized, m rows, n columns): [`MATRIX_HEAD`] bytes.
+pub(crate) fn write_matrix_head(w: &mut impl Write, m: usize, n: usize) -> std::io::Result<()> {
+    w.write_all(&[0])?;
+    w.write_all(&(m as i64).to_le_bytes())?;
+    w.write_all(&(n as i64).to_le_bytes())
+}
+
+/// Bytes of a dense matrix's head: the quantized flag, m and n.
+pub(crate) const MATRIX_HEAD: u64 = 17;
 
 /// The labels' counts, in the dictionary's order (what the Huffman tree is built from).
 pub(crate) fn label_counts(dict: &Dictionary) -> Vec<i64> {
@@ -927,7 +939,7 @@ pub(crate) fn hs_paths(counts: &[i64]) -> Vec<Vec<(usize, bool)>> {
 }
 
 /// `data` as little-endian f32s.
-fn write_floats(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
+pub(crate) fn write_floats(w: &mut impl Write, data: &[f32]) -> std::io::Result<()> {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: f32 has no padding and any byte is a valid u8; the slice covers `data` exactly.

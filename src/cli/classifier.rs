@@ -127,9 +127,8 @@ pub(super) fn classifier_command(
     };
     let examples: Vec<Example> = owned.iter().map(|(labels, text)| Example { labels, text }).collect();
     let bar = progress.counted("training", (examples.len() * a.epoch) as u64);
-    let model = train::train(&examples, &labels, &hyper, &|d| bar.set_position(d))?;
+    let model = train::train_and_save(&examples, &labels, &hyper, &|d| bar.set_position(d), &a.out)?;
     bar.finish_and_clear();
-    model.save(&a.out)?;
     let loss = train::log_loss(&model, &examples, a.newlines)?;
     eprintln!(
         "syllabus classifier train: {counts}, {} words, {} buckets; log loss on the training set {loss:.4}; wrote {} ({:.2} s)",

@@ -267,6 +267,49 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> std::io::
     r
 }
 
+/// A file written in steps (some of them positioned) and put in place at once: it is
+/// `NAME.tmp` until [`AtomicFile::commit`] syncs it and renames it over `NAME`; dropped
+/// without a commit, the temporary file is removed.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let path = output_target(path)?;
+        create_parent(&path)?;
+        let tmp = tmp_path(&path);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(AtomicFile { path, tmp, file: Some(file) })
+    }
+
+    pub fn file(&self) -> &File {
+        self.file.as_ref().expect("open until committed")
+    }
+
+    /// The temporary file's path, for errors.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("open until committed");
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
