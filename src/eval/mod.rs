@@ -392,26 +392,13 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
         }
     }
     let tok = Tok::load(&spec.tokenizer)?;
-    let shape = LmShape {
-        vocab: tok.vocab_size() as usize,
-        width: r.model.width,
-        layers: r.model.layers,
-        context: r.model.context,
-    };
-    crate::proxy::check_lm_memory(shape, &r.model)?;
+    let shape = lm_shape(&tok, &r.model)?;
     let schedules: Vec<(train::Schedule, Option<u32>)> = spec
         .candidates
         .iter()
         .map(|c| r.for_candidate(&c.train).map_err(|e| Error::InvalidArgument(format!("candidate {}: {e}", c.name))))
         .collect::<Result<_>>()?;
-    let valid: Vec<Streams> = spec
-        .valid
-        .iter()
-        .map(|(_, paths)| data::load_valid(paths, read, &tok, r.valid_tokens, progress))
-        .collect::<Result<_>>()?;
-    for ((name, paths), v) in spec.valid.iter().zip(&valid) {
-        check_valid_size(name, paths, v.predictions(), r.model.context)?;
-    }
+    let valid = load_valid_sets(&spec.valid, read, &tok, r.valid_tokens, r.model.context, progress)?;
     let raw = if spec.raw.is_empty() { None } else { Some(data::raw_counts(&spec.raw, read, progress)?) };
     let mut cands = Vec::with_capacity(spec.candidates.len());
     for c in &spec.candidates {
@@ -519,6 +506,32 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     Ok(report)
 }
 
+/// The `lm` model's shape for a tokenizer and settings, checked against the memory it needs.
+pub fn lm_shape(tok: &Tok, m: &crate::proxy::Resolved) -> Result<LmShape> {
+    let shape = LmShape { vocab: tok.vocab_size() as usize, width: m.width, layers: m.layers, context: m.context };
+    crate::proxy::check_lm_memory(shape, m)?;
+    Ok(shape)
+}
+
+/// Every validation set (name, paths) read and capped at `cap` predictions, each at least one
+/// `context` window ([`check_valid_size`]).
+pub fn load_valid_sets(
+    sets: &[(String, Vec<String>)],
+    read: &ReadOptions,
+    tok: &Tok,
+    cap: u64,
+    context: usize,
+    progress: &Progress,
+) -> Result<Vec<Streams>> {
+    sets.iter()
+        .map(|(name, paths)| {
+            let v = data::load_valid(paths, read, tok, cap, progress)?;
+            check_valid_size(name, paths, v.predictions(), context)?;
+            Ok(v)
+        })
+        .collect()
+}
+
 /// The smallest validation set eval accepts: one context window of predictions. A mean loss
 /// over fewer tokens than the model sees at once says more about those few tokens than about
 /// the data (one empty document is a single prediction).
@@ -533,7 +546,8 @@ pub fn check_valid_size(name: &str, paths: &[String], predictions: u64, context:
     Ok(())
 }
 
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for one value).
+pub(crate) fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };

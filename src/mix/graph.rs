@@ -18,11 +18,10 @@ use serde::Serialize;
 
 use super::mixture_streams;
 use crate::error::{Error, Result};
-use crate::eval::data::{self, Streams, Unit};
+use crate::eval::data::{self, Unit};
 use crate::eval::{EvalParams, RunResult};
 use crate::passes::work::Work;
 use crate::progress::Progress;
-use crate::proxy::lm::LmShape;
 use crate::source::ReadOptions;
 use crate::tokenize::Tok;
 
@@ -90,18 +89,9 @@ pub fn run(spec: &GraphSpec, read: &ReadOptions, out: &Path, progress: &Progress
     }
     let r = spec.params.resolve()?;
     let tok = Tok::load(&spec.tokenizer)?;
-    let shape = LmShape {
-        vocab: tok.vocab_size() as usize,
-        width: r.model.width,
-        layers: r.model.layers,
-        context: r.model.context,
-    };
-    crate::proxy::check_lm_memory(shape, &r.model)?;
-    let valid: Vec<Streams> =
-        valid_paths.iter().map(|p| data::load_valid(p, read, &tok, r.valid_tokens, progress)).collect::<Result<_>>()?;
-    for ((name, _), (v, p)) in spec.domains.iter().zip(valid.iter().zip(&valid_paths)) {
-        crate::eval::check_valid_size(name, p, v.predictions(), r.model.context)?;
-    }
+    let shape = crate::eval::lm_shape(&tok, &r.model)?;
+    let sets: Vec<(String, Vec<String>)> = spec.domains.iter().map(|(d, _)| d.clone()).zip(valid_paths).collect();
+    let valid = crate::eval::load_valid_sets(&sets, read, &tok, r.valid_tokens, r.model.context, progress)?;
     let mut domains = Vec::with_capacity(spec.domains.len());
     for (name, paths) in &spec.domains {
         let s = data::load_table(paths, read, &tok, false, progress)

@@ -42,7 +42,7 @@ use crate::batch::RecordBatch;
 use crate::error::{Error, Result};
 use crate::eval::data::{self, Kind, Streams, Unit};
 use crate::eval::scales::Scale;
-use crate::eval::{EvalParams, RunResult};
+use crate::eval::{mean_sd, EvalParams, RunResult};
 use crate::passes::work::Work;
 use crate::progress::Progress;
 use crate::proxy::lm::LmShape;
@@ -249,13 +249,6 @@ pub fn search_mixtures(natural: &[f64], space: &fit::Feasible, runs: usize, seed
     out
 }
 
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let m = xs.iter().sum::<f64>() / n;
-    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
-    (m, sd)
-}
-
 /// Check the spec before anything is read.
 fn check(spec: &MixSpec) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(format!("mix: {m}")));
@@ -308,22 +301,9 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
         None => r,
     };
     let tok = Tok::load(&spec.tokenizer)?;
-    let shape = |m: &crate::proxy::Resolved| LmShape {
-        vocab: tok.vocab_size() as usize,
-        width: m.width,
-        layers: m.layers,
-        context: m.context,
-    };
-    crate::proxy::check_lm_memory(shape(&r.model), &r.model)?;
-    crate::proxy::check_lm_memory(shape(&rc.model), &rc.model)?;
-    let valid: Vec<Streams> = spec
-        .valid
-        .iter()
-        .map(|(_, paths)| data::load_valid(paths, read, &tok, r.valid_tokens, progress))
-        .collect::<Result<_>>()?;
-    for ((name, paths), v) in spec.valid.iter().zip(&valid) {
-        crate::eval::check_valid_size(name, paths, v.predictions(), r.model.context.max(rc.model.context))?;
-    }
+    let (search_shape, check_shape) = (crate::eval::lm_shape(&tok, &r.model)?, crate::eval::lm_shape(&tok, &rc.model)?);
+    let context = r.model.context.max(rc.model.context);
+    let valid = crate::eval::load_valid_sets(&spec.valid, read, &tok, r.valid_tokens, context, progress)?;
     let (names, domains) = match &spec.clusters {
         Some(c) => split_by_clusters(c, read, &tok, progress)?,
         None => {
@@ -391,39 +371,44 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     let mut resumed = 0;
     let mut done = 0u64;
     // One run: kept, or trained and kept.
-    let mut train_one =
-        |marker: String, label: &str, shares: &[f64], seed: u32, m: &crate::eval::Resolved| -> Result<RunResult> {
-            if let Some(kept) = work.load::<RunResult>(&marker) {
-                resumed += 1;
-                done += m.tokens;
-                bar.set_position(done);
-                return Ok(kept);
-            }
-            bar.set_message(format!("{label} seed {seed}"));
-            let stream = mixture_streams(&domains, &allocate(shares, m.tokens), seed as u64);
-            let base = done;
-            let result = crate::eval::train::train(
-                shape(&m.model),
-                &m.model,
-                &m.schedule,
-                None,
-                seed,
-                &stream,
-                &valid_units,
-                m.tokens,
-                m.every,
-                &backend,
-                |t| bar.set_position(base + t),
-            )?;
-            work.save(&marker, &result)?;
-            crate::failpoint::hit(format_args!("mix-{marker}"));
+    let mut train_one = |marker: String,
+                         label: &str,
+                         shares: &[f64],
+                         seed: u32,
+                         m: &crate::eval::Resolved,
+                         shape: LmShape|
+     -> Result<RunResult> {
+        if let Some(kept) = work.load::<RunResult>(&marker) {
+            resumed += 1;
             done += m.tokens;
-            Ok(result)
-        };
+            bar.set_position(done);
+            return Ok(kept);
+        }
+        bar.set_message(format!("{label} seed {seed}"));
+        let stream = mixture_streams(&domains, &allocate(shares, m.tokens), seed as u64);
+        let base = done;
+        let result = crate::eval::train::train(
+            shape,
+            &m.model,
+            &m.schedule,
+            None,
+            seed,
+            &stream,
+            &valid_units,
+            m.tokens,
+            m.every,
+            &backend,
+            |t| bar.set_position(base + t),
+        )?;
+        work.save(&marker, &result)?;
+        crate::failpoint::hit(format_args!("mix-{marker}"));
+        done += m.tokens;
+        Ok(result)
+    };
     let final_loss = |res: &RunResult| res.points.last().expect("a final point").loss.clone();
     let mut runs = Vec::new();
     for (i, (label, w)) in mixtures.iter().enumerate() {
-        let res = train_one(format!("search-{i}.json"), label, w, spec.seed, &r)?;
+        let res = train_one(format!("search-{i}.json"), label, w, spec.seed, &r, search_shape)?;
         runs.push(MixRun {
             phase: "search".into(),
             mixture: label.clone(),
@@ -477,7 +462,7 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
         let mut losses = Vec::new();
         for k in 0..rc.seeds {
             let seed = spec.seed.wrapping_add(k);
-            let res = train_one(format!("check-{label}-{k}.json"), label, w, seed, &rc)?;
+            let res = train_one(format!("check-{label}-{k}.json"), label, w, seed, &rc, check_shape)?;
             let loss = final_loss(&res);
             runs.push(MixRun {
                 phase: "check".into(),
