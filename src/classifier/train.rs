@@ -301,7 +301,19 @@ impl EarlySave {
             .map_err(|_| Error::InvalidArgument("the model writer thread panicked".into()))?
             .map_err(io)?;
         let f = self.file.file();
-        let bytes = |x: &[f32]| -> Vec<u8> { x.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        // Floats at a byte offset, through a buffer of at most 1 MiB.
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut put = |x: &[f32], at: u64| -> std::io::Result<()> {
+            for (i, piece) in x.chunks(1 << 18).enumerate() {
+                buf.clear();
+                crate::classifier::fasttext::write_floats(&mut buf, piece)?;
+                f.write_all_at(&buf, at + (i << 20) as u64)?;
+            }
+            Ok(())
+        };
+        // Runs of used rows; a gap of a few unused rows is written too (they still hold
+        // their initial values), which saves a write per gap.
+        const GAP: usize = 16;
         let mut r = 0;
         while r < used.len() {
             if !used[r] {
@@ -309,13 +321,17 @@ impl EarlySave {
                 continue;
             }
             let start = r;
-            while r < used.len() && used[r] {
+            let mut end = r + 1;
+            while r < used.len() && r < end + GAP {
+                if used[r] {
+                    end = r + 1;
+                }
                 r += 1;
             }
-            f.write_all_at(&bytes(&win[start * dim..r * dim]), self.input_at + (start * dim * 4) as u64).map_err(io)?;
+            put(&win[start * dim..end * dim], self.input_at + (start * dim * 4) as u64).map_err(io)?;
+            r = end;
         }
-        let out_values = self.output_at + crate::classifier::fasttext::MATRIX_HEAD;
-        f.write_all_at(&bytes(wout), out_values).map_err(io)?;
+        put(wout, self.output_at + crate::classifier::fasttext::MATRIX_HEAD).map_err(io)?;
         self.file.commit()
     }
 }

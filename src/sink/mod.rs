@@ -294,11 +294,13 @@ impl AtomicFile {
         &self.tmp
     }
 
+    /// Sync and rename into place; on an error the temporary file is removed (by drop).
     pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("open until committed");
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        self.file().sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        // In place: nothing for drop to remove.
+        self.file = None;
+        Ok(())
     }
 }
 
