@@ -381,15 +381,11 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     if spec.valid.is_empty() {
         return Err(Error::InvalidArgument("eval: no validation set (--valid NAME=PATH)".into()));
     }
-    for (i, c) in spec.candidates.iter().enumerate() {
-        if spec.candidates[..i].iter().any(|o| o.name == c.name) {
-            return Err(Error::InvalidArgument(format!("eval: two candidates are named {:?}", c.name)));
-        }
+    if let Some(n) = first_repeat(spec.candidates.iter().map(|c| c.name.as_str())) {
+        return Err(Error::InvalidArgument(format!("eval: two candidates are named {n:?}")));
     }
-    for (i, (n, _)) in spec.valid.iter().enumerate() {
-        if spec.valid[..i].iter().any(|(o, _)| o == n) {
-            return Err(Error::InvalidArgument(format!("eval: two validation sets are named {n:?}")));
-        }
+    if let Some(n) = first_repeat(spec.valid.iter().map(|(n, _)| n.as_str())) {
+        return Err(Error::InvalidArgument(format!("eval: two validation sets are named {n:?}")));
     }
     let tok = Tok::load(&spec.tokenizer)?;
     let shape = lm_shape(&tok, &r.model)?;
@@ -504,6 +500,18 @@ pub fn run(spec: &EvalSpec, read: &ReadOptions, out: &Path, progress: &Progress)
     plot::draw(&out.join(PLOT_FILE), &report)?;
     work.finish()?;
     Ok(report)
+}
+
+/// The first name that repeats an earlier one (the lists are short: a quadratic scan).
+pub(crate) fn first_repeat<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = Vec::new();
+    for n in names {
+        if seen.contains(&n) {
+            return Some(n);
+        }
+        seen.push(n);
+    }
+    None
 }
 
 /// The `lm` model's shape for a tokenizer and settings, checked against the memory it needs.
@@ -956,6 +964,12 @@ mod tests {
         assert_eq!((s.kind, s.final_lr, s.warmup), (train::LrSchedule::Cosine, 1e-4, 0.0));
         let e = r.for_candidate(&TrainOverride { average_last: Some(11), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("between 2 and the 10 checkpoints"), "{e}");
+    }
+
+    #[test]
+    fn the_first_repeated_name_is_found() {
+        assert_eq!(first_repeat(["a", "b", "a", "b"].into_iter()), Some("a"));
+        assert_eq!(first_repeat(["a", "b"].into_iter()), None);
     }
 
     #[test]

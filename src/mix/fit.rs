@@ -286,6 +286,15 @@ pub fn fit_all(w: &[Vec<f64>], loss: &[f64]) -> (Vec<Fit>, Option<usize>) {
     (fits, chosen)
 }
 
+/// One seeded draw around `natural`: Dirichlet(a0 · natural) with the concentration a0
+/// log-uniform from a tenth to ten times the number of domains (every alpha at least 1e-3),
+/// so both mixtures near the natural one and lopsided ones come up.
+pub fn draw_around(rng: &mut Rng, natural: &[f64]) -> Vec<f64> {
+    let a0 = natural.len() as f64 * 10f64.powf(2.0 * rng.uniform() - 1.0);
+    let alpha: Vec<f64> = natural.iter().map(|n| (a0 * n).max(1e-3)).collect();
+    dirichlet(rng, &alpha)
+}
+
 /// Where a mixture may go: at most `cap[i]` of domain i, and within `max_kl` of `natural`.
 #[derive(Debug, Clone)]
 pub struct Feasible {
@@ -342,9 +351,7 @@ pub fn minimise(f: impl Fn(&[f64]) -> f64, space: &Feasible, seed: u64, draws: u
         starts.push((0..k).map(|j| if i == j { 1.0 } else { 0.0 }).collect());
     }
     for _ in 0..draws {
-        let a0 = k as f64 * 10f64.powf(2.0 * rng.uniform() - 1.0);
-        let alpha: Vec<f64> = space.natural.iter().map(|n| (a0 * n).max(1e-3)).collect();
-        starts.push(dirichlet(&mut rng, &alpha));
+        starts.push(draw_around(&mut rng, &space.natural));
     }
     let mut best: Option<(Vec<f64>, f64)> = None;
     for s in starts {

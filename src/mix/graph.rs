@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::mixture_streams;
 use crate::error::{Error, Result};
-use crate::eval::data::{self, Unit};
+use crate::eval::data::Unit;
 use crate::eval::{EvalParams, RunResult};
 use crate::passes::work::Work;
 use crate::progress::Progress;
@@ -66,14 +66,9 @@ pub fn run(spec: &GraphSpec, read: &ReadOptions, out: &Path, progress: &Progress
     if spec.domains.len() < 2 {
         return bad("at least two domains (--domain NAME=PATH)".into());
     }
-    for (i, (n, _)) in spec.domains.iter().enumerate() {
-        if spec.domains[..i].iter().any(|(o, _)| o == n) {
-            return bad(format!("two domains are named {n:?}"));
-        }
-    }
-    for (i, (n, _)) in spec.valid.iter().enumerate() {
-        if spec.valid[..i].iter().any(|(o, _)| o == n) {
-            return bad(format!("two validation sets are named {n:?}"));
+    for (what, list) in [("domains", &spec.domains), ("validation sets", &spec.valid)] {
+        if let Some(n) = crate::eval::first_repeat(list.iter().map(|(n, _)| n.as_str())) {
+            return bad(format!("two {what} are named {n:?}"));
         }
     }
     // The validation sets in the domains' order, one each.
@@ -92,15 +87,7 @@ pub fn run(spec: &GraphSpec, read: &ReadOptions, out: &Path, progress: &Progress
     let shape = crate::eval::lm_shape(&tok, &r.model)?;
     let sets: Vec<(String, Vec<String>)> = spec.domains.iter().map(|(d, _)| d.clone()).zip(valid_paths).collect();
     let valid = crate::eval::load_valid_sets(&sets, read, &tok, r.valid_tokens, r.model.context, progress)?;
-    let mut domains = Vec::with_capacity(spec.domains.len());
-    for (name, paths) in &spec.domains {
-        let s = data::load_table(paths, read, &tok, false, progress)
-            .map_err(|e| Error::InvalidArgument(format!("domain {name}: {e}")))?;
-        if s.predictions() == 0 {
-            return bad(format!("domain {name} ({}) has no tokens", paths.join(" ")));
-        }
-        domains.push(s);
-    }
+    let domains = super::load_domains("mix graph", &spec.domains, read, &tok, progress)?;
     let key = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"), "settings": r, "seed": spec.seed,
         "tokenizer": tok.hash(),

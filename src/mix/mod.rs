@@ -234,9 +234,7 @@ pub fn search_mixtures(natural: &[f64], space: &fit::Feasible, runs: usize, seed
         let mut chosen = None;
         let mut last = Vec::new();
         for _ in 0..REDRAWS {
-            let a0 = k as f64 * 10f64.powf(2.0 * rng.uniform() - 1.0);
-            let alpha: Vec<f64> = natural.iter().map(|n| (a0 * n).max(1e-3)).collect();
-            let w = fit::dirichlet(&mut rng, &alpha);
+            let w = fit::draw_around(&mut rng, natural);
             if w.iter().zip(&space.cap).all(|(x, c)| x <= c) {
                 chosen = Some(w);
                 break;
@@ -262,10 +260,8 @@ fn check(spec: &MixSpec) -> Result<()> {
         return bad("no validation set (--valid NAME=PATH)".into());
     }
     for (what, list) in [("domains", &spec.domains), ("validation sets", &spec.valid)] {
-        for (i, (n, _)) in list.iter().enumerate() {
-            if list[..i].iter().any(|(o, _)| o == n) {
-                return bad(format!("two {what} are named {n:?}"));
-            }
+        if let Some(n) = crate::eval::first_repeat(list.iter().map(|(n, _)| n.as_str())) {
+            return bad(format!("two {what} are named {n:?}"));
         }
     }
     if spec.runs < 3 {
@@ -306,21 +302,10 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     let valid = crate::eval::load_valid_sets(&spec.valid, read, &tok, r.valid_tokens, context, progress)?;
     let (names, domains) = match &spec.clusters {
         Some(c) => split_by_clusters(c, read, &tok, progress)?,
-        None => {
-            let mut domains = Vec::with_capacity(spec.domains.len());
-            for (name, paths) in &spec.domains {
-                let s = data::load_table(paths, read, &tok, false, progress)
-                    .map_err(|e| Error::InvalidArgument(format!("domain {name}: {e}")))?;
-                if s.predictions() == 0 {
-                    return Err(Error::InvalidArgument(format!(
-                        "mix: domain {name} ({}) has no tokens",
-                        paths.join(" ")
-                    )));
-                }
-                domains.push(s);
-            }
-            (spec.domains.iter().map(|(n, _)| n.clone()).collect(), domains)
-        }
+        None => (
+            spec.domains.iter().map(|(n, _)| n.clone()).collect(),
+            load_domains("mix", &spec.domains, read, &tok, progress)?,
+        ),
     };
     let domain_tokens: Vec<u64> = domains.iter().map(Streams::predictions).collect();
     let total: u64 = domain_tokens.iter().sum();
@@ -522,6 +507,31 @@ pub fn run(spec: &MixSpec, read: &ReadOptions, out: &Path, progress: &Progress) 
     plot::draw(&out.join(PLOT_FILE), &report)?;
     work.finish()?;
     Ok(report)
+}
+
+/// Every domain (name, paths) read and tokenized as a table; one without a token is an error
+/// (`what` names the command in it).
+pub(crate) fn load_domains(
+    what: &str,
+    domains: &[(String, Vec<String>)],
+    read: &ReadOptions,
+    tok: &Tok,
+    progress: &Progress,
+) -> Result<Vec<Streams>> {
+    domains
+        .iter()
+        .map(|(name, paths)| {
+            let s = data::load_table(paths, read, tok, false, progress)
+                .map_err(|e| Error::InvalidArgument(format!("domain {name}: {e}")))?;
+            if s.predictions() == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}: domain {name} ({}) has no tokens",
+                    paths.join(" ")
+                )));
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 /// A lake's documents as domains by their cluster (the table's numbers, in numeric order;
