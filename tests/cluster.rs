@@ -269,6 +269,40 @@ fn scores_selections_and_sql(c: &Cluster) {
     // key, components on the client; every format, and planted copies across files.
     both(c, d, "score-dedup", &["score", "dedup", "-q"], &[&lake]);
     both(c, d, "score-dedup-planted", &["score", "dedup", "-q", "--batch-rows", "100"], &[&fixture("dedup/lake")]);
+    // k-means: the fit here, the assignment on the executors (the model travels with the
+    // plan), the ranks here; with a saved model, the terms table too.
+    both(c, d, "score-cluster", &["score", "cluster", "-q", "--k", "6", "--batch-rows", "100"], &[&lake]);
+    let km = d.join("kmeans.bin");
+    let terms = |name: &str| d.join(format!("terms.{name}.parquet"));
+    ok(&syllabus(&[
+        "score",
+        "cluster",
+        "-q",
+        "--k",
+        "5",
+        "--save-model",
+        &p(&km),
+        "--terms-out",
+        &p(&terms("local")),
+        "--out",
+        &p(&d.join("y.parquet")),
+        &lake,
+    ]));
+    let (_, remote) = both(c, d, "score-cluster-model", &["score", "cluster", "-q", "--model", &p(&km)], &[&lake]);
+    same_bytes(&d.join("y.parquet"), &remote, "score cluster --model");
+    c.run(&[
+        "score",
+        "cluster",
+        "-q",
+        "--model",
+        &p(&km),
+        "--terms-out",
+        &p(&terms("cluster")),
+        "--out",
+        &p(&d.join("z.parquet")),
+        &lake,
+    ]);
+    same_bytes(&terms("local"), &terms("cluster"), "score cluster --terms-out");
 
     // SQL: an aggregate over the scores, through the cluster and locally.
     let scores = d.join("score-dsir.local.parquet");
@@ -379,7 +413,28 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn the_quickstart_pipeline_selects_on_a_cluster() {
-    quickstart_on(&Cluster::start(&[&[], &[]]));
+    let c = Cluster::start(&[&[], &[]]);
+    quickstart_on(&c);
+    clusters_pipeline_on(&c);
+}
+
+/// The shipped clusters pipeline (less its [dedup], which runs on one machine): the fit here,
+/// the rows assigned on the executors; every output as the local run's.
+fn clusters_pipeline_on(c: &Cluster) {
+    let dir = tempdir();
+    let toml = std::fs::read_to_string("pipelines/clusters.toml").unwrap();
+    assert!(toml.contains("\n[dedup]\n"));
+    let toml_path = dir.path().join("clusters.toml");
+    std::fs::write(&toml_path, toml.replace("\n[dedup]\n", "\n")).unwrap();
+    let (local, remote) = (dir.path().join("local"), dir.path().join("cluster"));
+    ok(&syllabus(&["run", "-q", &p(&toml_path), "--out", &p(&local)]));
+    c.run(&["run", "-q", &p(&toml_path), "--out", &p(&remote)]);
+    let (a, b) = (tree(&local), tree(&remote));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs between the local and the cluster run");
+    }
+    assert!(a.contains_key("clusters.parquet") && a.contains_key("selected.parquet"), "{:?}", a.keys());
 }
 
 #[test]

@@ -233,10 +233,15 @@ pub(super) fn run_pipeline(
         #[cfg(feature = "cluster")]
         crate::cluster::parse_url(url)?;
         let method = cfg.select.as_ref().map(crate::config::SelectConfig::method);
-        if !method.and_then(crate::methods::info).is_some_and(|i| i.cluster) {
+        // Clusters made by the pipeline are assigned there; a selection by clusters runs here.
+        let clusters_there = match cfg.select.as_ref().and_then(crate::config::SelectConfig::cluster_source) {
+            Some((_, own)) => own.is_some() || cfg.clusters.is_some(),
+            None => cfg.select.is_none() && cfg.clusters.is_some(),
+        };
+        if !clusters_there && !method.and_then(crate::methods::info).is_some_and(|i| i.cluster) {
             let on_cluster: Vec<&str> = crate::methods::REGISTRY.iter().filter(|i| i.cluster).map(|i| i.name).collect();
             anyhow::bail!(
-                "--cluster {url}: runs a pipeline's selection on the cluster for {}; {} has {} (drop --cluster)",
+                "--cluster {url}: runs a pipeline's selection on the cluster for {} (and the assignment of its [clusters]); {} has {} (drop --cluster)",
                 on_cluster.join(", "),
                 pipeline.display(),
                 method.map_or("no [select]".to_string(), |m| format!("a {m} selection"))

@@ -149,7 +149,7 @@ impl ScoreCommand {
     pub(super) fn stage_outputs(&mut self, o: &mut Outputs) -> crate::error::Result<()> {
         match self {
             ScoreCommand::Method(m) => m.stage_outputs(o),
-            ScoreCommand::Cluster { settings, terms_out, source, io } => {
+            ScoreCommand::Cluster { settings, terms_out, source, io, .. } => {
                 source.stage_outputs(o)?;
                 o.stage_opt(&mut settings.save_model)?;
                 o.stage_opt(terms_out)?;
@@ -255,6 +255,10 @@ pub(super) enum ScoreCommand {
         terms_out: Option<PathBuf>,
         #[command(flatten)]
         source: SourceArgs,
+        /// Assign the rows on a cluster (`syllabus cluster`): df://HOST:PORT. The fit runs
+        /// here (give --model to skip it). Same output, byte for byte.
+        #[arg(long, value_name = "df://HOST:PORT")]
+        cluster: Option<String>,
         #[command(flatten)]
         io: ScoreIo,
     },
@@ -528,8 +532,8 @@ pub(super) fn score_command(cmd: ScoreCommand, progress: &Progress, start: Insta
         ScoreCommand::Dedup { settings, source, cluster: None, io } => {
             dedup_command(&settings, &source, &io.raw, &io.out, None, false, progress, start)
         }
-        ScoreCommand::Cluster { settings, terms_out, source, io } => {
-            cluster_command(&settings, terms_out, &source, &io, progress, start)
+        ScoreCommand::Cluster { settings, terms_out, source, cluster, io } => {
+            cluster_command(&settings, terms_out, cluster.as_deref(), &source, &io, progress, start)
         }
         ScoreCommand::El2n { proxy, source, io } => {
             score_proxy(crate::proxy::ScoreKind::El2n, proxy.spec(false), &source, &io, progress, start)
@@ -688,6 +692,7 @@ fn work_or_temp(work: Option<Work>, what: &str) -> anyhow::Result<(Work, Option<
 fn cluster_command(
     settings: &crate::kmeans::ClusterSettings,
     terms_out: Option<PathBuf>,
+    cluster: Option<&str>,
     source: &SourceArgs,
     io: &ScoreIo,
     progress: &Progress,
@@ -703,14 +708,53 @@ fn cluster_command(
     }
     let (work, _tmp) = work_or_temp(work, what)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
+    // Reach the cluster before the fit, not after it.
+    let remote = cluster.map(connect_cluster).transpose()?;
     let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
-    let (mut report, mut clusters) =
-        crate::kmeans::assign_to(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out, terms_out.as_deref())?;
+    let (memory, terms) = (settings.memory_limit, terms_out.as_deref());
+    let (mut report, mut clusters) = match remote {
+        None => crate::kmeans::assign_to(&lake, model, memory, rejects.as_mut(), &io.out, terms)?,
+        Some(remote) => assign_on_cluster(&remote, &lake, model, memory, rejects.as_mut(), &io.out, terms)?,
+    };
     clusters.fit = fit;
     report.resumed = work.resumed.clone();
     work.finish()?;
     crate::kmeans::print_report(&clusters);
     finish(what, &io.out, report, Vec::new(), rejects, start, false)
+}
+
+#[cfg(feature = "cluster")]
+type Remote = crate::cluster::Cluster;
+#[cfg(not(feature = "cluster"))]
+type Remote = std::convert::Infallible;
+
+fn connect_cluster(url: &str) -> anyhow::Result<Remote> {
+    #[cfg(feature = "cluster")]
+    return Ok(crate::cluster::Cluster::connect(url)?);
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = url;
+        bail!("this syllabus was built without the `cluster` feature")
+    }
+}
+
+/// `score cluster --cluster`: [`crate::cluster::jobs::cluster_assign`].
+fn assign_on_cluster(
+    remote: &Remote,
+    lake: &ScoredLake,
+    model: std::sync::Arc<crate::kmeans::KMeansModel>,
+    memory_limit: u64,
+    rejects: Option<&mut RejectWriter>,
+    out: &Path,
+    terms_out: Option<&Path>,
+) -> anyhow::Result<(RunReport, crate::kmeans::ClusterReport)> {
+    #[cfg(feature = "cluster")]
+    return Ok(crate::cluster::jobs::cluster_assign(remote, lake, model, memory_limit, rejects, out, terms_out)?);
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (lake, model, memory_limit, rejects, out, terms_out);
+        match *remote {}
+    }
 }
 
 /// `score dedup --cluster`: signatures and joins on the cluster, components here.

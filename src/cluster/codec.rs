@@ -104,10 +104,9 @@ fn decode_udf(kind: u8, body: &[u8]) -> Result<Arc<ScalarUDF>> {
             let name = std::str::from_utf8(&body[..nul])
                 .map_err(|e| DataFusionError::Internal(format!("decoding a syllabus plan node: {e}")))?;
             let state = &body[nul + 1..];
-            let scorer = match crate::dedup::decode_scorer(name, state) {
-                Some(s) => s,
-                None => crate::methods::decode(name, state),
-            };
+            let scorer = crate::dedup::decode_scorer(name, state)
+                .or_else(|| crate::kmeans::decode_scorer(name, state))
+                .unwrap_or_else(|| crate::methods::decode(name, state));
             ScalarUDF::new_from_impl(ScorerUdf::new(scorer.map_err(ext)?))
         }
         k if k == Kind::Gumbel as u8 => {

@@ -527,6 +527,109 @@ impl ClusterLake<'_> {
     }
 }
 
+impl ClusterLake<'_> {
+    /// `score cluster --cluster`: every row's assignment to `model`'s centroids computed where
+    /// its file is (the model travels with the plan), streamed back in lake order, handed to
+    /// `each` and kept in `work` as a local pass keeps it, cut where the local reader's
+    /// batches are ([`crate::kmeans::rank_to`] ranks them here).
+    pub fn assign_rows(
+        &self,
+        model: Arc<crate::kmeans::KMeansModel>,
+        work: &crate::passes::work::Work,
+        each: &mut dyn FnMut(&crate::passes::scored::Scored) -> Result<()>,
+    ) -> Result<()> {
+        let scorer: Arc<dyn Scorer> = Arc::new(crate::kmeans::Assign { model });
+        let name = self.register_scorer(scorer.clone());
+        let sql = format!(
+            "SELECT __file, __batch, __loc, id, {name}({}) AS s FROM {TABLE} ORDER BY __file, __loc",
+            self.text
+        );
+        let fields = scorer.output_fields();
+        let mut schema = vec![Field::new(COL_ID, DataType::Utf8, false)];
+        schema.extend(fields.iter().cloned());
+        schema.push(Field::new("__loc", DataType::UInt64, false));
+        let schema: SchemaRef = Arc::new(Schema::new(schema));
+        let mut parts = crate::passes::scored::KeptParts::new(work, self.raw.len(), &fields)?;
+        let bar = self.progress.rows("assign (cluster)");
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut key: Option<(u32, u32)> = None;
+        let mut flush = |pending: &mut Vec<RecordBatch>, file: u32, parts: &mut crate::passes::scored::KeptParts| {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let b = arrow::compute::concat_batches(&schema, pending.iter())
+                .map_err(|e| Error::arrow("joining assignments", e))?;
+            pending.clear();
+            let n = b.num_columns();
+            let ids: &StringArray = column(&b, 0)?;
+            let locs: &UInt64Array = column(&b, n - 1)?;
+            parts.push(file as usize, ids, &b.columns()[1..n - 1], locs.values(), each)
+        };
+        self.cluster.block_on(async {
+            let mut s = self.stream(&sql).await?;
+            while let Some(b) = s.next().await {
+                let b = b.map_err(err)?;
+                let file: &UInt32Array = column(&b, 0)?;
+                let batch: &UInt32Array = column(&b, 1)?;
+                let scores = b
+                    .column(4)
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .ok_or_else(|| Error::InvalidArgument("a scorer's result is not a struct".into()))?;
+                let mut cols: Vec<ArrayRef> = vec![b.column(3).clone()];
+                cols.extend(scores.columns().iter().cloned());
+                cols.push(b.column(2).clone());
+                let part =
+                    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building assignments", e))?;
+                // Cut where the (file, batch) of the local reader changes.
+                let mut start = 0;
+                for i in 0..part.num_rows() {
+                    let k = (file.value(i), batch.value(i));
+                    if key != Some(k) {
+                        if i > start {
+                            pending.push(part.slice(start, i - start));
+                        }
+                        if let Some((f, _)) = key {
+                            flush(&mut pending, f, &mut parts)?;
+                        }
+                        start = i;
+                        key = Some(k);
+                    }
+                }
+                pending.push(part.slice(start, part.num_rows() - start));
+                bar.inc(part.num_rows() as u64);
+            }
+            match key {
+                Some((f, _)) => flush(&mut pending, f, &mut parts),
+                None => Ok(()),
+            }
+        })?;
+        bar.finish_and_clear();
+        parts.finish()
+    }
+}
+
+/// `score cluster --cluster` once the model is fitted (on the client) or given: the
+/// assignment on `cluster`, the ranks and the tables written here; the report and the
+/// clusters' counts. Bad records go to `rejects` in lake order.
+pub fn cluster_assign(
+    cluster: &Cluster,
+    lake: &ScoredLake,
+    model: Arc<crate::kmeans::KMeansModel>,
+    memory_limit: u64,
+    rejects: Option<&mut RejectWriter>,
+    out: &Path,
+    terms_out: Option<&Path>,
+) -> Result<(RunReport, crate::kmeans::ClusterReport)> {
+    let work = lake.work.ok_or_else(|| Error::InvalidArgument("clustering needs a work directory".into()))?;
+    let remote = ClusterLake::new(cluster, lake.raw, lake.read, lake.progress)?;
+    crate::kmeans::rank_to(lake, model.clone(), memory_limit, out, terms_out, |each| {
+        let stats = remote.file_stats(rejects)?;
+        remote.assign_rows(model, work, each)?;
+        Ok(stats)
+    })
+}
+
 /// What `score dedup --cluster` cannot run, refused before the cluster is reached.
 fn check_dedup(settings: &crate::dedup::DedupSettings, files: usize) -> Result<()> {
     settings.validate()?;

@@ -11,6 +11,11 @@
 //! sort under `--memory-limit` (24 bytes a row, spilled past it). A killed run keeps in
 //! `OUT.work` the fit's state after its last finished pass (or the fitted model) and the
 //! finished files' assignments, and resumes from them.
+//!
+//! `--cluster`: the fit runs here (its mini-batch pass is sequential in lake order), the
+//! assignment on the cluster's executors ([`crate::cluster::jobs::cluster_assign`]), the
+//! ranks here with the same sort ([`rank_to`]): the same output, byte for byte. A killed
+//! `--cluster` run keeps its fit; the assignment starts over.
 
 pub mod balance;
 pub mod fit;
@@ -29,10 +34,11 @@ use crate::batch::{RecordBatch, COL_ID};
 use crate::error::{Error, Result};
 use crate::extsort::{Entry, ExternalSort};
 use crate::limits::{bytes_de, bytes_ser, parse_bytes};
+use crate::passes::scored::Scored;
 use crate::passes::{RunReport, ScoredLake};
 use crate::score::Scorer;
 use crate::sink::TableWriter;
-use crate::source::RejectWriter;
+use crate::source::{FileStats, RejectWriter};
 pub use fit::FitReport;
 pub use model::{Assign, KMeansModel, COL_CLUSTER, COL_DIST, COL_RANK};
 
@@ -191,6 +197,14 @@ pub fn model_for(lake: &ScoredLake, s: &ClusterSettings) -> Result<(Arc<KMeansMo
     Ok((Arc::new(model), Some(report)))
 }
 
+/// The assignment scorer a cluster's plan names (`kmeans`, its state the model's bytes).
+pub fn decode_scorer(name: &str, state: &[u8]) -> Option<Result<Arc<dyn Scorer>>> {
+    (name == model::ASSIGN_SCORER).then(|| {
+        let model = KMeansModel::from_bytes(state, "the k-means model in a cluster plan")?;
+        Ok(Arc::new(Assign { model: Arc::new(model) }) as Arc<dyn Scorer>)
+    })
+}
+
 /// A row's place in its cluster: ordered by cluster, distance, row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct ByDistance {
@@ -280,6 +294,22 @@ pub fn assign_to(
     out: &Path,
     terms_out: Option<&Path>,
 ) -> Result<(RunReport, ClusterReport)> {
+    let scorer = Assign { model: model.clone() };
+    rank_to(lake, model, memory_limit, out, terms_out, |each| lake.score_pass(&scorer, rejects, each))
+}
+
+/// What [`assign_to`] does once the rows are assigned: `assigned` hands every row's
+/// assignment ([`Assign`]'s columns) to its argument in lake order, keeps it in the lake's
+/// work directory for [`ScoredLake::replay`], and returns the files' counts. `score cluster
+/// --cluster` assigns on the cluster and ranks here.
+pub fn rank_to(
+    lake: &ScoredLake,
+    model: Arc<KMeansModel>,
+    memory_limit: u64,
+    out: &Path,
+    terms_out: Option<&Path>,
+    assigned: impl FnOnce(&mut dyn FnMut(&Scored) -> Result<()>) -> Result<Vec<FileStats>>,
+) -> Result<(RunReport, ClusterReport)> {
     let work = lake.work.ok_or_else(|| Error::InvalidArgument("clustering needs a work directory".into()))?;
     let spill = work.dir().join("spill");
     if spill.exists() {
@@ -290,7 +320,7 @@ pub fn assign_to(
     let budget = (memory_limit / 2) as usize;
     let mut by_distance: ExternalSort<ByDistance> = ExternalSort::new(&spill, "dist", budget);
     let mut report = ClusterReport { k, sizes: vec![0; k as usize], ..Default::default() };
-    let files = lake.score_pass(&scorer, rejects, |b| {
+    let files = assigned(&mut |b: &Scored| {
         let (cluster, dist) = assignment_columns(b.columns)?;
         for i in 0..b.ids.len() {
             if cluster.is_null(i) {

@@ -27,6 +27,8 @@ const VERSION: u32 = 1;
 pub const COL_CLUSTER: &str = "cluster";
 pub const COL_DIST: &str = "cluster_dist";
 pub const COL_RANK: &str = "cluster_rank";
+/// The assignment's scorer name (the function a cluster's plan calls).
+pub const ASSIGN_SCORER: &str = "kmeans";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,7 +191,7 @@ pub struct Assign {
 
 impl Scorer for Assign {
     fn name(&self) -> &'static str {
-        "kmeans"
+        ASSIGN_SCORER
     }
 
     fn output_fields(&self) -> Vec<Field> {

@@ -153,6 +153,59 @@ fn replay_part(
     Ok(first_row)
 }
 
+/// Rows scored elsewhere (a cluster's stream), handed on one reader batch at a time in lake
+/// order and kept as the parts a local pass keeps, so that [`ScoredLake::replay`] reads them
+/// back. No file is marked finished: a run killed while rows arrive scores them all again.
+pub(crate) struct KeptParts<'a> {
+    work: &'a Work,
+    schema: SchemaRef,
+    part: Option<(usize, PartWriter)>,
+    first_row: u64,
+}
+
+impl<'a> KeptParts<'a> {
+    /// Parts for the rows of `raw`'s files with the columns `fields`; the parts an earlier
+    /// run left are removed first.
+    pub(crate) fn new(work: &'a Work, files: usize, fields: &[Field]) -> Result<Self> {
+        work.ready()?;
+        for i in 0..files {
+            let p = work.part_path(i);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&p, e)),
+                _ => {}
+            }
+        }
+        Ok(KeptParts { work, schema: part_schema(fields), part: None, first_row: 0 })
+    }
+
+    /// The rows of one reader batch of file `file`: handed to `each`, then kept.
+    pub(crate) fn push(
+        &mut self,
+        file: usize,
+        ids: &StringArray,
+        columns: &[ArrayRef],
+        locations: &[u64],
+        each: &mut dyn FnMut(&Scored) -> Result<()>,
+    ) -> Result<()> {
+        each(&Scored { ids, columns, file, locations, first_row: self.first_row })?;
+        self.first_row += ids.len() as u64;
+        if self.part.as_ref().is_none_or(|(f, _)| *f != file) {
+            if let Some((_, w)) = self.part.take() {
+                w.finish()?;
+            }
+            self.part = Some((file, PartWriter::create(&self.work.part_path(file), self.schema.clone())?));
+        }
+        let (_, w) = self.part.as_mut().expect("just set");
+        let mut kept = columns.to_vec();
+        kept.push(Arc::new(UInt64Array::from(locations.to_vec())));
+        w.write(&score_batch(&self.schema, ids, &kept)?)
+    }
+
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.part.take().map_or(Ok(()), |(_, w)| w.finish())
+    }
+}
+
 /// Scored rows of one batch, handed on in input order (from the lake, or from the rows a
 /// resumed run kept).
 pub struct Scored<'b> {

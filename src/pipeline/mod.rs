@@ -216,7 +216,7 @@ fn run_stages(cfg: &PipelineConfig, out_dir: &Path, progress: &Progress) -> Resu
     let clusters = match &cfg.clusters {
         Some(settings) => {
             outputs.extend([CLUSTERS_FILE, KMEANS_MODEL_FILE, CLUSTER_TERMS_FILE].map(|f| out_dir.join(f)));
-            Some(cluster_stage(settings, &raw, &read, &work, &key, out_dir, progress)?)
+            Some(cluster_stage(settings, cfg.cluster.as_deref(), &raw, &read, &work, &key, out_dir, progress)?)
         }
         None => None,
     };
@@ -393,6 +393,7 @@ fn select(
     rejects_path: Option<&Path>,
 ) -> Result<RunReport> {
     if let Some((tables, own)) = sel.cluster_source() {
+        let own = own.map(|o| (o, cfg.cluster.as_deref()));
         return cluster_selection(sel, tables, own, cfg.seed, lake, out_dir, rejects_path);
     }
     if let Some(url) = &cfg.cluster {
@@ -438,8 +439,10 @@ const CLUSTER_TERMS_FILE: &str = "cluster_terms.parquet";
 
 /// `[clusters]`: every row's cluster to `OUT/clusters.parquet`, the model beside it; a marker
 /// in `OUT/work` skips it on a rerun, and a killed run resumes with its fit and finished files.
+#[allow(clippy::too_many_arguments)]
 fn cluster_stage(
     settings: &crate::kmeans::ClusterSettings,
+    url: Option<&str>,
     raw: &[InputFile],
     read: &crate::source::ReadOptions,
     work: &Path,
@@ -452,7 +455,7 @@ fn cluster_stage(
     }
     let w = Work::at(work.join("clusters"), key.to_string())?;
     let lake = ScoredLake { raw, read, progress, file_column: None, work: Some(&w) };
-    let r = cluster_to(settings, &lake, out_dir)?;
+    let r = cluster_to(settings, url, &lake, out_dir)?;
     eprintln!("syllabus run: clusters: wrote {}", out_dir.join(CLUSTERS_FILE).display());
     crate::kmeans::print_report(&r);
     save_marker(work, "clusters.json", &r)?;
@@ -460,38 +463,54 @@ fn cluster_stage(
     Ok(r)
 }
 
-/// Fit (or load) and assign: `OUT/clusters.parquet` and `OUT/kmeans_model.bin`. Bad records
-/// are counted, not written: the stage that reads the lake next writes them.
+/// Fit (or load) and assign: `OUT/clusters.parquet` and `OUT/kmeans_model.bin`; with `url`,
+/// the rows are assigned on that cluster (the fit runs here). Bad records are counted, not
+/// written: the stage that reads the lake next writes them.
 fn cluster_to(
     settings: &crate::kmeans::ClusterSettings,
+    url: Option<&str>,
     lake: &ScoredLake,
     out_dir: &Path,
 ) -> Result<crate::kmeans::ClusterReport> {
     let s = settings;
+    #[cfg(feature = "cluster")]
+    let remote = url.map(crate::cluster::Cluster::connect).transpose()?;
+    #[cfg(not(feature = "cluster"))]
+    if url.is_some() {
+        return Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()));
+    }
     let (model, fit) = crate::kmeans::model_for(lake, s)?;
     // The model this run used, whatever an earlier run left there.
     model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
     let table = out_dir.join(CLUSTERS_FILE);
     let terms = out_dir.join(CLUSTER_TERMS_FILE);
+    #[cfg(feature = "cluster")]
+    if let Some(c) = &remote {
+        let (_, mut report) =
+            crate::cluster::jobs::cluster_assign(c, lake, model, s.memory_limit, None, &table, Some(&terms))?;
+        report.fit = fit;
+        return Ok(report);
+    }
     let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &table, Some(&terms))?;
     report.fit = fit;
     Ok(report)
 }
 
 /// A selection by clusters (`cluster-balanced`, `d4`), always here: from the named tables,
-/// from clusters made here with the selection's own settings, or from `[clusters]`.
+/// from clusters made with the selection's own settings (assigned on the cluster given with
+/// it), or from `[clusters]`.
 fn cluster_selection(
     sel: &SelectConfig,
     tables: &[String],
-    own: Option<&crate::kmeans::ClusterSettings>,
+    own: Option<(&crate::kmeans::ClusterSettings, Option<&str>)>,
     seed: u32,
     lake: &ScoredLake,
     out_dir: &Path,
     rejects_path: Option<&Path>,
 ) -> Result<RunReport> {
     let files = match (tables, own) {
-        ([], Some(settings)) => {
-            cluster_to(settings, lake, out_dir)?;
+        ([], Some((settings, url))) => {
+            cluster_to(settings, url, lake, out_dir)?;
             vec![InputFile::new(out_dir.join(CLUSTERS_FILE))?]
         }
         ([], None) => vec![InputFile::new(out_dir.join(CLUSTERS_FILE))?],
