@@ -208,7 +208,7 @@ struct Step {
 /// prefix, `__label__positive`; the first is the model's first label, the one `clf_prob` reads
 /// by default). `progress` is told the examples done.
 pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn Fn(u64) + Sync)) -> Result<Model> {
-    train_inner(examples, labels, h, progress, None)
+    train_inner(examples, labels, h, progress, None).map(|(m, _)| m)
 }
 
 /// [`train`], and the model saved to `out` as [`Model::save`] saves it, byte for byte; the
@@ -217,33 +217,50 @@ pub fn train(examples: &[Example], labels: &[String], h: &Hyper, progress: &(dyn
 /// initial values go to the temporary file from a thread of their own as soon as the
 /// dictionary is known, the disk flushing them while the model trains, and at the end only
 /// the rows training read (the only ones it changes) and the output matrix are written over
-/// them before the file is synced and renamed into place.
+/// them before the file is synced and renamed into place. Training's own matrix holds only
+/// those rows, packed (a small set's few hundred thousand rows, not the 2M buckets' gigabyte),
+/// so each initial value is drawn once for the file and once more only where training reads it.
 pub fn train_and_save(
     examples: &[Example],
     labels: &[String],
     h: &Hyper,
     progress: &(dyn Fn(u64) + Sync),
     out: &Path,
-) -> Result<Model> {
-    train_inner(examples, labels, h, progress, Some(out))
+) -> Result<Saved> {
+    let (model, data) = train_inner(examples, labels, h, progress, Some(out))?;
+    // `model` holds the rows training read, packed; `data` is the examples' rows in that packing.
+    let train_log_loss = mean_log_loss(examples, |i, s| {
+        s.rows.clear();
+        s.rows.extend_from_slice(&data.rows[data.offsets[i]..data.offsets[i + 1]]);
+        model.predict_rows(s)
+    })?;
+    Ok(Saved { nwords: model.dict.nwords, buckets: model.args.bucket, train_log_loss })
 }
 
-/// Floats per chunk of the input matrix's initial values, each chunk drawn from a seed of its
-/// own (so any chunk is drawn alone, on any thread).
-const INIT_CHUNK: usize = 1 << 16;
+/// What [`train_and_save`] says of the model it saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    pub nwords: usize,
+    pub buckets: i32,
+    /// [`log_loss`] on the training examples.
+    pub train_log_loss: f64,
+}
 
-/// The initial values of the input matrix's chunk `c`: uniform in `[-a, a]`, two 24-bit
-/// uniforms per draw.
-fn init_chunk(seed: u64, c: usize, chunk: &mut [f32], a: f32) {
-    let mut r = seeded(seed ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+/// The initial values of the input matrix's row `row`: uniform in `[-a, a]`, two 24-bit
+/// uniforms per draw from a seed of the row's own (so any row is drawn alone, on any thread).
+fn init_row(seed: u64, row: usize, values: &mut [f32], a: f32) {
+    let mut r = seeded(seed ^ (row as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let scale = 2.0 / (1u32 << 24) as f32;
-    for pair in chunk.chunks_mut(2) {
+    for pair in values.chunks_mut(2) {
         let bits = r.next_u64();
         for (x, b) in pair.iter_mut().zip([bits >> 40, (bits >> 8) & 0xFF_FFFF]) {
             *x = (b as f32 * scale - 1.0) * a;
         }
     }
 }
+
+/// Rows the file writer draws and writes at a time.
+const WRITE_ROWS: usize = 1024;
 
 /// A model file being written while its model trains ([`train_and_save`]).
 struct EarlySave {
@@ -276,23 +293,29 @@ impl EarlySave {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
             w.write_all(&head)?;
             write_matrix_head(&mut w, nin, dim)?;
-            let mut chunk = vec![0f32; INIT_CHUNK];
-            let total = nin * dim;
-            for (c, start) in (0..total).step_by(INIT_CHUNK).enumerate() {
-                let n = INIT_CHUNK.min(total - start);
-                init_chunk(seed, c, &mut chunk[..n], a);
-                write_floats(&mut w, &chunk[..n])?;
+            let mut chunk = vec![0f32; WRITE_ROWS * dim];
+            for first in (0..nin).step_by(WRITE_ROWS) {
+                let n = WRITE_ROWS.min(nin - first);
+                for (i, row) in chunk[..n * dim].chunks_mut(dim).enumerate() {
+                    init_row(seed, first + i, row, a);
+                }
+                write_floats(&mut w, &chunk[..n * dim])?;
             }
             write_matrix_head(&mut w, nout, dim)?;
             write_floats(&mut w, &vec![0f32; nout * dim])?;
-            w.flush()
+            w.flush()?;
+            // Start the disk on the bulk now, while the model trains: the commit's sync is
+            // then left with the rows written over at the end.
+            w.get_ref().sync_data()
         });
         Ok(EarlySave { file, writer, input_at, output_at })
     }
 
     /// Write the rows `used` marks and the output matrix over what the thread wrote, sync,
     /// and rename into place.
-    fn finish(self, win: &[f32], wout: &[f32], used: &[bool], dim: usize) -> Result<()> {
+    /// `packed[r]`: input row r's place in `win` (training's rows, packed), or `u32::MAX` for
+    /// a row training never read (its initial values, drawn again with `seed` and `a`).
+    fn finish(self, win: &[f32], wout: &[f32], packed: &[u32], (dim, seed, a): (usize, u64, f32)) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let tmp = self.file.tmp().to_path_buf();
         let io = |e| Error::io(&tmp, e);
@@ -311,24 +334,34 @@ impl EarlySave {
             }
             Ok(())
         };
-        // Runs of used rows; a gap of a few unused rows is written too (they still hold
-        // their initial values), which saves a write per gap.
+        // Runs of used rows; a gap of a few unused rows is written too (with their initial
+        // values), which saves a write per gap.
         const GAP: usize = 16;
+        let used = |r: usize| packed[r] != u32::MAX;
+        let mut run: Vec<f32> = Vec::new();
         let mut r = 0;
-        while r < used.len() {
-            if !used[r] {
+        while r < packed.len() {
+            if !used(r) {
                 r += 1;
                 continue;
             }
             let start = r;
             let mut end = r + 1;
-            while r < used.len() && r < end + GAP {
-                if used[r] {
+            while r < packed.len() && r < end + GAP {
+                if used(r) {
                     end = r + 1;
                 }
                 r += 1;
             }
-            put(&win[start * dim..end * dim], self.input_at + (start * dim * 4) as u64).map_err(io)?;
+            run.clear();
+            run.resize((end - start) * dim, 0.0);
+            for (row, values) in (start..end).zip(run.chunks_mut(dim)) {
+                match packed[row] {
+                    u32::MAX => init_row(seed, row, values, a),
+                    p => values.copy_from_slice(&win[p as usize * dim..(p as usize + 1) * dim]),
+                }
+            }
+            put(&run, self.input_at + (start * dim * 4) as u64).map_err(io)?;
             r = end;
         }
         put(wout, self.output_at + crate::classifier::fasttext::MATRIX_HEAD).map_err(io)?;
@@ -342,7 +375,7 @@ fn train_inner(
     h: &Hyper,
     progress: &(dyn Fn(u64) + Sync),
     out: Option<&Path>,
-) -> Result<Model> {
+) -> Result<(Model, Encoded)> {
     h.validate()?;
     if labels.len() < 2 {
         return Err(Error::InvalidArgument("a classifier needs at least two labels".into()));
@@ -378,7 +411,7 @@ fn train_inner(
         t: 1e-4,
     };
     let (dict, ntokens) = dictionary(examples, labels, h, &args)?;
-    let data = encode(examples, &dict, h);
+    let mut data = encode(examples, &dict, h);
     let dim = h.dim;
     let nin = dict.nwords + h.buckets();
     let mut rng = seeded(h.seed ^ 0x5EED_F00D);
@@ -388,10 +421,35 @@ fn train_inner(
         Some(path) => Some(EarlySave::start(path, &args, &dict, (nin, nout, dim), h.seed)?),
         None => None,
     };
-    // Uniform in [-a, a], drawn in fixed chunks of their own seeds: the same numbers on any
-    // number of threads, and the pages touched in parallel.
-    let mut win = vec![0f32; nin * dim];
-    win.par_chunks_mut(INIT_CHUNK).enumerate().for_each(|(c, chunk)| init_chunk(h.seed, c, chunk, a));
+    // Writing the file, training keeps only the rows its examples read, packed in row order
+    // (`packed[r]`: row r's place; `rows[p]`: the row at place p), and the examples' rows are
+    // renumbered to match. Where each row's update is applied does not change its numbers.
+    let (packed, rows): (Vec<u32>, Vec<u32>) = match early {
+        Some(_) => {
+            let mut packed = vec![u32::MAX; nin];
+            for &r in &data.rows {
+                packed[r as usize] = 0;
+            }
+            let mut rows = Vec::new();
+            for (r, p) in packed.iter_mut().enumerate().filter(|(_, p)| **p == 0) {
+                *p = rows.len() as u32;
+                rows.push(r as u32);
+            }
+            for r in &mut data.rows {
+                *r = packed[*r as usize] as i32;
+            }
+            (packed, rows)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let n_rows = if early.is_some() { rows.len() } else { nin };
+    // Uniform in [-a, a], each row from a seed of its own: the same numbers on any number of
+    // threads, and the pages touched in parallel.
+    let mut win = vec![0f32; n_rows * dim];
+    win.par_chunks_mut(dim).enumerate().for_each(|(p, values)| {
+        let r = if early.is_some() { rows[p] as usize } else { p };
+        init_row(h.seed, r, values, a);
+    });
     let mut wout = vec![0f32; nout * dim];
 
     // One order for every epoch, seeded (fastText reads its file in order).
@@ -494,15 +552,11 @@ fn train_inner(
     }
     if let Some(early) = early {
         // Training changes only the rows its examples read.
-        let mut used = vec![false; nin];
-        for &r in &data.rows {
-            used[r as usize] = true;
-        }
-        early.finish(&win, &wout, &used, dim)?;
+        early.finish(&win, &wout, &packed, (dim, h.seed, a))?;
     }
-    let input = Matrix::Dense { m: nin, n: dim, data: win };
+    let input = Matrix::Dense { m: n_rows, n: dim, data: win };
     let output = Matrix::Dense { m: nout, n: dim, data: wout };
-    Ok(Model::from_parts(args, dict, input, output))
+    Ok((Model::from_parts(args, dict, input, output), data))
 }
 
 /// Rows fetched ahead of their sum or update (the matrix is too large for the caches).
@@ -619,16 +673,25 @@ fn gradient(
 /// The log loss of a model on labelled examples (mean of `-ln(p(label) + 1e-5)`), for reports:
 /// over at most 2000 of them, evenly spaced.
 pub fn log_loss(m: &Model, examples: &[Example], newlines: Newlines) -> Result<f64> {
+    mean_log_loss(examples, |i, s| m.predict(examples[i].text.as_bytes(), newlines, s))
+}
+
+/// [`log_loss`] with `predict(i, scratch)` predicting example i into the scratch's heap.
+fn mean_log_loss(
+    examples: &[Example],
+    mut predict: impl FnMut(usize, &mut super::fasttext::Scratch) -> Result<()>,
+) -> Result<f64> {
     let mut s = super::fasttext::Scratch::default();
     let mut sum = 0.0;
     let step = examples.len().div_ceil(2000).max(1);
-    let examples: Vec<&Example> = examples.iter().step_by(step).collect();
-    for e in &examples {
-        m.predict(e.text.as_bytes(), newlines, &mut s)?;
+    let mut n = 0usize;
+    for (i, e) in examples.iter().enumerate().step_by(step) {
+        predict(i, &mut s)?;
         let score = s.heap.iter().find(|p| p.1 as u32 == e.labels[0]).map(|p| p.0).unwrap_or(std_log(0.0));
         sum -= score as f64;
+        n += 1;
     }
-    Ok(sum / examples.len().max(1) as f64)
+    Ok(sum / n.max(1) as f64)
 }
 
 /// Every document's text of `files` (the positives or the negatives of a training set).
@@ -776,7 +839,9 @@ mod tests {
             let early = train_and_save(&examples, &labels, &h, &|_| {}, &path).unwrap();
             let after = train(&examples, &labels, &h, &|_| {}).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), after.to_bytes().unwrap(), "{loss:?}");
-            assert_eq!(early.to_bytes().unwrap(), after.to_bytes().unwrap());
+            let loss_after = log_loss(&after, &examples, h.newlines).unwrap();
+            assert_eq!(early.train_log_loss, loss_after, "{loss:?}");
+            assert_eq!((early.nwords, early.buckets), (after.dict.nwords, after.args.bucket));
             assert!(!dir.path().join("m.bin.tmp").exists());
         }
     }

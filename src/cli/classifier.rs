@@ -127,13 +127,13 @@ pub(super) fn classifier_command(
     };
     let examples: Vec<Example> = owned.iter().map(|(labels, text)| Example { labels, text }).collect();
     let bar = progress.counted("training", (examples.len() * a.epoch) as u64);
-    let model = train::train_and_save(&examples, &labels, &hyper, &|d| bar.set_position(d), &a.out)?;
+    let saved = train::train_and_save(&examples, &labels, &hyper, &|d| bar.set_position(d), &a.out)?;
     bar.finish_and_clear();
-    let loss = train::log_loss(&model, &examples, a.newlines)?;
     eprintln!(
-        "syllabus classifier train: {counts}, {} words, {} buckets; log loss on the training set {loss:.4}; wrote {} ({:.2} s)",
-        model.dict.nwords,
-        model.args.bucket,
+        "syllabus classifier train: {counts}, {} words, {} buckets; log loss on the training set {:.4}; wrote {} ({:.2} s)",
+        saved.nwords,
+        saved.buckets,
+        saved.train_log_loss,
         a.out.display(),
         start.elapsed().as_secs_f64()
     );
