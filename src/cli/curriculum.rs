@@ -232,10 +232,16 @@ pub(super) fn run_pipeline(
         // Refused before anything is written (no work directory, no rejects file).
         #[cfg(feature = "cluster")]
         crate::cluster::parse_url(url)?;
+        if cfg.dedup.is_some() || cfg.decontaminate.is_some() {
+            anyhow::bail!(
+                "--cluster {url}: [dedup] and [decontaminate] run on one machine, and {} has them: run the pipeline without --cluster",
+                pipeline.display()
+            );
+        }
         let method = cfg.select.as_ref().map(crate::config::SelectConfig::method);
         // Clusters made by the pipeline are assigned there; a selection by clusters runs here.
         let clusters_there = match cfg.select.as_ref().and_then(crate::config::SelectConfig::cluster_source) {
-            Some((_, own)) => own.is_some() || cfg.clusters.is_some(),
+            Some((tables, own)) => (tables.is_empty() && own.is_some()) || cfg.clusters.is_some(),
             None => cfg.select.is_none() && cfg.clusters.is_some(),
         };
         if !clusters_there && !method.and_then(crate::methods::info).is_some_and(|i| i.cluster) {

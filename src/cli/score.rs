@@ -700,7 +700,9 @@ fn cluster_command(
 ) -> anyhow::Result<ExitCode> {
     settings.validate()?;
     let what = "score cluster";
-    let key = format!("{} {source:?}", settings.resume_key());
+    // A run on a cluster keeps no file's assignments: it resumes its own fit, never a local
+    // run's finished files (nor their rejects).
+    let key = format!("{} {source:?} on_cluster={}", settings.resume_key(), cluster.is_some());
     let (opts, raw, work, mut rejects) =
         open_resumable(source, &io.raw, &io.out, what, key, &[], settings.model.as_deref())?;
     if raw.iter().any(|f| f.name == "-") {
