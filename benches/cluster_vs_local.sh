@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The same `select dsir` locally, on a Ballista cluster of 1 executor and of 2 executors, all
 # on this machine (so this measures the cluster's overhead, not a speed-up), checking that the
-# three outputs are identical. Median of RUNS wall-clock times.
+# three outputs are identical. Median of RUNS wall-clock times. CMD replaces the command (its
+# words split on spaces; TARGET is then unused), e.g. CMD="score cluster -q --model km.bin".
 #   benches/cluster_vs_local.sh LAKE_DIR TARGET [RUNS]
 set -euo pipefail
 lake=$1; target=$2; runs=${3:-3}
 bin=${SYLLABUS_BIN:-${CARGO_TARGET_DIR:-target}/release/syllabus}
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-args=(select dsir -q --k 10000 --seed 0 --target "$target")
+if [ -n "${CMD:-}" ]; then read -r -a args <<< "$CMD"; else args=(select dsir -q --k 10000 --seed 0 --target "$target"); fi
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_run() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 start_cluster() { # N executors

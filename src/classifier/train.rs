@@ -353,15 +353,19 @@ impl EarlySave {
                 }
                 r += 1;
             }
-            run.clear();
-            run.resize((end - start) * dim, 0.0);
-            for (row, values) in (start..end).zip(run.chunks_mut(dim)) {
-                match packed[row] {
-                    u32::MAX => init_row(seed, row, values, a),
-                    p => values.copy_from_slice(&win[p as usize * dim..(p as usize + 1) * dim]),
+            // A run goes out WRITE_ROWS rows at a time (no copy of a whole run).
+            for first in (start..end).step_by(WRITE_ROWS) {
+                let last = (first + WRITE_ROWS).min(end);
+                run.clear();
+                run.resize((last - first) * dim, 0.0);
+                for (row, values) in (first..last).zip(run.chunks_mut(dim)) {
+                    match packed[row] {
+                        u32::MAX => init_row(seed, row, values, a),
+                        p => values.copy_from_slice(&win[p as usize * dim..(p as usize + 1) * dim]),
+                    }
                 }
+                put(&run, self.input_at + (first * dim * 4) as u64).map_err(io)?;
             }
-            put(&run, self.input_at + (start * dim * 4) as u64).map_err(io)?;
             r = end;
         }
         put(wout, self.output_at + crate::classifier::fasttext::MATRIX_HEAD).map_err(io)?;
@@ -822,9 +826,17 @@ mod tests {
     /// each loss (hierarchical softmax and negative sampling touch output rows their own ways).
     #[test]
     fn a_model_saved_while_it_trains_is_the_model_saved_after() {
+        // Each document also has 30 words of its own: 1,800 words, every one a row training
+        // reads, so the rows it changed are longer than one write of WRITE_ROWS.
         let texts: Vec<String> = (0..60)
             .map(|i| {
-                format!("document {i} about {} and {}", if i % 2 == 0 { "proofs lemmas" } else { "cats dogs" }, i % 7)
+                let own: Vec<String> = (0..30).map(|j| format!("w{}", i * 30 + j)).collect();
+                format!(
+                    "document {i} about {} and {} {}",
+                    if i % 2 == 0 { "proofs lemmas" } else { "cats dogs" },
+                    i % 7,
+                    own.join(" ")
+                )
             })
             .collect();
         let labels = vec!["__label__a".to_string(), "__label__b".to_string()];
