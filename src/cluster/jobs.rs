@@ -82,6 +82,54 @@ fn column<T: 'static>(b: &RecordBatch, i: usize) -> Result<&T> {
         .ok_or_else(|| Error::InvalidArgument(format!("cluster result column {i} has an unexpected type")))
 }
 
+/// Rows streamed back in lake order, regrouped into the batches the local reader makes (a
+/// group ends where `(__file, __batch)` changes), so that the client writes what a local run
+/// writes, batch for batch.
+struct Regroup {
+    schema: SchemaRef,
+    pending: Vec<RecordBatch>,
+    key: Option<(u32, u32)>,
+}
+
+impl Regroup {
+    fn new(schema: SchemaRef) -> Self {
+        Regroup { schema, pending: Vec::new(), key: None }
+    }
+
+    /// Add `part` (rows with `schema`), whose rows are in files `file` and reader batches
+    /// `batch`; `done(file, rows)` gets each finished group.
+    fn push(
+        &mut self,
+        part: &RecordBatch,
+        file: &UInt32Array,
+        batch: &UInt32Array,
+        done: &mut dyn FnMut(u32, RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let mut start = 0;
+        for i in 0..part.num_rows() {
+            let k = (file.value(i), batch.value(i));
+            if self.key != Some(k) {
+                if i > start {
+                    self.pending.push(part.slice(start, i - start));
+                }
+                self.flush(done)?;
+                start = i;
+                self.key = Some(k);
+            }
+        }
+        self.pending.push(part.slice(start, part.num_rows() - start));
+        Ok(())
+    }
+
+    fn flush(&mut self, done: &mut dyn FnMut(u32, RecordBatch) -> Result<()>) -> Result<()> {
+        let Some((file, _)) = self.key.filter(|_| !self.pending.is_empty()) else { return Ok(()) };
+        let b = arrow::compute::concat_batches(&self.schema, self.pending.iter())
+            .map_err(|e| Error::arrow("joining the cluster's rows", e))?;
+        self.pending.clear();
+        done(file, b)
+    }
+}
+
 /// A lake registered with a cluster session.
 pub struct ClusterLake<'a> {
     pub cluster: &'a Cluster,
@@ -234,23 +282,12 @@ impl<'a> ClusterLake<'a> {
         let mut writer = TableWriter::create(out, schema.clone())?;
         let bar = self.progress.rows("score (cluster)");
         let mut eligible = 0u64;
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut key: Option<(u32, u32)> = None;
-        let flush = |pending: &mut Vec<RecordBatch>, writer: &mut TableWriter| -> Result<()> {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let b = arrow::compute::concat_batches(&schema, pending.iter())
-                .map_err(|e| Error::arrow("joining scores", e))?;
-            pending.clear();
-            writer.write(&b)
-        };
+        let mut groups = Regroup::new(schema.clone());
+        let mut write = |_: u32, b: RecordBatch| writer.write(&b);
         self.cluster.block_on(async {
             let mut s = self.stream(&sql).await?;
             while let Some(b) = s.next().await {
                 let b = b.map_err(err)?;
-                let file: &UInt32Array = column(&b, 0)?;
-                let batch: &UInt32Array = column(&b, 1)?;
                 let ids: &StringArray = column(&b, 2)?;
                 let scores = b
                     .column(3)
@@ -264,23 +301,10 @@ impl<'a> ClusterLake<'a> {
                 cols.extend(scores);
                 let part =
                     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building scores", e))?;
-                // Cut where the (file, batch) of the local reader changes.
-                let mut start = 0;
-                for i in 0..part.num_rows() {
-                    let k = (file.value(i), batch.value(i));
-                    if key != Some(k) {
-                        if i > start {
-                            pending.push(part.slice(start, i - start));
-                        }
-                        flush(&mut pending, &mut writer)?;
-                        start = i;
-                        key = Some(k);
-                    }
-                }
-                pending.push(part.slice(start, part.num_rows() - start));
+                groups.push(&part, column(&b, 0)?, column(&b, 1)?, &mut write)?;
                 bar.inc(part.num_rows() as u64);
             }
-            flush(&mut pending, &mut writer)
+            groups.flush(&mut write)
         })?;
         bar.finish_and_clear();
         writer.finish()?;
@@ -551,15 +575,8 @@ impl ClusterLake<'_> {
         let schema: SchemaRef = Arc::new(Schema::new(schema));
         let mut parts = crate::passes::scored::KeptParts::new(work, self.raw.len(), &fields)?;
         let bar = self.progress.rows("assign (cluster)");
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut key: Option<(u32, u32)> = None;
-        let mut flush = |pending: &mut Vec<RecordBatch>, file: u32, parts: &mut crate::passes::scored::KeptParts| {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let b = arrow::compute::concat_batches(&schema, pending.iter())
-                .map_err(|e| Error::arrow("joining assignments", e))?;
-            pending.clear();
+        let mut groups = Regroup::new(schema.clone());
+        let mut keep = |file: u32, b: RecordBatch| {
             let n = b.num_columns();
             let ids: &StringArray = column(&b, 0)?;
             let locs: &UInt64Array = column(&b, n - 1)?;
@@ -569,8 +586,6 @@ impl ClusterLake<'_> {
             let mut s = self.stream(&sql).await?;
             while let Some(b) = s.next().await {
                 let b = b.map_err(err)?;
-                let file: &UInt32Array = column(&b, 0)?;
-                let batch: &UInt32Array = column(&b, 1)?;
                 let scores = b
                     .column(4)
                     .as_any()
@@ -581,28 +596,10 @@ impl ClusterLake<'_> {
                 cols.push(b.column(2).clone());
                 let part =
                     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building assignments", e))?;
-                // Cut where the (file, batch) of the local reader changes.
-                let mut start = 0;
-                for i in 0..part.num_rows() {
-                    let k = (file.value(i), batch.value(i));
-                    if key != Some(k) {
-                        if i > start {
-                            pending.push(part.slice(start, i - start));
-                        }
-                        if let Some((f, _)) = key {
-                            flush(&mut pending, f, &mut parts)?;
-                        }
-                        start = i;
-                        key = Some(k);
-                    }
-                }
-                pending.push(part.slice(start, part.num_rows() - start));
+                groups.push(&part, column(&b, 0)?, column(&b, 1)?, &mut keep)?;
                 bar.inc(part.num_rows() as u64);
             }
-            match key {
-                Some((f, _)) => flush(&mut pending, f, &mut parts),
-                None => Ok(()),
-            }
+            groups.flush(&mut keep)
         })?;
         bar.finish_and_clear();
         parts.finish()
