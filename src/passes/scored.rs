@@ -431,7 +431,9 @@ impl ScoredLake<'_> {
     }
 
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
-    /// Only the chosen lines are parsed, and each file is left after its last chosen row.
+    /// Only the chosen lines are parsed, and each file is left after its last chosen row; the
+    /// reading runs on a thread of its own while this one encodes and writes (two batches
+    /// apart at most).
     pub(crate) fn write_rows(
         &self,
         stats: &[FileStats],
@@ -446,7 +448,7 @@ impl ScoredLake<'_> {
         for r in chosen {
             per_file[r.file as usize].push(r.loc);
         }
-        let mut reader = LakeReader::new(self.raw, self.read, extras, None)
+        let reader = LakeReader::new(self.raw, self.read, extras, None)
             .with_selection(per_file)
             .with_file_column(self.file_column.clone());
         let schema = crate::batch::append_fields(&reader.schema(), std::slice::from_ref(&field))?;
@@ -454,23 +456,35 @@ impl ScoredLake<'_> {
         let mut selected = vec![0u64; stats.len()];
         let bar = self.progress.rows("write");
         let mut next = 0usize;
-        for b in reader.by_ref() {
-            let b = b?;
-            let n = b.batch.num_rows();
-            // The reader returns exactly the chosen rows, in order; check that it did.
-            let these = chosen.get(next..next + n).unwrap_or(&[]);
-            if these.len() != n
-                || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc)
-            {
-                break;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<crate::source::SourceBatch>>(2);
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                // Stops when the writer stops taking batches (an error or a mismatch there).
+                for b in reader {
+                    if tx.send(b).is_err() {
+                        break;
+                    }
+                }
+            });
+            for b in rx {
+                let b = b?;
+                let n = b.batch.num_rows();
+                // The reader returns exactly the chosen rows, in order; check that it did.
+                let these = chosen.get(next..next + n).unwrap_or(&[]);
+                if these.len() != n
+                    || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc)
+                {
+                    break;
+                }
+                next += n;
+                selected[b.file] += n as u64;
+                bar.inc(n as u64);
+                let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
+                let batch = crate::batch::append_columns(&b.batch, vec![(field.clone(), Arc::new(scores))])?;
+                writer.write(&batch)?;
             }
-            next += n;
-            selected[b.file] += n as u64;
-            bar.inc(n as u64);
-            let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
-            let batch = crate::batch::append_columns(&b.batch, vec![(field.clone(), Arc::new(scores))])?;
-            writer.write(&batch)?;
-        }
+            Ok(())
+        })?;
         bar.finish_and_clear();
         if next != chosen.len() {
             return Err(Error::InvalidArgument(format!(
