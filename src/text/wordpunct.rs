@@ -209,6 +209,7 @@ pub fn py_lower_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn word_spans_are_re_w_plus() {
@@ -277,6 +278,50 @@ mod tests {
                 Class::Punct
             };
             assert!(ASCII_CLASS[b as usize] == want, "byte {b}");
+        }
+    }
+
+    /// Spans by the char classes, one char at a time: the oracle of the scans.
+    fn naive_spans(s: &str, class_of: impl Fn(char) -> Option<u8>) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut run: Option<(usize, u8)> = None;
+        for (i, c) in s.char_indices() {
+            let k = class_of(c);
+            if run.map(|r| r.1) != k {
+                if let Some((start, _)) = run {
+                    out.push((start as u32, i as u32));
+                }
+                run = k.map(|k| (i, k));
+            }
+        }
+        if let Some((start, _)) = run {
+            out.push((start as u32, s.len() as u32));
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn the_scans_split_as_the_char_classes(
+            s in proptest::collection::vec(
+                prop_oneof![
+                    proptest::char::range('\u{0}', '\u{7f}'),
+                    proptest::sample::select(vec!['a', 'Z', '_', '9', ' ', '\t', '\u{1c}', '.', ',', '\u{a0}', 'é', '\u{301}', '\u{200b}', '२', '👋']),
+                ],
+                0..80,
+            ).prop_map(|v| v.into_iter().collect::<String>())
+        ) {
+            let mut got = Vec::new();
+            wordpunct_spans(&s, &mut got);
+            let want = naive_spans(&s, |c| match class(c) {
+                Class::Word => Some(0),
+                Class::Punct => Some(1),
+                Class::Space => None,
+            });
+            prop_assert_eq!(got, want);
+            let mut got = Vec::new();
+            py_word_spans(&s, &mut got);
+            prop_assert_eq!(got, naive_spans(&s, |c| is_py_word(c).then_some(0)));
         }
     }
 
