@@ -311,10 +311,10 @@ impl EarlySave {
         Ok(EarlySave { file, writer, input_at, output_at })
     }
 
-    /// Write the rows `used` marks and the output matrix over what the thread wrote, sync,
-    /// and rename into place.
-    /// `packed[r]`: input row r's place in `win` (training's rows, packed), or `u32::MAX` for
-    /// a row training never read (its initial values, drawn again with `seed` and `a`).
+    /// Write the rows training read and the output matrix over what the thread wrote, sync,
+    /// and rename into place. `packed[r]`: input row r's place in `win` (training's rows,
+    /// packed), or `u32::MAX` for a row training never read (its initial values, drawn again
+    /// with `seed` and `a` where a short gap between used rows is written with them).
     fn finish(self, win: &[f32], wout: &[f32], packed: &[u32], (dim, seed, a): (usize, u64, f32)) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let tmp = self.file.tmp().to_path_buf();

@@ -711,52 +711,15 @@ fn cluster_command(
     let (work, _tmp) = work_or_temp(work, what)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
     // Reach the cluster before the fit, not after it.
-    let remote = cluster.map(connect_cluster).transpose()?;
+    let assigner = crate::kmeans::Assigner::connect(cluster)?;
     let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
-    let (memory, terms) = (settings.memory_limit, terms_out.as_deref());
-    let (mut report, mut clusters) = match remote {
-        None => crate::kmeans::assign_to(&lake, model, memory, rejects.as_mut(), &io.out, terms)?,
-        Some(remote) => assign_on_cluster(&remote, &lake, model, memory, rejects.as_mut(), &io.out, terms)?,
-    };
+    let (mut report, mut clusters) =
+        assigner.assign(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out, terms_out.as_deref())?;
     clusters.fit = fit;
     report.resumed = work.resumed.clone();
     work.finish()?;
     crate::kmeans::print_report(&clusters);
     finish(what, &io.out, report, Vec::new(), rejects, start, false)
-}
-
-#[cfg(feature = "cluster")]
-type Remote = crate::cluster::Cluster;
-#[cfg(not(feature = "cluster"))]
-type Remote = std::convert::Infallible;
-
-fn connect_cluster(url: &str) -> anyhow::Result<Remote> {
-    #[cfg(feature = "cluster")]
-    return Ok(crate::cluster::Cluster::connect(url)?);
-    #[cfg(not(feature = "cluster"))]
-    {
-        let _ = url;
-        bail!("this syllabus was built without the `cluster` feature")
-    }
-}
-
-/// `score cluster --cluster`: [`crate::cluster::jobs::cluster_assign`].
-fn assign_on_cluster(
-    remote: &Remote,
-    lake: &ScoredLake,
-    model: std::sync::Arc<crate::kmeans::KMeansModel>,
-    memory_limit: u64,
-    rejects: Option<&mut RejectWriter>,
-    out: &Path,
-    terms_out: Option<&Path>,
-) -> anyhow::Result<(RunReport, crate::kmeans::ClusterReport)> {
-    #[cfg(feature = "cluster")]
-    return Ok(crate::cluster::jobs::cluster_assign(remote, lake, model, memory_limit, rejects, out, terms_out)?);
-    #[cfg(not(feature = "cluster"))]
-    {
-        let _ = (lake, model, memory_limit, rejects, out, terms_out);
-        match *remote {}
-    }
 }
 
 /// `score dedup --cluster`: signatures and joins on the cluster, components here.

@@ -473,25 +473,13 @@ fn cluster_to(
     out_dir: &Path,
 ) -> Result<crate::kmeans::ClusterReport> {
     let s = settings;
-    #[cfg(feature = "cluster")]
-    let remote = url.map(crate::cluster::Cluster::connect).transpose()?;
-    #[cfg(not(feature = "cluster"))]
-    if url.is_some() {
-        return Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into()));
-    }
+    let assigner = crate::kmeans::Assigner::connect(url)?;
     let (model, fit) = crate::kmeans::model_for(lake, s)?;
     // The model this run used, whatever an earlier run left there.
     model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
     let table = out_dir.join(CLUSTERS_FILE);
     let terms = out_dir.join(CLUSTER_TERMS_FILE);
-    #[cfg(feature = "cluster")]
-    if let Some(c) = &remote {
-        let (_, mut report) =
-            crate::cluster::jobs::cluster_assign(c, lake, model, s.memory_limit, None, &table, Some(&terms))?;
-        report.fit = fit;
-        return Ok(report);
-    }
-    let (_, mut report) = crate::kmeans::assign_to(lake, model, s.memory_limit, None, &table, Some(&terms))?;
+    let (_, mut report) = assigner.assign(lake, model, s.memory_limit, None, &table, Some(&terms))?;
     report.fit = fit;
     Ok(report)
 }
