@@ -711,7 +711,7 @@ fn cluster_command(
     let (work, _tmp) = work_or_temp(work, what)?;
     let lake = ScoredLake { raw: &raw, read: &opts, progress, file_column: None, work: Some(&work) };
     // Reach the cluster before the fit, not after it.
-    let assigner = crate::kmeans::Assigner::connect(cluster)?;
+    let assigner = crate::pipeline::Assigner::connect(cluster)?;
     let (model, fit) = crate::kmeans::model_for(&lake, settings)?;
     let (mut report, mut clusters) =
         assigner.assign(&lake, model, settings.memory_limit, rejects.as_mut(), &io.out, terms_out.as_deref())?;

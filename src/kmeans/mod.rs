@@ -298,46 +298,6 @@ pub fn assign_to(
     rank_to(lake, model, memory_limit, out, terms_out, |each| lake.score_pass(&scorer, rejects, each))
 }
 
-/// Where `score cluster` and a pipeline's clusters assign the rows: here, or on a cluster
-/// reached before the fit (`--cluster`); the same output either way.
-pub enum Assigner {
-    Here,
-    #[cfg(feature = "cluster")]
-    Cluster(crate::cluster::Cluster),
-}
-
-impl Assigner {
-    /// Here, or the cluster at `url`, reached now (an error without the `cluster` feature).
-    pub fn connect(url: Option<&str>) -> Result<Self> {
-        match url {
-            None => Ok(Assigner::Here),
-            #[cfg(feature = "cluster")]
-            Some(url) => Ok(Assigner::Cluster(crate::cluster::Cluster::connect(url)?)),
-            #[cfg(not(feature = "cluster"))]
-            Some(_) => Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into())),
-        }
-    }
-
-    /// [`assign_to`] here, or [`crate::cluster::jobs::cluster_assign`] on the cluster.
-    pub fn assign(
-        &self,
-        lake: &ScoredLake,
-        model: Arc<KMeansModel>,
-        memory_limit: u64,
-        rejects: Option<&mut RejectWriter>,
-        out: &Path,
-        terms_out: Option<&Path>,
-    ) -> Result<(RunReport, ClusterReport)> {
-        match self {
-            Assigner::Here => assign_to(lake, model, memory_limit, rejects, out, terms_out),
-            #[cfg(feature = "cluster")]
-            Assigner::Cluster(c) => {
-                crate::cluster::jobs::cluster_assign(c, lake, model, memory_limit, rejects, out, terms_out)
-            }
-        }
-    }
-}
-
 /// What [`assign_to`] does once the rows are assigned: `assigned` hands every row's
 /// assignment ([`Assign`]'s columns) to its argument in lake order, keeps it in the lake's
 /// work directory for [`ScoredLake::replay`], and returns the files' counts. `score cluster

@@ -463,6 +463,47 @@ fn cluster_stage(
     Ok(r)
 }
 
+/// Where `score cluster` and a pipeline's clusters assign the rows: here, or on a cluster
+/// reached before the fit (`--cluster`); the same output either way. (In this layer: above
+/// both the clusters and the cluster jobs.)
+pub enum Assigner {
+    Here,
+    #[cfg(feature = "cluster")]
+    Cluster(crate::cluster::Cluster),
+}
+
+impl Assigner {
+    /// Here, or the cluster at `url`, reached now (an error without the `cluster` feature).
+    pub fn connect(url: Option<&str>) -> Result<Self> {
+        match url {
+            None => Ok(Assigner::Here),
+            #[cfg(feature = "cluster")]
+            Some(url) => Ok(Assigner::Cluster(crate::cluster::Cluster::connect(url)?)),
+            #[cfg(not(feature = "cluster"))]
+            Some(_) => Err(Error::InvalidArgument("this syllabus was built without the `cluster` feature".into())),
+        }
+    }
+
+    /// [`crate::kmeans::assign_to`] here, or [`crate::cluster::jobs::cluster_assign`] on the cluster.
+    pub fn assign(
+        &self,
+        lake: &ScoredLake,
+        model: std::sync::Arc<crate::kmeans::KMeansModel>,
+        memory_limit: u64,
+        rejects: Option<&mut RejectWriter>,
+        out: &Path,
+        terms_out: Option<&Path>,
+    ) -> Result<(RunReport, crate::kmeans::ClusterReport)> {
+        match self {
+            Assigner::Here => crate::kmeans::assign_to(lake, model, memory_limit, rejects, out, terms_out),
+            #[cfg(feature = "cluster")]
+            Assigner::Cluster(c) => {
+                crate::cluster::jobs::cluster_assign(c, lake, model, memory_limit, rejects, out, terms_out)
+            }
+        }
+    }
+}
+
 /// Fit (or load) and assign: `OUT/clusters.parquet` and `OUT/kmeans_model.bin`; with `url`,
 /// the rows are assigned on that cluster (the fit runs here). Bad records are counted, not
 /// written: the stage that reads the lake next writes them.
@@ -473,7 +514,7 @@ fn cluster_to(
     out_dir: &Path,
 ) -> Result<crate::kmeans::ClusterReport> {
     let s = settings;
-    let assigner = crate::kmeans::Assigner::connect(url)?;
+    let assigner = Assigner::connect(url)?;
     let (model, fit) = crate::kmeans::model_for(lake, s)?;
     // The model this run used, whatever an earlier run left there.
     model.save(&out_dir.join(KMEANS_MODEL_FILE))?;
