@@ -232,7 +232,14 @@ impl JsonlDecoder {
     /// The rows decoded since the last flush, as a batch of `schema`.
     pub fn flush(&mut self, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
         let n = self.rows;
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.ids.finish()), Arc::new(self.texts.finish())];
+        // The next batch starts with room for what this one held: a builder grown by doubling
+        // copies its bytes about once more and touches fresh pages for each size it passes
+        // through (the kernel zeroing them was a sixth of a DSIR fit's time).
+        let (id_bytes, text_bytes) = (self.ids.values_slice().len(), self.texts.values_slice().len());
+        let mut ids = std::mem::replace(&mut self.ids, StringBuilder::with_capacity(n, id_bytes + id_bytes / 8));
+        let mut texts =
+            std::mem::replace(&mut self.texts, StringBuilder::with_capacity(n, text_bytes + text_bytes / 8));
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(texts.finish())];
         for b in &mut self.extras {
             columns.push(match b {
                 Ok(b) => Arc::new(b.finish()),
