@@ -199,6 +199,8 @@ pub struct Featurizer {
     hash: NgramHash,
     modulus: FastMod,
     words: FxHashMap<Box<str>, (u32, u32)>,
+    /// The words of at most 7 bytes, by their bytes, in front of `words`.
+    short: ShortWords,
     next_word: u32,
     bigrams: BigramCache,
     longer: FxHashMap<Box<str>, u32>,
@@ -219,6 +221,7 @@ impl Featurizer {
             hash: params.hash,
             modulus: FastMod::new(params.buckets),
             words: FxHashMap::default(),
+            short: ShortWords::new(),
             next_word: 0,
             bigrams: BigramCache::new(),
             longer: FxHashMap::default(),
@@ -248,14 +251,30 @@ impl Featurizer {
     }
 
     /// Id and bucket of a word.
+    #[inline]
     fn word(&mut self, w: &str) -> (u32, u32) {
+        let short = ShortWords::key(w.as_bytes());
+        if let Some(v) = short.and_then(|k| self.short.get(k)) {
+            return v;
+        }
+        let v = self.word_slow(w);
+        if let Some(k) = short {
+            self.short.insert(k, v);
+        }
+        v
+    }
+
+    #[inline(never)]
+    fn word_slow(&mut self, w: &str) -> (u32, u32) {
         if let Some(&v) = self.words.get(w) {
             return v;
         }
         if self.next_word as usize >= self.cache_limit {
-            // Word ids are about to be reused: bigram entries keyed by old ids go too.
+            // Word ids are about to be reused: bigram and short-word entries keyed by or holding
+            // old ids go too.
             self.words.clear();
             self.bigrams.clear();
+            self.short.clear();
             self.next_word = 0;
             self.epoch += 1;
         }
@@ -378,6 +397,55 @@ impl BigramCache {
 
     fn clear(&mut self) {
         self.slots.fill((0, 0));
+    }
+}
+
+/// A direct-mapped cache of the words of 1 to 7 bytes -> (id, bucket), small enough for the L2
+/// cache: most of a text's words are short and frequent, and a hit costs one integer compare
+/// instead of hashing the string, probing the word table and comparing bytes behind a
+/// pointer.
+struct ShortWords {
+    /// (key, id, bucket); key 0 (no word has length 0) marks an empty slot.
+    slots: Vec<(u64, u32, u32)>,
+}
+
+const SHORT_WORDS_BITS: u32 = 14;
+
+impl ShortWords {
+    fn new() -> Self {
+        ShortWords { slots: vec![(0, 0, 0); 1 << SHORT_WORDS_BITS] }
+    }
+
+    /// The word's bytes and its length in one integer, for words of 1 to 7 bytes.
+    #[inline]
+    fn key(w: &[u8]) -> Option<u64> {
+        if w.is_empty() || w.len() > 7 {
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        buf[..w.len()].copy_from_slice(w);
+        buf[7] = w.len() as u8;
+        Some(u64::from_le_bytes(buf))
+    }
+
+    #[inline]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHORT_WORDS_BITS)) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<(u32, u32)> {
+        let (k, id, bucket) = self.slots[Self::slot(key)];
+        (k == key).then_some((id, bucket))
+    }
+
+    #[inline]
+    fn insert(&mut self, key: u64, (id, bucket): (u32, u32)) {
+        self.slots[Self::slot(key)] = (key, id, bucket);
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, 0, 0));
     }
 }
 
@@ -722,9 +790,9 @@ mod tests {
 
     proptest::proptest! {
         /// Caches never change a bucket, however small they are and however often they are
-        /// cleared mid-document.
+        /// cleared mid-document; words of up to 7 bytes (the short-word cache's) and longer.
         #[test]
-        fn caches_are_transparent(docs in proptest::collection::vec("[a-e]{1,2}( [a-e]{1,2}| ,){0,12}", 1..8), limit in 1usize..6, ngrams in 1usize..4) {
+        fn caches_are_transparent(docs in proptest::collection::vec("[a-e]{1,2}( [a-e]{1,2}| [a-e]{6,9}| ,){0,12}", 1..8), limit in 1usize..6, ngrams in 1usize..4) {
             let params = DsirParams { ngrams, ..DsirParams::default() };
             let mut fz = Featurizer::with_cache_limit(&params, limit);
             for d in &docs {
