@@ -34,6 +34,26 @@ fn read_chunk(reader: &mut LakeReader<'_>, n: usize) -> Result<Vec<SourceBatch>>
     Ok(chunk)
 }
 
+/// [`for_each_ordered`] over batches already in memory (a [`crate::source::KeptLake`]'s): no
+/// file is skipped.
+pub fn for_each_kept<T, W, S>(batches: Vec<SourceBatch>, work: W, mut sink: S) -> Result<()>
+where
+    T: Send,
+    W: Fn(&SourceBatch) -> Result<T> + Sync,
+    S: FnMut(SourceBatch, T) -> Result<Flow>,
+{
+    let chunk_len = 4 * rayon::current_num_threads().max(1);
+    let mut batches = batches.into_iter().peekable();
+    while batches.peek().is_some() {
+        let chunk: Vec<SourceBatch> = batches.by_ref().take(chunk_len).collect();
+        let results = chunk.par_iter().map(&work).collect::<Vec<Result<T>>>();
+        for (batch, result) in chunk.into_iter().zip(results) {
+            sink(batch, result?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Run `work` on every batch of `reader` in parallel and `sink` on the results in order.
 pub fn for_each_ordered<T, W, S>(reader: &mut LakeReader<'_>, work: W, mut sink: S) -> Result<()>
 where

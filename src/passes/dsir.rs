@@ -9,7 +9,9 @@
 //! Feature cache: pass 1 keeps each document's bucket ids (2 bytes per n-gram) for a prefix of
 //! the lake, up to `feature_cache_bytes`, so pass 2 scores those documents with a sum over
 //! their buckets instead of tokenizing and hashing them again; the sums are the same, in the
-//! same order, so the scores are bit-identical with or without it.
+//! same order, so the scores are bit-identical with or without it. When the prefix is the
+//! whole lake and pass 1 rejected no record, it also keeps the rows' ids and locations and its
+//! counts ([`KeptLake`]): pass 2 then does not read the lake at all.
 //!
 //! Memory: the model, a chunk of batches, the feature cache (at most `feature_cache_bytes`),
 //! and for `select` the k chosen rows (a heap of k entries); nothing grows with the lake.
@@ -26,7 +28,7 @@ use crate::par::{for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::dsir::{Counts, DsirModel, DsirParams, DsirScorer, FitBudget};
 use crate::score::Scorer;
-use crate::source::{Extras, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch};
+use crate::source::{Extras, FileStats, InputFile, KeptLake, LakeReader, ReadOptions, RejectWriter, SourceBatch};
 
 /// Inputs and settings of a DSIR run.
 pub struct DsirJob<'a> {
@@ -54,6 +56,9 @@ pub struct FeatureCache {
     bytes: usize,
     limit_bytes: usize,
     closed: bool,
+    /// The rows' ids and locations; with the reader's counts once the whole lake is cached.
+    lake: KeptLake,
+    complete: bool,
 }
 
 /// The features of one batch, recorded in pass 1.
@@ -82,26 +87,42 @@ impl FeatureCache {
         !self.closed
     }
 
-    /// Append the features of the batch starting at `first_row`, if it continues the cached
-    /// prefix and fits; otherwise stop caching for good.
-    fn push(&mut self, first_row: u64, f: Option<BatchFeatures>) {
+    /// Append the features of batch `b`, if it continues the cached prefix and fits;
+    /// otherwise stop caching for good.
+    fn push(&mut self, b: &SourceBatch, f: Option<BatchFeatures>) -> Result<()> {
+        let first_row = b.first_row;
         let Some(f) = f.filter(|_| !self.closed && first_row == self.rows) else {
             self.close();
-            return;
+            return Ok(());
         };
-        if self.bytes + f.bytes() > self.limit_bytes {
+        let before = self.lake.bytes();
+        self.lake.push(b)?;
+        let bytes = f.bytes() + self.lake.bytes() - before;
+        if self.bytes + bytes > self.limit_bytes {
             self.close();
-            return;
+            return Ok(());
         }
         self.rows += f.words.len() as u64;
-        self.bytes += f.bytes();
+        self.bytes += bytes;
         if !f.words.is_empty() {
             self.chunks.push((first_row, f));
         }
+        Ok(())
     }
 
     fn close(&mut self) {
         self.closed = true;
+        self.lake = KeptLake::default();
+    }
+
+    /// The reader read the whole lake and every row is cached: with its counts (`stats`), a
+    /// scoring pass need not read the lake, unless a record was rejected (the rejects are that
+    /// pass's to write).
+    fn finish(&mut self, stats: Vec<FileStats>) {
+        self.complete = !self.closed && stats.iter().all(|s| s.rejected == 0) && self.lake.finish(stats);
+        if !self.complete {
+            self.lake = KeptLake::default();
+        }
     }
 
     /// Scores of rows `first_row..first_row + n` if they are all cached.
@@ -147,8 +168,12 @@ fn batch_counts(
     let text = text_column(batch)?;
     let mut counts = Counts::new(params.buckets);
     let mut per_doc = Vec::with_capacity(text.len());
+    // Room for the batch's n-grams at once (about 0.4 a byte in prose, uni- and bigrams): a
+    // vector grown by doubling copies itself and faults in fresh pages at every step.
+    let offsets = text.value_offsets();
+    let text_bytes = (offsets[offsets.len() - 1] - offsets[0]) as usize;
     let mut features = record.then(|| BatchFeatures {
-        buckets: Vec::new(),
+        buckets: Vec::with_capacity(text_bytes / 2),
         ends: Vec::with_capacity(text.len()),
         words: Vec::with_capacity(text.len()),
     });
@@ -163,6 +188,10 @@ fn batch_counts(
             f.words.push(params.n_words(words));
         }
         per_doc.push(n);
+    }
+    if let Some(f) = features.as_mut() {
+        // In place when most of the room was used (mimalloc keeps a block shrunk by less than half).
+        f.buckets.shrink_to_fit();
     }
     Ok((counts, per_doc, features))
 }
@@ -290,7 +319,7 @@ impl DsirJob<'_> {
                     _ => {
                         *total += batch_sum;
                         raw.merge(&c);
-                        cache.push(b.first_row, features);
+                        cache.push(&b, features)?;
                         if !cache.recording() {
                             recording.store(false, relaxed);
                         }
@@ -300,6 +329,9 @@ impl DsirJob<'_> {
             },
         )?;
         bar.finish_and_clear();
+        if first_file == 0 {
+            cache.finish(reader.into_stats());
+        }
         Ok((raw, cache))
     }
 }
@@ -337,6 +369,10 @@ impl Scorer for CachedDsir {
         self.scorer.score(&b.batch)
     }
 
+    fn kept_lake(&self) -> Option<&KeptLake> {
+        self.cache.complete.then_some(&self.cache.lake)
+    }
+
     fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
         self.scorer.eligible(columns, i)
     }
@@ -368,6 +404,17 @@ mod tests {
         f
     }
 
+    /// A reader's batch of `n` rows of file 0 starting at `first_row`.
+    fn source(first_row: u64, n: usize) -> SourceBatch {
+        let ids = arrow::array::StringArray::from_iter_values((0..n).map(|i| format!("d{}", first_row + i as u64)));
+        let batch = RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef)]).unwrap();
+        SourceBatch { batch, file: 0, locations: (1..=n as u64).map(|l| l + first_row).collect(), first_row, end: None }
+    }
+
+    fn push(cache: &mut FeatureCache, first_row: u64, docs: &[&[u16]]) {
+        cache.push(&source(first_row, docs.len()), Some(batch(docs))).unwrap();
+    }
+
     #[test]
     fn cache_scores_any_row_range_across_batches() {
         let params = DsirParams { buckets: 4, ..DsirParams::default() };
@@ -377,9 +424,9 @@ mod tests {
         let docs: Vec<&[u16]> = vec![&[0, 1], &[], &[3, 3, 2], &[1], &[2, 0], &[0, 0, 0], &[3]];
         let mut cache = FeatureCache::new(1 << 20, 4);
         // Batches of 3, 0 and 4 documents, as pass 1 may cut them.
-        cache.push(0, Some(batch(&docs[..3])));
-        cache.push(3, Some(batch(&[])));
-        cache.push(3, Some(batch(&docs[3..])));
+        push(&mut cache, 0, &docs[..3]);
+        push(&mut cache, 3, &[]);
+        push(&mut cache, 3, &docs[3..]);
         assert!(cache.recording());
         for first in 0..docs.len() {
             for n in 0..=docs.len() - first {
@@ -393,17 +440,19 @@ mod tests {
         }
         assert!(cache.score(&model, 5, 3).is_none(), "past the cached rows");
         // A batch that does not continue the prefix closes the cache; what it held stays.
-        cache.push(9, Some(batch(&docs[..1])));
+        push(&mut cache, 9, &docs[..1]);
         assert!(!cache.recording());
         assert!(cache.score(&model, 6, 1).is_some());
     }
 
     #[test]
     fn cache_stops_at_its_byte_limit() {
-        let mut cache = FeatureCache::new(40, 4);
-        cache.push(0, Some(batch(&[&[0, 1, 2]])));
+        let mut cache = FeatureCache::new(1 << 20, 4);
+        push(&mut cache, 0, &[&[0, 1, 2]]);
         assert!(cache.recording());
-        cache.push(1, Some(batch(&[&[0; 20]])));
+        // Room for 10 more bytes: not for 20 buckets (40 bytes).
+        cache.limit_bytes = cache.bytes + 10;
+        push(&mut cache, 1, &[&[0; 20]]);
         assert!(!cache.recording());
         assert_eq!(cache.rows, 1);
     }

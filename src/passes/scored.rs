@@ -17,12 +17,14 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use super::work::{FileDone, RejectsAt, Work};
 use crate::batch::{id_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
-use crate::par::{for_each_ordered, Flow};
+use crate::par::{for_each_kept, for_each_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::Scorer;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
-use crate::source::{lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter};
+use crate::source::{
+    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
+};
 
 /// What a run read, kept and chose.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -258,53 +260,58 @@ impl ScoredLake<'_> {
         let has_rejects = rejects.is_some();
         let bar = self.progress.rows("score");
         bar.set_position(first_row);
+        // The fit read the whole lake and kept it: its batches, not the lake's.
+        let kept = scorer.kept_lake().filter(|_| stats.is_empty());
+        let rejects_len = rejects.as_ref().map_or(0, |r| r.bytes());
         let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
         if self.work.is_some() {
             reader = reader.tracked();
         }
         reader = reader.starting_at_file(stats.len(), stats.clone())?;
         let mut part: Option<(usize, PartWriter)> = None;
-        for_each_ordered(
-            &mut reader,
-            |b| scorer.score_rows(b),
-            |b, columns| {
-                let ids = id_column(&b.batch)?;
-                each(&Scored {
-                    ids,
-                    columns: &columns,
-                    file: b.file,
-                    locations: &b.locations,
-                    first_row: b.first_row,
-                })?;
-                bar.inc(b.batch.num_rows() as u64);
-                let Some(work) = self.work else { return Ok(Flow::Continue) };
-                if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
-                    work.ready()?;
-                    part = Some((b.file, PartWriter::create(&work.part_path(b.file), schema.clone())?));
-                }
-                let (_, w) = part.as_mut().expect("just set");
-                let mut kept = columns.clone();
-                kept.push(Arc::new(UInt64Array::from(b.locations.clone())));
-                w.write(&score_batch(&schema, ids, &kept)?)?;
-                let end = b.end.as_deref().expect("a tracked reader");
-                if end.point.done {
-                    // The file is finished: its rows and counts are kept.
-                    let (_, w) = part.take().expect("a part for the file");
-                    w.finish()?;
-                    let before: u64 = stats.iter().map(|s| s.rejected).sum();
-                    let records = if has_rejects { rejects_base + before + end.stats.rejected } else { 0 };
-                    let rejects = RejectsAt { bytes: end.rejects_len, records };
-                    let d = FileDone::new(&end.stats, rejects);
-                    work.save_file_done(b.file, &d)?;
-                    stats.push(end.stats.clone());
-                    crate::failpoint::hit(format_args!("scored-file-{}", b.file));
-                }
-                Ok(Flow::Continue)
-            },
-        )?;
+        let score = |b: &SourceBatch| scorer.score_rows(b);
+        let sink = |b: SourceBatch, columns: Vec<ArrayRef>| -> Result<Flow> {
+            let ids = id_column(&b.batch)?;
+            each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
+            bar.inc(b.batch.num_rows() as u64);
+            let Some(work) = self.work else { return Ok(Flow::Continue) };
+            if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
+                work.ready()?;
+                part = Some((b.file, PartWriter::create(&work.part_path(b.file), schema.clone())?));
+            }
+            let (_, w) = part.as_mut().expect("just set");
+            let mut kept = columns.clone();
+            kept.push(Arc::new(UInt64Array::from(b.locations.clone())));
+            w.write(&score_batch(&schema, ids, &kept)?)?;
+            // A tracked reader's batches carry their ends; a kept lake's only the last of each file.
+            if let Some(end) = b.end.as_deref().filter(|e| e.point.done) {
+                // The file is finished: its rows and counts are kept.
+                let (_, w) = part.take().expect("a part for the file");
+                w.finish()?;
+                let before: u64 = stats.iter().map(|s| s.rejected).sum();
+                let records = if has_rejects { rejects_base + before + end.stats.rejected } else { 0 };
+                let rejects = RejectsAt { bytes: end.rejects_len, records };
+                let d = FileDone::new(&end.stats, rejects);
+                work.save_file_done(b.file, &d)?;
+                stats.push(end.stats.clone());
+                crate::failpoint::hit(format_args!("scored-file-{}", b.file));
+            }
+            Ok(Flow::Continue)
+        };
+        let counts = match kept {
+            Some(kept) => {
+                for_each_kept(kept.batches(rejects_len), score, sink)?;
+                kept.stats().to_vec()
+            }
+            None => {
+                crate::failpoint::hit(format_args!("score-reads-lake"));
+                for_each_ordered(&mut reader, score, sink)?;
+                reader.into_stats()
+            }
+        };
         bar.finish_and_clear();
-        // Without a work directory the reader's counts are the run's.
-        Ok(if self.work.is_some() { stats } else { reader.into_stats() })
+        // Without a work directory the reader's (or the fit's) counts are the run's.
+        Ok(if self.work.is_some() { stats } else { counts })
     }
 
     /// Hand every row of a finished [`ScoredLake::score_pass`] to `each` again, in input order,

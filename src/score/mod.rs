@@ -15,7 +15,7 @@ use arrow::datatypes::Field;
 
 use crate::batch::RecordBatch;
 use crate::error::Result;
-use crate::source::SourceBatch;
+use crate::source::{KeptLake, SourceBatch};
 
 /// A fitted scoring method: a pure function of a batch of documents (id, text, ...).
 pub trait Scorer: Send + Sync {
@@ -30,6 +30,12 @@ pub trait Scorer: Send + Sync {
     /// default [`Scorer::score`]; a scorer that kept what its fit saw of the lake uses it.
     fn score_rows(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
         self.score(&b.batch)
+    }
+    /// The whole lake as the scorer's fit read it, when the fit kept every row's features
+    /// and rejected none: a scoring pass from the lake's start hands these batches to
+    /// [`Scorer::score_rows`] instead of reading the lake again. None: read the lake.
+    fn kept_lake(&self) -> Option<&KeptLake> {
+        None
     }
     /// Whether row `i` (with these scores) may be selected.
     fn eligible(&self, _columns: &[ArrayRef], _i: usize) -> bool {

@@ -400,6 +400,85 @@ pub struct BatchEnd {
     pub rejects_len: u64,
 }
 
+/// The rows of a whole lake as one reader pass returned them, without their columns but
+/// `id`: each batch's file, first row and locations, and the pass's counts. A fit that read
+/// every row keeps it, so that the scoring pass after it need not read the lake again
+/// ([`crate::score::Scorer::kept_lake`]). Memory: an id and 8 bytes per row (the fit that
+/// keeps it bounds it).
+#[derive(Debug, Default)]
+pub struct KeptLake {
+    batches: Vec<SourceBatch>,
+    rows: u64,
+    bytes: usize,
+    stats: Vec<FileStats>,
+}
+
+impl KeptLake {
+    /// Keep batch `b` (its id column and locations); `b` must follow the rows kept so far.
+    pub fn push(&mut self, b: &SourceBatch) -> Result<()> {
+        debug_assert_eq!(b.first_row, self.rows);
+        let ids = b.batch.project(&[0]).map_err(|e| Error::arrow("keeping a batch's ids", e))?;
+        self.bytes += ids.get_array_memory_size() + 8 * b.locations.len();
+        self.rows += ids.num_rows() as u64;
+        self.batches.push(SourceBatch {
+            batch: ids,
+            file: b.file,
+            locations: b.locations.clone(),
+            first_row: b.first_row,
+            end: None,
+        });
+        Ok(())
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The reader's counts at the end of its pass; false (and nothing is kept) when they do not
+    /// add up to the rows kept.
+    pub fn finish(&mut self, stats: Vec<FileStats>) -> bool {
+        if stats.iter().map(|s| s.kept).sum::<u64>() != self.rows {
+            *self = KeptLake::default();
+            return false;
+        }
+        self.stats = stats;
+        true
+    }
+
+    /// The counts of every file, as the pass that read them left them.
+    pub fn stats(&self) -> &[FileStats] {
+        &self.stats
+    }
+
+    /// The batches as a tracked reader ([`LakeReader::tracked`]) returns them: each file's,
+    /// then an empty one whose end says done, with the file's counts (`rejects_len`: the
+    /// rejects file's length throughout, no record of the lake being rejected). Only that last
+    /// batch of a file carries an end.
+    pub fn batches(&self, rejects_len: u64) -> Vec<SourceBatch> {
+        let mut out = Vec::with_capacity(self.batches.len() + self.stats.len());
+        let mut next = self.batches.iter().peekable();
+        let mut first_row = 0;
+        for (file, stats) in self.stats.iter().enumerate() {
+            while let Some(b) = next.next_if(|b| b.file == file) {
+                first_row = b.first_row + b.batch.num_rows() as u64;
+                out.push(b.clone());
+            }
+            let schema = self.batches.first().map_or_else(
+                || Arc::new(Schema::new(vec![Field::new(COL_ID, DataType::Utf8, false)])),
+                |b| b.batch.schema(),
+            );
+            // A tracked reader's end of file, where a consumer reads `done` and the counts (the
+            // position in the file is not kept: a later pass starts from the lake).
+            let point = ReadPoint { file, consumed: 0, offset: 0, done: true };
+            let end = BatchEnd { point, stats: stats.clone(), rejects_len };
+            let batch = RecordBatch::new_empty(schema);
+            out.push(SourceBatch { batch, file, locations: Vec::new(), first_row, end: Some(Box::new(end)) });
+        }
+        out
+    }
+}
+
 impl SourceBatch {
     /// A UTF-8 column by name (extras are read as UTF-8), if the batch has it.
     pub fn utf8_column(&self, name: &str) -> Option<&arrow::array::StringArray> {
