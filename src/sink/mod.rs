@@ -139,8 +139,18 @@ fn create_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A Parquet row group is closed once its encoded size passes this (the writer holds the
+/// group being written in memory; by rows alone, 1M rows of long documents held gigabytes).
+/// As Parquet's Java writer's default block size.
+pub const ROW_GROUP_BYTES: usize = 128 << 20;
+
 impl TableWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        Self::create_with(path, schema, ROW_GROUP_BYTES)
+    }
+
+    /// [`TableWriter::create`] with Parquet row groups closed at `row_group_bytes`.
+    fn create_with(path: &Path, schema: SchemaRef, row_group_bytes: usize) -> Result<Self> {
         let format = OutFormat::from_path(path)?;
         let dups = crate::batch::duplicate_names(&schema);
         if !dups.is_empty() {
@@ -159,6 +169,7 @@ impl TableWriter {
             OutFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(pq_err)?))
+                    .set_max_row_group_bytes(Some(row_group_bytes.max(1)))
                     .build();
                 Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err).map_err(cleanup)?)
             }
@@ -320,6 +331,40 @@ mod tests {
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]))
+    }
+
+    #[test]
+    fn parquet_row_groups_are_closed_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let mut w = TableWriter::create_with(&path, schema(), 16 << 10).unwrap();
+        // Digits of a large LCG: text zstd cannot shrink much, 20 bytes a row.
+        let mut x = 1u64;
+        let mut all = Vec::new();
+        for _ in 0..40 {
+            let ids: Vec<String> = (0..100)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    format!("{x:020}")
+                })
+                .collect();
+            all.extend(ids.iter().cloned());
+            let b = RecordBatch::try_new(schema(), vec![Arc::new(arrow::array::StringArray::from(ids))]).unwrap();
+            w.write(&b).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 4000);
+        let f = std::fs::File::open(&path).unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        let groups = r.metadata().num_row_groups();
+        // 80 KB of digits, compressed to about half: several groups of at most about 16 KB.
+        assert!(groups >= 2, "{groups} row groups");
+        let mut read = Vec::new();
+        for b in r.build().unwrap() {
+            let b = b.unwrap();
+            let ids = b.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            read.extend(ids.iter().map(|s| s.unwrap().to_string()));
+        }
+        assert_eq!(read, all);
     }
 
     #[test]
