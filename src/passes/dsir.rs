@@ -4,7 +4,8 @@
 //! Passes over the raw lake: (1) count raw n-grams (stops early per file under the fit
 //! budget; skipped with a saved model), (2) score every row, (3) for `select`, read the lake
 //! again and write the chosen rows with all their columns. Pass 2 is the one that reads every
-//! row: its counts are the run's counts and it records the rejects.
+//! row: its counts are the run's counts and it records the rejects (unless pass 1 kept the
+//! whole lake, below: then no record was rejected and pass 1's counts are the run's).
 //!
 //! Feature cache: pass 1 keeps each document's bucket ids (2 bytes per n-gram) for a prefix of
 //! the lake, up to `feature_cache_bytes`, so pass 2 scores those documents with a sum over
