@@ -36,7 +36,7 @@ fn read_chunk(reader: &mut LakeReader<'_>, n: usize) -> Result<Vec<SourceBatch>>
 
 /// [`for_each_ordered`] over batches already in memory (a [`crate::source::KeptLake`]'s): no
 /// file is skipped.
-pub fn for_each_kept<T, W, S>(batches: Vec<SourceBatch>, work: W, mut sink: S) -> Result<()>
+pub fn for_each_kept<T, W, S>(batches: impl IntoIterator<Item = SourceBatch>, work: W, mut sink: S) -> Result<()>
 where
     T: Send,
     W: Fn(&SourceBatch) -> Result<T> + Sync,

@@ -114,6 +114,10 @@ impl Scorer for PerWord {
         per_word(self.0.score_rows(b)?)
     }
 
+    fn kept_lake(&self) -> Option<&crate::source::KeptLake> {
+        self.0.kept_lake()
+    }
+
     // The word count is the second column, as DSIR's: the same minimum of words applies.
     fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
         self.0.eligible(columns, i)

@@ -364,6 +364,13 @@ impl Scorer for CachedDsir {
     }
 
     fn score_rows(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
+        if b.batch.num_rows() == 0 {
+            // A kept lake's end-of-file batch has no text column to score.
+            return Ok(vec![
+                Arc::new(Float64Array::from(Vec::<f64>::new())),
+                Arc::new(Int64Array::from(Vec::<i64>::new())),
+            ]);
+        }
         if let Some((logw, words)) = self.cache.score(self.scorer.model(), b.first_row, b.batch.num_rows()) {
             return Ok(vec![Arc::new(logw), Arc::new(words)]);
         }

@@ -455,27 +455,27 @@ impl KeptLake {
     /// then an empty one whose end says done, with the file's counts (`rejects_len`: the
     /// rejects file's length throughout, no record of the lake being rejected). Only that last
     /// batch of a file carries an end.
-    pub fn batches(&self, rejects_len: u64) -> Vec<SourceBatch> {
-        let mut out = Vec::with_capacity(self.batches.len() + self.stats.len());
-        let mut next = self.batches.iter().peekable();
-        let mut first_row = 0;
-        for (file, stats) in self.stats.iter().enumerate() {
-            while let Some(b) = next.next_if(|b| b.file == file) {
+    pub fn batches(&self, rejects_len: u64) -> impl Iterator<Item = SourceBatch> + '_ {
+        let schema = self.batches.first().map_or_else(
+            || Arc::new(Schema::new(vec![Field::new(COL_ID, DataType::Utf8, false)])),
+            |b| b.batch.schema(),
+        );
+        let (mut next, mut first_row) = (0, 0);
+        self.stats.iter().enumerate().flat_map(move |(file, stats)| {
+            let start = next;
+            while self.batches.get(next).is_some_and(|b| b.file == file) {
+                let b = &self.batches[next];
                 first_row = b.first_row + b.batch.num_rows() as u64;
-                out.push(b.clone());
+                next += 1;
             }
-            let schema = self.batches.first().map_or_else(
-                || Arc::new(Schema::new(vec![Field::new(COL_ID, DataType::Utf8, false)])),
-                |b| b.batch.schema(),
-            );
             // A tracked reader's end of file, where a consumer reads `done` and the counts (the
             // position in the file is not kept: a later pass starts from the lake).
             let point = ReadPoint { file, consumed: 0, offset: 0, done: true };
-            let end = BatchEnd { point, stats: stats.clone(), rejects_len };
-            let batch = RecordBatch::new_empty(schema);
-            out.push(SourceBatch { batch, file, locations: Vec::new(), first_row, end: Some(Box::new(end)) });
-        }
-        out
+            let end = Some(Box::new(BatchEnd { point, stats: stats.clone(), rejects_len }));
+            let batch = RecordBatch::new_empty(schema.clone());
+            let done = SourceBatch { batch, file, locations: Vec::new(), first_row, end };
+            self.batches[start..next].iter().cloned().chain(std::iter::once(done))
+        })
     }
 }
 
