@@ -251,6 +251,8 @@ fn betr_labels(
     let fit = FitLake { raw: lake.raw, read: lake.read, progress: lake.progress, work: None, counts: lake.counts };
     let scorer = match by {
         LabelBy::Dsir => {
+            // Only the sample is scored: the fit keeps no features for a scoring pass.
+            let settings = serde_json::json!({ "target": s.target, "feature_cache_mb": 0 });
             let st = serde_json::from_value(settings).map_err(|e| Error::InvalidArgument(e.to_string()))?;
             super::dsir::Dsir::fit(&st, &fit, rejects)?.scorer
         }
