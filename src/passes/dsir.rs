@@ -133,8 +133,13 @@ impl FeatureCache {
         }
         let mut logw = Vec::with_capacity(n);
         let mut words = Vec::with_capacity(n);
-        // The chunk holding `first_row`, then on through the following ones.
-        let mut chunk = self.chunks.partition_point(|(first, _)| *first <= first_row).checked_sub(1)?;
+        // The chunk holding `first_row`, then on through the following ones (none for no rows:
+        // a kept lake's end-of-file batch, which has no text to score otherwise).
+        let mut chunk = match self.chunks.partition_point(|(first, _)| *first <= first_row).checked_sub(1) {
+            Some(c) => c,
+            None if n == 0 => return Some((Float64Array::from(logw), Int64Array::from(words))),
+            None => return None,
+        };
         let mut row = first_row;
         while logw.len() < n {
             let (first, f) = self.chunks.get(chunk)?;
@@ -364,13 +369,6 @@ impl Scorer for CachedDsir {
     }
 
     fn score_rows(&self, b: &SourceBatch) -> Result<Vec<ArrayRef>> {
-        if b.batch.num_rows() == 0 {
-            // A kept lake's end-of-file batch has no text column to score.
-            return Ok(vec![
-                Arc::new(Float64Array::from(Vec::<f64>::new())),
-                Arc::new(Int64Array::from(Vec::<i64>::new())),
-            ]);
-        }
         if let Some((logw, words)) = self.cache.score(self.scorer.model(), b.first_row, b.batch.num_rows()) {
             return Ok(vec![Arc::new(logw), Arc::new(words)]);
         }
@@ -447,6 +445,8 @@ mod tests {
             }
         }
         assert!(cache.score(&model, 5, 3).is_none(), "past the cached rows");
+        let empty = FeatureCache::new(1 << 20, 4);
+        assert_eq!(empty.score(&model, 0, 0).map(|(l, w)| (l.len(), w.len())), Some((0, 0)), "no rows: none to score");
         // A batch that does not continue the prefix closes the cache; what it held stays.
         push(&mut cache, 9, &docs[..1]);
         assert!(!cache.recording());

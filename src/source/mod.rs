@@ -435,11 +435,10 @@ impl KeptLake {
         self.bytes
     }
 
-    /// The reader's counts at the end of its pass; false (and nothing is kept) when they do not
+    /// The reader's counts at the end of its pass; false (and none are kept) when they do not
     /// add up to the rows kept.
     pub fn finish(&mut self, stats: Vec<FileStats>) -> bool {
         if stats.iter().map(|s| s.kept).sum::<u64>() != self.rows {
-            *self = KeptLake::default();
             return false;
         }
         self.stats = stats;
