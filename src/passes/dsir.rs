@@ -143,15 +143,16 @@ impl FeatureCache {
         let mut row = first_row;
         while logw.len() < n {
             let (first, f) = self.chunks.get(chunk)?;
-            let i = usize::try_from(row - first).ok()?;
-            let Some(&end) = f.ends.get(i) else {
+            let i = usize::try_from(row.checked_sub(*first)?).ok()?;
+            if i >= f.ends.len() {
                 chunk += 1;
                 continue;
-            };
+            }
+            let take = (n - logw.len()).min(f.ends.len() - i);
             let from = if i == 0 { 0 } else { f.ends[i - 1] };
-            logw.push(model.score_buckets(&f.buckets[from..end]));
-            words.push(f.words[i]);
-            row += 1;
+            model.score_docs(&f.buckets, from, &f.ends[i..i + take], &mut logw);
+            words.extend_from_slice(&f.words[i..i + take]);
+            row += take as u64;
         }
         Some((Float64Array::from(logw), Int64Array::from(words)))
     }
