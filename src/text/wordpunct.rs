@@ -85,20 +85,151 @@ fn class(c: char) -> Class {
 }
 
 /// Byte spans of the wordpunct tokens of `s` (already lowercased), appended to `out`.
+///
+/// ASCII text is classified 64 bytes at a time into bit masks (word, space; the rest is
+/// punctuation), and tokens start and end where the class changes: the masks give every
+/// boundary of a block at once, so no branch waits on each byte's class (a byte loop
+/// mispredicts at most token ends). A window with a non-ASCII byte goes a character at a time.
+/// Tokens are pushed with their start when it is seen and get their end when that is seen
+/// (they end in the order they start), so the two kinds of boundary need no interleaving.
 pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    // The first token in `out` still without its end.
+    let mut open = out.len();
+    let mut cur = Class::Space;
+    let mut i = 0;
+    while i < n {
+        let rem = n - i;
+        let block: [u8; 64] = match bytes.get(i..i + 64) {
+            Some(b) => b.try_into().expect("64 bytes"),
+            None => {
+                // The tail, padded with spaces: a token open at its end ends at `n`.
+                let mut b = [b' '; 64];
+                b[..rem].copy_from_slice(&bytes[i..]);
+                b
+            }
+        };
+        if let Some((w, sp)) = ascii_masks(&block) {
+            let p = !(w | sp);
+            // Each byte's class against the class of the byte before it (the last block's).
+            let w_prev = (w << 1) | u64::from(cur == Class::Word);
+            let p_prev = (p << 1) | u64::from(cur == Class::Punct);
+            let change = (w ^ w_prev) | (p ^ p_prev);
+            let (starts, ends) = (change & !sp, change & (w_prev | p_prev));
+            out.reserve(starts.count_ones() as usize);
+            let at = i as u32;
+            let mut m = starts;
+            while m != 0 {
+                out.push((at + m.trailing_zeros(), 0));
+                m &= m - 1;
+            }
+            let mut m = ends;
+            while m != 0 {
+                out[open].1 = at + m.trailing_zeros();
+                open += 1;
+                m &= m - 1;
+            }
+            cur = if w >> 63 != 0 {
+                Class::Word
+            } else if sp >> 63 != 0 {
+                Class::Space
+            } else {
+                Class::Punct
+            };
+            i += rem.min(64);
+            continue;
+        }
+        // A character at a time to the end of this window (or of the character crossing it).
+        let stop = (i + 64).min(n);
+        while i < stop {
+            let b = bytes[i];
+            let (k, len) = if b < 0x80 {
+                (ASCII_CLASS[b as usize], 1)
+            } else {
+                let c = s[i..].chars().next().expect("in bounds");
+                (class(c), c.len_utf8())
+            };
+            if k != cur {
+                if cur != Class::Space {
+                    out[open].1 = i as u32;
+                    open += 1;
+                }
+                if k != Class::Space {
+                    out.push((i as u32, 0));
+                }
+                cur = k;
+            }
+            i += len;
+        }
+    }
+    if cur != Class::Space {
+        out[open].1 = n as u32;
+        open += 1;
+    }
+    debug_assert_eq!(open, out.len());
+}
+
+/// Bit j of the masks: byte j of the block is a word character (ASCII alphanumeric or `_`),
+/// or whitespace to Python (`\t`..`\r`, U+001C..U+001F, space). None if the block has a
+/// non-ASCII byte.
+#[inline]
+fn ascii_masks(block: &[u8; 64]) -> Option<(u64, u64)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+            _mm_setzero_si128, _mm_sub_epi8, _mm_subs_epu8,
+        };
+        // SAFETY (every block below): SSE2 is part of x86-64; the one load reads 16 bytes
+        // inside `block`.
+        let in_range = |v: __m128i, lo: u8, n: u8| unsafe {
+            // (v - lo) < n, unsigned: saturating (v - lo) - (n - 1) is zero.
+            let d = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
+            _mm_cmpeq_epi8(_mm_subs_epu8(d, _mm_set1_epi8((n - 1) as i8)), _mm_setzero_si128())
+        };
+        let (mut w, mut sp, mut high) = (0u64, 0u64, 0u32);
+        for q in 0..4 {
+            let v = unsafe { _mm_loadu_si128(block.as_ptr().add(16 * q).cast()) };
+            let (word, space) = unsafe {
+                let lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+                let alnum = _mm_or_si128(in_range(lower, b'a', 26), in_range(v, b'0', 10));
+                let word = _mm_or_si128(alnum, _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8)));
+                (word, _mm_or_si128(in_range(v, 0x09, 5), in_range(v, 0x1c, 5)))
+            };
+            let bits = |m: __m128i| u64::from(unsafe { _mm_movemask_epi8(m) } as u16);
+            high |= bits(v) as u32;
+            w |= bits(word) << (16 * q);
+            sp |= bits(space) << (16 * q);
+        }
+        (high == 0).then_some((w, sp))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if block.iter().fold(0u8, |a, &b| a | b) >= 0x80 {
+            return None;
+        }
+        let (mut w, mut sp) = (0u64, 0u64);
+        for (j, &c) in block.iter().enumerate() {
+            let word = (c | 0x20).wrapping_sub(b'a') < 26 || c.wrapping_sub(b'0') < 10 || c == b'_';
+            let space = c.wrapping_sub(0x09) < 5 || c.wrapping_sub(0x1c) < 5;
+            w |= u64::from(word) << j;
+            sp |= u64::from(space) << j;
+        }
+        Some((w, sp))
+    }
+}
+
+/// The byte-at-a-time definition of [`wordpunct_spans`], for tests.
+#[cfg(test)]
+fn wordpunct_spans_bytewise(s: &str, out: &mut Vec<(u32, u32)>) {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut start = 0usize;
     let mut cur = Class::Space;
     while i < bytes.len() {
-        let b = bytes[i];
-        let (k, len) = if b < 0x80 {
-            (ASCII_CLASS[b as usize], 1)
-        } else {
-            // Decode a char only for non-ASCII bytes.
-            let c = s[i..].chars().next().expect("in bounds");
-            (class(c), c.len_utf8())
-        };
+        let c = s[i..].chars().next().expect("in bounds");
+        let k = class(c);
         if k != cur {
             if cur != Class::Space {
                 out.push((start as u32, i as u32));
@@ -106,11 +237,7 @@ pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
             start = i;
             cur = k;
         }
-        i += len;
-        // Run through the rest of an ASCII run of the same class without re-checking it.
-        while i < bytes.len() && bytes[i] < 0x80 && ASCII_CLASS[bytes[i] as usize] == cur {
-            i += 1;
-        }
+        i += c.len_utf8();
     }
     if cur != Class::Space {
         out.push((start as u32, i as u32));
@@ -231,6 +358,32 @@ mod tests {
 
     fn toks(s: &str) -> Vec<String> {
         wordpunct_tokens(s)
+    }
+
+    proptest! {
+        /// The 64-byte blocks give the spans of the byte-at-a-time definition: texts of
+        /// every length around the block size, ASCII classes and their edges, non-ASCII
+        /// characters (Python's word, space and other classes) anywhere, blocks that hold one.
+        #[test]
+        fn block_spans_are_bytewise_spans(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-zA-Z0-9_]{1,9}",
+                    "[ \t\n\r\x0b\x0c\x1c-\x1f]{1,3}",
+                    "[!-/:-@\\[-`{-~\x00-\x08\x0e-\x1b\x7f]{1,4}",
+                    "[é\u{0301}\u{00a0}\u{3000}—Ω२ß\u{1f600}]{1,2}",
+                ],
+                0..60,
+            ),
+            prefix in 0usize..3,
+        ) {
+            let text: String = parts.concat();
+            let mut got = vec![(7, 9); prefix];
+            wordpunct_spans(&text, &mut got);
+            let mut want = vec![(7, 9); prefix];
+            wordpunct_spans_bytewise(&text, &mut want);
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
