@@ -93,6 +93,14 @@ fn class(c: char) -> Class {
 /// Tokens are pushed with their start when it is seen and get their end when that is seen
 /// (they end in the order they start), so the two kinds of boundary need no interleaving.
 pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
+    class_spans::<true>(s, out);
+}
+
+/// The runs of one class of `s`, appended to `out`: word characters, and with `PUNCT` also
+/// the runs of characters that are neither word nor whitespace (as the block comment on
+/// [`wordpunct_spans`] says).
+#[inline]
+fn class_spans<const PUNCT: bool>(s: &str, out: &mut Vec<(u32, u32)>) {
     let bytes = s.as_bytes();
     let n = bytes.len();
     // The first token in `out` still without its end.
@@ -111,7 +119,8 @@ pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
             }
         };
         if let Some((w, sp)) = ascii_masks(&block) {
-            let p = !(w | sp);
+            // Without PUNCT, punctuation separates words as whitespace does.
+            let (sp, p) = if PUNCT { (sp, !(w | sp)) } else { (!w, 0) };
             // Each byte's class against the class of the byte before it (the last block's).
             let w_prev = (w << 1) | u64::from(cur == Class::Word);
             let p_prev = (p << 1) | u64::from(cur == Class::Punct);
@@ -150,6 +159,7 @@ pub fn wordpunct_spans(s: &str, out: &mut Vec<(u32, u32)>) {
                 let c = s[i..].chars().next().expect("in bounds");
                 (class(c), c.len_utf8())
             };
+            let k = if !PUNCT && k == Class::Punct { Class::Space } else { k };
             if k != cur {
                 if cur != Class::Space {
                     out[open].1 = i as u32;
@@ -220,6 +230,34 @@ fn ascii_masks(block: &[u8; 64]) -> Option<(u64, u64)> {
     }
 }
 
+/// The byte-at-a-time definition of [`py_word_spans`], for tests.
+#[cfg(test)]
+fn py_word_spans_bytewise(s: &str, out: &mut Vec<(u32, u32)>) {
+    out.clear();
+    let bytes = s.as_bytes();
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (word, len) = match bytes[i] {
+            b if b < 0x80 => (ASCII_CLASS[b as usize] == Class::Word, 1),
+            // `i` is at a character boundary: every step is a whole character.
+            _ => s[i..].chars().next().map_or((false, 1), |c| (is_py_word(c), c.len_utf8())),
+        };
+        match (word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(b)) => {
+                out.push((b as u32, i as u32));
+                start = None;
+            }
+            _ => {}
+        }
+        i += len;
+    }
+    if let Some(b) = start {
+        out.push((b as u32, s.len() as u32));
+    }
+}
+
 /// The byte-at-a-time definition of [`wordpunct_spans`], for tests.
 #[cfg(test)]
 fn wordpunct_spans_bytewise(s: &str, out: &mut Vec<(u32, u32)>) {
@@ -269,43 +307,11 @@ fn final_sigma(chars: &[char], i: usize) -> bool {
     !after.is_some_and(|c| cased(*c))
 }
 
-/// Python's `\w` for the ASCII bytes.
-const ASCII_WORD: [bool; 128] = {
-    let mut t = [false; 128];
-    let mut c = 0;
-    while c < 128 {
-        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
-        c += 1;
-    }
-    t
-};
-
-/// The byte spans of Python's `re.findall(r"\w+", s)`: the runs of word characters. ASCII
-/// bytes are classified by a table, other characters by [`is_py_word`].
+/// The byte spans of Python's `re.findall(r"\w+", s)`: the runs of word characters (ASCII 64
+/// bytes at a time, as [`wordpunct_spans`]; other characters by [`is_py_word`]).
 pub fn py_word_spans(s: &str, out: &mut Vec<(u32, u32)>) {
     out.clear();
-    let bytes = s.as_bytes();
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let (word, len) = match bytes[i] {
-            b if b < 0x80 => (ASCII_WORD[b as usize], 1),
-            // `i` is at a character boundary: every step is a whole character.
-            _ => s[i..].chars().next().map_or((false, 1), |c| (is_py_word(c), c.len_utf8())),
-        };
-        match (word, start) {
-            (true, None) => start = Some(i),
-            (false, Some(b)) => {
-                out.push((b as u32, i as u32));
-                start = None;
-            }
-            _ => {}
-        }
-        i += len;
-    }
-    if let Some(b) = start {
-        out.push((b as u32, s.len() as u32));
-    }
+    class_spans::<false>(s, out);
 }
 
 /// `s.lower()` as CPython 3.11 computes it, written into `out` (cleared first).
@@ -382,6 +388,10 @@ mod tests {
             wordpunct_spans(&text, &mut got);
             let mut want = vec![(7, 9); prefix];
             wordpunct_spans_bytewise(&text, &mut want);
+            prop_assert_eq!(got, want);
+            let (mut got, mut want) = (vec![(7, 9); prefix], Vec::new());
+            py_word_spans(&text, &mut got);
+            py_word_spans_bytewise(&text, &mut want);
             prop_assert_eq!(got, want);
         }
     }
