@@ -46,7 +46,7 @@ fn source(c: &mut Criterion) {
 /// The featurizer's pieces measured apart, per core, on the fixture texts (issue #28 item 7):
 /// decompressing zstd jsonl, splitting words (`\w+` after Python's lowercase), hashing them.
 fn featurize(c: &mut Criterion) {
-    use syllabus::text::wordpunct::{py_lower_into, py_word_spans};
+    use syllabus::text::wordpunct::{py_lower_into, py_word_spans, wordpunct_spans};
     let texts = fixture_texts();
     let bytes: usize = texts.iter().map(String::len).sum();
     let mut g = c.benchmark_group("featurize");
@@ -63,6 +63,19 @@ fn featurize(c: &mut Criterion) {
             for t in &texts {
                 py_lower_into(t, &mut lower);
                 py_word_spans(&lower, &mut spans);
+                n += spans.len();
+            }
+            black_box(n)
+        })
+    });
+    g.bench_function("lower_and_split_wordpunct", |b| {
+        let (mut lower, mut spans) = (String::new(), Vec::new());
+        b.iter(|| {
+            let mut n = 0;
+            for t in &texts {
+                py_lower_into(t, &mut lower);
+                spans.clear();
+                wordpunct_spans(&lower, &mut spans);
                 n += spans.len();
             }
             black_box(n)
