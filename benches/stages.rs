@@ -56,31 +56,22 @@ fn featurize(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(plain.len() as u64));
     g.bench_function("zstd_decompress", |b| b.iter(|| black_box(zstd::decode_all(&zst[..]).unwrap().len())));
     g.throughput(Throughput::Bytes(bytes as u64));
-    g.bench_function("lower_and_split_words", |b| {
-        let (mut lower, mut spans) = (String::new(), Vec::new());
-        b.iter(|| {
-            let mut n = 0;
-            for t in &texts {
-                py_lower_into(t, &mut lower);
-                py_word_spans(&lower, &mut spans);
-                n += spans.len();
-            }
-            black_box(n)
-        })
-    });
-    g.bench_function("lower_and_split_wordpunct", |b| {
+    // Lowercase and split every text with `split` (which appends to the spans it is given).
+    let split_all = |b: &mut criterion::Bencher, split: fn(&str, &mut Vec<(u32, u32)>)| {
         let (mut lower, mut spans) = (String::new(), Vec::new());
         b.iter(|| {
             let mut n = 0;
             for t in &texts {
                 py_lower_into(t, &mut lower);
                 spans.clear();
-                wordpunct_spans(&lower, &mut spans);
+                split(&lower, &mut spans);
                 n += spans.len();
             }
             black_box(n)
         })
-    });
+    };
+    g.bench_function("lower_and_split_words", |b| split_all(b, py_word_spans));
+    g.bench_function("lower_and_split_wordpunct", |b| split_all(b, wordpunct_spans));
     g.bench_function("hash_words_xxh3", |b| {
         let (mut lower, mut spans) = (String::new(), Vec::new());
         let words: Vec<(String, Vec<(u32, u32)>)> = texts

@@ -394,6 +394,31 @@ mod tests {
             py_word_spans_bytewise(&text, &mut want);
             prop_assert_eq!(got, want);
         }
+
+        /// Long ASCII texts: block after block with no character-at-a-time window, so the
+        /// class of a block's last byte carries into the next one (words, spaces and
+        /// punctuation runs across every block boundary).
+        #[test]
+        fn ascii_blocks_are_bytewise_spans(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-zA-Z0-9_]{1,70}",
+                    "[ \t\n\r\x0b\x0c\x1c-\x1f]{1,70}",
+                    "[!-/:-@\\[-`{-~\x00-\x08\x0e-\x1b\x7f]{1,70}",
+                ],
+                0..40,
+            ),
+        ) {
+            let text: String = parts.concat();
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            wordpunct_spans(&text, &mut got);
+            wordpunct_spans_bytewise(&text, &mut want);
+            prop_assert_eq!(got, want);
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            py_word_spans(&text, &mut got);
+            py_word_spans_bytewise(&text, &mut want);
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
