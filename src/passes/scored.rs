@@ -263,11 +263,8 @@ impl ScoredLake<'_> {
         // The fit read the whole lake and kept it: its batches, not the lake's.
         let kept = scorer.kept_lake().filter(|_| stats.is_empty());
         let rejects_len = rejects.as_ref().map_or(0, |r| r.bytes());
-        let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
-        if self.work.is_some() {
-            reader = reader.tracked();
-        }
-        reader = reader.starting_at_file(stats.len(), stats.clone())?;
+        // Where a reader of the lake starts: after the files already done.
+        let done_stats = stats.clone();
         let mut part: Option<(usize, PartWriter)> = None;
         let score = |b: &SourceBatch| scorer.score_rows(b);
         let sink = |b: SourceBatch, columns: Vec<ArrayRef>| -> Result<Flow> {
@@ -305,6 +302,11 @@ impl ScoredLake<'_> {
             }
             None => {
                 crate::failpoint::hit(format_args!("score-reads-lake"));
+                let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+                if self.work.is_some() {
+                    reader = reader.tracked();
+                }
+                let mut reader = reader.starting_at_file(done_stats.len(), done_stats)?;
                 for_each_ordered(&mut reader, score, sink)?;
                 reader.into_stats()
             }
