@@ -363,10 +363,8 @@ impl Featurizer {
             for (i, pair) in spans.windows(2).enumerate() {
                 // The cache's slots are random accesses to 1 MB: ask for the slot a few
                 // bigrams ahead now, so that its line is on its way while these are done.
-                if let Some(ahead) =
-                    self.ids.get(i + BIGRAM_PREFETCH + 1).map(|_| key_at(&self.ids, i + BIGRAM_PREFETCH))
-                {
-                    self.bigrams.prefetch(ahead);
+                if i + BIGRAM_PREFETCH + 1 < self.ids.len() {
+                    self.bigrams.prefetch(key_at(&self.ids, i + BIGRAM_PREFETCH));
                 }
                 let key = key_at(&self.ids, i);
                 let cached = if cacheable { self.bigrams.get(key) } else { None };

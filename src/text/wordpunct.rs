@@ -221,10 +221,9 @@ fn ascii_masks(block: &[u8; 64]) -> Option<(u64, u64)> {
         }
         let (mut w, mut sp) = (0u64, 0u64);
         for (j, &c) in block.iter().enumerate() {
-            let word = (c | 0x20).wrapping_sub(b'a') < 26 || c.wrapping_sub(b'0') < 10 || c == b'_';
-            let space = c.wrapping_sub(0x09) < 5 || c.wrapping_sub(0x1c) < 5;
-            w |= u64::from(word) << j;
-            sp |= u64::from(space) << j;
+            let k = ASCII_CLASS[c as usize];
+            w |= u64::from(k == Class::Word) << j;
+            sp |= u64::from(k == Class::Space) << j;
         }
         Some((w, sp))
     }
@@ -364,6 +363,26 @@ mod tests {
 
     fn toks(s: &str) -> Vec<String> {
         wordpunct_tokens(s)
+    }
+
+    #[test]
+    fn block_masks_are_the_ascii_classes() {
+        // Every ASCII byte at every position of a block (two blocks hold 0..128 once; rotating
+        // them puts each byte at each of the 64 positions).
+        for shift in 0..64 {
+            for half in 0..2u8 {
+                let block: [u8; 64] = std::array::from_fn(|j| half * 64 + ((j + shift) % 64) as u8);
+                let (w, sp) = ascii_masks(&block).expect("ASCII");
+                for (j, &c) in block.iter().enumerate() {
+                    let k = ASCII_CLASS[c as usize];
+                    assert_eq!(w >> j & 1 == 1, k == Class::Word, "byte {c:#04x} at {j}");
+                    assert_eq!(sp >> j & 1 == 1, k == Class::Space, "byte {c:#04x} at {j}");
+                }
+            }
+        }
+        let mut block = [b'a'; 64];
+        block[37] = 0x80;
+        assert_eq!(ascii_masks(&block), None, "a non-ASCII byte");
     }
 
     proptest! {
