@@ -1,8 +1,9 @@
 //! Parallelism you can turn off: batches are read in order, scored in parallel chunks, and
 //! handed on in order, so results never depend on the thread count.
 //!
-//! While one chunk is scored on the rayon pool, the next one is read (`rayon::join`), so IO and
-//! decoding overlap with scoring. At most two chunks of `4 * threads` batches are in memory.
+//! Reading and decoding overlap with scoring: the pool's threads read a batch and score it by
+//! turns ([`for_each_ordered`]). At most `4 * threads` batches read and not yet consumed are in
+//! memory (two chunks of that many for [`for_each_chunked`] and [`for_each_kept`]).
 
 use rayon::prelude::*;
 
@@ -12,7 +13,10 @@ use crate::source::{LakeReader, SourceBatch};
 /// What the consumer wants next.
 pub enum Flow {
     Continue,
-    /// Stop reading this file (by index) and go on with the next one.
+    /// Stop reading this file (by index) and go on with the next one. Batches of it that were
+    /// read ahead are dropped, but their rows were counted: the row numbers (`first_row`) of
+    /// later batches depend on how far reading was ahead, so a consumer that skips must not
+    /// rely on them (DSIR's fit, the one that skips, stops its feature cache there).
     SkipFile(usize),
 }
 
@@ -55,7 +59,32 @@ where
 }
 
 /// Run `work` on every batch of `reader` in parallel and `sink` on the results in order.
-pub fn for_each_ordered<T, W, S>(reader: &mut LakeReader<'_>, work: W, mut sink: S) -> Result<()>
+///
+/// The batches stream through the pool: a task reads one batch, queues the next reading task
+/// (the reader is one, behind a lock: reading passes from task to task like a baton) and then
+/// works on its batch, so the threads read and work by turns and no thread waits for a chunk to
+/// be read (a lake's first batches are worked on as soon as they are read). The calling thread
+/// hands the results to `sink` in read order. At most `4 * threads` batches are read and not
+/// yet sunk: reading pauses when that many wait, and the sink restarts it.
+///
+/// Called from a thread of the pool itself (where blocking on the results could starve the
+/// pool), it reads and works chunk by chunk instead ([`for_each_chunked`]); both give `sink`
+/// the same batches and results in the same order.
+pub fn for_each_ordered<T, W, S>(reader: &mut LakeReader<'_>, work: W, sink: S) -> Result<()>
+where
+    T: Send,
+    W: Fn(&SourceBatch) -> Result<T> + Sync,
+    S: FnMut(SourceBatch, T) -> Result<Flow>,
+{
+    if rayon::current_thread_index().is_some() {
+        return for_each_chunked(reader, work, sink);
+    }
+    stream::run(reader, work, sink, 4 * rayon::current_num_threads().max(1))
+}
+
+/// [`for_each_ordered`] by chunks of `4 * threads` batches: while one chunk is worked on, the
+/// next is read (`rayon::join`).
+pub fn for_each_chunked<T, W, S>(reader: &mut LakeReader<'_>, work: W, mut sink: S) -> Result<()>
 where
     T: Send,
     W: Fn(&SourceBatch) -> Result<T> + Sync,
@@ -87,4 +116,331 @@ where
         }
     }
     Ok(())
+}
+
+/// The streaming [`for_each_ordered`].
+mod stream {
+    use std::any::Any;
+    use std::collections::BTreeMap;
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+
+    use super::Flow;
+    use crate::error::{Error, Result};
+    use crate::source::{LakeReader, SourceBatch};
+
+    /// What a task tells the sinking thread about read position `seq`.
+    enum Msg<T> {
+        /// A batch and its result (`Err`: `work` panicked).
+        Done(SourceBatch, std::thread::Result<Result<T>>),
+        /// The reader failed here, or panicked.
+        ReadFailed(std::thread::Result<Error>),
+        /// The lake ends here.
+        End,
+    }
+
+    struct Reading<'r, 'a> {
+        reader: &'r mut LakeReader<'a>,
+        /// Read position of the next batch.
+        seq: u64,
+        done: bool,
+        /// Files skipped so far (at most one the reader is still in).
+        skipped: usize,
+    }
+
+    struct Shared<'r, 'a, W, T> {
+        reading: Mutex<Reading<'r, 'a>>,
+        work: W,
+        tx: Sender<(u64, Msg<T>)>,
+        /// Batches read and not yet sunk or dropped.
+        in_flight: AtomicUsize,
+        window: usize,
+        /// A reading task is queued or running.
+        baton: AtomicBool,
+        stop: AtomicBool,
+        /// Set by the sink: the files before this index are skipped (see [`Flow::SkipFile`]).
+        skip_below: AtomicUsize,
+    }
+
+    impl<W, T> Shared<'_, '_, W, T> {
+        fn send(&self, seq: u64, msg: Msg<T>) {
+            // The receiver outlives every task (it is dropped after the scope ends).
+            let _ = self.tx.send((seq, msg));
+        }
+
+        fn may_read(&self) -> bool {
+            !self.stop.load(SeqCst) && self.in_flight.load(SeqCst) < self.window
+        }
+    }
+
+    /// Queue a reading task unless one is queued or running, or reading must wait.
+    fn kick<'s, W, T>(scope: &rayon::Scope<'s>, sh: &'s Shared<'_, '_, W, T>)
+    where
+        T: Send,
+        W: Fn(&SourceBatch) -> Result<T> + Sync,
+    {
+        if sh.may_read() && !sh.baton.swap(true, SeqCst) {
+            scope.spawn(move |s| read_then_work(s, sh));
+        }
+    }
+
+    /// Holding the baton: read one batch, pass the baton on, then work on the batch.
+    fn read_then_work<'s, W, T>(scope: &rayon::Scope<'s>, sh: &'s Shared<'_, '_, W, T>)
+    where
+        T: Send,
+        W: Fn(&SourceBatch) -> Result<T> + Sync,
+    {
+        let read = {
+            let mut r = sh.reading.lock().unwrap_or_else(|p| p.into_inner());
+            if r.done || !sh.may_read() {
+                None
+            } else {
+                let skip_below = sh.skip_below.load(SeqCst);
+                while r.skipped < skip_below {
+                    let f = r.skipped;
+                    r.reader.skip_rest_of_file(f);
+                    r.skipped += 1;
+                }
+                let seq = r.seq;
+                r.seq += 1;
+                match catch_unwind(AssertUnwindSafe(|| r.reader.next())) {
+                    Ok(Some(Ok(b))) => {
+                        sh.in_flight.fetch_add(1, SeqCst);
+                        Some((seq, b))
+                    }
+                    Ok(None) => {
+                        r.done = true;
+                        sh.send(seq, Msg::End);
+                        None
+                    }
+                    Ok(Some(Err(e))) => {
+                        r.done = true;
+                        sh.send(seq, Msg::ReadFailed(Ok(e)));
+                        None
+                    }
+                    Err(p) => {
+                        r.done = true;
+                        sh.send(seq, Msg::ReadFailed(Err(p)));
+                        None
+                    }
+                }
+            }
+        };
+        match read {
+            Some((seq, batch)) => {
+                scope.spawn(move |s| read_then_work(s, sh));
+                let result = catch_unwind(AssertUnwindSafe(|| (sh.work)(&batch)));
+                sh.send(seq, Msg::Done(batch, result));
+            }
+            None => {
+                sh.baton.store(false, SeqCst);
+                // The sink may have made room between the check above and now, and found the
+                // baton taken: look again, or reading could stop for good.
+                let done = sh.reading.lock().unwrap_or_else(|p| p.into_inner()).done;
+                if !done {
+                    kick(scope, sh);
+                }
+            }
+        }
+    }
+
+    pub(super) fn run<T, W, S>(reader: &mut LakeReader<'_>, work: W, mut sink: S, window: usize) -> Result<()>
+    where
+        T: Send,
+        W: Fn(&SourceBatch) -> Result<T> + Sync,
+        S: FnMut(SourceBatch, T) -> Result<Flow>,
+    {
+        let (tx, rx) = channel::<(u64, Msg<T>)>();
+        let sh = Shared {
+            reading: Mutex::new(Reading { reader, seq: 0, done: false, skipped: 0 }),
+            work,
+            tx,
+            in_flight: AtomicUsize::new(0),
+            window: window.max(1),
+            baton: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            skip_below: AtomicUsize::new(0),
+        };
+        let mut panicked: Option<Box<dyn Any + Send>> = None;
+        let result = rayon::in_place_scope(|scope| -> Result<()> {
+            let sh = &sh;
+            let mut pending: BTreeMap<u64, Msg<T>> = BTreeMap::new();
+            let mut next = 0u64;
+            let mut skipped: Vec<usize> = Vec::new();
+            let outcome = (|| -> Result<()> {
+                kick(scope, sh);
+                loop {
+                    let Some(msg) = pending.remove(&next) else {
+                        // Every read position gets exactly one message, so this one will come.
+                        let (seq, msg) = rx.recv().expect("the sender lives as long as the stream");
+                        pending.insert(seq, msg);
+                        continue;
+                    };
+                    next += 1;
+                    let (batch, result) = match msg {
+                        Msg::End => return Ok(()),
+                        Msg::ReadFailed(Ok(e)) => return Err(e),
+                        Msg::ReadFailed(Err(p)) | Msg::Done(_, Err(p)) => {
+                            panicked = Some(p);
+                            return Ok(());
+                        }
+                        Msg::Done(batch, Ok(result)) => (batch, result),
+                    };
+                    sh.in_flight.fetch_sub(1, SeqCst);
+                    if !skipped.contains(&batch.file) {
+                        let file = batch.file;
+                        if let Flow::SkipFile(f) = sink(batch, result?)? {
+                            debug_assert_eq!(f, file);
+                            skipped.push(f);
+                            sh.skip_below.fetch_max(f + 1, SeqCst);
+                        }
+                    }
+                    kick(scope, sh);
+                }
+            })();
+            // Whatever ended the stream, no further batch is read; tasks at work finish theirs.
+            sh.stop.store(true, SeqCst);
+            outcome
+        });
+        if let Some(p) = panicked {
+            resume_unwind(p);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::source::{expand_inputs, Extras, InputFile, ReadOptions};
+
+    /// Three jsonl files of 7, 1 and 11 rows (batches of 3 rows); file 1's line is bad when
+    /// `bad` (a reader error with the default policy).
+    fn lake(dir: &std::path::Path, bad: bool) -> Vec<InputFile> {
+        let mut paths = Vec::new();
+        for (f, rows) in [7, 1, 11].into_iter().enumerate() {
+            let p = dir.join(format!("f{f}.jsonl"));
+            let mut body = String::new();
+            for r in 0..rows {
+                if bad && f == 1 {
+                    body.push_str("{not json\n");
+                } else {
+                    body.push_str(&format!("{{\"id\": \"{f}-{r}\", \"text\": \"words {r} of file {f}\"}}\n"));
+                }
+            }
+            std::fs::write(&p, body).unwrap();
+            paths.push(p.display().to_string());
+        }
+        expand_inputs(&paths).unwrap()
+    }
+
+    fn opts() -> ReadOptions {
+        ReadOptions { batch_rows: 3, ..Default::default() }
+    }
+
+    /// What a sink saw: per batch, its file, first row and ids, and the work's result.
+    type Seen = Vec<(usize, u64, Vec<String>, usize)>;
+
+    fn ids(b: &SourceBatch) -> Vec<String> {
+        let ids = crate::batch::id_column(&b.batch).unwrap();
+        ids.iter().map(|s| s.unwrap().to_string()).collect()
+    }
+
+    /// Run one of the two drivers (`window`: None for the chunked one) with a work that fails
+    /// on the batch whose first id is `fail_at`, and a sink that skips file 0 after its
+    /// second batch when `skip`.
+    fn drive(files: &[InputFile], window: Option<usize>, fail_at: Option<&str>, skip: bool) -> (Result<()>, Seen) {
+        let opts = opts();
+        let mut reader = LakeReader::new(files, &opts, Extras::none(), None);
+        let mut seen = Seen::new();
+        let work = |b: &SourceBatch| -> Result<usize> {
+            let ids = ids(b);
+            if Some(ids[0].as_str()) == fail_at {
+                return Err(Error::InvalidArgument(format!("work failed at {}", ids[0])));
+            }
+            Ok(ids.iter().map(String::len).sum())
+        };
+        let sink = |b: SourceBatch, n: usize| -> Result<Flow> {
+            let file = b.file;
+            seen.push((file, b.first_row, ids(&b), n));
+            let batches_of_file = seen.iter().filter(|s| s.0 == file).count();
+            Ok(if skip && file == 0 && batches_of_file == 2 { Flow::SkipFile(0) } else { Flow::Continue })
+        };
+        let r = match window {
+            Some(w) => stream::run(&mut reader, work, sink, w),
+            None => for_each_chunked(&mut reader, work, sink),
+        };
+        (r, seen)
+    }
+
+    #[test]
+    fn streaming_gives_the_sink_what_chunks_give_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = lake(dir.path(), false);
+        for skip in [false, true] {
+            let (r, chunked) = drive(&files, None, None, skip);
+            r.unwrap();
+            assert_eq!(chunked.len(), if skip { 7 } else { 8 }, "{chunked:?}");
+            if skip {
+                // File 0's third batch is never sunk; files 1 and 2 are whole.
+                assert!(chunked.iter().filter(|s| s.0 == 0).count() == 2);
+                assert_eq!(chunked.iter().filter(|s| s.0 != 0).map(|s| s.2.len()).sum::<usize>(), 12);
+            }
+            // Window 1 pauses and restarts the reading after every batch.
+            for window in [1, 2, 3, 64] {
+                let (r, mut streamed) = drive(&files, Some(window), None, skip);
+                r.unwrap();
+                let mut chunked = chunked.clone();
+                if skip {
+                    // Row numbers after a skip count the rows read ahead of it (see Flow::SkipFile).
+                    for s in streamed.iter_mut().chain(chunked.iter_mut()).filter(|s| s.0 > 0) {
+                        s.1 = 0;
+                    }
+                }
+                assert_eq!(streamed, chunked, "window {window}, skip {skip}");
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_stops_at_the_first_error_in_read_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = lake(dir.path(), false);
+        for window in [1, 4] {
+            let (r, seen) = drive(&files, Some(window), Some("2-3"), false);
+            assert!(r.unwrap_err().to_string().contains("work failed at 2-3"));
+            // Everything before the failed batch was sunk, nothing after it.
+            let last = seen.last().unwrap();
+            assert_eq!((last.0, &last.2[0][..]), (2, "2-0"), "{seen:?}");
+            assert_eq!(seen.len(), 5);
+        }
+        // A reader error (file 1 is not JSON) ends the stream the same way.
+        let bad = lake(dir.path(), true);
+        let (r, seen) = drive(&bad, Some(2), None, false);
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("f1.jsonl"), "{err}");
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_panic_in_the_work_reaches_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = lake(dir.path(), false);
+        let opts = opts();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut reader = LakeReader::new(&files, &opts, Extras::none(), None);
+            let work = |b: &SourceBatch| -> Result<()> {
+                assert!(b.file != 2, "the work panicked on file 2");
+                Ok(())
+            };
+            stream::run(&mut reader, work, |_, ()| Ok(Flow::Continue), 2)
+        }));
+        let p = caught.unwrap_err();
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+        let msg = msg.unwrap_or_default();
+        assert!(msg.contains("the work panicked on file 2"), "{msg}");
+    }
 }
