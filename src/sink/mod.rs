@@ -2,15 +2,27 @@
 //!
 //! Writers own their files: they write `NAME.tmp`, fsync and rename on `finish`, so a crash
 //! never leaves a partial file under the final name.
+//!
+//! Parquet is written by row groups of at most [`ROW_GROUP_BYTES`] of Arrow data, each encoded
+//! and compressed as a task on the thread pool while the next one is gathered, and appended in
+//! order ([`ParquetOut`]): where row groups end depends on the data only, so the file's bytes
+//! do not depend on the thread count.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::VecDeque;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
 use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 
 use crate::batch::RecordBatch;
 use crate::error::{Error, Result};
@@ -49,7 +61,7 @@ impl OutFormat {
 type JsonWriter<W> = arrow::json::LineDelimitedWriter<W>;
 
 enum Inner {
-    Parquet(ArrowWriter<File>),
+    Parquet(ParquetOut),
     Jsonl(JsonWriter<BufWriter<File>>),
     JsonlZst(JsonWriter<zstd::stream::write::Encoder<'static, BufWriter<File>>>),
     JsonlGz(JsonWriter<flate2::write::GzEncoder<BufWriter<File>>>),
@@ -139,10 +151,135 @@ fn create_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A Parquet row group is closed once its encoded size passes this (the writer holds the
-/// group being written in memory; by rows alone, 1M rows of long documents held gigabytes).
-/// As Parquet's Java writer's default block size.
-pub const ROW_GROUP_BYTES: usize = 128 << 20;
+/// A Parquet row group is closed once the Arrow data written to it passes this (the writer
+/// holds the groups being encoded in memory; by rows alone, 1M rows of long documents held
+/// gigabytes). Compression is per page (1 MiB), so the size of a group does not change it;
+/// groups of a few MiB let several be encoded at once and let readers read them in parallel.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// A Parquet file being written: batches are gathered into a row group, and each full group
+/// is encoded by a task on the pool; at most `threads + 1` groups are encoded at a time, and
+/// they are appended to the file in order.
+struct ParquetOut {
+    file: SerializedFileWriter<File>,
+    factory: Arc<ArrowRowGroupWriterFactory>,
+    schema: SchemaRef,
+    /// The group being gathered, its Arrow bytes and rows.
+    gathered: Vec<RecordBatch>,
+    bytes: usize,
+    rows: usize,
+    /// Groups begun (encoded, being encoded, or gathered).
+    groups: usize,
+    encoding: VecDeque<Receiver<std::result::Result<Vec<ArrowColumnChunk>, ParquetError>>>,
+    group_bytes: usize,
+    group_rows: usize,
+}
+
+/// Encode one row group's batches into column chunks.
+fn encode_group(
+    factory: &ArrowRowGroupWriterFactory,
+    index: usize,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> std::result::Result<Vec<ArrowColumnChunk>, ParquetError> {
+    let mut writers = factory.create_column_writers(index)?;
+    for b in batches {
+        let mut leaf_writers = writers.iter_mut();
+        for (field, column) in schema.fields().iter().zip(b.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                let w = leaf_writers.next().ok_or_else(|| ParquetError::General("a leaf without a writer".into()))?;
+                w.write(&leaf)?;
+            }
+        }
+    }
+    writers.into_iter().map(|w| w.close()).collect()
+}
+
+impl ParquetOut {
+    fn new(file: File, schema: SchemaRef, props: WriterProperties, group_bytes: usize) -> Result<Self, ParquetError> {
+        let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
+        Ok(ParquetOut {
+            file,
+            factory: Arc::new(factory),
+            schema,
+            gathered: Vec::new(),
+            bytes: 0,
+            rows: 0,
+            groups: 0,
+            encoding: VecDeque::new(),
+            group_bytes: group_bytes.max(1),
+            group_rows,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let mut batch = batch.clone();
+        while batch.num_rows() > 0 {
+            // A group holds at most `group_rows` rows: the batch is cut where that is reached.
+            let take = batch.num_rows().min(self.group_rows - self.rows);
+            let head = batch.slice(0, take);
+            batch = batch.slice(take, batch.num_rows() - take);
+            self.bytes +=
+                head.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>();
+            self.rows += take;
+            self.gathered.push(head);
+            if self.rows >= self.group_rows || self.bytes >= self.group_bytes {
+                self.close_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand the gathered group to an encoding task (or encode it here, on a thread of the pool,
+    /// where waiting for a task could starve the pool), and append the groups that are done.
+    fn close_group(&mut self) -> Result<(), ParquetError> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.gathered);
+        let index = self.groups;
+        (self.groups, self.bytes, self.rows) = (self.groups + 1, 0, 0);
+        let (tx, rx) = sync_channel(1);
+        if rayon::current_thread_index().is_some() {
+            let _ = tx.send(encode_group(&self.factory, index, &self.schema, &batches));
+        } else {
+            let (factory, schema) = (self.factory.clone(), self.schema.clone());
+            rayon::spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    encode_group(&factory, index, &schema, &batches)
+                }));
+                let _ =
+                    tx.send(r.unwrap_or_else(|p| Err(ParquetError::General(crate::error::panic_message(p.as_ref())))));
+            });
+        }
+        self.encoding.push_back(rx);
+        while self.encoding.len() > rayon::current_num_threads() {
+            self.append_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest group being encoded and append it to the file.
+    fn append_oldest(&mut self) -> Result<(), ParquetError> {
+        let Some(rx) = self.encoding.pop_front() else { return Ok(()) };
+        let chunks = rx.recv().map_err(|_| ParquetError::General("a row group's encoding task was lost".into()))??;
+        let mut group = self.file.next_row_group()?;
+        for c in chunks {
+            c.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<File, ParquetError> {
+        self.close_group()?;
+        while !self.encoding.is_empty() {
+            self.append_oldest()?;
+        }
+        self.file.into_inner()
+    }
+}
 
 impl TableWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
@@ -169,9 +306,8 @@ impl TableWriter {
             OutFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(pq_err)?))
-                    .set_max_row_group_bytes(Some(row_group_bytes.max(1)))
                     .build();
-                Inner::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err).map_err(cleanup)?)
+                Inner::Parquet(ParquetOut::new(file, schema, props, row_group_bytes).map_err(pq_err).map_err(cleanup)?)
             }
             OutFormat::Jsonl => Inner::Jsonl(JsonWriter::new(BufWriter::new(file))),
             OutFormat::JsonlZst => {
@@ -215,7 +351,7 @@ impl TableWriter {
         let io = |e| Error::io(&self.tmp, e);
         let ctx = |e| Error::arrow(format!("writing {}", self.path.display()), e);
         let file = match inner {
-            Inner::Parquet(w) => w.into_inner().map_err(|e| Error::Parquet { file: self.path.clone(), source: e })?,
+            Inner::Parquet(w) => w.finish().map_err(|e| Error::Parquet { file: self.path.clone(), source: e })?,
             Inner::Jsonl(mut w) => {
                 w.finish().map_err(ctx)?;
                 w.into_inner().into_inner().map_err(|e| io(e.into_error()))?
@@ -365,6 +501,51 @@ mod tests {
             read.extend(ids.iter().map(|s| s.unwrap().to_string()));
         }
         assert_eq!(read, all);
+    }
+
+    /// Rows of random digits (zstd cannot shrink them much), 20 bytes each, in batches of 100.
+    fn digit_batches(n: usize) -> Vec<RecordBatch> {
+        let mut x = 7u64;
+        (0..n)
+            .map(|_| {
+                let ids: Vec<String> = (0..100)
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        format!("{x:020}")
+                    })
+                    .collect();
+                RecordBatch::try_new(schema(), vec![Arc::new(arrow::array::StringArray::from(ids))]).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parquet_bytes_do_not_depend_on_where_groups_are_encoded() {
+        // Row groups encoded by tasks on the pool (written from outside it), and encoded on the
+        // writing thread (written from inside a pool of one thread): the same file.
+        let dir = tempfile::tempdir().unwrap();
+        let batches = digit_batches(30);
+        let write = |path: &Path| {
+            let mut w = TableWriter::create_with(path, schema(), 8 << 10).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let (tasks, here) = (dir.path().join("tasks.parquet"), dir.path().join("here.parquet"));
+        assert_eq!(write(&tasks), 3000);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(pool.install(|| write(&here)), 3000);
+        let bytes = std::fs::read(&tasks).unwrap();
+        assert_eq!(bytes, std::fs::read(&here).unwrap());
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&tasks).unwrap(),
+        )
+        .unwrap();
+        assert!(r.metadata().num_row_groups() >= 5, "{} groups", r.metadata().num_row_groups());
+        let read: Vec<RecordBatch> = r.build().unwrap().map(|b| b.unwrap()).collect();
+        let all = |bs: &[RecordBatch]| arrow::compute::concat_batches(&schema(), bs).unwrap();
+        assert_eq!(all(&read), all(&batches));
     }
 
     #[test]
