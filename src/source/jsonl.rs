@@ -90,11 +90,74 @@ fn kind(v: &RawValue) -> &'static str {
     }
 }
 
-fn decode_str(v: &RawValue) -> Option<Cow<'_, str>> {
-    if v.get().starts_with('"') {
-        serde_json::from_str::<Str>(v.get()).ok().map(|s| s.0)
-    } else {
-        None
+/// The text of a JSON string value: borrowed from the line when it has no escape, else decoded
+/// into `scratch`. None when `v` is not a string, or when, as serde_json's rule for text has
+/// it, an escape is invalid or a UTF-16 surrogate is unpaired (`v` was parsed as JSON, so the
+/// string has no raw control character).
+fn decode_str<'a>(v: &'a RawValue, scratch: &'a mut String) -> Option<&'a str> {
+    let raw = v.get();
+    if raw.len() < 2 || !raw.starts_with('"') {
+        return None;
+    }
+    let body = &raw[1..raw.len() - 1];
+    let Some(first) = memchr::memchr(b'\\', body.as_bytes()) else {
+        return Some(body);
+    };
+    scratch.clear();
+    unescape(body, first, scratch)?;
+    Some(scratch.as_str())
+}
+
+/// Append `body` (a JSON string's contents whose first backslash is at `at`) to `out` with its
+/// escapes decoded.
+fn unescape(body: &str, mut at: usize, out: &mut String) -> Option<()> {
+    let b = body.as_bytes();
+    let hex4 =
+        |h: &[u8]| -> Option<u16> { h.iter().try_fold(0u16, |n, &c| Some(n << 4 | (c as char).to_digit(16)? as u16)) };
+    let mut start = 0;
+    loop {
+        out.push_str(&body[start..at]);
+        let mut next = at + 2;
+        match *b.get(at + 1)? {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let n = hex4(b.get(next..next + 4)?)?;
+                next += 4;
+                let c = match n {
+                    0xDC00..=0xDFFF => return None,
+                    0xD800..=0xDBFF => {
+                        // A leading surrogate: its trailing one must follow.
+                        if b.get(next..next + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let low = hex4(b.get(next + 2..next + 6)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        next += 6;
+                        0x1_0000 + ((u32::from(n - 0xD800) << 10) | u32::from(low - 0xDC00))
+                    }
+                    n => u32::from(n),
+                };
+                out.push(char::from_u32(c)?);
+            }
+            _ => return None,
+        }
+        start = next;
+        match memchr::memchr(b'\\', &b[start..]) {
+            Some(i) => at = start + i,
+            None => {
+                out.push_str(&body[start..]);
+                return Some(());
+            }
+        }
     }
 }
 
@@ -123,6 +186,9 @@ pub struct JsonlDecoder {
     lines: Vec<u64>,
     rows: usize,
     text_bytes: usize,
+    /// Where an escaped text, and an escaped id or extra value, are decoded.
+    text_scratch: String,
+    scratch: String,
 }
 
 impl JsonlDecoder {
@@ -154,6 +220,8 @@ impl JsonlDecoder {
             lines: Vec::new(),
             rows: 0,
             text_bytes: 0,
+            text_scratch: String::new(),
+            scratch: String::new(),
         }
     }
 
@@ -188,9 +256,9 @@ impl JsonlDecoder {
         })?;
         let text_field = &self.text_field;
         let text = match row.text {
-            _ if !self.read_text => Cow::Borrowed(""),
+            _ if !self.read_text => "",
             None => return Err(format!("missing field \"{text_field}\"")),
-            Some(v) => match decode_str(v) {
+            Some(v) => match decode_str(v, &mut self.text_scratch) {
                 Some(t) => t,
                 None if v.get().starts_with('"') => {
                     return Err(format!("field \"{text_field}\" is not a valid JSON string"))
@@ -199,7 +267,7 @@ impl JsonlDecoder {
             },
         };
         match row.id.filter(|v| v.get() != "null") {
-            Some(v) => match decode_str(v) {
+            Some(v) => match decode_str(v, &mut self.scratch) {
                 Some(id) => self.ids.append_value(id),
                 None => self.ids.append_value(v.get()),
             },
@@ -212,7 +280,7 @@ impl JsonlDecoder {
                 match v {
                     None => b.append_null(),
                     Some(v) if v.get() == "null" => b.append_null(),
-                    Some(v) => match decode_str(v) {
+                    Some(v) => match decode_str(v, &mut self.scratch) {
                         Some(s) => b.append_value(s),
                         None => b.append_value(v.get()),
                     },
@@ -293,6 +361,30 @@ pub(crate) fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: u
     }
 }
 
+/// Consume one line (through its newline) without keeping it.
+fn skip_line(r: &mut dyn BufRead) -> std::io::Result<Line> {
+    let mut bytes = 0u64;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(Line { bytes, over_limit: false });
+        }
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        r.consume(take);
+        bytes += take as u64;
+        if done {
+            return Ok(Line { bytes, over_limit: false });
+        }
+    }
+}
+
 fn memchr_newline(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)
 }
@@ -347,7 +439,30 @@ impl super::FileReader for JsonlFileReader {
         });
         while !self.done && decoder.rows() < ctx.opts.batch_rows && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES {
             self.buf.clear();
-            match read_line_bounded(&mut self.reader, &mut self.buf, ctx.opts.max_record_bytes) {
+            // Reading a selection: a line not chosen is passed over, not copied.
+            let wanted_next = match ctx.wanted {
+                Some(wanted) => {
+                    while self.next_wanted < wanted.len() && wanted[self.next_wanted] <= self.line_no {
+                        self.next_wanted += 1;
+                    }
+                    if self.next_wanted >= wanted.len() {
+                        self.done = true;
+                        continue;
+                    }
+                    wanted[self.next_wanted] == self.line_no + 1
+                }
+                None => true,
+            };
+            let read = if wanted_next {
+                read_line_bounded(&mut self.reader, &mut self.buf, ctx.opts.max_record_bytes)
+            } else {
+                skip_line(&mut self.reader)
+            };
+            match read {
+                Ok(Line { bytes: n, .. }) if n > 0 && !wanted_next => {
+                    self.line_no += 1;
+                    self.offset += n;
+                }
                 Ok(Line { bytes: 0, .. }) => self.done = true,
                 Ok(Line { bytes: n, over_limit }) => {
                     self.line_no += 1;
@@ -437,6 +552,37 @@ mod tests {
         let id = crate::batch::id_column(&b).unwrap().value(0).to_string();
         let text = crate::batch::text_column(&b).unwrap().value(0).to_string();
         Ok((id, text))
+    }
+
+    /// A piece of a JSON string literal's contents: a character as it is, a short escape, a
+    /// `\u` escape of any UTF-16 unit (lone surrogates included), or a surrogate pair.
+    fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<char>().prop_filter("allowed raw", |c| *c != '"' && *c != '\\' && *c >= ' ').prop_map(String::from),
+            proptest::sample::select(vec!["\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"])
+                .prop_map(String::from),
+            (any::<u16>(), any::<bool>()).prop_map(|(u, upper)| if upper {
+                format!("\\u{u:04X}")
+            } else {
+                format!("\\u{u:04x}")
+            }),
+            (0x1_0000u32..=0x10_FFFF).prop_map(|c| {
+                let c = c - 0x1_0000;
+                format!("\\u{:04x}\\u{:04X}", 0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF))
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_decode_as_serde_json_decodes_them(pieces in proptest::collection::vec(piece(), 0..12)) {
+            let raw = format!("\"{}\"", pieces.concat());
+            let v: &RawValue = serde_json::from_str(&raw).unwrap();
+            let mut scratch = String::new();
+            let ours = decode_str(v, &mut scratch).map(str::to_string);
+            proptest::prop_assert_eq!(ours, serde_json::from_str::<String>(&raw).ok(), "{}", raw);
+        }
     }
 
     #[test]
