@@ -361,6 +361,67 @@ pub(crate) fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, limit: u
     }
 }
 
+/// The next line (through its newline): in the reader's buffer when it is all there and within
+/// `limit` (the length to `consume` once the slice is used comes with it), else read into `buf`
+/// by [`read_line_bounded`] (consumed already). Most lines are the first case: no copy.
+fn next_line<'b>(
+    r: &'b mut (dyn BufRead + Send),
+    buf: &'b mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(Line, Option<usize>, &'b [u8])> {
+    let whole = match r.fill_buf() {
+        Ok(chunk) => memchr_newline(chunk).filter(|&i| i < limit),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(i) = whole {
+        // Buffered already: this fill_buf reads nothing.
+        let chunk = r.fill_buf()?;
+        return Ok((Line { bytes: i as u64 + 1, over_limit: false }, Some(i + 1), &chunk[..=i]));
+    }
+    buf.clear();
+    let line = read_line_bounded(r, buf, limit)?;
+    Ok((line, None, buf.as_slice()))
+}
+
+/// One line read (`raw`, `n` bytes with its newline, line `line_no` starting at byte `start`):
+/// a record decoded, a bad one rejected, nothing for a blank line.
+fn take_line(
+    decoder: &mut JsonlDecoder,
+    ctx: &mut ReadContext<'_>,
+    raw: &[u8],
+    n: u64,
+    over_limit: bool,
+    line_no: u64,
+    start: u64,
+) -> Result<()> {
+    if over_limit {
+        // Only the first max_record_bytes were kept; the rest was skipped.
+        ctx.stats.read += 1;
+        let reason = format!(
+            "a record of {n} bytes or more, over the limit of {} bytes (--max-record-bytes / source.max_record_bytes)",
+            ctx.opts.max_record_bytes
+        );
+        return ctx.reject(Location::Line(line_no), Some(start), reason, &raw[..raw.len().min(4096)]);
+    }
+    let mut line = raw;
+    if line_no == 1 {
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    }
+    while let Some((b'\n' | b'\r', rest)) = line.split_last() {
+        line = rest;
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    ctx.stats.read += 1;
+    match decoder.decode_line(line, line_no, &mut ctx.stats.fields_seen) {
+        Ok(()) => ctx.stats.kept += 1,
+        Err(reason) => ctx.reject(Location::Line(line_no), Some(start), reason, line)?,
+    }
+    Ok(())
+}
+
 /// Consume one line (through its newline) without keeping it.
 fn skip_line(r: &mut dyn BufRead) -> std::io::Result<Line> {
     let mut bytes = 0u64;
@@ -454,62 +515,25 @@ impl super::FileReader for JsonlFileReader {
                 None => true,
             };
             let read = if wanted_next {
-                read_line_bounded(&mut self.reader, &mut self.buf, ctx.opts.max_record_bytes)
+                next_line(&mut *self.reader, &mut self.buf, ctx.opts.max_record_bytes)
             } else {
-                skip_line(&mut self.reader)
+                skip_line(&mut *self.reader).map(|l| (l, None, &[][..]))
             };
             match read {
-                Ok(Line { bytes: n, .. }) if n > 0 && !wanted_next => {
+                Ok((Line { bytes: n, .. }, _, _)) if n > 0 && !wanted_next => {
                     self.line_no += 1;
                     self.offset += n;
                 }
-                Ok(Line { bytes: 0, .. }) => self.done = true,
-                Ok(Line { bytes: n, over_limit }) => {
+                Ok((Line { bytes: 0, .. }, _, _)) => self.done = true,
+                Ok((Line { bytes: n, over_limit }, in_buffer, raw)) => {
                     self.line_no += 1;
                     let start = self.offset;
                     self.offset += n;
-                    if over_limit {
-                        // Only the first max_record_bytes were kept; the rest was skipped.
-                        let wanted = ctx.wanted.is_none_or(|w| w.binary_search(&self.line_no).is_ok());
-                        if wanted {
-                            ctx.stats.read += 1;
-                            let reason = format!(
-                                "a record of {n} bytes or more, over the limit of {} bytes (--max-record-bytes / source.max_record_bytes)",
-                                ctx.opts.max_record_bytes
-                            );
-                            let head = &self.buf[..self.buf.len().min(4096)];
-                            ctx.reject(Location::Line(self.line_no), Some(start), reason, head)?;
-                        }
-                        continue;
+                    let taken = take_line(decoder, ctx, raw, n, over_limit, self.line_no, start);
+                    if let Some(len) = in_buffer {
+                        self.reader.consume(len);
                     }
-                    let mut line = self.buf.as_slice();
-                    if self.line_no == 1 {
-                        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-                    }
-                    while let Some((b'\n' | b'\r', rest)) = line.split_last() {
-                        line = rest;
-                    }
-                    if let Some(wanted) = ctx.wanted {
-                        // Only the selected lines: skip the others unparsed, stop after the last.
-                        while self.next_wanted < wanted.len() && wanted[self.next_wanted] < self.line_no {
-                            self.next_wanted += 1;
-                        }
-                        if self.next_wanted >= wanted.len() {
-                            self.done = true;
-                            continue;
-                        }
-                        if wanted[self.next_wanted] != self.line_no {
-                            continue;
-                        }
-                    }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    ctx.stats.read += 1;
-                    match decoder.decode_line(line, self.line_no, &mut ctx.stats.fields_seen) {
-                        Ok(()) => ctx.stats.kept += 1,
-                        Err(reason) => ctx.reject(Location::Line(self.line_no), Some(start), reason, line)?,
-                    }
+                    taken?;
                 }
                 Err(e) if self.codec.is_compressed() => {
                     self.done = true;
@@ -582,6 +606,47 @@ mod tests {
             let mut scratch = String::new();
             let ours = decode_str(v, &mut scratch).map(str::to_string);
             proptest::prop_assert_eq!(ours, serde_json::from_str::<String>(&raw).ok(), "{}", raw);
+        }
+    }
+
+    proptest::proptest! {
+        /// Lines taken from the reader's buffer where they fit are the lines read_line_bounded
+        /// copies out: same bytes, lengths and over-limit flags, whatever the buffer's size.
+        #[test]
+        fn lines_in_place_are_lines_copied(
+            lines in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..20), 0..8),
+            last_newline in proptest::bool::ANY,
+            capacity in 1usize..16,
+            limit in 1usize..25,
+        ) {
+            let mut body: Vec<u8> = Vec::new();
+            for l in &lines {
+                body.extend(l.iter().map(|&b| if b == b'\n' { b'x' } else { b }));
+                body.push(b'\n');
+            }
+            if !last_newline && !body.is_empty() {
+                body.pop();
+            }
+            let mut copied = Vec::new();
+            let mut r = std::io::BufReader::with_capacity(capacity, body.as_slice());
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let l = read_line_bounded(&mut r, &mut buf, limit).unwrap();
+                if l.bytes == 0 { break; }
+                copied.push((l.bytes, l.over_limit, buf.clone()));
+            }
+            let mut in_place = Vec::new();
+            let mut r: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(capacity, std::io::Cursor::new(body.clone())));
+            loop {
+                let (l, consume, raw) = next_line(&mut *r, &mut buf, limit).unwrap();
+                if l.bytes == 0 { break; }
+                in_place.push((l.bytes, l.over_limit, raw.to_vec()));
+                if let Some(n) = consume {
+                    r.consume(n);
+                }
+            }
+            proptest::prop_assert_eq!(in_place, copied);
         }
     }
 
