@@ -422,28 +422,11 @@ fn take_line(
     Ok(())
 }
 
-/// Consume one line (through its newline) without keeping it.
+/// Consume one line (through its newline) without keeping it: [`read_line_bounded`] with no
+/// room, so nothing is copied.
 fn skip_line(r: &mut dyn BufRead) -> std::io::Result<Line> {
-    let mut bytes = 0u64;
-    loop {
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(Line { bytes, over_limit: false });
-        }
-        let (take, done) = match memchr_newline(chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        r.consume(take);
-        bytes += take as u64;
-        if done {
-            return Ok(Line { bytes, over_limit: false });
-        }
-    }
+    let line = read_line_bounded(r, &mut Vec::new(), 0)?;
+    Ok(Line { over_limit: false, ..line })
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
