@@ -198,14 +198,17 @@ mod stream {
                 None
             } else {
                 let skip_below = sh.skip_below.load(SeqCst);
-                while r.skipped < skip_below {
-                    let f = r.skipped;
-                    r.reader.skip_rest_of_file(f);
-                    r.skipped += 1;
-                }
                 let seq = r.seq;
                 r.seq += 1;
-                match catch_unwind(AssertUnwindSafe(|| r.reader.next())) {
+                let next = catch_unwind(AssertUnwindSafe(|| {
+                    while r.skipped < skip_below {
+                        let f = r.skipped;
+                        r.reader.skip_rest_of_file(f);
+                        r.skipped += 1;
+                    }
+                    r.reader.next()
+                }));
+                match next {
                     Ok(Some(Ok(b))) => {
                         sh.in_flight.fetch_add(1, SeqCst);
                         Some((seq, b))

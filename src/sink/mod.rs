@@ -155,7 +155,16 @@ fn create_parent(path: &Path) -> Result<()> {
 /// holds the groups being encoded in memory; by rows alone, 1M rows of long documents held
 /// gigabytes). Compression is per page (1 MiB), so the size of a group does not change it;
 /// groups of a few MiB let several be encoded at once and let readers read them in parallel.
+/// The bound doubles after every [`GROUPS_PER_STEP`] groups, up to 16 times this (128 MiB), so
+/// that a file of terabytes stays under Parquet's 32,767 row groups.
 pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Row groups written at each size before the size doubles (see [`ROW_GROUP_BYTES`]).
+const GROUPS_PER_STEP: usize = 64;
+
+/// The Arrow data of the groups being encoded at a time is kept under about this (and at most
+/// one group per thread of the pool, plus the one being gathered).
+const ENCODING_BYTES: usize = 256 << 20;
 
 /// A Parquet file being written: batches are gathered into a row group, and each full group
 /// is encoded by a task on the pool; at most `threads + 1` groups are encoded at a time, and
@@ -173,6 +182,22 @@ struct ParquetOut {
     encoding: VecDeque<Receiver<std::result::Result<Vec<ArrowColumnChunk>, ParquetError>>>,
     group_bytes: usize,
     group_rows: usize,
+}
+
+/// Bytes of Arrow data in `d`'s slice: `get_slice_memory_size`, plus what that leaves out,
+/// the values of view-typed arrays (`Utf8View`, `BinaryView`: DataFusion's strings), which
+/// it counts as their 16-byte views only.
+fn data_bytes(d: &arrow::array::ArrayData) -> usize {
+    fn view_values(d: &arrow::array::ArrayData) -> usize {
+        let own = match d.data_type() {
+            arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::BinaryView => {
+                d.buffer::<u128>(0).iter().map(|&v| v as u32 as usize).sum()
+            }
+            _ => 0,
+        };
+        own + d.child_data().iter().map(view_values).sum::<usize>()
+    }
+    d.get_slice_memory_size().unwrap_or(0) + view_values(d)
 }
 
 /// Encode one row group's batches into column chunks.
@@ -220,11 +245,10 @@ impl ParquetOut {
             let take = batch.num_rows().min(self.group_rows - self.rows);
             let head = batch.slice(0, take);
             batch = batch.slice(take, batch.num_rows() - take);
-            self.bytes +=
-                head.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>();
+            self.bytes += head.columns().iter().map(|c| data_bytes(&c.to_data())).sum::<usize>();
             self.rows += take;
             self.gathered.push(head);
-            if self.rows >= self.group_rows || self.bytes >= self.group_bytes {
+            if self.rows >= self.group_rows || self.bytes >= self.group_target() {
                 self.close_group()?;
             }
         }
@@ -254,10 +278,16 @@ impl ParquetOut {
             });
         }
         self.encoding.push_back(rx);
-        while self.encoding.len() > rayon::current_num_threads() {
+        let at_once = rayon::current_num_threads().min(ENCODING_BYTES / self.group_target()).max(1);
+        while self.encoding.len() > at_once {
             self.append_oldest()?;
         }
         Ok(())
+    }
+
+    /// The size (Arrow bytes) at which the group being gathered is closed.
+    fn group_target(&self) -> usize {
+        self.group_bytes << (self.groups / GROUPS_PER_STEP).min(4)
     }
 
     /// Wait for the oldest group being encoded and append it to the file.
@@ -546,6 +576,30 @@ mod tests {
         let read: Vec<RecordBatch> = r.build().unwrap().map(|b| b.unwrap()).collect();
         let all = |bs: &[RecordBatch]| arrow::compute::concat_batches(&schema(), bs).unwrap();
         assert_eq!(all(&read), all(&batches));
+    }
+
+    #[test]
+    fn view_strings_count_their_values() {
+        // 100 rows of 1,000 bytes: the views alone are 1,600 bytes.
+        let long = "x".repeat(1000);
+        let views = arrow::array::StringViewArray::from_iter_values(std::iter::repeat_n(long.as_str(), 100));
+        let n = data_bytes(&arrow::array::Array::to_data(&views));
+        assert!(n >= 100_000, "{n}");
+        let plain = arrow::array::StringArray::from_iter_values(std::iter::repeat_n(long.as_str(), 100));
+        assert!(data_bytes(&arrow::array::Array::to_data(&plain)) >= 100_000);
+    }
+
+    #[test]
+    fn row_groups_grow_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TableWriter::create_with(&dir.path().join("t.parquet"), schema(), 1000).unwrap();
+        let Some(Inner::Parquet(mut p)) = w.inner.take() else { panic!("a parquet writer") };
+        let mut sizes = Vec::new();
+        for g in [0, GROUPS_PER_STEP - 1, GROUPS_PER_STEP, 4 * GROUPS_PER_STEP, 100 * GROUPS_PER_STEP] {
+            p.groups = g;
+            sizes.push(p.group_target());
+        }
+        assert_eq!(sizes, [1000, 1000, 2000, 16000, 16000]);
     }
 
     #[test]
