@@ -146,8 +146,6 @@ mod stream {
         /// Read position of the next batch.
         seq: u64,
         done: bool,
-        /// Files skipped so far (at most one the reader is still in).
-        skipped: usize,
     }
 
     struct Shared<'r, 'a, W, T> {
@@ -160,7 +158,8 @@ mod stream {
         /// A reading task is queued or running.
         baton: AtomicBool,
         stop: AtomicBool,
-        /// Set by the sink: the files before this index are skipped (see [`Flow::SkipFile`]).
+        /// Set by the sink: one past the last file skipped (see [`Flow::SkipFile`]); files come
+        /// in order, so every batch of a file before it that is still to come is a skipped one.
         skip_below: AtomicUsize,
     }
 
@@ -201,10 +200,10 @@ mod stream {
                 let seq = r.seq;
                 r.seq += 1;
                 let next = catch_unwind(AssertUnwindSafe(|| {
-                    while r.skipped < skip_below {
-                        let f = r.skipped;
+                    // The last file skipped, if the reader is still in it (else nothing to do:
+                    // the reader is past every skipped file).
+                    if let Some(f) = skip_below.checked_sub(1) {
                         r.reader.skip_rest_of_file(f);
-                        r.skipped += 1;
                     }
                     r.reader.next()
                 }));
@@ -257,7 +256,7 @@ mod stream {
     {
         let (tx, rx) = channel::<(u64, Msg<T>)>();
         let sh = Shared {
-            reading: Mutex::new(Reading { reader, seq: 0, done: false, skipped: 0 }),
+            reading: Mutex::new(Reading { reader, seq: 0, done: false }),
             work,
             tx,
             in_flight: AtomicUsize::new(0),
@@ -271,7 +270,6 @@ mod stream {
             let sh = &sh;
             let mut pending: BTreeMap<u64, Msg<T>> = BTreeMap::new();
             let mut next = 0u64;
-            let mut skipped: Vec<usize> = Vec::new();
             let outcome = (|| -> Result<()> {
                 kick(scope, sh);
                 loop {
@@ -292,12 +290,13 @@ mod stream {
                         Msg::Done(batch, Ok(result)) => (batch, result),
                     };
                     sh.in_flight.fetch_sub(1, SeqCst);
-                    if !skipped.contains(&batch.file) {
+                    // Batches come in file order: those of files before `skip_below` that are
+                    // still to come are of the skipped file, read ahead.
+                    if batch.file >= sh.skip_below.load(SeqCst) {
                         let file = batch.file;
                         if let Flow::SkipFile(f) = sink(batch, result?)? {
                             debug_assert_eq!(f, file);
-                            skipped.push(f);
-                            sh.skip_below.fetch_max(f + 1, SeqCst);
+                            sh.skip_below.store(f + 1, SeqCst);
                         }
                     }
                     kick(scope, sh);

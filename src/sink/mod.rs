@@ -8,11 +8,10 @@
 //! order ([`ParquetOut`]): where row groups end depends on the data only, so the file's bytes
 //! do not depend on the thread count.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -167,8 +166,8 @@ const GROUPS_PER_STEP: usize = 64;
 const ENCODING_BYTES: usize = 256 << 20;
 
 /// A Parquet file being written: batches are gathered into a row group, and each full group
-/// is encoded by a task on the pool; at most `threads + 1` groups are encoded at a time, and
-/// they are appended to the file in order.
+/// is encoded by a task on the pool; at most one group per thread (and [`ENCODING_BYTES`]) is
+/// encoded at a time besides the one being gathered, and they are appended in order.
 struct ParquetOut {
     file: SerializedFileWriter<File>,
     factory: Arc<ArrowRowGroupWriterFactory>,
@@ -504,25 +503,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.parquet");
         let mut w = TableWriter::create_with(&path, schema(), 16 << 10).unwrap();
-        // Digits of a large LCG: text zstd cannot shrink much, 20 bytes a row.
-        let mut x = 1u64;
         let mut all = Vec::new();
-        for _ in 0..40 {
-            let ids: Vec<String> = (0..100)
-                .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    format!("{x:020}")
-                })
-                .collect();
-            all.extend(ids.iter().cloned());
-            let b = RecordBatch::try_new(schema(), vec![Arc::new(arrow::array::StringArray::from(ids))]).unwrap();
+        for b in digit_batches(40) {
+            let ids = b.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            all.extend(ids.iter().map(|s| s.unwrap().to_string()));
             w.write(&b).unwrap();
         }
         assert_eq!(w.finish().unwrap(), 4000);
         let f = std::fs::File::open(&path).unwrap();
         let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
         let groups = r.metadata().num_row_groups();
-        // 80 KB of digits, compressed to about half: several groups of at most about 16 KB.
+        // 80 KB of digits: groups closed at about 16 KB of them.
         assert!(groups >= 2, "{groups} row groups");
         let mut read = Vec::new();
         for b in r.build().unwrap() {

@@ -482,6 +482,8 @@ impl super::FileReader for JsonlFileReader {
             }
         });
         while !self.done && decoder.rows() < ctx.opts.batch_rows && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES {
+            // Empty unless this line is read into it: a truncated stream's reject record holds
+            // what is here, never an earlier line.
             self.buf.clear();
             // Reading a selection: a line not chosen is passed over, not copied.
             let wanted_next = match ctx.wanted {
