@@ -118,6 +118,78 @@ where
     Ok(())
 }
 
+/// Run `work` on each of `items` on the pool and `sink` on the results in the items' order,
+/// on the calling thread: at most `window` items are worked on or wait to be sunk (a task is
+/// started for the next item as each result is sunk). The first error (of `work`, in item
+/// order, or of `sink`) ends it: no further item is started. Called from a thread of the pool
+/// (where blocking on results could starve the pool), it works on the items one by one there.
+pub fn map_ordered<I, T, W, S>(items: impl IntoIterator<Item = I>, window: usize, work: W, mut sink: S) -> Result<()>
+where
+    I: Send,
+    T: Send,
+    W: Fn(I) -> Result<T> + Sync,
+    S: FnMut(T) -> Result<()>,
+{
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    let mut items = items.into_iter();
+    if rayon::current_thread_index().is_some() {
+        return items.try_for_each(|item| sink(work(item)?));
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, std::thread::Result<Result<T>>)>();
+    let stop = AtomicBool::new(false);
+    let mut panicked = None;
+    let result = rayon::in_place_scope(|scope| -> Result<()> {
+        let (work, stop) = (&work, &stop);
+        let start = |seq: usize, item: I| {
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                // Nothing waits for an item started before the end but not yet begun.
+                if !stop.load(SeqCst) {
+                    let _ = tx.send((seq, catch_unwind(AssertUnwindSafe(|| work(item)))));
+                }
+            });
+        };
+        let mut started = 0usize;
+        for item in items.by_ref().take(window.max(1)) {
+            start(started, item);
+            started += 1;
+        }
+        let outcome = (|| -> Result<()> {
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0usize;
+            while next < started {
+                let Some(result) = pending.remove(&next) else {
+                    // Every started item sends exactly one result while `stop` is unset.
+                    let (seq, result) = rx.recv().expect("a sender lives while items are at work");
+                    pending.insert(seq, result);
+                    continue;
+                };
+                next += 1;
+                match result {
+                    Ok(result) => sink(result?)?,
+                    Err(p) => {
+                        panicked = Some(p);
+                        return Ok(());
+                    }
+                }
+                if let Some(item) = items.next() {
+                    start(started, item);
+                    started += 1;
+                }
+            }
+            Ok(())
+        })();
+        stop.store(true, SeqCst);
+        outcome
+    });
+    if let Some(p) = panicked {
+        resume_unwind(p);
+    }
+    result
+}
+
 /// The streaming [`for_each_ordered`].
 mod stream {
     use std::any::Any;
@@ -444,5 +516,79 @@ mod tests {
         let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
         let msg = msg.unwrap_or_default();
         assert!(msg.contains("the work panicked on file 2"), "{msg}");
+    }
+
+    #[test]
+    fn map_ordered_sinks_in_order_with_at_most_window_items_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        for window in [1, 2, 5] {
+            let (at_work, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let mut sunk = Vec::new();
+            let work = |i: u64| -> Result<u64> {
+                let now = at_work.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                // Later items finish first.
+                std::thread::sleep(std::time::Duration::from_micros(200 * (40 - i % 40)));
+                at_work.fetch_sub(1, SeqCst);
+                Ok(i * i)
+            };
+            map_ordered(0..40u64, window, work, |r| {
+                sunk.push(r);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(sunk, (0..40u64).map(|i| i * i).collect::<Vec<_>>(), "window {window}");
+            assert!(most.load(SeqCst) <= window, "window {window}: {} at once", most.load(SeqCst));
+        }
+    }
+
+    #[test]
+    fn map_ordered_stops_at_the_first_error_and_passes_panics_on() {
+        let mut sunk = Vec::new();
+        let work = |i: u32| if i == 7 { Err(Error::InvalidArgument(format!("item {i} failed"))) } else { Ok(i) };
+        let err = map_ordered(0..100u32, 3, work, |r| {
+            sunk.push(r);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("item 7 failed"), "{err}");
+        assert_eq!(sunk, (0..7).collect::<Vec<_>>());
+        // The sink's error ends it too.
+        let mut n = 0;
+        let err = map_ordered(0..100u32, 3, Ok, |_| {
+            n += 1;
+            if n == 4 {
+                return Err(Error::InvalidArgument("the sink failed".into()));
+            }
+            Ok(())
+        });
+        assert!(err.is_err() && n == 4);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            map_ordered(
+                0..10u32,
+                2,
+                |i| -> Result<u32> {
+                    if i == 5 {
+                        panic!("item 5 panicked")
+                    } else {
+                        Ok(i)
+                    }
+                },
+                |_| Ok(()),
+            )
+        }));
+        let p = caught.unwrap_err();
+        let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+        assert!(msg.unwrap_or_default().contains("item 5 panicked"));
+        // From a thread of the pool: one by one, the same results.
+        let mut from_pool = Vec::new();
+        rayon::scope(|_| {
+            map_ordered(0..10u32, 3, Ok, |r| {
+                from_pool.push(r);
+                Ok(())
+            })
+        })
+        .unwrap();
+        assert_eq!(from_pool, (0..10).collect::<Vec<_>>());
     }
 }

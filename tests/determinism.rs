@@ -182,3 +182,52 @@ fn zipfit_modes_give_identical_scores_for_any_threads_batches_and_history() {
         );
     }
 }
+
+/// The write pass reads a plain jsonl file in pieces on the pool (each from where one of the
+/// scoring pass's batches began) and other files in order: either way it writes the same
+/// bytes, whatever the batch size, and bad or blank lines between the chosen ones.
+#[test]
+fn the_write_pass_writes_the_same_bytes_reading_in_pieces_or_in_order() {
+    let dir = tempdir();
+    let plain = mixed_lake(&dir.path().join("plain"));
+    let gz = mixed_lake(&dir.path().join("gz"));
+    // prose.jsonl with blank lines and a bad line between records, plain in one lake and
+    // gzipped in the other.
+    let body = std::fs::read(gz.join("prose.jsonl")).unwrap();
+    let line_end = |from: usize| body.iter().skip(from).position(|&b| b == b'\n').unwrap() + from + 1;
+    let (a, b) = (line_end(body.len() / 3), line_end(2 * body.len() / 3));
+    let body = [&body[..a], b"\n \n", &body[a..b], b"{\"text\": 3}\n", &body[b..]].concat();
+    std::fs::write(plain.join("prose.jsonl"), &body).unwrap();
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(gz.join("prose.jsonl.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut e, &body).unwrap();
+    e.finish().unwrap();
+    std::fs::remove_file(gz.join("prose.jsonl")).unwrap();
+    let select = |lake: &std::path::Path, tag: &str, extra: &[&str], failpoint: Option<&str>| {
+        let out = dir.path().join(format!("{tag}.parquet"));
+        let o = p(&out);
+        let mut args = vec!["select", "dsir", "--target", "fixtures/target/math.jsonl", "--k", "300", "--seed", "2"];
+        args.extend_from_slice(&["--on-bad-record", "skip", "--out", &o]);
+        args.extend_from_slice(extra);
+        let l = p(lake);
+        args.push(&l);
+        let r = syllabus_at(&args, failpoint);
+        // Exit code 3: records were skipped; None: the failpoint aborted the run.
+        assert!(r.status.code().is_none_or(|c| c == 3), "{tag}: {}", String::from_utf8_lossy(&r.stderr));
+        (r.status.code().is_some(), std::fs::read(&out).ok())
+    };
+    // Files: code.jsonl.zst, docs.parquet, e-bad.jsonl, math.jsonl.gz, prose.jsonl (4).
+    let (finished, pieces) = select(&plain, "p4", &[], Some("write-in-order-4"));
+    assert!(finished, "a plain jsonl file was read in order");
+    let (finished, _) = select(&gz, "g4", &[], Some("write-in-order-4"));
+    assert!(!finished, "the gzipped file was not read in order");
+    let (_, in_order) = select(&gz, "g", &[], None);
+    assert!(pieces.is_some() && pieces == in_order, "pieces and order wrote different bytes");
+    for (tag, extra) in [("b5", &["--batch-rows", "5", "--threads", "2"][..]), ("t1", &["--threads", "1"])] {
+        let (_, a) = select(&plain, &format!("p-{tag}"), extra, None);
+        let (_, b) = select(&gz, &format!("g-{tag}"), extra, None);
+        assert!(a.is_some() && a == b && a == pieces, "{tag}: the bytes changed");
+    }
+}

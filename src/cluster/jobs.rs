@@ -384,7 +384,7 @@ impl<'a> ClusterLake<'a> {
             file_column: self.file_column.clone(),
             work: None,
         };
-        let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
+        let selected_per_file = lake.write_rows(&files, &chosen, field, out, &crate::source::StartPoints::default())?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
     }
 }

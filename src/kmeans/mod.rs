@@ -543,28 +543,29 @@ pub fn select_balanced(
     }
     let mut rows: Vec<balance::Member> = Vec::new();
     let mut bad = None;
-    let files = lake.join_by_id(table, not_in_table, rejects, |row, file, loc, v| match cluster_of(v[0]) {
-        Ok(Some(cluster)) => {
-            let (key, score) = match &b.by {
-                Some(_) => match v[1] {
-                    Some(s) => (s, s),
-                    None => {
-                        bad.get_or_insert_with(|| format!("row {row} has a cluster but no {:?} score", b.by));
-                        return;
-                    }
-                },
-                None => (
-                    (xxhash_rust::xxh3::xxh3_64_with_seed(&row.to_le_bytes(), b.seed) >> 11) as f64,
-                    f64::from(cluster),
-                ),
-            };
-            rows.push(balance::Member { cluster, key, score, row, file, loc });
-        }
-        Ok(None) => {}
-        Err(e) => {
-            bad.get_or_insert_with(|| e.to_string());
-        }
-    })?;
+    let (files, points) =
+        lake.join_by_id(table, not_in_table, rejects, |row, file, loc, v| match cluster_of(v[0]) {
+            Ok(Some(cluster)) => {
+                let (key, score) = match &b.by {
+                    Some(_) => match v[1] {
+                        Some(s) => (s, s),
+                        None => {
+                            bad.get_or_insert_with(|| format!("row {row} has a cluster but no {:?} score", b.by));
+                            return;
+                        }
+                    },
+                    None => (
+                        (xxhash_rust::xxh3::xxh3_64_with_seed(&row.to_le_bytes(), b.seed) >> 11) as f64,
+                        f64::from(cluster),
+                    ),
+                };
+                rows.push(balance::Member { cluster, key, score, row, file, loc });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                bad.get_or_insert_with(|| e.to_string());
+            }
+        })?;
     if let Some(why) = bad {
         return Err(Error::InvalidArgument(why));
     }
@@ -575,7 +576,7 @@ pub fn select_balanced(
     let eligible = rows.len() as u64;
     let chosen = balance::choose(rows, &budgets);
     let field = Field::new(b.by.as_deref().unwrap_or(COL_CLUSTER), DataType::Float64, false);
-    let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
+    let selected_per_file = lake.write_rows(&files, &chosen, field, out, &points)?;
     let run = RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() };
     Ok((run, budgets))
 }
@@ -594,7 +595,7 @@ pub fn select_d4(
     // (cluster, rank, dist) per row; sizes counted over the lake's rows.
     let mut rows: Vec<(u32, u64, crate::select::Ranked)> = Vec::new();
     let mut bad = None;
-    let files =
+    let (files, points) =
         lake.join_by_id(table, not_in_table, rejects, |row, file, loc, v| match (cluster_of(v[0]), v[1], v[2]) {
             (Ok(Some(c)), Some(rank), Some(dist)) => {
                 rows.push((c, rank as u64, crate::select::Ranked { key: dist, row, score: dist, file, loc }));
@@ -622,6 +623,6 @@ pub fn select_d4(
         .map(|r| r.2)
         .collect();
     let field = Field::new(COL_DIST, DataType::Float64, false);
-    let selected_per_file = lake.write_rows(&files, &chosen, field, out)?;
+    let selected_per_file = lake.write_rows(&files, &chosen, field, out, &points)?;
     Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
 }

@@ -415,7 +415,14 @@ mod tests {
     fn source(first_row: u64, n: usize) -> SourceBatch {
         let ids = arrow::array::StringArray::from_iter_values((0..n).map(|i| format!("d{}", first_row + i as u64)));
         let batch = RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef)]).unwrap();
-        SourceBatch { batch, file: 0, locations: (1..=n as u64).map(|l| l + first_row).collect(), first_row, end: None }
+        SourceBatch {
+            batch,
+            file: 0,
+            locations: (1..=n as u64).map(|l| l + first_row).collect(),
+            first_row,
+            end: None,
+            start: None,
+        }
     }
 
     fn push(cache: &mut FeatureCache, first_row: u64, docs: &[&[u16]]) {

@@ -17,13 +17,14 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use super::work::{FileDone, RejectsAt, Work};
 use crate::batch::{id_column, RecordBatch, COL_ID};
 use crate::error::{Error, Result};
-use crate::par::{for_each_kept, for_each_ordered, Flow};
+use crate::par::{for_each_kept, for_each_ordered, map_ordered, Flow};
 use crate::progress::Progress;
 use crate::score::Scorer;
 use crate::select::{Noise, Ranked, TopK};
 use crate::sink::TableWriter;
 use crate::source::{
-    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, RejectWriter, SourceBatch,
+    lake_extras, Extras, FileColumn, FileStats, InputFile, LakeReader, ReadOptions, ReadPoint, RejectWriter,
+    SourceBatch, StartPoints,
 };
 
 /// What a run read, kept and chose.
@@ -149,7 +150,7 @@ fn replay_part(
         let ids = b.column(0).as_any().downcast_ref::<StringArray>().expect("the part schema was checked");
         let locs = b.column(n - 1).as_any().downcast_ref::<UInt64Array>().expect("the part schema was checked");
         let columns = b.columns()[1..n - 1].to_vec();
-        each(&Scored { ids, columns: &columns, file, locations: locs.values(), first_row })?;
+        each(&Scored { ids, columns: &columns, file, locations: locs.values(), first_row, start: None })?;
         first_row += b.num_rows() as u64;
     }
     Ok(first_row)
@@ -189,7 +190,7 @@ impl<'a> KeptParts<'a> {
         locations: &[u64],
         each: &mut dyn FnMut(&Scored) -> Result<()>,
     ) -> Result<()> {
-        each(&Scored { ids, columns, file, locations, first_row: self.first_row })?;
+        each(&Scored { ids, columns, file, locations, first_row: self.first_row, start: None })?;
         self.first_row += ids.len() as u64;
         if self.part.as_ref().is_none_or(|(f, _)| *f != file) {
             if let Some((_, w)) = self.part.take() {
@@ -218,6 +219,8 @@ pub struct Scored<'b> {
     pub locations: &'b [u64],
     /// The first row's index among all rows.
     pub first_row: u64,
+    /// Where a reader of the file can start to read these rows again ([`SourceBatch::start`]).
+    pub start: Option<(u64, u64)>,
 }
 
 const COL_LOC: &str = "__loc";
@@ -269,7 +272,14 @@ impl ScoredLake<'_> {
         let score = |b: &SourceBatch| scorer.score_rows(b);
         let sink = |b: SourceBatch, columns: Vec<ArrayRef>| -> Result<Flow> {
             let ids = id_column(&b.batch)?;
-            each(&Scored { ids, columns: &columns, file: b.file, locations: &b.locations, first_row: b.first_row })?;
+            each(&Scored {
+                ids,
+                columns: &columns,
+                file: b.file,
+                locations: &b.locations,
+                first_row: b.first_row,
+                start: b.start,
+            })?;
             bar.inc(b.batch.num_rows() as u64);
             let Some(work) = self.work else { return Ok(Flow::Continue) };
             if part.as_ref().is_none_or(|(f, _)| *f != b.file) {
@@ -359,7 +369,9 @@ impl ScoredLake<'_> {
         let fields = scorer.output_fields();
         let schema = score_schema(&fields);
         let mut scores_writer = scores_out.map(|p| TableWriter::create(p, schema.clone())).transpose()?;
+        let mut points = StartPoints::new(self.raw);
         let files = self.score_pass(scorer, rejects, |b| {
+            points.add(b.file, b.start);
             let columns = b.columns;
             if let Some(w) = scores_writer.as_mut() {
                 w.write(&score_batch(&schema, b.ids, columns)?)?;
@@ -384,7 +396,7 @@ impl ScoredLake<'_> {
             w.finish()?;
         }
         let chosen = top.into_rows();
-        let selected_per_file = self.write_rows(&files, &chosen, fields[0].clone(), out)?;
+        let selected_per_file = self.write_rows(&files, &chosen, fields[0].clone(), out, &points)?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
     }
 
@@ -401,30 +413,33 @@ impl ScoredLake<'_> {
     ) -> Result<RunReport> {
         let mut rows: Vec<Ranked> = Vec::new();
         let missing = |id: &str| format!("the document {id:?} has no {by:?} score in the score table");
-        let files = self.join_by_id(scores, missing, rejects, |row, file, loc, &score| {
+        let (files, points) = self.join_by_id(scores, missing, rejects, |row, file, loc, &score| {
             rows.push(Ranked { key: score, row, score, file, loc });
         })?;
         let eligible = rows.len() as u64;
         let chosen = rule.apply(rows);
         let field = Field::new(by, DataType::Float64, false);
-        let selected_per_file = self.write_rows(&files, &chosen, field, out)?;
+        let selected_per_file = self.write_rows(&files, &chosen, field, out, &points)?;
         Ok(RunReport { files, eligible, selected: chosen.len() as u64, selected_per_file, ..Default::default() })
     }
 
     /// Every row of the lake with its value in `table` (by id), in lake order: `each` gets the
     /// row's index, file, line or row in it, and the value. A row the table lacks is an error
-    /// naming its file and location, with `missing(id)` as the reason.
+    /// naming its file and location, with `missing(id)` as the reason. Returns the files'
+    /// counts and where their batches started (for [`ScoredLake::write_rows`]).
     pub fn join_by_id<V>(
         &self,
         table: &std::collections::HashMap<String, V>,
         missing: impl Fn(&str) -> String,
         rejects: Option<&mut RejectWriter>,
         mut each: impl FnMut(u64, u32, u64, &V),
-    ) -> Result<Vec<FileStats>> {
+    ) -> Result<(Vec<FileStats>, StartPoints)> {
         let bar = self.progress.rows("join");
         let mut reader = LakeReader::new(self.raw, self.read, Extras::none(), rejects);
+        let mut points = StartPoints::new(self.raw);
         for b in reader.by_ref() {
             let b = b?;
+            points.add(b.file, b.start);
             let ids = id_column(&b.batch)?;
             for i in 0..b.batch.num_rows() {
                 let id = ids.value(i);
@@ -436,19 +451,24 @@ impl ScoredLake<'_> {
             bar.inc(b.batch.num_rows() as u64);
         }
         bar.finish_and_clear();
-        Ok(reader.into_stats())
+        Ok((reader.into_stats(), points))
     }
 
     /// Pass "write": the rows in `chosen` (sorted by row) with all input columns and `field`.
-    /// Only the chosen lines are parsed, and each file is left after its last chosen row; the
-    /// reading runs on a thread of its own while this one encodes and writes (two batches
-    /// apart at most).
+    /// Only the chosen lines are parsed, and each file is left after its last chosen row.
+    ///
+    /// A plain local jsonl file whose batches' starts an earlier pass recorded (`points`) is
+    /// read in pieces, each from the start of the batch its first chosen row was in, on the
+    /// pool (the pieces are written in order): reading and decoding take both cores, not one.
+    /// Other files are read in order on a thread of their own while this one encodes and
+    /// writes (two batches apart at most).
     pub(crate) fn write_rows(
         &self,
         stats: &[FileStats],
         chosen: &[Ranked],
         field: Field,
         out: &Path,
+        points: &StartPoints,
     ) -> Result<Vec<u64>> {
         let mut extras = lake_extras(self.raw, stats, self.read)?;
         // The score column replaces a lake column of its name (re-selecting a selection).
@@ -457,52 +477,245 @@ impl ScoredLake<'_> {
         for r in chosen {
             per_file[r.file as usize].push(r.loc);
         }
-        let reader = LakeReader::new(self.raw, self.read, extras, None)
-            .with_selection(per_file)
-            .with_file_column(self.file_column.clone());
-        let schema = crate::batch::append_fields(&reader.schema(), std::slice::from_ref(&field))?;
+        let files = |a: usize, b: usize| {
+            let column =
+                self.file_column.as_ref().map(|c| FileColumn { name: c.name.clone(), values: c.values[a..b].to_vec() });
+            LakeReader::new(&self.raw[a..b], self.read, extras.clone(), None).with_file_column(column)
+        };
+        let schema = crate::batch::append_fields(&files(0, self.raw.len()).schema(), std::slice::from_ref(&field))?;
         let mut writer = TableWriter::create(out, Arc::new(schema))?;
         let mut selected = vec![0u64; stats.len()];
         let bar = self.progress.rows("write");
         let mut next = 0usize;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<crate::source::SourceBatch>>(2);
-        std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(move || {
-                // Stops when the writer stops taking batches (an error or a mismatch there).
-                for b in reader {
-                    if tx.send(b).is_err() {
-                        break;
-                    }
-                }
-            });
-            for b in rx {
-                let b = b?;
-                let n = b.batch.num_rows();
-                // The reader returns exactly the chosen rows, in order; check that it did.
-                let these = chosen.get(next..next + n).unwrap_or(&[]);
-                if these.len() != n
-                    || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != b.file || r.loc != *loc)
-                {
-                    break;
-                }
-                next += n;
-                selected[b.file] += n as u64;
-                bar.inc(n as u64);
-                let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
-                let batch = crate::batch::append_columns(&b.batch, vec![(field.clone(), Arc::new(scores))])?;
-                writer.write(&batch)?;
+        let changed = |found: usize| {
+            Error::InvalidArgument(format!(
+                "the input changed while it was being read: {found} of {} chosen rows were found again",
+                chosen.len()
+            ))
+        };
+        // What is written must not depend on how the rows were read (in pieces or in order, a
+        // run resumed or not, the batch size): the rows are cut into batches by a rule of
+        // their own, where the pieces end.
+        let mut rebatch = Rebatch::new(crate::batch::DEFAULT_BATCH_ROWS, crate::source::MAX_BATCH_TEXT_BYTES);
+        // Batch `b` of file `file`: it must hold exactly the next chosen rows, in order.
+        let mut put = |file: usize, b: SourceBatch| -> Result<()> {
+            let n = b.batch.num_rows();
+            let these = chosen.get(next..next + n).unwrap_or(&[]);
+            if these.len() != n
+                || these.iter().zip(&b.locations).any(|(r, loc)| r.file as usize != file || r.loc != *loc)
+            {
+                return Err(changed(next));
             }
-            Ok(())
-        })?;
+            next += n;
+            selected[file] += n as u64;
+            bar.inc(n as u64);
+            let scores = Float64Array::from_iter_values(these.iter().map(|r| r.score));
+            let batch = crate::batch::append_columns(&b.batch, vec![(field.clone(), Arc::new(scores))])?;
+            rebatch.push(batch, &mut |b| writer.write(&b))
+        };
+        let window = 2 * rayon::current_num_threads().max(1);
+        // Chosen rows in the files before each file.
+        let before = per_file.iter().scan(0, |n, w| Some(std::mem::replace(n, *n + w.len())));
+        let mut plan: Vec<Option<Vec<Piece>>> = (per_file.iter().zip(before).enumerate())
+            .map(|(f, (wanted, before))| {
+                pieces_of(&self.raw[f], wanted, points.of(f), before, crate::batch::DEFAULT_BATCH_ROWS)
+            })
+            .collect();
+        let mut a = 0;
+        while a < self.raw.len() {
+            if let Some(pieces) = plan[a].take() {
+                let read = |(start, wanted): Piece| -> Result<Vec<SourceBatch>> {
+                    let point = ReadPoint { file: 0, consumed: start.0, offset: start.1, done: false };
+                    let reader =
+                        files(a, a + 1).with_selection(vec![wanted]).starting_at(&point, vec![FileStats::default()])?;
+                    reader.collect()
+                };
+                map_ordered(pieces, window, read, |batches| batches.into_iter().try_for_each(|b| put(a, b)))?;
+                a += 1;
+                continue;
+            }
+            // A run of files read in order by one reader, up to the next file read in pieces.
+            let b = (a + 1..self.raw.len()).find(|&f| plan[f].is_some()).unwrap_or(self.raw.len());
+            for f in (a..b).filter(|&f| !per_file[f].is_empty()) {
+                crate::failpoint::hit(format_args!("write-in-order-{f}"));
+            }
+            let reader = files(a, b).with_selection(per_file[a..b].to_vec());
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<SourceBatch>>(2);
+            std::thread::scope(|scope| -> Result<()> {
+                scope.spawn(move || {
+                    // Stops when the writer stops taking batches (an error or a mismatch there).
+                    for b in reader {
+                        if tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx.into_iter().try_for_each(|b| {
+                    let b = b?;
+                    put(a + b.file, b)
+                })
+            })?;
+            a = b;
+        }
+        rebatch.finish(&mut |b| writer.write(&b))?;
         bar.finish_and_clear();
         if next != chosen.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the input changed while it was being read: {} of {} chosen rows were found again",
-                next,
-                chosen.len()
-            )));
+            return Err(changed(next));
         }
         writer.finish()?;
         Ok(selected)
+    }
+}
+
+/// Chosen lines of one file, read by one reader: where it starts (lines consumed, byte offset)
+/// and the lines it wants.
+type Piece = ((u64, u64), Vec<u64>);
+
+/// The chosen lines `wanted` (sorted) of `file` in pieces, each starting at the last of
+/// `points` before its first line, where `file` is a plain local jsonl file (read from any
+/// point at the cost of a seek) and every line has a point before it; None otherwise. A piece
+/// ends at each multiple of `rows` chosen rows of the whole selection (the file's first is
+/// chosen row `first`), and where a whole batch of the earlier pass between two chosen lines
+/// holds none (those lines are not read at all).
+fn pieces_of(file: &InputFile, wanted: &[u64], points: &[(u64, u64)], first: usize, rows: usize) -> Option<Vec<Piece>> {
+    if wanted.is_empty() || !StartPoints::readable_in_pieces(file) {
+        return None;
+    }
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut last = None;
+    for (i, &line) in wanted.iter().enumerate() {
+        // The last point with fewer lines consumed than this line's number.
+        let p = points.partition_point(|q| q.0 < line).checked_sub(1)?;
+        let gap = last.is_some_and(|l| p > l + 1);
+        match pieces.last_mut() {
+            Some((_, lines)) if !(first + i).is_multiple_of(rows.max(1)) && !gap => lines.push(line),
+            _ => pieces.push((points[p], vec![line])),
+        }
+        last = Some(p);
+    }
+    Some(pieces)
+}
+
+/// Cuts the rows written into batches where a reader of them alone would cut them (after
+/// `rows` rows, or once their text reaches `text` bytes), whatever
+/// batches they come in: a Parquet file's pages and row groups follow the batches it is given.
+/// A batch that ends where a cut falls passes through whole; others are sliced and joined.
+struct Rebatch {
+    rows: usize,
+    text: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    pending_text: usize,
+}
+
+impl Rebatch {
+    fn new(rows: usize, text: usize) -> Self {
+        Rebatch { rows: rows.max(1), text, pending: Vec::new(), pending_rows: 0, pending_text: 0 }
+    }
+
+    fn push(&mut self, b: RecordBatch, out: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        let text = crate::batch::text_column(&b)?;
+        let mut from = 0;
+        for i in 0..b.num_rows() {
+            self.pending_rows += 1;
+            self.pending_text += text.value_length(i) as usize;
+            if self.pending_rows >= self.rows || self.pending_text >= self.text {
+                self.pending.push(b.slice(from, i + 1 - from));
+                from = i + 1;
+                self.flush(out)?;
+            }
+        }
+        if from < b.num_rows() {
+            self.pending.push(b.slice(from, b.num_rows() - from));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        let batch = match self.pending.len() {
+            0 => return Ok(()),
+            1 => self.pending.pop().expect("one batch"),
+            _ => arrow::compute::concat_batches(&self.pending[0].schema(), &self.pending)
+                .map_err(|e| Error::arrow("joining the rows written", e))?,
+        };
+        self.pending.clear();
+        (self.pending_rows, self.pending_text) = (0, 0);
+        out(batch)
+    }
+
+    fn finish(mut self, out: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        self.flush(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::expand_inputs;
+
+    fn rows(texts: &[String]) -> RecordBatch {
+        let ids = StringArray::from_iter_values((0..texts.len()).map(|i| format!("r{i}")));
+        let texts = StringArray::from_iter_values(texts);
+        RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("text", Arc::new(texts) as ArrayRef)]).unwrap()
+    }
+
+    proptest::proptest! {
+        /// However the rows come in, they go out in the same batches: cut after `rows` rows or
+        /// once their text reaches `text` bytes.
+        #[test]
+        fn rebatching_does_not_depend_on_the_batches_given(
+            lens in proptest::collection::vec(0usize..40, 0..60),
+            cuts in proptest::collection::vec(0usize..60, 0..8),
+            max_rows in 1usize..9,
+            max_text in 1usize..100,
+        ) {
+            let texts: Vec<String> = lens.iter().map(|&n| "x".repeat(n)).collect();
+            let all = rows(&texts);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c < texts.len()).collect();
+            cuts.extend([0, texts.len()]);
+            cuts.sort_unstable();
+            let mut r = Rebatch::new(max_rows, max_text);
+            let mut out = Vec::new();
+            for w in cuts.windows(2) {
+                r.push(all.slice(w[0], w[1] - w[0]), &mut |b| { out.push(b); Ok(()) }).unwrap();
+            }
+            r.finish(&mut |b| { out.push(b); Ok(()) }).unwrap();
+            // The batches a reader would make: after max_rows rows or max_text bytes.
+            let mut expect = Vec::new();
+            let (mut from, mut text) = (0, 0);
+            for (i, &n) in lens.iter().enumerate() {
+                text += n;
+                if i + 1 - from >= max_rows || text >= max_text {
+                    expect.push(all.slice(from, i + 1 - from));
+                    (from, text) = (i + 1, 0);
+                }
+            }
+            if from < lens.len() {
+                expect.push(all.slice(from, lens.len() - from));
+            }
+            proptest::prop_assert_eq!(out, expect);
+        }
+    }
+
+    #[test]
+    fn pieces_start_where_a_batch_began_and_end_at_multiples_and_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.jsonl", "b.jsonl.gz"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let files = expand_inputs(&[dir.path().to_str().unwrap()]).unwrap();
+        let points = [(0, 0), (10, 500), (20, 1000)];
+        let wanted = [2, 5, 11, 12, 19, 21, 30];
+        // The file's chosen rows are rows 3.. of the selection: the first piece takes one.
+        let pieces = pieces_of(&files[0], &wanted, &points, 3, 4).unwrap();
+        let expect: Vec<Piece> = vec![((0, 0), vec![2]), ((0, 0), vec![5, 11, 12, 19]), ((20, 1000), vec![21, 30])];
+        assert_eq!(pieces, expect);
+        // No chosen line in the batch from line 11 to 20: a new piece starts after it.
+        let pieces = pieces_of(&files[0], &[2, 5, 21, 30], &points, 0, 4).unwrap();
+        assert_eq!(pieces, vec![((0, 0), vec![2, 5]), ((20, 1000), vec![21, 30])]);
+        // A line with no point before it, a compressed file, no line: read in order.
+        assert_eq!(pieces_of(&files[0], &wanted, &points[1..], 0, 4), None);
+        assert_eq!(pieces_of(&files[1], &wanted, &points, 0, 4), None);
+        assert_eq!(pieces_of(&files[0], &[], &points, 0, 4), None);
     }
 }

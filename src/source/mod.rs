@@ -374,6 +374,67 @@ pub struct SourceBatch {
     pub first_row: u64,
     /// Where the reader stood after this batch, when it tracks that ([`LakeReader::tracked`]).
     pub end: Option<Box<BatchEnd>>,
+    /// Where the reader stood in the file before this batch (lines or rows consumed, the
+    /// decompressed byte offset): a reader started there reads this batch's rows again
+    /// ([`LakeReader::starting_at`]); None where not known (rows read back from a part).
+    pub start: Option<(u64, u64)>,
+}
+
+/// Per file, points a reader can start at ([`SourceBatch::start`]) in file order: where the
+/// batches of an earlier pass began, so that a later pass can read pieces of a file apart
+/// ([`crate::passes::scored::ScoredLake::write_rows`]). Kept only for files that can be read
+/// from any point at the cost of a seek (plain local jsonl, [`StartPoints::readable_in_pieces`]):
+/// one per batch (16 bytes per 1,024 rows), at most [`MAX_START_POINTS`] per file (past that,
+/// every other one is dropped, and only every second one kept from then on).
+#[derive(Debug, Default, Clone)]
+pub struct StartPoints(Vec<FilePoints>);
+
+/// The most start points kept for one file (1 MiB).
+pub const MAX_START_POINTS: usize = 1 << 16;
+
+#[derive(Debug, Default, Clone)]
+struct FilePoints {
+    wanted: bool,
+    points: Vec<(u64, u64)>,
+    /// Every `step`-th batch's start is kept; `seen` batches were offered.
+    step: u64,
+    seen: u64,
+}
+
+impl StartPoints {
+    /// Points for the files of `files` that can be read in pieces.
+    pub fn new(files: &[InputFile]) -> Self {
+        let file = |f: &InputFile| FilePoints { wanted: Self::readable_in_pieces(f), step: 1, ..Default::default() };
+        StartPoints(files.iter().map(file).collect())
+    }
+
+    /// A plain local jsonl file: a reader can start anywhere in it with one seek.
+    pub fn readable_in_pieces(file: &InputFile) -> bool {
+        file.format == Format::Jsonl(Codec::Plain) && !crate::store::is_remote(&file.path)
+    }
+
+    /// Record the start of a batch of file `file`, if known (batches come in file order).
+    pub fn add(&mut self, file: usize, start: Option<(u64, u64)>) {
+        let (Some(f), Some(p)) = (self.0.get_mut(file).filter(|f| f.wanted), start) else { return };
+        f.seen += 1;
+        if (f.seen - 1) % f.step != 0 || f.points.last().is_some_and(|last| last.0 >= p.0) {
+            return;
+        }
+        f.points.push(p);
+        if f.points.len() >= MAX_START_POINTS {
+            let mut i = 0usize;
+            f.points.retain(|_| {
+                i += 1;
+                !i.is_multiple_of(2)
+            });
+            f.step *= 2;
+        }
+    }
+
+    /// The points of file `file`, by lines or rows consumed.
+    pub fn of(&self, file: usize) -> &[(u64, u64)] {
+        self.0.get(file).map_or(&[], |f| f.points.as_slice())
+    }
 }
 
 /// Where a reader stands between two batches: a new reader started there
@@ -426,6 +487,7 @@ impl KeptLake {
             locations: b.locations.clone(),
             first_row: b.first_row,
             end: None,
+            start: b.start,
         });
         Ok(())
     }
@@ -472,7 +534,7 @@ impl KeptLake {
             let point = ReadPoint { file, consumed: 0, offset: 0, done: true };
             let end = Some(Box::new(BatchEnd { point, stats: stats.clone(), rejects_len }));
             let batch = RecordBatch::new_empty(schema.clone());
-            let done = SourceBatch { batch, file, locations: Vec::new(), first_row, end };
+            let done = SourceBatch { batch, file, locations: Vec::new(), first_row, end, start: None };
             self.batches[start..next].iter().cloned().chain(std::iter::once(done))
         })
     }
@@ -735,6 +797,7 @@ impl<'a> LakeReader<'a> {
                 rejects: self.rejects.as_deref_mut(),
                 wanted: self.selection.as_ref().map(|s| s[i].as_slice()),
             };
+            let start = reader.position();
             let next = reader.next_batch(&mut ctx)?;
             let position = reader.position();
             let next = match (next, &self.opts.exclude) {
@@ -759,7 +822,8 @@ impl<'a> LakeReader<'a> {
                     self.rows_out += batch.num_rows() as u64;
                     let end = self.end_of(i, Some(position));
                     crate::failpoint::stall(format_args!("batch-{}", self.rows_out));
-                    return Ok(Some(SourceBatch { batch, file: i, locations, first_row, end }));
+                    let start = Some(start);
+                    return Ok(Some(SourceBatch { batch, file: i, locations, first_row, end, start }));
                 }
                 None => {
                     self.current = None;
@@ -772,6 +836,7 @@ impl<'a> LakeReader<'a> {
                             locations: Vec::new(),
                             first_row: self.rows_out,
                             end,
+                            start: None,
                         }));
                     }
                 }
@@ -868,6 +933,27 @@ pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_points_are_kept_for_plain_local_jsonl_and_thinned_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.jsonl", "b.jsonl.zst"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let files = expand_inputs(&[dir.path().to_str().unwrap()]).unwrap();
+        let mut points = StartPoints::new(&files);
+        for i in 0..3 * MAX_START_POINTS as u64 {
+            points.add(0, Some((i * 10, i * 100)));
+            points.add(1, Some((i, i)));
+            points.add(0, None);
+        }
+        let kept = points.of(0);
+        assert!((MAX_START_POINTS / 2..MAX_START_POINTS).contains(&kept.len()), "{}", kept.len());
+        // Evenly spaced from the file's start: every fourth batch's.
+        assert_eq!(kept[0], (0, 0));
+        assert!(kept.windows(2).all(|w| w[1].0 - w[0].0 == 40 && w[1].1 - w[0].1 == 400));
+        assert!(points.of(1).is_empty() && points.of(2).is_empty());
+    }
 
     #[test]
     fn format_by_extension() {
