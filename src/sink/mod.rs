@@ -153,13 +153,15 @@ fn create_parent(path: &Path) -> Result<()> {
 /// A Parquet row group is closed once the Arrow data written to it passes this (the writer
 /// holds the groups being encoded in memory; by rows alone, 1M rows of long documents held
 /// gigabytes). Compression is per page (1 MiB), so the size of a group does not change it;
-/// groups of a few MiB let several be encoded at once and let readers read them in parallel.
-/// The bound doubles after every [`GROUPS_PER_STEP`] groups, up to 16 times this (128 MiB), so
-/// that a file of terabytes stays under Parquet's 32,767 row groups.
-pub const ROW_GROUP_BYTES: usize = 8 << 20;
+/// groups of a few MiB let several be encoded at once (also while the rows are still being
+/// read, and the last group, encoded after the last row, is small) and let readers read them
+/// in parallel. The bound doubles after every [`GROUPS_PER_STEP`] groups, up to 64 times this
+/// (128 MiB, after the first GiB), so that a file of terabytes stays under Parquet's 32,767
+/// row groups.
+pub const ROW_GROUP_BYTES: usize = 2 << 20;
 
 /// Row groups written at each size before the size doubles (see [`ROW_GROUP_BYTES`]).
-const GROUPS_PER_STEP: usize = 64;
+const GROUPS_PER_STEP: usize = 8;
 
 /// The Arrow data of the groups being encoded at a time is kept under about this (and at most
 /// one group per thread of the pool, plus the one being gathered).
@@ -286,7 +288,7 @@ impl ParquetOut {
 
     /// The size (Arrow bytes) at which the group being gathered is closed.
     fn group_target(&self) -> usize {
-        self.group_bytes << (self.groups / GROUPS_PER_STEP).min(4)
+        self.group_bytes << (self.groups / GROUPS_PER_STEP).min(6)
     }
 
     /// Wait for the oldest group being encoded and append it to the file.
@@ -590,7 +592,12 @@ mod tests {
             p.groups = g;
             sizes.push(p.group_target());
         }
-        assert_eq!(sizes, [1000, 1000, 2000, 16000, 16000]);
+        assert_eq!(sizes, [1000, 1000, 2000, 16000, 64000]);
+        // At the default size, the groups stop growing at 128 MiB: Parquet's 32,767 groups hold
+        // terabytes.
+        p.group_bytes = ROW_GROUP_BYTES;
+        p.groups = 32_767;
+        assert_eq!(p.group_target(), 128 << 20);
     }
 
     #[test]
