@@ -184,17 +184,25 @@ fn batch_counts(
         ends: Vec::with_capacity(text.len()),
         words: Vec::with_capacity(text.len()),
     });
-    for t in text.iter() {
-        let (n, words) = counts.add_text_with(params, t.unwrap_or(""), |b| {
-            if let Some(f) = features.as_mut() {
-                f.buckets.push(b as u16);
+    match features.as_mut() {
+        // The buckets are kept: counted after the batch, in one pass over them, rather than
+        // one by one while the featurizer waits on its lookups.
+        Some(f) => crate::score::dsir::with_featurizer(params, |fz| {
+            for t in text.iter() {
+                let start = f.buckets.len();
+                let words = fz.for_each_bucket(t.unwrap_or(""), |b| f.buckets.push(b as u16));
+                f.ends.push(f.buckets.len());
+                f.words.push(params.n_words(words));
+                per_doc.push((f.buckets.len() - start) as u64);
             }
-        });
-        if let Some(f) = features.as_mut() {
-            f.ends.push(f.buckets.len());
-            f.words.push(params.n_words(words));
+            counts.add_buckets(&f.buckets);
+        }),
+        None => {
+            for t in text.iter() {
+                let (n, _) = counts.add_text_with(params, t.unwrap_or(""), |_| {});
+                per_doc.push(n);
+            }
         }
-        per_doc.push(n);
     }
     if let Some(f) = features.as_mut() {
         // In place when most of the room was used (mimalloc keeps a block shrunk by less than half).

@@ -574,6 +574,14 @@ impl Counts {
         (added, words)
     }
 
+    /// Count each of `buckets` (bucket ids of n-grams already featurized).
+    pub fn add_buckets(&mut self, buckets: &[u16]) {
+        let counts = &mut self.counts[..];
+        for &b in buckets {
+            counts[usize::from(b)] += 1;
+        }
+    }
+
     pub fn merge(&mut self, other: &Counts) {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
@@ -881,6 +889,23 @@ mod tests {
             c.add_text(params, d);
         }
         c
+    }
+
+    #[test]
+    fn counting_kept_buckets_counts_what_counting_text_counts() {
+        let p = DsirParams { buckets: 97, ..DsirParams::default() };
+        let docs = ["the cat sat on the mat, the cat", "", "a dog ran; a dog ran!", "x"];
+        let mut kept = Vec::new();
+        with_featurizer(&p, |fz| {
+            for d in docs {
+                fz.for_each_bucket(d, |b| kept.push(b as u16));
+            }
+        });
+        let mut c = Counts::new(p.buckets);
+        c.add_buckets(&kept);
+        assert_eq!(c.counts, counts_of(&p, &docs).counts);
+        // 9 + 8, 0, 8 + 7 and 1 uni- and bigrams.
+        assert_eq!(c.total(), 33);
     }
 
     #[test]
