@@ -3,10 +3,12 @@
 //! Pass "score" reads every row, scores it in parallel batches ([`Scorer::score_rows`]) and hands the
 //! scores on in input order: to a score file, to a top-k heap, or both. It is the pass that
 //! counts rows and records rejects. Pass "write" reads the lake again, parsing only the chosen
-//! lines, and writes them with all their columns plus the ranking score.
+//! lines (a plain jsonl file in pieces on the pool, each from where one of pass "score"'s
+//! batches began), and writes them with all their columns plus the ranking score.
 //!
-//! Memory: a chunk of batches and the k chosen rows (a heap of k entries); nothing grows with
-//! the number of rows or files.
+//! Memory: a chunk of batches, the k chosen rows (a heap of k entries) and, per plain jsonl
+//! file, where pass "score"'s batches began (16 bytes per batch, at most 1 MiB a file:
+//! [`StartPoints`]); nothing else grows with the number of rows or files.
 
 use std::path::Path;
 use std::sync::Arc;
