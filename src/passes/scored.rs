@@ -515,7 +515,8 @@ impl ScoredLake<'_> {
             let batch = crate::batch::append_columns(&b.batch, vec![(field.clone(), Arc::new(scores))])?;
             rebatch.push(batch, &mut |b| writer.write(&b))
         };
-        let window = 2 * rayon::current_num_threads().max(1);
+        // At most 2 pieces a thread, and 256 MiB of pieces' spans, at once.
+        let window = (2 * rayon::current_num_threads()).clamp(1, (256 << 20) / PIECE_BYTES);
         // Chosen rows in the files before each file.
         let before = per_file.iter().scan(0, |n, w| Some(std::mem::replace(n, *n + w.len())));
         let mut plan: Vec<Option<Vec<Piece>>> = (per_file.iter().zip(before).enumerate())
@@ -573,12 +574,17 @@ impl ScoredLake<'_> {
 /// and the lines it wants.
 type Piece = ((u64, u64), Vec<u64>);
 
+/// A piece ends at the first point past this many bytes of the file from its start (so a
+/// piece reads at most this and one batch of the earlier pass).
+const PIECE_BYTES: usize = 16 << 20;
+
 /// The chosen lines `wanted` (sorted) of `file` in pieces, each starting at the last of
 /// `points` before its first line, where `file` is a plain local jsonl file (read from any
 /// point at the cost of a seek) and every line has a point before it; None otherwise. A piece
 /// ends at each multiple of `rows` chosen rows of the whole selection (the file's first is
-/// chosen row `first`), and where a whole batch of the earlier pass between two chosen lines
-/// holds none (those lines are not read at all).
+/// chosen row `first`), at the first point [`PIECE_BYTES`] past its start, and where a whole
+/// batch of the earlier pass between two chosen lines holds none (those lines are not read
+/// at all).
 fn pieces_of(file: &InputFile, wanted: &[u64], points: &[(u64, u64)], first: usize, rows: usize) -> Option<Vec<Piece>> {
     if wanted.is_empty() || !StartPoints::readable_in_pieces(file) {
         return None;
@@ -589,8 +595,9 @@ fn pieces_of(file: &InputFile, wanted: &[u64], points: &[(u64, u64)], first: usi
         // The last point with fewer lines consumed than this line's number.
         let p = points.partition_point(|q| q.0 < line).checked_sub(1)?;
         let gap = last.is_some_and(|l| p > l + 1);
+        let far = |from: (u64, u64)| last != Some(p) && points[p].1 - from.1 >= PIECE_BYTES as u64;
         match pieces.last_mut() {
-            Some((_, lines)) if !(first + i).is_multiple_of(rows.max(1)) && !gap => lines.push(line),
+            Some((from, lines)) if !(first + i).is_multiple_of(rows.max(1)) && !gap && !far(*from) => lines.push(line),
             _ => pieces.push((points[p], vec![line])),
         }
         last = Some(p);
@@ -653,7 +660,6 @@ impl Rebatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::expand_inputs;
 
     fn rows(texts: &[String]) -> RecordBatch {
         let ids = StringArray::from_iter_values((0..texts.len()).map(|i| format!("r{i}")));
@@ -701,11 +707,7 @@ mod tests {
 
     #[test]
     fn pieces_start_where_a_batch_began_and_end_at_multiples_and_gaps() {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["a.jsonl", "b.jsonl.gz"] {
-            std::fs::write(dir.path().join(f), b"").unwrap();
-        }
-        let files = expand_inputs(&[dir.path().to_str().unwrap()]).unwrap();
+        let (_dir, files) = crate::source::empty_files(&["a.jsonl", "b.jsonl.gz"]);
         let points = [(0, 0), (10, 500), (20, 1000)];
         let wanted = [2, 5, 11, 12, 19, 21, 30];
         // The file's chosen rows are rows 3.. of the selection: the first piece takes one.
@@ -715,6 +717,11 @@ mod tests {
         // No chosen line in the batch from line 11 to 20: a new piece starts after it.
         let pieces = pieces_of(&files[0], &[2, 5, 21, 30], &points, 0, 4).unwrap();
         assert_eq!(pieces, vec![((0, 0), vec![2, 5]), ((20, 1000), vec![21, 30])]);
+        // A piece ends at the first point PIECE_BYTES past its start.
+        let big = PIECE_BYTES as u64;
+        let points = [(0, 0), (10, big / 2), (20, big), (30, big + 10)];
+        let pieces = pieces_of(&files[0], &[2, 11, 21, 22, 31], &points, 0, 1024).unwrap();
+        assert_eq!(pieces, vec![((0, 0), vec![2, 11]), ((20, big), vec![21, 22, 31])]);
         // A line with no point before it, a compressed file, no line: read in order.
         assert_eq!(pieces_of(&files[0], &wanted, &points[1..], 0, 4), None);
         assert_eq!(pieces_of(&files[1], &wanted, &points, 0, 4), None);

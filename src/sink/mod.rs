@@ -185,20 +185,43 @@ struct ParquetOut {
     group_rows: usize,
 }
 
-/// Bytes of Arrow data in `d`'s slice: `get_slice_memory_size`, plus what that leaves out,
-/// the values of view-typed arrays (`Utf8View`, `BinaryView`: DataFusion's strings), which
-/// it counts as their 16-byte views only.
+/// Bytes of Arrow data in `d`'s slice, from its contents, not its layout: the same for a slice
+/// of a larger array and for a copy of it (a slice keeps its source's null bitmap and a list
+/// slice its source's child values, which `get_slice_memory_size` counts), so that where a
+/// row group closes depends on the rows alone. View-typed strings (DataFusion's) count their
+/// values too. Types not listed (dictionaries, fixed-size lists) fall back on
+/// `get_slice_memory_size`.
 fn data_bytes(d: &arrow::array::ArrayData) -> usize {
-    fn view_values(d: &arrow::array::ArrayData) -> usize {
-        let own = match d.data_type() {
-            arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::BinaryView => {
-                d.buffer::<u128>(0).iter().map(|&v| v as u32 as usize).sum()
-            }
-            _ => 0,
-        };
-        own + d.child_data().iter().map(view_values).sum::<usize>()
-    }
-    d.get_slice_memory_size().unwrap_or(0) + view_values(d)
+    use arrow::datatypes::DataType as T;
+    let len = d.len();
+    let nulls = if d.null_count() > 0 { len.div_ceil(8) } else { 0 };
+    let own = match d.data_type() {
+        _ if len == 0 => 0,
+        T::Utf8 | T::Binary => {
+            let o = &d.buffer::<i32>(0)[..=len];
+            4 * (len + 1) + (o[len] - o[0]) as usize
+        }
+        T::LargeUtf8 | T::LargeBinary => {
+            let o = &d.buffer::<i64>(0)[..=len];
+            8 * (len + 1) + (o[len] - o[0]) as usize
+        }
+        T::Utf8View | T::BinaryView => d.buffer::<u128>(0)[..len].iter().map(|&v| 16 + v as u32 as usize).sum(),
+        T::List(_) | T::Map(..) => {
+            let o = &d.buffer::<i32>(0)[..=len];
+            let child = d.child_data()[0].slice(o[0] as usize, (o[len] - o[0]) as usize);
+            4 * (len + 1) + data_bytes(&child)
+        }
+        T::LargeList(_) => {
+            let o = &d.buffer::<i64>(0)[..=len];
+            let child = d.child_data()[0].slice(o[0] as usize, (o[len] - o[0]) as usize);
+            8 * (len + 1) + data_bytes(&child)
+        }
+        // A struct's children are sliced with it (`ArrayData::slice`).
+        T::Struct(_) => d.child_data().iter().map(|c| data_bytes(&c.slice(0, len.min(c.len())))).sum(),
+        T::Boolean => len.div_ceil(8),
+        t => t.primitive_width().map_or_else(|| d.get_slice_memory_size().unwrap_or(0), |w| w * len),
+    };
+    own + nulls
 }
 
 /// Encode one row group's batches into column chunks.
@@ -569,6 +592,39 @@ mod tests {
         let read: Vec<RecordBatch> = r.build().unwrap().map(|b| b.unwrap()).collect();
         let all = |bs: &[RecordBatch]| arrow::compute::concat_batches(&schema(), bs).unwrap();
         assert_eq!(all(&read), all(&batches));
+    }
+
+    #[test]
+    fn a_slice_counts_what_a_copy_of_it_counts() {
+        use arrow::array::{Array, ArrayRef, Int64Array, ListArray, StringArray, StructArray};
+        use arrow::datatypes::{DataType, Field, Int32Type};
+        let strings: ArrayRef =
+            Arc::new(StringArray::from(vec![Some("ab"), None, Some("cdef"), Some("g"), Some("hij")]));
+        let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            None,
+            Some(vec![Some(3)]),
+            Some(vec![Some(4), Some(5), Some(6)]),
+            Some(vec![]),
+        ]));
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5]));
+        let structs: ArrayRef = Arc::new(StructArray::from(vec![
+            (Arc::new(Field::new("s", DataType::Utf8, true)), strings.clone()),
+            (Arc::new(Field::new("i", DataType::Int64, false)), ints.clone()),
+        ]));
+        for a in [strings, lists, ints, structs] {
+            for (off, len) in [(2, 3), (3, 2), (0, 5), (1, 0)] {
+                let slice = a.slice(off, len);
+                let copy = arrow::compute::concat(&[&slice, &a.slice(0, 0)]).unwrap();
+                // A copy of a slice without nulls has no null bitmap; the slice keeps its source's.
+                assert_eq!(
+                    data_bytes(&slice.to_data()),
+                    data_bytes(&copy.to_data()),
+                    "{:?} {off} {len}",
+                    a.data_type()
+                );
+            }
+        }
     }
 
     #[test]

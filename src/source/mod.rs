@@ -930,17 +930,25 @@ pub fn lake_extras(files: &[InputFile], stats: &[FileStats], opts: &ReadOptions)
     Ok(Extras { fields })
 }
 
+/// Empty input files of these names in a new directory (kept while the first value lives),
+/// as [`expand_inputs`] lists them: for tests that need files of given formats.
+#[cfg(test)]
+pub(crate) fn empty_files(names: &[&str]) -> (tempfile::TempDir, Vec<InputFile>) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in names {
+        std::fs::write(dir.path().join(f), b"").unwrap();
+    }
+    let files = expand_inputs(&[dir.path().to_str().unwrap()]).unwrap();
+    (dir, files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn start_points_are_kept_for_plain_local_jsonl_and_thinned_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["a.jsonl", "b.jsonl.zst"] {
-            std::fs::write(dir.path().join(f), b"").unwrap();
-        }
-        let files = expand_inputs(&[dir.path().to_str().unwrap()]).unwrap();
+        let (_dir, files) = empty_files(&["a.jsonl", "b.jsonl.zst"]);
         let mut points = StartPoints::new(&files);
         for i in 0..3 * MAX_START_POINTS as u64 {
             points.add(0, Some((i * 10, i * 100)));
