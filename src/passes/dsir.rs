@@ -199,8 +199,7 @@ fn batch_counts(
         }),
         None => {
             for t in text.iter() {
-                let (n, _) = counts.add_text_with(params, t.unwrap_or(""), |_| {});
-                per_doc.push(n);
+                per_doc.push(counts.add_text(params, t.unwrap_or("")));
             }
         }
     }

@@ -497,8 +497,9 @@ impl ScoredLake<'_> {
         };
         // What is written must not depend on how the rows were read (in pieces or in order, a
         // run resumed or not, the batch size): the rows are cut into batches by a rule of
-        // their own, where the pieces end.
-        let mut rebatch = Rebatch::new(crate::batch::DEFAULT_BATCH_ROWS, crate::source::MAX_BATCH_TEXT_BYTES);
+        // their own, every `rows` rows (unless their text is long) where the pieces end too.
+        let rows = crate::batch::DEFAULT_BATCH_ROWS;
+        let mut rebatch = Rebatch::new(rows, crate::source::MAX_BATCH_TEXT_BYTES);
         // Batch `b` of file `file`: it must hold exactly the next chosen rows, in order.
         let mut put = |file: usize, b: SourceBatch| -> Result<()> {
             let n = b.batch.num_rows();
@@ -520,9 +521,7 @@ impl ScoredLake<'_> {
         // Chosen rows in the files before each file.
         let before = per_file.iter().scan(0, |n, w| Some(std::mem::replace(n, *n + w.len())));
         let mut plan: Vec<Option<Vec<Piece>>> = (per_file.iter().zip(before).enumerate())
-            .map(|(f, (wanted, before))| {
-                pieces_of(&self.raw[f], wanted, points.of(f), before, crate::batch::DEFAULT_BATCH_ROWS)
-            })
+            .map(|(f, (wanted, before))| pieces_of(&self.raw[f], wanted, points.of(f), before, rows))
             .collect();
         let mut a = 0;
         while a < self.raw.len() {

@@ -557,21 +557,14 @@ impl Counts {
 
     /// Add the features of `text`; returns the number of n-gram occurrences added.
     pub fn add_text(&mut self, params: &DsirParams, text: &str) -> u64 {
-        self.add_text_with(params, text, |_| {}).0
-    }
-
-    /// Add the features of `text`, calling `each` with every bucket in feature order;
-    /// returns the number of n-gram occurrences added and the number of words.
-    pub fn add_text_with(&mut self, params: &DsirParams, text: &str, mut each: impl FnMut(u32)) -> (u64, u64) {
         let mut added = 0u64;
-        let words = with_featurizer(params, |fz| {
+        with_featurizer(params, |fz| {
             fz.for_each_bucket(text, |b| {
                 self.counts[b as usize] += 1;
                 added += 1;
-                each(b);
             })
         });
-        (added, words)
+        added
     }
 
     /// Count each of `buckets` (bucket ids of n-grams already featurized).
