@@ -17,6 +17,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::flat::{self, Escape, Value};
 use super::{Codec, InputFile, ReadContext, MAX_BATCH_TEXT_BYTES};
 use crate::batch::RecordBatch;
 use crate::error::{Error, Location, Result};
@@ -28,9 +29,14 @@ struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The parts of one row the decoder needs.
 struct Row<'a> {
-    text: Option<&'a RawValue>,
-    id: Option<&'a RawValue>,
-    extras: Vec<Option<&'a RawValue>>,
+    text: Option<Value<'a>>,
+    id: Option<Value<'a>>,
+    extras: Vec<Option<Value<'a>>>,
+}
+
+/// serde's raw value as the scanner's.
+fn raw(v: &RawValue) -> Value<'_> {
+    Value { raw: v.get(), escape: Escape::Unknown }
 }
 
 struct RowSeed<'c> {
@@ -60,7 +66,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         let mut row = Row { text: None, id: None, extras: vec![None; self.extras.len()] };
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let key = key.0;
-            let value: &'de RawValue = map.next_value()?;
+            let value = raw(map.next_value::<&'de RawValue>()?);
             if key == self.text_field {
                 row.text = Some(value);
             } else if key == self.id_field {
@@ -79,8 +85,8 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 }
 
 /// The JSON kind of a raw value, for messages.
-fn kind(v: &RawValue) -> &'static str {
-    match v.get().as_bytes().first() {
+fn kind(v: Value) -> &'static str {
+    match v.raw.as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'n') => "null",
         Some(b't' | b'f') => "a boolean",
@@ -94,13 +100,18 @@ fn kind(v: &RawValue) -> &'static str {
 /// into `scratch`. None when `v` is not a string, or when, as serde_json's rule for text has
 /// it, an escape is invalid or a UTF-16 surrogate is unpaired (`v` was parsed as JSON, so the
 /// string has no raw control character).
-fn decode_str<'a>(v: &'a RawValue, scratch: &'a mut String) -> Option<&'a str> {
-    let raw = v.get();
+fn decode_str<'a>(v: Value<'a>, scratch: &'a mut String) -> Option<&'a str> {
+    let raw = v.raw;
     if raw.len() < 2 || !raw.starts_with('"') {
         return None;
     }
     let body = &raw[1..raw.len() - 1];
-    let Some(first) = memchr::memchr(b'\\', body.as_bytes()) else {
+    let first = match v.escape {
+        Escape::Unknown => memchr::memchr(b'\\', body.as_bytes()),
+        Escape::None => None,
+        Escape::At(i) => Some(i - 1),
+    };
+    let Some(first) = first else {
         return Some(body);
     };
     scratch.clear();
@@ -114,6 +125,7 @@ fn unescape(body: &str, mut at: usize, out: &mut String) -> Option<()> {
     let b = body.as_bytes();
     let hex4 =
         |h: &[u8]| -> Option<u16> { h.iter().try_fold(0u16, |n, &c| Some(n << 4 | (c as char).to_digit(16)? as u16)) };
+    out.reserve(body.len());
     let mut start = 0;
     loop {
         out.push_str(&body[start..at]);
@@ -151,8 +163,8 @@ fn unescape(body: &str, mut at: usize, out: &mut String) -> Option<()> {
             _ => return None,
         }
         start = next;
-        match memchr::memchr(b'\\', &b[start..]) {
-            Some(i) => at = start + i,
+        match flat::backslash(b, start) {
+            Some(i) => at = i,
             None => {
                 out.push_str(&body[start..]);
                 return Some(());
@@ -189,6 +201,10 @@ pub struct JsonlDecoder {
     /// Where an escaped text, and an escaped id or extra value, are decoded.
     text_scratch: String,
     scratch: String,
+    /// The keys of the last scanned line that are neither text nor id, as byte ranges.
+    other_keys: Vec<(usize, usize)>,
+    /// Lines go to [`flat::scan`] first (off in tests: serde_json's path alone).
+    scanner: bool,
 }
 
 impl JsonlDecoder {
@@ -222,6 +238,8 @@ impl JsonlDecoder {
             text_bytes: 0,
             text_scratch: String::new(),
             scratch: String::new(),
+            other_keys: Vec::new(),
+            scanner: true,
         }
     }
 
@@ -239,37 +257,78 @@ impl JsonlDecoder {
         self.text_bytes
     }
 
+    /// The row of a flat object line by [`flat::scan`] (None: serde's to parse), with the keys
+    /// that are neither text nor id in `other_keys`.
+    fn scan<'a>(&mut self, s: &'a str) -> Option<Row<'a>> {
+        if !self.scanner {
+            return None;
+        }
+        let mut row = Row { text: None, id: None, extras: vec![None; self.extra_names.len()] };
+        self.other_keys.clear();
+        let base = s.as_ptr() as usize;
+        flat::scan(s, |key, value| {
+            if key == self.text_field {
+                row.text = Some(value);
+            } else if key == self.id_field {
+                row.id = Some(value);
+            } else {
+                let a = key.as_ptr() as usize - base;
+                self.other_keys.push((a, a + key.len()));
+                if let Some(&i) = self.extra_names.get(key) {
+                    row.extras[i] = Some(value);
+                }
+            }
+        })?;
+        Some(row)
+    }
+
     /// Decode one line (without its newline). `Err` is the reason the record is bad; nothing
     /// is appended then.
     pub fn decode_line(&mut self, line: &[u8], line_no: u64, fields_seen: &mut IndexSet<String>) -> Result<(), String> {
         let s =
             std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
-        let seed =
-            RowSeed { text_field: &self.text_field, id_field: &self.id_field, extras: &self.extra_names, fields_seen };
-        let mut de = serde_json::Deserializer::from_str(s);
-        let row = seed.deserialize(&mut de).and_then(|row| de.end().map(|_| row)).map_err(|e| {
-            if e.is_data() && serde_json::from_str::<IgnoredAny>(s).is_ok() {
-                format!("not a JSON object: {}", json_message(&e))
-            } else {
-                format!("malformed JSON at column {}: {}", e.column(), json_message(&e))
+        let row = match self.scan(s) {
+            Some(row) => {
+                for &(a, b) in &self.other_keys {
+                    if !fields_seen.contains(&s[a..b]) {
+                        fields_seen.insert(s[a..b].to_string());
+                    }
+                }
+                row
             }
-        })?;
+            None => {
+                let seed = RowSeed {
+                    text_field: &self.text_field,
+                    id_field: &self.id_field,
+                    extras: &self.extra_names,
+                    fields_seen,
+                };
+                let mut de = serde_json::Deserializer::from_str(s);
+                seed.deserialize(&mut de).and_then(|row| de.end().map(|_| row)).map_err(|e| {
+                    if e.is_data() && serde_json::from_str::<IgnoredAny>(s).is_ok() {
+                        format!("not a JSON object: {}", json_message(&e))
+                    } else {
+                        format!("malformed JSON at column {}: {}", e.column(), json_message(&e))
+                    }
+                })?
+            }
+        };
         let text_field = &self.text_field;
         let text = match row.text {
             _ if !self.read_text => "",
             None => return Err(format!("missing field \"{text_field}\"")),
             Some(v) => match decode_str(v, &mut self.text_scratch) {
                 Some(t) => t,
-                None if v.get().starts_with('"') => {
+                None if v.raw.starts_with('"') => {
                     return Err(format!("field \"{text_field}\" is not a valid JSON string"))
                 }
                 None => return Err(format!("field \"{text_field}\" is {}, expected a string", kind(v))),
             },
         };
-        match row.id.filter(|v| v.get() != "null") {
+        match row.id.filter(|v| v.raw != "null") {
             Some(v) => match decode_str(v, &mut self.scratch) {
                 Some(id) => self.ids.append_value(id),
-                None => self.ids.append_value(v.get()),
+                None => self.ids.append_value(v.raw),
             },
             None => self.ids.append_value(format!("{}:{}", self.file_name, line_no)),
         }
@@ -279,10 +338,10 @@ impl JsonlDecoder {
             if let Ok(b) = b {
                 match v {
                     None => b.append_null(),
-                    Some(v) if v.get() == "null" => b.append_null(),
+                    Some(v) if v.raw == "null" => b.append_null(),
                     Some(v) => match decode_str(v, &mut self.scratch) {
                         Some(s) => b.append_value(s),
-                        None => b.append_value(v.get()),
+                        None => b.append_value(v.raw),
                     },
                 }
             }
@@ -589,8 +648,15 @@ mod tests {
             let raw = format!("\"{}\"", pieces.concat());
             let v: &RawValue = serde_json::from_str(&raw).unwrap();
             let mut scratch = String::new();
-            let ours = decode_str(v, &mut scratch).map(str::to_string);
-            proptest::prop_assert_eq!(ours, serde_json::from_str::<String>(&raw).ok(), "{}", raw);
+            let ours = decode_str(super::raw(v), &mut scratch).map(str::to_string);
+            let serde = serde_json::from_str::<String>(&raw).ok();
+            proptest::prop_assert_eq!(&ours, &serde, "{}", raw);
+            // The same from where the scanner saw the first escape.
+            let line = format!("{{\"text\": {raw}}}");
+            let mut scanned = None;
+            flat::scan(&line, |_, v| scanned = Some(v)).unwrap();
+            let ours = decode_str(scanned.unwrap(), &mut scratch).map(str::to_string);
+            proptest::prop_assert_eq!(ours, serde, "{}", raw);
         }
     }
 
@@ -653,6 +719,47 @@ mod tests {
         assert_eq!(decode(r#"{"text":3}"#).unwrap_err(), "field \"text\" is a number, expected a string");
         assert!(decode(r#"{"text":"\ud800"}"#).is_err());
         assert!(decode(r#"{"text":"x"} trailing"#).unwrap_err().starts_with("malformed JSON"));
+    }
+
+    proptest::proptest! {
+        /// Lines decode to the same columns, bad-record reasons and seen fields whether the
+        /// scanner or serde_json parses them.
+        #[test]
+        fn the_scanner_decodes_as_serde_does(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        proptest::sample::select(vec!["\"text\"", "\"id\"", "\"x\"", "\"y\"", "\"t\\u0065xt\""]),
+                        proptest::sample::select(vec![
+                            "\"a\"", "\"b\\nc\"", "\"\\ud800\"", "\"\\u00e9\\t\"", "12", "-0.5e3", "null", "true",
+                            "[1]", "{\"k\": 2}", "\"\u{1}\"", "01", "\"\\q\"",
+                        ]),
+                    ),
+                    0..5,
+                ),
+                1..6,
+            ),
+        ) {
+            let extras = Extras {
+                fields: vec![arrow::datatypes::Field::new("x", DataType::Utf8, true)],
+            };
+            let schema = source_schema(&ReadOptions::default(), &extras);
+            let mut both = Vec::new();
+            for scanner in [true, false] {
+                let mut d = JsonlDecoder::new("text", "id", "f.jsonl", &extras);
+                d.scanner = scanner;
+                let mut seen = IndexSet::new();
+                let mut reasons = Vec::new();
+                for (n, fields) in lines.iter().enumerate() {
+                    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    let line = format!("{{{}}}", body.join(", "));
+                    reasons.push(d.decode_line(line.as_bytes(), n as u64, &mut seen).err());
+                }
+                let batch = d.flush(&schema).unwrap();
+                both.push((format!("{batch:?}"), reasons, seen));
+            }
+            proptest::prop_assert_eq!(&both[0], &both[1]);
+        }
     }
 
     #[test]

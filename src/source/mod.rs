@@ -21,6 +21,7 @@
 //! always holds (`removed`: rows an earlier stage left out, [`Exclusions`]).
 
 mod codec;
+mod flat;
 mod inspect;
 mod jsonl;
 mod parquet;
