@@ -2,7 +2,8 @@
 //! no IO; [`JsonlFileReader`] reads lines from a (possibly compressed) file and feeds it.
 //!
 //! Only the text, the id and the requested extra fields are decoded; other values stay raw
-//! JSON slices of the line. Blank lines are not records. A line that is not valid UTF-8, not
+//! JSON slices of the line. A line that is a flat object is scanned in one pass
+//! ([`super::flat`]); any other goes to serde_json, which decides what is valid. Blank lines are not records. A line that is not valid UTF-8, not
 //! JSON, not an object, or lacks a string text field is a bad record.
 
 use std::borrow::Cow;
