@@ -1,11 +1,11 @@
-//! A one-pass scanner for the common jsonl line: one flat JSON object, its keys strings
-//! without escapes, its values strings, numbers, `true`, `false` or `null`.
+//! A one-pass scanner for the common jsonl line: one JSON object whose keys have no escapes
+//! (its values anything: nested objects and arrays are kept as their raw text).
 //!
 //! serde_json with `RawValue` walks each string to find its end, and the decoder walked the
 //! text again for its escapes; this scanner finds every value's raw JSON text and where a
 //! string's first escape is in one pass, 16 bytes at a time. It accepts only lines that
-//! serde_json accepts and gives the same raw values: anything else (a nested object or array,
-//! an escaped key, a syntax error) returns `None`, and the line goes to serde_json, whose
+//! serde_json accepts and gives the same raw values: anything else (an escaped key at the top
+//! level, nesting past 64 levels, a syntax error) returns `None`, and the line goes to serde_json, whose
 //! results and messages stay the rule (`tests::the_scanner_agrees_with_serde` checks both on
 //! random lines).
 
@@ -60,14 +60,10 @@ pub(super) fn scan<'a>(line: &'a str, mut field: impl FnMut(&'a str, Value<'a>))
                     i = end + 1;
                     escape.map_or(Escape::None, |e| Escape::At(e - start))
                 }
-                b't' => literal(b, &mut i, b"true")?,
-                b'f' => literal(b, &mut i, b"false")?,
-                b'n' => literal(b, &mut i, b"null")?,
-                b'-' | b'0'..=b'9' => {
-                    i = number_end(b, i)?;
+                _ => {
+                    i = value_end(b, i, 0)?;
                     Escape::None
                 }
-                _ => return None,
             };
             field(key, Value { raw: &line[start..i], escape });
             i = skip_ws(b, i);
@@ -92,12 +88,53 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> Option<Escape> {
-    if b.get(*i..*i + word.len())? != word {
-        return None;
+/// Nesting deeper than this goes to serde_json (whose own limit is 128 levels).
+const MAX_DEPTH: usize = 64;
+
+/// The end of the value starting at `i`: a string, number, literal, or an object or array
+/// nested `depth` levels down (kept as its raw text, checked as serde_json checks a value it
+/// passes over: keys are strings, escapes valid, no trailing comma).
+fn value_end(b: &[u8], i: usize, depth: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => Some(string_end(b, i + 1)?.0 + 1),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        b'-' | b'0'..=b'9' => number_end(b, i),
+        b'{' | b'[' if depth < MAX_DEPTH => nested_end(b, i, depth),
+        _ => None,
     }
-    *i += word.len();
-    Some(Escape::None)
+}
+
+/// The end of the object or array starting at `i`.
+fn nested_end(b: &[u8], mut i: usize, depth: usize) -> Option<usize> {
+    let close = if b[i] == b'{' { b'}' } else { b']' };
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&close) {
+        return Some(i + 1);
+    }
+    loop {
+        if close == b'}' {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            i = skip_ws(b, string_end(b, i + 1)?.0 + 1);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+        }
+        i = skip_ws(b, value_end(b, i, depth + 1)?);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            c if c == close => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (b.get(i..i + word.len())? == word).then_some(i + word.len())
 }
 
 /// The end of a JSON number starting at `i` (its grammar only: what follows is the caller's).
@@ -246,8 +283,17 @@ mod tests {
 
     #[test]
     fn flat_objects_are_scanned() {
-        let line = " {\"id\": 7, \"text\" :\"a\\nb \\u00e9\",\"x\":null,\"y\":[1], \"z\": -0.5e+3}\r";
-        assert_eq!(scanned(line), None, "an array: serde's");
+        let line = " {\"id\": 7, \"y\": [1, {\"k\\n\": [[], {}]}, \"s\"] , \"z\": { } }\r";
+        assert_eq!(
+            scanned(line).unwrap(),
+            [
+                ("id".into(), "7".into(), Escape::None),
+                ("y".into(), "[1, {\"k\\n\": [[], {}]}, \"s\"]".into(), Escape::None),
+                ("z".into(), "{ }".into(), Escape::None),
+            ]
+        );
+        let deep = format!("{{\"a\": {}{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(scanned(&deep), None, "nesting past 64 levels: serde's");
         let line = " {\"id\": 7, \"text\" :\"a\\nb \\u00e9\",\"x\":null, \"z\": -0.5e+3, \"t\": true}\r";
         assert_eq!(
             scanned(line).unwrap(),
@@ -304,8 +350,13 @@ mod tests {
             assert_eq!(scanned(line), None, "{line:?}");
             assert_eq!(by_serde(line), None, "{line:?}");
         }
+        for line in ["{\"a\": [1,]}", "{\"a\": {\"b\" 1}}", "{\"a\": {1: 2}}", "{\"a\": [1 2]}", "{\"a\": {\"b\": 1,}}"]
+        {
+            assert_eq!(scanned(line), None, "{line:?}");
+            assert_eq!(by_serde(line), None, "{line:?}");
+        }
         // Valid, but not the scanner's: serde decides.
-        for line in ["{\"a\": {\"b\": 1}}", "{\"t\\u0065xt\": \"x\"}", "{\"a\": []}"] {
+        for line in ["{\"t\\u0065xt\": \"x\"}"] {
             assert_eq!(scanned(line), None, "{line:?}");
             assert!(by_serde(line).is_some(), "{line:?}");
         }
@@ -350,6 +401,11 @@ mod tests {
             "]",
             "[1, 2]",
             "{\"b\": 1}",
+            "[[",
+            "]]",
+            "{}",
+            "[]",
+            "{\"k\\\\n\": [",
         ])
     }
 
