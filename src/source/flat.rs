@@ -356,10 +356,9 @@ mod tests {
             assert_eq!(by_serde(line), None, "{line:?}");
         }
         // Valid, but not the scanner's: serde decides.
-        for line in ["{\"t\\u0065xt\": \"x\"}"] {
-            assert_eq!(scanned(line), None, "{line:?}");
-            assert!(by_serde(line).is_some(), "{line:?}");
-        }
+        let line = "{\"t\\u0065xt\": \"x\"}";
+        assert_eq!(scanned(line), None);
+        assert!(by_serde(line).is_some());
     }
 
     /// Pieces of lines, valid and not, joined at random.
