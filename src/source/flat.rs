@@ -5,9 +5,9 @@
 //! text again for its escapes; this scanner finds every value's raw JSON text and where a
 //! string's first escape is in one pass, 16 bytes at a time. It accepts only lines that
 //! serde_json accepts and gives the same raw values: anything else (an escaped key at the top
-//! level, nesting past 64 levels, a syntax error) returns `None`, and the line goes to serde_json, whose
-//! results and messages stay the rule (`tests::the_scanner_agrees_with_serde` checks both on
-//! random lines).
+//! level, nesting past 64 levels, a syntax error) returns `None`, and the line goes to
+//! serde_json, whose results and messages stay the rule
+//! (`tests::the_scanner_agrees_with_serde` checks both on random lines).
 
 /// One value of a line: its JSON text and, for a string, where its first backslash is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub(super) enum Escape {
 }
 
 /// Scan `line`, calling `field` with each key and its value in order. `None`: the line is not
-/// a flat object this scanner takes (`field` may have been called for some of its fields).
+/// one this scanner takes (`field` may have been called for some of its fields).
 pub(super) fn scan<'a>(line: &'a str, mut field: impl FnMut(&'a str, Value<'a>)) -> Option<()> {
     let b = line.as_bytes();
     let mut i = skip_ws(b, 0);
@@ -193,7 +193,21 @@ fn string_end(b: &[u8], mut i: usize) -> Option<(usize, Option<usize>)> {
 
 /// The first byte at or after `i` that is a quote, a backslash or below 0x20.
 #[inline]
-fn special(b: &[u8], mut i: usize) -> Option<usize> {
+fn special(b: &[u8], i: usize) -> Option<usize> {
+    first_of::<true>(b, i)
+}
+
+/// The first backslash at or after `i` (escapes in text are often a few words apart: a
+/// 16-byte step inline costs less than a call that sets up wider ones).
+#[inline]
+pub(super) fn backslash(b: &[u8], i: usize) -> Option<usize> {
+    first_of::<false>(b, i)
+}
+
+/// The first backslash at or after `i`, or with `SPECIAL` the first backslash, quote or byte
+/// below 0x20, 16 bytes at a time.
+#[inline(always)]
+fn first_of<const SPECIAL: bool>(b: &[u8], mut i: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
@@ -203,11 +217,14 @@ fn special(b: &[u8], mut i: usize) -> Option<usize> {
             // SAFETY: SSE2 is part of x86-64; the 16 bytes at `i` are in `b`.
             let mask = unsafe {
                 let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
-                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-                let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-                // v <= 0x1f (unsigned): max(v, 0x1f) == 0x1f.
-                let control = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
-                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+                let mut hit = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                if SPECIAL {
+                    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                    // v <= 0x1f (unsigned): max(v, 0x1f) == 0x1f.
+                    let control = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+                    hit = _mm_or_si128(hit, _mm_or_si128(quote, control));
+                }
+                _mm_movemask_epi8(hit)
             };
             if mask != 0 {
                 return Some(i + mask.trailing_zeros() as usize);
@@ -215,29 +232,8 @@ fn special(b: &[u8], mut i: usize) -> Option<usize> {
             i += 16;
         }
     }
-    b[i.min(b.len())..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p)
-}
-
-/// The first backslash at or after `i` (escapes in text are often a few words apart: a
-/// 16-byte step inline costs less than a call that sets up wider ones).
-#[inline]
-pub(super) fn backslash(b: &[u8], mut i: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-        while i + 16 <= b.len() {
-            // SAFETY: SSE2 is part of x86-64; the 16 bytes at `i` are in `b`.
-            let mask = unsafe {
-                let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)))
-            };
-            if mask != 0 {
-                return Some(i + mask.trailing_zeros() as usize);
-            }
-            i += 16;
-        }
-    }
-    b[i.min(b.len())..].iter().position(|&c| c == b'\\').map(|p| i + p)
+    let found = |c: u8| c == b'\\' || (SPECIAL && (c == b'"' || c < 0x20));
+    b[i.min(b.len())..].iter().position(|&c| found(c)).map(|p| i + p)
 }
 
 #[cfg(test)]

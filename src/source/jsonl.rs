@@ -2,9 +2,10 @@
 //! no IO; [`JsonlFileReader`] reads lines from a (possibly compressed) file and feeds it.
 //!
 //! Only the text, the id and the requested extra fields are decoded; other values stay raw
-//! JSON slices of the line. A line that is a flat object is scanned in one pass
-//! ([`super::flat`]); any other goes to serde_json, which decides what is valid. Blank lines are not records. A line that is not valid UTF-8, not
-//! JSON, not an object, or lacks a string text field is a bad record.
+//! JSON slices of the line. A line that is an object whose keys have no escapes is scanned in
+//! one pass ([`super::flat`]); any other goes to serde_json, which decides what is valid.
+//! Blank lines are not records. A line that is not valid UTF-8, not JSON, not an object, or
+//! lacks a string text field is a bad record.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,6 +34,31 @@ struct Row<'a> {
     text: Option<Value<'a>>,
     id: Option<Value<'a>>,
     extras: Vec<Option<Value<'a>>>,
+}
+
+impl<'a> Row<'a> {
+    /// Keep `value` if `key` is the text, the id or a requested extra field. Returns whether
+    /// `key` is neither the text nor the id (a field the lake has besides them).
+    fn put(
+        &mut self,
+        key: &str,
+        value: Value<'a>,
+        text_field: &str,
+        id_field: &str,
+        extras: &rustc_hash::FxHashMap<String, usize>,
+    ) -> bool {
+        if key == text_field {
+            self.text = Some(value);
+        } else if key == id_field {
+            self.id = Some(value);
+        } else {
+            if let Some(&i) = extras.get(key) {
+                self.extras[i] = Some(value);
+            }
+            return true;
+        }
+        false
+    }
 }
 
 /// serde's raw value as the scanner's.
@@ -68,17 +94,10 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let key = key.0;
             let value = raw(map.next_value::<&'de RawValue>()?);
-            if key == self.text_field {
-                row.text = Some(value);
-            } else if key == self.id_field {
-                row.id = Some(value);
-            } else {
-                if !self.fields_seen.contains(key.as_ref()) {
-                    self.fields_seen.insert(key.to_string());
-                }
-                if let Some(&i) = self.extras.get(key.as_ref()) {
-                    row.extras[i] = Some(value);
-                }
+            if row.put(&key, value, self.text_field, self.id_field, self.extras)
+                && !self.fields_seen.contains(key.as_ref())
+            {
+                self.fields_seen.insert(key.to_string());
             }
         }
         Ok(row)
@@ -258,8 +277,8 @@ impl JsonlDecoder {
         self.text_bytes
     }
 
-    /// The row of a flat object line by [`flat::scan`] (None: serde's to parse), with the keys
-    /// that are neither text nor id in `other_keys`.
+    /// The row of a line by [`flat::scan`] (None: serde's to parse), with the keys that are
+    /// neither text nor id in `other_keys`.
     fn scan<'a>(&mut self, s: &'a str) -> Option<Row<'a>> {
         if !self.scanner {
             return None;
@@ -268,16 +287,9 @@ impl JsonlDecoder {
         self.other_keys.clear();
         let base = s.as_ptr() as usize;
         flat::scan(s, |key, value| {
-            if key == self.text_field {
-                row.text = Some(value);
-            } else if key == self.id_field {
-                row.id = Some(value);
-            } else {
+            if row.put(key, value, &self.text_field, &self.id_field, &self.extra_names) {
                 let a = key.as_ptr() as usize - base;
                 self.other_keys.push((a, a + key.len()));
-                if let Some(&i) = self.extra_names.get(key) {
-                    row.extras[i] = Some(value);
-                }
             }
         })?;
         Some(row)
