@@ -134,6 +134,19 @@ enum Command {
     Cluster(cluster::ClusterCommand),
 }
 
+impl Command {
+    /// False for the commands that can stay up for hours: a server, a cluster process, the SQL
+    /// shell.
+    fn runs_to_an_end(&self) -> bool {
+        match self {
+            Command::Serve(_) | Command::Sql(_) => false,
+            #[cfg(feature = "cluster")]
+            Command::Cluster(_) => false,
+            _ => true,
+        }
+    }
+}
+
 /// How object stores (s3://, gs://, az://, http(s)://) are reached; a pipeline's `[store]`
 /// table sets the same, and these flags win over it.
 #[derive(Args, Debug, Clone, Default)]
@@ -225,6 +238,13 @@ impl SourceArgs {
 
 /// Parse arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    main_with(|| {})
+}
+
+/// [`main`], calling `batch` once the command line is parsed when the command runs to an end
+/// (everything but `serve`, `sql` and `cluster`, which can stay up for hours): the binary sets
+/// its allocator's policy for such commands there.
+pub fn main_with(batch: impl FnOnce()) -> ExitCode {
     // A panic that a guarded section turns into an error is not shown as a crash.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -233,6 +253,9 @@ pub fn main() -> ExitCode {
         }
     }));
     let cli = Cli::parse();
+    if cli.command.runs_to_an_end() {
+        batch();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -51,8 +51,9 @@ pub const DEFAULT_FEATURE_CACHE_MB: usize = 256;
 /// re-fault the whole cache at every doubling).
 #[derive(Debug, Default)]
 pub struct FeatureCache {
-    /// The recorded batches, in row order, each with the row number of its first document.
-    chunks: Vec<(u64, BatchFeatures)>,
+    /// The recorded batches, in row order, each with the row number of its first document
+    /// (emptied by [`FeatureCache::release`]).
+    chunks: std::sync::RwLock<Vec<(u64, BatchFeatures)>>,
     rows: u64,
     bytes: usize,
     limit_bytes: usize,
@@ -106,7 +107,7 @@ impl FeatureCache {
         self.rows += f.words.len() as u64;
         self.bytes += bytes;
         if !f.words.is_empty() {
-            self.chunks.push((first_row, f));
+            self.chunks.get_mut().unwrap_or_else(|e| e.into_inner()).push((first_row, f));
         }
         Ok(())
     }
@@ -135,14 +136,15 @@ impl FeatureCache {
         let mut words = Vec::with_capacity(n);
         // The chunk holding `first_row`, then on through the following ones (none for no rows:
         // a kept lake's end-of-file batch, which has no text to score otherwise).
-        let mut chunk = match self.chunks.partition_point(|(first, _)| *first <= first_row).checked_sub(1) {
+        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let mut chunk = match chunks.partition_point(|(first, _)| *first <= first_row).checked_sub(1) {
             Some(c) => c,
             None if n == 0 => return Some((Float64Array::from(logw), Int64Array::from(words))),
             None => return None,
         };
         let mut row = first_row;
         while logw.len() < n {
-            let (first, f) = self.chunks.get(chunk)?;
+            let (first, f) = chunks.get(chunk)?;
             let i = usize::try_from(row.checked_sub(*first)?).ok()?;
             if i >= f.ends.len() {
                 chunk += 1;
@@ -155,6 +157,12 @@ impl FeatureCache {
             row += take as u64;
         }
         Some((Float64Array::from(logw), Int64Array::from(words)))
+    }
+
+    /// Drop the recorded features: rows are featurized again if scored after this.
+    fn release(&self) {
+        let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+        *chunks = Vec::new();
     }
 }
 
@@ -385,6 +393,14 @@ impl Scorer for CachedDsir {
 
     fn kept_lake(&self) -> Option<&KeptLake> {
         self.cache.complete.then_some(&self.cache.lake)
+    }
+
+    /// The feature cache and the threads' featurizers (their n-gram caches) are not needed to
+    /// write the selection: their memory (about 2 bytes an n-gram of the lake, and tens of MB
+    /// a thread) goes to that pass instead of fresh pages.
+    fn scoring_done(&self) {
+        self.cache.release();
+        crate::score::dsir::drop_featurizers();
     }
 
     fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {

@@ -387,6 +387,7 @@ impl ScoredLake<'_> {
             }
             Ok(())
         })?;
+        scorer.scoring_done();
         let eligible = top.offered();
         if keep.require_fewer_than_eligible && k >= eligible {
             return Err(Error::InvalidArgument(format!(

@@ -37,6 +37,10 @@ pub trait Scorer: Send + Sync {
     fn kept_lake(&self) -> Option<&KeptLake> {
         None
     }
+    /// The lake pass that scores rows is over: a scorer may drop what it kept for it (the
+    /// pass that follows, writing the selection, can then reuse that memory). Scoring again
+    /// afterwards still works, only without what was dropped.
+    fn scoring_done(&self) {}
     /// Whether row `i` (with these scores) may be selected.
     fn eligible(&self, _columns: &[ArrayRef], _i: usize) -> bool {
         true
