@@ -11,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use indexmap::IndexSet;
 use syllabus::batch::text_column;
 use syllabus::score::dsir::{sha256_bucket, Counts, DsirModel, DsirParams, Featurizer, NgramHash};
+use syllabus::score::sha256;
 use syllabus::score::zipfit::{ZipCompressor, ZipfitParams, ZipfitTarget};
 use syllabus::select::{Noise, Ranked, TopK};
 use syllabus::source::{expand_inputs, Extras, JsonlDecoder, LakeReader, ReadOptions};
@@ -141,6 +142,18 @@ fn dsir(c: &mut Criterion) {
     g.throughput(Throughput::Elements(keys.len() as u64));
     g.bench_function("sha256_bucket", |b| {
         b.iter(|| keys.iter().map(|k| sha256_bucket(k.as_bytes(), 10_000)).sum::<u32>())
+    });
+    // The same keys' digests one block at a time, and four at a time (SHA extensions where
+    // the CPU has them).
+    let blocks: Vec<[u8; 64]> = keys.iter().map(|k| sha256::block_of(&[k.as_bytes()])).collect();
+    g.bench_function("sha256_one_block", |b| {
+        b.iter(|| blocks.iter().map(|k| sha256::digest_one(k)[7]).fold(0u32, u32::wrapping_add))
+    });
+    let four = sha256::Four::new();
+    g.bench_function("sha256_four_blocks", |b| {
+        b.iter(|| {
+            blocks.chunks_exact(4).map(|q| four.digest(&[q[0], q[1], q[2], q[3]])[3][7]).fold(0u32, u32::wrapping_add)
+        })
     });
     g.finish();
 }

@@ -19,9 +19,11 @@
 //!
 //! Memory: the model is `3 * buckets` numbers; each thread keeps caches of n-gram -> bucket
 //! (n-grams repeat, so SHA-256 runs about once per distinct n-gram): words up to
-//! [`MAX_CACHED_NGRAMS`] entries, bigrams in a fixed 64K-slot table, longer n-grams up to
-//! [`MAX_CACHED_NGRAMS`]. Counts are integers, so the fit is identical for any thread count
-//! and batch size.
+//! [`MAX_CACHED_NGRAMS`] entries (with fixed tables of 256 KB and 384 KB in front for words of
+//! up to 7 and of 8 to 15 bytes), bigrams in a fixed 1 MB table of 128K slots, longer n-grams
+//! up to [`MAX_CACHED_NGRAMS`]. Bigrams the table misses are hashed four at a time
+//! ([`sha256::Four`]). Counts are integers, so the fit is identical for any thread count and
+//! batch size.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -32,7 +34,7 @@ use arrow::datatypes::{DataType, Field};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use super::Scorer;
+use super::{sha256, Scorer};
 use crate::batch::{text_column, RecordBatch, COL_DSIR_LOGW, COL_N_WORDS};
 use crate::error::{Error, Result};
 use crate::text::{py_lower_into, wordpunct_spans};
@@ -182,20 +184,9 @@ pub fn sha256_bucket(key: &[u8], buckets: u32) -> u32 {
 /// SHA-256 of `key` as its eight big-endian 32-bit words.
 #[inline]
 fn sha256_words(key: &[u8]) -> [u32; 8] {
-    const H0: [u32; 8] =
-        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
-    if key.len() <= 55 {
-        // One block: the key, 0x80, zeros, the bit length; no hasher state to set up.
-        let mut block = [0u8; 64];
-        block[..key.len()].copy_from_slice(key);
-        block[key.len()] = 0x80;
-        block[56..].copy_from_slice(&(key.len() as u64 * 8).to_be_bytes());
-        let mut state = H0;
-        sha2::compress256(
-            &mut state,
-            std::slice::from_ref(sha2::digest::generic_array::GenericArray::from_slice(&block)),
-        );
-        state
+    if key.len() <= sha256::MAX_ONE_BLOCK {
+        // One block: no hasher state to set up.
+        sha256::digest_one(&sha256::block_of(&[key]))
     } else {
         let digest = Sha256::digest(key);
         std::array::from_fn(|i| {
@@ -234,9 +225,15 @@ pub struct Featurizer {
     words: FxHashMap<Box<str>, (u32, u32)>,
     /// The words of at most 7 bytes, by their bytes, in front of `words`.
     short: ShortWords,
+    /// The words of 8 to 15 bytes, likewise.
+    medium: MediumWords,
     next_word: u32,
     bigrams: BigramCache,
     longer: FxHashMap<Box<str>, u32>,
+    /// Bigrams missing from `bigrams`, hashed four at a time.
+    misses: Misses,
+    /// A text's bigram buckets (or [`PENDING`] and a miss's number).
+    out: Vec<u32>,
     lower: String,
     spans: Vec<(u32, u32)>,
     ids: Vec<u32>,
@@ -256,9 +253,12 @@ impl Featurizer {
             digest_mod: DigestMod::new(params.buckets),
             words: FxHashMap::default(),
             short: ShortWords::new(),
+            medium: MediumWords::new(),
             next_word: 0,
-            bigrams: BigramCache::new(),
+            bigrams: BigramCache::new(params.buckets, MAX_CACHED_NGRAMS),
             longer: FxHashMap::default(),
+            misses: Misses::new(),
+            out: Vec::new(),
             lower: String::new(),
             spans: Vec::new(),
             ids: Vec::new(),
@@ -270,7 +270,8 @@ impl Featurizer {
 
     /// A featurizer whose caches hold at most `limit` words (for tests of cache eviction).
     pub fn with_cache_limit(params: &DsirParams, limit: usize) -> Self {
-        Featurizer { cache_limit: limit.max(1), ..Featurizer::new(params) }
+        let cache_limit = limit.max(1);
+        Featurizer { cache_limit, bigrams: BigramCache::new(params.buckets, cache_limit), ..Featurizer::new(params) }
     }
 
     fn fits(&self, params: &DsirParams) -> bool {
@@ -284,17 +285,28 @@ impl Featurizer {
         }
     }
 
-    /// Id and bucket of a word; `short` is its [`ShortWords`] key, if it has one.
-    #[inline]
-    fn word(&mut self, w: &str, short: Option<u64>) -> (u32, u32) {
-        if let Some(v) = short.and_then(|k| self.short.get(k)) {
-            return v;
-        }
-        let v = self.word_slow(w);
-        if let Some(k) = short {
+    /// Id and bucket of the word `text[a..b]`: from the short- or medium-word cache where it
+    /// has a key there, else from the word table.
+    #[inline(always)]
+    fn word(&mut self, text: &str, a: usize, b: usize) -> (u32, u32) {
+        let bytes = text.as_bytes();
+        if let Some(k) = ShortWords::key_in(bytes, a, b) {
+            if let Some(v) = self.short.get(k) {
+                return v;
+            }
+            let v = self.word_slow(&text[a..b]);
             self.short.insert(k, v);
+            v
+        } else if let Some(k) = MediumWords::key_in(bytes, a, b) {
+            if let Some(v) = self.medium.get(k) {
+                return v;
+            }
+            let v = self.word_slow(&text[a..b]);
+            self.medium.insert(k, v);
+            v
+        } else {
+            self.word_slow(&text[a..b])
         }
-        v
     }
 
     #[inline(never)]
@@ -308,6 +320,7 @@ impl Featurizer {
             self.words.clear();
             self.bigrams.clear();
             self.short.clear();
+            self.medium.clear();
             self.next_word = 0;
             self.epoch += 1;
         }
@@ -319,13 +332,7 @@ impl Featurizer {
 
     /// Set `self.key` to the words of `window` joined by one space.
     fn join(&mut self, window: &[(u32, u32)]) {
-        self.key.clear();
-        for (j, &(a, b)) in window.iter().enumerate() {
-            if j > 0 {
-                self.key.push(' ');
-            }
-            self.key.push_str(&self.lower[a as usize..b as usize]);
-        }
+        join_into(&mut self.key, &self.lower, window);
     }
 
     /// The number of words of `text` (what [`Featurizer::for_each_bucket`] returns), without
@@ -349,17 +356,21 @@ impl Featurizer {
         let epoch = self.epoch;
         for &(a, b) in &spans {
             let (a, b) = (a as usize, b as usize);
-            let short = ShortWords::key_in(lower.as_bytes(), a, b);
-            let (id, bucket) = self.word(&lower[a..b], short);
+            let (id, bucket) = self.word(&lower, a, b);
             self.ids.push(id);
             f(bucket);
         }
-        self.lower = lower;
         if self.ngrams >= 2 {
             // If the word cache was cleared while this text's words were looked up, its ids
             // mix two epochs: hash its bigrams without the cache.
             let cacheable = self.epoch == epoch;
             let key_at = |ids: &[u32], i: usize| (u64::from(ids[i]) << 32) | u64::from(ids[i + 1]);
+            // SHA-256 misses wait in `misses` and are hashed four at a time: `out` holds each
+            // bigram's bucket, or PENDING and the miss's number in `misses.done`.
+            let batched = self.hash == NgramHash::Sha256 && self.buckets <= PENDING;
+            self.out.clear();
+            self.misses.done.clear();
+            let bytes = lower.as_bytes();
             for (i, pair) in spans.windows(2).enumerate() {
                 // The cache's slots are random accesses to 1 MB: ask for the slot a few
                 // bigrams ahead now, so that its line is on its way while these are done.
@@ -367,21 +378,38 @@ impl Featurizer {
                     self.bigrams.prefetch(key_at(&self.ids, i + BIGRAM_PREFETCH));
                 }
                 let key = key_at(&self.ids, i);
-                let cached = if cacheable { self.bigrams.get(key) } else { None };
-                let bucket = match cached {
-                    Some(b) => b,
-                    None => {
-                        self.join(pair);
-                        let b = self.hash_key(&self.key);
-                        if cacheable {
-                            self.bigrams.insert(key, b);
+                if let Some(b) = self.bigrams.get(key).filter(|_| cacheable) {
+                    self.out.push(b);
+                    continue;
+                }
+                let [(a0, a1), (b0, b1)] = [pair[0], pair[1]];
+                let (first, second) = (&bytes[a0 as usize..a1 as usize], &bytes[b0 as usize..b1 as usize]);
+                if batched && first.len() + 1 + second.len() <= sha256::MAX_ONE_BLOCK {
+                    let misses = &mut self.misses;
+                    // A miss still waiting (the same bigram again, soon after): its bucket.
+                    let waiting = misses.keys[..misses.n].iter().position(|&k| k == key).filter(|_| cacheable);
+                    self.out.push(PENDING | (misses.done.len() + waiting.unwrap_or(misses.n)) as u32);
+                    if waiting.is_none() {
+                        misses.push(key, first, second);
+                        if misses.n == 4 {
+                            misses.hash(&self.digest_mod, cacheable.then_some(&mut self.bigrams));
                         }
-                        b
                     }
-                };
-                f(bucket);
+                } else {
+                    join_into(&mut self.key, &lower, pair);
+                    let b = self.hash_key(&self.key);
+                    if cacheable {
+                        self.bigrams.insert(key, b);
+                    }
+                    self.out.push(b);
+                }
+            }
+            self.misses.hash(&self.digest_mod, cacheable.then_some(&mut self.bigrams));
+            for &b in &self.out {
+                f(if b & PENDING != 0 { self.misses.done[(b & !PENDING) as usize] } else { b });
             }
         }
+        self.lower = lower;
         for n in 3..=self.ngrams {
             for window in spans.windows(n) {
                 self.join(window);
@@ -405,19 +433,98 @@ impl Featurizer {
     }
 }
 
-/// A direct-mapped cache of bigram (pair of word ids) -> bucket, small enough to stay in the
-/// CPU caches: a miss costs one SHA-256, about what a miss of a large hash table costs in
-/// memory latency, and the frequent bigrams stay.
-struct BigramCache {
-    /// (key + 1, bucket); key + 1 == 0 marks an empty slot.
-    slots: Vec<(u64, u32)>,
+/// Set `key` to the words of `window` (spans of `text`) joined by one space.
+fn join_into(key: &mut String, text: &str, window: &[(u32, u32)]) {
+    key.clear();
+    for (j, &(a, b)) in window.iter().enumerate() {
+        if j > 0 {
+            key.push(' ');
+        }
+        key.push_str(&text[a as usize..b as usize]);
+    }
 }
 
-const BIGRAM_CACHE_BITS: u32 = 16;
+/// Marks a bigram whose bucket is a miss's, in [`Featurizer::for_each_bucket`] (buckets are
+/// below it: at most `limits::DSIR_BUCKETS`, 2^27).
+const PENDING: u32 = 1 << 31;
+
+/// A text's bigrams that missed the cache, waiting to be hashed four at a time
+/// ([`sha256::Four`]), and the buckets of those already hashed, in order.
+struct Misses {
+    four: sha256::Four,
+    blocks: [[u8; 64]; 4],
+    keys: [u64; 4],
+    n: usize,
+    done: Vec<u32>,
+}
+
+impl Misses {
+    fn new() -> Self {
+        Misses { four: sha256::Four::new(), blocks: [[0; 64]; 4], keys: [0; 4], n: 0, done: Vec::new() }
+    }
+
+    /// The bigram `first second` waits, its block padded in place (a block built elsewhere
+    /// and copied here is read back through the CPU's store buffer, bytes into 16-byte loads:
+    /// a stall each time).
+    #[inline]
+    fn push(&mut self, key: u64, first: &[u8], second: &[u8]) {
+        sha256::pad_into(&mut self.blocks[self.n], &[first, b" ", second]);
+        self.keys[self.n] = key;
+        self.n += 1;
+    }
+
+    /// Hash the waiting misses (one alone on its own), append their buckets to `done`, and
+    /// put them in `cache`.
+    fn hash(&mut self, m: &DigestMod, mut cache: Option<&mut BigramCache>) {
+        let n = self.n;
+        if n == 0 {
+            return;
+        }
+        let digests = if n == 1 {
+            [sha256::digest_one(&self.blocks[0]); 4]
+        } else {
+            for j in n..4 {
+                self.blocks[j] = self.blocks[0];
+            }
+            self.four.digest(&self.blocks)
+        };
+        for (d, &key) in digests.iter().zip(&self.keys).take(n) {
+            let b = m.reduce(d);
+            self.done.push(b);
+            if let Some(c) = cache.as_deref_mut() {
+                c.insert(key, b);
+            }
+        }
+        self.n = 0;
+    }
+}
+
+/// A direct-mapped cache of bigram (pair of word ids) -> bucket, small enough to stay in the
+/// CPU caches: a miss costs one SHA-256, about what a miss of a large hash table costs in
+/// memory latency, and the frequent bigrams stay. A slot is one u64: the two word ids (20 bits
+/// each: ids stay below [`MAX_CACHED_NGRAMS`]) and the bucket (24 bits): 128K slots in the
+/// 1 MB that 64K slots of (key, bucket) took. With more buckets than 24 bits hold (or a larger word cache), it
+/// has no slots and every bigram is hashed.
+struct BigramCache {
+    /// `ids << 24 | bucket`, or [`BigramCache::EMPTY`].
+    slots: Vec<u64>,
+}
+
+const BIGRAM_CACHE_BITS: u32 = 17;
 
 impl BigramCache {
-    fn new() -> Self {
-        BigramCache { slots: vec![(0, 0); 1 << BIGRAM_CACHE_BITS] }
+    /// No bucket is `2^24 - 1` (there are fewer buckets than that), so no entry is this.
+    const EMPTY: u64 = u64::MAX;
+
+    fn new(buckets: u32, max_words: usize) -> Self {
+        let fits = buckets < 1 << 24 && max_words <= 1 << 20;
+        BigramCache { slots: if fits { vec![Self::EMPTY; 1 << BIGRAM_CACHE_BITS] } else { Vec::new() } }
+    }
+
+    /// The key's two 20-bit ids, side by side.
+    #[inline]
+    fn tag(key: u64) -> u64 {
+        ((key >> 32) << 20) | (key & 0xF_FFFF)
     }
 
     #[inline]
@@ -427,28 +534,32 @@ impl BigramCache {
 
     #[inline]
     fn get(&self, key: u64) -> Option<u32> {
-        let (k, b) = self.slots[Self::slot(key)];
-        (k == key.wrapping_add(1)).then_some(b)
+        let v = *self.slots.get(Self::slot(key))?;
+        (v != Self::EMPTY && v >> 24 == Self::tag(key)).then_some((v & 0xFF_FFFF) as u32)
     }
 
     #[inline]
     fn insert(&mut self, key: u64, bucket: u32) {
-        self.slots[Self::slot(key)] = (key.wrapping_add(1), bucket);
+        if let Some(s) = self.slots.get_mut(Self::slot(key)) {
+            *s = (Self::tag(key) << 24) | u64::from(bucket);
+        }
     }
 
     /// Start loading `key`'s slot into the CPU caches (a hint: no effect on results).
     #[inline]
     fn prefetch(&self, key: u64) {
-        prefetch(&self.slots[Self::slot(key)]);
+        if let Some(s) = self.slots.get(Self::slot(key)) {
+            prefetch(s);
+        }
     }
 
     fn clear(&mut self) {
-        self.slots.fill((0, 0));
+        self.slots.fill(Self::EMPTY);
     }
 }
 
 /// How many bigrams ahead [`BigramCache::prefetch`] is asked for.
-const BIGRAM_PREFETCH: usize = 8;
+const BIGRAM_PREFETCH: usize = 16;
 
 /// Ask the CPU to bring `x`'s cache line closer (a hint; a no-op off x86-64).
 #[inline(always)]
@@ -526,6 +637,66 @@ impl ShortWords {
 
     fn clear(&mut self) {
         self.slots.fill((0, 0, 0));
+    }
+}
+
+/// A direct-mapped cache of the words of 8 to 15 bytes -> (id, bucket), as [`ShortWords`]
+/// (English has about one such word in six; the word table costs them a string hash, a probe
+/// and a byte compare behind a pointer).
+struct MediumWords {
+    /// (the first 8 bytes, the rest with the length in the top byte, id, bucket); a second
+    /// part of 0 (no such word has length 0) marks an empty slot.
+    slots: Vec<(u64, u64, u32, u32)>,
+}
+
+const MEDIUM_WORDS_BITS: u32 = 14;
+
+impl MediumWords {
+    fn new() -> Self {
+        MediumWords { slots: vec![(0, 0, 0, 0); 1 << MEDIUM_WORDS_BITS] }
+    }
+
+    /// The key of `bytes[a..b]` if it is 8 to 15 bytes long: its first 8 bytes, and the rest
+    /// with the length in the top byte; read in place where the text has 16 bytes from `a` on.
+    #[inline]
+    fn key_in(bytes: &[u8], a: usize, b: usize) -> Option<(u64, u64)> {
+        let len = b - a;
+        if !(8..=15).contains(&len) {
+            return None;
+        }
+        let mut sixteen = [0u8; 16];
+        let rest = match bytes.get(a..a + 16) {
+            Some(s) => {
+                sixteen.copy_from_slice(s);
+                u64::from_le_bytes(sixteen[8..].try_into().expect("8 bytes")) & ((1u64 << (8 * (len - 8))) - 1)
+            }
+            None => {
+                sixteen[..len].copy_from_slice(&bytes[a..b]);
+                u64::from_le_bytes(sixteen[8..].try_into().expect("8 bytes"))
+            }
+        };
+        let first = u64::from_le_bytes(sixteen[..8].try_into().expect("8 bytes"));
+        Some((first, rest | ((len as u64) << 56)))
+    }
+
+    #[inline]
+    fn slot((first, rest): (u64, u64)) -> usize {
+        ((first ^ rest.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEDIUM_WORDS_BITS)) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: (u64, u64)) -> Option<(u32, u32)> {
+        let (f, r, id, bucket) = self.slots[Self::slot(key)];
+        (f == key.0 && r == key.1).then_some((id, bucket))
+    }
+
+    #[inline]
+    fn insert(&mut self, key: (u64, u64), (id, bucket): (u32, u32)) {
+        self.slots[Self::slot(key)] = (key.0, key.1, id, bucket);
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, 0, 0, 0));
     }
 }
 
@@ -953,12 +1124,19 @@ mod tests {
 
     proptest::proptest! {
         /// Caches never change a bucket, however small they are and however often they are
-        /// cleared mid-document; words of up to 7 bytes (the short-word cache's) and longer,
-        /// and bigrams too long for one SHA-256 block (over 55 bytes: two words of 27 to 30
-        /// letters).
+        /// cleared mid-document; words of up to 7 bytes (the short-word cache's), 8 to 15
+        /// (the medium-word cache's) and longer, bigrams missed again while waiting to be
+        /// hashed (few letters: many repeats), bigrams too long for one SHA-256 block (over 55
+        /// bytes: two words of 27 to 30 letters), and bucket counts or word caches too large
+        /// for the bigram cache's packed slots.
         #[test]
-        fn caches_are_transparent(docs in proptest::collection::vec("[a-e]{1,2}( [a-e]{1,2}| [a-e]{6,9}| [a-e]{27,30}| ,){0,12}", 1..8), limit in 1usize..6, ngrams in 1usize..4) {
-            let params = DsirParams { ngrams, ..DsirParams::default() };
+        fn caches_are_transparent(
+            docs in proptest::collection::vec("[a-e]{1,2}( [a-e]{1,2}| [a-e]{6,9}| [a-c]{10,17}| [a-e]{27,30}| ,){0,16}", 1..8),
+            limit in proptest::prop_oneof![1usize..6, proptest::strategy::Just(1 << 20), proptest::strategy::Just(1 << 21)],
+            ngrams in 1usize..4,
+            buckets in proptest::prop_oneof![proptest::strategy::Just(10_000u32), 1u32..50, proptest::strategy::Just(1 << 24)],
+        ) {
+            let params = DsirParams { ngrams, buckets, ..DsirParams::default() };
             let mut fz = Featurizer::with_cache_limit(&params, limit);
             for d in &docs {
                 let mut got = Vec::new();
@@ -976,6 +1154,17 @@ mod tests {
             let a = a % text.len();
             let b = (a + len).min(text.len());
             proptest::prop_assert_eq!(ShortWords::key_in(&text, a, b), ShortWords::key(&text[a..b]));
+        }
+
+        /// Likewise the medium-word key: read in place (16 bytes from the word on) or copied
+        /// out (a text with nothing after the word), the same key.
+        #[test]
+        fn medium_word_key_in_place(text in proptest::collection::vec(proptest::num::u8::ANY, 1..40), a in 0usize..40, len in 0usize..18) {
+            let a = a % text.len();
+            let b = (a + len).min(text.len());
+            let alone = text[a..b].to_vec();
+            proptest::prop_assert_eq!(MediumWords::key_in(&text, a, b), MediumWords::key_in(&alone, 0, alone.len()));
+            proptest::prop_assert_eq!(MediumWords::key_in(&text, a, b).is_some(), (8..=15).contains(&(b - a)));
         }
     }
 

@@ -8,6 +8,7 @@ pub mod contamination;
 pub(crate) mod deflate_len;
 pub mod dsir;
 pub mod random;
+pub mod sha256;
 pub mod zipfit;
 
 use arrow::array::ArrayRef;
