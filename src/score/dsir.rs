@@ -704,13 +704,6 @@ thread_local! {
     static FEATURIZER: RefCell<Option<Featurizer>> = const { RefCell::new(None) };
 }
 
-/// Drop the featurizers of this thread and of the pool's threads, with their caches.
-pub fn drop_featurizers() {
-    let drop_here = || FEATURIZER.with(|cell| cell.borrow_mut().take());
-    drop_here();
-    rayon::broadcast(|_| drop_here());
-}
-
 /// Run `f` with this thread's featurizer for `params`.
 pub fn with_featurizer<R>(params: &DsirParams, f: impl FnOnce(&mut Featurizer) -> R) -> R {
     FEATURIZER.with(|cell| {
