@@ -19,8 +19,8 @@
 //!
 //! Memory: the model is `3 * buckets` numbers; each thread keeps caches of n-gram -> bucket
 //! (n-grams repeat, so SHA-256 runs about once per distinct n-gram): words up to
-//! [`MAX_CACHED_NGRAMS`] entries (with fixed tables of 256 KB and 384 KB in front for words of
-//! up to 7 and of 8 to 15 bytes), bigrams in a fixed 1 MB table of 128K slots, longer n-grams
+//! [`MAX_CACHED_NGRAMS`] entries (those of up to 15 bytes in a table that holds their bytes,
+//! with fixed tables of 256 KB and 384 KB in front for words of up to 7 and of 8 to 15 bytes), bigrams in a fixed 1 MB table of 128K slots, longer n-grams
 //! up to [`MAX_CACHED_NGRAMS`]. Bigrams the table misses are hashed four at a time
 //! ([`sha256::Four`]). Counts are integers, so the fit is identical for any thread count and
 //! batch size.
@@ -222,7 +222,10 @@ pub struct Featurizer {
     hash: NgramHash,
     modulus: FastMod,
     digest_mod: DigestMod,
+    /// Words of 16 bytes or more.
     words: FxHashMap<Box<str>, (u32, u32)>,
+    /// Words of up to 15 bytes, their bytes in the table.
+    inline: InlineWords,
     /// The words of at most 7 bytes, by their bytes, in front of `words`.
     short: ShortWords,
     /// The words of 8 to 15 bytes, likewise.
@@ -252,6 +255,7 @@ impl Featurizer {
             modulus: FastMod::new(params.buckets),
             digest_mod: DigestMod::new(params.buckets),
             words: FxHashMap::default(),
+            inline: InlineWords::new(),
             short: ShortWords::new(),
             medium: MediumWords::new(),
             next_word: 0,
@@ -294,30 +298,52 @@ impl Featurizer {
             if let Some(v) = self.short.get(k) {
                 return v;
             }
-            let v = self.word_slow(&text[a..b]);
+            // The short key's bytes and its length, as a 16-byte key.
+            let v = self.word_inline((k & ((1 << 56) - 1), k & !((1 << 56) - 1)), &text[a..b]);
             self.short.insert(k, v);
             v
         } else if let Some(k) = MediumWords::key_in(bytes, a, b) {
             if let Some(v) = self.medium.get(k) {
                 return v;
             }
-            let v = self.word_slow(&text[a..b]);
+            let v = self.word_inline(k, &text[a..b]);
             self.medium.insert(k, v);
             v
         } else {
-            self.word_slow(&text[a..b])
+            self.word_long(&text[a..b])
         }
     }
 
+    /// A word of up to 15 bytes, by its 16-byte key.
     #[inline(never)]
-    fn word_slow(&mut self, w: &str) -> (u32, u32) {
+    fn word_inline(&mut self, key: (u64, u64), w: &str) -> (u32, u32) {
+        if let Some(v) = self.inline.get(key) {
+            return v;
+        }
+        let v = self.new_word(w);
+        self.inline.insert(key, v);
+        v
+    }
+
+    /// A word of 16 bytes or more.
+    #[inline(never)]
+    fn word_long(&mut self, w: &str) -> (u32, u32) {
         if let Some(&v) = self.words.get(w) {
             return v;
         }
+        let v = self.new_word(w);
+        self.words.insert(w.into(), v);
+        v
+    }
+
+    /// The next word id (clearing the word caches first when they are full) and the word's
+    /// bucket.
+    fn new_word(&mut self, w: &str) -> (u32, u32) {
         if self.next_word as usize >= self.cache_limit {
-            // Word ids are about to be reused: bigram and short-word entries keyed by or holding
-            // old ids go too.
+            // Word ids are about to be reused: bigram and word entries keyed by or holding old
+            // ids go too.
             self.words.clear();
+            self.inline.clear();
             self.bigrams.clear();
             self.short.clear();
             self.medium.clear();
@@ -326,7 +352,6 @@ impl Featurizer {
         }
         let v = (self.next_word, self.hash_key(w));
         self.next_word += 1;
-        self.words.insert(w.into(), v);
         v
     }
 
@@ -697,6 +722,72 @@ impl MediumWords {
 
     fn clear(&mut self) {
         self.slots.fill((0, 0, 0, 0));
+    }
+}
+
+/// The words of 1 to 15 bytes -> (id, bucket), an open-addressing table with the words' bytes
+/// in its slots (the 16-byte keys of [`MediumWords`]; a short word's bytes and length likewise):
+/// a lookup reads one slot and its neighbours, where a map of boxed strings also follows a
+/// pointer to compare bytes. Kept at most half full.
+struct InlineWords {
+    /// (key, id, bucket); a second key part of 0 (no word has length 0) marks an empty slot.
+    slots: Vec<(u64, u64, u32, u32)>,
+    len: usize,
+    bits: u32,
+}
+
+impl InlineWords {
+    const FIRST_BITS: u32 = 12;
+
+    fn new() -> Self {
+        InlineWords { slots: vec![(0, 0, 0, 0); 1 << Self::FIRST_BITS], len: 0, bits: Self::FIRST_BITS }
+    }
+
+    #[inline]
+    fn slot(&self, (first, rest): (u64, u64)) -> usize {
+        ((first ^ rest.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: (u64, u64)) -> Option<(u32, u32)> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(key);
+        loop {
+            let (f, r, id, bucket) = self.slots[i];
+            if r == 0 {
+                return None;
+            }
+            if f == key.0 && r == key.1 {
+                return Some((id, bucket));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Add a key that is not in the table.
+    fn insert(&mut self, key: (u64, u64), v: (u32, u32)) {
+        if 2 * (self.len + 1) > self.slots.len() {
+            let old = std::mem::replace(&mut self.slots, vec![(0, 0, 0, 0); 2 << self.bits]);
+            self.bits += 1;
+            for (f, r, id, bucket) in old.into_iter().filter(|s| s.1 != 0) {
+                self.put((f, r), (id, bucket));
+            }
+        }
+        self.put(key, v);
+        self.len += 1;
+    }
+
+    fn put(&mut self, key: (u64, u64), (id, bucket): (u32, u32)) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(key);
+        while self.slots[i].1 != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (key.0, key.1, id, bucket);
+    }
+
+    fn clear(&mut self) {
+        *self = InlineWords::new();
     }
 }
 
@@ -1118,7 +1209,8 @@ mod tests {
     proptest::proptest! {
         /// Caches never change a bucket, however small they are and however often they are
         /// cleared mid-document; words of up to 7 bytes (the short-word cache's), 8 to 15
-        /// (the medium-word cache's) and longer, bigrams missed again while waiting to be
+        /// (the medium-word cache's; both in front of the inline word table) and longer (the
+        /// map of boxed words), bigrams missed again while waiting to be
         /// hashed (few letters: many repeats), bigrams too long for one SHA-256 block (over 55
         /// bytes: two words of 27 to 30 letters), and bucket counts or word caches too large
         /// for the bigram cache's packed slots.
@@ -1159,6 +1251,25 @@ mod tests {
             proptest::prop_assert_eq!(MediumWords::key_in(&text, a, b), MediumWords::key_in(&alone, 0, alone.len()));
             proptest::prop_assert_eq!(MediumWords::key_in(&text, a, b).is_some(), (8..=15).contains(&(b - a)));
         }
+    }
+
+    /// The inline word table finds every key it was given across its growth (from 4096 slots
+    /// to 32768 here) and no other, and starts over when cleared.
+    #[test]
+    fn inline_words_grow_and_find_their_keys() {
+        let key = |i: u64| (i.wrapping_mul(0x2545_F491_4F6C_DD1D), (i % 15 + 1) << 56);
+        let mut t = InlineWords::new();
+        for i in 0..10_000u64 {
+            assert_eq!(t.get(key(i)), None);
+            t.insert(key(i), (i as u32, (i * 7) as u32));
+        }
+        assert_eq!(t.slots.len(), 1 << 15);
+        for i in 0..10_000u64 {
+            assert_eq!(t.get(key(i)), Some((i as u32, (i * 7) as u32)));
+        }
+        assert_eq!(t.get(key(10_000)), None);
+        t.clear();
+        assert_eq!((t.get(key(1)), t.len), (None, 0));
     }
 
     #[test]
