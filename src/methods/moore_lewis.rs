@@ -118,6 +118,10 @@ impl Scorer for PerWord {
         self.0.kept_lake()
     }
 
+    fn scoring_done(&self) {
+        self.0.scoring_done()
+    }
+
     // The word count is the second column, as DSIR's: the same minimum of words applies.
     fn eligible(&self, columns: &[ArrayRef], i: usize) -> bool {
         self.0.eligible(columns, i)

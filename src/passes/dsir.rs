@@ -61,6 +61,8 @@ pub struct FeatureCache {
     /// The rows' ids and locations; with the reader's counts once the whole lake is cached.
     lake: KeptLake,
     complete: bool,
+    /// Set by [`FeatureCache::release`]: the kept lake is no longer a whole scoring pass.
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// The features of one batch, recorded in pass 1.
@@ -159,8 +161,10 @@ impl FeatureCache {
         Some((Float64Array::from(logw), Int64Array::from(words)))
     }
 
-    /// Drop the recorded features: rows are featurized again if scored after this.
+    /// Drop the recorded features: rows are featurized again if scored after this (from the
+    /// lake: the kept lake, ids and locations without text, is no longer offered).
     fn release(&self) {
+        self.released.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
         *chunks = Vec::new();
     }
@@ -392,7 +396,8 @@ impl Scorer for CachedDsir {
     }
 
     fn kept_lake(&self) -> Option<&KeptLake> {
-        self.cache.complete.then_some(&self.cache.lake)
+        let released = self.cache.released.load(std::sync::atomic::Ordering::Relaxed);
+        (self.cache.complete && !released).then_some(&self.cache.lake)
     }
 
     /// The feature cache (about 2 bytes an n-gram of the lake) is not needed to write the
@@ -482,6 +487,25 @@ mod tests {
         push(&mut cache, 9, &docs[..1]);
         assert!(!cache.recording());
         assert!(cache.score(&model, 6, 1).is_some());
+    }
+
+    /// After the scoring pass (`scoring_done`) nothing is scored from the cache, and the kept
+    /// lake (ids without text) is not offered: a later pass reads the lake and featurizes.
+    #[test]
+    fn a_released_cache_scores_nothing_and_offers_no_kept_lake() {
+        let params = DsirParams { buckets: 4, ..DsirParams::default() };
+        let model =
+            DsirModel::try_new(params, Counts { counts: vec![1, 2, 3, 4] }, Counts { counts: vec![4, 3, 2, 1] })
+                .unwrap();
+        let mut cache = FeatureCache::new(1 << 20, 4);
+        push(&mut cache, 0, &[&[0, 1], &[2]]);
+        cache.finish(vec![FileStats { read: 2, kept: 2, ..FileStats::default() }]);
+        let dsir = CachedDsir::new(Arc::new(model), cache);
+        assert!(dsir.kept_lake().is_some());
+        assert!(dsir.cache.score(dsir.scorer.model(), 0, 2).is_some());
+        dsir.scoring_done();
+        assert!(dsir.kept_lake().is_none());
+        assert!(dsir.cache.score(dsir.scorer.model(), 0, 2).is_none());
     }
 
     #[test]

@@ -40,7 +40,8 @@ use crate::error::{Error, Result};
 use crate::text::{py_lower_into, wordpunct_spans};
 
 /// Words (and, separately, longer n-grams) a thread's cache may hold before it is cleared:
-/// about 40 MB each at most.
+/// about 50 MB each at most (the table of words of up to 15 bytes, at most half full, reaches
+/// 2^21 slots of 24 bytes; while it doubles, the old half of that is alive too).
 pub const MAX_CACHED_NGRAMS: usize = 1 << 20;
 
 /// How n-grams are hashed into buckets.
@@ -226,7 +227,7 @@ pub struct Featurizer {
     words: FxHashMap<Box<str>, (u32, u32)>,
     /// Words of up to 15 bytes, their bytes in the table.
     inline: InlineWords,
-    /// The words of at most 7 bytes, by their bytes, in front of `words`.
+    /// The words of at most 7 bytes, by their bytes, in front of `inline`.
     short: ShortWords,
     /// The words of 8 to 15 bytes, likewise.
     medium: MediumWords,
