@@ -453,16 +453,19 @@ mod tests {
         }
     }
 
+    /// A model over 4 buckets.
+    fn model4() -> DsirModel {
+        let params = DsirParams { buckets: 4, ..DsirParams::default() };
+        DsirModel::try_new(params, Counts { counts: vec![1, 2, 3, 4] }, Counts { counts: vec![4, 3, 2, 1] }).unwrap()
+    }
+
     fn push(cache: &mut FeatureCache, first_row: u64, docs: &[&[u16]]) {
         cache.push(&source(first_row, docs.len()), Some(batch(docs))).unwrap();
     }
 
     #[test]
     fn cache_scores_any_row_range_across_batches() {
-        let params = DsirParams { buckets: 4, ..DsirParams::default() };
-        let model =
-            DsirModel::try_new(params, Counts { counts: vec![1, 2, 3, 4] }, Counts { counts: vec![4, 3, 2, 1] })
-                .unwrap();
+        let model = model4();
         let docs: Vec<&[u16]> = vec![&[0, 1], &[], &[3, 3, 2], &[1], &[2, 0], &[0, 0, 0], &[3]];
         let mut cache = FeatureCache::new(1 << 20, 4);
         // Batches of 3, 0 and 4 documents, as pass 1 may cut them.
@@ -493,10 +496,7 @@ mod tests {
     /// lake (ids without text) is not offered: a later pass reads the lake and featurizes.
     #[test]
     fn a_released_cache_scores_nothing_and_offers_no_kept_lake() {
-        let params = DsirParams { buckets: 4, ..DsirParams::default() };
-        let model =
-            DsirModel::try_new(params, Counts { counts: vec![1, 2, 3, 4] }, Counts { counts: vec![4, 3, 2, 1] })
-                .unwrap();
+        let model = model4();
         let mut cache = FeatureCache::new(1 << 20, 4);
         push(&mut cache, 0, &[&[0, 1], &[2]]);
         cache.finish(vec![FileStats { read: 2, kept: 2, ..FileStats::default() }]);

@@ -20,8 +20,9 @@
 //! Memory: the model is `3 * buckets` numbers; each thread keeps caches of n-gram -> bucket
 //! (n-grams repeat, so SHA-256 runs about once per distinct n-gram): words up to
 //! [`MAX_CACHED_NGRAMS`] entries (those of up to 15 bytes in a table that holds their bytes,
-//! with fixed tables of 256 KB and 384 KB in front for words of up to 7 and of 8 to 15 bytes), bigrams in a fixed 1 MB table of 128K slots, longer n-grams
-//! up to [`MAX_CACHED_NGRAMS`]. Bigrams the table misses are hashed four at a time
+//! with fixed tables of 256 KB and 384 KB in front for words of up to 7 and of 8 to 15
+//! bytes), bigrams in a fixed 1 MB table of 128K slots, longer n-grams up to
+//! [`MAX_CACHED_NGRAMS`]. Bigrams the table misses are hashed four at a time
 //! ([`sha256::Four`]). Counts are integers, so the fit is identical for any thread count and
 //! batch size.
 
@@ -529,8 +530,8 @@ impl Misses {
 /// CPU caches: a miss costs one SHA-256, about what a miss of a large hash table costs in
 /// memory latency, and the frequent bigrams stay. A slot is one u64: the two word ids (20 bits
 /// each: ids stay below [`MAX_CACHED_NGRAMS`]) and the bucket (24 bits): 128K slots in the
-/// 1 MB that 64K slots of (key, bucket) took. With more buckets than 24 bits hold (or a larger word cache), it
-/// has no slots and every bigram is hashed.
+/// 1 MB that 64K slots of (key, bucket) took. With more buckets than 24 bits hold (or a larger
+/// word cache), it has no slots and every bigram is hashed.
 struct BigramCache {
     /// `ids << 24 | bucket`, or [`BigramCache::EMPTY`].
     slots: Vec<u64>,
@@ -706,8 +707,8 @@ impl MediumWords {
     }
 
     #[inline]
-    fn slot((first, rest): (u64, u64)) -> usize {
-        ((first ^ rest.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEDIUM_WORDS_BITS)) as usize
+    fn slot(key: (u64, u64)) -> usize {
+        slot16(key, MEDIUM_WORDS_BITS)
     }
 
     #[inline]
@@ -726,27 +727,33 @@ impl MediumWords {
     }
 }
 
+/// The slot of a 16-byte word key in a table of `2^bits` slots.
+#[inline]
+fn slot16((first, rest): (u64, u64), bits: u32) -> usize {
+    ((first ^ rest.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
 /// The words of 1 to 15 bytes -> (id, bucket), an open-addressing table with the words' bytes
 /// in its slots (the 16-byte keys of [`MediumWords`]; a short word's bytes and length likewise):
 /// a lookup reads one slot and its neighbours, where a map of boxed strings also follows a
 /// pointer to compare bytes. Kept at most half full.
 struct InlineWords {
     /// (key, id, bucket); a second key part of 0 (no word has length 0) marks an empty slot.
+    /// A power of two.
     slots: Vec<(u64, u64, u32, u32)>,
     len: usize,
-    bits: u32,
 }
 
 impl InlineWords {
     const FIRST_BITS: u32 = 12;
 
     fn new() -> Self {
-        InlineWords { slots: vec![(0, 0, 0, 0); 1 << Self::FIRST_BITS], len: 0, bits: Self::FIRST_BITS }
+        InlineWords { slots: vec![(0, 0, 0, 0); 1 << Self::FIRST_BITS], len: 0 }
     }
 
     #[inline]
-    fn slot(&self, (first, rest): (u64, u64)) -> usize {
-        ((first ^ rest.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+    fn slot(&self, key: (u64, u64)) -> usize {
+        slot16(key, self.slots.len().trailing_zeros())
     }
 
     #[inline]
@@ -768,8 +775,8 @@ impl InlineWords {
     /// Add a key that is not in the table.
     fn insert(&mut self, key: (u64, u64), v: (u32, u32)) {
         if 2 * (self.len + 1) > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, vec![(0, 0, 0, 0); 2 << self.bits]);
-            self.bits += 1;
+            let grown = vec![(0, 0, 0, 0); 2 * self.slots.len()];
+            let old = std::mem::replace(&mut self.slots, grown);
             for (f, r, id, bucket) in old.into_iter().filter(|s| s.1 != 0) {
                 self.put((f, r), (id, bucket));
             }
