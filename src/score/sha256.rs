@@ -29,12 +29,40 @@ pub fn pad_into(block: &mut [u8; 64], pieces: &[&[u8]]) {
     *block = [0u8; 64];
     let mut at = 0;
     for p in pieces {
-        block[at..at + p.len()].copy_from_slice(p);
+        copy_short(&mut block[at..at + p.len()], p);
         at += p.len();
     }
     debug_assert!(at <= MAX_ONE_BLOCK);
     block[at] = 0x80;
     block[56..].copy_from_slice(&(at as u64 * 8).to_be_bytes());
+}
+
+/// `dst.copy_from_slice(src)` for at most 64 bytes, as two fixed-size copies that may overlap
+/// (a copy of a length known only at run time is a call into libc's `memcpy`: three calls a
+/// bigram miss were 2% of `select dsir`).
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    debug_assert!(dst.len() == n && n <= 64);
+    if n >= 16 {
+        if n <= 32 {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        } else {
+            dst[..32].copy_from_slice(&src[..32]);
+            dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        }
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
 }
 
 /// The digest of one padded block, as its eight big-endian 32-bit words.
@@ -184,6 +212,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn short_copies_copy_every_byte_and_no_other(src in proptest::collection::vec(any::<u8>(), 0..=64), at in 0usize..64) {
+            let at = at.min(64 - src.len());
+            let mut got = [0xAAu8; 64];
+            copy_short(&mut got[at..at + src.len()], &src);
+            let mut want = [0xAAu8; 64];
+            want[at..at + src.len()].copy_from_slice(&src);
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn four_at_a_time_are_sha256(keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..=MAX_ONE_BLOCK), 4)) {
             let blocks: [[u8; 64]; 4] = std::array::from_fn(|i| block_of(&[&keys[i]]));
