@@ -3,7 +3,7 @@
 //!
 //! Reading and decoding overlap with scoring: the pool's threads read a batch and score it by
 //! turns ([`for_each_ordered`]). At most `4 * threads` batches read and not yet consumed are in
-//! memory (two chunks of that many for [`for_each_chunked`] and [`for_each_kept`]).
+//! memory (two chunks of that many for [`for_each_chunked`]).
 
 use rayon::prelude::*;
 
@@ -39,7 +39,10 @@ fn read_chunk(reader: &mut LakeReader<'_>, n: usize) -> Result<Vec<SourceBatch>>
 }
 
 /// [`for_each_ordered`] over batches already in memory (a [`crate::source::KeptLake`]'s): no
-/// file is skipped.
+/// file is skipped. The calling thread sinks results in order while the pool works on the
+/// batches after them ([`map_ordered`], at most `4 * threads` at a time), so the sink's serial
+/// work (a selection's top-k, a work directory's parts) hides behind the pool's. Called from a
+/// thread of the pool, it works on chunks of that many in parallel and sinks each after it.
 pub fn for_each_kept<T, W, S>(batches: impl IntoIterator<Item = SourceBatch>, work: W, mut sink: S) -> Result<()>
 where
     T: Send,
@@ -47,6 +50,17 @@ where
     S: FnMut(SourceBatch, T) -> Result<Flow>,
 {
     let chunk_len = 4 * rayon::current_num_threads().max(1);
+    if rayon::current_thread_index().is_none() {
+        return map_ordered(
+            batches,
+            chunk_len,
+            |b| {
+                let r = work(&b)?;
+                Ok((b, r))
+            },
+            |(b, r)| sink(b, r).map(drop),
+        );
+    }
     let mut batches = batches.into_iter().peekable();
     while batches.peek().is_some() {
         let chunk: Vec<SourceBatch> = batches.by_ref().take(chunk_len).collect();
