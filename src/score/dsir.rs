@@ -239,6 +239,10 @@ pub struct Featurizer {
     misses: Misses,
     /// A text's bigram buckets (or [`PENDING`] and a miss's number).
     out: Vec<u32>,
+    /// A text's unigram buckets, and the positions of its words that missed the short- and
+    /// medium-word caches (looked up after the others, their table slots asked for meanwhile).
+    unigrams: Vec<u32>,
+    slow: Vec<u32>,
     lower: String,
     spans: Vec<(u32, u32)>,
     ids: Vec<u32>,
@@ -265,6 +269,8 @@ impl Featurizer {
             longer: FxHashMap::default(),
             misses: Misses::new(),
             out: Vec::new(),
+            unigrams: Vec::new(),
+            slow: Vec::new(),
             lower: String::new(),
             spans: Vec::new(),
             ids: Vec::new(),
@@ -300,8 +306,7 @@ impl Featurizer {
             if let Some(v) = self.short.get(k) {
                 return v;
             }
-            // The short key's bytes and its length, as a 16-byte key.
-            let v = self.word_inline((k & ((1 << 56) - 1), k & !((1 << 56) - 1)), &text[a..b]);
+            let v = self.word_inline(ShortWords::inline_key(k), &text[a..b]);
             self.short.insert(k, v);
             v
         } else if let Some(k) = MediumWords::key_in(bytes, a, b) {
@@ -313,6 +318,30 @@ impl Featurizer {
             v
         } else {
             self.word_long(&text[a..b])
+        }
+    }
+
+    /// Id and bucket of the word `text[a..b]` if the short- or medium-word cache has it; else
+    /// None, and where the word table has a slot for it, that slot is on its way into the CPU
+    /// caches (the table is megabytes, mostly out of them: [`Featurizer::word`] looks such a
+    /// word up later, when the slot has arrived).
+    #[inline(always)]
+    fn cached_word(&self, text: &str, a: usize, b: usize) -> Option<(u32, u32)> {
+        let bytes = text.as_bytes();
+        if let Some(k) = ShortWords::key_in(bytes, a, b) {
+            let v = self.short.get(k);
+            if v.is_none() {
+                self.inline.prefetch(ShortWords::inline_key(k));
+            }
+            v
+        } else if let Some(k) = MediumWords::key_in(bytes, a, b) {
+            let v = self.medium.get(k);
+            if v.is_none() {
+                self.inline.prefetch(k);
+            }
+            v
+        } else {
+            None
         }
     }
 
@@ -380,12 +409,26 @@ impl Featurizer {
         let spans = std::mem::take(&mut self.spans);
         let lower = std::mem::take(&mut self.lower);
         self.ids.clear();
+        self.unigrams.clear();
+        self.slow.clear();
         let epoch = self.epoch;
-        for &(a, b) in &spans {
-            let (a, b) = (a as usize, b as usize);
-            let (id, bucket) = self.word(&lower, a, b);
+        for (j, &(a, b)) in spans.iter().enumerate() {
+            let (id, bucket) = self.cached_word(&lower, a as usize, b as usize).unwrap_or_else(|| {
+                self.slow.push(j as u32);
+                (0, 0)
+            });
             self.ids.push(id);
-            f(bucket);
+            self.unigrams.push(bucket);
+        }
+        // In text order, so that a word seen twice gets its id once (and a cache cleared on
+        // the way shows in `epoch`, as it would word by word).
+        for i in 0..self.slow.len() {
+            let j = self.slow[i] as usize;
+            let (a, b) = spans[j];
+            (self.ids[j], self.unigrams[j]) = self.word(&lower, a as usize, b as usize);
+        }
+        for &b in &self.unigrams {
+            f(b);
         }
         if self.ngrams >= 2 {
             // If the word cache was cleared while this text's words were looked up, its ids
@@ -646,6 +689,12 @@ impl ShortWords {
         }
     }
 
+    /// The key's bytes and length as the word table's 16-byte key.
+    #[inline]
+    fn inline_key(key: u64) -> (u64, u64) {
+        (key & ((1 << 56) - 1), key & !((1 << 56) - 1))
+    }
+
     #[inline]
     fn slot(key: u64) -> usize {
         (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHORT_WORDS_BITS)) as usize
@@ -770,6 +819,12 @@ impl InlineWords {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Start loading `key`'s first slot into the CPU caches (a hint: no effect on results).
+    #[inline]
+    fn prefetch(&self, key: (u64, u64)) {
+        prefetch(&self.slots[self.slot(key)]);
     }
 
     /// Add a key that is not in the table.
