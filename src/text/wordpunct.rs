@@ -542,16 +542,37 @@ mod tests {
         out
     }
 
+    #[test]
+    fn lowering_by_blocks_falls_back_at_any_block_edge() {
+        for at in [0, 1, 31, 32, 33, 63, 64, 65] {
+            for other in ["É", "Σ", "👋"] {
+                let s = format!("{}{other}{}", "AbZ_".repeat(20).get(..at).unwrap(), "Q.x".repeat(12));
+                let mut got = String::new();
+                py_lower_into(&s, &mut got);
+                let mut want = String::new();
+                py_lower_chars(&s, &mut want);
+                assert_eq!(got, want, "non-ASCII at byte {at}");
+            }
+        }
+        let mut got = String::new();
+        py_lower_into(&"ÀZ".repeat(40), &mut got);
+        assert_eq!(got, "àz".repeat(40));
+    }
+
     proptest! {
         #[test]
         fn lowering_by_blocks_is_lowering_by_chars(
-            s in proptest::collection::vec(
-                prop_oneof![
-                    8 => proptest::char::range('\u{0}', '\u{7f}'),
-                    1 => proptest::sample::select(vec!['É', 'Σ', 'İ', '\u{80}', '👋']),
-                ],
-                0..100,
-            ).prop_map(|v| v.into_iter().collect::<String>())
+            s in prop_oneof![
+                // ASCII only (whole blocks lowercased and kept), and ASCII with a few others.
+                "[\\x00-\\x7f]{0,200}",
+                proptest::collection::vec(
+                    prop_oneof![
+                        8 => proptest::char::range('\u{0}', '\u{7f}'),
+                        1 => proptest::sample::select(vec!['É', 'Σ', 'İ', '\u{80}', '👋']),
+                    ],
+                    0..100,
+                ).prop_map(|v| v.into_iter().collect::<String>()),
+            ]
         ) {
             let mut got = String::from("left over");
             py_lower_into(&s, &mut got);
