@@ -18,7 +18,8 @@ extern "C" {
 /// not handed back to the kernel (mimalloc's `purge_delay` -1). Passes free and allocate
 /// batches of the same sizes over and over; returning those pages (`madvise`) only to fault
 /// them in again, zeroed, and splitting transparent huge pages, cost `select dsir` on the bench
-/// lake 0.3-0.5 s of system time in 8 of 25 runs (0 of 25 without). Peak RSS is the same. `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// lake 0.3-0.5 s of system time in 8 of 25 runs (0 of 25 without). Peak RSS is the same.
+/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
 fn keep_freed_memory() {
     // mimalloc reads its variables by name in any case.
     let set = |name: &str| std::env::vars_os().any(|(k, _)| k.to_str().is_some_and(|k| k.eq_ignore_ascii_case(name)));

@@ -297,22 +297,17 @@ impl Featurizer {
         }
     }
 
-    /// Id and bucket of the word `text[a..b]`: from the short- or medium-word cache where it
-    /// has a key there, else from the word table.
+    /// Id and bucket of the word `text[a..b]`, which [`Featurizer::cached_word`] did not find:
+    /// from the word table (which holds every word the short- and medium-word caches hold:
+    /// they are filled from it and cleared with it), then put in those caches.
     #[inline(always)]
-    fn word(&mut self, text: &str, a: usize, b: usize) -> (u32, u32) {
+    fn missed_word(&mut self, text: &str, a: usize, b: usize) -> (u32, u32) {
         let bytes = text.as_bytes();
         if let Some(k) = ShortWords::key_in(bytes, a, b) {
-            if let Some(v) = self.short.get(k) {
-                return v;
-            }
             let v = self.word_inline(ShortWords::inline_key(k), &text[a..b]);
             self.short.insert(k, v);
             v
         } else if let Some(k) = MediumWords::key_in(bytes, a, b) {
-            if let Some(v) = self.medium.get(k) {
-                return v;
-            }
             let v = self.word_inline(k, &text[a..b]);
             self.medium.insert(k, v);
             v
@@ -323,8 +318,8 @@ impl Featurizer {
 
     /// Id and bucket of the word `text[a..b]` if the short- or medium-word cache has it; else
     /// None, and where the word table has a slot for it, that slot is on its way into the CPU
-    /// caches (the table is megabytes, mostly out of them: [`Featurizer::word`] looks such a
-    /// word up later, when the slot has arrived).
+    /// caches (the table is megabytes, mostly out of them: [`Featurizer::missed_word`] looks
+    /// such a word up later, when the slot has arrived).
     #[inline(always)]
     fn cached_word(&self, text: &str, a: usize, b: usize) -> Option<(u32, u32)> {
         let bytes = text.as_bytes();
@@ -425,7 +420,7 @@ impl Featurizer {
         for i in 0..self.slow.len() {
             let j = self.slow[i] as usize;
             let (a, b) = spans[j];
-            (self.ids[j], self.unigrams[j]) = self.word(&lower, a as usize, b as usize);
+            (self.ids[j], self.unigrams[j]) = self.missed_word(&lower, a as usize, b as usize);
         }
         for &b in &self.unigrams {
             f(b);
