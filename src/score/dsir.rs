@@ -864,6 +864,9 @@ pub fn with_featurizer<R>(params: &DsirParams, f: impl FnOnce(&mut Featurizer) -
     })
 }
 
+/// Documents that [`DsirModel::score_docs`] sums side by side.
+const SCORE_LANES: usize = 8;
+
 /// Bucket counts of a set of documents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Counts {
@@ -972,34 +975,64 @@ impl DsirModel {
     }
 
     /// [`DsirModel::score_buckets`] of consecutive documents, appended to `out`: document `j`'s
-    /// buckets are `buckets[ends[j - 1]..ends[j]]`, the first's from `start`. Four documents
-    /// are summed at a time, each in its own order (the same sums, bit for bit), so that their
-    /// additions overlap: one sum waits on each of its additions in turn.
+    /// buckets are `buckets[ends[j - 1]..ends[j]]`, the first's from `start`.
+    ///
+    /// One sum waits on each of its additions in turn, so [`SCORE_LANES`] documents are summed
+    /// side by side, each in its own order (the same sums, bit for bit), and a lane whose
+    /// document ends takes the next one: documents of very different lengths (a two-line
+    /// fortune next to a long source file) keep every lane busy until the last ones.
     pub fn score_docs(&self, buckets: &[u16], start: usize, ends: &[usize], out: &mut Vec<f64>) {
         let ld = &self.log_diff[..];
-        let mut from = start;
-        let mut groups = ends.chunks_exact(4);
-        for g in &mut groups {
-            let d = [&buckets[from..g[0]], &buckets[g[0]..g[1]], &buckets[g[1]..g[2]], &buckets[g[2]..g[3]]];
-            let mut acc = [0.0f64; 4];
-            for (((&a, &b), &c), &e) in d[0].iter().zip(d[1]).zip(d[2]).zip(d[3]) {
-                acc[0] += ld[usize::from(a)];
-                acc[1] += ld[usize::from(b)];
-                acc[2] += ld[usize::from(c)];
-                acc[3] += ld[usize::from(e)];
-            }
-            let common = d.iter().map(|x| x.len()).min().unwrap_or(0);
-            for (sum, doc) in acc.iter_mut().zip(d) {
-                for &x in &doc[common..] {
-                    *sum += ld[usize::from(x)];
+        let base = out.len();
+        out.resize(base + ends.len(), 0.0);
+        // Per lane: the rest of its document's buckets, the document, and its sum so far.
+        let mut rest: [&[u16]; SCORE_LANES] = [&[]; SCORE_LANES];
+        let mut doc = [usize::MAX; SCORE_LANES];
+        let mut acc = [0.0f64; SCORE_LANES];
+        let mut next = 0;
+        loop {
+            // Lanes whose document is summed hand it in and take the next non-empty one (an
+            // empty document's sum is 0).
+            for l in 0..SCORE_LANES {
+                if !rest[l].is_empty() {
+                    continue;
+                }
+                if doc[l] != usize::MAX {
+                    out[base + doc[l]] = acc[l];
+                    doc[l] = usize::MAX;
+                }
+                while next < ends.len() && doc[l] == usize::MAX {
+                    let from = if next == 0 { start } else { ends[next - 1] };
+                    if ends[next] > from {
+                        (rest[l], doc[l], acc[l]) = (&buckets[from..ends[next]], next, 0.0);
+                    }
+                    next += 1;
                 }
             }
-            out.extend_from_slice(&acc);
-            from = g[3];
+            let step = rest.iter().map(|r| r.len()).min().unwrap_or(0);
+            if step == 0 {
+                break;
+            }
+            // Every lane is busy for `step` more buckets: all of them side by side.
+            let heads: [&[u16]; SCORE_LANES] = std::array::from_fn(|l| &rest[l][..step]);
+            for k in 0..step {
+                for l in 0..SCORE_LANES {
+                    acc[l] += ld[usize::from(heads[l][k])];
+                }
+            }
+            for r in &mut rest {
+                *r = &r[step..];
+            }
         }
-        for &end in groups.remainder() {
-            out.push(self.score_buckets(&buckets[from..end]));
-            from = end;
+        // The documents were all taken: the lanes still at work finish one by one, each in
+        // its order.
+        for l in 0..SCORE_LANES {
+            if doc[l] != usize::MAX {
+                for &b in rest[l] {
+                    acc[l] += ld[usize::from(b)];
+                }
+                out[base + doc[l]] = acc[l];
+            }
         }
     }
 
@@ -1158,10 +1191,11 @@ mod tests {
             proptest::prop_assert_eq!(u128::from(DigestMod::new(m).reduce(&limbs)), want);
         }
 
-        /// Four documents at a time, each summed in its own order: the same bits as one at a
-        /// time, whatever the documents' lengths.
+        /// Documents side by side, each summed in its own order: the same bits as one at a
+        /// time, whatever the documents' lengths (empty ones too) and however many there are
+        /// for the lanes.
         #[test]
-        fn score_docs_is_score_buckets(docs in proptest::collection::vec(proptest::collection::vec(0u16..16, 0..12), 0..11), start in 0usize..3) {
+        fn score_docs_is_score_buckets(docs in proptest::collection::vec(proptest::collection::vec(0u16..16, 0..40), 0..30), start in 0usize..3) {
             let p = DsirParams { buckets: 16, ..DsirParams::default() };
             let raw = Counts { counts: (1..=16).collect() };
             let target = Counts { counts: (1..=16).rev().map(|c| c * 3 % 7).collect() };
