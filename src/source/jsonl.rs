@@ -523,8 +523,8 @@ pub(super) struct JsonlFileReader {
 /// Near the end of a plain file a batch also ends once it has read this fraction of what was
 /// left of the file when it began (and at least [`TAIL_BATCH_MIN_BYTES`]): the last batches
 /// shrink, so that the threads working on them finish nearly together instead of one working
-/// alone on the last full batch (a twentieth of a 2-thread DSIR fit of one 73 MB file). Where
-/// batches end depends on the file alone, never on the thread count.
+/// alone on the last full batch (about 20 ms of featurizing in a DSIR fit of the bench lake).
+/// Where batches end depends on the file alone, never on the thread count.
 const TAIL_BATCH_PARTS: u64 = 8;
 
 /// The smallest batch that [`TAIL_BATCH_PARTS`] cuts, in bytes of the file.
