@@ -440,3 +440,58 @@ fn corrupt_parquet_files_are_errors_naming_the_file() {
     let err = read_lake(&[&path], BadRecordPolicy::Skip).unwrap_err().to_string();
     assert!(err.contains("ints.parquet") && err.contains("expected a string column"), "{err}");
 }
+
+/// Row counts of the batches of `path` read whole (`batch_rows` 1000), and its ids in order.
+fn batches_of(path: &Path) -> (Vec<usize>, Vec<String>) {
+    let files = expand_inputs(&[path.display().to_string()]).unwrap();
+    let opts = ReadOptions { batch_rows: 1000, ..Default::default() };
+    let (mut rows, mut ids) = (Vec::new(), Vec::new());
+    for b in LakeReader::new(&files, &opts, Extras::none(), None) {
+        let b = b.unwrap();
+        rows.push(b.batch.num_rows());
+        ids.extend(syllabus::batch::id_column(&b.batch).unwrap().iter().map(|s| s.unwrap().to_string()));
+    }
+    (rows, ids)
+}
+
+/// Near the end of a plain file the batches shrink (an eighth of what is left, at least 256
+/// KiB), so that threads finish together; the rows are those of a compressed copy, whose
+/// batches stay whole.
+#[test]
+fn the_last_batches_of_a_plain_file_shrink_and_lose_nothing() {
+    let dir = tempdir();
+    let text = jsonl(6000);
+    assert!(text.len() > 4 << 20, "the file must be several times the smallest tail batch");
+    let (plain_rows, plain_ids) = batches_of(&write(dir.path(), "a.jsonl", text.as_bytes()));
+    let (gz_rows, gz_ids) = batches_of(&write(dir.path(), "a.jsonl.gz", &gz(text.as_bytes())));
+    assert_eq!(plain_ids, gz_ids);
+    assert_eq!(plain_ids.len(), 6000);
+    assert_eq!(gz_rows, [1000; 6]);
+    assert!(plain_rows.len() > gz_rows.len(), "{plain_rows:?}");
+    assert!(plain_rows.windows(2).all(|w| w[0] >= w[1]), "batches only shrink toward the end: {plain_rows:?}");
+    // The last batches are about 256 KiB of ~850-byte lines.
+    assert!(plain_rows.last().is_some_and(|&n| n < 400), "{plain_rows:?}");
+}
+
+/// Lines that give no row (blank, or rejected in skip mode) never end a batch by its byte
+/// bound: a batch of no rows is the end of the file, and the rows after them would be lost.
+#[test]
+fn blank_and_rejected_lines_near_the_end_do_not_end_the_file() {
+    let dir = tempdir();
+    let mut text = jsonl(10);
+    text.push_str(&"\n".repeat(300 << 10));
+    text.push_str(&"{not json}\n".repeat(30 << 10));
+    text.push_str(&"  \n".repeat(100 << 10));
+    text.extend((10..25).map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\"}}\n", doc(i))));
+    let path = write(dir.path(), "blank.jsonl", text.as_bytes());
+    let (ids, stats, rejects) = read_lake(&[&path], BadRecordPolicy::Skip).unwrap();
+    assert_eq!(ids, (0..25).map(|i| format!("d{i}")).collect::<Vec<_>>());
+    assert_eq!(stats, [(25 + (30 << 10), 25, 30 << 10)]);
+    assert_eq!(rejects.len(), 30 << 10);
+    // Blank lines alone, in fail mode, read in batches of up to 1000 rows.
+    let mut text = jsonl(10);
+    text.push_str(&"\n".repeat(600 << 10));
+    text.extend((10..25).map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\"}}\n", doc(i))));
+    let (_, ids) = batches_of(&write(dir.path(), "blank2.jsonl", text.as_bytes()));
+    assert_eq!(ids, (0..25).map(|i| format!("d{i}")).collect::<Vec<_>>());
+}

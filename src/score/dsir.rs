@@ -1206,9 +1206,10 @@ mod tests {
                 buckets.extend_from_slice(d);
                 ends.push(buckets.len());
             }
-            let mut got = Vec::new();
+            // Appended after what `got` holds.
+            let mut got = vec![-1.5, 2.25];
             m.score_docs(&buckets, start, &ends, &mut got);
-            let want: Vec<u64> = docs.iter().map(|d| m.score_buckets(d).to_bits()).collect();
+            let want: Vec<u64> = [-1.5, 2.25].iter().map(|x: &f64| x.to_bits()).chain(docs.iter().map(|d| m.score_buckets(d).to_bits())).collect();
             proptest::prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
         }
 

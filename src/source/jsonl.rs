@@ -539,7 +539,7 @@ impl JsonlFileReader {
     /// decompressed contents (a [`super::ReadPoint`] of an earlier reader).
     pub(super) fn open_at(file: &InputFile, codec: Codec, line_no: u64, offset: u64) -> Result<Self> {
         let size = (codec == Codec::Plain && !crate::store::is_remote(&file.path))
-            .then(|| std::fs::metadata(&file.path).ok().map(|m| m.len()))
+            .then(|| std::fs::metadata(&file.path).ok().filter(|m| m.is_file()).map(|m| m.len()))
             .flatten();
         Ok(JsonlFileReader {
             reader: codec.open_at(&file.path, offset)?,
@@ -570,14 +570,16 @@ impl super::FileReader for JsonlFileReader {
             }
         });
         // Bytes of the file this batch may read: bounded near the end of a plain file, unless
-        // a selection is read (its batches are cut again where they are written).
+        // a selection is read (its batches are cut again where they are written). Only a batch
+        // that holds a row stops there: lines that give none (blank, rejected) read on, since
+        // a batch of no rows is the end of the file.
         let (start, tail) = (self.offset, self.size.filter(|_| ctx.wanted.is_none()));
         let limit =
             tail.map_or(u64::MAX, |size| (size.saturating_sub(start) / TAIL_BATCH_PARTS).max(TAIL_BATCH_MIN_BYTES));
         while !self.done
             && decoder.rows() < ctx.opts.batch_rows
             && decoder.text_bytes() < MAX_BATCH_TEXT_BYTES
-            && self.offset - start < limit
+            && (decoder.rows() == 0 || self.offset - start < limit)
         {
             // Empty unless this line is read into it: a truncated stream's reject record holds
             // what is here, never an earlier line.
