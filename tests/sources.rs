@@ -24,7 +24,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn jsonl(n: usize) -> String {
-    (0..n).map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\",\"n\":{i}}}\n", doc(i))).collect()
+    jsonl_of(0..n)
+}
+
+/// The lines of documents `ids` (ids `d{i}`).
+fn jsonl_of(ids: std::ops::Range<usize>) -> String {
+    ids.map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\",\"n\":{i}}}\n", doc(i))).collect()
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -482,7 +487,7 @@ fn blank_and_rejected_lines_near_the_end_do_not_end_the_file() {
     text.push_str(&"\n".repeat(300 << 10));
     text.push_str(&"{not json}\n".repeat(30 << 10));
     text.push_str(&"  \n".repeat(100 << 10));
-    text.extend((10..25).map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\"}}\n", doc(i))));
+    text.push_str(&jsonl_of(10..25));
     let path = write(dir.path(), "blank.jsonl", text.as_bytes());
     let (ids, stats, rejects) = read_lake(&[&path], BadRecordPolicy::Skip).unwrap();
     assert_eq!(ids, (0..25).map(|i| format!("d{i}")).collect::<Vec<_>>());
@@ -491,7 +496,7 @@ fn blank_and_rejected_lines_near_the_end_do_not_end_the_file() {
     // Blank lines alone, in fail mode, read in batches of up to 1000 rows.
     let mut text = jsonl(10);
     text.push_str(&"\n".repeat(600 << 10));
-    text.extend((10..25).map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\"}}\n", doc(i))));
+    text.push_str(&jsonl_of(10..25));
     let (_, ids) = batches_of(&write(dir.path(), "blank2.jsonl", text.as_bytes()));
     assert_eq!(ids, (0..25).map(|i| format!("d{i}")).collect::<Vec<_>>());
 }

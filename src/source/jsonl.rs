@@ -538,7 +538,7 @@ impl JsonlFileReader {
     /// Open `file` after its first `line_no` lines, which end at byte `offset` of its
     /// decompressed contents (a [`super::ReadPoint`] of an earlier reader).
     pub(super) fn open_at(file: &InputFile, codec: Codec, line_no: u64, offset: u64) -> Result<Self> {
-        let size = (codec == Codec::Plain && !crate::store::is_remote(&file.path))
+        let size = super::StartPoints::readable_in_pieces(file)
             .then(|| std::fs::metadata(&file.path).ok().filter(|m| m.is_file()).map(|m| m.len()))
             .flatten();
         Ok(JsonlFileReader {
