@@ -161,9 +161,10 @@ fn create_parent(path: &Path) -> Result<()> {
 pub const ROW_GROUP_BYTES: usize = 2 << 20;
 
 /// The zstd level of Parquet outputs: pyarrow's default for zstd. Against level 3 (zstd's own
-/// default), it encodes a selection's text with about 25% less CPU for a file about 8% larger
-/// (the bench lake's 20 MB selection: 356 against 263 MB/s, 4.14 against 3.82 MB, `zstd -b1
-/// -e3`); a selection is written once and read a few times, its size is seldom what matters.
+/// default), compressing a selection's text takes about a quarter less CPU for a file about 7%
+/// larger (the bench lake's 20 MB selection: 356 against 263 MB/s and 4.14 against 3.82 MB by
+/// `zstd -b1 -e3`); a selection is written once and read a few times, so its size seldom
+/// matters.
 const PARQUET_ZSTD_LEVEL: i32 = 1;
 
 /// Row groups written at each size before the size doubles (see [`ROW_GROUP_BYTES`]).
