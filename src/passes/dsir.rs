@@ -202,7 +202,7 @@ fn batch_counts(
         Some(f) => crate::score::dsir::with_featurizer(params, |fz| {
             for t in text.iter() {
                 let start = f.buckets.len();
-                let words = fz.for_each_bucket(t.unwrap_or(""), |b| f.buckets.push(b as u16));
+                let words = fz.extend_buckets(t.unwrap_or(""), &mut f.buckets);
                 f.ends.push(f.buckets.len());
                 f.words.push(params.n_words(words));
                 per_doc.push((f.buckets.len() - start) as u64);

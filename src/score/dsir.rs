@@ -237,8 +237,10 @@ pub struct Featurizer {
     longer: FxHashMap<Box<str>, u32>,
     /// Bigrams missing from `bigrams`, hashed four at a time.
     misses: Misses,
-    /// A text's bigram buckets (or [`PENDING`] and a miss's number).
+    /// A text's bigram buckets (or, until its misses are hashed, [`PENDING`] and a miss's
+    /// number), and its bigrams' keys.
     out: Vec<u32>,
+    keys: Vec<u64>,
     /// A text's unigram buckets, and the positions of its words that missed the short- and
     /// medium-word caches (looked up after the others, their table slots asked for meanwhile).
     unigrams: Vec<u32>,
@@ -269,6 +271,7 @@ impl Featurizer {
             longer: FxHashMap::default(),
             misses: Misses::new(),
             out: Vec::new(),
+            keys: Vec::new(),
             unigrams: Vec::new(),
             slow: Vec::new(),
             lower: String::new(),
@@ -398,53 +401,83 @@ impl Featurizer {
     /// Call `f` with the bucket of every unigram, then every bigram, ... of `text`, in the
     /// reference's order. Returns the number of words.
     pub fn for_each_bucket(&mut self, text: &str, mut f: impl FnMut(u32)) -> u64 {
+        self.unigrams_and_bigrams(text);
+        for &b in self.unigrams.iter().chain(&self.out) {
+            f(b);
+        }
+        self.longer_ngrams(&mut f);
+        self.spans.len() as u64
+    }
+
+    /// [`Featurizer::for_each_bucket`] appending each bucket to `buckets` (for at most 2^16
+    /// buckets): the unigrams and bigrams are copied over in two runs, not handed over one
+    /// call and one capacity check at a time.
+    pub fn extend_buckets(&mut self, text: &str, buckets: &mut Vec<u16>) -> u64 {
+        debug_assert!(self.buckets <= 1 << 16);
+        self.unigrams_and_bigrams(text);
+        buckets.extend(self.unigrams.iter().chain(&self.out).map(|&b| b as u16));
+        self.longer_ngrams(&mut |b| buckets.push(b as u16));
+        self.spans.len() as u64
+    }
+
+    /// Lowercase and split `text` (its words' spans in `self.spans`, the lowercase text in
+    /// `self.lower`), and set `self.unigrams` to its words' buckets and `self.out` to its
+    /// bigrams' (empty below 2-grams).
+    fn unigrams_and_bigrams(&mut self, text: &str) {
         py_lower_into(text, &mut self.lower);
         self.spans.clear();
         wordpunct_spans(&self.lower, &mut self.spans);
         let spans = std::mem::take(&mut self.spans);
         let lower = std::mem::take(&mut self.lower);
-        self.ids.clear();
-        self.unigrams.clear();
+        // Written by index into vectors of the text's length (pushing reloads and checks each
+        // vector's length and capacity at every word).
+        let n = spans.len();
+        let mut ids = std::mem::take(&mut self.ids);
+        let mut unigrams = std::mem::take(&mut self.unigrams);
         self.slow.clear();
+        for v in [&mut ids, &mut unigrams] {
+            v.clear();
+            v.resize(n, 0);
+        }
         let epoch = self.epoch;
-        for (j, &(a, b)) in spans.iter().enumerate() {
-            let (id, bucket) = self.cached_word(&lower, a as usize, b as usize).unwrap_or_else(|| {
-                self.slow.push(j as u32);
-                (0, 0)
-            });
-            self.ids.push(id);
-            self.unigrams.push(bucket);
+        for (j, (&(a, b), (id, bucket))) in spans.iter().zip(ids.iter_mut().zip(unigrams.iter_mut())).enumerate() {
+            match self.cached_word(&lower, a as usize, b as usize) {
+                Some(v) => (*id, *bucket) = v,
+                None => self.slow.push(j as u32),
+            }
         }
         // In text order, so that a word seen twice gets its id once (and a cache cleared on
         // the way shows in `epoch`, as it would word by word).
         for i in 0..self.slow.len() {
             let j = self.slow[i] as usize;
             let (a, b) = spans[j];
-            (self.ids[j], self.unigrams[j]) = self.missed_word(&lower, a as usize, b as usize);
+            (ids[j], unigrams[j]) = self.missed_word(&lower, a as usize, b as usize);
         }
-        for &b in &self.unigrams {
-            f(b);
-        }
-        if self.ngrams >= 2 {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        if self.ngrams >= 2 && n >= 2 {
             // If the word cache was cleared while this text's words were looked up, its ids
             // mix two epochs: hash its bigrams without the cache.
             let cacheable = self.epoch == epoch;
-            let key_at = |ids: &[u32], i: usize| (u64::from(ids[i]) << 32) | u64::from(ids[i + 1]);
+            // Each bigram's key (its two word ids), computed once for the prefetch and the lookup.
+            let mut keys = std::mem::take(&mut self.keys);
+            keys.clear();
+            keys.extend(ids.windows(2).map(|w| (u64::from(w[0]) << 32) | u64::from(w[1])));
             // SHA-256 misses wait in `misses` and are hashed four at a time: `out` holds each
             // bigram's bucket, or PENDING and the miss's number in `misses.done`.
             let batched = self.hash == NgramHash::Sha256 && self.buckets <= PENDING;
-            self.out.clear();
+            out.resize(n - 1, 0);
             self.misses.done.clear();
             let bytes = lower.as_bytes();
-            for (i, pair) in spans.windows(2).enumerate() {
+            let mut pending = false;
+            for (i, (pair, (&key, b))) in spans.windows(2).zip(keys.iter().zip(out.iter_mut())).enumerate() {
                 // The cache's slots are random accesses to 1 MB: ask for the slot a few
                 // bigrams ahead now, so that its line is on its way while these are done.
-                if i + BIGRAM_PREFETCH + 1 < self.ids.len() {
-                    self.bigrams.prefetch(key_at(&self.ids, i + BIGRAM_PREFETCH));
+                if let Some(&ahead) = keys.get(i + BIGRAM_PREFETCH) {
+                    self.bigrams.prefetch(ahead);
                 }
-                let key = key_at(&self.ids, i);
-                if let Some(b) = self.bigrams.get(key).filter(|_| cacheable) {
-                    self.out.push(b);
+                if let Some(hit) = self.bigrams.get(key).filter(|_| cacheable) {
+                    *b = hit;
                     continue;
                 }
                 let [(a0, a1), (b0, b1)] = [pair[0], pair[1]];
@@ -453,7 +486,8 @@ impl Featurizer {
                     let misses = &mut self.misses;
                     // A miss still waiting (the same bigram again, soon after): its bucket.
                     let waiting = misses.keys[..misses.n].iter().position(|&k| k == key).filter(|_| cacheable);
-                    self.out.push(PENDING | (misses.done.len() + waiting.unwrap_or(misses.n)) as u32);
+                    *b = PENDING | (misses.done.len() + waiting.unwrap_or(misses.n)) as u32;
+                    pending = true;
                     if waiting.is_none() {
                         misses.push(key, first, second);
                         if misses.n == 4 {
@@ -462,19 +496,29 @@ impl Featurizer {
                     }
                 } else {
                     join_into(&mut self.key, &lower, pair);
-                    let b = self.hash_key(&self.key);
+                    *b = self.hash_key(&self.key);
                     if cacheable {
-                        self.bigrams.insert(key, b);
+                        self.bigrams.insert(key, *b);
                     }
-                    self.out.push(b);
                 }
             }
             self.misses.hash(&self.digest_mod, cacheable.then_some(&mut self.bigrams));
-            for &b in &self.out {
-                f(if b & PENDING != 0 { self.misses.done[(b & !PENDING) as usize] } else { b });
+            if pending {
+                let done = &self.misses.done;
+                for b in out.iter_mut().filter(|b| **b & PENDING != 0) {
+                    *b = done[(*b & !PENDING) as usize];
+                }
             }
+            self.keys = keys;
         }
-        self.lower = lower;
+        (self.ids, self.unigrams, self.out) = (ids, unigrams, out);
+        (self.spans, self.lower) = (spans, lower);
+    }
+
+    /// Call `f` with the bucket of every n-gram of 3 and more words of the text
+    /// [`Featurizer::unigrams_and_bigrams`] split, in the reference's order.
+    fn longer_ngrams(&mut self, f: &mut impl FnMut(u32)) {
+        let spans = std::mem::take(&mut self.spans);
         for n in 3..=self.ngrams {
             for window in spans.windows(n) {
                 self.join(window);
@@ -492,9 +536,7 @@ impl Featurizer {
                 f(bucket);
             }
         }
-        let words = spans.len() as u64;
         self.spans = spans;
-        words
     }
 }
 
@@ -1316,10 +1358,22 @@ mod tests {
         ) {
             let params = DsirParams { ngrams, buckets, ..DsirParams::default() };
             let mut fz = Featurizer::with_cache_limit(&params, limit);
+            // The fit's path (`extend_buckets`, for at most 2^16 buckets) on a featurizer of
+            // its own, appending after what is there.
+            let mut kept = (buckets <= 1 << 16).then(|| (Featurizer::with_cache_limit(&params, limit), vec![7u16]));
             for d in &docs {
                 let mut got = Vec::new();
-                fz.for_each_bucket(d, |b| got.push(b));
-                proptest::prop_assert_eq!(got, direct_buckets(&params, d));
+                let words = fz.for_each_bucket(d, |b| got.push(b));
+                let want = direct_buckets(&params, d);
+                proptest::prop_assert_eq!(words as usize, crate::text::wordpunct::wordpunct_tokens(d).len());
+                if let Some((fz16, buckets)) = kept.as_mut() {
+                    let start = buckets.len();
+                    proptest::prop_assert_eq!(fz16.extend_buckets(d, buckets), words);
+                    let want16: Vec<u16> = want.iter().map(|&b| b as u16).collect();
+                    proptest::prop_assert_eq!(&buckets[start..], &want16[..]);
+                    proptest::prop_assert_eq!(buckets[0], 7);
+                }
+                proptest::prop_assert_eq!(got, want);
             }
         }
     }
