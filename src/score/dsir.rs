@@ -551,8 +551,8 @@ fn join_into(key: &mut String, text: &str, window: &[(u32, u32)]) {
     }
 }
 
-/// Marks a bigram whose bucket is a miss's, in [`Featurizer::for_each_bucket`] (buckets are
-/// below it: at most `limits::DSIR_BUCKETS`, 2^27).
+/// Marks a bigram whose bucket is a miss's, in [`Featurizer::unigrams_and_bigrams`] (buckets
+/// are below it: at most `limits::DSIR_BUCKETS`, 2^27).
 const PENDING: u32 = 1 << 31;
 
 /// A text's bigrams that missed the cache, waiting to be hashed four at a time
