@@ -238,8 +238,9 @@ pub struct Featurizer {
     /// Bigrams missing from `bigrams`, hashed four at a time.
     misses: Misses,
     /// A text's bigram buckets (or, until its misses are hashed, [`PENDING`] and a miss's
-    /// number), and its bigrams' keys.
+    /// number).
     out: Vec<u32>,
+    /// A text's bigrams' keys (their two word ids), for the prefetch and the lookup.
     keys: Vec<u64>,
     /// A text's unigram buckets, and the positions of its words that missed the short- and
     /// medium-word caches (looked up after the others, their table slots asked for meanwhile).
